@@ -1,0 +1,654 @@
+#include "config/config.hpp"
+
+#include "config/defaults.hpp"
+#include "config/duration.hpp"
+
+#include <toml++/toml.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <optional>
+#include <stdexcept>
+
+namespace nodecoord::config {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// Longer durations are refused: timers are computed in nanoseconds on the steady clock, and no
+// setting of nodecoordd makes sense beyond a year.
+constexpr duration max_duration = std::chrono::hours{24 * 365};
+
+constexpr std::string_view endpoint_example = "\"127.0.0.1:7400\" or \"[::1]:7400\"";
+
+std::string quote(std::string_view s) { return "\"" + std::string{s} + "\""; }
+
+std::string_view type_name(toml::node_type t) {
+  switch (t) {
+    case toml::node_type::table: return "table";
+    case toml::node_type::array: return "array";
+    case toml::node_type::string: return "string";
+    case toml::node_type::integer: return "integer";
+    case toml::node_type::floating_point: return "float";
+    case toml::node_type::boolean: return "boolean";
+    case toml::node_type::date: return "date";
+    case toml::node_type::time: return "time";
+    case toml::node_type::date_time: return "date-time";
+    case toml::node_type::none: break;
+  }
+  return "nothing";
+}
+
+// --- endpoints ---------------------------------------------------------------------------------
+
+bool is_host_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-'
+         || c == '_';
+}
+
+/// Parses "host:port" / "[v6]:port". On failure returns nullopt and sets `why` (a full message).
+std::optional<endpoint> parse_endpoint(std::string_view text, std::string& why) {
+  const std::string expected = "expected \"host:port\" such as " + std::string{endpoint_example};
+  if (text.empty()) {
+    why = "empty address; " + expected;
+    return std::nullopt;
+  }
+  std::string_view host;
+  std::string_view port;
+  bool bracketed = false;
+  if (text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos) {
+      why = "invalid address " + quote(text) + ": missing ']' after the IPv6 address; " + expected;
+      return std::nullopt;
+    }
+    host = text.substr(1, close - 1);
+    auto after = text.substr(close + 1);
+    if (after.empty() || after.front() != ':') {
+      why = "invalid address " + quote(text) + ": missing port after ']'; " + expected;
+      return std::nullopt;
+    }
+    port = after.substr(1);
+    bracketed = true;
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      why = "invalid address " + quote(text) + ": missing port; " + expected;
+      return std::nullopt;
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      why = "invalid address " + quote(text) + ": IPv6 addresses must be written in brackets, e.g. \"[::1]:7400\"";
+      return std::nullopt;
+    }
+  }
+  if (host.empty()) {
+    why = "invalid address " + quote(text)
+          + ": missing host; use \"0.0.0.0\" (all IPv4 addresses) or \"[::]\" (all IPv6 addresses) to listen "
+            "everywhere";
+    return std::nullopt;
+  }
+  if (bracketed) {
+    // An optional zone ("[fe80::1%eth0]") is passed through; the address part must be valid IPv6.
+    std::string address{host.substr(0, host.find('%'))};
+    in6_addr a6{};
+    if (inet_pton(AF_INET6, address.c_str(), &a6) != 1) {
+      why = "invalid address " + quote(text) + ": " + quote(host) + " is not an IPv6 address";
+      return std::nullopt;
+    }
+  } else {
+    if (!std::all_of(host.begin(), host.end(), is_host_char)) {
+      why = "invalid address " + quote(text) + ": " + quote(host)
+            + " is not a host name or IP address; use \"0.0.0.0\" (all IPv4 addresses) or \"[::]\" (all IPv6 "
+              "addresses) to listen everywhere";
+      return std::nullopt;
+    }
+    bool numeric = std::all_of(host.begin(), host.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+    in_addr a4{};
+    if (numeric && inet_pton(AF_INET, std::string{host}.c_str(), &a4) != 1) {
+      why = "invalid address " + quote(text) + ": " + quote(host) + " is not an IPv4 address";
+      return std::nullopt;
+    }
+  }
+  if (port.empty() || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    why = "invalid address " + quote(text) + ": the port must be a number from 1 to 65535";
+    return std::nullopt;
+  }
+  uint64_t number = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), number);
+  if (ec != std::errc{} || ptr != port.data() + port.size() || number == 0 || number > 65535) {
+    why = "out of range: the port must be between 1 and 65535 (got " + std::string{port} + ")";
+    return std::nullopt;
+  }
+  return endpoint{std::string{host}, static_cast<uint16_t>(number)};
+}
+
+bool is_loopback(const endpoint& ep) {
+  if (ep.host == "localhost")
+    return true;
+  in_addr a4{};
+  if (inet_pton(AF_INET, ep.host.c_str(), &a4) == 1)
+    return (ntohl(a4.s_addr) >> 24) == 127;
+  in6_addr a6{};
+  if (inet_pton(AF_INET6, ep.host.c_str(), &a6) == 1)
+    return IN6_IS_ADDR_LOOPBACK(&a6);
+  return false;
+}
+
+endpoint default_endpoint(const char* text) {
+  std::string why;
+  auto ep = parse_endpoint(text, why);
+  if (!ep)
+    throw std::logic_error("invalid default address in config/defaults.hpp: " + why);
+  return *ep;
+}
+
+// --- enums -------------------------------------------------------------------------------------
+
+constexpr std::array<std::pair<std::string_view, log_level>, 5> log_levels{{
+  {"trace", log_level::trace},
+  {"debug", log_level::debug},
+  {"info", log_level::info},
+  {"warn", log_level::warn},
+  {"error", log_level::error},
+}};
+
+constexpr std::array<std::pair<std::string_view, log_format>, 2> log_formats{{
+  {"text", log_format::text},
+  {"json", log_format::json},
+}};
+
+template <class Enum, size_t N>
+std::optional<Enum> lookup(const std::array<std::pair<std::string_view, Enum>, N>& table, std::string_view name) {
+  for (const auto& [text, value] : table)
+    if (text == name)
+      return value;
+  return std::nullopt;
+}
+
+template <class Enum, size_t N>
+std::string names_of(const std::array<std::pair<std::string_view, Enum>, N>& table) {
+  std::string out;
+  for (const auto& entry : table) {
+    if (!out.empty())
+      out += ", ";
+    out += entry.first;
+  }
+  return out;
+}
+
+// --- suggestions -------------------------------------------------------------------------------
+
+/// Optimal string alignment distance (Levenshtein plus adjacent transpositions), case-insensitive.
+size_t edit_distance(std::string_view a, std::string_view b) {
+  auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i)
+    d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j)
+    d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) && lower(a[i - 2]) == lower(b[j - 1]))
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// --- the schema and the loader -----------------------------------------------------------------
+
+class loader;
+
+struct key_spec {
+  std::string_view name;
+  // Reads and checks one value; returns false after reporting an error (the field keeps its default).
+  std::function<bool(loader&, const toml::node&, const std::string& dotted)> read;
+};
+
+struct table_spec {
+  std::string_view name;
+  std::vector<key_spec> keys;
+};
+
+class loader {
+public:
+  loader(std::string file, daemon_config& cfg) : file_(std::move(file)), cfg_(cfg) {}
+
+  std::vector<config_error> run(const toml::table& root) {
+    const auto schema = make_schema();
+    for (auto&& [tkey, tnode] : root) {
+      const std::string tname{tkey.str()};
+      auto spec = std::find_if(schema.begin(), schema.end(), [&](const table_spec& s) { return s.name == tname; });
+      if (spec == schema.end()) {
+        unknown_key(tkey, tnode, schema, nullptr);
+        continue;
+      }
+      const toml::table* tbl = tnode.as_table();
+      if (!tbl) {
+        error(tnode.source(), tname,
+              "expected a table ([" + tname + "]), got " + std::string{type_name(tnode.type())}
+                + (tnode.is_array_of_tables() ? " of tables; write [" + tname + "], not [[" + tname + "]]" : ""));
+        continue;
+      }
+      for (auto&& [vkey, vnode] : *tbl) {
+        std::string dotted = tname + "." + std::string{vkey.str()};
+        auto field = std::find_if(spec->keys.begin(), spec->keys.end(),
+                                  [&](const key_spec& k) { return k.name == vkey.str(); });
+        if (field == spec->keys.end()) {
+          unknown_key(vkey, vnode, schema, &*spec);
+          continue;
+        }
+        seen_[dotted] = seen{vnode.source(), true};
+        if (!field->read(*this, vnode, dotted))
+          seen_[dotted].ok = false;
+      }
+    }
+    cross_checks();
+    std::stable_sort(errors_.begin(), errors_.end(), [](const config_error& a, const config_error& b) {
+      return a.line != b.line ? a.line < b.line : a.column < b.column;
+    });
+    return std::move(errors_);
+  }
+
+  // --- value readers (used by the schema) ---
+
+  template <class T>
+  bool integer(const toml::node& n, const std::string& key, T& out, int64_t min) {
+    const auto* v = n.as_integer();
+    if (!v)
+      return type_error(n, key, "an integer");
+    int64_t value = v->get();
+    constexpr uint64_t type_max = std::numeric_limits<T>::max();
+    const int64_t max = type_max > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
+                          ? std::numeric_limits<int64_t>::max()
+                          : static_cast<int64_t>(type_max);
+    if (value < min)
+      return error(n.source(), key,
+                   "out of range: must be at least " + std::to_string(min) + " (got " + std::to_string(value) + ")");
+    if (value > max)
+      return error(n.source(), key,
+                   "out of range: must be at most " + std::to_string(max) + " (got " + std::to_string(value) + ")");
+    out = static_cast<T>(value);
+    return true;
+  }
+
+  bool time(const toml::node& n, const std::string& key, duration& out) {
+    const auto* v = n.as_string();
+    if (!v)
+      return type_error(n, key, "a string like \"10s\"");
+    std::string why;
+    auto d = parse_duration(v->get(), &why);
+    if (!d)
+      return error(n.source(), key, "invalid duration " + quote(v->get()) + ": " + why);
+    if (*d <= duration::zero())
+      return error(n.source(), key, "out of range: must be greater than 0 (got " + quote(v->get()) + ")");
+    if (*d > max_duration)
+      return error(n.source(), key,
+                   "out of range: must be at most " + format_duration(max_duration) + " (got " + quote(v->get()) + ")");
+    out = *d;
+    return true;
+  }
+
+  bool address(const toml::node& n, const std::string& key, endpoint& out) {
+    const auto* v = n.as_string();
+    if (!v)
+      return type_error(n, key, "a string like " + std::string{endpoint_example});
+    std::string why;
+    auto ep = parse_endpoint(v->get(), why);
+    if (!ep)
+      return error(n.source(), key, why);
+    out = std::move(*ep);
+    return true;
+  }
+
+  bool text(const toml::node& n, const std::string& key, std::string& out) {
+    const auto* v = n.as_string();
+    if (!v)
+      return type_error(n, key, "a string");
+    out = v->get();
+    return true;
+  }
+
+  bool storage_url(const toml::node& n, const std::string& key, std::string& out) {
+    const auto* v = n.as_string();
+    if (!v)
+      return type_error(n, key, "a string like \"sqlite://nodecoord.db\"");
+    const std::string& url = v->get();
+    const std::string expected =
+      "expected \"sqlite://PATH\", \"sqlite::memory:\", \"postgresql://...\" or \"postgres://...\"";
+    auto starts = [&](std::string_view prefix) { return url.compare(0, prefix.size(), prefix) == 0; };
+    if (url == "sqlite::memory:" || starts("postgresql://") || starts("postgres://")) {
+      out = url;
+      return true;
+    }
+    if (starts("sqlite://")) {
+      if (url.size() == std::string_view{"sqlite://"}.size())
+        return error(n.source(), key, "missing database path after \"sqlite://\"; " + expected);
+      out = url;
+      return true;
+    }
+    // The URL itself is not echoed: a mistyped PostgreSQL URL may carry a password.
+    auto scheme_end = url.find("://");
+    if (scheme_end != std::string::npos && scheme_end > 0 && scheme_end <= 32)
+      return error(n.source(), key, "unsupported storage URL scheme " + quote(url.substr(0, scheme_end)) + "; " + expected);
+    return error(n.source(), key, "unsupported storage URL; " + expected);
+  }
+
+  template <class Enum, size_t N>
+  bool choice(const toml::node& n, const std::string& key, const std::array<std::pair<std::string_view, Enum>, N>& table,
+              std::string_view what, Enum& out) {
+    const auto* v = n.as_string();
+    if (!v)
+      return type_error(n, key, "a string (one of " + names_of(table) + ")");
+    auto value = lookup(table, v->get());
+    if (!value)
+      return error(n.source(), key,
+                   "invalid " + std::string{what} + " " + quote(v->get()) + "; expected one of " + names_of(table));
+    out = *value;
+    return true;
+  }
+
+private:
+  struct seen {
+    toml::source_region where;
+    bool ok = true;
+  };
+
+  std::vector<table_spec> make_schema() {
+    auto& c = cfg_;
+    using L = loader;
+    using N = toml::node;
+    using K = std::string;
+    return {
+      {"server",
+       {
+         {"listen", [&c](L& l, const N& n, const K& k) { return l.address(n, k, c.server.listen); }},
+         {"max_connections", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_connections, 1); }},
+         {"max_frame_bytes", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_frame_bytes, 1024); }},
+         {"max_outbound_bytes",
+          [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_outbound_bytes, 1024); }},
+         {"hello_timeout", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.server.hello_timeout); }},
+         {"heartbeat_interval", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.server.heartbeat_interval); }},
+         {"idle_timeout", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.server.idle_timeout); }},
+         {"max_protocol_errors",
+          [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_protocol_errors, 1); }},
+         {"shutdown_timeout", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.server.shutdown_timeout); }},
+       }},
+      {"storage",
+       {
+         {"url", [&c](L& l, const N& n, const K& k) { return l.storage_url(n, k, c.storage.url); }},
+         {"batch_max", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.storage.batch_max, 1); }},
+         {"connect_timeout", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.storage.connect_timeout); }},
+         {"reconnect_initial", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.storage.reconnect_initial); }},
+         {"reconnect_max", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.storage.reconnect_max); }},
+       }},
+      {"backfill",
+       {
+         {"reconcile_interval",
+          [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.backfill.reconcile_interval); }},
+         {"batch_size", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.backfill.batch_size, 1); }},
+         {"request_timeout", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.backfill.request_timeout); }},
+         {"max_failures", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.backfill.max_failures, 1); }},
+         {"reconnect_rate", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.backfill.reconnect_rate, 1); }},
+         {"max_inflight_per_node",
+          [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.backfill.max_inflight_per_node, 1); }},
+       }},
+      {"admin",
+       {
+         {"listen", [&c](L& l, const N& n, const K& k) { return l.address(n, k, c.admin.listen); }},
+         {"token_file", [&c](L& l, const N& n, const K& k) { return l.text(n, k, c.admin.token_file); }},
+       }},
+      {"log",
+       {
+         {"level", [&c](L& l, const N& n, const K& k) { return l.choice(n, k, log_levels, "log level", c.log.level); }},
+         {"format",
+          [&c](L& l, const N& n, const K& k) { return l.choice(n, k, log_formats, "log format", c.log.format); }},
+       }},
+    };
+  }
+
+  bool error(const toml::source_region& where, std::string key, std::string message) {
+    errors_.push_back(config_error{file_, where.begin.line, where.begin.column, std::move(key), std::move(message)});
+    return false;
+  }
+
+  bool type_error(const toml::node& n, const std::string& key, const std::string& expected) {
+    return error(n.source(), key, "expected " + expected + ", got " + std::string{type_name(n.type())});
+  }
+
+  /// An unknown key: in `table`, or at the top level when `table` is null.
+  void unknown_key(const toml::key& k, const toml::node& value, const std::vector<table_spec>& schema,
+                   const table_spec* table) {
+    const std::string name{k.str()};
+    std::string dotted = table ? std::string{table->name} + "." + name : name;
+    std::vector<std::string> candidates;
+    if (table) {
+      for (const auto& field : table->keys)
+        candidates.emplace_back(field.name);
+    } else {
+      for (const auto& spec : schema)
+        candidates.emplace_back(spec.name);
+    }
+    // A near miss in the same table ...
+    std::vector<std::string> suggestions;
+    size_t best = 3;
+    for (const auto& candidate : candidates) {
+      size_t d = edit_distance(name, candidate);
+      if (d < best) {
+        best = d;
+        suggestions = {candidate};
+      }
+    }
+    // ... or the right key in the wrong table.
+    if (suggestions.empty()) {
+      for (const auto& spec : schema) {
+        if (&spec == table)
+          continue;
+        for (const auto& field : spec.keys)
+          if (field.name == name)
+            suggestions.push_back(std::string{spec.name} + "." + name);
+      }
+    }
+    std::string message = "unknown key '" + name + "'";
+    if (table)
+      message += " in [" + std::string{table->name} + "]";
+    if (!suggestions.empty()) {
+      message += " (did you mean ";
+      for (size_t i = 0; i < suggestions.size(); ++i)
+        message += (i == 0 ? "" : " or ") + ("'" + suggestions[i] + "'");
+      message += "?)";
+    }
+    toml::source_region where = k.source();
+    if (where.begin.line == 0)
+      where = value.source();
+    error(where, std::move(dotted), std::move(message));
+  }
+
+  /// A rule between two keys. Reported at `primary` when the file sets it, else at `other`; nothing
+  /// when either key already had an error of its own.
+  void relation(bool holds, const std::string& primary, const std::string& primary_message, const std::string& other,
+                const std::string& other_message) {
+    if (holds)
+      return;
+    auto p = seen_.find(primary);
+    auto o = seen_.find(other);
+    if ((p != seen_.end() && !p->second.ok) || (o != seen_.end() && !o->second.ok))
+      return;
+    if (p != seen_.end())
+      error(p->second.where, primary, primary_message);
+    else if (o != seen_.end())
+      error(o->second.where, other, other_message);
+    else
+      error(toml::source_region{}, primary, primary_message); // only if the defaults themselves conflict
+  }
+
+  void cross_checks() {
+    const auto& s = cfg_.server;
+    relation(s.max_outbound_bytes >= s.max_frame_bytes, "server.max_outbound_bytes",
+             "out of range: must be at least server.max_frame_bytes = " + std::to_string(s.max_frame_bytes) + " (got "
+               + std::to_string(s.max_outbound_bytes) + ")",
+             "server.max_frame_bytes",
+             "out of range: must be at most server.max_outbound_bytes = " + std::to_string(s.max_outbound_bytes)
+               + " (got " + std::to_string(s.max_frame_bytes) + ")");
+    relation(s.idle_timeout > s.heartbeat_interval, "server.idle_timeout",
+             "out of range: must be greater than server.heartbeat_interval = " + format_duration(s.heartbeat_interval)
+               + " (got " + format_duration(s.idle_timeout) + ")",
+             "server.heartbeat_interval",
+             "out of range: must be less than server.idle_timeout = " + format_duration(s.idle_timeout) + " (got "
+               + format_duration(s.heartbeat_interval) + ")");
+    const auto& st = cfg_.storage;
+    relation(st.reconnect_initial <= st.reconnect_max, "storage.reconnect_initial",
+             "out of range: must not exceed storage.reconnect_max = " + format_duration(st.reconnect_max) + " (got "
+               + format_duration(st.reconnect_initial) + ")",
+             "storage.reconnect_max",
+             "out of range: must be at least storage.reconnect_initial = " + format_duration(st.reconnect_initial)
+               + " (got " + format_duration(st.reconnect_max) + ")");
+    const auto& a = cfg_.admin;
+    relation(!a.token_file.empty() || is_loopback(a.listen), "admin.listen",
+             quote(a.listen.to_string())
+               + " is not a loopback address, so admin.token_file must be set (the admin API then requires a "
+                 "bearer token)",
+             "admin.token_file",
+             "must be set because admin.listen = " + quote(a.listen.to_string()) + " is not a loopback address");
+  }
+
+  std::string file_;
+  daemon_config& cfg_;
+  std::map<std::string, seen> seen_; // every known key the file sets: where its value is, whether it was valid
+  std::vector<config_error> errors_;
+};
+
+} // namespace
+
+// --- public API --------------------------------------------------------------------------------
+
+std::string endpoint::to_string() const {
+  std::string out = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  return out + ":" + std::to_string(port);
+}
+
+std::string config_error::to_string() const {
+  std::string location = file;
+  if (line > 0) {
+    if (!location.empty())
+      location += ':';
+    location += std::to_string(line);
+    if (column > 0)
+      location += ':' + std::to_string(column);
+  }
+  std::string out;
+  for (const std::string* part : std::initializer_list<const std::string*>{&location, &key, &message}) {
+    if (part->empty())
+      continue;
+    if (!out.empty())
+      out += ": ";
+    out += *part;
+  }
+  return out;
+}
+
+std::string_view to_string(log_level level) {
+  for (const auto& [text, value] : log_levels)
+    if (value == level)
+      return text;
+  return "unknown";
+}
+
+std::string_view to_string(log_format format) {
+  for (const auto& [text, value] : log_formats)
+    if (value == format)
+      return text;
+  return "unknown";
+}
+
+daemon_config default_config() {
+  daemon_config c;
+  c.server.listen = default_endpoint(defaults::listen);
+  c.server.max_connections = defaults::max_connections;
+  c.server.max_frame_bytes = defaults::max_frame_bytes;
+  c.server.max_outbound_bytes = defaults::max_outbound_bytes;
+  c.server.hello_timeout = defaults::hello_timeout;
+  c.server.heartbeat_interval = defaults::heartbeat_interval;
+  c.server.idle_timeout = defaults::idle_timeout;
+  c.server.max_protocol_errors = defaults::max_protocol_errors;
+  c.server.shutdown_timeout = defaults::shutdown_timeout;
+
+  c.storage.url = defaults::storage_url;
+  c.storage.batch_max = defaults::batch_max;
+  c.storage.connect_timeout = defaults::connect_timeout;
+  c.storage.reconnect_initial = defaults::reconnect_initial;
+  c.storage.reconnect_max = defaults::reconnect_max;
+
+  c.backfill.reconcile_interval = defaults::reconcile_interval;
+  c.backfill.batch_size = defaults::batch_size;
+  c.backfill.request_timeout = defaults::request_timeout;
+  c.backfill.max_failures = defaults::max_failures;
+  c.backfill.reconnect_rate = defaults::reconnect_rate;
+  c.backfill.max_inflight_per_node = defaults::max_inflight_per_node;
+
+  c.admin.listen = default_endpoint(defaults::admin_listen);
+  c.admin.token_file = defaults::admin_token_file;
+
+  c.log.level = *lookup(log_levels, defaults::log_level);
+  c.log.format = *lookup(log_formats, defaults::log_format);
+  return c;
+}
+
+load_result load_string(std::string_view text, std::string_view name) {
+  load_result result{default_config(), {}};
+  toml::table root;
+  try {
+    root = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    result.errors.push_back(config_error{std::string{name}, where.line, where.column, {}, std::string{e.description()}});
+    return result;
+  }
+  result.errors = loader{std::string{name}, result.config}.run(root);
+  return result;
+}
+
+load_result load_file(const std::string& path) {
+  std::string text;
+  errno = 0;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  int error = f ? 0 : (errno != 0 ? errno : EIO);
+  if (f) {
+    char buffer[8192];
+    size_t n = 0;
+    constexpr size_t max_size = 16 * 1024 * 1024; // no sane configuration is this large (think /dev/zero)
+    while (text.size() <= max_size && (n = std::fread(buffer, 1, sizeof buffer, f)) > 0)
+      text.append(buffer, n);
+    if (std::ferror(f))
+      error = errno != 0 ? errno : EIO;
+    else if (text.size() > max_size)
+      error = EFBIG;
+    std::fclose(f);
+  }
+  if (error != 0) {
+    load_result result{default_config(), {}};
+    result.errors.push_back(config_error{path, 0, 0, {},
+                                         "cannot read the configuration file: "
+                                           + std::string{std::strerror(error)}});
+    return result;
+  }
+  return load_string(text, path);
+}
+
+} // namespace nodecoord::config

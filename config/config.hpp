@@ -1,0 +1,101 @@
+#pragma once
+// The TOML configuration of nodecoordd (DESIGN §5): plain structs, parsing and validation.
+// No CAF here: this is unit-tested directly and also used by --check-config.
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nodecoord::config {
+
+using duration = std::chrono::milliseconds;
+
+/// A host:port pair. IPv6 hosts are written in brackets: "[::1]:7400".
+struct endpoint {
+  std::string host;
+  uint16_t port = 0;
+  std::string to_string() const;
+};
+
+struct server_config {
+  endpoint listen;
+  uint32_t max_connections;
+  uint64_t max_frame_bytes;
+  uint64_t max_outbound_bytes;
+  duration hello_timeout;
+  duration heartbeat_interval;
+  duration idle_timeout;
+  uint32_t max_protocol_errors;
+  duration shutdown_timeout;
+};
+
+struct storage_config {
+  std::string url;
+  uint32_t batch_max;
+  duration connect_timeout;
+  duration reconnect_initial;
+  duration reconnect_max;
+};
+
+struct backfill_config {
+  duration reconcile_interval;
+  uint32_t batch_size;
+  duration request_timeout;
+  uint32_t max_failures;
+  uint32_t reconnect_rate;
+  uint32_t max_inflight_per_node;
+};
+
+struct admin_config {
+  endpoint listen;
+  std::string token_file; // empty: no token (allowed only on loopback)
+};
+
+enum class log_level { trace, debug, info, warn, error };
+enum class log_format { text, json };
+
+struct log_config {
+  log_level level;
+  log_format format;
+};
+
+struct daemon_config {
+  server_config server;
+  storage_config storage;
+  backfill_config backfill;
+  admin_config admin;
+  log_config log;
+};
+
+/// Every default from defaults.hpp.
+daemon_config default_config();
+
+/// One problem found in a configuration file. line/column are 1-based; 0 when the problem has no
+/// position (an unreadable file).
+struct config_error {
+  std::string file;
+  uint32_t line = 0;
+  uint32_t column = 0;
+  std::string key;     // dotted key, e.g. "server.listen"; empty for syntax errors
+  std::string message;
+  /// "file:line:column: key: message" (parts without a value are left out).
+  std::string to_string() const;
+};
+
+struct load_result {
+  daemon_config config;             // defaults where the file had errors
+  std::vector<config_error> errors; // empty: the file is valid
+  bool ok() const { return errors.empty(); }
+};
+
+/// Parses and validates a file. Collects every error instead of stopping at the first.
+load_result load_file(const std::string& path);
+
+/// Same for text in memory; `name` is used as the file name in errors.
+load_result load_string(std::string_view text, std::string_view name);
+
+std::string_view to_string(log_level);
+std::string_view to_string(log_format);
+
+} // namespace nodecoord::config

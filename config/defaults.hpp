@@ -1,0 +1,47 @@
+#pragma once
+// Every default of nodecoordd in one place. config/nodecoord.example.toml lists the same values;
+// tests/config_test.cpp checks that the example file parses to exactly these.
+#include <chrono>
+#include <cstdint>
+
+namespace nodecoord::defaults {
+
+using namespace std::chrono_literals;
+
+// [server]
+inline constexpr const char* listen = "127.0.0.1:7400";
+inline constexpr uint32_t max_connections = 10000;
+inline constexpr uint64_t max_frame_bytes = 1024 * 1024;        // 1 MiB
+inline constexpr uint64_t max_outbound_bytes = 4 * 1024 * 1024; // 4 MiB
+inline constexpr auto hello_timeout = 10s;
+inline constexpr auto heartbeat_interval = 10s;
+inline constexpr auto idle_timeout = 30s;
+inline constexpr uint32_t max_protocol_errors = 10;
+inline constexpr auto shutdown_timeout = 15s;
+
+// [storage]
+// Relative SQLite paths resolve against the state directory ($STATE_DIRECTORY under systemd,
+// --state-dir, or the working directory).
+inline constexpr const char* storage_url = "sqlite://nodecoord.db";
+inline constexpr uint32_t batch_max = 1000;
+inline constexpr auto connect_timeout = 5s;
+inline constexpr auto reconnect_initial = 100ms;
+inline constexpr auto reconnect_max = 10s;
+
+// [backfill]
+inline constexpr auto reconcile_interval = 60s;
+inline constexpr uint32_t batch_size = 100;
+inline constexpr auto request_timeout = 120s;
+inline constexpr uint32_t max_failures = 5;
+inline constexpr uint32_t reconnect_rate = 50; // requests per second, whole fleet
+inline constexpr uint32_t max_inflight_per_node = 2;
+
+// [admin]
+inline constexpr const char* admin_listen = "127.0.0.1:7401";
+inline constexpr const char* admin_token_file = "";
+
+// [log]
+inline constexpr const char* log_level = "info";
+inline constexpr const char* log_format = "text";
+
+} // namespace nodecoord::defaults

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages needed to build and test nodecoord, but only those that
+# are missing (checked with dpkg-query); `apt-get update` runs only if something is missing.
+# As root: installs directly. Otherwise: via sudo if available, else prints the command
+# and exits 1.
+set -euo pipefail
+
+packages=(
+  # build tools
+  g++ cmake ninja-build pkg-config
+  # libraries (see CMakeLists.txt)
+  libcaf-dev libsoci-dev libtomlplusplus-dev libboost-test-dev libpq-dev libsqlite3-dev
+  nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libssl-dev libsystemd-dev
+  # tests: systemd-analyze/-sysusers/-tmpfiles, a throwaway PostgreSQL, ss (free ports)
+  systemd postgresql-15 postgresql-client-15 iproute2
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = installed ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#packages[@]} packages are installed"
+  exit 0
+fi
+echo "deps: missing: ${missing[*]}"
+
+install=(apt-get install -y --no-install-recommends "${missing[@]}")
+if [ "$(id -u)" = 0 ]; then
+  as_root=(env DEBIAN_FRONTEND=noninteractive)
+elif command -v sudo >/dev/null; then
+  as_root=(sudo env DEBIAN_FRONTEND=noninteractive)
+else
+  echo "deps: not root and no sudo; as root, run:" >&2
+  echo "  apt-get update && DEBIAN_FRONTEND=noninteractive ${install[*]}" >&2
+  exit 1
+fi
+
+"${as_root[@]}" apt-get update
+"${as_root[@]}" "${install[@]}"
+
+# Check that everything is there now (apt-get can succeed yet leave a package half-configured).
+still=()
+for p in "${missing[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = installed ] || still+=("$p")
+done
+if [ ${#still[@]} -ne 0 ]; then
+  echo "deps: still not installed: ${still[*]}" >&2
+  exit 1
+fi
+echo "deps: installed ${missing[*]}"

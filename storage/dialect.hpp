@@ -1,0 +1,27 @@
+#pragma once
+// The few places where PostgreSQL and SQLite SQL differ. Everything else is one portable text.
+#include "storage/url.hpp"
+
+#include <string>
+
+namespace nodecoord::storage {
+
+struct dialect {
+  backend kind;
+  const char* uuid;      // column type of ids
+  const char* timestamp; // column type of times (bound and read as RFC 3339 text)
+  const char* json;      // column type of JSON documents (bound and read as text)
+
+  /// An expression reading timestamp column `col` as RFC 3339 UTC text with milliseconds.
+  std::string ts(const std::string& col) const;
+  /// An expression reading JSON column `col` as text.
+  std::string json_text(const std::string& col) const;
+  /// A bound parameter `:name` cast to the timestamp / json / uuid column type, for contexts in
+  /// which PostgreSQL cannot infer the type of a text parameter (e.g. inside CASE or COALESCE).
+  std::string ts_param(const std::string& name) const;
+  std::string json_param(const std::string& name) const;
+};
+
+const dialect& dialect_for(backend b);
+
+} // namespace nodecoord::storage

@@ -1,0 +1,705 @@
+#include "storage/operations.hpp"
+
+#include "common/ids.hpp"
+#include "storage/dialect.hpp"
+#include "storage/query.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace nodecoord::storage {
+
+namespace {
+
+// Bounded IN lists: well below SQLite's 32766 and PostgreSQL's 65535 parameter limits.
+constexpr size_t in_chunk = 500;
+
+std::string node_columns(const dialect& d) {
+  return "id, name, key_id, key_hash, status, session_epoch, " + d.ts("connected_at") + ", "
+         + d.ts("disconnected_at") + ", disconnect_reason, " + d.ts("last_seen_at") + ", "
+         + d.json_text("capabilities") + ", " + d.ts("created_at") + ", " + d.ts("disabled_at");
+}
+
+node_record read_node(const soci::row& r) {
+  node_record n;
+  n.id = col_str(r, 0);
+  n.name = col_str(r, 1);
+  n.key_id = col_str(r, 2);
+  n.key_hash = col_str(r, 3);
+  n.status = col_str(r, 4);
+  n.session_epoch = col_int(r, 5);
+  n.connected_at = col_str(r, 6);
+  n.disconnected_at = col_str(r, 7);
+  n.disconnect_reason = col_str(r, 8);
+  n.last_seen_at = col_str(r, 9);
+  n.capabilities = col_str(r, 10);
+  n.created_at = col_str(r, 11);
+  n.disabled_at = col_str(r, 12);
+  return n;
+}
+
+node_lookup_by_key::result_type find_node(op_context& c, const std::string& column,
+                                          const std::string& value) {
+  node_lookup_by_key::result_type out;
+  query(c.sql, "SELECT " + node_columns(c.d) + " FROM nodes WHERE " + column + " = :v")
+    .bind("v", value)
+    .each([&](const soci::row& r) {
+      out.found = true;
+      out.node = read_node(r);
+    });
+  return out;
+}
+
+std::string attempt_columns(const dialect& d) {
+  return "id, node_id, task_id, state, sync_state, backfill_request_id, "
+         + d.ts("sync_requested_at") + ", " + d.ts("last_full_sync_at")
+         + ", backfill_failures, log_count, log_max_seq, " + d.ts("started_at") + ", "
+         + d.ts("finished_at") + ", " + d.json_text("meta") + ", " + d.ts("created_at") + ", "
+         + d.ts("updated_at");
+}
+
+attempt_record read_attempt(const soci::row& r) {
+  attempt_record a;
+  a.id = col_str(r, 0);
+  a.node_id = col_str(r, 1);
+  a.task_id = col_str(r, 2);
+  a.state = col_str(r, 3);
+  a.sync_state = col_str(r, 4);
+  a.backfill_request_id = col_str(r, 5);
+  a.sync_requested_at = col_str(r, 6);
+  a.last_full_sync_at = col_str(r, 7);
+  a.backfill_failures = col_int(r, 8);
+  a.log_count = col_int(r, 9);
+  a.log_max_seq = col_int(r, 10, -1);
+  a.started_at = col_str(r, 11);
+  a.finished_at = col_str(r, 12);
+  a.meta = col_str(r, 13);
+  a.created_at = col_str(r, 14);
+  a.updated_at = col_str(r, 15);
+  return a;
+}
+
+std::string job_columns(const dialect& d) {
+  return "id, type, status, node_id, attempt_count, " + d.json_text("detail") + ", error, "
+         + d.ts("created_at") + ", " + d.ts("started_at") + ", " + d.ts("finished_at");
+}
+
+job_record read_job(const soci::row& r) {
+  job_record j;
+  j.id = col_str(r, 0);
+  j.type = col_str(r, 1);
+  j.status = col_str(r, 2);
+  j.node_id = col_str(r, 3);
+  j.attempt_count = col_int(r, 4);
+  j.detail = col_str(r, 5);
+  j.error = col_str(r, 6);
+  j.created_at = col_str(r, 7);
+  j.started_at = col_str(r, 8);
+  j.finished_at = col_str(r, 9);
+  return j;
+}
+
+node_disable::result_type node_after(op_context& c, const std::string& name) {
+  auto found = find_node(c, "name", name);
+  return {found.found, std::move(found.node)};
+}
+
+/// The highest seq s such that 0..s are all stored, or -1. Counters answer the common case (no
+/// gaps) without touching attempt_logs.
+int64_t contiguous_high_water(op_context& c, const std::string& attempt_id, int64_t log_count,
+                              int64_t log_max_seq) {
+  if (log_count == 0)
+    return -1;
+  if (log_count == log_max_seq + 1)
+    return log_max_seq;
+  int64_t has_zero = 0;
+  query(c.sql, "SELECT COUNT(*) FROM attempt_logs WHERE attempt_id = :a AND seq = 0")
+    .bind("a", attempt_id)
+    .each([&](const soci::row& r) { has_zero = col_int(r, 0); });
+  if (!has_zero)
+    return -1;
+  int64_t end = -1;
+  query(c.sql, "SELECT MIN(l.seq) FROM attempt_logs l WHERE l.attempt_id = :a1 AND NOT EXISTS "
+               "(SELECT 1 FROM attempt_logs m WHERE m.attempt_id = :a2 AND m.seq = l.seq + 1)")
+    .bind("a1", attempt_id)
+    .bind("a2", attempt_id)
+    .each([&](const soci::row& r) { end = col_int(r, 0, -1); });
+  return end;
+}
+
+int64_t node_epoch(op_context& c, const std::string& node_id, bool& found) {
+  int64_t epoch = 0;
+  found = false;
+  query(c.sql, "SELECT session_epoch FROM nodes WHERE id = :id")
+    .bind("id", node_id)
+    .each([&](const soci::row& r) {
+      found = true;
+      epoch = col_int(r, 0);
+    });
+  return epoch;
+}
+
+/// Runs `sql_prefix + "(:i0, ...)"` for every chunk of ids; returns the total affected rows.
+/// `binder` adds the statement's other parameters.
+template <class Binder>
+int64_t exec_in_chunks(op_context& c, const std::string& sql_prefix,
+                       const std::vector<std::string>& ids, Binder binder) {
+  int64_t total = 0;
+  for (auto& chunk : chunks(ids, in_chunk)) {
+    query q(c.sql, sql_prefix + query::in_list("i", chunk.size()));
+    q.bind_list("i", chunk);
+    binder(q);
+    total += q.exec();
+  }
+  return total;
+}
+
+} // namespace
+
+// --- nodes -----------------------------------------------------------------------------------
+
+node_create::result_type execute(op_context& c, const node_create& op) {
+  node_create::result_type out;
+  int64_t taken = 0;
+  query(c.sql, "SELECT COUNT(*) FROM nodes WHERE name = :n OR key_id = :k")
+    .bind("n", op.name)
+    .bind("k", op.key_id)
+    .each([&](const soci::row& r) { taken = col_int(r, 0); });
+  if (taken)
+    return out;
+  auto id = op.id.empty() ? new_uuid() : op.id;
+  query(c.sql, "INSERT INTO nodes (id, name, key_id, key_hash, status, session_epoch, created_at) "
+               "VALUES (:id, :name, :key_id, :key_hash, 'offline', 0, :now)")
+    .bind("id", id)
+    .bind("name", op.name)
+    .bind("key_id", op.key_id)
+    .bind("key_hash", op.key_hash)
+    .bind("now", c.now_text)
+    .exec();
+  auto found = find_node(c, "id", id);
+  out.created = found.found;
+  out.node = std::move(found.node);
+  return out;
+}
+
+node_lookup_by_key::result_type execute(op_context& c, const node_lookup_by_key& op) {
+  return find_node(c, "key_id", op.key_id);
+}
+
+node_lookup_by_name::result_type execute(op_context& c, const node_lookup_by_name& op) {
+  return find_node(c, "name", op.name);
+}
+
+node_list::result_type execute(op_context& c, const node_list&) {
+  node_list::result_type out;
+  query(c.sql, "SELECT " + node_columns(c.d) + " FROM nodes ORDER BY name").each([&](const soci::row& r) {
+    out.push_back(read_node(r));
+  });
+  return out;
+}
+
+node_disable::result_type execute(op_context& c, const node_disable& op) {
+  query(c.sql, "UPDATE nodes SET status = 'disabled', disabled_at = :now "
+               "WHERE name = :name AND status <> 'disabled'")
+    .bind("now", c.now_text)
+    .bind("name", op.name)
+    .exec();
+  return node_after(c, op.name);
+}
+
+node_enable::result_type execute(op_context& c, const node_enable& op) {
+  query(c.sql, "UPDATE nodes SET status = 'offline', disabled_at = NULL "
+               "WHERE name = :name AND status = 'disabled'")
+    .bind("name", op.name)
+    .exec();
+  return node_after(c, op.name);
+}
+
+node_set_key::result_type execute(op_context& c, const node_set_key& op) {
+  query(c.sql, "UPDATE nodes SET key_id = :k, key_hash = :h WHERE name = :name")
+    .bind("k", op.key_id)
+    .bind("h", op.key_hash)
+    .bind("name", op.name)
+    .exec();
+  return node_after(c, op.name);
+}
+
+node_begin_session::result_type execute(op_context& c, const node_begin_session& op) {
+  auto n = query(c.sql, "UPDATE nodes SET session_epoch = session_epoch + 1, status = 'online', "
+                        "connected_at = :now, last_seen_at = :now2, disconnected_at = NULL, "
+                        "disconnect_reason = NULL "
+                        "WHERE id = :id AND session_epoch = :e AND status <> 'disabled'")
+             .bind("now", c.now_text)
+             .bind("now2", c.now_text)
+             .bind("id", op.node_id)
+             .bind("e", op.expected_epoch)
+             .exec();
+  if (n == 1)
+    return {true, op.expected_epoch + 1};
+  bool found = false;
+  return {false, node_epoch(c, op.node_id, found)};
+}
+
+node_end_session::result_type execute(op_context& c, const node_end_session& op) {
+  // A disabled node stays disabled; the time and reason of the disconnect are still recorded.
+  auto n = query(c.sql, "UPDATE nodes SET status = CASE WHEN status = 'disabled' THEN 'disabled' "
+                        "ELSE 'offline' END, disconnected_at = :now, disconnect_reason = :r "
+                        "WHERE id = :id AND session_epoch = :e")
+             .bind("now", c.now_text)
+             .bind_nullable("r", op.reason)
+             .bind("id", op.node_id)
+             .bind("e", op.epoch)
+             .exec();
+  return {n == 1};
+}
+
+node_touch::result_type execute(op_context& c, const node_touch& op) {
+  // One prepared statement for the whole list; never moves last_seen_at backwards.
+  node_touch::result_type out;
+  if (op.nodes.empty())
+    return out;
+  std::string id, at, at2;
+  soci::statement st = (c.sql.prepare << "UPDATE nodes SET last_seen_at = :at WHERE id = :id AND "
+                                         "(last_seen_at IS NULL OR last_seen_at < :at2)",
+                        soci::use(at, "at"), soci::use(id, "id"), soci::use(at2, "at2"));
+  for (auto& s : op.nodes) {
+    id = s.node_id;
+    at = s.at;
+    at2 = s.at;
+    st.execute(true);
+    out.updated += st.get_affected_rows();
+  }
+  return out;
+}
+
+// --- attempts and logs -----------------------------------------------------------------------
+
+attempt_upsert::result_type execute(op_context& c, const attempt_upsert& op) {
+  attempt_upsert::result_type out;
+  bool exists = false;
+  std::string owner;
+  query(c.sql, "SELECT node_id FROM node_task_attempts WHERE id = :id")
+    .bind("id", op.attempt_id)
+    .each([&](const soci::row& r) {
+      exists = true;
+      owner = col_str(r, 0);
+    });
+  if (exists && owner != op.node_id) {
+    out.status = write_status::forbidden;
+    return out;
+  }
+  if (exists) {
+    // Times and meta the node leaves out keep their stored values.
+    query(c.sql, "UPDATE node_task_attempts SET task_id = :task, state = :state, "
+                 "started_at = COALESCE(" + c.d.ts_param("started") + ", started_at), "
+                 "finished_at = COALESCE(" + c.d.ts_param("finished") + ", finished_at), "
+                 "meta = COALESCE(" + c.d.json_param("meta") + ", meta), updated_at = :now "
+                 "WHERE id = :id AND node_id = :node")
+      .bind("task", op.task_id)
+      .bind("state", op.state)
+      .bind_nullable("started", op.started_at)
+      .bind_nullable("finished", op.finished_at)
+      .bind_nullable("meta", op.meta)
+      .bind("now", c.now_text)
+      .bind("id", op.attempt_id)
+      .bind("node", op.node_id)
+      .exec();
+    return out;
+  }
+  query(c.sql, "INSERT INTO node_task_attempts (id, node_id, task_id, state, sync_state, "
+               "started_at, finished_at, meta, created_at, updated_at) VALUES (:id, :node, :task, "
+               ":state, 'partial', :started, :finished, " + c.d.json_param("meta") + ", :now, :now2)")
+    .bind("id", op.attempt_id)
+    .bind("node", op.node_id)
+    .bind("task", op.task_id)
+    .bind("state", op.state)
+    .bind_nullable("started", op.started_at)
+    .bind_nullable("finished", op.finished_at)
+    .bind_nullable("meta", op.meta)
+    .bind("now", c.now_text)
+    .bind("now2", c.now_text)
+    .exec();
+  out.created = true;
+  return out;
+}
+
+logs_insert::result_type execute(op_context& c, const logs_insert& op) {
+  logs_insert::result_type out;
+  bool exists = false;
+  std::string owner, sync_state;
+  int64_t log_max_seq = -1;
+  query(c.sql, "SELECT node_id, sync_state, log_max_seq FROM node_task_attempts WHERE id = :id")
+    .bind("id", op.attempt_id)
+    .each([&](const soci::row& r) {
+      exists = true;
+      owner = col_str(r, 0);
+      sync_state = col_str(r, 1);
+      log_max_seq = col_int(r, 2, -1);
+    });
+  if (!exists) {
+    out.status = write_status::unknown_attempt;
+    return out;
+  }
+  if (owner != op.node_id) {
+    out.status = write_status::forbidden;
+    return out;
+  }
+  if (op.entries.empty())
+    return out;
+  std::string attempt = op.attempt_id, ts, stream, line;
+  long long seq = 0;
+  soci::statement st = (c.sql.prepare << "INSERT INTO attempt_logs (attempt_id, seq, ts, stream, line) "
+                                         "VALUES (:a, :s, :ts, :st, :l) "
+                                         "ON CONFLICT (attempt_id, seq) DO NOTHING",
+                        soci::use(attempt, "a"), soci::use(seq, "s"), soci::use(ts, "ts"),
+                        soci::use(stream, "st"), soci::use(line, "l"));
+  int64_t max_inserted = -1;
+  for (auto& e : op.entries) {
+    seq = e.seq;
+    ts = e.ts;
+    stream = e.stream;
+    line = e.line;
+    st.execute(true);
+    if (st.get_affected_rows() > 0) {
+      ++out.inserted;
+      max_inserted = std::max<int64_t>(max_inserted, e.seq);
+    }
+  }
+  if (out.inserted == 0)
+    return out;
+  out.reopened = sync_state == "complete";
+  query(c.sql, "UPDATE node_task_attempts SET log_count = log_count + :n, log_max_seq = :m, "
+               "updated_at = :now, sync_state = CASE WHEN sync_state = 'complete' THEN 'partial' "
+               "ELSE sync_state END WHERE id = :id")
+    .bind("n", out.inserted)
+    .bind("m", std::max(log_max_seq, max_inserted))
+    .bind("now", c.now_text)
+    .bind("id", op.attempt_id)
+    .exec();
+  return out;
+}
+
+attempt_get::result_type execute(op_context& c, const attempt_get& op) {
+  attempt_get::result_type out;
+  query(c.sql, "SELECT " + attempt_columns(c.d) + " FROM node_task_attempts WHERE id = :id")
+    .bind("id", op.attempt_id)
+    .each([&](const soci::row& r) {
+      out.found = true;
+      out.attempt = read_attempt(r);
+    });
+  return out;
+}
+
+attempts_partial_of_node::result_type execute(op_context& c, const attempts_partial_of_node& op) {
+  attempts_partial_of_node::result_type out;
+  query(c.sql, "SELECT id FROM node_task_attempts WHERE node_id = :n AND sync_state = 'partial' "
+               "ORDER BY created_at, id LIMIT :lim")
+    .bind("n", op.node_id)
+    .bind("lim", op.limit)
+    .each([&](const soci::row& r) { out.push_back(col_str(r, 0)); });
+  return out;
+}
+
+logs_get::result_type execute(op_context& c, const logs_get& op) {
+  logs_get::result_type out;
+  query(c.sql, "SELECT seq, " + c.d.ts("ts") + ", stream, line FROM attempt_logs "
+               "WHERE attempt_id = :a AND seq > :after ORDER BY seq LIMIT :lim")
+    .bind("a", op.attempt_id)
+    .bind("after", op.after_seq)
+    .bind("lim", op.limit)
+    .each([&](const soci::row& r) {
+      out.push_back({col_int(r, 0), col_str(r, 1), col_str(r, 2), col_str(r, 3)});
+    });
+  return out;
+}
+
+// --- backfill --------------------------------------------------------------------------------
+
+mark_pending::result_type execute(op_context& c, const mark_pending& op) {
+  mark_pending::result_type out;
+  bool found = false;
+  if (op.attempt_ids.empty() || node_epoch(c, op.node_id, found) != op.epoch || !found)
+    return out;
+  // Rule 4: only `partial` attempts of this node are marked, so an attempt is never in two
+  // live requests.
+  exec_in_chunks(c, "UPDATE node_task_attempts SET sync_state = 'pending_backfill', "
+                    "backfill_request_id = :r, sync_requested_at = :now, updated_at = :now2 "
+                    "WHERE node_id = :n AND sync_state = 'partial' AND id IN ",
+                 op.attempt_ids, [&](query& q) {
+                   q.bind("r", op.request_id).bind("now", c.now_text).bind("now2", c.now_text)
+                     .bind("n", op.node_id);
+                 });
+  struct counters {
+    int64_t count, max_seq;
+  };
+  std::map<std::string, counters> marked;
+  query(c.sql, "SELECT id, log_count, log_max_seq FROM node_task_attempts "
+               "WHERE backfill_request_id = :r")
+    .bind("r", op.request_id)
+    .each([&](const soci::row& r) { marked[col_str(r, 0)] = {col_int(r, 1), col_int(r, 2, -1)}; });
+  std::set<std::string> seen;
+  for (auto& id : op.attempt_ids) {
+    auto i = marked.find(id);
+    if (i == marked.end() || !seen.insert(id).second)
+      continue;
+    out.marked.push_back({id, contiguous_high_water(c, id, i->second.count, i->second.max_seq)});
+  }
+  if (!out.marked.empty())
+    query(c.sql, "INSERT INTO jobs (id, type, status, node_id, attempt_count, created_at, started_at) "
+                 "VALUES (:id, 'backfill', 'running', :n, :cnt, :now, :now2)")
+      .bind("id", op.request_id)
+      .bind("n", op.node_id)
+      .bind("cnt", static_cast<int64_t>(out.marked.size()))
+      .bind("now", c.now_text)
+      .bind("now2", c.now_text)
+      .exec();
+  return out;
+}
+
+apply_backfill::result_type execute(op_context& c, const apply_backfill& op) {
+  apply_backfill::result_type out;
+  // Rule 1 and DESIGN §9: only rows pending under this request, of this node, while the node's
+  // session is the one the request was made under.
+  bool found = false;
+  bool epoch_ok = node_epoch(c, op.node_id, found) == op.epoch && found;
+  struct pending_row {
+    int64_t log_count, failures;
+  };
+  std::map<std::string, pending_row> pending;
+  if (epoch_ok)
+    query(c.sql, "SELECT id, log_count, backfill_failures FROM node_task_attempts "
+                 "WHERE backfill_request_id = :r AND node_id = :n AND sync_state = 'pending_backfill'")
+      .bind("r", op.request_id)
+      .bind("n", op.node_id)
+      .each([&](const soci::row& r) { pending[col_str(r, 0)] = {col_int(r, 1), col_int(r, 2)}; });
+  std::map<std::string, const backfill_item*> answers;
+  for (auto& item : op.results) {
+    if (!pending.count(item.attempt_id)) {
+      out.attempts.push_back({item.attempt_id, backfill_outcome::stale});
+      ++out.stale;
+      continue;
+    }
+    answers.emplace(item.attempt_id, &item); // a duplicate result for an attempt is ignored
+  }
+  std::vector<std::string> complete, reset, failed;
+  for (auto& [id, row] : pending) {
+    auto a = answers.find(id);
+    // Rule 2: ok needs evidence: at least as many lines stored as the node says it has.
+    bool ok = a != answers.end() && a->second->ok && row.log_count >= a->second->log_count;
+    backfill_outcome outcome;
+    if (ok) {
+      complete.push_back(id);
+      outcome = backfill_outcome::completed;
+    } else if (row.failures + 1 >= op.max_failures) { // rule 3
+      failed.push_back(id);
+      outcome = backfill_outcome::failed;
+    } else {
+      reset.push_back(id);
+      outcome = backfill_outcome::reset;
+    }
+    out.attempts.push_back({id, outcome});
+  }
+  auto cas = [&](query& q) {
+    q.bind("now", c.now_text).bind("r", op.request_id).bind("n", op.node_id);
+  };
+  const std::string where = " WHERE backfill_request_id = :r AND node_id = :n AND "
+                            "sync_state = 'pending_backfill' AND id IN ";
+  out.completed = exec_in_chunks(c, "UPDATE node_task_attempts SET sync_state = 'complete', "
+                                    "backfill_request_id = NULL, last_full_sync_at = :now, "
+                                    "backfill_failures = 0, updated_at = :now2" + where,
+                                 complete, [&](query& q) { cas(q); q.bind("now2", c.now_text); });
+  out.reset = exec_in_chunks(c, "UPDATE node_task_attempts SET sync_state = 'partial', "
+                                "backfill_request_id = NULL, backfill_failures = backfill_failures + 1, "
+                                "updated_at = :now" + where,
+                             reset, cas);
+  out.failed = exec_in_chunks(c, "UPDATE node_task_attempts SET sync_state = 'failed', "
+                                 "backfill_request_id = NULL, backfill_failures = backfill_failures + 1, "
+                                 "updated_at = :now" + where,
+                              failed, cas);
+  // Nothing of this node was pending under the request: it is not live for this sender (foreign,
+  // duplicate, late or stale-epoch response), so its job is not this response's to finish.
+  if (pending.empty())
+    return out;
+  auto status = (out.reset + out.failed == 0 && out.completed > 0) ? "succeeded" : "failed";
+  nlohmann::json detail{{"completed", out.completed}, {"reset", out.reset},
+                        {"failed", out.failed}, {"stale", out.stale}};
+  auto n = query(c.sql, "UPDATE jobs SET status = :s, finished_at = :now, detail = "
+                            + c.d.json_param("detail")
+                            + " WHERE id = :id AND node_id = :n AND status = 'running'")
+             .bind("s", status)
+             .bind("now", c.now_text)
+             .bind("detail", detail.dump())
+             .bind("id", op.request_id)
+             .bind("n", op.node_id)
+             .exec();
+  if (n == 1)
+    out.job_status = status;
+  return out;
+}
+
+reset_requests::result_type execute(op_context& c, const reset_requests& op) {
+  reset_requests::result_type out;
+  out.attempts_reset = exec_in_chunks(
+    c, "UPDATE node_task_attempts SET sync_state = 'partial', backfill_request_id = NULL, "
+       "updated_at = :now WHERE sync_state = 'pending_backfill' AND backfill_request_id IN ",
+    op.request_ids, [&](query& q) { q.bind("now", c.now_text); });
+  out.jobs_finished = exec_in_chunks(
+    c, "UPDATE jobs SET status = :s, finished_at = :now, error = :e "
+       "WHERE status IN ('queued', 'running') AND id IN ",
+    op.request_ids, [&](query& q) {
+      q.bind("s", op.job_status).bind("now", c.now_text).bind_nullable("e", op.reason);
+    });
+  return out;
+}
+
+reset_all_pending::result_type execute(op_context& c, const reset_all_pending&) {
+  reset_all_pending::result_type out;
+  out.attempts_reset = query(c.sql, "UPDATE node_task_attempts SET sync_state = 'partial', "
+                                    "backfill_request_id = NULL, updated_at = :now "
+                                    "WHERE sync_state = 'pending_backfill'")
+                         .bind("now", c.now_text)
+                         .exec();
+  out.jobs_abandoned = query(c.sql, "UPDATE jobs SET status = 'abandoned', finished_at = :now, "
+                                    "error = 'coordinator restarted' "
+                                    "WHERE type = 'backfill' AND status IN ('queued', 'running')")
+                         .bind("now", c.now_text)
+                         .exec();
+  out.nodes_offlined = query(c.sql, "UPDATE nodes SET status = 'offline', disconnected_at = :now, "
+                                    "disconnect_reason = 'restart' WHERE status = 'online'")
+                         .bind("now", c.now_text)
+                         .exec();
+  return out;
+}
+
+attempt_requeue::result_type execute(op_context& c, const attempt_requeue& op) {
+  attempt_requeue::result_type out;
+  out.requeued = query(c.sql, "UPDATE node_task_attempts SET sync_state = 'partial', "
+                              "backfill_failures = 0, updated_at = :now "
+                              "WHERE id = :id AND sync_state = 'failed'")
+                   .bind("now", c.now_text)
+                   .bind("id", op.attempt_id)
+                   .exec()
+                 == 1;
+  out.found = out.requeued || execute(c, attempt_get{op.attempt_id}).found;
+  return out;
+}
+
+// --- jobs ------------------------------------------------------------------------------------
+
+bool is_final_job_status(const std::string& s) {
+  return s == "succeeded" || s == "failed" || s == "cancelled" || s == "expired" || s == "abandoned";
+}
+
+job_insert::result_type execute(op_context& c, const job_insert& op) {
+  int64_t exists = 0;
+  query(c.sql, "SELECT COUNT(*) FROM jobs WHERE id = :id")
+    .bind("id", op.job.id)
+    .each([&](const soci::row& r) { exists = col_int(r, 0); });
+  if (exists)
+    return {false};
+  auto& j = op.job;
+  query(c.sql, "INSERT INTO jobs (id, type, status, node_id, attempt_count, detail, error, "
+               "created_at, started_at, finished_at) VALUES (:id, :type, :status, :node, :cnt, "
+               + c.d.json_param("detail") + ", :err, :created, :started, :finished)")
+    .bind("id", j.id)
+    .bind("type", j.type)
+    .bind("status", j.status)
+    .bind_nullable("node", j.node_id)
+    .bind("cnt", j.attempt_count)
+    .bind_nullable("detail", j.detail)
+    .bind_nullable("err", j.error)
+    .bind("created", j.created_at.empty() ? c.now_text : j.created_at)
+    .bind_nullable("started", j.started_at.empty() && j.status == "running" ? c.now_text : j.started_at)
+    .bind_nullable("finished", j.finished_at.empty() && is_final_job_status(j.status) ? c.now_text
+                                                                                   : j.finished_at)
+    .exec();
+  return {true};
+}
+
+job_update::result_type execute(op_context& c, const job_update& op) {
+  std::string set = "status = :s";
+  if (!op.detail.empty())
+    set += ", detail = " + c.d.json_param("detail");
+  if (!op.error.empty())
+    set += ", error = :err";
+  if (op.status == "running")
+    set += ", started_at = COALESCE(started_at, " + c.d.ts_param("now") + ")";
+  else if (is_final_job_status(op.status))
+    set += ", finished_at = :now";
+  query q(c.sql, "UPDATE jobs SET " + set + " WHERE id = :id AND status NOT IN "
+                 "('succeeded', 'failed', 'cancelled', 'expired', 'abandoned')");
+  q.bind("s", op.status).bind("id", op.id);
+  if (!op.detail.empty())
+    q.bind("detail", op.detail);
+  if (!op.error.empty())
+    q.bind("err", op.error);
+  if (op.status == "running" || is_final_job_status(op.status))
+    q.bind("now", c.now_text);
+  return {q.exec() == 1};
+}
+
+job_query::result_type execute(op_context& c, const job_query& op) {
+  std::string where = " WHERE 1 = 1";
+  if (!op.statuses.empty())
+    where += " AND status IN " + query::in_list("s", op.statuses.size());
+  if (!op.types.empty())
+    where += " AND type IN " + query::in_list("t", op.types.size());
+  if (!op.node_id.empty())
+    where += " AND node_id = :node";
+  if (!op.before_created_at.empty())
+    where += " AND (created_at < " + c.d.ts_param("b1") + " OR (created_at = "
+             + c.d.ts_param("b2") + " AND id < :bid))";
+  query q(c.sql, "SELECT " + job_columns(c.d) + " FROM jobs" + where
+                   + " ORDER BY created_at DESC, id DESC LIMIT :lim");
+  q.bind_list("s", op.statuses).bind_list("t", op.types);
+  if (!op.node_id.empty())
+    q.bind("node", op.node_id);
+  if (!op.before_created_at.empty())
+    q.bind("b1", op.before_created_at).bind("b2", op.before_created_at).bind("bid", op.before_id);
+  q.bind("lim", op.limit);
+  job_query::result_type out;
+  q.each([&](const soci::row& r) { out.push_back(read_job(r)); });
+  return out;
+}
+
+count_summary::result_type execute(op_context& c, const count_summary&) {
+  count_summary::result_type out;
+  query(c.sql, "SELECT status, COUNT(*) FROM nodes GROUP BY status ORDER BY status").each([&](const soci::row& r) {
+    out.nodes_by_status.emplace_back(col_str(r, 0), col_int(r, 1));
+  });
+  query(c.sql, "SELECT sync_state, COUNT(*) FROM node_task_attempts GROUP BY sync_state "
+               "ORDER BY sync_state")
+    .each([&](const soci::row& r) { out.attempts_by_sync_state.emplace_back(col_str(r, 0), col_int(r, 1)); });
+  query(c.sql, "SELECT status, type, COUNT(*) FROM jobs GROUP BY status, type ORDER BY status, type")
+    .each([&](const soci::row& r) {
+      out.jobs_by_status_type.emplace_back(col_str(r, 0) + "/" + col_str(r, 1), col_int(r, 2));
+    });
+  query(c.sql, "SELECT COALESCE(SUM(log_count), 0) FROM node_task_attempts").each([&](const soci::row& r) {
+    out.log_lines = col_int(r, 0);
+  });
+  return out;
+}
+
+const char* to_string(write_status s) {
+  switch (s) {
+    case write_status::ok: return "ok";
+    case write_status::forbidden: return "forbidden";
+    case write_status::unknown_attempt: return "unknown_attempt";
+  }
+  return "?";
+}
+
+const char* to_string(backfill_outcome o) {
+  switch (o) {
+    case backfill_outcome::completed: return "completed";
+    case backfill_outcome::reset: return "reset";
+    case backfill_outcome::failed: return "failed";
+    case backfill_outcome::stale: return "stale";
+  }
+  return "?";
+}
+
+} // namespace nodecoord::storage

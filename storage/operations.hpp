@@ -1,0 +1,401 @@
+#pragma once
+// Every operation the storage actor performs, as plain structs: `op` in, `op::result_type` out.
+// Each operation runs inside the transaction of its batch; `execute` is the one place that holds
+// its SQL. No CAF here: actors/actors.hpp declares these as message types.
+//
+// Times are RFC 3339 UTC text (common/clock.hpp); an empty string means NULL.
+#include "common/clock.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace soci { class session; }
+
+namespace nodecoord::storage {
+
+struct dialect;
+
+/// What an operation sees while it runs: the session, inside the batch's transaction.
+struct op_context {
+  soci::session& sql;
+  const dialect& d;
+  sys_time now;
+  std::string now_text; // format_time(now)
+};
+
+// --- records ---------------------------------------------------------------------------------
+
+struct node_record {
+  std::string id;
+  std::string name;
+  std::string key_id;
+  std::string key_hash;
+  std::string status; // online | offline | disabled
+  int64_t session_epoch = 0;
+  std::string connected_at;
+  std::string disconnected_at;
+  std::string disconnect_reason;
+  std::string last_seen_at;
+  std::string capabilities; // JSON text
+  std::string created_at;
+  std::string disabled_at;
+};
+
+struct attempt_record {
+  std::string id;
+  std::string node_id;
+  std::string task_id;
+  std::string state; // queued | running | succeeded | failed | cancelled
+  std::string sync_state = "partial";
+  std::string backfill_request_id;
+  std::string sync_requested_at;
+  std::string last_full_sync_at;
+  int64_t backfill_failures = 0;
+  int64_t log_count = 0;
+  int64_t log_max_seq = -1; // -1: no logs stored
+  std::string started_at;
+  std::string finished_at;
+  std::string meta; // JSON text
+  std::string created_at;
+  std::string updated_at;
+};
+
+struct log_entry {
+  int64_t seq = 0;
+  std::string ts;
+  std::string stream; // stdout | stderr | system
+  std::string line;
+};
+
+struct job_record {
+  std::string id;
+  std::string type;   // backfill | reconcile | bundle_export | bundle_import
+  std::string status; // queued | running | succeeded | failed | cancelled | expired | abandoned
+  std::string node_id;
+  int64_t attempt_count = 0;
+  std::string detail; // JSON text
+  std::string error;
+  std::string created_at;
+  std::string started_at;
+  std::string finished_at;
+};
+
+// --- nodes -----------------------------------------------------------------------------------
+
+/// Creates a node with a key (only the hash is stored). Names are unique.
+struct node_create {
+  std::string name;
+  std::string id; // empty: a new random UUID
+  std::string key_id;
+  std::string key_hash;
+  struct result_type {
+    bool created = false; // false: the name (or key id) is taken
+    node_record node;
+  };
+};
+
+/// Finds a node by the key id of its API key (the handshake).
+struct node_lookup_by_key {
+  std::string key_id;
+  struct result_type {
+    bool found = false;
+    node_record node;
+  };
+};
+
+/// Finds a node by name (operators).
+struct node_lookup_by_name {
+  std::string name;
+  using result_type = node_lookup_by_key::result_type;
+};
+
+/// All nodes, ordered by name.
+struct node_list {
+  using result_type = std::vector<node_record>;
+};
+
+/// Disables a node: it cannot authenticate; an operator re-enables it.
+struct node_disable {
+  std::string name;
+  struct result_type {
+    bool found = false;
+    node_record node; // after the change
+  };
+};
+
+/// Re-enables a disabled node (status back to offline).
+struct node_enable {
+  std::string name;
+  using result_type = node_disable::result_type;
+};
+
+/// Replaces a node's key (rotate-key); the old key stops working at once.
+struct node_set_key {
+  std::string name;
+  std::string key_id;
+  std::string key_hash;
+  using result_type = node_disable::result_type;
+};
+
+/// Starts a session: compare-and-set of session_epoch from `expected_epoch` to expected+1, and the
+/// row goes online. Fails if another session won the race or the node is disabled.
+struct node_begin_session {
+  std::string node_id;
+  int64_t expected_epoch = 0;
+  struct result_type {
+    bool ok = false;
+    int64_t epoch = 0; // the new epoch when ok, the current one otherwise
+  };
+};
+
+/// Ends a session: the row goes offline only if `epoch` is still the node's current one, so a
+/// superseded session's cleanup never touches the newer session (lessons.md: reconnect clobber).
+struct node_end_session {
+  std::string node_id;
+  int64_t epoch = 0;
+  std::string reason;
+  struct result_type {
+    bool applied = false;
+  };
+};
+
+/// Batched last_seen_at update (heartbeats never write a row each, DESIGN §3 rule 7).
+struct node_touch {
+  struct seen {
+    std::string node_id;
+    std::string at;
+  };
+  std::vector<seen> nodes;
+  struct result_type {
+    int64_t updated = 0;
+  };
+};
+
+// --- attempts and logs -----------------------------------------------------------------------
+
+enum class write_status : uint8_t {
+  ok,
+  forbidden,       // the attempt belongs to another node
+  unknown_attempt, // logs for an attempt never reported
+};
+
+/// Insert or update an attempt record from its node. A new attempt starts `partial`; an attempt
+/// owned by another node is not touched.
+struct attempt_upsert {
+  std::string node_id;
+  std::string attempt_id;
+  std::string task_id;
+  std::string state;
+  std::string started_at;
+  std::string finished_at;
+  std::string meta; // JSON text
+  struct result_type {
+    write_status status = write_status::ok;
+    bool created = false;
+  };
+};
+
+/// Insert-or-ignore log lines on (attempt_id, seq). New lines for a `complete` attempt move it
+/// back to `partial` (reopen: the next backfill fetches the rest).
+struct logs_insert {
+  std::string node_id;
+  std::string attempt_id;
+  std::vector<log_entry> entries;
+  struct result_type {
+    write_status status = write_status::ok;
+    int64_t inserted = 0;
+    bool reopened = false;
+  };
+};
+
+/// Reads one attempt.
+struct attempt_get {
+  std::string attempt_id;
+  struct result_type {
+    bool found = false;
+    attempt_record attempt;
+  };
+};
+
+/// Up to `limit` `partial` attempts of a node, oldest first (the reconnect trigger).
+struct attempts_partial_of_node {
+  std::string node_id;
+  int64_t limit = 100;
+  using result_type = std::vector<std::string>;
+};
+
+/// Log lines of an attempt, by seq, after `after_seq` (keyset), at most `limit`.
+struct logs_get {
+  std::string attempt_id;
+  int64_t after_seq = -1;
+  int64_t limit = 1000;
+  using result_type = std::vector<log_entry>;
+};
+
+// --- backfill (DESIGN §3 state machine) ------------------------------------------------------
+
+/// Marks attempts `pending_backfill` under a request: compare-and-set from `partial`, only for
+/// attempts of `node_id`, only while `epoch` is the node's session. Records the backfill job
+/// (`running`) if anything was marked; leaves no job behind otherwise.
+struct mark_pending {
+  std::string request_id;
+  std::string node_id;
+  int64_t epoch = 0;
+  std::vector<std::string> attempt_ids;
+  struct marked_attempt {
+    std::string attempt_id;
+    int64_t logs_after = -1; // highest contiguous stored seq from 0; -1: none
+  };
+  struct result_type {
+    std::vector<marked_attempt> marked; // in the order of attempt_ids
+  };
+};
+
+/// One per-attempt result of a backfill_response.
+struct backfill_item {
+  std::string attempt_id;
+  bool ok = false;
+  int64_t log_count = 0; // what the node says it has; evidence needs stored >= this
+  std::string error;
+};
+
+enum class backfill_outcome : uint8_t {
+  completed, // ok and evidence holds
+  reset,     // back to partial (failure result, missing evidence or missing result)
+  failed,    // reached max_failures: terminal until an operator requeues it
+  stale,     // not pending under this request/node: nothing changed (rule 1)
+};
+
+/// Applies a backfill_response (rules 1-3). Every attempt still pending under the request gets
+/// an outcome: an attempt the response does not mention counts as a failure. Finishes the job:
+/// `succeeded` if every attempt completed, else `failed`; counts go into its detail.
+struct apply_backfill {
+  std::string request_id;
+  std::string node_id;
+  int64_t epoch = 0;
+  std::vector<backfill_item> results;
+  int64_t max_failures = 5;
+  struct attempt_result {
+    std::string attempt_id;
+    backfill_outcome outcome = backfill_outcome::stale;
+  };
+  struct result_type {
+    std::vector<attempt_result> attempts;
+    int64_t completed = 0;
+    int64_t reset = 0;
+    int64_t failed = 0;
+    int64_t stale = 0;
+    std::string job_status; // empty if the job was not running any more
+  };
+};
+
+/// Ends requests without an answer (disconnect: job `cancelled`; deadline: `expired`; shutdown:
+/// `cancelled`): every attempt still pending under each request goes back to `partial`.
+struct reset_requests {
+  std::vector<std::string> request_ids;
+  std::string job_status = "cancelled";
+  std::string reason;
+  struct result_type {
+    int64_t attempts_reset = 0;
+    int64_t jobs_finished = 0;
+  };
+};
+
+/// Startup recovery: no connection survives a restart, so every `pending_backfill` row goes back
+/// to `partial`, every open backfill job becomes `abandoned`, every online node goes offline.
+struct reset_all_pending {
+  struct result_type {
+    int64_t attempts_reset = 0;
+    int64_t jobs_abandoned = 0;
+    int64_t nodes_offlined = 0;
+  };
+};
+
+/// An operator takes a `failed` attempt back to `partial` with its failure counter cleared.
+struct attempt_requeue {
+  std::string attempt_id;
+  struct result_type {
+    bool found = false;
+    bool requeued = false; // false: it was not `failed`
+  };
+};
+
+// --- jobs ------------------------------------------------------------------------------------
+
+struct job_insert {
+  job_record job; // created_at defaults to now
+  struct result_type {
+    bool inserted = false;
+  };
+};
+
+/// Sets status (and detail / error when non-empty). `started_at` is set when it becomes running,
+/// `finished_at` when it reaches a final status. Only a job that is not final yet is changed.
+struct job_update {
+  std::string id;
+  std::string status;
+  std::string detail;
+  std::string error;
+  struct result_type {
+    bool updated = false;
+  };
+};
+
+/// Newest first; every filter optional (empty); keyset paging by (created_at, id) < before.
+struct job_query {
+  std::vector<std::string> statuses;
+  std::vector<std::string> types;
+  std::string node_id;
+  std::string before_created_at;
+  std::string before_id;
+  int64_t limit = 100;
+  using result_type = std::vector<job_record>;
+};
+
+// --- counts ----------------------------------------------------------------------------------
+
+/// Counts for operators (overview) and tests.
+struct count_summary {
+  struct result_type {
+    std::vector<std::pair<std::string, int64_t>> nodes_by_status;
+    std::vector<std::pair<std::string, int64_t>> attempts_by_sync_state;
+    std::vector<std::pair<std::string, int64_t>> jobs_by_status_type; // "status/type"
+    int64_t log_lines = 0;
+  };
+};
+
+// --- execution -------------------------------------------------------------------------------
+
+node_create::result_type execute(op_context&, const node_create&);
+node_lookup_by_key::result_type execute(op_context&, const node_lookup_by_key&);
+node_lookup_by_name::result_type execute(op_context&, const node_lookup_by_name&);
+node_list::result_type execute(op_context&, const node_list&);
+node_disable::result_type execute(op_context&, const node_disable&);
+node_enable::result_type execute(op_context&, const node_enable&);
+node_set_key::result_type execute(op_context&, const node_set_key&);
+node_begin_session::result_type execute(op_context&, const node_begin_session&);
+node_end_session::result_type execute(op_context&, const node_end_session&);
+node_touch::result_type execute(op_context&, const node_touch&);
+attempt_upsert::result_type execute(op_context&, const attempt_upsert&);
+logs_insert::result_type execute(op_context&, const logs_insert&);
+attempt_get::result_type execute(op_context&, const attempt_get&);
+attempts_partial_of_node::result_type execute(op_context&, const attempts_partial_of_node&);
+logs_get::result_type execute(op_context&, const logs_get&);
+mark_pending::result_type execute(op_context&, const mark_pending&);
+apply_backfill::result_type execute(op_context&, const apply_backfill&);
+reset_requests::result_type execute(op_context&, const reset_requests&);
+reset_all_pending::result_type execute(op_context&, const reset_all_pending&);
+attempt_requeue::result_type execute(op_context&, const attempt_requeue&);
+job_insert::result_type execute(op_context&, const job_insert&);
+job_update::result_type execute(op_context&, const job_update&);
+job_query::result_type execute(op_context&, const job_query&);
+count_summary::result_type execute(op_context&, const count_summary&);
+
+const char* to_string(write_status);
+const char* to_string(backfill_outcome);
+
+/// True for the job statuses after which a job never changes.
+bool is_final_job_status(const std::string& status);
+
+} // namespace nodecoord::storage

@@ -1,0 +1,727 @@
+#define BOOST_TEST_MODULE config_test
+#include <boost/test/unit_test.hpp>
+
+#include "config/config.hpp"
+#include "config/defaults.hpp"
+#include "config/duration.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+using namespace nodecoord::config;
+using namespace std::chrono_literals;
+using namespace std::literals;
+
+namespace {
+
+const std::string example_path = NODECOORD_SOURCE_DIR "/config/nodecoord.example.toml";
+
+std::string describe(const load_result& r) {
+  std::string out;
+  for (const auto& e : r.errors)
+    out += "\n  " + e.to_string();
+  return out.empty() ? " (no errors)" : out;
+}
+
+bool contains(std::string_view haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string_view::npos;
+}
+
+void check_same(const daemon_config& a, const daemon_config& b) {
+  BOOST_TEST(a.server.listen.host == b.server.listen.host);
+  BOOST_TEST(a.server.listen.port == b.server.listen.port);
+  BOOST_TEST(a.server.max_connections == b.server.max_connections);
+  BOOST_TEST(a.server.max_frame_bytes == b.server.max_frame_bytes);
+  BOOST_TEST(a.server.max_outbound_bytes == b.server.max_outbound_bytes);
+  BOOST_TEST(a.server.hello_timeout.count() == b.server.hello_timeout.count());
+  BOOST_TEST(a.server.heartbeat_interval.count() == b.server.heartbeat_interval.count());
+  BOOST_TEST(a.server.idle_timeout.count() == b.server.idle_timeout.count());
+  BOOST_TEST(a.server.max_protocol_errors == b.server.max_protocol_errors);
+  BOOST_TEST(a.server.shutdown_timeout.count() == b.server.shutdown_timeout.count());
+  BOOST_TEST(a.storage.url == b.storage.url);
+  BOOST_TEST(a.storage.batch_max == b.storage.batch_max);
+  BOOST_TEST(a.storage.connect_timeout.count() == b.storage.connect_timeout.count());
+  BOOST_TEST(a.storage.reconnect_initial.count() == b.storage.reconnect_initial.count());
+  BOOST_TEST(a.storage.reconnect_max.count() == b.storage.reconnect_max.count());
+  BOOST_TEST(a.backfill.reconcile_interval.count() == b.backfill.reconcile_interval.count());
+  BOOST_TEST(a.backfill.batch_size == b.backfill.batch_size);
+  BOOST_TEST(a.backfill.request_timeout.count() == b.backfill.request_timeout.count());
+  BOOST_TEST(a.backfill.max_failures == b.backfill.max_failures);
+  BOOST_TEST(a.backfill.reconnect_rate == b.backfill.reconnect_rate);
+  BOOST_TEST(a.backfill.max_inflight_per_node == b.backfill.max_inflight_per_node);
+  BOOST_TEST(a.admin.listen.host == b.admin.listen.host);
+  BOOST_TEST(a.admin.listen.port == b.admin.listen.port);
+  BOOST_TEST(a.admin.token_file == b.admin.token_file);
+  BOOST_TEST(to_string(a.log.level) == to_string(b.log.level));
+  BOOST_TEST(to_string(a.log.format) == to_string(b.log.format));
+}
+
+/// One expected error: the file must produce exactly this one.
+struct expected_error {
+  std::string text;
+  std::string key;
+  uint32_t line;
+  uint32_t column;
+  std::string message; // a part of the message
+};
+
+void check_single_error(const expected_error& x) {
+  BOOST_TEST_CONTEXT("input:\n" << x.text) {
+    auto r = load_string(x.text, "t.toml");
+    BOOST_TEST(r.errors.size() == 1u, "errors:" << describe(r));
+    if (r.errors.size() != 1)
+      return;
+    const auto& e = r.errors.front();
+    BOOST_TEST(e.file == "t.toml");
+    BOOST_TEST(e.key == x.key);
+    BOOST_TEST(e.line == x.line);
+    BOOST_TEST(e.column == x.column);
+    BOOST_TEST(contains(e.message, x.message), "message: " << e.message << "\nexpected to contain: " << x.message);
+    BOOST_TEST(!r.ok());
+  }
+}
+
+load_result load(std::string_view text) { return load_string(text, "t.toml"); }
+
+/// A file in a fresh temporary directory, removed afterwards.
+struct temp_file {
+  std::string dir;
+  std::string path;
+  explicit temp_file(const std::string& content) {
+    char templ[] = "/tmp/config_test.XXXXXX";
+    const char* made = mkdtemp(templ);
+    BOOST_TEST_REQUIRE(made != nullptr);
+    dir = made;
+    path = dir + "/nodecoord.toml";
+    std::ofstream out(path);
+    out << content;
+  }
+  ~temp_file() {
+    std::remove(path.c_str());
+    rmdir(dir.c_str());
+  }
+};
+
+} // namespace
+
+// --- defaults and the example file -----------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(default_config_matches_defaults_hpp) {
+  auto c = default_config();
+  BOOST_TEST(c.server.listen.host == "127.0.0.1");
+  BOOST_TEST(c.server.listen.port == 7400);
+  BOOST_TEST(c.server.max_connections == nodecoord::defaults::max_connections);
+  BOOST_TEST(c.server.max_frame_bytes == 1024u * 1024u);
+  BOOST_TEST(c.server.max_outbound_bytes == 4u * 1024u * 1024u);
+  BOOST_TEST(c.server.hello_timeout.count() == 10'000);
+  BOOST_TEST(c.server.heartbeat_interval.count() == 10'000);
+  BOOST_TEST(c.server.idle_timeout.count() == 30'000);
+  BOOST_TEST(c.server.max_protocol_errors == 10u);
+  BOOST_TEST(c.server.shutdown_timeout.count() == 15'000);
+  BOOST_TEST(c.storage.url == "sqlite://nodecoord.db");
+  BOOST_TEST(c.storage.batch_max == 1000u);
+  BOOST_TEST(c.storage.connect_timeout.count() == 5'000);
+  BOOST_TEST(c.storage.reconnect_initial.count() == 100);
+  BOOST_TEST(c.storage.reconnect_max.count() == 10'000);
+  BOOST_TEST(c.backfill.reconcile_interval.count() == 60'000);
+  BOOST_TEST(c.backfill.batch_size == 100u);
+  BOOST_TEST(c.backfill.request_timeout.count() == 120'000);
+  BOOST_TEST(c.backfill.max_failures == 5u);
+  BOOST_TEST(c.backfill.reconnect_rate == 50u);
+  BOOST_TEST(c.backfill.max_inflight_per_node == 2u);
+  BOOST_TEST(c.admin.listen.host == "127.0.0.1");
+  BOOST_TEST(c.admin.listen.port == 7401);
+  BOOST_TEST(c.admin.token_file == "");
+  BOOST_TEST((c.log.level == log_level::info));
+  BOOST_TEST((c.log.format == log_format::text));
+}
+
+BOOST_AUTO_TEST_CASE(example_file_parses_to_the_defaults) {
+  auto r = load_file(example_path);
+  BOOST_TEST(r.ok(), "errors:" << describe(r));
+  check_same(r.config, default_config());
+}
+
+BOOST_AUTO_TEST_CASE(example_file_lists_every_key_uncommented) {
+  std::ifstream in(example_path);
+  BOOST_TEST_REQUIRE(in.good());
+  const std::vector<std::pair<std::string, std::vector<std::string>>> schema = {
+    {"server",
+     {"listen", "max_connections", "max_frame_bytes", "max_outbound_bytes", "hello_timeout", "heartbeat_interval",
+      "idle_timeout", "max_protocol_errors", "shutdown_timeout"}},
+    {"storage", {"url", "batch_max", "connect_timeout", "reconnect_initial", "reconnect_max"}},
+    {"backfill",
+     {"reconcile_interval", "batch_size", "request_timeout", "max_failures", "reconnect_rate",
+      "max_inflight_per_node"}},
+    {"admin", {"listen", "token_file"}},
+    {"log", {"level", "format"}},
+  };
+  // table -> keys assigned (not in comments) in that table
+  std::vector<std::pair<std::string, std::string>> assigned;
+  std::string table;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#')
+      continue;
+    if (line[0] == '[') {
+      table = line.substr(1, line.find(']') - 1);
+      continue;
+    }
+    assigned.emplace_back(table, line.substr(0, line.find(" = ")));
+  }
+  size_t expected_count = 0;
+  for (const auto& [t, keys] : schema) {
+    for (const auto& k : keys) {
+      ++expected_count;
+      BOOST_TEST((std::find(assigned.begin(), assigned.end(), std::pair{t, k}) != assigned.end()),
+                 "example file does not set " << t << "." << k);
+    }
+  }
+  BOOST_TEST(assigned.size() == expected_count);
+}
+
+BOOST_AUTO_TEST_CASE(empty_file_gives_defaults) {
+  for (std::string_view text : {""sv, "\n\n"sv, "# only a comment\n"sv, "[server]\n[storage]\n[log]\n"sv}) {
+    BOOST_TEST_CONTEXT("input: " << text) {
+      auto r = load(text);
+      BOOST_TEST(r.ok(), "errors:" << describe(r));
+      check_same(r.config, default_config());
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(every_key_is_read) {
+  auto r = load(R"([server]
+listen = "[::1]:9000"
+max_connections = 20
+max_frame_bytes = 2048
+max_outbound_bytes = 4096
+hello_timeout = "2s"
+heartbeat_interval = "1m"
+idle_timeout = "1m30s"
+max_protocol_errors = 3
+shutdown_timeout = "1h"
+
+[storage]
+url = "postgresql://nc@db:5432/nc"
+batch_max = 7
+connect_timeout = "250ms"
+reconnect_initial = "1s"
+reconnect_max = "2m"
+
+[backfill]
+reconcile_interval = "5m"
+batch_size = 11
+request_timeout = "3m"
+max_failures = 12
+reconnect_rate = 13
+max_inflight_per_node = 14
+
+[admin]
+listen = "0.0.0.0:9001"
+token_file = "/etc/nodecoord/admin.token"
+
+[log]
+level = "debug"
+format = "json"
+)");
+  BOOST_TEST_REQUIRE(r.ok(), "errors:" << describe(r));
+  const auto& c = r.config;
+  BOOST_TEST(c.server.listen.host == "::1");
+  BOOST_TEST(c.server.listen.port == 9000);
+  BOOST_TEST(c.server.max_connections == 20u);
+  BOOST_TEST(c.server.max_frame_bytes == 2048u);
+  BOOST_TEST(c.server.max_outbound_bytes == 4096u);
+  BOOST_TEST(c.server.hello_timeout.count() == 2'000);
+  BOOST_TEST(c.server.heartbeat_interval.count() == 60'000);
+  BOOST_TEST(c.server.idle_timeout.count() == 90'000);
+  BOOST_TEST(c.server.max_protocol_errors == 3u);
+  BOOST_TEST(c.server.shutdown_timeout.count() == 3'600'000);
+  BOOST_TEST(c.storage.url == "postgresql://nc@db:5432/nc");
+  BOOST_TEST(c.storage.batch_max == 7u);
+  BOOST_TEST(c.storage.connect_timeout.count() == 250);
+  BOOST_TEST(c.storage.reconnect_initial.count() == 1'000);
+  BOOST_TEST(c.storage.reconnect_max.count() == 120'000);
+  BOOST_TEST(c.backfill.reconcile_interval.count() == 300'000);
+  BOOST_TEST(c.backfill.batch_size == 11u);
+  BOOST_TEST(c.backfill.request_timeout.count() == 180'000);
+  BOOST_TEST(c.backfill.max_failures == 12u);
+  BOOST_TEST(c.backfill.reconnect_rate == 13u);
+  BOOST_TEST(c.backfill.max_inflight_per_node == 14u);
+  BOOST_TEST(c.admin.listen.host == "0.0.0.0");
+  BOOST_TEST(c.admin.listen.port == 9001);
+  BOOST_TEST(c.admin.token_file == "/etc/nodecoord/admin.token");
+  BOOST_TEST((c.log.level == log_level::debug));
+  BOOST_TEST((c.log.format == log_format::json));
+}
+
+BOOST_AUTO_TEST_CASE(load_file_reads_a_real_file) {
+  temp_file f("[server]\nmax_connections = 42\n\n[log]\nlevel = \"loud\"\n");
+  auto r = load_file(f.path);
+  BOOST_TEST_REQUIRE(r.errors.size() == 1u, "errors:" << describe(r));
+  BOOST_TEST(r.config.server.max_connections == 42u);
+  const auto& e = r.errors.front();
+  BOOST_TEST(e.file == f.path);
+  BOOST_TEST(e.line == 5u);
+  BOOST_TEST(e.column == 9u);
+  BOOST_TEST(e.key == "log.level");
+  BOOST_TEST(e.to_string()
+             == f.path + ":5:9: log.level: invalid log level \"loud\"; expected one of trace, debug, info, warn, error");
+}
+
+// --- error classes ----------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(syntax_errors) {
+  const std::vector<expected_error> cases = {
+    // unterminated string: toml++ reports the line break, just after the last character
+    {"[server]\nlisten = \"127.0.0.1:7400\nmax_connections = 5\n", "", 2, 25, "Error while parsing string"},
+    // the same key twice
+    {"[server]\nmax_connections = 5\nmax_connections = 6\n", "", 3, 19, "cannot redefine existing integer"},
+    // an integer that does not fit in 64 bits
+    {"[server]\nmax_frame_bytes = 99999999999999999999\n", "", 2, 39, "not representable in 64 bits"},
+    // a key without a value
+    {"[log]\nlevel =\n", "", 2, 8, "Error while parsing"},
+  };
+  for (const auto& c : cases)
+    check_single_error(c);
+  // A syntax error leaves every value at its default.
+  auto r = load("[server]\nmax_connections = 5\n[log\n");
+  BOOST_TEST(r.errors.size() == 1u);
+  BOOST_TEST(r.config.server.max_connections == nodecoord::defaults::max_connections);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_tables_and_keys) {
+  const std::vector<expected_error> cases = {
+    // a typo of a key: edit distance 1
+    {"[server]\nlisten = \"127.0.0.1:7400\"\nmax_conections = 5\n", "server.max_conections", 3, 1,
+     "unknown key 'max_conections' in [server] (did you mean 'max_connections'?)"},
+    // transposed letters count as one edit
+    {"[server]\n  lsiten = \"127.0.0.1:7400\"\n", "server.lsiten", 2, 3, "did you mean 'listen'?"},
+    // edit distance 2
+    {"[backfill]\nbatch_sz = 5\n", "backfill.batch_sz", 2, 1, "did you mean 'batch_size'?"},
+    // a typo of a table
+    {"[servr]\nlisten = \"127.0.0.1:7400\"\n", "servr", 1, 2, "unknown key 'servr' (did you mean 'server'?)"},
+    // nothing close: no suggestion
+    {"[log]\ncolour = true\n", "log.colour", 2, 1, "unknown key 'colour' in [log]"},
+    // the right key in the wrong table
+    {"[backfill]\nbatch_max = 5\n", "backfill.batch_max", 2, 1, "(did you mean 'storage.batch_max'?)"},
+    // a key outside any table
+    {"listen = \"127.0.0.1:7400\"\n", "listen", 1, 1, "(did you mean 'server.listen' or 'admin.listen'?)"},
+    // a sub-table nobody asked for
+    {"[server.tls]\ncert = \"x\"\n", "server.tls", 1, 9, "unknown key 'tls' in [server]"},
+    // a dotted key
+    {"[storage]\npool.size = 5\n", "storage.pool", 2, 1, "unknown key 'pool' in [storage]"},
+  };
+  for (const auto& c : cases)
+    check_single_error(c);
+  // No suggestion when nothing is within distance 2.
+  auto r = load("[log]\ncolour = true\n");
+  BOOST_TEST_REQUIRE(r.errors.size() == 1u);
+  BOOST_TEST(!contains(r.errors[0].message, "did you mean"));
+}
+
+BOOST_AUTO_TEST_CASE(wrong_types) {
+  const std::vector<expected_error> cases = {
+    {"[server]\nhello_timeout = 10\n", "server.hello_timeout", 2, 17, "expected a string like \"10s\", got integer"},
+    {"[storage]\nreconnect_max = 1.5\n", "storage.reconnect_max", 2, 17, "expected a string like \"10s\", got float"},
+    {"[server]\nmax_connections = \"100\"\n", "server.max_connections", 2, 19, "expected an integer, got string"},
+    {"[server]\nmax_frame_bytes = 1e6\n", "server.max_frame_bytes", 2, 19, "expected an integer, got float"},
+    {"[server]\nlisten = 7400\n", "server.listen", 2, 10, "expected a string like \"127.0.0.1:7400\""},
+    {"[storage]\nurl = true\n", "storage.url", 2, 7, "got boolean"},
+    {"[admin]\ntoken_file = [\"a\"]\n", "admin.token_file", 2, 14, "expected a string, got array"},
+    {"[log]\nlevel = 3\n", "log.level", 2, 9, "expected a string (one of trace, debug, info, warn, error), got integer"},
+    {"[log]\nformat = { kind = \"json\" }\n", "log.format", 2, 10, "got table"},
+    {"server = 5\n", "server", 1, 10, "expected a table ([server]), got integer"},
+    {"[[server]]\nlisten = \"127.0.0.1:7400\"\n", "server", 1, 1, "write [server], not [[server]]"},
+  };
+  for (const auto& c : cases)
+    check_single_error(c);
+}
+
+BOOST_AUTO_TEST_CASE(out_of_range_values) {
+  const std::vector<expected_error> cases = {
+    {"[server]\nlisten = \"127.0.0.1:70000\"\n", "server.listen", 2, 10, "port must be between 1 and 65535 (got 70000)"},
+    {"[server]\nlisten = \"127.0.0.1:0\"\n", "server.listen", 2, 10, "port must be between 1 and 65535 (got 0)"},
+    {"[admin]\nlisten = \"[::1]:65536\"\n", "admin.listen", 2, 10, "port must be between 1 and 65535"},
+    {"[server]\nmax_connections = 0\n", "server.max_connections", 2, 19, "out of range: must be at least 1 (got 0)"},
+    {"[server]\nmax_connections = 4294967296\n", "server.max_connections", 2, 19,
+     "out of range: must be at most 4294967295 (got 4294967296)"},
+    {"[server]\nmax_connections = -1\n", "server.max_connections", 2, 19, "must be at least 1 (got -1)"},
+    {"[server]\nmax_frame_bytes = 1023\n", "server.max_frame_bytes", 2, 19, "must be at least 1024 (got 1023)"},
+    {"[server]\nmax_frame_bytes = -1048576\n", "server.max_frame_bytes", 2, 19, "must be at least 1024"},
+    {"[server]\nmax_protocol_errors = 0\n", "server.max_protocol_errors", 2, 23, "must be at least 1"},
+    {"[server]\nhello_timeout = \"0s\"\n", "server.hello_timeout", 2, 17, "must be greater than 0 (got \"0s\")"},
+    {"[server]\nidle_timeout = \"0ms\"\n", "server.idle_timeout", 2, 16, "must be greater than 0"},
+    {"[server]\nshutdown_timeout = \"8761h\"\n", "server.shutdown_timeout", 2, 20, "must be at most 8760h"},
+    {"[server]\nhello_timeout = \"-5s\"\n", "server.hello_timeout", 2, 17,
+     "invalid duration \"-5s\": negative durations are not allowed"},
+    {"[server]\nhello_timeout = \"10\"\n", "server.hello_timeout", 2, 17, "invalid duration \"10\": missing unit"},
+    {"[storage]\nbatch_max = 0\n", "storage.batch_max", 2, 13, "must be at least 1 (got 0)"},
+    {"[storage]\nconnect_timeout = \"0s\"\n", "storage.connect_timeout", 2, 19, "must be greater than 0"},
+    {"[backfill]\nbatch_size = 0\n", "backfill.batch_size", 2, 14, "must be at least 1 (got 0)"},
+    {"[backfill]\nmax_failures = 0\n", "backfill.max_failures", 2, 16, "must be at least 1 (got 0)"},
+    {"[backfill]\nreconnect_rate = 0\n", "backfill.reconnect_rate", 2, 18, "must be at least 1 (got 0)"},
+    {"[backfill]\nmax_inflight_per_node = 0\n", "backfill.max_inflight_per_node", 2, 25, "must be at least 1 (got 0)"},
+    {"[backfill]\nrequest_timeout = \"0h\"\n", "backfill.request_timeout", 2, 19, "must be greater than 0"},
+    {"[log]\nlevel = \"verbose\"\n", "log.level", 2, 9,
+     "invalid log level \"verbose\"; expected one of trace, debug, info, warn, error"},
+    {"[log]\nlevel = \"INFO\"\n", "log.level", 2, 9, "invalid log level \"INFO\""},
+    {"[log]\nformat = \"xml\"\n", "log.format", 2, 10, "invalid log format \"xml\"; expected one of text, json"},
+  };
+  for (const auto& c : cases)
+    check_single_error(c);
+}
+
+BOOST_AUTO_TEST_CASE(integers_do_not_wrap) {
+  // 2^32 + 5 would wrap to 5 in a uint32_t.
+  auto r = load("[backfill]\nbatch_size = 4294967301\n");
+  BOOST_TEST(r.errors.size() == 1u, "errors:" << describe(r));
+  BOOST_TEST(r.config.backfill.batch_size == nodecoord::defaults::batch_size);
+  // The largest TOML integer fits a uint64_t field.
+  r = load("[server]\nmax_frame_bytes = 9223372036854775807\nmax_outbound_bytes = 9223372036854775807\n");
+  BOOST_TEST(r.ok(), "errors:" << describe(r));
+  BOOST_TEST(r.config.server.max_frame_bytes == 9223372036854775807u);
+  // The largest uint32_t is accepted.
+  r = load("[server]\nmax_connections = 4294967295\n");
+  BOOST_TEST(r.ok(), "errors:" << describe(r));
+  BOOST_TEST(r.config.server.max_connections == 4294967295u);
+}
+
+BOOST_AUTO_TEST_CASE(cross_field_checks) {
+  const std::vector<expected_error> cases = {
+    // reported at the key that must change, when the file sets it ...
+    {"[server]\nmax_frame_bytes = 2048\nmax_outbound_bytes = 1024\n", "server.max_outbound_bytes", 3, 22,
+     "must be at least server.max_frame_bytes = 2048 (got 1024)"},
+    // ... else at the other key involved
+    {"[server]\nmax_frame_bytes = 8388608\n", "server.max_frame_bytes", 2, 19,
+     "must be at most server.max_outbound_bytes = 4194304 (got 8388608)"},
+    {"[server]\nheartbeat_interval = \"10s\"\nidle_timeout = \"10s\"\n", "server.idle_timeout", 3, 16,
+     "must be greater than server.heartbeat_interval = 10s (got 10s)"},
+    {"[server]\nidle_timeout = \"5s\"\n", "server.idle_timeout", 2, 16,
+     "must be greater than server.heartbeat_interval = 10s (got 5s)"},
+    {"[server]\nheartbeat_interval = \"1m\"\n", "server.heartbeat_interval", 2, 22,
+     "must be less than server.idle_timeout = 30s (got 1m)"},
+    {"[storage]\nreconnect_initial = \"20s\"\n", "storage.reconnect_initial", 2, 21,
+     "must not exceed storage.reconnect_max = 10s (got 20s)"},
+    {"[storage]\nreconnect_max = \"50ms\"\n", "storage.reconnect_max", 2, 17,
+     "must be at least storage.reconnect_initial = 100ms (got 50ms)"},
+    {"[storage]\nreconnect_max = \"1s\"\nreconnect_initial = \"1m30s\"\n", "storage.reconnect_initial", 3, 21,
+     "must not exceed storage.reconnect_max = 1s (got 1m30s)"},
+    // the admin API off loopback needs a token
+    {"[admin]\nlisten = \"0.0.0.0:7401\"\n", "admin.listen", 2, 10,
+     "is not a loopback address, so admin.token_file must be set"},
+    {"[admin]\nlisten = \"[::]:7401\"\ntoken_file = \"\"\n", "admin.listen", 2, 10, "is not a loopback address"},
+  };
+  for (const auto& c : cases)
+    check_single_error(c);
+  // Equal values are fine where the rule allows them.
+  for (std::string_view text : {"[server]\nmax_frame_bytes = 4096\nmax_outbound_bytes = 4096\n"sv,
+                                "[storage]\nreconnect_initial = \"10s\"\nreconnect_max = \"10s\"\n"sv,
+                                "[admin]\nlisten = \"0.0.0.0:7401\"\ntoken_file = \"/run/token\"\n"sv,
+                                "[admin]\nlisten = \"localhost:7401\"\n"sv, "[admin]\nlisten = \"[::1]:7401\"\n"sv,
+                                "[admin]\nlisten = \"127.1.2.3:7401\"\n"sv}) {
+    auto r = load(text);
+    BOOST_TEST(r.ok(), "input: " << text << "errors:" << describe(r));
+  }
+  // A key that is already wrong on its own is not reported again by a cross-field rule.
+  auto r = load("[server]\nheartbeat_interval = \"10\"\nidle_timeout = \"5s\"\n");
+  BOOST_TEST_REQUIRE(r.errors.size() == 1u, "errors:" << describe(r));
+  BOOST_TEST(r.errors[0].key == "server.heartbeat_interval");
+}
+
+BOOST_AUTO_TEST_CASE(storage_urls) {
+  for (std::string_view url : {"sqlite://nodecoord.db"sv, "sqlite:///var/lib/nodecoord/nc.db"sv, "sqlite::memory:"sv,
+                               "postgresql://nc:secret@db.example.net:5432/nc?sslmode=require"sv,
+                               "postgres://localhost/nc"sv}) {
+    auto r = load("[storage]\nurl = \"" + std::string{url} + "\"\n");
+    BOOST_TEST(r.ok(), "url " << url << describe(r));
+    BOOST_TEST(r.config.storage.url == url);
+  }
+  const std::vector<expected_error> cases = {
+    {"[storage]\nurl = \"mysql://nc:hunter2@db/nc\"\n", "storage.url", 2, 7, "unsupported storage URL scheme \"mysql\""},
+    {"[storage]\nurl = \"nodecoord.db\"\n", "storage.url", 2, 7, "expected \"sqlite://PATH\", \"sqlite::memory:\""},
+    {"[storage]\nurl = \"sqlite://\"\n", "storage.url", 2, 7, "missing database path"},
+    {"[storage]\nurl = \"sqlite:nodecoord.db\"\n", "storage.url", 2, 7, "unsupported storage URL"},
+    {"[storage]\nurl = \"postgresq://u:pw@h/db\"\n", "storage.url", 2, 7, "unsupported storage URL scheme \"postgresq\""},
+    {"[storage]\nurl = \"\"\n", "storage.url", 2, 7, "unsupported storage URL"},
+  };
+  for (const auto& c : cases)
+    check_single_error(c);
+  // A password in a mistyped URL is not echoed.
+  auto r = load("[storage]\nurl = \"mysql://nc:hunter2@db/nc\"\n");
+  BOOST_TEST_REQUIRE(r.errors.size() == 1u);
+  BOOST_TEST(!contains(r.errors[0].message, "hunter2"));
+}
+
+BOOST_AUTO_TEST_CASE(unreadable_file) {
+  const std::string missing = "/nonexistent-dir/nodecoord.toml";
+  auto r = load_file(missing);
+  BOOST_TEST_REQUIRE(r.errors.size() == 1u, "errors:" << describe(r));
+  const auto& e = r.errors.front();
+  BOOST_TEST(e.file == missing);
+  BOOST_TEST(e.line == 0u);
+  BOOST_TEST(e.column == 0u);
+  BOOST_TEST(e.key == "");
+  BOOST_TEST(contains(e.message, std::strerror(ENOENT)), e.message);
+  BOOST_TEST(e.to_string() == missing + ": cannot read the configuration file: " + std::strerror(ENOENT));
+  check_same(r.config, default_config());
+
+  // A directory opens but cannot be read.
+  temp_file f("");
+  r = load_file(f.dir);
+  BOOST_TEST_REQUIRE(r.errors.size() == 1u, "errors:" << describe(r));
+  BOOST_TEST(r.errors[0].line == 0u);
+  BOOST_TEST(contains(r.errors[0].message, std::strerror(EISDIR)), r.errors[0].message);
+
+  // An endless file is refused instead of read forever.
+  r = load_file("/dev/zero");
+  BOOST_TEST_REQUIRE(r.errors.size() == 1u, "errors:" << describe(r));
+  BOOST_TEST(r.errors[0].line == 0u);
+  BOOST_TEST(contains(r.errors[0].message, std::strerror(EFBIG)), r.errors[0].message);
+}
+
+BOOST_AUTO_TEST_CASE(every_error_is_reported) {
+  const std::string text = R"(# several mistakes
+[server]
+listen = "127.0.0.1:70000"
+max_conections = 100
+hello_timeout = 10
+idle_timeout = "5s"
+
+[storage]
+url = "mysql://db"
+batch_max = 0
+
+[backfil]
+batch_size = 5
+
+[log]
+level = "loud"
+format = "json"
+)";
+  auto r = load(text);
+  struct want {
+    uint32_t line;
+    uint32_t column;
+    std::string key;
+    std::string message;
+  };
+  const std::vector<want> expected = {
+    {3, 10, "server.listen", "port must be between 1 and 65535"},
+    {4, 1, "server.max_conections", "did you mean 'max_connections'?"},
+    {5, 17, "server.hello_timeout", "expected a string like \"10s\", got integer"},
+    {6, 16, "server.idle_timeout", "must be greater than server.heartbeat_interval"},
+    {9, 7, "storage.url", "unsupported storage URL scheme"},
+    {10, 13, "storage.batch_max", "must be at least 1"},
+    {12, 2, "backfil", "did you mean 'backfill'?"},
+    {16, 9, "log.level", "invalid log level \"loud\""},
+  };
+  BOOST_TEST_REQUIRE(r.errors.size() == expected.size(), "errors:" << describe(r));
+  for (size_t i = 0; i < expected.size(); ++i) {
+    BOOST_TEST_CONTEXT("error " << i << ": " << r.errors[i].to_string()) {
+      BOOST_TEST(r.errors[i].file == "t.toml");
+      BOOST_TEST(r.errors[i].line == expected[i].line);
+      BOOST_TEST(r.errors[i].column == expected[i].column);
+      BOOST_TEST(r.errors[i].key == expected[i].key);
+      BOOST_TEST(contains(r.errors[i].message, expected[i].message));
+    }
+  }
+  // Valid keys next to invalid ones still take effect; invalid ones keep their defaults.
+  BOOST_TEST((r.config.log.format == log_format::json));
+  BOOST_TEST((r.config.log.level == log_level::info));
+  BOOST_TEST(r.config.server.listen.port == 7400);
+  BOOST_TEST(r.config.storage.batch_max == nodecoord::defaults::batch_max);
+}
+
+// --- durations --------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(duration_parsing_valid) {
+  const std::vector<std::pair<std::string, int64_t>> cases = {
+    {"250ms", 250},
+    {"10s", 10'000},
+    {"5m", 300'000},
+    {"1h", 3'600'000},
+    {"1m30s", 90'000},
+    {"1h1m1s1ms", 3'661'001},
+    {"2h30m", 9'000'000},
+    {"1s500ms", 1'500},
+    {"0s", 0},
+    {"0ms", 0},
+    {"007s", 7'000},
+    {"90s", 90'000},
+    {"9223372036854775807ms", INT64_MAX},
+  };
+  for (const auto& [text, millis] : cases) {
+    std::string why = "untouched";
+    auto d = parse_duration(text, &why);
+    BOOST_TEST_CONTEXT("input: \"" << text << "\"") {
+      BOOST_TEST_REQUIRE(d.has_value(), "why: " << why);
+      BOOST_TEST(d->count() == millis);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(duration_parsing_invalid) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+    {"", "empty duration"},
+    {"-5s", "negative durations are not allowed"},
+    {"+5s", "a sign is not allowed"},
+    {"10", "missing unit after 10"},
+    {"1m30", "missing unit after 30"},
+    {"10d", "unknown unit \"d\""},
+    {"10S", "unknown unit \"S\""},
+    {"10sec", "unknown unit \"sec\""},
+    {"10us", "unknown unit \"us\""},
+    {"10 s", "whitespace is not allowed"},
+    {" 10s", "whitespace is not allowed"},
+    {"10s ", "whitespace is not allowed"},
+    {"1.5s", "fractional values are not allowed"},
+    {"s", "expected a number"},
+    {"10s%", "unexpected character '%'"},
+    {"30s1m", "units must appear from largest to smallest"},
+    {"1s1s", "units must appear from largest to smallest"},
+    {"9223372036854775808ms", "duration too large"},
+    {"2562047788016h", "duration too large"},
+    {"99999999999999999999999s", "duration too large"},
+    {"9223372036854775s1000ms", "duration too large"},
+  };
+  for (const auto& [text, reason] : cases) {
+    BOOST_TEST_CONTEXT("input: \"" << text << "\"") {
+      std::string why;
+      auto d = parse_duration(text, &why);
+      BOOST_TEST(!d.has_value());
+      BOOST_TEST(contains(why, reason), "why: " << why);
+      BOOST_TEST(!parse_duration(text).has_value()); // `why` is optional
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(duration_formatting) {
+  const std::vector<std::pair<int64_t, std::string>> cases = {
+    {1'500, "1500ms"},  {60'000, "1m"},       {90'000, "1m30s"},  {0, "0s"},
+    {250, "250ms"},     {10'000, "10s"},      {3'600'000, "1h"},  {5'400'000, "1h30m"},
+    {3'661'000, "1h1m1s"}, {3'661'001, "3661001ms"}, {86'400'000, "24h"}, {-10'000, "-10s"},
+  };
+  for (const auto& [millis, text] : cases)
+    BOOST_TEST(format_duration(std::chrono::milliseconds{millis}) == text, "for " << millis << "ms");
+  // Round trip.
+  for (int64_t millis : {int64_t{1}, int64_t{999}, int64_t{1'000}, int64_t{61'000}, int64_t{3'599'999},
+                         int64_t{7'200'000}, int64_t{INT64_MAX}}) {
+    auto back = parse_duration(format_duration(std::chrono::milliseconds{millis}));
+    BOOST_TEST_REQUIRE(back.has_value(), "for " << millis << "ms");
+    BOOST_TEST(back->count() == millis);
+  }
+}
+
+// --- endpoints --------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(endpoint_parsing_valid) {
+  struct valid {
+    std::string text;
+    std::string host;
+    uint16_t port;
+    std::string printed;
+  };
+  const std::vector<valid> cases = {
+    {"127.0.0.1:7400", "127.0.0.1", 7400, "127.0.0.1:7400"},
+    {"0.0.0.0:1", "0.0.0.0", 1, "0.0.0.0:1"},
+    {"localhost:65535", "localhost", 65535, "localhost:65535"},
+    {"node-1.example.net:8080", "node-1.example.net", 8080, "node-1.example.net:8080"},
+    {"[::1]:7400", "::1", 7400, "[::1]:7400"},
+    {"[::]:7400", "::", 7400, "[::]:7400"},
+    {"[2001:db8::17]:443", "2001:db8::17", 443, "[2001:db8::17]:443"},
+    {"[fe80::1%eth0]:7400", "fe80::1%eth0", 7400, "[fe80::1%eth0]:7400"},
+    {"127.0.0.1:07400", "127.0.0.1", 7400, "127.0.0.1:7400"},
+  };
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT("listen = \"" << c.text << "\"") {
+      auto r = load("[server]\nlisten = \"" + c.text + "\"\n");
+      BOOST_TEST_REQUIRE(r.ok(), "errors:" << describe(r));
+      BOOST_TEST(r.config.server.listen.host == c.host);
+      BOOST_TEST(r.config.server.listen.port == c.port);
+      BOOST_TEST(r.config.server.listen.to_string() == c.printed);
+    }
+  }
+  BOOST_TEST(default_config().server.listen.to_string() == "127.0.0.1:7400");
+  BOOST_TEST(default_config().admin.listen.to_string() == "127.0.0.1:7401");
+}
+
+BOOST_AUTO_TEST_CASE(endpoint_parsing_invalid) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+    {"", "empty address"},
+    {"::1:7400", "IPv6 addresses must be written in brackets"},
+    {"127.0.0.1", "missing port"},
+    {":7400", "missing host"},
+    {"127.0.0.1:", "the port must be a number"},
+    {"127.0.0.1:http", "the port must be a number"},
+    {"127.0.0.1:-1", "the port must be a number"},
+    {"127.0.0.1:0", "port must be between 1 and 65535 (got 0)"},
+    {"127.0.0.1:65536", "port must be between 1 and 65535 (got 65536)"},
+    {"127.0.0.1:99999999999999999999999", "port must be between 1 and 65535"},
+    {"[::1]7400", "missing port after ']'"},
+    {"[::1]", "missing port after ']'"},
+    {"[::1:7400", "missing ']'"},
+    {"[]:7400", "missing host"},
+    {"[zz::1]:7400", "is not an IPv6 address"},
+    {"[127.0.0.1]:7400", "is not an IPv6 address"},
+    {"256.0.0.1:7400", "is not an IPv4 address"},
+    {"*:7400", "is not a host name or IP address"},
+    {"my host:7400", "is not a host name or IP address"},
+  };
+  for (const auto& [text, reason] : cases) {
+    check_single_error({"[server]\nlisten = \"" + text + "\"\n", "server.listen", 2, 10, reason});
+    check_single_error({"[admin]\nlisten = \"" + text + "\"\n", "admin.listen", 2, 10, reason});
+  }
+}
+
+// --- formatting -------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(config_error_to_string) {
+  BOOST_TEST((config_error{"/etc/nc.toml", 3, 7, "server.listen", "bad"}.to_string())
+             == "/etc/nc.toml:3:7: server.listen: bad");
+  BOOST_TEST((config_error{"/etc/nc.toml", 3, 7, "", "syntax"}.to_string()) == "/etc/nc.toml:3:7: syntax");
+  BOOST_TEST((config_error{"/etc/nc.toml", 0, 0, "", "cannot read"}.to_string()) == "/etc/nc.toml: cannot read");
+  BOOST_TEST((config_error{"/etc/nc.toml", 0, 0, "log.level", "bad"}.to_string()) == "/etc/nc.toml: log.level: bad");
+  BOOST_TEST((config_error{"/etc/nc.toml", 4, 0, "log.level", "bad"}.to_string()) == "/etc/nc.toml:4: log.level: bad");
+  BOOST_TEST((config_error{"", 4, 2, "log.level", "bad"}.to_string()) == "4:2: log.level: bad");
+  BOOST_TEST((config_error{"", 0, 0, "", "bad"}.to_string()) == "bad");
+  // From a real load.
+  auto r = load_string("[server]\nhello_timeout = 10\n", "/etc/nodecoord/nodecoord.toml");
+  BOOST_TEST_REQUIRE(r.errors.size() == 1u);
+  BOOST_TEST(r.errors[0].to_string()
+             == "/etc/nodecoord/nodecoord.toml:2:17: server.hello_timeout: expected a string like \"10s\", got integer");
+  r = load_string("[server\n", "x.toml");
+  BOOST_TEST_REQUIRE(r.errors.size() == 1u);
+  BOOST_TEST(r.errors[0].to_string().rfind("x.toml:1:8: ", 0) == 0u, r.errors[0].to_string());
+}
+
+BOOST_AUTO_TEST_CASE(log_names) {
+  const std::vector<std::pair<std::string, log_level>> levels = {
+    {"trace", log_level::trace}, {"debug", log_level::debug}, {"info", log_level::info},
+    {"warn", log_level::warn},   {"error", log_level::error},
+  };
+  for (const auto& [name, level] : levels) {
+    BOOST_TEST(to_string(level) == name);
+    auto r = load("[log]\nlevel = \"" + name + "\"\n");
+    BOOST_TEST_REQUIRE(r.ok(), describe(r));
+    BOOST_TEST((r.config.log.level == level), name);
+  }
+  BOOST_TEST(to_string(log_format::text) == "text");
+  BOOST_TEST(to_string(log_format::json) == "json");
+  auto r = load("[log]\nformat = \"json\"\n");
+  BOOST_TEST_REQUIRE(r.ok(), describe(r));
+  BOOST_TEST((r.config.log.format == log_format::json));
+}

@@ -1,0 +1,725 @@
+// Every storage operation on SQLite and on PostgreSQL (the same body, two backends), the state
+// machine rules of DESIGN §3, migrations, group commit equivalence and exactly-once commits.
+#define BOOST_TEST_MODULE storage_test
+#include <boost/test/unit_test.hpp>
+
+#include "common/ids.hpp"
+#include "storage/migrations.hpp"
+#include "storage/query.hpp"
+#include "test_db.hpp"
+
+#include <soci/soci.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+
+using namespace nodecoord;
+using namespace nodecoord::storage;
+using nodecoord::test::test_database;
+
+namespace {
+
+node_record add_node(test_database& t, const std::string& name) {
+  auto r = t.run(node_create{name, "", "kid-" + name, sha256_hex("secret-" + name)});
+  BOOST_REQUIRE(r.created);
+  return r.node;
+}
+
+int64_t begin_session(test_database& t, const node_record& n) {
+  auto cur = t.run(node_lookup_by_name{n.name});
+  auto r = t.run(node_begin_session{n.id, cur.node.session_epoch});
+  BOOST_REQUIRE(r.ok);
+  return r.epoch;
+}
+
+std::string add_attempt(test_database& t, const node_record& n, const std::string& id = new_uuid()) {
+  auto r = t.run(attempt_upsert{n.id, id, "task-1", "running", "", "", ""});
+  BOOST_REQUIRE(r.status == write_status::ok);
+  return id;
+}
+
+std::vector<log_entry> lines(int64_t from, int64_t to) { // [from, to)
+  std::vector<log_entry> out;
+  for (auto s = from; s < to; ++s)
+    out.push_back({s, "2026-01-09T12:00:00.000Z", "stdout", "line " + std::to_string(s)});
+  return out;
+}
+
+attempt_record get(test_database& t, const std::string& id) {
+  auto r = t.run(attempt_get{id});
+  BOOST_REQUIRE(r.found);
+  return r.attempt;
+}
+
+std::string job_status(test_database& t, const std::string& id) {
+  std::string s;
+  query(t.db().session(), "SELECT status FROM jobs WHERE id = :id").bind("id", id).each([&](const soci::row& r) {
+    s = col_str(r, 0);
+  });
+  return s;
+}
+
+int64_t count(test_database& t, const std::string& sql) {
+  int64_t n = -1;
+  query(t.db().session(), sql).each([&](const soci::row& r) { n = col_int(r, 0); });
+  return n;
+}
+
+} // namespace
+
+// --- migrations ------------------------------------------------------------------------------
+
+NC_BOTH_BACKENDS(migrations_are_idempotent) {
+  BOOST_TEST(count(t, "SELECT MAX(version) FROM schema_migrations") == latest_schema_version());
+  add_node(t, "n1");
+  // Re-running finds the current version and changes nothing.
+  BOOST_TEST(t.db().migrate() == latest_schema_version());
+  BOOST_TEST(t.db().migrate() == latest_schema_version());
+  BOOST_TEST(count(t, "SELECT COUNT(*) FROM schema_migrations") == latest_schema_version());
+  BOOST_TEST(count(t, "SELECT COUNT(*) FROM nodes") == 1);
+}
+
+NC_BOTH_BACKENDS(newer_schema_is_refused) {
+  t.exec_sql("INSERT INTO schema_migrations (version, description, applied_at) VALUES "
+             "(999, 'from the future', '2030-01-01T00:00:00.000Z')");
+  try {
+    t.db().migrate();
+    BOOST_FAIL("expected schema_too_new");
+  } catch (const schema_too_new& e) {
+    BOOST_TEST(std::string(e.what()).find("version 999") != std::string::npos);
+    BOOST_TEST(std::string(e.what()).find("newer than this nodecoordd") != std::string::npos);
+  }
+}
+
+// --- nodes -----------------------------------------------------------------------------------
+
+NC_BOTH_BACKENDS(node_create_lookup_list) {
+  auto a = add_node(t, "alpha");
+  BOOST_TEST(is_uuid(a.id));
+  BOOST_TEST(a.status == "offline");
+  BOOST_TEST(a.session_epoch == 0);
+  BOOST_TEST(a.created_at == "2026-01-09T12:00:00.000Z");
+  BOOST_TEST(a.key_hash == sha256_hex("secret-alpha"));
+  // A taken name or key id creates nothing.
+  BOOST_TEST(!t.run(node_create{"alpha", "", "other", "h"}).created);
+  BOOST_TEST(!t.run(node_create{"beta", "", "kid-alpha", "h"}).created);
+  add_node(t, "beta");
+  auto by_key = t.run(node_lookup_by_key{"kid-alpha"});
+  BOOST_TEST(by_key.found);
+  BOOST_TEST(by_key.node.id == a.id);
+  BOOST_TEST(!t.run(node_lookup_by_key{"nope"}).found);
+  BOOST_TEST(t.run(node_lookup_by_name{"beta"}).node.name == "beta");
+  auto all = t.run(node_list{});
+  BOOST_REQUIRE_EQUAL(all.size(), 2u);
+  BOOST_TEST(all[0].name == "alpha");
+  BOOST_TEST(all[1].name == "beta");
+}
+
+NC_BOTH_BACKENDS(node_disable_enable_and_rotate_key) {
+  auto a = add_node(t, "alpha");
+  auto d = t.run(node_disable{"alpha"});
+  BOOST_TEST(d.found);
+  BOOST_TEST(d.node.status == "disabled");
+  BOOST_TEST(d.node.disabled_at == "2026-01-09T12:00:00.000Z");
+  BOOST_TEST(!t.run(node_disable{"nobody"}).found);
+  // A disabled node cannot start a session.
+  BOOST_TEST(!t.run(node_begin_session{a.id, 0}).ok);
+  auto e = t.run(node_enable{"alpha"});
+  BOOST_TEST(e.node.status == "offline");
+  BOOST_TEST(e.node.disabled_at.empty());
+  auto k = t.run(node_set_key{"alpha", "kid-new", "hash-new"});
+  BOOST_TEST(k.found);
+  BOOST_TEST(!t.run(node_lookup_by_key{"kid-alpha"}).found);
+  BOOST_TEST(t.run(node_lookup_by_key{"kid-new"}).node.key_hash == "hash-new");
+}
+
+NC_BOTH_BACKENDS(session_epoch_cas_and_end_only_for_current_epoch) {
+  auto a = add_node(t, "alpha");
+  auto s1 = t.run(node_begin_session{a.id, 0});
+  BOOST_TEST(s1.ok);
+  BOOST_TEST(s1.epoch == 1);
+  // A racing begin with the stale expectation loses and learns the current epoch.
+  auto lost = t.run(node_begin_session{a.id, 0});
+  BOOST_TEST(!lost.ok);
+  BOOST_TEST(lost.epoch == 1);
+  t.clock.advance(std::chrono::seconds(5));
+  auto s2 = t.run(node_begin_session{a.id, 1}); // the node reconnected: supersedes epoch 1
+  BOOST_TEST(s2.epoch == 2);
+  auto n = t.run(node_lookup_by_name{"alpha"}).node;
+  BOOST_TEST(n.status == "online");
+  BOOST_TEST(n.connected_at == "2026-01-09T12:00:05.000Z");
+  // The old session's cleanup arrives late: it must not touch the new session (reconnect clobber).
+  BOOST_TEST(!t.run(node_end_session{a.id, 1, "socket_closed"}).applied);
+  n = t.run(node_lookup_by_name{"alpha"}).node;
+  BOOST_TEST(n.status == "online");
+  BOOST_TEST(n.disconnect_reason.empty());
+  t.clock.advance(std::chrono::seconds(5));
+  BOOST_TEST(t.run(node_end_session{a.id, 2, "bye"}).applied);
+  n = t.run(node_lookup_by_name{"alpha"}).node;
+  BOOST_TEST(n.status == "offline");
+  BOOST_TEST(n.disconnect_reason == "bye");
+  BOOST_TEST(n.disconnected_at == "2026-01-09T12:00:10.000Z");
+  // A disconnect does not refresh last_seen_at (lessons.md).
+  BOOST_TEST(n.last_seen_at == "2026-01-09T12:00:05.000Z");
+}
+
+NC_BOTH_BACKENDS(node_touch_is_batched_and_monotonic) {
+  auto a = add_node(t, "alpha");
+  auto b = add_node(t, "beta");
+  auto r = t.run(node_touch{{{a.id, "2026-01-09T12:01:00.000Z"}, {b.id, "2026-01-09T12:02:00.000Z"}}});
+  BOOST_TEST(r.updated == 2);
+  // An older time never moves last_seen_at back.
+  r = t.run(node_touch{{{a.id, "2026-01-09T12:00:30.000Z"}, {b.id, "2026-01-09T12:03:00.000Z"}}});
+  BOOST_TEST(r.updated == 1);
+  BOOST_TEST(t.run(node_lookup_by_name{"alpha"}).node.last_seen_at == "2026-01-09T12:01:00.000Z");
+  BOOST_TEST(t.run(node_lookup_by_name{"beta"}).node.last_seen_at == "2026-01-09T12:03:00.000Z");
+  BOOST_TEST(t.run(node_touch{}).updated == 0);
+}
+
+// --- attempts and logs -----------------------------------------------------------------------
+
+NC_BOTH_BACKENDS(attempt_upsert_with_owner_check) {
+  auto a = add_node(t, "alpha");
+  auto b = add_node(t, "beta");
+  auto id = new_uuid();
+  auto r = t.run(attempt_upsert{a.id, id, "task-7", "running", "2026-01-09T11:00:00.000Z", "",
+                                R"({"exit": null})"});
+  BOOST_TEST(r.created);
+  auto at = get(t, id);
+  BOOST_TEST(at.sync_state == "partial");
+  BOOST_TEST(at.started_at == "2026-01-09T11:00:00.000Z");
+  BOOST_TEST(at.finished_at.empty());
+  // An update keeps what it leaves out and does not change sync_state.
+  t.clock.advance(std::chrono::seconds(1));
+  r = t.run(attempt_upsert{a.id, id, "task-7", "succeeded", "", "2026-01-09T11:05:00.000Z", ""});
+  BOOST_TEST(!r.created);
+  at = get(t, id);
+  BOOST_TEST(at.state == "succeeded");
+  BOOST_TEST(at.started_at == "2026-01-09T11:00:00.000Z");
+  BOOST_TEST(at.finished_at == "2026-01-09T11:05:00.000Z");
+  BOOST_TEST(at.meta.find("exit") != std::string::npos);
+  BOOST_TEST(at.updated_at == "2026-01-09T12:00:01.000Z");
+  // Another node may not write it.
+  r = t.run(attempt_upsert{b.id, id, "task-x", "failed", "", "", ""});
+  BOOST_TEST(r.status == write_status::forbidden);
+  BOOST_TEST(get(t, id).state == "succeeded");
+  BOOST_TEST(get(t, id).node_id == a.id);
+}
+
+NC_BOTH_BACKENDS(logs_insert_or_ignore_owner_and_reopen) {
+  auto a = add_node(t, "alpha");
+  auto b = add_node(t, "beta");
+  BOOST_TEST(t.run(logs_insert{a.id, new_uuid(), lines(0, 1)}).status == write_status::unknown_attempt);
+  auto id = add_attempt(t, a);
+  BOOST_TEST(t.run(logs_insert{b.id, id, lines(0, 3)}).status == write_status::forbidden);
+  auto r = t.run(logs_insert{a.id, id, lines(0, 3)});
+  BOOST_TEST(r.inserted == 3);
+  // Resending is harmless: nothing is inserted twice.
+  r = t.run(logs_insert{a.id, id, lines(0, 5)});
+  BOOST_TEST(r.inserted == 2);
+  auto at = get(t, id);
+  BOOST_TEST(at.log_count == 5);
+  BOOST_TEST(at.log_max_seq == 4);
+  BOOST_TEST(count(t, "SELECT COUNT(*) FROM attempt_logs") == 5);
+  auto got = t.run(logs_get{id, 1, 2});
+  BOOST_REQUIRE_EQUAL(got.size(), 2u);
+  BOOST_TEST(got[0].seq == 2);
+  BOOST_TEST(got[1].line == "line 3");
+  BOOST_TEST(got[0].ts == "2026-01-09T12:00:00.000Z");
+  // Reopen: new lines for a complete attempt move it back to partial; old lines do not.
+  t.exec_sql("UPDATE node_task_attempts SET sync_state = 'complete'");
+  r = t.run(logs_insert{a.id, id, lines(3, 5)});
+  BOOST_TEST(!r.reopened);
+  BOOST_TEST(get(t, id).sync_state == "complete");
+  r = t.run(logs_insert{a.id, id, lines(5, 6)});
+  BOOST_TEST(r.reopened);
+  BOOST_TEST(get(t, id).sync_state == "partial");
+}
+
+NC_BOTH_BACKENDS(partial_attempts_oldest_first) {
+  auto a = add_node(t, "alpha");
+  auto b = add_node(t, "beta");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back(add_attempt(t, a));
+    t.clock.advance(std::chrono::seconds(1));
+  }
+  add_attempt(t, b);
+  t.exec_sql("UPDATE node_task_attempts SET sync_state = 'complete' WHERE id = '" + ids[1] + "'");
+  auto got = t.run(attempts_partial_of_node{a.id, 2});
+  BOOST_TEST(got == (std::vector<std::string>{ids[0], ids[2]}), boost::test_tools::per_element());
+}
+
+// --- backfill state machine ------------------------------------------------------------------
+
+NC_BOTH_BACKENDS(mark_pending_cas_from_partial_only) {
+  auto a = add_node(t, "alpha");
+  auto b = add_node(t, "beta");
+  auto epoch = begin_session(t, a);
+  auto x = add_attempt(t, a), y = add_attempt(t, a), z = add_attempt(t, a), foreign = add_attempt(t, b);
+  t.exec_sql("UPDATE node_task_attempts SET sync_state = 'complete' WHERE id = '" + z + "'");
+  auto r1 = new_uuid();
+  auto m = t.run(mark_pending{r1, a.id, epoch, {x, y, z, foreign, new_uuid()}});
+  BOOST_REQUIRE_EQUAL(m.marked.size(), 2u); // only this node's partial attempts
+  BOOST_TEST(m.marked[0].attempt_id == x);
+  BOOST_TEST(m.marked[1].attempt_id == y);
+  BOOST_TEST(get(t, x).sync_state == "pending_backfill");
+  BOOST_TEST(get(t, x).backfill_request_id == r1);
+  BOOST_TEST(get(t, foreign).sync_state == "partial");
+  BOOST_TEST(job_status(t, r1) == "running");
+  BOOST_TEST(count(t, "SELECT attempt_count FROM jobs WHERE id = '" + r1 + "'") == 2);
+  // Rule 4: an attempt is never in two live requests.
+  auto r2 = new_uuid();
+  auto m2 = t.run(mark_pending{r2, a.id, epoch, {x, y}});
+  BOOST_TEST(m2.marked.empty());
+  BOOST_TEST(get(t, x).backfill_request_id == r1);
+  // Nothing marked: no job left behind.
+  BOOST_TEST(job_status(t, r2).empty());
+  // A request under a stale epoch marks nothing.
+  auto w = add_attempt(t, a);
+  BOOST_TEST(t.run(mark_pending{new_uuid(), a.id, epoch + 1, {w}}).marked.empty());
+  BOOST_TEST(get(t, w).sync_state == "partial");
+}
+
+NC_BOTH_BACKENDS(mark_pending_reports_logs_after) {
+  auto a = add_node(t, "alpha");
+  auto epoch = begin_session(t, a);
+  auto none = add_attempt(t, a), full = add_attempt(t, a), gap = add_attempt(t, a), nozero = add_attempt(t, a);
+  t.run(logs_insert{a.id, full, lines(0, 4)});
+  auto g = lines(0, 3);
+  auto tail = lines(5, 7);
+  g.insert(g.end(), tail.begin(), tail.end());
+  t.run(logs_insert{a.id, gap, g});
+  t.run(logs_insert{a.id, nozero, lines(1, 4)});
+  auto m = t.run(mark_pending{new_uuid(), a.id, epoch, {none, full, gap, nozero}});
+  BOOST_REQUIRE_EQUAL(m.marked.size(), 4u);
+  std::map<std::string, int64_t> after;
+  for (auto& x : m.marked)
+    after[x.attempt_id] = x.logs_after;
+  BOOST_TEST(after[none] == -1);
+  BOOST_TEST(after[full] == 3);
+  BOOST_TEST(after[gap] == 2);     // 0..2 stored, 3 and 4 missing
+  BOOST_TEST(after[nozero] == -1); // seq 0 missing: resend everything
+}
+
+NC_BOTH_BACKENDS(apply_backfill_rules_1_to_3) {
+  auto a = add_node(t, "alpha");
+  auto epoch = begin_session(t, a);
+  auto good = add_attempt(t, a), short_logs = add_attempt(t, a), failing = add_attempt(t, a),
+       unanswered = add_attempt(t, a);
+  t.run(logs_insert{a.id, good, lines(0, 3)});
+  t.run(logs_insert{a.id, short_logs, lines(0, 2)});
+  auto req = new_uuid();
+  BOOST_REQUIRE_EQUAL(t.run(mark_pending{req, a.id, epoch, {good, short_logs, failing, unanswered}}).marked.size(), 4u);
+  t.clock.advance(std::chrono::seconds(2));
+  auto r = t.run(apply_backfill{req, a.id, epoch,
+                                {{good, true, 3, ""}, {short_logs, true, 5, ""},
+                                 {failing, false, 0, "not found"}, {new_uuid(), true, 0, ""}},
+                                5});
+  BOOST_TEST(r.completed == 1);
+  BOOST_TEST(r.reset == 3); // missing evidence, failure result, no result at all
+  BOOST_TEST(r.failed == 0);
+  BOOST_TEST(r.stale == 1); // the attempt that was never part of the request
+  BOOST_TEST(r.job_status == "failed");
+  auto g = get(t, good);
+  BOOST_TEST(g.sync_state == "complete");
+  BOOST_TEST(g.backfill_request_id.empty());
+  BOOST_TEST(g.last_full_sync_at == "2026-01-09T12:00:02.000Z");
+  BOOST_TEST(get(t, short_logs).sync_state == "partial"); // rule 2
+  BOOST_TEST(get(t, short_logs).backfill_failures == 1);
+  BOOST_TEST(get(t, failing).backfill_failures == 1); // rule 3
+  BOOST_TEST(get(t, unanswered).sync_state == "partial");
+  BOOST_TEST(job_status(t, req) == "failed");
+  BOOST_TEST(count(t, "SELECT COUNT(*) FROM jobs WHERE detail IS NOT NULL") == 1);
+  // Rule 1: the same response again (duplicate) changes nothing.
+  auto before = t.dump();
+  auto dup = t.run(apply_backfill{req, a.id, epoch, {{good, true, 3, ""}, {failing, false, 0, ""}}, 5});
+  BOOST_TEST(dup.stale == 2);
+  BOOST_TEST(dup.completed + dup.reset + dup.failed == 0);
+  BOOST_TEST(dup.job_status.empty());
+  BOOST_TEST(t.dump() == before);
+}
+
+NC_BOTH_BACKENDS(apply_backfill_all_ok_succeeds_job) {
+  auto a = add_node(t, "alpha");
+  auto epoch = begin_session(t, a);
+  auto x = add_attempt(t, a);
+  t.run(logs_insert{a.id, x, lines(0, 2)});
+  auto req = new_uuid();
+  t.run(mark_pending{req, a.id, epoch, {x}});
+  auto r = t.run(apply_backfill{req, a.id, epoch, {{x, true, 2, ""}}, 5});
+  BOOST_TEST(r.job_status == "succeeded");
+  BOOST_TEST(job_status(t, req) == "succeeded");
+  BOOST_TEST(get(t, x).sync_state == "complete");
+}
+
+NC_BOTH_BACKENDS(foreign_late_and_stale_epoch_responses_change_nothing) {
+  auto a = add_node(t, "alpha");
+  auto b = add_node(t, "beta");
+  auto ea = begin_session(t, a);
+  auto eb = begin_session(t, b);
+  auto x = add_attempt(t, a);
+  auto req = new_uuid();
+  t.run(mark_pending{req, a.id, ea, {x}});
+  auto before = t.dump();
+  // Another node answers the same request id.
+  auto r = t.run(apply_backfill{req, b.id, eb, {{x, true, 0, ""}}, 5});
+  BOOST_TEST(r.stale == 1);
+  BOOST_TEST(t.dump() == before);
+  // The right node under an old epoch (it reconnected meanwhile).
+  r = t.run(apply_backfill{req, a.id, ea - 1, {{x, true, 0, ""}}, 5});
+  BOOST_TEST(r.stale == 1);
+  BOOST_TEST(t.dump() == before);
+  // The request was reset (disconnect), the attempt re-requested; the late answer to the old
+  // request must not complete the new one.
+  t.run(reset_requests{{req}, "cancelled", "disconnect"});
+  auto req2 = new_uuid();
+  BOOST_REQUIRE_EQUAL(t.run(mark_pending{req2, a.id, ea, {x}}).marked.size(), 1u);
+  r = t.run(apply_backfill{req, a.id, ea, {{x, true, 0, ""}}, 5});
+  BOOST_TEST(r.stale == 1);
+  BOOST_TEST(get(t, x).sync_state == "pending_backfill");
+  BOOST_TEST(get(t, x).backfill_request_id == req2);
+  BOOST_TEST(job_status(t, req) == "cancelled");
+}
+
+NC_BOTH_BACKENDS(max_failures_makes_attempt_failed_and_requeue) {
+  auto a = add_node(t, "alpha");
+  auto epoch = begin_session(t, a);
+  auto x = add_attempt(t, a);
+  for (int i = 1; i <= 3; ++i) {
+    auto req = new_uuid();
+    BOOST_REQUIRE_EQUAL(t.run(mark_pending{req, a.id, epoch, {x}}).marked.size(), 1u);
+    auto r = t.run(apply_backfill{req, a.id, epoch, {{x, false, 0, "gone"}}, 3});
+    BOOST_TEST(r.attempts.at(0).outcome == (i < 3 ? backfill_outcome::reset : backfill_outcome::failed));
+  }
+  BOOST_TEST(get(t, x).sync_state == "failed");
+  BOOST_TEST(get(t, x).backfill_failures == 3);
+  // Failed attempts leave the automatic triggers.
+  BOOST_TEST(t.run(attempts_partial_of_node{a.id, 10}).empty());
+  BOOST_TEST(t.run(mark_pending{new_uuid(), a.id, epoch, {x}}).marked.empty());
+  auto q = t.run(attempt_requeue{x});
+  BOOST_TEST(q.found);
+  BOOST_TEST(q.requeued);
+  BOOST_TEST(get(t, x).sync_state == "partial");
+  BOOST_TEST(get(t, x).backfill_failures == 0);
+  BOOST_TEST(!t.run(attempt_requeue{x}).requeued);
+  BOOST_TEST(!t.run(attempt_requeue{new_uuid()}).found);
+}
+
+NC_BOTH_BACKENDS(reset_requests_and_reset_all_pending) {
+  auto a = add_node(t, "alpha");
+  auto epoch = begin_session(t, a);
+  auto x = add_attempt(t, a), y = add_attempt(t, a), z = add_attempt(t, a);
+  t.run(logs_insert{a.id, z, lines(0, 1)});
+  auto r1 = new_uuid(), r2 = new_uuid(), r3 = new_uuid();
+  t.run(mark_pending{r1, a.id, epoch, {x}});
+  t.run(mark_pending{r2, a.id, epoch, {y}});
+  t.run(mark_pending{r3, a.id, epoch, {z}});
+  t.run(apply_backfill{r3, a.id, epoch, {{z, true, 1, ""}}, 5});
+  // A reset names requests; a completed request is untouched by it.
+  auto r = t.run(reset_requests{{r1, r3, new_uuid()}, "expired", "deadline"});
+  BOOST_TEST(r.attempts_reset == 1);
+  BOOST_TEST(r.jobs_finished == 1);
+  BOOST_TEST(get(t, x).sync_state == "partial");
+  BOOST_TEST(get(t, z).sync_state == "complete");
+  BOOST_TEST(job_status(t, r1) == "expired");
+  BOOST_TEST(job_status(t, r3) == "succeeded");
+  // Startup: every pending row back to partial, open jobs abandoned, online nodes offline.
+  auto all = t.run(reset_all_pending{});
+  BOOST_TEST(all.attempts_reset == 1);
+  BOOST_TEST(all.jobs_abandoned == 1);
+  BOOST_TEST(all.nodes_offlined == 1);
+  BOOST_TEST(get(t, y).sync_state == "partial");
+  BOOST_TEST(job_status(t, r2) == "abandoned");
+  BOOST_TEST(t.run(node_lookup_by_name{"alpha"}).node.disconnect_reason == "restart");
+  BOOST_TEST(count(t, "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'") == 0);
+  BOOST_TEST(t.run(reset_all_pending{}).attempts_reset == 0);
+}
+
+// --- jobs ------------------------------------------------------------------------------------
+
+NC_BOTH_BACKENDS(jobs_insert_update_query) {
+  auto a = add_node(t, "alpha");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    job_record j;
+    j.id = new_uuid();
+    j.type = i % 2 ? "reconcile" : "bundle_export";
+    j.status = "queued";
+    j.node_id = i == 4 ? a.id : "";
+    BOOST_TEST(t.run(job_insert{j}).inserted);
+    ids.push_back(j.id);
+    t.clock.advance(std::chrono::seconds(1));
+  }
+  job_record dup;
+  dup.id = ids[0];
+  dup.type = "reconcile";
+  dup.status = "queued";
+  BOOST_TEST(!t.run(job_insert{dup}).inserted);
+  BOOST_TEST(t.run(job_update{ids[0], "running", "", ""}).updated);
+  BOOST_TEST(t.run(job_update{ids[0], "succeeded", R"({"n": 3})", ""}).updated);
+  // A final job never changes again.
+  BOOST_TEST(!t.run(job_update{ids[0], "failed", "", "late"}).updated);
+  auto all = t.run(job_query{});
+  BOOST_REQUIRE_EQUAL(all.size(), 5u);
+  BOOST_TEST(all[0].id == ids[4]); // newest first
+  auto done = t.run(job_query{{"succeeded"}, {}, "", "", "", 10});
+  BOOST_REQUIRE_EQUAL(done.size(), 1u);
+  BOOST_TEST(done[0].started_at == "2026-01-09T12:00:05.000Z");
+  BOOST_TEST(done[0].finished_at == "2026-01-09T12:00:05.000Z");
+  BOOST_TEST(done[0].detail.find("\"n\"") != std::string::npos);
+  BOOST_TEST(t.run(job_query{{}, {"reconcile"}, "", "", "", 10}).size() == 2u);
+  BOOST_TEST(t.run(job_query{{}, {}, a.id, "", "", 10}).size() == 1u);
+  // Keyset paging: two pages of two, then the rest.
+  auto p1 = t.run(job_query{{}, {}, "", "", "", 2});
+  auto p2 = t.run(job_query{{}, {}, "", p1.back().created_at, p1.back().id, 2});
+  auto p3 = t.run(job_query{{}, {}, "", p2.back().created_at, p2.back().id, 2});
+  BOOST_TEST(p1[0].id == ids[4]);
+  BOOST_TEST(p2[0].id == ids[2]);
+  BOOST_REQUIRE_EQUAL(p3.size(), 1u);
+  BOOST_TEST(p3[0].id == ids[0]);
+}
+
+NC_BOTH_BACKENDS(count_summary_counts) {
+  auto a = add_node(t, "alpha");
+  add_node(t, "beta");
+  t.run(node_disable{"beta"});
+  auto x = add_attempt(t, a);
+  add_attempt(t, a);
+  t.run(logs_insert{a.id, x, lines(0, 4)});
+  auto s = t.run(count_summary{});
+  using kv = std::vector<std::pair<std::string, int64_t>>;
+  BOOST_TEST((s.nodes_by_status == kv{{"disabled", 1}, {"offline", 1}}));
+  BOOST_TEST((s.attempts_by_sync_state == kv{{"partial", 2}}));
+  BOOST_TEST(s.log_lines == 4);
+}
+
+// --- group commit ----------------------------------------------------------------------------
+
+namespace {
+
+/// A random but reproducible stream of operations over a small world of nodes and attempts,
+/// including operations that are refused (forbidden, stale, CAS misses).
+struct op_stream {
+  std::mt19937 rng;
+  std::vector<std::string> node_ids, attempt_ids, request_ids;
+  explicit op_stream(unsigned seed) : rng(seed) {
+    for (int i = 0; i < 3; ++i)
+      node_ids.push_back("00000000-0000-4000-8000-00000000000" + std::to_string(i));
+    for (int i = 0; i < 8; ++i)
+      attempt_ids.push_back("10000000-0000-4000-8000-00000000000" + std::to_string(i));
+    for (int i = 0; i < 6; ++i)
+      request_ids.push_back("20000000-0000-4000-8000-00000000000" + std::to_string(i));
+  }
+  template <class T>
+  const T& pick(const std::vector<T>& v) {
+    return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)];
+  }
+  int64_t num(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); }
+
+  /// Appends one operation as a batch item whose result is rendered into `out`.
+  void next(std::vector<batch_item>& items, std::vector<std::string>& out) {
+    auto slot = out.size();
+    out.emplace_back();
+    auto set = [&out, slot](std::string s) { out[slot] = std::move(s); };
+    batch_item it;
+    switch (num(0, 8)) {
+      case 0: {
+        auto i = num(0, 2);
+        node_create op{"node" + std::to_string(i), node_ids[i], "kid" + std::to_string(i), "h"};
+        it.run = [op, set](op_context& c) { set("create " + std::to_string(execute(c, op).created)); };
+        break;
+      }
+      case 1: {
+        node_begin_session op{pick(node_ids), num(0, 3)};
+        it.run = [op, set](op_context& c) {
+          auto r = execute(c, op);
+          set("begin " + std::to_string(r.ok) + " " + std::to_string(r.epoch));
+        };
+        break;
+      }
+      case 2: {
+        attempt_upsert op{pick(node_ids), pick(attempt_ids), "task", num(0, 1) ? "running" : "succeeded", "", "", ""};
+        it.run = [op, set](op_context& c) {
+          auto r = execute(c, op);
+          set(std::string("upsert ") + to_string(r.status) + " " + std::to_string(r.created));
+        };
+        break;
+      }
+      case 3: {
+        auto from = num(0, 4);
+        logs_insert op{pick(node_ids), pick(attempt_ids), lines(from, from + num(1, 4))};
+        it.run = [op, set](op_context& c) {
+          auto r = execute(c, op);
+          set(std::string("logs ") + to_string(r.status) + " " + std::to_string(r.inserted) + " "
+              + std::to_string(r.reopened));
+        };
+        break;
+      }
+      case 4: {
+        mark_pending op{pick(request_ids), pick(node_ids), num(0, 3), {pick(attempt_ids), pick(attempt_ids), pick(attempt_ids)}};
+        it.run = [op, set](op_context& c) {
+          std::string s = "mark";
+          for (auto& m : execute(c, op).marked)
+            s += " " + m.attempt_id + ":" + std::to_string(m.logs_after);
+          set(s);
+        };
+        break;
+      }
+      case 5: {
+        apply_backfill op{pick(request_ids), pick(node_ids), num(0, 3),
+                          {{pick(attempt_ids), num(0, 1) == 1, num(0, 6), ""},
+                           {pick(attempt_ids), num(0, 1) == 1, num(0, 6), ""}},
+                          2};
+        it.run = [op, set](op_context& c) {
+          auto r = execute(c, op);
+          std::string s = "apply " + r.job_status;
+          for (auto& a : r.attempts)
+            s += " " + a.attempt_id + ":" + to_string(a.outcome);
+          set(s);
+        };
+        break;
+      }
+      case 6: {
+        reset_requests op{{pick(request_ids)}, num(0, 1) ? "cancelled" : "expired", "test"};
+        it.run = [op, set](op_context& c) {
+          auto r = execute(c, op);
+          set("reset " + std::to_string(r.attempts_reset) + " " + std::to_string(r.jobs_finished));
+        };
+        break;
+      }
+      case 7: {
+        node_end_session op{pick(node_ids), num(0, 3), "gone"};
+        it.run = [op, set](op_context& c) { set("end " + std::to_string(execute(c, op).applied)); };
+        break;
+      }
+      default: {
+        attempt_requeue op{pick(attempt_ids)};
+        it.run = [op, set](op_context& c) { set("requeue " + std::to_string(execute(c, op).requeued)); };
+      }
+    }
+    items.push_back(std::move(it));
+  }
+};
+
+} // namespace
+
+NC_BOTH_BACKENDS(batching_equals_one_by_one) {
+  for (unsigned seed : {1u, 2u, 3u, 4u}) {
+    test_database other(t.kind(), t.clock);
+    std::vector<batch_item> items;
+    std::vector<std::string> batched, single;
+    op_stream a(seed), b(seed);
+    for (int i = 0; i < 300; ++i) {
+      a.next(items, batched);
+    }
+    // Same operations, applied in random-size batches on t and one by one on other. Some fail
+    // on their own (e.g. an attempt of a node not created yet): the same ones in both modes.
+    std::mt19937 rng(seed);
+    std::vector<std::string> batched_errors, single_errors;
+    for (size_t i = 0; i < items.size();) {
+      size_t n = std::min<size_t>(items.size() - i, std::uniform_int_distribution<size_t>(1, 60)(rng));
+      for (auto& e : t.run_items(std::span<batch_item>(items).subspan(i, n)))
+        batched_errors.push_back(e.empty() ? "" : "error");
+      i += n;
+    }
+    std::vector<batch_item> one;
+    for (int i = 0; i < 300; ++i) {
+      one.clear();
+      b.next(one, single);
+      single_errors.push_back(other.run_items(one)[0].empty() ? "" : "error");
+    }
+    BOOST_TEST(batched_errors == single_errors, boost::test_tools::per_element());
+    BOOST_TEST(std::count(single_errors.begin(), single_errors.end(), "") > 200);
+    BOOST_TEST(batched == single, boost::test_tools::per_element());
+    BOOST_TEST(t.dump() == other.dump());
+    // The stream exercised the interesting paths (so the equality above means something).
+    BOOST_TEST(count(t, "SELECT COUNT(*) FROM attempt_logs") > 0);
+    BOOST_TEST(count(t, "SELECT COUNT(*) FROM jobs") > 0);
+    t.exec_sql("DELETE FROM attempt_logs");
+    t.exec_sql("DELETE FROM jobs");
+    t.exec_sql("DELETE FROM node_task_attempts");
+    t.exec_sql("DELETE FROM nodes");
+  }
+}
+
+NC_BOTH_BACKENDS(statement_error_is_isolated_to_its_operation) {
+  auto a = add_node(t, "alpha");
+  std::vector<batch_item> items;
+  std::vector<std::string> results(3);
+  auto x = new_uuid();
+  items.push_back({[&, x](op_context& c) {
+    results[0] = to_string(execute(c, attempt_upsert{a.id, x, "t", "running", "", "", ""}).status);
+  }});
+  // 'exploded' violates the CHECK constraint on state: a statement error of this op alone.
+  items.push_back({[&](op_context& c) {
+    results[1] = to_string(execute(c, attempt_upsert{a.id, new_uuid(), "t", "exploded", "", "", ""}).status);
+  }});
+  items.push_back({[&, x](op_context& c) {
+    results[2] = std::to_string(execute(c, logs_insert{a.id, x, lines(0, 2)}).inserted);
+  }});
+  auto errors = t.run_items(items);
+  BOOST_TEST(errors[0].empty());
+  BOOST_TEST(!errors[1].empty());
+  BOOST_TEST(errors[2].empty());
+  BOOST_TEST(results[0] == "ok");
+  BOOST_TEST(results[2] == "2");
+  BOOST_TEST(count(t, "SELECT COUNT(*) FROM node_task_attempts") == 1);
+  BOOST_TEST(get(t, x).log_count == 2);
+  BOOST_TEST(t.executor().stats().isolations == 1u);
+}
+
+// Exactly once: the connection dies while COMMIT is in flight.
+NC_BOTH_BACKENDS(lost_commit_acknowledgement_is_not_applied_twice) {
+  auto a = add_node(t, "alpha");
+  auto epoch = begin_session(t, a);
+  auto x = add_attempt(t, a);
+  auto req = new_uuid();
+  t.run(mark_pending{req, a.id, epoch, {x}});
+  int runs = 0;
+  std::string outcome;
+  std::vector<batch_item> items{{[&](op_context& c) {
+    ++runs;
+    auto r = execute(c, apply_backfill{req, a.id, epoch, {{x, false, 0, "gone"}}, 5});
+    outcome = r.attempts.empty() ? "none" : to_string(r.attempts[0].outcome);
+  }}};
+  // The COMMIT reached the database, but the acknowledgement was lost.
+  t.executor().fault_hook = [](batch_executor::fault_point p) {
+    if (p == batch_executor::fault_point::after_commit)
+      throw simulated_connection_loss("connection lost after COMMIT");
+  };
+  auto rep = t.executor().execute(items);
+  BOOST_TEST(rep.done == 0u);
+  BOOST_TEST((rep.stop == stop_reason::connection));
+  BOOST_TEST(!t.db().connected());
+  t.executor().fault_hook = nullptr;
+  t.db().connect();
+  rep = t.executor().execute(items);
+  BOOST_TEST(rep.done == 1u);
+  BOOST_TEST(runs == 1); // not re-run: the token says it committed
+  BOOST_TEST(outcome == "reset");
+  BOOST_TEST(get(t, x).backfill_failures == 1);
+  BOOST_TEST(t.executor().stats().in_doubt_committed == 1u);
+
+  // The connection dies before COMMIT: the batch did not happen, so it runs again, once.
+  auto req2 = new_uuid();
+  t.run(mark_pending{req2, a.id, epoch, {x}});
+  runs = 0;
+  std::vector<batch_item> again{{[&](op_context& c) {
+    ++runs;
+    execute(c, apply_backfill{req2, a.id, epoch, {{x, false, 0, "gone"}}, 5});
+  }}};
+  t.executor().fault_hook = [](batch_executor::fault_point p) {
+    if (p == batch_executor::fault_point::before_commit)
+      throw simulated_connection_loss("connection lost before COMMIT");
+  };
+  rep = t.executor().execute(again);
+  BOOST_TEST((rep.stop == stop_reason::connection));
+  t.executor().fault_hook = nullptr;
+  t.db().connect();
+  rep = t.executor().execute(again);
+  BOOST_TEST(rep.done == 1u);
+  BOOST_TEST(runs == 2);
+  BOOST_TEST(get(t, x).backfill_failures == 2); // applied exactly once
+}

@@ -1,0 +1,294 @@
+#include "actors/storage.hpp"
+
+#include "common/log.hpp"
+#include "storage/migrations.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include <algorithm>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <random>
+
+namespace nodecoord {
+
+namespace {
+
+struct storage_state {
+  static inline const char* name = "storage";
+
+  storage_options opts;
+  std::unique_ptr<storage::database> db;
+  std::unique_ptr<storage::batch_executor> exec;
+  // Operations whose batch was attempted but not settled (front of the line), then the rest.
+  std::vector<storage::batch_item> inflight;
+  std::deque<storage::batch_item> queue;
+  bool available = false;
+  bool migrated = false;
+  bool flush_pending = false;
+  bool reconnect_pending = false;
+  int schema_from = 0;
+  std::string last_error;
+  std::chrono::milliseconds backoff{0};
+  uint64_t failed_attempts = 0;
+  std::optional<caf::typed_response_promise<startup_report>> startup;
+  std::minstd_rand rng{std::random_device{}()};
+
+  size_t queued() const { return inflight.size() + queue.size(); }
+
+  ~storage_state() {
+    if (queued() > 0)
+      log::error("storage stopped with operations not applied", {{"count", queued()}});
+  }
+};
+
+using self_ptr = storage_actor::stateful_pointer<storage_state>;
+
+void schedule_flush(self_ptr self) {
+  auto& st = self->state;
+  if (st.available && !st.flush_pending && st.queued() > 0) {
+    st.flush_pending = true;
+    self->send(self, flush_atom::value);
+  }
+}
+
+void push(self_ptr self, storage::batch_item item, bool front = false) {
+  if (front)
+    self->state.queue.push_front(std::move(item));
+  else
+    self->state.queue.push_back(std::move(item));
+  // Everything already in the mailbox arrives before this flush message: that is the batch.
+  schedule_flush(self);
+}
+
+template <class Op>
+caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op op) {
+  using result = typename Op::result_type;
+  auto rp = self->make_response_promise<result>();
+  auto slot = std::make_shared<result>();
+  storage::batch_item item;
+  item.run = [op = std::move(op), slot](storage::op_context& c) { *slot = storage::execute(c, op); };
+  item.deliver = [rp, slot]() mutable { rp.deliver(std::move(*slot)); };
+  item.fail = [rp](const std::string& msg) mutable {
+    rp.deliver(caf::make_error(caf::sec::runtime_error, msg));
+  };
+  push(self, std::move(item));
+  return rp;
+}
+
+void schedule_reconnect(self_ptr self) {
+  auto& st = self->state;
+  if (st.reconnect_pending)
+    return;
+  st.reconnect_pending = true;
+  st.backoff = st.backoff.count() == 0 ? st.opts.reconnect_initial
+                                       : std::min(st.backoff * 2, st.opts.reconnect_max);
+  // Jitter in [backoff/2, backoff]: several instances do not retry in lockstep.
+  auto half = st.backoff.count() / 2;
+  auto delay = std::chrono::milliseconds(
+    half + std::uniform_int_distribution<long long>(0, std::max<long long>(0, half))(st.rng));
+  self->delayed_send(self, delay, reconnect_atom::value);
+}
+
+void mark_unavailable(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  ++st.failed_attempts;
+  if (st.available || st.failed_attempts == 1)
+    log::warn("database unavailable", {{"error", why}, {"queued", st.queued()}});
+  else
+    log::debug("database still unavailable", {{"error", why}, {"attempt", st.failed_attempts}});
+  st.available = false;
+  st.last_error = why;
+  schedule_reconnect(self);
+}
+
+/// A problem retrying cannot fix (a newer schema, a migration the database refuses).
+void fail_fatally(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  log::error("storage cannot start", {{"error", why}});
+  st.last_error = why;
+  if (st.startup) {
+    st.startup->deliver(caf::make_error(caf::sec::runtime_error, why));
+    st.startup.reset();
+  }
+  for (auto& item : st.inflight)
+    if (item.fail)
+      item.fail(why);
+  for (auto& item : st.queue)
+    if (item.fail)
+      item.fail(why);
+  st.inflight.clear();
+  st.queue.clear();
+  self->quit(caf::make_error(caf::sec::runtime_error, why));
+}
+
+void try_connect(self_ptr self) {
+  auto& st = self->state;
+  if (!st.db->connected()) {
+    try {
+      st.db->connect();
+    } catch (...) {
+      mark_unavailable(self, storage::current_exception_message());
+      return;
+    }
+  }
+  if (!st.migrated) {
+    try {
+      st.schema_from = st.db->migrate();
+      st.migrated = true;
+      if (st.schema_from != storage::latest_schema_version())
+        log::info("database schema migrated", {{"from", st.schema_from},
+                                               {"to", storage::latest_schema_version()}});
+    } catch (const storage::schema_too_new& e) {
+      fail_fatally(self, e.what());
+      return;
+    } catch (...) {
+      auto why = storage::current_exception_message();
+      if (st.db->classify_current() == storage::error_kind::statement) {
+        fail_fatally(self, "schema migration failed: " + why);
+        return;
+      }
+      st.db->disconnect();
+      mark_unavailable(self, why);
+      return;
+    }
+  }
+  if (!st.available && st.failed_attempts > 0)
+    log::info("database available again", {{"queued", st.queued()}});
+  st.available = true;
+  st.failed_attempts = 0;
+  st.backoff = std::chrono::milliseconds{0};
+  schedule_flush(self);
+}
+
+void flush(self_ptr self) {
+  auto& st = self->state;
+  st.flush_pending = false;
+  if (!st.available)
+    return;
+  if (!st.db->connected()) {
+    try_connect(self);
+    if (!st.available)
+      return;
+  }
+  while (st.inflight.size() < st.opts.batch_max && !st.queue.empty()) {
+    st.inflight.push_back(std::move(st.queue.front()));
+    st.queue.pop_front();
+  }
+  auto rep = st.exec->execute(st.inflight);
+  for (size_t i = 0; i < rep.done; ++i) {
+    auto& item = st.inflight[i];
+    if (!rep.errors[i].empty()) {
+      log::error("storage operation failed", {{"error", rep.errors[i]}});
+      if (item.fail)
+        item.fail(rep.errors[i]);
+    } else if (item.deliver) {
+      item.deliver();
+    }
+  }
+  st.inflight.erase(st.inflight.begin(), st.inflight.begin() + static_cast<long>(rep.done));
+  if (rep.stop != storage::stop_reason::none) {
+    mark_unavailable(self, rep.stop_message);
+    return;
+  }
+  // One batch per message, so status queries and new operations interleave with a backlog.
+  schedule_flush(self);
+}
+
+storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
+  auto& st = self->state;
+  st.opts = std::move(opts);
+  st.opts.batch_max = std::max<uint32_t>(1, st.opts.batch_max);
+  st.db = std::make_unique<storage::database>(st.opts.url, st.opts.clock);
+  st.exec = std::make_unique<storage::batch_executor>(*st.db);
+  st.exec->fault_hook = st.opts.fault_hook;
+  return {
+    [=](startup_atom) -> caf::typed_response_promise<startup_report> {
+      auto rp = self->make_response_promise<startup_report>();
+      auto& s = self->state;
+      s.startup = rp;
+      // Recovery goes first in line: nothing may run on a database with stale pending rows.
+      auto report = std::make_shared<startup_report>();
+      storage::batch_item item;
+      item.run = [self, report](storage::op_context& c) {
+        report->schema_from = self->state.schema_from;
+        report->schema_to = storage::latest_schema_version();
+        report->recovery = storage::execute(c, storage::reset_all_pending{});
+      };
+      item.deliver = [self, report] {
+        if (self->state.startup) {
+          self->state.startup->deliver(*report);
+          self->state.startup.reset();
+        }
+      };
+      item.fail = [self](const std::string& why) { fail_fatally(self, "startup recovery failed: " + why); };
+      push(self, std::move(item), true);
+      try_connect(self);
+      return rp;
+    },
+    [=](drain_atom) -> caf::typed_response_promise<bool> {
+      auto rp = self->make_response_promise<bool>();
+      storage::batch_item item;
+      item.run = [](storage::op_context&) {};
+      item.deliver = [rp]() mutable { rp.deliver(true); };
+      item.fail = [rp](const std::string&) mutable { rp.deliver(false); };
+      push(self, std::move(item));
+      return rp;
+    },
+    [=](status_atom) {
+      auto& s = self->state;
+      storage_status out;
+      out.available = s.available;
+      out.backend = std::string(storage::to_string(s.opts.url.kind));
+      out.url = s.opts.url.redacted();
+      out.last_error = s.last_error;
+      out.schema_version = s.migrated ? storage::latest_schema_version() : 0;
+      out.queued = s.queued();
+      out.stats = s.exec->stats();
+      return out;
+    },
+    [=](flush_atom) { flush(self); },
+    [=](reconnect_atom) {
+      self->state.reconnect_pending = false;
+      try_connect(self);
+    },
+    [=](storage::node_create& op) { return enqueue(self, std::move(op)); },
+    [=](storage::node_lookup_by_key& op) { return enqueue(self, std::move(op)); },
+    [=](storage::node_lookup_by_name& op) { return enqueue(self, std::move(op)); },
+    [=](storage::node_list& op) { return enqueue(self, std::move(op)); },
+    [=](storage::node_disable& op) { return enqueue(self, std::move(op)); },
+    [=](storage::node_enable& op) { return enqueue(self, std::move(op)); },
+    [=](storage::node_set_key& op) { return enqueue(self, std::move(op)); },
+    [=](storage::node_begin_session& op) { return enqueue(self, std::move(op)); },
+    [=](storage::node_end_session& op) { return enqueue(self, std::move(op)); },
+    [=](storage::node_touch& op) { return enqueue(self, std::move(op)); },
+    [=](storage::attempt_upsert& op) { return enqueue(self, std::move(op)); },
+    [=](storage::logs_insert& op) { return enqueue(self, std::move(op)); },
+    [=](storage::attempt_get& op) { return enqueue(self, std::move(op)); },
+    [=](storage::attempts_partial_of_node& op) { return enqueue(self, std::move(op)); },
+    [=](storage::logs_get& op) { return enqueue(self, std::move(op)); },
+    [=](storage::mark_pending& op) { return enqueue(self, std::move(op)); },
+    [=](storage::apply_backfill& op) { return enqueue(self, std::move(op)); },
+    [=](storage::reset_requests& op) { return enqueue(self, std::move(op)); },
+    [=](storage::attempt_requeue& op) { return enqueue(self, std::move(op)); },
+    [=](storage::job_insert& op) { return enqueue(self, std::move(op)); },
+    [=](storage::job_update& op) { return enqueue(self, std::move(op)); },
+    [=](storage::job_query& op) { return enqueue(self, std::move(op)); },
+    [=](storage::count_summary& op) { return enqueue(self, std::move(op)); },
+  };
+}
+
+} // namespace
+
+storage_actor spawn_storage(caf::actor_system& sys, storage_options opts, bool detached) {
+  if (detached)
+    return sys.spawn<caf::detached>(storage_impl, std::move(opts));
+  return sys.spawn(storage_impl, std::move(opts));
+}
+
+} // namespace nodecoord

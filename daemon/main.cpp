@@ -1,0 +1,240 @@
+// nodecoordd: the coordinator daemon. This file is the process shell: command line, configuration,
+// logging, signals and the actor system's lifetime. Everything else happens in actors.
+#include "common/log.hpp"
+#include "config/config.hpp"
+#include "daemon/supervisor.hpp"
+#include "nodecoord/version.hpp"
+#include "storage/url.hpp"
+
+#include <CLI/App.hpp>
+#include <CLI/Config.hpp>
+#include <CLI/Formatter.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <thread>
+
+using namespace nodecoord;
+
+namespace {
+
+constexpr const char* default_config_path = "/etc/nodecoord/nodecoord.toml";
+
+// Exit codes scripts and systemd can rely on.
+constexpr int exit_ok = 0;
+constexpr int exit_failure = 1; // runtime failure (database refused, shutdown timed out, ...)
+constexpr int exit_usage = 2;   // bad command line or configuration
+
+int check_config(const std::string& path) {
+  auto res = config::load_file(path);
+  if (!res.ok()) {
+    for (auto& e : res.errors)
+      std::cerr << e.to_string() << "\n";
+    std::cerr << path << ": " << res.errors.size() << " error"
+              << (res.errors.size() == 1 ? "" : "s") << "\n";
+    return exit_usage;
+  }
+  std::cout << path << ": configuration OK\n";
+  return exit_ok;
+}
+
+/// --state-dir, else $STATE_DIRECTORY (systemd's StateDirectory=; the first of several), else
+/// empty (relative paths stay relative to the working directory).
+std::string resolve_state_dir(const std::string& flag) {
+  if (!flag.empty())
+    return flag;
+  if (const char* s = std::getenv("STATE_DIRECTORY"); s && *s) {
+    std::string dirs = s;
+    return dirs.substr(0, dirs.find(':'));
+  }
+  return {};
+}
+
+log::level to_log_level(config::log_level l) {
+  switch (l) {
+    case config::log_level::trace: return log::level::trace;
+    case config::log_level::debug: return log::level::debug;
+    case config::log_level::info: return log::level::info;
+    case config::log_level::warn: return log::level::warn;
+    case config::log_level::error: return log::level::error;
+  }
+  return log::level::info;
+}
+
+/// Startup checks that would otherwise only show up as an endless reconnect loop.
+std::optional<std::string> check_storage_location(const storage::storage_url& url) {
+  if (url.kind != storage::backend::sqlite || url.sqlite_path == ":memory:")
+    return std::nullopt;
+  auto dir = std::filesystem::path(url.sqlite_path).parent_path();
+  if (dir.empty())
+    dir = ".";
+  if (access(dir.c_str(), W_OK | X_OK) != 0)
+    return "storage.url: the directory " + dir.string() + " of the SQLite database "
+           + (errno == ENOENT ? "does not exist" : "is not writable") + " (" + std::strerror(errno)
+           + "); create it or pass --state-dir";
+  return std::nullopt;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"nodecoordd " + std::string(version)
+               + ": coordinates fleets of remote worker nodes and backfills what they stream"};
+  std::string config_path;
+  std::string check_path;
+  std::string state_dir_flag;
+  bool show_version = false;
+  app.add_option("-c,--config", config_path,
+                 "configuration file (default " + std::string(default_config_path)
+                   + "; built-in defaults if that file does not exist)");
+  app.add_option("--check-config", check_path,
+                 "validate FILE, print every error as file:line:column, exit 0 (valid) or 2");
+  app.add_option("--state-dir", state_dir_flag,
+                 "directory for relative SQLite paths (default: $STATE_DIRECTORY, else the "
+                 "working directory)");
+  app.add_flag("-V,--version", show_version, "print the version and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0)
+      return app.exit(e); // --help
+    std::cerr << "nodecoordd: " << e.what() << "\nRun 'nodecoordd --help' for usage.\n";
+    return exit_usage;
+  }
+  if (show_version) {
+    std::cout << "nodecoordd " << version << "\n";
+    return exit_ok;
+  }
+  if (!check_path.empty())
+    return check_config(check_path);
+
+  // Configuration: an explicit --config must load; the default path may be absent.
+  config::daemon_config cfg = config::default_config();
+  bool explicit_config = !config_path.empty();
+  if (!explicit_config)
+    config_path = default_config_path;
+  if (explicit_config || std::filesystem::exists(config_path)) {
+    auto res = config::load_file(config_path);
+    if (!res.ok()) {
+      for (auto& e : res.errors)
+        std::cerr << e.to_string() << "\n";
+      std::cerr << "nodecoordd: not starting: " << res.errors.size()
+                << " configuration error(s) in " << config_path << "\n";
+      return exit_usage;
+    }
+    cfg = res.config;
+  } else {
+    config_path.clear();
+  }
+  log::init(to_log_level(cfg.log.level), cfg.log.format == config::log_format::json);
+
+  auto state_dir = resolve_state_dir(state_dir_flag);
+  storage::storage_url url;
+  try {
+    url = storage::parse_storage_url(cfg.storage.url, state_dir, cfg.storage.connect_timeout);
+  } catch (const std::invalid_argument& e) {
+    log::error("not starting", {{"error", e.what()}});
+    return exit_usage;
+  }
+  if (auto problem = check_storage_location(url)) {
+    log::error("not starting", {{"error", *problem}});
+    return exit_failure;
+  }
+  log::info("nodecoordd starting", {{"version", version},
+                                    {"pid", static_cast<int64_t>(getpid())},
+                                    {"config", config_path.empty() ? "(built-in defaults)" : config_path},
+                                    {"storage", url.redacted()}});
+
+  // Signals are taken synchronously through a signalfd: block them before any thread exists so
+  // that every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN); // a peer that went away is an error return, not a death
+  int sig_fd = signalfd(-1, &signals, SFD_CLOEXEC);
+  int done_fd = eventfd(0, EFD_CLOEXEC);
+  if (sig_fd < 0 || done_fd < 0) {
+    log::error("not starting", {{"error", std::string("signalfd/eventfd: ") + std::strerror(errno)}});
+    return exit_failure;
+  }
+  std::atomic<int> exit_code{exit_ok};
+
+  int result = exit_ok;
+  {
+    caf::actor_system_config caf_cfg;
+    caf_cfg.set("scheduler.max-threads",
+                static_cast<size_t>(std::max(2u, std::thread::hardware_concurrency())));
+    caf::actor_system sys{caf_cfg};
+
+    supervisor_options opts;
+    opts.config = cfg;
+    opts.config_path = config_path;
+    opts.state_dir = state_dir;
+    opts.on_done = [&exit_code, done_fd](int code) {
+      exit_code = code;
+      uint64_t one = 1;
+      [[maybe_unused]] auto n = write(done_fd, &one, sizeof one);
+    };
+    auto supervisor = spawn_supervisor(sys, std::move(opts));
+
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    for (;;) {
+      pollfd fds[2] = {{sig_fd, POLLIN, 0}, {done_fd, POLLIN, 0}};
+      int timeout = -1;
+      if (deadline)
+        timeout = static_cast<int>(std::max<long long>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now())
+               .count()));
+      int n = poll(fds, 2, timeout);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n == 0 && deadline) {
+        log::error("shutdown did not finish within shutdown_timeout; exiting",
+                   {{"shutdown_timeout_ms", static_cast<int64_t>(cfg.server.shutdown_timeout.count())}});
+        std::_Exit(exit_failure);
+      }
+      if (fds[1].revents & POLLIN)
+        break;
+      if (fds[0].revents & POLLIN) {
+        signalfd_siginfo info{};
+        if (read(sig_fd, &info, sizeof info) != sizeof info)
+          continue;
+        int signo = static_cast<int>(info.ssi_signo);
+        if (signo != SIGHUP) {
+          if (deadline) {
+            log::warn("second stop signal: exiting now");
+            std::_Exit(exit_failure);
+          }
+          deadline = std::chrono::steady_clock::now() + cfg.server.shutdown_timeout;
+        }
+        send_signal(supervisor, signo);
+      }
+    }
+    result = exit_code;
+    // ~actor_system waits for every actor; do not let a stuck one hold the process forever.
+    auto limit = cfg.server.shutdown_timeout;
+    std::thread([limit] {
+      std::this_thread::sleep_for(limit);
+      log::error("actors did not stop in time; exiting");
+      std::_Exit(exit_failure);
+    }).detach();
+  }
+  log::info("nodecoordd stopped", {{"exit_code", result}});
+  return result;
+}

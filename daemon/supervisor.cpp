@@ -1,0 +1,200 @@
+#include "daemon/supervisor.hpp"
+
+#include "actors/storage.hpp"
+#include "common/log.hpp"
+#include "daemon/systemd_notify.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <csignal>
+#include <optional>
+
+namespace nodecoord {
+
+namespace {
+
+using signal_atom = caf::atom_constant<caf::atom("signal")>;
+using watchdog_atom = caf::atom_constant<caf::atom("watchdog")>;
+
+struct supervisor_state {
+  static inline const char* name = "supervisor";
+  supervisor_options opts;
+  storage_actor storage;
+  bool ready = false;
+  bool stopping = false;
+  bool done = false;
+  std::optional<std::chrono::microseconds> watchdog;
+
+  void finish(int code) {
+    if (!done) {
+      done = true;
+      opts.on_done(code);
+    }
+  }
+};
+
+using self_ptr = caf::stateful_actor<supervisor_state>*;
+
+log::level to_log_level(config::log_level l) {
+  switch (l) {
+    case config::log_level::trace: return log::level::trace;
+    case config::log_level::debug: return log::level::debug;
+    case config::log_level::info: return log::level::info;
+    case config::log_level::warn: return log::level::warn;
+    case config::log_level::error: return log::level::error;
+  }
+  return log::level::info;
+}
+
+void reload(self_ptr self) {
+  auto& st = self->state;
+  systemd::notify_reloading();
+  if (st.opts.config_path.empty()) {
+    log::info("reload: no configuration file; nothing to do");
+  } else {
+    auto res = config::load_file(st.opts.config_path);
+    if (!res.ok()) {
+      for (auto& e : res.errors)
+        log::error("reload: configuration error", {{"error", e.to_string()}});
+      log::warn("reload rejected; the running configuration stays in effect",
+                {{"file", st.opts.config_path}});
+    } else {
+      auto& now = st.opts.config;
+      auto& next = res.config;
+      std::string restart_keys;
+      auto differs = [&](bool changed, const char* key) {
+        if (changed)
+          restart_keys += (restart_keys.empty() ? "" : ",") + std::string(key);
+      };
+      differs(now.storage.url != next.storage.url, "storage.url");
+      differs(now.server.listen.to_string() != next.server.listen.to_string(), "server.listen");
+      differs(now.admin.listen.to_string() != next.admin.listen.to_string(), "admin.listen");
+      differs(now.storage.batch_max != next.storage.batch_max, "storage.batch_max");
+      // The log settings change at run time; the rest needs a restart.
+      log::init(to_log_level(next.log.level), next.log.format == config::log_format::json);
+      now.log = next.log;
+      log::info("configuration reloaded", {{"file", st.opts.config_path},
+                                          {"log_level", config::to_string(next.log.level)}});
+      if (!restart_keys.empty())
+        log::warn("changed settings take effect after a restart", {{"keys", restart_keys}});
+    }
+  }
+  if (st.ready)
+    systemd::notify_ready("ready");
+}
+
+void shutdown(self_ptr self, int signo) {
+  auto& st = self->state;
+  if (st.stopping)
+    return;
+  st.stopping = true;
+  systemd::notify_stopping("stopping");
+  log::info("shutting down", {{"signal", strsignal(signo)}});
+  if (!st.ready) {
+    // Startup had not finished (e.g. waiting for the database): nothing was accepted yet.
+    self->send_exit(st.storage, caf::exit_reason::user_shutdown);
+    st.finish(0);
+    self->quit();
+    return;
+  }
+  // Everything accepted so far is committed before the storage actor stops.
+  self->request(st.storage, caf::infinite, drain_atom::value)
+    .then(
+      [=](bool) {
+        log::info("storage drained; stopped");
+        self->send_exit(self->state.storage, caf::exit_reason::user_shutdown);
+        self->state.finish(0);
+        self->quit();
+      },
+      [=](caf::error& e) {
+        log::error("storage drain failed", {{"error", to_string(e)}});
+        self->send_exit(self->state.storage, caf::exit_reason::user_shutdown);
+        self->state.finish(1);
+        self->quit();
+      });
+}
+
+void schedule_watchdog(self_ptr self) {
+  if (self->state.watchdog)
+    self->delayed_send(self, *self->state.watchdog / 2, watchdog_atom::value);
+}
+
+caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
+  auto& st = self->state;
+  st.opts = std::move(opts);
+  auto& cfg = st.opts.config;
+  storage_options so;
+  so.url = storage::parse_storage_url(cfg.storage.url, st.opts.state_dir, cfg.storage.connect_timeout);
+  so.batch_max = cfg.storage.batch_max;
+  so.reconnect_initial = cfg.storage.reconnect_initial;
+  so.reconnect_max = cfg.storage.reconnect_max;
+  st.storage = spawn_storage(self->system(), so);
+  self->monitor(st.storage);
+  self->set_down_handler([=](caf::down_msg& m) {
+    if (m.source == self->state.storage && !self->state.done) {
+      log::error("storage actor stopped", {{"reason", to_string(m.reason)}});
+      self->state.finish(1);
+      self->quit();
+    }
+  });
+  log::info("storage starting", {{"backend", storage::to_string(so.url.kind)}, {"url", so.url.redacted()}});
+  self->request(st.storage, caf::infinite, startup_atom::value)
+    .then(
+      [=](const startup_report& r) {
+        auto& s = self->state;
+        log::info("storage ready", {{"schema", r.schema_to},
+                                    {"migrated_from", r.schema_from},
+                                    {"reset_pending", r.recovery.attempts_reset},
+                                    {"abandoned_jobs", r.recovery.jobs_abandoned},
+                                    {"offlined_nodes", r.recovery.nodes_offlined}});
+        if (s.stopping)
+          return;
+        s.ready = true;
+        systemd::notify_ready("ready");
+        log::info("nodecoordd ready");
+        s.watchdog = systemd::watchdog_interval();
+        schedule_watchdog(self);
+      },
+      [=](caf::error& e) {
+        log::error("startup failed", {{"error", to_string(e)}});
+        self->state.finish(1);
+        self->quit();
+      });
+  return {
+    [=](signal_atom, int signo) {
+      if (signo == SIGHUP)
+        reload(self);
+      else
+        shutdown(self, signo);
+    },
+    [=](watchdog_atom) {
+      // WATCHDOG=1 only while the storage actor answers: a stuck storage gets us restarted.
+      auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*self->state.watchdog / 2);
+      self->request(self->state.storage, timeout, status_atom::value)
+        .then(
+          [=](const storage_status&) {
+            systemd::notify_watchdog();
+            schedule_watchdog(self);
+          },
+          [=](caf::error& e) {
+            log::warn("watchdog: storage did not answer", {{"error", to_string(e)}});
+            schedule_watchdog(self);
+          });
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_supervisor(caf::actor_system& sys, supervisor_options opts) {
+  return sys.spawn(supervisor_impl, std::move(opts));
+}
+
+void send_signal(const caf::actor& supervisor, int signo) {
+  caf::anon_send(supervisor, signal_atom::value, signo);
+}
+
+} // namespace nodecoord

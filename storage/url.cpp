@@ -34,8 +34,8 @@ std::string quote_sqlite_param(const std::string& path) {
 } // namespace
 
 std::string storage_url::redacted() const {
-  if (kind != backend::postgresql)
-    return original;
+  if (kind == backend::sqlite) // show where the file really is
+    return sqlite_path == ":memory:" ? original : "sqlite://" + sqlite_path;
   // postgresql://user:secret@host/db -> postgresql://user:***@host/db
   auto scheme_end = original.find("://");
   auto at = original.find('@', scheme_end == std::string::npos ? 0 : scheme_end + 3);

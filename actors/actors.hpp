@@ -1,0 +1,137 @@
+#pragma once
+// Every typed actor interface of nodecoordd (DESIGN §1), one comment line per message.
+// Message payloads are the plain structs of storage/operations.hpp; they never leave the process,
+// so they are allowed as local message types without serialization code.
+#include "storage/batch_executor.hpp"
+#include "storage/operations.hpp"
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace nodecoord {
+
+// --- atoms (at most 10 characters each) ---
+using startup_atom = caf::atom_constant<caf::atom("startup")>;
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
+using status_atom = caf::atom_constant<caf::atom("status")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
+
+/// What the storage actor reports about itself (readiness, metrics).
+struct storage_status {
+  bool available = false;  // connected and migrated: "database unavailable" otherwise
+  std::string backend;     // sqlite | postgresql
+  std::string url;         // password redacted
+  std::string last_error;  // the latest connection or transient error, if any
+  int schema_version = 0;
+  uint64_t queued = 0;     // operations waiting for a commit
+  storage::executor_stats stats;
+};
+
+/// The result of startup (DESIGN §1 Startup): schema migrated, recovery applied.
+struct startup_report {
+  int schema_from = 0;
+  int schema_to = 0;
+  storage::reset_all_pending::result_type recovery;
+};
+
+/// storage: the only owner of the database session. Every operation is queued in arrival order,
+/// applied in batches (one transaction each) and answered after its batch commits.
+using storage_actor = caf::typed_actor<
+  // Migrate, then reset what no connection survives (pending rows, open jobs, online nodes).
+  caf::replies_to<startup_atom>::with<startup_report>,
+  // Answers once every operation received before it has been committed.
+  caf::replies_to<drain_atom>::with<bool>,
+  // Availability, queue depth and batch statistics.
+  caf::replies_to<status_atom>::with<storage_status>,
+  // Internal: commit what is queued.
+  caf::reacts_to<flush_atom>,
+  // Internal: try to reconnect after a connection or transient error.
+  caf::reacts_to<reconnect_atom>,
+  // Create a node with a key hash.
+  caf::replies_to<storage::node_create>::with<storage::node_create::result_type>,
+  // Find a node by the key id of its API key.
+  caf::replies_to<storage::node_lookup_by_key>::with<storage::node_lookup_by_key::result_type>,
+  // Find a node by name.
+  caf::replies_to<storage::node_lookup_by_name>::with<storage::node_lookup_by_name::result_type>,
+  // All nodes by name.
+  caf::replies_to<storage::node_list>::with<storage::node_list::result_type>,
+  // Disable a node.
+  caf::replies_to<storage::node_disable>::with<storage::node_disable::result_type>,
+  // Re-enable a node.
+  caf::replies_to<storage::node_enable>::with<storage::node_enable::result_type>,
+  // Replace a node's key.
+  caf::replies_to<storage::node_set_key>::with<storage::node_set_key::result_type>,
+  // Start a session: epoch compare-and-set, node online.
+  caf::replies_to<storage::node_begin_session>::with<storage::node_begin_session::result_type>,
+  // End a session: node offline only if the epoch is still current.
+  caf::replies_to<storage::node_end_session>::with<storage::node_end_session::result_type>,
+  // Batched last_seen_at.
+  caf::replies_to<storage::node_touch>::with<storage::node_touch::result_type>,
+  // Upsert an attempt record with the owner check.
+  caf::replies_to<storage::attempt_upsert>::with<storage::attempt_upsert::result_type>,
+  // Insert-or-ignore log lines with the owner check; reopens complete attempts.
+  caf::replies_to<storage::logs_insert>::with<storage::logs_insert::result_type>,
+  // Read one attempt.
+  caf::replies_to<storage::attempt_get>::with<storage::attempt_get::result_type>,
+  // Oldest partial attempts of a node.
+  caf::replies_to<storage::attempts_partial_of_node>::with<storage::attempts_partial_of_node::result_type>,
+  // Log lines of an attempt (keyset).
+  caf::replies_to<storage::logs_get>::with<storage::logs_get::result_type>,
+  // Mark attempts pending under a request (CAS from partial) and record its job.
+  caf::replies_to<storage::mark_pending>::with<storage::mark_pending::result_type>,
+  // Apply a backfill response (rules 1-3) and finish its job.
+  caf::replies_to<storage::apply_backfill>::with<storage::apply_backfill::result_type>,
+  // Reset the attempts of ended requests to partial; finish their jobs.
+  caf::replies_to<storage::reset_requests>::with<storage::reset_requests::result_type>,
+  // Take a failed attempt back to partial.
+  caf::replies_to<storage::attempt_requeue>::with<storage::attempt_requeue::result_type>,
+  // Record a job.
+  caf::replies_to<storage::job_insert>::with<storage::job_insert::result_type>,
+  // Move a job to a new status.
+  caf::replies_to<storage::job_update>::with<storage::job_update::result_type>,
+  // Query jobs, newest first.
+  caf::replies_to<storage::job_query>::with<storage::job_query::result_type>,
+  // Counts by status for operators.
+  caf::replies_to<storage::count_summary>::with<storage::count_summary::result_type>>;
+
+} // namespace nodecoord
+
+// Local-only message types (see the comment at the top).
+#define NODECOORD_LOCAL_TYPE(T) CAF_ALLOW_UNSAFE_MESSAGE_TYPE(T)
+#define NODECOORD_LOCAL_OP(op)                                                                   \
+  NODECOORD_LOCAL_TYPE(nodecoord::storage::op)                                                   \
+  NODECOORD_LOCAL_TYPE(nodecoord::storage::op::result_type)
+
+NODECOORD_LOCAL_TYPE(nodecoord::storage_status)
+NODECOORD_LOCAL_TYPE(nodecoord::startup_report)
+NODECOORD_LOCAL_OP(node_create)
+NODECOORD_LOCAL_OP(node_lookup_by_key)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::node_lookup_by_name)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::node_list)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::node_list::result_type)
+NODECOORD_LOCAL_OP(node_disable)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::node_enable)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::node_set_key)
+NODECOORD_LOCAL_OP(node_begin_session)
+NODECOORD_LOCAL_OP(node_end_session)
+NODECOORD_LOCAL_OP(node_touch)
+NODECOORD_LOCAL_OP(attempt_upsert)
+NODECOORD_LOCAL_OP(logs_insert)
+NODECOORD_LOCAL_OP(attempt_get)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::attempts_partial_of_node)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::logs_get)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::logs_get::result_type)
+NODECOORD_LOCAL_OP(mark_pending)
+NODECOORD_LOCAL_OP(apply_backfill)
+NODECOORD_LOCAL_OP(reset_requests)
+NODECOORD_LOCAL_OP(attempt_requeue)
+NODECOORD_LOCAL_OP(job_insert)
+NODECOORD_LOCAL_OP(job_update)
+NODECOORD_LOCAL_OP(job_query)
+NODECOORD_LOCAL_OP(count_summary)

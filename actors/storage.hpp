@@ -1,0 +1,32 @@
+#pragma once
+// The storage actor (DESIGN §1, §3): owns the only database session, applies every operation in
+// arrival order in batches (one transaction each), and answers each one after its batch commits.
+// While the database is unreachable it reconnects with backoff; operations wait, none is dropped
+// or applied twice.
+#include "actors/actors.hpp"
+#include "common/clock.hpp"
+#include "storage/batch_executor.hpp"
+#include "storage/url.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <chrono>
+#include <functional>
+
+namespace nodecoord {
+
+struct storage_options {
+  storage::storage_url url;
+  uint32_t batch_max = 1000;
+  std::chrono::milliseconds reconnect_initial{100};
+  std::chrono::milliseconds reconnect_max{10000};
+  clock_fn clock = system_now;
+  /// Tests: called around COMMIT (may throw storage::simulated_connection_loss).
+  std::function<void(storage::batch_executor::fault_point)> fault_hook;
+};
+
+/// Spawns the storage actor. `detached`: on its own thread (production: its SQL blocks);
+/// tests under CAF's deterministic scheduler pass false.
+storage_actor spawn_storage(caf::actor_system& sys, storage_options opts, bool detached = true);
+
+} // namespace nodecoord

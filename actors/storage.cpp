@@ -32,6 +32,7 @@ struct storage_state {
   bool migrated = false;
   bool flush_pending = false;
   bool reconnect_pending = false;
+  bool fatal = false;
   int schema_from = 0;
   std::string last_error;
   std::chrono::milliseconds backoff{0};
@@ -110,20 +111,25 @@ void mark_unavailable(self_ptr self, const std::string& why) {
 /// A problem retrying cannot fix (a newer schema, a migration the database refuses).
 void fail_fatally(self_ptr self, const std::string& why) {
   auto& st = self->state;
+  if (st.fatal)
+    return; // a failing item's own callback may land here again
+  st.fatal = true;
   log::error("storage cannot start", {{"error", why}});
   st.last_error = why;
   if (st.startup) {
     st.startup->deliver(caf::make_error(caf::sec::runtime_error, why));
     st.startup.reset();
   }
-  for (auto& item : st.inflight)
-    if (item.fail)
-      item.fail(why);
-  for (auto& item : st.queue)
-    if (item.fail)
-      item.fail(why);
+  auto inflight = std::move(st.inflight);
+  auto queue = std::move(st.queue);
   st.inflight.clear();
   st.queue.clear();
+  for (auto& item : inflight)
+    if (item.fail)
+      item.fail(why);
+  for (auto& item : queue)
+    if (item.fail)
+      item.fail(why);
   self->quit(caf::make_error(caf::sec::runtime_error, why));
 }
 

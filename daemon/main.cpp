@@ -81,10 +81,12 @@ std::optional<std::string> check_storage_location(const storage::storage_url& ur
   auto dir = std::filesystem::path(url.sqlite_path).parent_path();
   if (dir.empty())
     dir = ".";
-  if (access(dir.c_str(), W_OK | X_OK) != 0)
+  if (access(dir.c_str(), W_OK | X_OK) != 0) {
+    int err = errno;
     return "storage.url: the directory " + dir.string() + " of the SQLite database "
-           + (errno == ENOENT ? "does not exist" : "is not writable") + " (" + std::strerror(errno)
+           + (err == ENOENT ? "does not exist" : "is not writable") + " (" + std::strerror(err)
            + "); create it or pass --state-dir";
+  }
   return std::nullopt;
 }
 
@@ -204,6 +206,10 @@ int main(int argc, char** argv) {
       int n = poll(fds, 2, timeout);
       if (n < 0 && errno == EINTR)
         continue;
+      if (n < 0) {
+        log::error("poll failed; exiting", {{"error", std::strerror(errno)}});
+        std::_Exit(exit_failure);
+      }
       if (n == 0 && deadline) {
         log::error("shutdown did not finish within shutdown_timeout; exiting",
                    {{"shutdown_timeout_ms", static_cast<int64_t>(cfg.server.shutdown_timeout.count())}});
@@ -227,10 +233,11 @@ int main(int argc, char** argv) {
       }
     }
     result = exit_code;
-    // ~actor_system waits for every actor; do not let a stuck one hold the process forever.
-    auto limit = cfg.server.shutdown_timeout;
+    // ~actor_system waits for every actor; a stuck one must not hold the process past the
+    // shutdown deadline (the whole shutdown, not a second full timeout).
+    auto limit = deadline.value_or(std::chrono::steady_clock::now() + cfg.server.shutdown_timeout);
     std::thread([limit] {
-      std::this_thread::sleep_for(limit);
+      std::this_thread::sleep_until(limit);
       log::error("actors did not stop in time; exiting");
       std::_Exit(exit_failure);
     }).detach();

@@ -51,6 +51,10 @@ log::level to_log_level(config::log_level l) {
 
 void reload(self_ptr self) {
   auto& st = self->state;
+  if (st.stopping) {
+    log::info("reload ignored: shutting down");
+    return;
+  }
   systemd::notify_reloading();
   if (st.opts.config_path.empty()) {
     log::info("reload: no configuration file; nothing to do");
@@ -73,13 +77,14 @@ void reload(self_ptr self) {
       differs(now.server.listen.to_string() != next.server.listen.to_string(), "server.listen");
       differs(now.admin.listen.to_string() != next.admin.listen.to_string(), "admin.listen");
       differs(now.storage.batch_max != next.storage.batch_max, "storage.batch_max");
-      // The log settings change at run time; the rest needs a restart.
-      log::init(to_log_level(next.log.level), next.log.format == config::log_format::json);
-      now.log = next.log;
+      // Logged before the new level applies, so a quieter level still shows the confirmation.
       log::info("configuration reloaded", {{"file", st.opts.config_path},
                                           {"log_level", config::to_string(next.log.level)}});
       if (!restart_keys.empty())
         log::warn("changed settings take effect after a restart", {{"keys", restart_keys}});
+      // The log settings change at run time; the rest needs a restart.
+      log::init(to_log_level(next.log.level), next.log.format == config::log_format::json);
+      now.log = next.log;
     }
   }
   if (st.ready)
@@ -136,6 +141,7 @@ caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
   self->set_down_handler([=](caf::down_msg& m) {
     if (m.source == self->state.storage && !self->state.done) {
       log::error("storage actor stopped", {{"reason", to_string(m.reason)}});
+      systemd::notify_stopping("storage failed");
       self->state.finish(1);
       self->quit();
     }
@@ -153,8 +159,8 @@ caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
         if (s.stopping)
           return;
         s.ready = true;
-        systemd::notify_ready("ready");
         log::info("nodecoordd ready");
+        systemd::notify_ready("ready");
         s.watchdog = systemd::watchdog_interval();
         schedule_watchdog(self);
       },
@@ -171,18 +177,15 @@ caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
         shutdown(self, signo);
     },
     [=](watchdog_atom) {
-      // WATCHDOG=1 only while the storage actor answers: a stuck storage gets us restarted.
+      // A fixed period, and WATCHDOG=1 only when the storage actor answers within it: a stuck
+      // storage gets the daemon restarted.
+      schedule_watchdog(self);
       auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*self->state.watchdog / 2);
       self->request(self->state.storage, timeout, status_atom::value)
-        .then(
-          [=](const storage_status&) {
-            systemd::notify_watchdog();
-            schedule_watchdog(self);
-          },
-          [=](caf::error& e) {
-            log::warn("watchdog: storage did not answer", {{"error", to_string(e)}});
-            schedule_watchdog(self);
-          });
+        .then([=](const storage_status&) { systemd::notify_watchdog(); },
+              [=](caf::error& e) {
+                log::warn("watchdog: storage did not answer", {{"error", to_string(e)}});
+              });
     },
   };
 }

@@ -102,13 +102,35 @@ error_kind database::classify_current() noexcept {
   }
 }
 
+namespace {
+
+/// libpq messages span lines ("server closed the connection unexpectedly\n\tThis probably...");
+/// a log line and an error reply want one line.
+std::string one_line(std::string s) {
+  std::string out;
+  bool space = false;
+  for (char c : s) {
+    if (c == '\n' || c == '\t' || c == '\r' || c == ' ') {
+      space = !out.empty();
+      continue;
+    }
+    if (space)
+      out += ' ';
+    space = false;
+    out += c;
+  }
+  return out;
+}
+
+} // namespace
+
 std::string current_exception_message() {
   try {
     throw;
   } catch (const soci::soci_error& e) {
-    return e.get_error_message();
+    return one_line(e.get_error_message());
   } catch (const std::exception& e) {
-    return e.what();
+    return one_line(e.what());
   } catch (...) {
     return "unknown error";
   }

@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 #include "config/config.hpp"
 #include "daemon/supervisor.hpp"
+#include "daemon/logging.hpp"
 #include "nodecoord/version.hpp"
 #include "storage/url.hpp"
 
@@ -61,17 +62,6 @@ std::string resolve_state_dir(const std::string& flag) {
     return dirs.substr(0, dirs.find(':'));
   }
   return {};
-}
-
-log::level to_log_level(config::log_level l) {
-  switch (l) {
-    case config::log_level::trace: return log::level::trace;
-    case config::log_level::debug: return log::level::debug;
-    case config::log_level::info: return log::level::info;
-    case config::log_level::warn: return log::level::warn;
-    case config::log_level::error: return log::level::error;
-  }
-  return log::level::info;
 }
 
 /// Startup checks that would otherwise only show up as an endless reconnect loop.
@@ -141,7 +131,7 @@ int main(int argc, char** argv) {
   } else {
     config_path.clear();
   }
-  log::init(to_log_level(cfg.log.level), cfg.log.format == config::log_format::json);
+  apply_log_config(cfg.log);
 
   auto state_dir = resolve_state_dir(state_dir_flag);
   storage::storage_url url;

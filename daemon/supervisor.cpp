@@ -2,6 +2,7 @@
 
 #include "actors/storage.hpp"
 #include "common/log.hpp"
+#include "daemon/logging.hpp"
 #include "daemon/systemd_notify.hpp"
 
 #include <caf/actor_system.hpp>
@@ -38,17 +39,6 @@ struct supervisor_state {
 
 using self_ptr = caf::stateful_actor<supervisor_state>*;
 
-log::level to_log_level(config::log_level l) {
-  switch (l) {
-    case config::log_level::trace: return log::level::trace;
-    case config::log_level::debug: return log::level::debug;
-    case config::log_level::info: return log::level::info;
-    case config::log_level::warn: return log::level::warn;
-    case config::log_level::error: return log::level::error;
-  }
-  return log::level::info;
-}
-
 void reload(self_ptr self) {
   auto& st = self->state;
   if (st.stopping) {
@@ -83,7 +73,7 @@ void reload(self_ptr self) {
       if (!restart_keys.empty())
         log::warn("changed settings take effect after a restart", {{"keys", restart_keys}});
       // The log settings change at run time; the rest needs a restart.
-      log::init(to_log_level(next.log.level), next.log.format == config::log_format::json);
+      apply_log_config(next.log);
       now.log = next.log;
     }
   }

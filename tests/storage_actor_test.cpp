@@ -75,6 +75,25 @@ std::vector<log_entry> lines(int64_t from, int64_t to) {
   return out;
 }
 
+/// A node with a live session and one attempt pending under a request.
+struct pending_attempt {
+  node_record node;
+  int64_t epoch;
+  std::string attempt;
+  std::string request;
+};
+
+pending_attempt make_pending_attempt(test_database& t) {
+  pending_attempt p;
+  p.node = t.run(node_create{"alpha", "", "kid", "h"}).node;
+  p.epoch = t.run(node_begin_session{p.node.id, 0}).epoch;
+  p.attempt = new_uuid();
+  t.run(attempt_upsert{p.node.id, p.attempt, "task", "running", "", "", ""});
+  p.request = new_uuid();
+  BOOST_REQUIRE_EQUAL(t.run(mark_pending{p.request, p.node.id, p.epoch, {p.attempt}}).marked.size(), 1u);
+  return p;
+}
+
 int64_t count(soci::session& sql, const std::string& q) {
   int64_t n = -1;
   query(sql, q).each([&](const soci::row& r) { n = col_int(r, 0); });
@@ -202,14 +221,9 @@ BOOST_FIXTURE_TEST_CASE(lost_commit_ack_delivers_results_without_reapplying, det
   };
   auto st = start(t, o);
   // Set up after startup (whose recovery would reset a pending row).
-  auto node = t.run(node_create{"alpha", "", "kid", "h"}).node;
-  auto epoch = t.run(node_begin_session{node.id, 0}).epoch;
-  auto attempt = new_uuid();
-  t.run(attempt_upsert{node.id, attempt, "task", "running", "", "", ""});
-  auto req = new_uuid();
-  t.run(mark_pending{req, node.id, epoch, {attempt}});
+  auto p = make_pending_attempt(t);
   lose_ack = true;
-  auto h = self->request(st, caf::infinite, apply_backfill{req, node.id, epoch, {{attempt, false, 0, "gone"}}, 5});
+  auto h = self->request(st, caf::infinite, apply_backfill{p.request, p.node.id, p.epoch, {{p.attempt, false, 0, "gone"}}, 5});
   sched.run();
   BOOST_TEST(!status(st).available);
   sched.trigger_timeout();
@@ -237,12 +251,7 @@ BOOST_FIXTURE_TEST_CASE(drain_answers_after_everything_before_it, deterministic)
 
 BOOST_FIXTURE_TEST_CASE(startup_resets_pending_rows_and_abandons_jobs, deterministic) {
   test_database t(backend::sqlite);
-  auto node = t.run(node_create{"alpha", "", "kid", "h"}).node;
-  auto epoch = t.run(node_begin_session{node.id, 0}).epoch;
-  auto attempt = new_uuid();
-  t.run(attempt_upsert{node.id, attempt, "task", "running", "", "", ""});
-  auto req = new_uuid();
-  t.run(mark_pending{req, node.id, epoch, {attempt}});
+  make_pending_attempt(t);
   auto st = spawn_storage(sys, storage_options{t.parsed_url(), 100, 100ms, 1s, t.clock.fn(), {}}, false);
   actors.push_back(caf::actor_cast<caf::actor>(st));
   auto rh = self->request(st, caf::infinite, startup_atom::value);

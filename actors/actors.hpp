@@ -21,6 +21,15 @@ using drain_atom = caf::atom_constant<caf::atom("drain")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
+using ended_atom = caf::atom_constant<caf::atom("ended")>;
+using seen_atom = caf::atom_constant<caf::atom("seen")>;
+using poll_atom = caf::atom_constant<caf::atom("poll")>;
+using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
+using disable_atom = caf::atom_constant<caf::atom("disable")>;
+using idle_atom = caf::atom_constant<caf::atom("idle")>;
+using port_atom = caf::atom_constant<caf::atom("port")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
 
 /// What the storage actor reports about itself (readiness, metrics).
 struct storage_status {
@@ -67,6 +76,8 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<storage::node_enable>::with<storage::node_enable::result_type>,
   // Replace a node's key.
   caf::replies_to<storage::node_set_key>::with<storage::node_set_key::result_type>,
+  // Nodes disabled since a time.
+  caf::replies_to<storage::nodes_disabled_since>::with<storage::nodes_disabled_since::result_type>,
   // Start a session: epoch compare-and-set, node online.
   caf::replies_to<storage::node_begin_session>::with<storage::node_begin_session::result_type>,
   // End a session: node offline only if the epoch is still current.
@@ -100,6 +111,67 @@ using storage_actor = caf::typed_actor<
   // Counts by status for operators.
   caf::replies_to<storage::count_summary>::with<storage::count_summary::result_type>>;
 
+/// A hello, as the registry sees it.
+struct auth_request {
+  std::string node_name;
+  std::string key;  // the full API key "nck_<key_id>_<secret>"
+  std::string peer; // remote address, for per-peer failure rate limiting
+};
+
+/// The registry's answer: ok with the node id and the session epoch, or an error code for the
+/// node (auth_failed for every authentication problem, so a prober learns nothing).
+struct auth_result {
+  bool ok = false;
+  std::string code;
+  std::string message;
+  std::string node_id;
+  int64_t epoch = 0;
+};
+
+/// One connected node (registry view).
+struct connected_node {
+  std::string node_id;
+  std::string name;
+  int64_t epoch = 0;
+  std::string connected_at;
+  std::string peer;
+};
+
+/// Counters the acceptor keeps (metrics later).
+struct acceptor_stats {
+  uint16_t port = 0;
+  uint64_t accepted = 0;
+  uint64_t refused = 0; // over max_connections
+  uint64_t open = 0;
+};
+
+/// registry: node_id -> {session, epoch}; one live session per node; turns hello and session
+/// ends into node rows (online/offline) through storage, epoch-checked.
+using registry_actor = caf::typed_actor<
+  // Authenticate a hello and register the session (a caf::actor: node_session broker).
+  caf::replies_to<hello_atom, auth_request, caf::actor>::with<auth_result>,
+  // A session ended (node_id, epoch, reason): offline only if the epoch is still current.
+  caf::reacts_to<ended_atom, std::string, int64_t, std::string>,
+  // A frame arrived from (node_id, epoch): last_seen_at, flushed in batches.
+  caf::reacts_to<seen_atom, std::string, int64_t>,
+  // Internal: write the batched last_seen_at.
+  caf::reacts_to<flush_atom>,
+  // Internal: look for nodes disabled by an operator and close their sessions.
+  caf::reacts_to<poll_atom>,
+  // Close the session of a node (node name) with reason `disabled`; false if not connected.
+  caf::replies_to<disable_atom, std::string>::with<bool>,
+  // Close every session with reason `shutdown`; answers the number closed.
+  caf::replies_to<shutdown_atom>::with<uint64_t>,
+  // The connected nodes.
+  caf::replies_to<caf::get_atom>::with<std::vector<connected_node>>>;
+
+// node_session (a dynamically typed broker, one per connection) accepts:
+//   (caf::close_atom, std::string reason)  write close{reason} and disconnect.
+// acceptor (a dynamically typed broker) accepts:
+//   (port_atom) -> uint16_t                 the port it listens on;
+//   (stats_atom) -> acceptor_stats          counters;
+//   (shutdown_atom) -> uint64_t             stop accepting, close every session (`shutdown`).
+
 } // namespace nodecoord
 
 // Local-only message types (see the comment at the top).
@@ -109,6 +181,10 @@ using storage_actor = caf::typed_actor<
   NODECOORD_LOCAL_TYPE(nodecoord::storage::op::result_type)
 
 NODECOORD_LOCAL_TYPE(nodecoord::storage_status)
+NODECOORD_LOCAL_TYPE(nodecoord::auth_request)
+NODECOORD_LOCAL_TYPE(nodecoord::auth_result)
+NODECOORD_LOCAL_TYPE(nodecoord::acceptor_stats)
+NODECOORD_LOCAL_TYPE(std::vector<nodecoord::connected_node>)
 NODECOORD_LOCAL_TYPE(nodecoord::startup_report)
 NODECOORD_LOCAL_OP(node_create)
 NODECOORD_LOCAL_OP(node_lookup_by_key)
@@ -118,6 +194,7 @@ NODECOORD_LOCAL_TYPE(nodecoord::storage::node_list::result_type)
 NODECOORD_LOCAL_OP(node_disable)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::node_enable)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::node_set_key)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::nodes_disabled_since)
 NODECOORD_LOCAL_OP(node_begin_session)
 NODECOORD_LOCAL_OP(node_end_session)
 NODECOORD_LOCAL_OP(node_touch)

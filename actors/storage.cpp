@@ -270,6 +270,7 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
     [=](storage::node_disable& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_enable& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_set_key& op) { return enqueue(self, std::move(op)); },
+    [=](storage::nodes_disabled_since& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_begin_session& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_end_session& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_touch& op) { return enqueue(self, std::move(op)); },

@@ -129,8 +129,9 @@ std::optional<endpoint> parse_endpoint(std::string_view text, std::string& why) 
   }
   uint64_t number = 0;
   auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), number);
-  if (ec != std::errc{} || ptr != port.data() + port.size() || number == 0 || number > 65535) {
-    why = "out of range: the port must be between 1 and 65535 (got " + std::string{port} + ")";
+  // Port 0 means any free port (tests; the daemon logs the port it got).
+  if (ec != std::errc{} || ptr != port.data() + port.size() || number > 65535) {
+    why = "out of range: the port must be between 0 and 65535 (got " + std::string{port} + ")";
     return std::nullopt;
   }
   return endpoint{std::string{host}, static_cast<uint16_t>(number)};

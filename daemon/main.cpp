@@ -12,6 +12,7 @@
 #include <CLI/Formatter.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
 
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -170,6 +171,9 @@ int main(int argc, char** argv) {
   int result = exit_ok;
   {
     caf::actor_system_config caf_cfg;
+    caf_cfg.load<caf::io::middleman>();
+    // CAF's own BASP heartbeat is for CAF-to-CAF links; nodes have their own protocol.
+    caf_cfg.set("middleman.heartbeat-interval", caf::timespan{0});
     caf_cfg.set("scheduler.max-threads",
                 static_cast<size_t>(std::max(2u, std::thread::hardware_concurrency())));
     caf::actor_system sys{caf_cfg};

@@ -1,5 +1,7 @@
 #include "daemon/supervisor.hpp"
 
+#include "actors/acceptor.hpp"
+#include "actors/registry.hpp"
 #include "actors/storage.hpp"
 #include "common/log.hpp"
 #include "daemon/logging.hpp"
@@ -24,6 +26,8 @@ struct supervisor_state {
   static inline const char* name = "supervisor";
   supervisor_options opts;
   storage_actor storage;
+  registry_actor registry;
+  caf::actor acceptor;
   bool ready = false;
   bool stopping = false;
   bool done = false;
@@ -95,26 +99,85 @@ void shutdown(self_ptr self, int signo) {
     self->quit();
     return;
   }
-  // Everything accepted so far is committed before the storage actor stops.
-  self->request(st.storage, caf::infinite, drain_atom::value)
-    .then(
-      [=](bool) {
-        log::info("storage drained; stopped");
-        self->send_exit(self->state.storage, caf::exit_reason::user_shutdown);
-        self->state.finish(0);
-        self->quit();
-      },
-      [=](caf::error& e) {
-        log::error("storage drain failed", {{"error", to_string(e)}});
-        self->send_exit(self->state.storage, caf::exit_reason::user_shutdown);
-        self->state.finish(1);
-        self->quit();
-      });
+  // 1. stop accepting and close every session with close{shutdown}; 2. the registry has then
+  // seen every session end and queued the offline rows; 3. everything accepted so far is
+  // committed before the storage actor stops.
+  auto drain = [=] {
+    self->request(self->state.storage, caf::infinite, drain_atom::value)
+      .then(
+        [=](bool) {
+          log::info("storage drained; stopped");
+          self->send_exit(self->state.storage, caf::exit_reason::user_shutdown);
+          self->state.finish(0);
+          self->quit();
+        },
+        [=](caf::error& e) {
+          log::error("storage drain failed", {{"error", to_string(e)}});
+          self->send_exit(self->state.storage, caf::exit_reason::user_shutdown);
+          self->state.finish(1);
+          self->quit();
+        });
+  };
+  auto sync_registry = [=] {
+    self->request(self->state.registry, caf::infinite, shutdown_atom::value)
+      .then(
+        [=](uint64_t) {
+          self->send_exit(self->state.registry, caf::exit_reason::user_shutdown);
+          drain();
+        },
+        [=](caf::error&) { drain(); });
+  };
+  self->request(st.acceptor, caf::infinite, shutdown_atom::value)
+    .then([=](uint64_t) { sync_registry(); },
+          [=](caf::error& e) {
+            log::warn("acceptor shutdown", {{"error", to_string(e)}});
+            sync_registry();
+          });
 }
 
 void schedule_watchdog(self_ptr self) {
   if (self->state.watchdog)
     self->delayed_send(self, *self->state.watchdog / 2, watchdog_atom::value);
+}
+
+/// After storage is ready: the registry, then the acceptor; READY=1 once it listens.
+void start_listening(self_ptr self) {
+  auto& st = self->state;
+  auto& cfg = st.opts.config;
+  registry_options ro;
+  ro.storage = st.storage;
+  st.registry = spawn_registry(self->system(), ro);
+  acceptor_options ao;
+  ao.host = cfg.server.listen.host;
+  ao.port = cfg.server.listen.port;
+  ao.max_connections = cfg.server.max_connections;
+  ao.session.max_frame_bytes = cfg.server.max_frame_bytes;
+  ao.session.max_outbound_bytes = cfg.server.max_outbound_bytes;
+  ao.session.hello_timeout = cfg.server.hello_timeout;
+  ao.session.heartbeat_interval = cfg.server.heartbeat_interval;
+  ao.session.idle_timeout = cfg.server.idle_timeout;
+  ao.session.max_protocol_errors = cfg.server.max_protocol_errors;
+  ao.session.registry = st.registry;
+  ao.session.storage = st.storage;
+  st.acceptor = spawn_acceptor(self->system(), ao);
+  self->request(st.acceptor, std::chrono::seconds(10), port_atom::value)
+    .then(
+      [=](uint16_t port) {
+        auto& s = self->state;
+        s.ready = true;
+        log::info("nodecoordd ready", {{"listen", s.opts.config.server.listen.host + ":" + std::to_string(port)}});
+        systemd::notify_ready("ready; listening on port " + std::to_string(port));
+        s.watchdog = systemd::watchdog_interval();
+        schedule_watchdog(self);
+      },
+      [=](caf::error& e) {
+        log::error("not starting: cannot listen for nodes",
+                   {{"listen", self->state.opts.config.server.listen.to_string()}, {"error", to_string(e)}});
+        self->send_exit(self->state.registry, caf::exit_reason::user_shutdown);
+        self->send_exit(self->state.storage, caf::exit_reason::user_shutdown);
+        self->state.finish(1);
+        self->quit();
+      });
 }
 
 caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
@@ -148,11 +211,7 @@ caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
                                     {"offlined_nodes", r.recovery.nodes_offlined}});
         if (s.stopping)
           return;
-        s.ready = true;
-        log::info("nodecoordd ready");
-        systemd::notify_ready("ready");
-        s.watchdog = systemd::watchdog_interval();
-        schedule_watchdog(self);
+        start_listening(self);
       },
       [=](caf::error& e) {
         log::error("startup failed", {{"error", to_string(e)}});

@@ -227,6 +227,14 @@ node_set_key::result_type execute(op_context& c, const node_set_key& op) {
   return node_after(c, op.name);
 }
 
+nodes_disabled_since::result_type execute(op_context& c, const nodes_disabled_since& op) {
+  nodes_disabled_since::result_type out;
+  query(c.sql, "SELECT id FROM nodes WHERE status = 'disabled' AND disabled_at >= " + c.d.ts_param("since"))
+    .bind("since", op.since)
+    .each([&](const soci::row& r) { out.push_back(col_str(r, 0)); });
+  return out;
+}
+
 node_begin_session::result_type execute(op_context& c, const node_begin_session& op) {
   auto n = query(c.sql, "UPDATE nodes SET session_epoch = session_epoch + 1, status = 'online', "
                         "connected_at = :now, last_seen_at = :now2, disconnected_at = NULL, "

@@ -138,6 +138,12 @@ struct node_set_key {
   using result_type = node_disable::result_type;
 };
 
+/// Ids of nodes disabled at or after `since` (the registry closes their sessions).
+struct nodes_disabled_since {
+  std::string since;
+  using result_type = std::vector<std::string>;
+};
+
 /// Starts a session: compare-and-set of session_epoch from `expected_epoch` to expected+1, and the
 /// row goes online. Fails if another session won the race or the node is disabled.
 struct node_begin_session {
@@ -374,6 +380,7 @@ node_list::result_type execute(op_context&, const node_list&);
 node_disable::result_type execute(op_context&, const node_disable&);
 node_enable::result_type execute(op_context&, const node_enable&);
 node_set_key::result_type execute(op_context&, const node_set_key&);
+nodes_disabled_since::result_type execute(op_context&, const nodes_disabled_since&);
 node_begin_session::result_type execute(op_context&, const node_begin_session&);
 node_end_session::result_type execute(op_context&, const node_end_session&);
 node_touch::result_type execute(op_context&, const node_touch&);

@@ -353,9 +353,8 @@ BOOST_AUTO_TEST_CASE(wrong_types) {
 
 BOOST_AUTO_TEST_CASE(out_of_range_values) {
   const std::vector<expected_error> cases = {
-    {"[server]\nlisten = \"127.0.0.1:70000\"\n", "server.listen", 2, 10, "port must be between 1 and 65535 (got 70000)"},
-    {"[server]\nlisten = \"127.0.0.1:0\"\n", "server.listen", 2, 10, "port must be between 1 and 65535 (got 0)"},
-    {"[admin]\nlisten = \"[::1]:65536\"\n", "admin.listen", 2, 10, "port must be between 1 and 65535"},
+    {"[server]\nlisten = \"127.0.0.1:70000\"\n", "server.listen", 2, 10, "port must be between 0 and 65535 (got 70000)"},
+    {"[admin]\nlisten = \"[::1]:65536\"\n", "admin.listen", 2, 10, "port must be between 0 and 65535"},
     {"[server]\nmax_connections = 0\n", "server.max_connections", 2, 19, "out of range: must be at least 1 (got 0)"},
     {"[server]\nmax_connections = 4294967296\n", "server.max_connections", 2, 19,
      "out of range: must be at most 4294967295 (got 4294967296)"},
@@ -520,7 +519,7 @@ format = "json"
     std::string message;
   };
   const std::vector<want> expected = {
-    {3, 10, "server.listen", "port must be between 1 and 65535"},
+    {3, 10, "server.listen", "port must be between 0 and 65535"},
     {4, 1, "server.max_conections", "did you mean 'max_connections'?"},
     {5, 17, "server.hello_timeout", "expected a string like \"10s\", got integer"},
     {6, 16, "server.idle_timeout", "must be greater than server.heartbeat_interval"},
@@ -637,6 +636,7 @@ BOOST_AUTO_TEST_CASE(endpoint_parsing_valid) {
   };
   const std::vector<valid> cases = {
     {"127.0.0.1:7400", "127.0.0.1", 7400, "127.0.0.1:7400"},
+    {"127.0.0.1:0", "127.0.0.1", 0, "127.0.0.1:0"}, // any free port
     {"0.0.0.0:1", "0.0.0.0", 1, "0.0.0.0:1"},
     {"localhost:65535", "localhost", 65535, "localhost:65535"},
     {"node-1.example.net:8080", "node-1.example.net", 8080, "node-1.example.net:8080"},
@@ -668,9 +668,8 @@ BOOST_AUTO_TEST_CASE(endpoint_parsing_invalid) {
     {"127.0.0.1:", "the port must be a number"},
     {"127.0.0.1:http", "the port must be a number"},
     {"127.0.0.1:-1", "the port must be a number"},
-    {"127.0.0.1:0", "port must be between 1 and 65535 (got 0)"},
-    {"127.0.0.1:65536", "port must be between 1 and 65535 (got 65536)"},
-    {"127.0.0.1:99999999999999999999999", "port must be between 1 and 65535"},
+    {"127.0.0.1:65536", "port must be between 0 and 65535 (got 65536)"},
+    {"127.0.0.1:99999999999999999999999", "port must be between 0 and 65535"},
     {"[::1]7400", "missing port after ']'"},
     {"[::1]", "missing port after ']'"},
     {"[::1:7400", "missing ']'"},

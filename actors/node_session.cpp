@@ -1,0 +1,281 @@
+#include "actors/node_session.hpp"
+
+#include "common/log.hpp"
+#include "protocol/codec.hpp"
+
+#include <caf/io/broker.hpp>
+#include <caf/io/receive_policy.hpp>
+#include <caf/io/system_messages.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <deque>
+
+namespace nodecoord {
+
+namespace {
+
+using hello_timeout_atom = caf::atom_constant<caf::atom("hellotmo")>;
+
+struct node_session_state {
+  static inline const char* name = "node_session";
+
+  enum class phase { awaiting_hello, authenticating, active, closing };
+
+  session_options opts;
+  caf::io::connection_handle hdl;
+  std::string peer;
+  protocol::line_splitter splitter{0};
+  phase ph = phase::awaiting_hello;
+  std::string node_id;
+  std::string node_name;
+  int64_t epoch = 0;
+  uint32_t protocol_errors = 0;
+  caf::actor_clock::time_point last_frame;
+  caf::actor_clock::time_point last_seen_report;
+  bool idle_timer = false;
+  // Frames that arrive after hello, before welcome: handled once authenticated.
+  std::deque<std::string> early;
+  size_t early_bytes = 0;
+};
+
+using self_ptr = caf::io::stateful_broker<node_session_state>*;
+
+void terminate(self_ptr self, const std::string& reason);
+
+/// Queues one encoded frame. A node that does not read fills its buffer: past
+/// max_outbound_bytes it is disconnected (slow_consumer) rather than buffered forever.
+bool write_line(self_ptr self, const std::string& line) {
+  auto& st = self->state;
+  if (st.ph == node_session_state::phase::closing)
+    return false;
+  auto& buf = self->wr_buf(st.hdl);
+  if (buf.size() + line.size() > st.opts.max_outbound_bytes) {
+    terminate(self, "slow_consumer");
+    return false;
+  }
+  buf.insert(buf.end(), line.begin(), line.end());
+  self->flush(st.hdl);
+  return true;
+}
+
+/// Writes a last frame (error or close), then closes: the data is sent before the FIN.
+void close_with(self_ptr self, const std::string& line, const std::string& reason) {
+  if (self->state.ph == node_session_state::phase::closing)
+    return;
+  auto& buf = self->wr_buf(self->state.hdl);
+  buf.insert(buf.end(), line.begin(), line.end()); // a small frame may exceed the bound once
+  self->flush(self->state.hdl);
+  terminate(self, reason);
+}
+
+void terminate(self_ptr self, const std::string& reason) {
+  auto& st = self->state;
+  if (st.ph == node_session_state::phase::closing)
+    return;
+  bool was_active = st.ph == node_session_state::phase::active;
+  st.ph = node_session_state::phase::closing;
+  if (was_active)
+    self->send(st.opts.registry, ended_atom::value, st.node_id, st.epoch, reason);
+  log::debug("session closed", {{"node", st.node_name}, {"epoch", st.epoch}, {"peer", st.peer}, {"reason", reason}});
+  self->close(st.hdl);
+  self->quit();
+}
+
+void protocol_error(self_ptr self, const std::string& code, const std::string& message, const std::string& ref) {
+  auto& st = self->state;
+  ++st.protocol_errors;
+  write_line(self, protocol::encode_error(code, message, ref));
+  if (st.protocol_errors >= st.opts.max_protocol_errors && st.ph != node_session_state::phase::closing)
+    close_with(self, protocol::encode_close(protocol::close_reason::protocol_errors),
+               protocol::close_reason::protocol_errors);
+}
+
+void arm_idle_timer(self_ptr self, caf::actor_clock::duration_type after) {
+  self->state.idle_timer = true;
+  self->delayed_send(self, after, idle_atom::value);
+}
+
+void handle_active(self_ptr self, protocol::node_message&& msg);
+
+void handle_line(self_ptr self, std::string_view line) {
+  auto& st = self->state;
+  using phase = node_session_state::phase;
+  switch (st.ph) {
+    case phase::closing:
+      return;
+    case phase::authenticating:
+      // Pipelined frames: keep them (bounded) until the registry answered.
+      st.early_bytes += line.size();
+      if (st.early_bytes > 4 * st.opts.max_frame_bytes) {
+        close_with(self, protocol::encode_error(protocol::code::hello_required, "wait for welcome before sending more"),
+                   "early_frames");
+        return;
+      }
+      st.early.emplace_back(line);
+      return;
+    case phase::active: {
+      st.last_frame = self->clock().now();
+      // last_seen_at comes from frames only, reported at most once a second per session.
+      if (st.last_frame - st.last_seen_report >= std::chrono::seconds(1)) {
+        st.last_seen_report = st.last_frame;
+        self->send(st.opts.registry, seen_atom::value, st.node_id, st.epoch);
+      }
+      auto decoded = protocol::decode(line);
+      if (auto* err = std::get_if<protocol::decode_error>(&decoded)) {
+        protocol_error(self, err->code, err->message, err->ref);
+        return;
+      }
+      handle_active(self, std::move(std::get<protocol::node_message>(decoded)));
+      return;
+    }
+    case phase::awaiting_hello:
+      break;
+  }
+  auto decoded = protocol::decode(line);
+  auto* msg = std::get_if<protocol::node_message>(&decoded);
+  auto* h = msg ? std::get_if<protocol::hello>(msg) : nullptr;
+  if (!h) {
+    auto why = msg ? std::string("the first frame must be hello, got ") + protocol::type_of(*msg)
+                   : "the first frame must be a valid hello: " + std::get<protocol::decode_error>(decoded).message;
+    close_with(self, protocol::encode_error(protocol::code::hello_required, why), "hello_required");
+    return;
+  }
+  if (h->protocol != protocol::version) {
+    close_with(self, protocol::encode_error(protocol::code::unsupported_protocol,
+                                            "this coordinator speaks protocol 1, not " + std::to_string(h->protocol)),
+               "unsupported_protocol");
+    return;
+  }
+  st.ph = phase::authenticating;
+  st.node_name = h->node;
+  self->request(st.opts.registry, caf::infinite, hello_atom::value, auth_request{h->node, h->key, st.peer},
+                caf::actor_cast<caf::actor>(self))
+    .then(
+      [=](const auth_result& r) {
+        auto& s = self->state;
+        if (s.ph != phase::authenticating)
+          return;
+        if (!r.ok) {
+          close_with(self, protocol::encode_error(r.code, r.message), r.code);
+          return;
+        }
+        s.ph = phase::active;
+        s.node_id = r.node_id;
+        s.epoch = r.epoch;
+        s.last_frame = self->clock().now();
+        s.last_seen_report = s.last_frame;
+        write_line(self, protocol::encode_welcome(r.node_id, r.epoch, s.opts.heartbeat_interval.count(),
+                                                  format_time(s.opts.clock())));
+        arm_idle_timer(self, s.opts.idle_timeout);
+        auto early = std::move(s.early);
+        s.early.clear();
+        s.early_bytes = 0;
+        for (auto& l : early)
+          handle_line(self, l);
+      },
+      [=](caf::error& e) {
+        close_with(self, protocol::encode_error(protocol::code::unavailable, "try again later"), to_string(e));
+      });
+}
+
+void reply_write_status(self_ptr self, storage::write_status s, const std::string& attempt_id) {
+  if (s == storage::write_status::forbidden)
+    protocol_error(self, protocol::code::forbidden, "attempt " + attempt_id + " belongs to another node", attempt_id);
+  else if (s == storage::write_status::unknown_attempt)
+    protocol_error(self, protocol::code::unknown_attempt, "send the attempt frame of " + attempt_id + " first",
+                   attempt_id);
+}
+
+void storage_failed(self_ptr self, const caf::error& e, const std::string& ref) {
+  // The database refused this one frame (it is logged by storage); the node may resend it.
+  write_line(self, protocol::encode_error(protocol::code::unavailable, "not stored: " + to_string(e), ref));
+}
+
+void handle_active(self_ptr self, protocol::node_message&& msg) {
+  auto& st = self->state;
+  std::visit(
+    [&](auto&& m) {
+      using T = std::decay_t<decltype(m)>;
+      if constexpr (std::is_same_v<T, protocol::hello>) {
+        protocol_error(self, protocol::code::bad_frame, "already authenticated", "hello");
+      } else if constexpr (std::is_same_v<T, protocol::heartbeat>) {
+        write_line(self, protocol::encode_heartbeat_ack(m.seq, format_time(st.opts.clock())));
+      } else if constexpr (std::is_same_v<T, protocol::attempt>) {
+        auto id = m.attempt_id;
+        self->request(st.opts.storage, caf::infinite,
+                      storage::attempt_upsert{st.node_id, m.attempt_id, m.task_id, m.state, m.started_at,
+                                              m.finished_at, m.meta})
+          .then([=](const storage::attempt_upsert::result_type& r) { reply_write_status(self, r.status, id); },
+                [=](caf::error& e) { storage_failed(self, e, id); });
+      } else if constexpr (std::is_same_v<T, protocol::logs>) {
+        storage::logs_insert op{st.node_id, m.attempt_id, {}};
+        op.entries.reserve(m.entries.size());
+        for (auto& e : m.entries)
+          op.entries.push_back({e.seq, std::move(e.ts), std::move(e.stream), std::move(e.line)});
+        auto id = m.attempt_id;
+        self->request(st.opts.storage, caf::infinite, std::move(op))
+          .then([=](const storage::logs_insert::result_type& r) { reply_write_status(self, r.status, id); },
+                [=](caf::error& e) { storage_failed(self, e, id); });
+      } else if constexpr (std::is_same_v<T, protocol::backfill_response>) {
+        // No request is in flight until the tracker exists (issue 4): every response is unknown,
+        // and none changes a row.
+        write_line(self, protocol::encode_error(protocol::code::unknown_request, "no such request in flight",
+                                                m.request_id));
+      } else if constexpr (std::is_same_v<T, protocol::bye>) {
+        terminate(self, "bye");
+      }
+    },
+    std::move(msg));
+}
+
+caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, session_options opts) {
+  auto& st = self->state;
+  st.opts = std::move(opts);
+  st.hdl = hdl;
+  st.peer = self->remote_addr(hdl);
+  st.splitter = protocol::line_splitter{st.opts.max_frame_bytes};
+  self->configure_read(hdl, caf::io::receive_policy::at_most(64 * 1024));
+  self->delayed_send(self, st.opts.hello_timeout, hello_timeout_atom::value);
+  return {
+    [=](const caf::io::new_data_msg& msg) {
+      auto& s = self->state;
+      if (s.ph == node_session_state::phase::closing)
+        return;
+      auto status = s.splitter.feed(std::string_view(msg.buf.data(), msg.buf.size()),
+                                    [&](std::string_view line) { handle_line(self, line); });
+      if (status == protocol::line_splitter::status::too_large && s.ph != node_session_state::phase::closing)
+        close_with(self,
+                   protocol::encode_error(protocol::code::frame_too_large,
+                                          "a frame is longer than " + std::to_string(s.opts.max_frame_bytes) + " bytes"),
+                   protocol::code::frame_too_large);
+    },
+    [=](const caf::io::connection_closed_msg&) { terminate(self, "socket_closed"); },
+    [=](caf::close_atom, const std::string& reason) {
+      close_with(self, protocol::encode_close(reason), reason);
+    },
+    [=](hello_timeout_atom) {
+      if (self->state.ph == node_session_state::phase::awaiting_hello)
+        close_with(self, protocol::encode_error(protocol::code::hello_required, "no hello within the hello timeout"),
+                   "hello_timeout");
+    },
+    [=](idle_atom) {
+      auto& s = self->state;
+      if (s.ph != node_session_state::phase::active)
+        return;
+      auto idle = self->clock().now() - s.last_frame;
+      if (idle >= s.opts.idle_timeout)
+        close_with(self, protocol::encode_close(protocol::close_reason::idle_timeout),
+                   protocol::close_reason::idle_timeout);
+      else
+        arm_idle_timer(self, s.opts.idle_timeout - idle); // one timer per session, not one per frame
+    },
+  };
+}
+
+} // namespace
+
+caf::actor fork_session(caf::io::broker* acceptor, caf::io::connection_handle hdl, session_options opts) {
+  return acceptor->fork(node_session_impl, hdl, std::move(opts));
+}
+
+} // namespace nodecoord

@@ -1,0 +1,267 @@
+#include "actors/registry.hpp"
+
+#include "common/api_key.hpp"
+#include "common/log.hpp"
+#include "protocol/codec.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include <unordered_map>
+
+namespace nodecoord {
+
+namespace {
+
+struct registry_state {
+  static inline const char* name = "registry";
+
+  struct entry {
+    caf::actor session;
+    int64_t epoch = 0;
+    std::string name;
+    std::string connected_at;
+    std::string peer;
+  };
+  struct failures {
+    sys_time window_start;
+    uint32_t count = 0;
+  };
+
+  registry_options opts;
+  std::unordered_map<std::string, entry> nodes;            // node_id -> live session
+  std::unordered_map<caf::actor_id, std::string> by_actor; // session actor -> node_id
+  std::unordered_map<std::string, std::string> seen;       // node_id -> last frame time
+  std::unordered_map<std::string, failures> auth_failures; // peer -> failures this minute
+  std::string disabled_since;                              // last poll time
+};
+
+using self_ptr = registry_actor::stateful_pointer<registry_state>;
+using promise = caf::typed_response_promise<auth_result>;
+
+auth_result auth_failed() {
+  // One answer for every authentication problem, so a prober learns nothing.
+  return {false, protocol::code::auth_failed, "authentication failed", "", 0};
+}
+
+bool rate_limited(self_ptr self, const std::string& peer) {
+  auto& st = self->state;
+  auto it = st.auth_failures.find(peer);
+  if (it == st.auth_failures.end())
+    return false;
+  if (st.opts.clock() - it->second.window_start >= std::chrono::minutes(1)) {
+    st.auth_failures.erase(it);
+    return false;
+  }
+  return it->second.count >= st.opts.auth_failures_per_minute;
+}
+
+void count_failure(self_ptr self, const auth_request& req, const char* why) {
+  auto& st = self->state;
+  auto now = st.opts.clock();
+  auto& f = st.auth_failures[req.peer];
+  if (f.count == 0 || now - f.window_start >= std::chrono::minutes(1)) {
+    f.window_start = now;
+    f.count = 0;
+  }
+  ++f.count;
+  // The bound keeps a scan of many addresses from growing the map forever.
+  if (st.auth_failures.size() > 100000)
+    st.auth_failures.clear();
+  log::info("authentication failed", {{"node", req.node_name}, {"peer", req.peer}, {"why", why}});
+}
+
+void register_session(self_ptr self, const storage::node_record& node, int64_t epoch,
+                      const caf::actor& session, const std::string& peer) {
+  auto& st = self->state;
+  auto it = st.nodes.find(node.id);
+  if (it != st.nodes.end()) {
+    // The newer hello wins; the older session is told so and its later cleanup is ignored
+    // because its epoch is no longer current.
+    log::info("session superseded", {{"node", node.name}, {"old_epoch", it->second.epoch}, {"epoch", epoch}});
+    caf::anon_send(it->second.session, caf::close_atom::value,
+               std::string(protocol::close_reason::superseded));
+    st.by_actor.erase(it->second.session.id());
+  }
+  st.nodes[node.id] = {session, epoch, node.name, format_time(st.opts.clock()), peer};
+  st.by_actor[session.id()] = node.id;
+  self->monitor(session);
+  log::info("node online", {{"node", node.name}, {"epoch", epoch}, {"peer", peer}});
+}
+
+void begin_session(self_ptr self, promise rp, storage::node_record node, int64_t expected,
+                   caf::actor session, std::string peer, int tries) {
+  self->request(self->state.opts.storage, caf::infinite, storage::node_begin_session{node.id, expected})
+    .then(
+      [=](const storage::node_begin_session::result_type& r) mutable {
+        if (r.ok) {
+          register_session(self, node, r.epoch, session, peer);
+          rp.deliver(auth_result{true, "", "", node.id, r.epoch});
+          return;
+        }
+        // Another hello of this node won the compare-and-set: take the next epoch.
+        if (tries > 0 && r.epoch > expected) {
+          begin_session(self, rp, node, r.epoch, session, peer, tries - 1);
+          return;
+        }
+        log::info("session refused", {{"node", node.name}, {"why", "disabled or lost the epoch race"}});
+        rp.deliver(auth_failed());
+      },
+      [=](caf::error& e) mutable {
+        log::warn("session start failed", {{"node", node.name}, {"error", to_string(e)}});
+        rp.deliver(auth_result{false, protocol::code::unavailable, "try again later", "", 0});
+      });
+}
+
+void end_session(self_ptr self, const std::string& node_id, int64_t epoch, const std::string& reason) {
+  auto& st = self->state;
+  auto it = st.nodes.find(node_id);
+  if (it == st.nodes.end() || it->second.epoch != epoch) {
+    // A superseded session: the newer one owns the node's entry and row.
+    log::debug("stale session ended", {{"node_id", node_id}, {"epoch", epoch}, {"reason", reason}});
+    return;
+  }
+  log::info("node offline", {{"node", it->second.name}, {"epoch", epoch}, {"reason", reason}});
+  st.by_actor.erase(it->second.session.id());
+  st.nodes.erase(it);
+  self->request(st.opts.storage, caf::infinite, storage::node_end_session{node_id, epoch, reason})
+    .then([](const storage::node_end_session::result_type&) {},
+          [node_id](caf::error& e) {
+            log::error("could not record node offline", {{"node_id", node_id}, {"error", to_string(e)}});
+          });
+}
+
+void flush_seen(self_ptr self) {
+  auto& st = self->state;
+  if (st.seen.empty())
+    return;
+  storage::node_touch op;
+  op.nodes.reserve(st.seen.size());
+  for (auto& [id, at] : st.seen)
+    op.nodes.push_back({id, at});
+  st.seen.clear();
+  self->request(st.opts.storage, caf::infinite, std::move(op))
+    .then([](const storage::node_touch::result_type&) {},
+          [](caf::error& e) { log::warn("last_seen_at update failed", {{"error", to_string(e)}}); });
+}
+
+registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts) {
+  auto& st = self->state;
+  st.opts = std::move(opts);
+  st.disabled_since = format_time(st.opts.clock());
+  self->set_down_handler([=](caf::down_msg& m) {
+    // A session that died without saying so (or before it learned its epoch).
+    auto& s = self->state;
+    auto it = s.by_actor.find(m.source.id());
+    if (it == s.by_actor.end())
+      return;
+    auto node_id = it->second;
+    auto n = s.nodes.find(node_id);
+    if (n != s.nodes.end())
+      end_session(self, node_id, n->second.epoch, "closed");
+  });
+  self->delayed_send(self, st.opts.seen_flush, flush_atom::value);
+  self->delayed_send(self, st.opts.disabled_poll, poll_atom::value);
+  return {
+    [=](hello_atom, auth_request& req, caf::actor session) -> promise {
+      auto rp = self->make_response_promise<auth_result>();
+      if (rate_limited(self, req.peer)) {
+        log::debug("authentication rate-limited", {{"peer", req.peer}});
+        rp.deliver(auth_failed());
+        return rp;
+      }
+      auto key = parse_api_key(req.key);
+      if (!key) {
+        count_failure(self, req, "malformed key");
+        rp.deliver(auth_failed());
+        return rp;
+      }
+      self->request(self->state.opts.storage, caf::infinite, storage::node_lookup_by_key{key->key_id})
+        .then(
+          [=](const storage::node_lookup_by_key::result_type& r) mutable {
+            const char* why = nullptr;
+            if (!r.found)
+              why = "unknown key id";
+            else if (!api_secret_matches(key->secret, r.node.key_hash))
+              why = "wrong key";
+            else if (r.node.name != req.node_name)
+              why = "key belongs to another node";
+            else if (r.node.status == "disabled")
+              why = "node disabled";
+            if (why) {
+              count_failure(self, req, why);
+              rp.deliver(auth_failed());
+              return;
+            }
+            begin_session(self, rp, r.node, r.node.session_epoch, session, req.peer, 3);
+          },
+          [=](caf::error& e) mutable {
+            log::warn("authentication lookup failed", {{"error", to_string(e)}});
+            rp.deliver(auth_result{false, protocol::code::unavailable, "try again later", "", 0});
+          });
+      return rp;
+    },
+    [=](ended_atom, const std::string& node_id, int64_t epoch, const std::string& reason) {
+      end_session(self, node_id, epoch, reason);
+    },
+    [=](seen_atom, const std::string& node_id, int64_t epoch) {
+      auto& s = self->state;
+      auto it = s.nodes.find(node_id);
+      if (it != s.nodes.end() && it->second.epoch == epoch)
+        s.seen[node_id] = format_time(s.opts.clock());
+    },
+    [=](flush_atom) {
+      flush_seen(self);
+      self->delayed_send(self, self->state.opts.seen_flush, flush_atom::value);
+    },
+    [=](poll_atom) {
+      auto since = self->state.disabled_since;
+      // Overlapping windows: a node disabled during the query is seen by the next poll too.
+      self->state.disabled_since = format_time(self->state.opts.clock() - std::chrono::seconds(1));
+      self->request(self->state.opts.storage, caf::infinite, storage::nodes_disabled_since{since})
+        .then(
+          [=](const storage::nodes_disabled_since::result_type& ids) {
+            for (auto& id : ids) {
+              auto it = self->state.nodes.find(id);
+              if (it != self->state.nodes.end())
+                caf::anon_send(it->second.session, caf::close_atom::value,
+                           std::string(protocol::close_reason::disabled));
+            }
+            self->delayed_send(self, self->state.opts.disabled_poll, poll_atom::value);
+          },
+          [=](caf::error&) { self->delayed_send(self, self->state.opts.disabled_poll, poll_atom::value); });
+    },
+    [=](disable_atom, const std::string& name) {
+      for (auto& [id, e] : self->state.nodes)
+        if (e.name == name) {
+          caf::anon_send(e.session, caf::close_atom::value, std::string(protocol::close_reason::disabled));
+          return true;
+        }
+      return false;
+    },
+    [=](shutdown_atom) {
+      auto& s = self->state;
+      uint64_t n = s.nodes.size();
+      for (auto& [id, e] : s.nodes)
+        caf::anon_send(e.session, caf::close_atom::value, std::string(protocol::close_reason::shutdown));
+      flush_seen(self);
+      return n;
+    },
+    [=](caf::get_atom) {
+      std::vector<connected_node> out;
+      for (auto& [id, e] : self->state.nodes)
+        out.push_back({id, e.name, e.epoch, e.connected_at, e.peer});
+      return out;
+    },
+  };
+}
+
+} // namespace
+
+registry_actor spawn_registry(caf::actor_system& sys, registry_options opts) {
+  return sys.spawn(registry_impl, std::move(opts));
+}
+
+} // namespace nodecoord

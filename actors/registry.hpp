@@ -1,0 +1,28 @@
+#pragma once
+// The registry (DESIGN §1): one live session per node, keyed by epoch. Authenticates hellos
+// through storage, supersedes older sessions, and turns session ends into `offline` rows only
+// while the ended session's epoch is still the node's current one.
+#include "actors/actors.hpp"
+#include "common/clock.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <chrono>
+
+namespace nodecoord {
+
+struct registry_options {
+  storage_actor storage;
+  clock_fn clock = system_now;
+  /// How often batched last_seen_at is written.
+  std::chrono::milliseconds seen_flush{std::chrono::seconds(5)};
+  /// How often the registry looks for nodes an operator disabled (to close their sessions).
+  std::chrono::milliseconds disabled_poll{std::chrono::seconds(2)};
+  /// Failed authentications tolerated per peer address per minute; beyond it every hello from
+  /// that address fails at once, without a database lookup.
+  uint32_t auth_failures_per_minute = 20;
+};
+
+registry_actor spawn_registry(caf::actor_system& sys, registry_options opts);
+
+} // namespace nodecoord

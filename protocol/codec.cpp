@@ -1,0 +1,332 @@
+#include "protocol/codec.hpp"
+
+#include "common/clock.hpp"
+#include "common/ids.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <limits>
+
+namespace nodecoord::protocol {
+
+using json = nlohmann::json;
+
+namespace {
+
+// Field limits: generous for real agents, small enough that one frame cannot make us allocate
+// much beyond max_frame_bytes.
+constexpr size_t max_name = 255;
+constexpr size_t max_text = 4096;
+
+/// Thrown inside decode() for a field that is missing or ill-typed; becomes bad_frame.
+struct field_error {
+  std::string message;
+};
+
+class reader {
+public:
+  reader(const json& obj, const char* type) : obj_(obj), type_(type) {}
+
+  const json* find(const char* key) const {
+    auto it = obj_.find(key);
+    return it == obj_.end() || it->is_null() ? nullptr : &*it;
+  }
+
+  [[noreturn]] void fail(const char* key, const std::string& what) const {
+    throw field_error{std::string(type_) + "." + key + ": " + what};
+  }
+
+  std::string str(const char* key, size_t max_len = max_text, bool required = true) const {
+    auto* v = find(key);
+    if (!v) {
+      if (required)
+        fail(key, "missing");
+      return {};
+    }
+    if (!v->is_string())
+      fail(key, "expected a string");
+    auto& s = v->get_ref<const std::string&>();
+    if (required && s.empty())
+      fail(key, "must not be empty");
+    if (s.size() > max_len)
+      fail(key, "longer than " + std::to_string(max_len) + " bytes");
+    return s;
+  }
+
+  std::string uuid(const char* key) const {
+    auto s = str(key, 36);
+    if (!is_uuid(s))
+      fail(key, "expected a UUID");
+    return s;
+  }
+
+  int64_t integer(const char* key, int64_t min, bool required = true, int64_t dflt = 0) const {
+    auto* v = find(key);
+    if (!v) {
+      if (required)
+        fail(key, "missing");
+      return dflt;
+    }
+    if (!v->is_number_integer())
+      fail(key, "expected an integer");
+    if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+      fail(key, "out of range");
+    auto x = v->get<int64_t>();
+    if (x < min)
+      fail(key, "must be at least " + std::to_string(min));
+    return x;
+  }
+
+  bool boolean(const char* key) const {
+    auto* v = find(key);
+    if (!v)
+      fail(key, "missing");
+    if (!v->is_boolean())
+      fail(key, "expected true or false");
+    return v->get<bool>();
+  }
+
+  std::string time(const char* key, bool required) const {
+    auto s = str(key, 64, required);
+    if (s.empty())
+      return s;
+    auto t = parse_time(s);
+    if (!t)
+      fail(key, "expected an RFC 3339 time such as 2026-01-09T12:00:00.000Z");
+    return format_time(*t);
+  }
+
+  std::string object_text(const char* key) const {
+    auto* v = find(key);
+    if (!v)
+      return {};
+    if (!v->is_object())
+      fail(key, "expected an object");
+    return v->dump();
+  }
+
+  std::string one_of(const char* key, std::initializer_list<const char*> allowed) const {
+    auto s = str(key, 32);
+    for (auto* a : allowed)
+      if (s == a)
+        return s;
+    std::string list;
+    for (auto* a : allowed)
+      list += (list.empty() ? "" : ", ") + std::string(a);
+    fail(key, "expected one of " + list);
+  }
+
+  const json& array(const char* key) const {
+    auto* v = find(key);
+    if (!v)
+      fail(key, "missing");
+    if (!v->is_array())
+      fail(key, "expected an array");
+    return *v;
+  }
+
+private:
+  const json& obj_;
+  const char* type_;
+};
+
+/// nullopt: unknown type.
+std::optional<node_message> decode_typed(const std::string& type, const json& j) {
+  if (type == "hello") {
+    reader r(j, "hello");
+    hello h;
+    h.protocol = r.integer("protocol", std::numeric_limits<int64_t>::min());
+    h.node = r.str("node", max_name);
+    h.key = r.str("key", 512);
+    h.agent = r.str("agent", max_name, false);
+    h.capabilities = r.object_text("capabilities");
+    return h;
+  }
+  if (type == "heartbeat") {
+    reader r(j, "heartbeat");
+    return heartbeat{r.integer("seq", 0)};
+  }
+  if (type == "attempt") {
+    reader r(j, "attempt");
+    attempt a;
+    a.attempt_id = r.uuid("attempt_id");
+    a.task_id = r.str("task_id", max_name);
+    a.state = r.one_of("state", {"queued", "running", "succeeded", "failed", "cancelled"});
+    a.started_at = r.time("started_at", false);
+    a.finished_at = r.time("finished_at", false);
+    a.meta = r.object_text("meta");
+    return a;
+  }
+  if (type == "logs") {
+    reader r(j, "logs");
+    logs l;
+    l.attempt_id = r.uuid("attempt_id");
+    auto& entries = r.array("entries");
+    l.entries.reserve(entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) {
+      auto& e = entries[i];
+      auto where = "logs.entries[" + std::to_string(i) + "]";
+      if (!e.is_object())
+        throw field_error{where + ": expected an object"};
+      reader er(e, where.c_str());
+      log_line line;
+      line.seq = er.integer("seq", 0);
+      line.ts = er.time("ts", true);
+      line.stream = er.one_of("stream", {"stdout", "stderr", "system"});
+      auto* text = er.find("line");
+      if (!text || !text->is_string())
+        er.fail("line", "expected a string");
+      line.line = text->get<std::string>(); // may be empty; bounded by max_frame_bytes
+      l.entries.push_back(std::move(line));
+    }
+    return l;
+  }
+  if (type == "backfill_response") {
+    reader r(j, "backfill_response");
+    backfill_response b;
+    b.request_id = r.uuid("request_id");
+    auto& results = r.array("results");
+    b.results.reserve(results.size());
+    for (size_t i = 0; i < results.size(); ++i) {
+      auto& e = results[i];
+      auto where = "backfill_response.results[" + std::to_string(i) + "]";
+      if (!e.is_object())
+        throw field_error{where + ": expected an object"};
+      reader er(e, where.c_str());
+      backfill_result res;
+      res.attempt_id = er.uuid("attempt_id");
+      res.ok = er.boolean("ok");
+      // ok is a claim about data; log_count is the evidence the coordinator checks it against.
+      res.log_count = er.integer("log_count", 0, res.ok);
+      res.error = er.str("error", max_text, false);
+      b.results.push_back(std::move(res));
+    }
+    return b;
+  }
+  if (type == "bye") {
+    reader r(j, "bye");
+    return bye{r.str("reason", max_text, false)};
+  }
+  return std::nullopt;
+}
+
+std::string line_of(const json& j) {
+  // Invalid UTF-8 cannot reach here (decode rejects it), but a server string could carry it;
+  // replace rather than throw.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+} // namespace
+
+decode_result decode(std::string_view line) {
+  auto j = json::parse(line.begin(), line.end(), nullptr, false);
+  if (j.is_discarded())
+    return decode_error{code::bad_frame, "not valid JSON (or not valid UTF-8)", ""};
+  if (!j.is_object())
+    return decode_error{code::bad_frame, "a frame must be a JSON object", ""};
+  auto t = j.find("type");
+  if (t == j.end() || !t->is_string())
+    return decode_error{code::bad_frame, "missing string field 'type'", ""};
+  const auto& type = t->get_ref<const std::string&>();
+  try {
+    if (auto m = decode_typed(type, j))
+      return std::move(*m);
+  } catch (const field_error& e) {
+    return decode_error{code::bad_frame, e.message, type};
+  }
+  auto shown = type.size() > 64 ? type.substr(0, 64) + "..." : type;
+  return decode_error{code::unknown_type, "unknown frame type '" + shown + "'", ""};
+}
+
+const char* type_of(const node_message& m) {
+  static constexpr const char* names[] = {"hello", "heartbeat", "attempt", "logs", "backfill_response", "bye"};
+  return names[m.index()];
+}
+
+std::string encode_welcome(const std::string& node_id, int64_t session, int64_t heartbeat_interval_ms,
+                           const std::string& server_time) {
+  return line_of({{"type", "welcome"},
+                  {"protocol", version},
+                  {"node_id", node_id},
+                  {"session", session},
+                  {"heartbeat_interval_ms", heartbeat_interval_ms},
+                  {"server_time", server_time}});
+}
+
+std::string encode_heartbeat_ack(int64_t seq, const std::string& server_time) {
+  return line_of({{"type", "heartbeat_ack"}, {"seq", seq}, {"server_time", server_time}});
+}
+
+std::string encode_backfill_request(const std::string& request_id, const std::vector<std::string>& attempt_ids,
+                                    const std::vector<std::pair<std::string, int64_t>>& logs_after) {
+  json j{{"type", "backfill_request"}, {"request_id", request_id}, {"attempt_ids", attempt_ids}};
+  if (!logs_after.empty()) {
+    json la = json::object();
+    for (auto& [id, seq] : logs_after)
+      la[id] = seq;
+    j["logs_after"] = std::move(la);
+  }
+  return line_of(j);
+}
+
+std::string encode_error(std::string_view c, std::string_view message, std::string_view ref) {
+  json j{{"type", "error"}, {"code", c}, {"message", message}};
+  if (!ref.empty())
+    j["ref"] = ref;
+  return line_of(j);
+}
+
+std::string encode_close(std::string_view reason) {
+  return line_of({{"type", "close"}, {"reason", reason}});
+}
+
+std::string encode_hello(const hello& h) {
+  json j{{"type", "hello"}, {"protocol", h.protocol}, {"node", h.node}, {"key", h.key}, {"agent", h.agent}};
+  if (!h.capabilities.empty())
+    j["capabilities"] = json::parse(h.capabilities);
+  return line_of(j);
+}
+
+std::string encode_heartbeat(int64_t seq) {
+  return line_of({{"type", "heartbeat"}, {"seq", seq}});
+}
+
+std::string encode_attempt(const attempt& a) {
+  json j{{"type", "attempt"}, {"attempt_id", a.attempt_id}, {"task_id", a.task_id}, {"state", a.state}};
+  if (!a.started_at.empty())
+    j["started_at"] = a.started_at;
+  if (!a.finished_at.empty())
+    j["finished_at"] = a.finished_at;
+  if (!a.meta.empty())
+    j["meta"] = json::parse(a.meta);
+  return line_of(j);
+}
+
+std::string encode_logs(const logs& l) {
+  json entries = json::array();
+  for (auto& e : l.entries)
+    entries.push_back({{"seq", e.seq}, {"ts", e.ts}, {"stream", e.stream}, {"line", e.line}});
+  return line_of({{"type", "logs"}, {"attempt_id", l.attempt_id}, {"entries", std::move(entries)}});
+}
+
+std::string encode_backfill_response(const backfill_response& r) {
+  json results = json::array();
+  for (auto& x : r.results) {
+    json o{{"attempt_id", x.attempt_id}, {"ok", x.ok}};
+    if (x.ok)
+      o["log_count"] = x.log_count;
+    if (!x.error.empty())
+      o["error"] = x.error;
+    results.push_back(std::move(o));
+  }
+  return line_of({{"type", "backfill_response"}, {"request_id", r.request_id}, {"results", std::move(results)}});
+}
+
+std::string encode_bye(std::string_view reason) {
+  json j{{"type", "bye"}};
+  if (!reason.empty())
+    j["reason"] = reason;
+  return line_of(j);
+}
+
+} // namespace nodecoord::protocol

@@ -74,13 +74,16 @@ std::optional<sys_time> parse_time(std::string_view s) {
     if (!digits(s, pos + 1, 2, oh))
       return std::nullopt;
     pos += 3;
-    if (pos < s.size() && s[pos] == ':')
+    bool colon = pos < s.size() && s[pos] == ':';
+    if (colon)
       ++pos;
-    if (pos < s.size()) {
+    if (colon || pos < s.size()) { // "+01:" alone is malformed; "+01" and "+0130" are fine
       if (!digits(s, pos, 2, om))
         return std::nullopt;
       pos += 2;
     }
+    if (oh > 23 || om > 59)
+      return std::nullopt;
     offset_min = sign * (oh * 60 + om);
   } else {
     return std::nullopt; // a time without a zone is ambiguous

@@ -15,6 +15,7 @@
 #include <caf/io/middleman.hpp>
 
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <poll.h>
 #include <unistd.h>
@@ -150,6 +151,17 @@ int main(int argc, char** argv) {
                                     {"pid", static_cast<int64_t>(getpid())},
                                     {"config", config_path.empty() ? "(built-in defaults)" : config_path},
                                     {"storage", url.redacted()}});
+
+  // One descriptor per node session: use all the descriptors we are allowed (systemd's
+  // LimitNOFILE, or the shell's hard limit), and say how many that is.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < cfg.server.max_connections + 64u)
+    log::warn("open file limit is below server.max_connections; connections beyond it will fail",
+              {{"limit", static_cast<uint64_t>(nofile.rlim_cur)}, {"max_connections", cfg.server.max_connections}});
 
   // Signals are taken synchronously through a signalfd: block them before any thread exists so
   // that every thread inherits the mask.

@@ -219,6 +219,9 @@ std::string line_of(const json& j) {
 } // namespace
 
 decode_result decode(std::string_view line) {
+  // nlohmann stops at a NUL byte; valid JSON never holds one raw, so nothing may hide behind it.
+  if (line.find('\0') != std::string_view::npos)
+    return decode_error{code::bad_frame, "not valid JSON (or not valid UTF-8)", ""};
   auto j = json::parse(line.begin(), line.end(), nullptr, false);
   if (j.is_discarded())
     return decode_error{code::bad_frame, "not valid JSON (or not valid UTF-8)", ""};

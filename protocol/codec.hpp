@@ -55,7 +55,9 @@ public:
     while (start < bytes.size()) {
       auto nl = bytes.find('\n', start);
       if (nl == std::string_view::npos) {
-        if (buf_.size() + (bytes.size() - start) > max_)
+        // A line of exactly max bytes may wait for its '\n' with its '\r' already here.
+        auto total = buf_.size() + (bytes.size() - start);
+        if (total > max_ + 1 || (total == max_ + 1 && bytes.back() != '\r'))
           return overflow();
         buf_.append(bytes.substr(start));
         return status::ok;

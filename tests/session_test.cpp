@@ -1,0 +1,502 @@
+// node_session, registry and acceptor under CAF's deterministic scheduler and test multiplexer:
+// no sockets, no threads, simulated time. The storage actor runs on a real SQLite file.
+#define BOOST_TEST_MODULE session_test
+#include <boost/test/unit_test.hpp>
+
+#include "actors/acceptor.hpp"
+#include "actors/registry.hpp"
+#include "actors/storage.hpp"
+#include "common/api_key.hpp"
+#include "common/ids.hpp"
+#include "protocol/codec.hpp"
+#include "storage/query.hpp"
+#include "test_db.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/io/network/test_multiplexer.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include <nlohmann/json.hpp>
+
+using namespace nodecoord;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+using caf::io::connection_handle;
+
+namespace {
+
+constexpr uint16_t test_port = 4242; // the 0.17 test multiplexer needs a fixed port
+
+struct session_fixture {
+  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
+    cfg.load<caf::io::middleman>();
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.set("middleman.network-backend", caf::atom("testing"));
+    cfg.set("middleman.manual-multiplexing", true);
+    cfg.set("middleman.workers", size_t{0});
+    cfg.set("middleman.heartbeat-interval", caf::timespan{0});
+    return cfg;
+  }
+
+  explicit session_fixture(uint32_t max_connections = 100)
+    : sys(init(cfg)), self(sys, true),
+      sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())),
+      mpx(dynamic_cast<caf::io::network::test_multiplexer&>(sys.middleman().backend())) {
+    storage = spawn_storage(sys, storage_options{t.parsed_url(), 100, 100ms, 1s, t.clock.fn(), {}}, false);
+    auto rh = self->request(storage, caf::infinite, startup_atom::value);
+    run();
+    rh.receive([](const startup_report&) {}, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    registry_options ro;
+    ro.storage = storage;
+    ro.clock = t.clock.fn();
+    ro.auth_failures_per_minute = 5;
+    registry = spawn_registry(sys, ro);
+    mpx.provide_acceptor(test_port, acc);
+    acceptor_options ao;
+    ao.port = test_port;
+    ao.max_connections = max_connections;
+    ao.session.hello_timeout = 5s;
+    ao.session.heartbeat_interval = 10s;
+    ao.session.idle_timeout = 30s;
+    ao.session.max_protocol_errors = 3;
+    ao.session.max_frame_bytes = 4096;
+    ao.session.max_outbound_bytes = 64 * 1024;
+    ao.session.registry = registry;
+    ao.session.storage = storage;
+    ao.session.clock = t.clock.fn();
+    acceptor = spawn_acceptor(sys, ao);
+    run();
+  }
+
+  ~session_fixture() {
+    // As the daemon does: the acceptor closes every session, then everything stops.
+    caf::anon_send(acceptor, shutdown_atom::value);
+    run();
+    caf::anon_send_exit(acceptor, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(storage, caf::exit_reason::user_shutdown);
+    run();
+  }
+
+  /// Runs actors, brokers and simulated I/O until nothing is left to do (timers excepted).
+  void run() {
+    while (sched.try_run_once() || mpx.try_exec_runnable() || mpx.read_data() || mpx.try_accept_connection())
+      ;
+  }
+
+  /// Moves simulated time forward, firing whatever timers come due.
+  void advance(caf::timespan d) {
+    sched.clock().advance_time(d);
+    run();
+  }
+
+  connection_handle connect() {
+    auto c = connection_handle::from_int(next_conn++);
+    mpx.add_pending_connect(acc, c);
+    run();
+    return c;
+  }
+
+  void send(connection_handle c, const std::string& bytes) {
+    mpx.virtual_send(c, std::vector<char>(bytes.begin(), bytes.end()));
+    run();
+  }
+
+  /// The frames the coordinator wrote to `c` since the last call.
+  std::vector<json> frames(connection_handle c) {
+    auto& out = mpx.output_buffer(c);
+    std::string text(out.begin(), out.end());
+    out.clear();
+    std::vector<json> result;
+    size_t pos = 0;
+    for (auto nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', pos)) {
+      result.push_back(json::parse(text.substr(pos, nl - pos)));
+      pos = nl + 1;
+    }
+    BOOST_TEST(pos == text.size()); // every frame ends with '\n'
+    return result;
+  }
+
+  /// The coordinator closed `c` (graceful shutdown of the scribe).
+  bool closed(connection_handle c) { return mpx.stopped_reading(c); }
+
+  struct node {
+    std::string id, name, key;
+  };
+
+  node add_node(const std::string& name) {
+    auto k = generate_api_key();
+    auto r = t.run(storage::node_create{name, "", k.key_id, k.key_hash});
+    BOOST_REQUIRE(r.created);
+    return {r.node.id, name, k.key};
+  }
+
+  std::string hello_line(const node& n, const std::string& key = "") {
+    return protocol::encode_hello({protocol::version, n.name, key.empty() ? n.key : key, "test", ""});
+  }
+
+  /// Connects and authenticates; returns the connection and the welcome frame.
+  std::pair<connection_handle, json> login(const node& n) {
+    auto c = connect();
+    send(c, hello_line(n));
+    auto f = frames(c);
+    BOOST_REQUIRE_EQUAL(f.size(), 1u);
+    BOOST_REQUIRE_EQUAL(f[0]["type"], "welcome");
+    return {c, f[0]};
+  }
+
+  storage::node_record row(const node& n) {
+    auto r = t.run(storage::node_lookup_by_name{n.name});
+    BOOST_REQUIRE(r.found);
+    return r.node;
+  }
+
+  std::vector<connected_node> connected() {
+    std::vector<connected_node> out;
+    auto rh = self->request(registry, caf::infinite, caf::get_atom::value);
+    run();
+    rh.receive([&](std::vector<connected_node>& v) { out = std::move(v); }, [](caf::error&) { BOOST_FAIL("get"); });
+    return out;
+  }
+
+  test::test_database t{storage::backend::sqlite};
+  caf::actor_system_config cfg;
+  caf::actor_system sys;
+  caf::scoped_actor self;
+  caf::scheduler::test_coordinator& sched;
+  caf::io::network::test_multiplexer& mpx;
+  caf::io::accept_handle acc = caf::io::accept_handle::from_int(1);
+  int next_conn = 100;
+  storage_actor storage;
+  registry_actor registry;
+  caf::actor acceptor;
+};
+
+} // namespace
+
+BOOST_FIXTURE_TEST_CASE(handshake_welcome_heartbeat_and_data, session_fixture) {
+  auto n = add_node("alpha");
+  auto [c, welcome] = login(n);
+  BOOST_TEST(welcome["protocol"] == 1);
+  BOOST_TEST(welcome["node_id"] == n.id);
+  BOOST_TEST(welcome["session"] == 1);
+  BOOST_TEST(welcome["heartbeat_interval_ms"] == 10000);
+  BOOST_TEST(welcome["server_time"] == "2026-01-09T12:00:00.000Z");
+  BOOST_TEST(row(n).status == "online");
+  BOOST_TEST(row(n).session_epoch == 1);
+  send(c, protocol::encode_heartbeat(41));
+  auto f = frames(c);
+  BOOST_REQUIRE_EQUAL(f.size(), 1u);
+  BOOST_TEST(f[0]["type"] == "heartbeat_ack");
+  BOOST_TEST(f[0]["seq"] == 41);
+  auto a = new_uuid();
+  // Data frames (attempt, then its logs, one resent) reach storage; nothing is written back.
+  send(c, protocol::encode_attempt({a, "task-1", "running", "", "", ""})
+            + protocol::encode_logs({a, {{0, "2026-01-09T12:00:00.000Z", "stdout", "x"}}})
+            + protocol::encode_logs({a, {{0, "2026-01-09T12:00:00.000Z", "stdout", "x"},
+                                         {1, "2026-01-09T12:00:01.000Z", "stderr", "y"}}}));
+  BOOST_TEST(frames(c).empty());
+  auto got = t.run(storage::attempt_get{a});
+  BOOST_REQUIRE(got.found);
+  BOOST_TEST(got.attempt.node_id == n.id);
+  BOOST_TEST(got.attempt.log_count == 2);
+  send(c, protocol::encode_bye("done"));
+  BOOST_TEST(closed(c));
+  BOOST_TEST(row(n).status == "offline");
+  BOOST_TEST(row(n).disconnect_reason == "bye");
+  BOOST_TEST(connected().empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(authentication_failures_look_the_same, session_fixture) {
+  auto n = add_node("alpha");
+  auto other = add_node("beta");
+  auto k = parse_api_key(n.key);
+  std::vector<std::string> bad_keys{
+    "nck_" + k->key_id + "_" + std::string(64, '0'), // wrong secret
+    "nck_0000000000000000_" + k->secret,             // unknown key id
+    "not-a-key",                                     // malformed
+    other.key,                                       // another node's key
+  };
+  std::vector<json> answers;
+  for (auto& key : bad_keys) {
+    auto c = connect();
+    send(c, hello_line(n, key));
+    auto f = frames(c);
+    BOOST_REQUIRE_EQUAL(f.size(), 1u);
+    answers.push_back(f[0]);
+    BOOST_TEST(closed(c));
+  }
+  t.run(storage::node_disable{"alpha"});
+  auto c = connect();
+  send(c, hello_line(n));
+  answers.push_back(frames(c).at(0));
+  for (auto& a : answers) {
+    BOOST_TEST(a["type"] == "error");
+    BOOST_TEST(a["code"] == "auth_failed");
+    BOOST_TEST(a == answers[0]); // a prober learns nothing from the answer
+  }
+  BOOST_TEST(row(n).session_epoch == 0);
+  BOOST_TEST(row(n).status == "disabled");
+}
+
+BOOST_FIXTURE_TEST_CASE(failures_are_rate_limited_per_peer, session_fixture) {
+  auto n = add_node("alpha");
+  for (int i = 0; i < 5; ++i) {
+    auto c = connect();
+    send(c, hello_line(n, "nck_0000000000000000_00"));
+    BOOST_TEST(frames(c).at(0)["code"] == "auth_failed");
+  }
+  // Over the limit, even the right key fails for this peer until the minute is over.
+  auto c = connect();
+  send(c, hello_line(n));
+  BOOST_TEST(frames(c).at(0)["code"] == "auth_failed");
+  t.clock.advance(61s);
+  auto [c2, welcome] = login(n);
+  BOOST_TEST(welcome["session"] == 1);
+}
+
+BOOST_FIXTURE_TEST_CASE(first_frame_must_be_hello_of_protocol_1, session_fixture) {
+  auto n = add_node("alpha");
+  auto c = connect();
+  send(c, protocol::encode_heartbeat(1));
+  auto f = frames(c);
+  BOOST_REQUIRE_EQUAL(f.size(), 1u);
+  BOOST_TEST(f[0]["code"] == "hello_required");
+  BOOST_TEST(closed(c));
+  auto c2 = connect();
+  send(c2, "not json\n");
+  BOOST_TEST(frames(c2).at(0)["code"] == "hello_required");
+  BOOST_TEST(closed(c2));
+  auto c3 = connect();
+  send(c3, protocol::encode_hello({2, n.name, n.key, "future", ""}));
+  BOOST_TEST(frames(c3).at(0)["code"] == "unsupported_protocol");
+  BOOST_TEST(closed(c3));
+  BOOST_TEST(row(n).session_epoch == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(hello_timeout_closes_a_silent_connection, session_fixture) {
+  auto c = connect();
+  advance(4s);
+  BOOST_TEST(!closed(c));
+  advance(2s);
+  auto f = frames(c);
+  BOOST_REQUIRE_EQUAL(f.size(), 1u);
+  BOOST_TEST(f[0]["code"] == "hello_required");
+  BOOST_TEST(closed(c));
+}
+
+BOOST_FIXTURE_TEST_CASE(idle_timeout_in_simulated_time, session_fixture) {
+  auto n = add_node("alpha");
+  auto [c, w] = login(n);
+  // Frames keep the session alive; silence for idle_timeout (30 s) ends it.
+  for (int i = 0; i < 4; ++i) {
+    advance(20s);
+    send(c, protocol::encode_heartbeat(i));
+    BOOST_TEST(frames(c).at(0)["type"] == "heartbeat_ack");
+  }
+  BOOST_TEST(!closed(c));
+  advance(29s);
+  BOOST_TEST(!closed(c));
+  advance(2s);
+  auto f = frames(c);
+  BOOST_REQUIRE_EQUAL(f.size(), 1u);
+  BOOST_TEST(f[0]["type"] == "close");
+  BOOST_TEST(f[0]["reason"] == "idle_timeout");
+  BOOST_TEST(closed(c));
+  BOOST_TEST(row(n).status == "offline");
+  BOOST_TEST(row(n).disconnect_reason == "idle_timeout");
+}
+
+BOOST_FIXTURE_TEST_CASE(bad_frames_cost_budget_then_close, session_fixture) {
+  auto n = add_node("alpha");
+  auto [c, w] = login(n);
+  send(c, "[1,2]\n");
+  auto f = frames(c);
+  BOOST_TEST(f.at(0)["code"] == "bad_frame");
+  send(c, R"({"type":"teleport"})" "\n");
+  BOOST_TEST(frames(c).at(0)["code"] == "unknown_type");
+  // The connection is kept between errors.
+  send(c, protocol::encode_heartbeat(9));
+  BOOST_TEST(frames(c).at(0)["type"] == "heartbeat_ack");
+  send(c, R"({"type":"heartbeat"})" "\n");
+  f = frames(c);
+  BOOST_REQUIRE_EQUAL(f.size(), 2u);
+  BOOST_TEST(f[0]["code"] == "bad_frame");
+  BOOST_TEST(f[0]["ref"] == "heartbeat");
+  BOOST_TEST(f[1]["type"] == "close");
+  BOOST_TEST(f[1]["reason"] == "protocol_errors");
+  BOOST_TEST(closed(c));
+}
+
+BOOST_FIXTURE_TEST_CASE(oversized_frame_closes_only_that_connection, session_fixture) {
+  auto a = add_node("alpha");
+  auto b = add_node("beta");
+  auto [ca, wa] = login(a);
+  auto [cb, wb] = login(b);
+  send(ca, std::string(5000, 'x')); // over max_frame_bytes (4096) without a newline
+  auto f = frames(ca);
+  BOOST_REQUIRE_EQUAL(f.size(), 1u);
+  BOOST_TEST(f[0]["code"] == "frame_too_large");
+  BOOST_TEST(closed(ca));
+  send(cb, protocol::encode_heartbeat(1));
+  BOOST_TEST(frames(cb).at(0)["type"] == "heartbeat_ack");
+}
+
+BOOST_FIXTURE_TEST_CASE(foreign_and_unknown_attempts_and_requests, session_fixture) {
+  auto a = add_node("alpha");
+  auto b = add_node("beta");
+  auto [ca, wa] = login(a);
+  auto [cb, wb] = login(b);
+  auto x = new_uuid();
+  send(ca, protocol::encode_attempt({x, "t", "running", "", "", ""}));
+  send(cb, protocol::encode_attempt({x, "t", "failed", "", "", ""}));
+  auto f = frames(cb);
+  BOOST_TEST(f.at(0)["code"] == "forbidden");
+  BOOST_TEST(f.at(0)["ref"] == x);
+  send(cb, protocol::encode_logs({x, {{0, "2026-01-09T12:00:00.000Z", "stdout", "x"}}}));
+  BOOST_TEST(frames(cb).at(0)["code"] == "forbidden");
+  auto y = new_uuid();
+  send(ca, protocol::encode_logs({y, {{0, "2026-01-09T12:00:00.000Z", "stdout", "x"}}}));
+  BOOST_TEST(frames(ca).at(0)["code"] == "unknown_attempt");
+  auto before = t.dump();
+  send(ca, protocol::encode_backfill_response({new_uuid(), {{x, true, 0, ""}}}));
+  BOOST_TEST(frames(ca).at(0)["code"] == "unknown_request");
+  BOOST_TEST(t.dump() == before);
+  BOOST_TEST(t.run(storage::attempt_get{x}).attempt.state == "running");
+}
+
+BOOST_FIXTURE_TEST_CASE(supersede_old_close_after_new_welcome_does_not_clobber, session_fixture) {
+  auto n = add_node("alpha");
+  auto [old_conn, w1] = login(n);
+  BOOST_TEST(w1["session"] == 1);
+  // The node reconnects before the old socket is noticed dead.
+  auto [new_conn, w2] = login(n);
+  BOOST_TEST(w2["session"] == 2);
+  auto f = frames(old_conn);
+  BOOST_REQUIRE_EQUAL(f.size(), 1u);
+  BOOST_TEST(f[0]["type"] == "close");
+  BOOST_TEST(f[0]["reason"] == "superseded");
+  BOOST_TEST(closed(old_conn));
+  // The old session's cleanup arrived after the new welcome: the node is still online, epoch 2.
+  auto r = row(n);
+  BOOST_TEST(r.status == "online");
+  BOOST_TEST(r.session_epoch == 2);
+  auto live = connected();
+  BOOST_REQUIRE_EQUAL(live.size(), 1u);
+  BOOST_TEST(live[0].epoch == 2);
+  // The new session works, and its own end does set the node offline.
+  send(new_conn, protocol::encode_heartbeat(5));
+  BOOST_TEST(frames(new_conn).at(0)["type"] == "heartbeat_ack");
+  send(new_conn, protocol::encode_bye(""));
+  BOOST_TEST(row(n).status == "offline");
+}
+
+BOOST_FIXTURE_TEST_CASE(late_cleanup_of_an_old_epoch_does_not_clobber, session_fixture) {
+  auto n = add_node("alpha");
+  auto [old_conn, w1] = login(n);
+  auto [new_conn, w2] = login(n);
+  // The old connection's cleanup is delivered only now (lessons.md: the server noticed the dead
+  // socket minutes after the node had reconnected), twice, with a socket-closed reason.
+  caf::anon_send(registry, ended_atom::value, n.id, int64_t{1}, std::string("socket_closed"));
+  caf::anon_send(registry, ended_atom::value, n.id, int64_t{1}, std::string("idle_timeout"));
+  run();
+  auto r = row(n);
+  BOOST_TEST(r.status == "online");
+  BOOST_TEST(r.session_epoch == 2);
+  BOOST_TEST(r.disconnect_reason.empty());
+  auto live = connected();
+  BOOST_REQUIRE_EQUAL(live.size(), 1u);
+  BOOST_TEST(live[0].epoch == 2);
+  send(new_conn, protocol::encode_heartbeat(1));
+  BOOST_TEST(frames(new_conn).at(0)["type"] == "heartbeat_ack");
+  // The current epoch's end does apply.
+  caf::anon_send(registry, ended_atom::value, n.id, int64_t{2}, std::string("socket_closed"));
+  run();
+  BOOST_TEST(row(n).status == "offline");
+  BOOST_TEST(row(n).disconnect_reason == "socket_closed");
+}
+
+BOOST_FIXTURE_TEST_CASE(disable_while_connected_closes_session, session_fixture) {
+  auto n = add_node("alpha");
+  auto [c, w] = login(n);
+  // An operator disables the node in the database; the registry's poll notices.
+  t.clock.advance(1s);
+  t.run(storage::node_disable{"alpha"});
+  advance(3s); // past the 2 s poll interval
+  auto f = frames(c);
+  BOOST_REQUIRE_EQUAL(f.size(), 1u);
+  BOOST_TEST(f[0]["type"] == "close");
+  BOOST_TEST(f[0]["reason"] == "disabled");
+  BOOST_TEST(closed(c));
+  auto r = row(n);
+  BOOST_TEST(r.status == "disabled"); // stays disabled, with the disconnect recorded
+  BOOST_TEST(r.disconnect_reason == "disabled");
+  auto c2 = connect();
+  send(c2, hello_line(n));
+  BOOST_TEST(frames(c2).at(0)["code"] == "auth_failed");
+}
+
+BOOST_FIXTURE_TEST_CASE(frames_pipelined_before_welcome_are_kept_in_order, session_fixture) {
+  auto n = add_node("alpha");
+  auto c = connect();
+  auto a = new_uuid();
+  send(c, hello_line(n) + protocol::encode_attempt({a, "t", "running", "", "", ""}) + protocol::encode_heartbeat(3));
+  auto f = frames(c);
+  BOOST_REQUIRE_EQUAL(f.size(), 2u);
+  BOOST_TEST(f[0]["type"] == "welcome");
+  BOOST_TEST(f[1]["type"] == "heartbeat_ack");
+  BOOST_TEST(t.run(storage::attempt_get{a}).found);
+}
+
+BOOST_FIXTURE_TEST_CASE(last_seen_is_flushed_in_batches, session_fixture) {
+  auto a = add_node("alpha");
+  auto b = add_node("beta");
+  auto [ca, wa] = login(a);
+  auto [cb, wb] = login(b);
+  auto before = row(a).last_seen_at;
+  t.clock.advance(2s);
+  advance(2s);
+  send(ca, protocol::encode_heartbeat(1));
+  send(cb, protocol::encode_heartbeat(1));
+  // Not written per heartbeat: nothing changes before the flush interval.
+  BOOST_TEST(row(a).last_seen_at == before);
+  advance(5s);
+  BOOST_TEST(row(a).last_seen_at == "2026-01-09T12:00:02.000Z");
+  BOOST_TEST(row(b).last_seen_at == "2026-01-09T12:00:02.000Z");
+}
+
+BOOST_AUTO_TEST_CASE(max_connections_refuses_extra_connections) {
+  session_fixture fx(2);
+  auto c1 = fx.connect();
+  auto c2 = fx.connect();
+  auto c3 = fx.connect();
+  BOOST_TEST(!fx.closed(c1));
+  BOOST_TEST(!fx.closed(c2));
+  BOOST_TEST(fx.closed(c3));
+  BOOST_TEST(fx.mpx.output_buffer(c3).empty()); // closed at once: nothing written
+  acceptor_stats s;
+  auto rh = fx.self->request(fx.acceptor, caf::infinite, stats_atom::value);
+  fx.run();
+  rh.receive([&](const acceptor_stats& x) { s = x; }, [](caf::error&) { BOOST_FAIL("stats"); });
+  BOOST_TEST(s.refused == 1u);
+  BOOST_TEST(s.open == 2u);
+}
+
+BOOST_FIXTURE_TEST_CASE(shutdown_closes_every_session, session_fixture) {
+  auto n = add_node("alpha");
+  auto [c, w] = login(n);
+  auto idle = connect();
+  auto rh = self->request(acceptor, caf::infinite, shutdown_atom::value);
+  run();
+  rh.receive([](uint64_t) {}, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  auto f = frames(c);
+  BOOST_REQUIRE_EQUAL(f.size(), 1u);
+  BOOST_TEST(f[0]["reason"] == "shutdown");
+  BOOST_TEST(closed(c));
+  BOOST_TEST(closed(idle));
+  BOOST_TEST(row(n).status == "offline");
+  BOOST_TEST(row(n).disconnect_reason == "shutdown");
+}

@@ -57,10 +57,6 @@ constexpr auto db_bound = 15s;       // state the daemon writes asynchronously (
 constexpr auto exit_bound = 25s;     // shutdown_timeout defaults to 15 s
 constexpr auto ctl_bound = 30s;      // one nodecoordctl run
 
-bool contains(std::string_view haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string_view::npos;
-}
-
 /// The environment of a child under test: nothing inherited that would change its behaviour.
 environment clean_env() {
   return {

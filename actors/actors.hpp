@@ -30,6 +30,9 @@ using disable_atom = caf::atom_constant<caf::atom("disable")>;
 using idle_atom = caf::atom_constant<caf::atom("idle")>;
 using port_atom = caf::atom_constant<caf::atom("port")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+using node_up_atom = caf::atom_constant<caf::atom("nodeup")>;
+using node_down_atom = caf::atom_constant<caf::atom("nodedown")>;
 
 /// What the storage actor reports about itself (readiness, metrics).
 struct storage_status {
@@ -163,7 +166,10 @@ using registry_actor = caf::typed_actor<
   // Close every session with reason `shutdown`; answers the number closed.
   caf::replies_to<shutdown_atom>::with<uint64_t>,
   // The connected nodes.
-  caf::replies_to<caf::get_atom>::with<std::vector<connected_node>>>;
+  caf::replies_to<caf::get_atom>::with<std::vector<connected_node>>,
+  // Receive (node_up_atom, node_id, epoch) after every welcome and (node_down_atom, node_id,
+  // epoch, reason) for every ended session, superseded ones included (tracker, scheduler).
+  caf::reacts_to<subscribe_atom, caf::actor>>;
 
 // node_session (a dynamically typed broker, one per connection) accepts:
 //   (caf::close_atom, std::string reason)  write close{reason} and disconnect.

@@ -36,6 +36,13 @@ struct registry_state {
   std::unordered_map<std::string, std::string> seen;       // node_id -> last frame time
   std::unordered_map<std::string, failures> auth_failures; // peer -> failures this minute
   std::string disabled_since;                              // last poll time
+  std::vector<caf::actor> subscribers;                     // node_up / node_down
+
+  template <class... Ts>
+  void publish(const Ts&... xs) {
+    for (auto& s : subscribers)
+      caf::anon_send(s, xs...);
+  }
 };
 
 using self_ptr = registry_actor::stateful_pointer<registry_state>;
@@ -89,6 +96,7 @@ void register_session(self_ptr self, const storage::node_record& node, int64_t e
   st.by_actor[session.id()] = node.id;
   self->monitor(session);
   log::info("node online", {{"node", node.name}, {"epoch", epoch}, {"peer", peer}});
+  st.publish(node_up_atom::value, node.id, epoch);
 }
 
 void begin_session(self_ptr self, promise rp, storage::node_record node, int64_t expected,
@@ -117,6 +125,9 @@ void begin_session(self_ptr self, promise rp, storage::node_record node, int64_t
 
 void end_session(self_ptr self, const std::string& node_id, int64_t epoch, const std::string& reason) {
   auto& st = self->state;
+  // Every ended session, current or superseded: its requests are keyed by epoch, so the tracker
+  // can always drop them safely.
+  st.publish(node_down_atom::value, node_id, epoch, reason);
   auto it = st.nodes.find(node_id);
   if (it == st.nodes.end() || it->second.epoch != epoch) {
     // A superseded session: the newer one owns the node's entry and row.
@@ -249,6 +260,7 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
       flush_seen(self);
       return n;
     },
+    [=](subscribe_atom, caf::actor subscriber) { self->state.subscribers.push_back(std::move(subscriber)); },
     [=](caf::get_atom) {
       std::vector<connected_node> out;
       for (auto& [id, e] : self->state.nodes)

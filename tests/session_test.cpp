@@ -500,3 +500,26 @@ BOOST_FIXTURE_TEST_CASE(shutdown_closes_every_session, session_fixture) {
   BOOST_TEST(row(n).status == "offline");
   BOOST_TEST(row(n).disconnect_reason == "shutdown");
 }
+
+BOOST_FIXTURE_TEST_CASE(node_up_and_down_for_every_session_epoch, session_fixture) {
+  caf::scoped_actor sub{sys};
+  caf::anon_send(registry, subscribe_atom::value, caf::actor{sub});
+  run();
+  auto n = add_node("alpha");
+  auto [c1, w1] = login(n);
+  auto [c2, w2] = login(n); // supersedes epoch 1
+  send(c2, protocol::encode_bye(""));
+  std::vector<std::string> events;
+  while (!sub->mailbox().empty())
+    sub->receive(
+      [&](node_up_atom, const std::string& id, int64_t epoch) {
+        BOOST_TEST(id == n.id);
+        events.push_back("up " + std::to_string(epoch));
+      },
+      [&](node_down_atom, const std::string& id, int64_t epoch, const std::string& reason) {
+        BOOST_TEST(id == n.id);
+        events.push_back("down " + std::to_string(epoch) + " " + reason);
+      });
+  std::vector<std::string> expected{"up 1", "up 2", "down 1 superseded", "down 2 bye"};
+  BOOST_TEST(events == expected, boost::test_tools::per_element());
+}

@@ -119,6 +119,7 @@ struct auth_request {
   std::string node_name;
   std::string key;  // the full API key "nck_<key_id>_<secret>"
   std::string peer; // remote address, for per-peer failure rate limiting
+  std::string capabilities; // JSON object text from the hello, stored on the node row
 };
 
 /// The registry's answer: ok with the node id and the session epoch, or an error code for the

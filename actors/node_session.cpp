@@ -90,9 +90,11 @@ void protocol_error(self_ptr self, const std::string& code, const std::string& m
                protocol::close_reason::protocol_errors);
 }
 
+// Timers are sent anonymously: a pending delayed message with the session as its sender kept a
+// closed session alive until the timer fired (up to idle_timeout per connection).
 void arm_idle_timer(self_ptr self, caf::actor_clock::duration_type after) {
   self->state.idle_timer = true;
-  self->delayed_send(self, after, idle_atom::value);
+  caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), after, idle_atom::value);
 }
 
 void handle_active(self_ptr self, protocol::node_message&& msg);
@@ -148,7 +150,7 @@ void handle_line(self_ptr self, std::string_view line) {
   }
   st.ph = phase::authenticating;
   st.node_name = h->node;
-  self->request(st.opts.registry, caf::infinite, hello_atom::value, auth_request{h->node, h->key, st.peer},
+  self->request(st.opts.registry, caf::infinite, hello_atom::value, auth_request{h->node, h->key, st.peer, h->capabilities},
                 caf::actor_cast<caf::actor>(self))
     .then(
       [=](const auth_result& r) {
@@ -237,7 +239,7 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
   // CAF allocates this receive buffer per connection: small, so 10,000 idle sessions stay cheap.
   // Frames longer than a read are assembled by the line splitter.
   self->configure_read(hdl, caf::io::receive_policy::at_most(4096));
-  self->delayed_send(self, st.opts.hello_timeout, hello_timeout_atom::value);
+  caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), st.opts.hello_timeout, hello_timeout_atom::value);
   return {
     [=](const caf::io::new_data_msg& msg) {
       auto& s = self->state;

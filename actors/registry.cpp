@@ -100,8 +100,8 @@ void register_session(self_ptr self, const storage::node_record& node, int64_t e
 }
 
 void begin_session(self_ptr self, promise rp, storage::node_record node, int64_t expected,
-                   caf::actor session, std::string peer, int tries) {
-  self->request(self->state.opts.storage, caf::infinite, storage::node_begin_session{node.id, expected})
+                   caf::actor session, std::string peer, std::string caps, int tries) {
+  self->request(self->state.opts.storage, caf::infinite, storage::node_begin_session{node.id, expected, caps})
     .then(
       [=](const storage::node_begin_session::result_type& r) mutable {
         if (r.ok) {
@@ -109,9 +109,11 @@ void begin_session(self_ptr self, promise rp, storage::node_record node, int64_t
           rp.deliver(auth_result{true, "", "", node.id, r.epoch});
           return;
         }
-        // Another hello of this node won the compare-and-set: take the next epoch.
-        if (tries > 0 && r.epoch > expected) {
-          begin_session(self, rp, node, r.epoch, session, peer, tries - 1);
+        // Another hello of this node won the compare-and-set: take the next epoch. Each retry
+        // means another hello succeeded, so this ends; the bound only guards against a runaway.
+        // An unchanged epoch means the node was disabled meanwhile.
+        if (tries > 0 && r.epoch != expected) {
+          begin_session(self, rp, node, r.epoch, session, peer, caps, tries - 1);
           return;
         }
         log::info("session refused", {{"node", node.name}, {"why", "disabled or lost the epoch race"}});
@@ -206,7 +208,7 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
               rp.deliver(auth_failed());
               return;
             }
-            begin_session(self, rp, r.node, r.node.session_epoch, session, req.peer, 3);
+            begin_session(self, rp, r.node, r.node.session_epoch, session, req.peer, req.capabilities, 1000);
           },
           [=](caf::error& e) mutable {
             log::warn("authentication lookup failed", {{"error", to_string(e)}});

@@ -238,10 +238,12 @@ nodes_disabled_since::result_type execute(op_context& c, const nodes_disabled_si
 node_begin_session::result_type execute(op_context& c, const node_begin_session& op) {
   auto n = query(c.sql, "UPDATE nodes SET session_epoch = session_epoch + 1, status = 'online', "
                         "connected_at = :now, last_seen_at = :now2, disconnected_at = NULL, "
-                        "disconnect_reason = NULL "
+                        "disconnect_reason = NULL, capabilities = COALESCE("
+                          + c.d.json_param("caps") + ", capabilities) "
                         "WHERE id = :id AND session_epoch = :e AND status <> 'disabled'")
              .bind("now", c.now_text)
              .bind("now2", c.now_text)
+             .bind_nullable("caps", op.capabilities)
              .bind("id", op.node_id)
              .bind("e", op.expected_epoch)
              .exec();

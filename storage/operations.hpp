@@ -149,6 +149,7 @@ struct nodes_disabled_since {
 struct node_begin_session {
   std::string node_id;
   int64_t expected_epoch = 0;
+  std::string capabilities; // JSON object from the hello; empty keeps the stored value
   struct result_type {
     bool ok = false;
     int64_t epoch = 0; // the new epoch when ok, the current one otherwise

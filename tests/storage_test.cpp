@@ -144,9 +144,10 @@ NC_BOTH_BACKENDS(session_epoch_cas_and_end_only_for_current_epoch) {
   BOOST_TEST(!lost.ok);
   BOOST_TEST(lost.epoch == 1);
   t.clock.advance(std::chrono::seconds(5));
-  auto s2 = t.run(node_begin_session{a.id, 1}); // the node reconnected: supersedes epoch 1
+  auto s2 = t.run(node_begin_session{a.id, 1, R"({"gpu": true})"}); // reconnected: supersedes epoch 1
   BOOST_TEST(s2.epoch == 2);
   auto n = t.run(node_lookup_by_name{"alpha"}).node;
+  BOOST_TEST(n.capabilities.find("gpu") != std::string::npos); // the hello's capabilities are kept
   BOOST_TEST(n.status == "online");
   BOOST_TEST(n.connected_at == "2026-01-09T12:00:05.000Z");
   // The old session's cleanup arrives late: it must not touch the new session (reconnect clobber).
@@ -162,6 +163,10 @@ NC_BOTH_BACKENDS(session_epoch_cas_and_end_only_for_current_epoch) {
   BOOST_TEST(n.disconnected_at == "2026-01-09T12:00:10.000Z");
   // A disconnect does not refresh last_seen_at (lessons.md).
   BOOST_TEST(n.last_seen_at == "2026-01-09T12:00:05.000Z");
+  // A hello without capabilities keeps the stored ones.
+  BOOST_TEST(t.run(node_begin_session{a.id, 2}).ok);
+  BOOST_TEST(t.run(node_lookup_by_name{"alpha"}).node.capabilities.find("gpu") != std::string::npos);
+  BOOST_TEST(t.run(node_end_session{a.id, 3, "bye"}).applied);
 }
 
 NC_BOTH_BACKENDS(node_touch_is_batched_and_monotonic) {

@@ -186,6 +186,9 @@ int main(int argc, char** argv) {
     caf_cfg.load<caf::io::middleman>();
     // CAF's own BASP heartbeat is for CAF-to-CAF links; nodes have their own protocol.
     caf_cfg.set("middleman.heartbeat-interval", caf::timespan{0});
+    // Idle scheduler workers block at once instead of polling every 50 us for ~25 ms: with a
+    // steady trickle of messages (heartbeats) the polling never stopped (BENCHMARKS.md, CPU).
+    caf_cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
     caf_cfg.set("scheduler.max-threads",
                 static_cast<size_t>(std::max(2u, std::thread::hardware_concurrency())));
     caf::actor_system sys{caf_cfg};

@@ -2,6 +2,8 @@
 
 #include "storage/migrations.hpp"
 
+#include "common/log.hpp"
+
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
@@ -30,6 +32,18 @@ void database::connect() {
     *s << "PRAGMA foreign_keys = ON";
   } else {
     s = std::make_unique<soci::session>(soci::postgresql, url_.connect_string);
+    // libpq prints NOTICEs ("relation ... already exists, skipping") straight to stderr, which
+    // would break the log format; send them through the logger instead.
+    auto* be = static_cast<soci::postgresql_session_backend*>(s->get_backend());
+    PQsetNoticeProcessor(
+      be->conn_,
+      [](void*, const char* message) {
+        std::string m = message ? message : "";
+        while (!m.empty() && (m.back() == '\n' || m.back() == ' '))
+          m.pop_back();
+        log::debug("postgresql notice", {{"message", m}});
+      },
+      nullptr);
     *s << "SET TIME ZONE 'UTC'";
   }
   sql_ = std::move(s);

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# nodecoord-bench against the real nodecoordd, small: provision 10 nodes, `connect --nodes 10`,
+# `steady --nodes 10 --interval 200ms --duration 2s`. Checks that each run is valid (exit 0) and
+# prints its table, and that the daemon stops cleanly on SIGTERM. No timing assertions.
+# Args: BUILD_DIR (holds nodecoordd and nodecoord-bench).
+set -euo pipefail
+build=${1:?usage: bench_smoke.sh BUILD_DIR}
+daemon_bin=$build/nodecoordd
+bench_bin=$build/nodecoord-bench
+for b in "$daemon_bin" "$bench_bin"; do
+  [ -x "$b" ] || { echo "bench_smoke: $b is missing (build it first)" >&2; exit 1; }
+done
+
+tmp=$(mktemp -d /tmp/nodecoord-bench-smoke.XXXXXX)
+daemon_pid=
+cleanup() {
+  if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
+    kill -KILL "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "bench_smoke: FAIL: $*" >&2
+  if [ -f "$tmp/daemon.log" ]; then
+    echo "--- daemon stderr (last 40 lines) ---" >&2
+    tail -n 40 "$tmp/daemon.log" >&2
+  fi
+  exit 1
+}
+
+mkdir -p "$tmp/state"
+cat >"$tmp/nodecoord.toml" <<'EOF'
+[server]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+EOF
+
+# Environment that would change the daemon's behaviour is not inherited.
+env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u STATE_DIRECTORY -u LISTEN_FDS -u LISTEN_PID \
+  "$daemon_bin" --config "$tmp/nodecoord.toml" --state-dir "$tmp/state" 2>"$tmp/daemon.log" </dev/null &
+daemon_pid=$!
+
+# The port is in "listening for nodes address=127.0.0.1:PORT"; bounded wait, no fixed sleep.
+port=
+for _ in $(seq 1 300); do
+  port=$(sed -n 's/.*listening for nodes address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$tmp/daemon.log" | head -n 1)
+  [ -n "$port" ] && break
+  kill -0 "$daemon_pid" 2>/dev/null || fail "the daemon exited during startup"
+  sleep 0.1
+done
+[ -n "$port" ] || fail "no 'listening for nodes' line within 30 s"
+echo "bench_smoke: daemon pid $daemon_pid listening on 127.0.0.1:$port"
+
+# expect_row FILE REGEX: the table in FILE has a row matching REGEX.
+expect_row() {
+  grep -Eq "$2" "$1" || { cat "$1" >&2; fail "$(basename "$1"): no row matching /$2/"; }
+}
+
+"$bench_bin" --config "$tmp/nodecoord.toml" --state-dir "$tmp/state" provision --nodes 10 >"$tmp/provision.out" \
+  || { cat "$tmp/provision.out" >&2; fail "provision exited non-zero"; }
+cat "$tmp/provision.out"
+keys=$tmp/state/bench-keys.tsv
+[ "$(wc -l <"$keys")" -eq 10 ] || fail "$keys does not hold 10 keys"
+expect_row "$tmp/provision.out" '^created +10$'
+# Idempotent: a second run re-keys the same nodes and the new file is what counts.
+"$bench_bin" --config "$tmp/nodecoord.toml" --state-dir "$tmp/state" provision --nodes 10 >"$tmp/provision2.out" \
+  || { cat "$tmp/provision2.out" >&2; fail "second provision exited non-zero"; }
+expect_row "$tmp/provision2.out" '^re-keyed \(already existed\) +10$'
+
+rc=0
+"$bench_bin" connect --coordinator "127.0.0.1:$port" --keys "$keys" --nodes 10 --pid "$daemon_pid" \
+  >"$tmp/connect.out" || rc=$?
+cat "$tmp/connect.out"
+[ "$rc" -eq 0 ] || fail "connect exited $rc"
+expect_row "$tmp/connect.out" '^sessions authenticated +10$'
+expect_row "$tmp/connect.out" '^connect\+auth rate +[0-9]+ sessions/s$'
+expect_row "$tmp/connect.out" '^latency hello->welcome p99 +[0-9.]+ ms$'
+expect_row "$tmp/connect.out" '^RSS per session +-?[0-9.]+ KiB$'
+expect_row "$tmp/connect.out" '^result +ok$'
+
+rc=0
+"$bench_bin" steady --coordinator "127.0.0.1:$port" --keys "$keys" --nodes 10 --interval 200ms --duration 2s \
+  --pid "$daemon_pid" >"$tmp/steady.out" || rc=$?
+cat "$tmp/steady.out"
+[ "$rc" -eq 0 ] || fail "steady exited $rc"
+expect_row "$tmp/steady.out" '^sessions authenticated +10$'
+expect_row "$tmp/steady.out" '^ack latency p99 +[0-9.]+ ms$'
+expect_row "$tmp/steady.out" '^lost acks \(none within ack timeout\) +0$'
+expect_row "$tmp/steady.out" '^daemon CPU \(window\) +[0-9.]+ % of one core$'
+expect_row "$tmp/steady.out" '^result +ok$'
+
+# --json gives one object with the same verdict.
+rc=0
+"$bench_bin" --json steady --coordinator "127.0.0.1:$port" --keys "$keys" --nodes 10 --interval 200ms \
+  --duration 1s >"$tmp/steady.json" || rc=$?
+[ "$rc" -eq 0 ] || { cat "$tmp/steady.json" >&2; fail "steady --json exited $rc"; }
+grep -q '"valid": true' "$tmp/steady.json" || { cat "$tmp/steady.json" >&2; fail "steady --json: not valid"; }
+
+# A wrong key is an invalid run (exit 1), not a crash.
+sed '1s/\t.*/\tnck_0000000000000000_0000000000000000000000000000000000000000000000000000000000000000/' "$keys" \
+  >"$tmp/bad-keys.tsv"
+rc=0
+"$bench_bin" connect --coordinator "127.0.0.1:$port" --keys "$tmp/bad-keys.tsv" --nodes 1 >"$tmp/bad.out" || rc=$?
+[ "$rc" -eq 1 ] || { cat "$tmp/bad.out" >&2; fail "connect with a wrong key exited $rc, expected 1"; }
+expect_row "$tmp/bad.out" '^result +INVALID'
+
+kill -TERM "$daemon_pid"
+for _ in $(seq 1 300); do
+  kill -0 "$daemon_pid" 2>/dev/null || break
+  sleep 0.1
+done
+kill -0 "$daemon_pid" 2>/dev/null && fail "the daemon did not exit within 30 s of SIGTERM"
+code=0
+wait "$daemon_pid" || code=$?
+daemon_pid=
+[ "$code" -eq 0 ] || fail "the daemon exited $code after SIGTERM"
+echo "bench_smoke: ok"

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The measurements of BENCHMARKS.md: RUNS times (fresh daemon each time) `connect` then `steady`
+# with NODES sessions, each result saved as JSON, then a summary (median, min-max).
+#
+#   tools/bench/measure.sh BUILD_DIR OUT_DIR
+#
+# Environment (defaults in brackets): RUNS [3], NODES [10000], INTERVAL [10s], DURATION [60s],
+# MAX_CONNECTIONS [12000], STORAGE_URL [sqlite://nodecoord.db in OUT_DIR/state; a PostgreSQL
+# URL works too], EXTRA_CONFIG [extra TOML lines for the [server] table].
+# The daemon's stderr goes to OUT_DIR/daemon-N.log; its warnings and errors are counted.
+set -euo pipefail
+build=$(cd "${1:?usage: measure.sh BUILD_DIR OUT_DIR}" && pwd)
+out=${2:?usage: measure.sh BUILD_DIR OUT_DIR}
+runs=${RUNS:-3}
+nodes=${NODES:-10000}
+interval=${INTERVAL:-10s}
+duration=${DURATION:-60s}
+max_conn=${MAX_CONNECTIONS:-12000}
+mkdir -p "$out/state"
+out=$(cd "$out" && pwd)
+bench=$build/nodecoord-bench
+daemon_bin=$build/nodecoordd
+
+{
+  echo '[server]'
+  echo 'listen = "127.0.0.1:0"'
+  echo "max_connections = $max_conn"
+  [ -n "${EXTRA_CONFIG:-}" ] && echo "$EXTRA_CONFIG"
+  echo
+  echo '[admin]'
+  echo 'listen = "127.0.0.1:0"'
+  if [ -n "${STORAGE_URL:-}" ]; then
+    echo
+    echo '[storage]'
+    echo "url = \"$STORAGE_URL\""
+  fi
+} >"$out/nodecoord.toml"
+
+daemon_pid=
+cleanup() {
+  if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
+    kill -TERM "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+"$bench" --config "$out/nodecoord.toml" --state-dir "$out/state" provision --nodes "$nodes" | tee "$out/provision.txt"
+
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "nproc: $(nproc)"
+  echo "memory: $(free -m | awk '/^Mem:/ {print $2 " MiB"}')"
+  echo "kernel: $(uname -r)"
+  echo "shell nofile soft/hard: $(ulimit -Sn)/$(ulimit -Hn)"
+  echo "ip_local_port_range: $(cat /proc/sys/net/ipv4/ip_local_port_range)"
+  echo "somaxconn: $(cat /proc/sys/net/core/somaxconn)"
+} >"$out/machine.txt"
+
+for i in $(seq 1 "$runs"); do
+  log=$out/daemon-$i.log
+  env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u STATE_DIRECTORY \
+    "$daemon_bin" --config "$out/nodecoord.toml" --state-dir "$out/state" 2>"$log" </dev/null &
+  daemon_pid=$!
+  port=
+  for _ in $(seq 1 300); do
+    port=$(sed -n 's/.*listening for nodes address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  [ -n "$port" ] || { echo "measure: daemon did not start" >&2; cat "$log" >&2; exit 1; }
+  echo "run $i: daemon pid $daemon_pid port $port"
+  rc=0
+  "$bench" --json connect --coordinator "127.0.0.1:$port" --keys "$out/state/bench-keys.tsv" --nodes "$nodes" \
+    --pid "$daemon_pid" >"$out/connect-$i.json" || rc=$?
+  echo "run $i: connect exit $rc"
+  rc=0
+  "$bench" --json steady --coordinator "127.0.0.1:$port" --keys "$out/state/bench-keys.tsv" --nodes "$nodes" \
+    --interval "$interval" --duration "$duration" --pid "$daemon_pid" >"$out/steady-$i.json" || rc=$?
+  echo "run $i: steady exit $rc"
+  kill -TERM "$daemon_pid"
+  code=0
+  wait "$daemon_pid" || code=$?
+  daemon_pid=
+  echo "run $i: daemon exit $code; log levels: $(awk '{print $2}' "$log" | sort | uniq -c | tr '\n' ' ')"
+done
+
+python3 - "$out" "$runs" <<'EOF'
+import json, statistics, sys
+out, runs = sys.argv[1], int(sys.argv[2])
+def load(kind):
+    return [json.load(open(f"{out}/{kind}-{i}.json")) for i in range(1, runs + 1)]
+def line(name, values, unit=""):
+    values = [v for v in values if v is not None]
+    if not values:
+        return
+    print(f"  {name:34} median {statistics.median(values):10.2f}  min {min(values):10.2f}  max {max(values):10.2f} {unit}")
+c, s = load("connect"), load("steady")
+print("connect:")
+print("  valid:", [r["valid"] for r in c])
+line("rate (sessions/s)", [r["rate_per_s"] for r in c])
+line("time (s)", [r["time_s"] for r in c])
+line("hello->welcome p50 (ms)", [r["welcome_latency_p50_ms"] for r in c])
+line("hello->welcome p99 (ms)", [r["welcome_latency_p99_ms"] for r in c])
+line("RSS per session (KiB)", [r.get("rss_per_session_kib") for r in c])
+line("RSS before (KiB)", [r.get("daemon_rss_before_kib") for r in c])
+line("RSS with sessions (KiB)", [r.get("daemon_rss_after_kib") for r in c])
+print("steady:")
+print("  valid:", [r["valid"] for r in s])
+line("daemon CPU (% of one core)", [r.get("daemon_cpu_percent") for r in s])
+line("ack p50 (ms)", [r["ack_latency_p50_ms"] for r in s])
+line("ack p99 (ms)", [r["ack_latency_p99_ms"] for r in s])
+line("ack max (ms)", [r["ack_latency_max_ms"] for r in s])
+line("lost acks", [r["lost_acks"] for r in s])
+line("heartbeats/s", [r["heartbeats_per_s"] for r in s])
+line("bench CPU (% of one core)", [r["bench_cpu_percent"] for r in s])
+line("RSS at end (KiB)", [r.get("daemon_rss_after_kib") for r in s])
+EOF

@@ -130,6 +130,23 @@ private:
   const char* type_;
 };
 
+/// Decodes `r.array(key)`, an array of objects, with `element(reader&)` per object; errors name
+/// the element ("logs.entries[3].seq: ...").
+template <class T, class F>
+std::vector<T> decode_objects(const reader& r, const char* type, const char* key, F element) {
+  auto& arr = r.array(key);
+  std::vector<T> out;
+  out.reserve(arr.size());
+  for (size_t i = 0; i < arr.size(); ++i) {
+    auto where = std::string(type) + "." + key + "[" + std::to_string(i) + "]";
+    if (!arr[i].is_object())
+      throw field_error{where + ": expected an object"};
+    reader er(arr[i], where.c_str());
+    out.push_back(element(er));
+  }
+  return out;
+}
+
 /// nullopt: unknown type.
 std::optional<node_message> decode_typed(const std::string& type, const json& j) {
   if (type == "hello") {
@@ -161,14 +178,7 @@ std::optional<node_message> decode_typed(const std::string& type, const json& j)
     reader r(j, "logs");
     logs l;
     l.attempt_id = r.uuid("attempt_id");
-    auto& entries = r.array("entries");
-    l.entries.reserve(entries.size());
-    for (size_t i = 0; i < entries.size(); ++i) {
-      auto& e = entries[i];
-      auto where = "logs.entries[" + std::to_string(i) + "]";
-      if (!e.is_object())
-        throw field_error{where + ": expected an object"};
-      reader er(e, where.c_str());
+    l.entries = decode_objects<log_line>(r, "logs", "entries", [](const reader& er) {
       log_line line;
       line.seq = er.integer("seq", 0);
       line.ts = er.time("ts", true);
@@ -177,30 +187,23 @@ std::optional<node_message> decode_typed(const std::string& type, const json& j)
       if (!text || !text->is_string())
         er.fail("line", "expected a string");
       line.line = text->get<std::string>(); // may be empty; bounded by max_frame_bytes
-      l.entries.push_back(std::move(line));
-    }
+      return line;
+    });
     return l;
   }
   if (type == "backfill_response") {
     reader r(j, "backfill_response");
     backfill_response b;
     b.request_id = r.uuid("request_id");
-    auto& results = r.array("results");
-    b.results.reserve(results.size());
-    for (size_t i = 0; i < results.size(); ++i) {
-      auto& e = results[i];
-      auto where = "backfill_response.results[" + std::to_string(i) + "]";
-      if (!e.is_object())
-        throw field_error{where + ": expected an object"};
-      reader er(e, where.c_str());
+    b.results = decode_objects<backfill_result>(r, "backfill_response", "results", [](const reader& er) {
       backfill_result res;
       res.attempt_id = er.uuid("attempt_id");
       res.ok = er.boolean("ok");
       // ok is a claim about data; log_count is the evidence the coordinator checks it against.
       res.log_count = er.integer("log_count", 0, res.ok);
       res.error = er.str("error", max_text, false);
-      b.results.push_back(std::move(res));
-    }
+      return res;
+    });
     return b;
   }
   if (type == "bye") {

@@ -14,6 +14,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <cstdlib>
 #include <functional>
 #include <initializer_list>
 #include <limits>
@@ -650,6 +651,16 @@ load_result load_file(const std::string& path) {
     return result;
   }
   return load_string(text, path);
+}
+
+std::string resolve_state_dir(const std::string& flag) {
+  if (!flag.empty())
+    return flag;
+  if (const char* s = std::getenv("STATE_DIRECTORY"); s && *s) {
+    std::string dirs = s;
+    return dirs.substr(0, dirs.find(':'));
+  }
+  return {};
 }
 
 } // namespace nodecoord::config

@@ -95,6 +95,10 @@ load_result load_file(const std::string& path);
 /// Same for text in memory; `name` is used as the file name in errors.
 load_result load_string(std::string_view text, std::string_view name);
 
+/// Where relative SQLite paths live: `flag` (--state-dir), else $STATE_DIRECTORY (systemd's
+/// StateDirectory=; the first of several), else empty (the working directory).
+std::string resolve_state_dir(const std::string& flag);
+
 std::string_view to_string(log_level);
 std::string_view to_string(log_format);
 

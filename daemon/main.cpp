@@ -54,18 +54,6 @@ int check_config(const std::string& path) {
   return exit_ok;
 }
 
-/// --state-dir, else $STATE_DIRECTORY (systemd's StateDirectory=; the first of several), else
-/// empty (relative paths stay relative to the working directory).
-std::string resolve_state_dir(const std::string& flag) {
-  if (!flag.empty())
-    return flag;
-  if (const char* s = std::getenv("STATE_DIRECTORY"); s && *s) {
-    std::string dirs = s;
-    return dirs.substr(0, dirs.find(':'));
-  }
-  return {};
-}
-
 /// Startup checks that would otherwise only show up as an endless reconnect loop.
 std::optional<std::string> check_storage_location(const storage::storage_url& url) {
   if (url.kind != storage::backend::sqlite || url.sqlite_path == ":memory:")
@@ -135,7 +123,7 @@ int main(int argc, char** argv) {
   }
   apply_log_config(cfg.log);
 
-  auto state_dir = resolve_state_dir(state_dir_flag);
+  auto state_dir = config::resolve_state_dir(state_dir_flag);
   storage::storage_url url;
   try {
     url = storage::parse_storage_url(cfg.storage.url, state_dir, cfg.storage.connect_timeout);

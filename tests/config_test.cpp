@@ -724,3 +724,12 @@ BOOST_AUTO_TEST_CASE(log_names) {
   BOOST_TEST_REQUIRE(r.ok(), describe(r));
   BOOST_TEST((r.config.log.format == log_format::json));
 }
+
+BOOST_AUTO_TEST_CASE(state_dir_flag_then_systemd_then_working_directory) {
+  using nodecoord::config::resolve_state_dir;
+  ::setenv("STATE_DIRECTORY", "/var/lib/nodecoord:/var/lib/other", 1);
+  BOOST_TEST(resolve_state_dir("/srv/state") == "/srv/state");
+  BOOST_TEST(resolve_state_dir("") == "/var/lib/nodecoord"); // the first of several
+  ::unsetenv("STATE_DIRECTORY");
+  BOOST_TEST(resolve_state_dir("").empty());
+}

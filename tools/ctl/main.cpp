@@ -61,10 +61,8 @@ context open_database(const std::string& config_path, const std::string& state_d
     }
     cfg = res.config;
   }
-  std::string state_dir = state_dir_flag;
-  if (state_dir.empty())
-    if (const char* s = std::getenv("STATE_DIRECTORY"); s && *s)
-      state_dir = std::string(s).substr(0, std::string(s).find(':'));
+  auto state_dir = config::resolve_state_dir(state_dir_flag);
+  // An operator's shell has no $STATE_DIRECTORY: find the systemd install's state directory.
   if (state_dir.empty() && std::filesystem::exists("/var/lib/nodecoord") && config_path.empty())
     state_dir = "/var/lib/nodecoord";
   auto url = storage::parse_storage_url(cfg.storage.url, state_dir, cfg.storage.connect_timeout);

@@ -33,6 +33,13 @@ using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 using node_up_atom = caf::atom_constant<caf::atom("nodeup")>;
 using node_down_atom = caf::atom_constant<caf::atom("nodedown")>;
+using backfill_atom = caf::atom_constant<caf::atom("backfill")>;
+using response_atom = caf::atom_constant<caf::atom("response")>;
+using sendfail_atom = caf::atom_constant<caf::atom("sendfail")>;
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
+using reconcile_atom = caf::atom_constant<caf::atom("reconcile")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using pace_atom = caf::atom_constant<caf::atom("pace")>;
 
 /// What the storage actor reports about itself (readiness, metrics).
 struct storage_status {
@@ -95,6 +102,8 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<storage::attempt_get>::with<storage::attempt_get::result_type>,
   // Oldest partial attempts of a node.
   caf::replies_to<storage::attempts_partial_of_node>::with<storage::attempts_partial_of_node::result_type>,
+  // Online nodes with partial attempts (keyset page).
+  caf::replies_to<storage::nodes_with_partial>::with<storage::nodes_with_partial::result_type>,
   // Log lines of an attempt (keyset).
   caf::replies_to<storage::logs_get>::with<storage::logs_get::result_type>,
   // Mark attempts pending under a request (CAS from partial) and record its job.
@@ -168,12 +177,126 @@ using registry_actor = caf::typed_actor<
   caf::replies_to<shutdown_atom>::with<uint64_t>,
   // The connected nodes.
   caf::replies_to<caf::get_atom>::with<std::vector<connected_node>>,
-  // Receive (node_up_atom, node_id, epoch) after every welcome and (node_down_atom, node_id,
+  // Receive (node_up_atom, node_id, epoch, session) after every welcome and (node_down_atom, node_id,
   // epoch, reason) for every ended session, superseded ones included (tracker, scheduler).
   caf::reacts_to<subscribe_atom, caf::actor>>;
 
+/// What a trigger asks the tracker for: a backfill of one node's session.
+struct backfill_order {
+  std::string node_id;
+  int64_t epoch = 0;                    // 0: whatever session the node has now
+  std::vector<std::string> attempt_ids; // these attempts (on-demand) ...
+  int64_t limit = 0;                    // ... or up to `limit` of its oldest partial ones
+  std::string trigger;                  // reconnect | reconcile | on_demand
+};
+
+enum class order_status : uint8_t {
+  requested,       // marked, job recorded, backfill_request sent
+  nothing_to_mark, // no attempt was partial: nothing sent, no job left behind
+  offline,         // the node (or that session of it) is not connected
+  busy,            // max_inflight_per_node requests are live for the session
+  stopping,        // the coordinator is shutting down
+  not_found,       // on-demand: no such attempt
+  not_partial,     // on-demand: the attempt is not partial (see message)
+  error,           // storage refused (see message)
+};
+
+const char* to_string(order_status);
+
+struct order_result {
+  order_status status = order_status::error;
+  std::string request_id;
+  int64_t attempts = 0; // attempts marked and sent
+  std::string message;
+};
+
+/// One live request (admin, metrics, tests).
+struct inflight_request {
+  std::string request_id;
+  std::string node_id;
+  int64_t epoch = 0;
+  std::string trigger;
+  bool sent = false;
+  uint64_t attempts = 0;
+};
+
+/// What the tracker reports about itself.
+struct tracker_status {
+  std::vector<inflight_request> requests;
+  uint64_t requested = 0;     // requests sent since start
+  uint64_t answered = 0;      // responses applied
+  uint64_t refused = 0;       // responses refused (unknown_request)
+  uint64_t expired = 0;       // requests past request_timeout
+  uint64_t cancelled = 0;     // requests of ended sessions (disconnect, supersede, shutdown)
+  uint64_t send_failures = 0; // marked but not deliverable: reset at once
+  uint64_t completed = 0;     // attempts completed
+  uint64_t reset = 0;         // attempts back to partial by a response
+  uint64_t failed = 0;        // attempts that reached max_failures
+};
+
+/// tracker: the one owner of request state (DESIGN §1). Turns orders, responses, session ends
+/// and deadlines into storage transitions, in order.
+using tracker_actor = caf::typed_actor<
+  // Mark, record the job and send a backfill_request; answers once marked and handed over.
+  caf::replies_to<backfill_order>::with<order_result>,
+  // A backfill_response (node_id, epoch, request_id, results): false = unknown_request.
+  caf::replies_to<response_atom, std::string, int64_t, std::string,
+                  std::vector<storage::backfill_item>>::with<bool>,
+  // The session could not write the request (request_id, node_id, epoch): reset at once.
+  caf::reacts_to<sendfail_atom, std::string, std::string, int64_t>,
+  // From the registry: a session began (node_id, epoch, session broker).
+  caf::reacts_to<node_up_atom, std::string, int64_t, caf::actor>,
+  // From the registry: a session ended (node_id, epoch, reason).
+  caf::reacts_to<node_down_atom, std::string, int64_t, std::string>,
+  // Expire the requests past their deadline (its own timer; the reconcile asks too).
+  caf::reacts_to<expire_atom>,
+  // Stop taking orders, reset every live request; answers how many.
+  caf::replies_to<shutdown_atom>::with<uint64_t>,
+  // Requests in flight and counters.
+  caf::replies_to<caf::get_atom>::with<tracker_status>>;
+
+/// What one reconcile pass did (also the detail of its `reconcile` job).
+struct reconcile_report {
+  std::string job_id;
+  uint64_t pages = 0;
+  uint64_t nodes = 0;       // connected nodes with partial attempts
+  uint64_t requested = 0;   // requests made
+  uint64_t attempts = 0;    // attempts marked
+  uint64_t busy = 0;        // nodes at max_inflight_per_node
+  std::string error;        // non-empty: the pass stopped (job `failed`)
+};
+
+/// What the scheduler reports about itself.
+struct scheduler_status {
+  uint64_t connected = 0;
+  uint64_t reconnect_queue = 0; // sessions waiting for their reconnect request
+  uint64_t reconnect_requests = 0;
+  uint64_t reconcile_passes = 0;
+  uint64_t on_demand_requests = 0;
+};
+
+/// scheduler: the three backfill triggers and their limits (DESIGN §4). Holds only which
+/// sessions are up and its own queue; the tracker owns requests.
+using scheduler_actor = caf::typed_actor<
+  // On-demand: request this attempt now (admin API).
+  caf::replies_to<backfill_atom, std::string>::with<order_result>,
+  // Run a reconcile pass now (or join the running one); answers when it is done.
+  caf::replies_to<reconcile_atom>::with<reconcile_report>,
+  // From the registry: a session began (node_id, epoch, session broker): queue its reconnect request.
+  caf::reacts_to<node_up_atom, std::string, int64_t, caf::actor>,
+  // From the registry: a session ended (node_id, epoch, reason).
+  caf::reacts_to<node_down_atom, std::string, int64_t, std::string>,
+  // Internal: the next paced reconnect request is due.
+  caf::reacts_to<pace_atom>,
+  // Internal: reconcile_interval elapsed.
+  caf::reacts_to<tick_atom>,
+  // Queue length and counters.
+  caf::replies_to<caf::get_atom>::with<scheduler_status>>;
+
 // node_session (a dynamically typed broker, one per connection) accepts:
-//   (caf::close_atom, std::string reason)  write close{reason} and disconnect.
+//   (caf::close_atom, std::string reason)  write close{reason} and disconnect;
+//   (backfill_atom, request_id, node_id, epoch, frame)  write a backfill_request frame; if it
+//                                          cannot, tell the tracker (sendfail_atom).
 // acceptor (a dynamically typed broker) accepts:
 //   (port_atom) -> uint16_t                 the port it listens on;
 //   (stats_atom) -> acceptor_stats          counters;
@@ -215,6 +338,13 @@ NODECOORD_LOCAL_OP(mark_pending)
 NODECOORD_LOCAL_OP(apply_backfill)
 NODECOORD_LOCAL_OP(reset_requests)
 NODECOORD_LOCAL_OP(attempt_requeue)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::nodes_with_partial)
+NODECOORD_LOCAL_TYPE(std::vector<nodecoord::storage::backfill_item>)
+NODECOORD_LOCAL_TYPE(nodecoord::backfill_order)
+NODECOORD_LOCAL_TYPE(nodecoord::order_result)
+NODECOORD_LOCAL_TYPE(nodecoord::tracker_status)
+NODECOORD_LOCAL_TYPE(nodecoord::reconcile_report)
+NODECOORD_LOCAL_TYPE(nodecoord::scheduler_status)
 NODECOORD_LOCAL_OP(job_insert)
 NODECOORD_LOCAL_OP(job_update)
 NODECOORD_LOCAL_OP(job_query)

@@ -220,10 +220,30 @@ void handle_active(self_ptr self, protocol::node_message&& msg) {
           .then([=](const storage::logs_insert::result_type& r) { reply_write_status(self, r.status, id); },
                 [=](caf::error& e) { storage_failed(self, e, id); });
       } else if constexpr (std::is_same_v<T, protocol::backfill_response>) {
-        // No request is in flight until the tracker exists (issue 4): every response is unknown,
-        // and none changes a row.
-        write_line(self, protocol::encode_error(protocol::code::unknown_request, "no such request in flight",
-                                                m.request_id));
+        auto request_id = m.request_id;
+        if (!st.opts.tracker) {
+          write_line(self, protocol::encode_error(protocol::code::unknown_request, "no such request in flight",
+                                                  request_id));
+          return;
+        }
+        std::vector<storage::backfill_item> items;
+        items.reserve(m.results.size());
+        for (auto& r : m.results)
+          items.push_back({std::move(r.attempt_id), r.ok, r.log_count, std::move(r.error)});
+        // The data frames before this one are already queued at storage, so the evidence check
+        // sees them (the tracker's apply reaches storage after them).
+        self->request(st.opts.tracker, caf::infinite, response_atom::value, st.node_id, st.epoch, request_id,
+                      std::move(items))
+          .then(
+            [=](bool known) {
+              if (!known)
+                write_line(self, protocol::encode_error(protocol::code::unknown_request,
+                                                        "no such request in flight for this session", request_id));
+            },
+            [=](caf::error& e) {
+              write_line(self, protocol::encode_error(protocol::code::unavailable, "not applied: " + to_string(e),
+                                                      request_id));
+            });
       } else if constexpr (std::is_same_v<T, protocol::bye>) {
         terminate(self, "bye");
       }
@@ -257,6 +277,14 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
     [=](const caf::io::connection_closed_msg&) { terminate(self, "socket_closed"); },
     [=](caf::close_atom, const std::string& reason) {
       close_with(self, protocol::encode_close(reason), reason);
+    },
+    [=](backfill_atom, const std::string& request_id, const std::string& node_id, int64_t epoch,
+        const std::string& line) {
+      // A request this session cannot deliver is reset at once (lessons.md: mark then fail to send).
+      auto& s = self->state;
+      bool mine = s.ph == node_session_state::phase::active && s.node_id == node_id && s.epoch == epoch;
+      if ((!mine || !write_line(self, line)) && s.opts.tracker)
+        self->send(s.opts.tracker, sendfail_atom::value, request_id, node_id, epoch);
     },
     [=](hello_timeout_atom) {
       if (self->state.ph == node_session_state::phase::awaiting_hello)

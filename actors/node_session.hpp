@@ -22,6 +22,7 @@ struct session_options {
   uint32_t max_protocol_errors = 10;
   registry_actor registry;
   storage_actor storage;
+  tracker_actor tracker; // null: every backfill_response is unknown_request
   clock_fn clock = system_now; // server_time in frames
 };
 

@@ -96,7 +96,6 @@ void register_session(self_ptr self, const storage::node_record& node, int64_t e
   st.by_actor[session.id()] = node.id;
   self->monitor(session);
   log::info("node online", {{"node", node.name}, {"epoch", epoch}, {"peer", peer}});
-  st.publish(node_up_atom::value, node.id, epoch);
 }
 
 void begin_session(self_ptr self, promise rp, storage::node_record node, int64_t expected,
@@ -107,6 +106,9 @@ void begin_session(self_ptr self, promise rp, storage::node_record node, int64_t
         if (r.ok) {
           register_session(self, node, r.epoch, session, peer);
           rp.deliver(auth_result{true, "", "", node.id, r.epoch});
+          // After the answer: whatever node_up causes (a backfill_request) reaches the session
+          // after it has written its welcome.
+          self->state.publish(node_up_atom::value, node.id, r.epoch, session);
           return;
         }
         // Another hello of this node won the compare-and-set: take the next epoch. Each retry

@@ -2,7 +2,9 @@
 
 #include "actors/acceptor.hpp"
 #include "actors/registry.hpp"
+#include "actors/scheduler.hpp"
 #include "actors/storage.hpp"
+#include "actors/tracker.hpp"
 #include "common/log.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/systemd_notify.hpp"
@@ -27,6 +29,8 @@ struct supervisor_state {
   supervisor_options opts;
   storage_actor storage;
   registry_actor registry;
+  tracker_actor tracker;
+  scheduler_actor scheduler;
   caf::actor acceptor;
   bool ready = false;
   bool stopping = false;
@@ -71,6 +75,12 @@ void reload(self_ptr self) {
       differs(now.server.listen.to_string() != next.server.listen.to_string(), "server.listen");
       differs(now.admin.listen.to_string() != next.admin.listen.to_string(), "admin.listen");
       differs(now.storage.batch_max != next.storage.batch_max, "storage.batch_max");
+      auto& b = now.backfill;
+      auto& nb = next.backfill;
+      differs(b.reconcile_interval != nb.reconcile_interval || b.batch_size != nb.batch_size
+                || b.request_timeout != nb.request_timeout || b.max_failures != nb.max_failures
+                || b.reconnect_rate != nb.reconnect_rate || b.max_inflight_per_node != nb.max_inflight_per_node,
+              "backfill");
       // Logged before the new level applies, so a quieter level still shows the confirmation.
       log::info("configuration reloaded", {{"file", st.opts.config_path},
                                           {"log_level", config::to_string(next.log.level)}});
@@ -100,8 +110,8 @@ void shutdown(self_ptr self, int signo) {
     return;
   }
   // 1. stop accepting and close every session with close{shutdown}; 2. the registry has then
-  // seen every session end and queued the offline rows; 3. everything accepted so far is
-  // committed before the storage actor stops.
+  // seen every session end and queued the offline rows; 3. the tracker resets what is in flight;
+  // 4. everything accepted so far is committed before the storage actor stops.
   auto drain = [=] {
     self->request(self->state.storage, caf::infinite, drain_atom::value)
       .then(
@@ -118,14 +128,28 @@ void shutdown(self_ptr self, int signo) {
           self->quit();
         });
   };
+  // 3. the tracker resets what is still in flight, after every response it already received
+  // (those went to storage first).
+  auto sync_tracker = [=] {
+    self->send_exit(self->state.scheduler, caf::exit_reason::user_shutdown);
+    self->request(self->state.tracker, caf::infinite, shutdown_atom::value)
+      .then(
+        [=](uint64_t n) {
+          if (n > 0)
+            log::info("in-flight backfill requests reset", {{"requests", n}});
+          self->send_exit(self->state.tracker, caf::exit_reason::user_shutdown);
+          drain();
+        },
+        [=](caf::error&) { drain(); });
+  };
   auto sync_registry = [=] {
     self->request(self->state.registry, caf::infinite, shutdown_atom::value)
       .then(
         [=](uint64_t) {
           self->send_exit(self->state.registry, caf::exit_reason::user_shutdown);
-          drain();
+          sync_tracker();
         },
-        [=](caf::error&) { drain(); });
+        [=](caf::error&) { sync_tracker(); });
   };
   self->request(st.acceptor, caf::infinite, shutdown_atom::value)
     .then([=](uint64_t) { sync_registry(); },
@@ -144,9 +168,25 @@ void schedule_watchdog(self_ptr self) {
 void start_listening(self_ptr self) {
   auto& st = self->state;
   auto& cfg = st.opts.config;
+  tracker_options to;
+  to.storage = st.storage;
+  to.request_timeout = cfg.backfill.request_timeout;
+  to.max_failures = cfg.backfill.max_failures;
+  to.max_inflight_per_node = cfg.backfill.max_inflight_per_node;
+  st.tracker = spawn_tracker(self->system(), to);
+  scheduler_options so;
+  so.storage = st.storage;
+  so.tracker = st.tracker;
+  so.reconcile_interval = cfg.backfill.reconcile_interval;
+  so.batch_size = cfg.backfill.batch_size;
+  so.reconnect_rate = cfg.backfill.reconnect_rate;
+  st.scheduler = spawn_scheduler(self->system(), so);
   registry_options ro;
   ro.storage = st.storage;
   st.registry = spawn_registry(self->system(), ro);
+  // The tracker first: it knows a session before the scheduler orders anything for it.
+  self->send(st.registry, subscribe_atom::value, caf::actor_cast<caf::actor>(st.tracker));
+  self->send(st.registry, subscribe_atom::value, caf::actor_cast<caf::actor>(st.scheduler));
   acceptor_options ao;
   ao.host = cfg.server.listen.host;
   ao.port = cfg.server.listen.port;
@@ -159,6 +199,7 @@ void start_listening(self_ptr self) {
   ao.session.max_protocol_errors = cfg.server.max_protocol_errors;
   ao.session.registry = st.registry;
   ao.session.storage = st.storage;
+  ao.session.tracker = st.tracker;
   st.acceptor = spawn_acceptor(self->system(), ao);
   self->request(st.acceptor, std::chrono::seconds(10), port_atom::value)
     .then(
@@ -174,6 +215,8 @@ void start_listening(self_ptr self) {
         log::error("not starting: cannot listen for nodes",
                    {{"listen", self->state.opts.config.server.listen.to_string()}, {"error", to_string(e)}});
         self->send_exit(self->state.registry, caf::exit_reason::user_shutdown);
+        self->send_exit(self->state.scheduler, caf::exit_reason::user_shutdown);
+        self->send_exit(self->state.tracker, caf::exit_reason::user_shutdown);
         self->send_exit(self->state.storage, caf::exit_reason::user_shutdown);
         self->state.finish(1);
         self->quit();

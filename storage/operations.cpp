@@ -413,6 +413,19 @@ attempts_partial_of_node::result_type execute(op_context& c, const attempts_part
   return out;
 }
 
+nodes_with_partial::result_type execute(op_context& c, const nodes_with_partial& op) {
+  nodes_with_partial::result_type out;
+  // Keyset paging (never OFFSET: the set changes while it is paged). The EXISTS probe uses the
+  // (node_id, sync_state, created_at) index.
+  query(c.sql, "SELECT n.id FROM nodes n WHERE n.status = 'online' AND n.id > :after AND EXISTS "
+               "(SELECT 1 FROM node_task_attempts a WHERE a.node_id = n.id AND a.sync_state = 'partial') "
+               "ORDER BY n.id LIMIT :lim")
+    .bind("after", op.after_node_id)
+    .bind("lim", op.limit)
+    .each([&](const soci::row& r) { out.push_back(col_str(r, 0)); });
+  return out;
+}
+
 logs_get::result_type execute(op_context& c, const logs_get& op) {
   logs_get::result_type out;
   query(c.sql, "SELECT seq, " + c.d.ts("ts") + ", stream, line FROM attempt_logs "
@@ -430,32 +443,53 @@ logs_get::result_type execute(op_context& c, const logs_get& op) {
 
 mark_pending::result_type execute(op_context& c, const mark_pending& op) {
   mark_pending::result_type out;
+  bool by_limit = op.attempt_ids.empty() && op.limit > 0;
+  if (op.attempt_ids.empty() && !by_limit)
+    return out;
   bool found = false;
-  if (op.attempt_ids.empty() || node_epoch(c, op.node_id, found) != op.epoch || !found)
+  if (node_epoch(c, op.node_id, found) != op.epoch || !found)
     return out;
   // Rule 4: only `partial` attempts of this node are marked, so an attempt is never in two
   // live requests.
-  exec_in_chunks(c, "UPDATE node_task_attempts SET sync_state = 'pending_backfill', "
-                    "backfill_request_id = :r, sync_requested_at = :now, updated_at = :now2 "
-                    "WHERE node_id = :n AND sync_state = 'partial' AND id IN ",
-                 op.attempt_ids, [&](query& q) {
-                   q.bind("r", op.request_id).bind("now", c.now_text).bind("now2", c.now_text)
-                     .bind("n", op.node_id);
-                 });
+  const std::string update = "UPDATE node_task_attempts SET sync_state = 'pending_backfill', "
+                             "backfill_request_id = :r, sync_requested_at = :now, updated_at = :now2 "
+                             "WHERE node_id = :n AND sync_state = 'partial' AND id IN ";
+  auto bind = [&](query& q) {
+    q.bind("r", op.request_id).bind("now", c.now_text).bind("now2", c.now_text).bind("n", op.node_id);
+  };
+  if (by_limit) {
+    query q(c.sql, update + "(SELECT id FROM node_task_attempts WHERE node_id = :n2 AND "
+                            "sync_state = 'partial' ORDER BY created_at, id LIMIT :lim)");
+    bind(q);
+    q.bind("n2", op.node_id).bind("lim", op.limit).exec();
+  } else {
+    exec_in_chunks(c, update, op.attempt_ids, bind);
+  }
   struct counters {
+    std::string id;
     int64_t count, max_seq;
   };
-  std::map<std::string, counters> marked;
+  std::vector<counters> rows;
   query(c.sql, "SELECT id, log_count, log_max_seq FROM node_task_attempts "
-               "WHERE backfill_request_id = :r")
+               "WHERE backfill_request_id = :r ORDER BY created_at, id")
     .bind("r", op.request_id)
-    .each([&](const soci::row& r) { marked[col_str(r, 0)] = {col_int(r, 1), col_int(r, 2, -1)}; });
-  std::set<std::string> seen;
-  for (auto& id : op.attempt_ids) {
-    auto i = marked.find(id);
-    if (i == marked.end() || !seen.insert(id).second)
-      continue;
-    out.marked.push_back({id, contiguous_high_water(c, id, i->second.count, i->second.max_seq)});
+    .each([&](const soci::row& r) { rows.push_back({col_str(r, 0), col_int(r, 1), col_int(r, 2, -1)}); });
+  auto marked_entry = [&](const counters& m) {
+    return mark_pending::marked_attempt{m.id, contiguous_high_water(c, m.id, m.count, m.max_seq)};
+  };
+  if (by_limit) {
+    for (auto& m : rows)
+      out.marked.push_back(marked_entry(m));
+  } else {
+    std::map<std::string, const counters*> marked;
+    for (auto& m : rows)
+      marked[m.id] = &m;
+    std::set<std::string> seen;
+    for (auto& id : op.attempt_ids) {
+      auto i = marked.find(id);
+      if (i != marked.end() && seen.insert(id).second)
+        out.marked.push_back(marked_entry(*i->second));
+    }
   }
   if (!out.marked.empty())
     query(c.sql, "INSERT INTO jobs (id, type, status, node_id, attempt_count, created_at, started_at) "
@@ -574,7 +608,7 @@ reset_all_pending::result_type execute(op_context& c, const reset_all_pending&) 
                          .exec();
   out.jobs_abandoned = query(c.sql, "UPDATE jobs SET status = 'abandoned', finished_at = :now, "
                                     "error = 'coordinator restarted' "
-                                    "WHERE type = 'backfill' AND status IN ('queued', 'running')")
+                                    "WHERE type IN ('backfill', 'reconcile') AND status IN ('queued', 'running')")
                          .bind("now", c.now_text)
                          .exec();
   out.nodes_offlined = query(c.sql, "UPDATE nodes SET status = 'offline', disconnected_at = :now, "

@@ -232,6 +232,14 @@ struct attempts_partial_of_node {
   using result_type = std::vector<std::string>;
 };
 
+/// Online nodes that have `partial` attempts, by id after `after_node_id` (keyset paging for the
+/// periodic reconcile), at most `limit`.
+struct nodes_with_partial {
+  std::string after_node_id;
+  int64_t limit = 100;
+  using result_type = std::vector<std::string>;
+};
+
 /// Log lines of an attempt, by seq, after `after_seq` (keyset), at most `limit`.
 struct logs_get {
   std::string attempt_id;
@@ -250,12 +258,15 @@ struct mark_pending {
   std::string node_id;
   int64_t epoch = 0;
   std::vector<std::string> attempt_ids;
+  /// With no attempt_ids: mark up to `limit` of the node's oldest `partial` attempts (the
+  /// selection and the mark are one statement, so nothing changes in between).
+  int64_t limit = 0;
   struct marked_attempt {
     std::string attempt_id;
     int64_t logs_after = -1; // highest contiguous stored seq from 0; -1: none
   };
   struct result_type {
-    std::vector<marked_attempt> marked; // in the order of attempt_ids
+    std::vector<marked_attempt> marked; // in the order of attempt_ids (oldest first by limit)
   };
 };
 
@@ -310,7 +321,8 @@ struct reset_requests {
 };
 
 /// Startup recovery: no connection survives a restart, so every `pending_backfill` row goes back
-/// to `partial`, every open backfill job becomes `abandoned`, every online node goes offline.
+/// to `partial`, every open backfill or reconcile job becomes `abandoned`, every online node goes
+/// offline.
 struct reset_all_pending {
   struct result_type {
     int64_t attempts_reset = 0;
@@ -389,6 +401,7 @@ attempt_upsert::result_type execute(op_context&, const attempt_upsert&);
 logs_insert::result_type execute(op_context&, const logs_insert&);
 attempt_get::result_type execute(op_context&, const attempt_get&);
 attempts_partial_of_node::result_type execute(op_context&, const attempts_partial_of_node&);
+nodes_with_partial::result_type execute(op_context&, const nodes_with_partial&);
 logs_get::result_type execute(op_context&, const logs_get&);
 mark_pending::result_type execute(op_context&, const mark_pending&);
 apply_backfill::result_type execute(op_context&, const apply_backfill&);

@@ -41,7 +41,7 @@ std::string shorten(std::string_view s, std::size_t max = 300) {
 
 } // namespace
 
-node_client::node_client(uint16_t port, std::chrono::milliseconds bound) : port_(port) {
+node_client::node_client(uint16_t port, std::chrono::milliseconds bound) : aside_types(default_aside), port_(port) {
   auto deadline = clock::now() + bound;
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   BOOST_REQUIRE_MESSAGE(fd_ >= 0, "socket(): " << errno_text(errno));
@@ -84,7 +84,8 @@ node_client::~node_client() {
 }
 
 node_client::node_client(node_client&& other) noexcept
-    : fd_(other.fd_), port_(other.port_), in_(std::move(other.in_)), eof_(other.eof_) {
+    : aside_types(std::move(other.aside_types)), fd_(other.fd_), port_(other.port_), in_(std::move(other.in_)),
+      eof_(other.eof_), aside_(std::move(other.aside_)) {
   other.fd_ = -1;
 }
 
@@ -95,6 +96,8 @@ node_client& node_client::operator=(node_client&& other) noexcept {
     port_ = other.port_;
     in_ = std::move(other.in_);
     eof_ = other.eof_;
+    aside_types = std::move(other.aside_types);
+    aside_ = std::move(other.aside_);
     other.fd_ = -1;
   }
   return *this;
@@ -206,6 +209,10 @@ std::optional<nlohmann::json> node_client::take_frame() {
       BOOST_FAIL("the coordinator sent a line that is not a JSON object: " << shorten(*line));
     if (!j.contains("type") || !j["type"].is_string())
       BOOST_FAIL("the coordinator sent a frame without a string type: " << shorten(*line));
+    if (aside_types.count(j["type"].get<std::string>())) {
+      aside_.push_back(std::move(j));
+      continue;
+    }
     return j;
   }
 }

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <set>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -70,6 +72,13 @@ public:
   /// Closes our end now (the destructor does too).
   void close();
 
+  /// Frames of these types are not returned by read_frame/take_frame but kept in aside()
+  /// (tests of sessions, which do not answer backfill requests, set "backfill_request").
+  /// New clients start with `default_aside`.
+  std::set<std::string> aside_types;
+  static inline std::set<std::string> default_aside;
+  std::vector<nlohmann::json>& aside() { return aside_; }
+
 private:
   std::optional<std::string> take_line();
 
@@ -77,6 +86,7 @@ private:
   uint16_t port_ = 0;
   std::string in_;
   bool eof_ = false;
+  std::vector<nlohmann::json> aside_;
 };
 
 } // namespace nodecoord::test

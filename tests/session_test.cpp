@@ -513,7 +513,7 @@ BOOST_FIXTURE_TEST_CASE(node_up_and_down_for_every_session_epoch, session_fixtur
   std::vector<std::string> events;
   while (!sub->mailbox().empty())
     sub->receive(
-      [&](node_up_atom, const std::string& id, int64_t epoch) {
+      [&](node_up_atom, const std::string& id, int64_t epoch, const caf::actor&) {
         BOOST_TEST(id == n.id);
         events.push_back("up " + std::to_string(epoch));
       },

@@ -134,6 +134,13 @@ std::ostream& operator<<(std::ostream& os, const node_row& r) {
             << " disabled_at=" << r.disabled_at << "}";
 }
 
+/// These tests are about sessions: the backfill requests the daemon sends after a welcome
+/// (issue 4) are set aside, not answered (backfill_e2e_test covers them).
+struct aside_backfill_requests {
+  aside_backfill_requests() { node_client::default_aside = {"backfill_request"}; }
+};
+BOOST_TEST_GLOBAL_FIXTURE(aside_backfill_requests);
+
 /// Server settings of a test's configuration; a test overrides what it needs.
 using settings = std::map<std::string, std::string>;
 

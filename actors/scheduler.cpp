@@ -1,0 +1,265 @@
+#include "actors/scheduler.hpp"
+
+#include "backfill/pacer.hpp"
+#include "common/ids.hpp"
+#include "common/log.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include <deque>
+#include <memory>
+#include <random>
+#include <unordered_map>
+
+namespace nodecoord {
+
+namespace {
+
+struct scheduler_state {
+  static inline const char* name = "scheduler";
+
+  scheduler_options opts;
+  std::unordered_map<std::string, int64_t> connected; // node_id -> current epoch
+  std::deque<std::pair<std::string, int64_t>> reconnect_queue;
+  std::unique_ptr<backfill::pacer> pacer;
+  bool pace_armed = false;
+  scheduler_status counters;
+
+  // The reconcile pass in progress, if any.
+  bool reconciling = false;
+  reconcile_report pass;
+  size_t pass_outstanding = 0;
+  std::vector<caf::typed_response_promise<reconcile_report>> pass_waiters;
+};
+
+using self_ptr = scheduler_actor::stateful_pointer<scheduler_state>;
+
+void arm_pace(self_ptr self) {
+  auto& st = self->state;
+  if (st.pace_armed || st.reconnect_queue.empty())
+    return;
+  st.pace_armed = true;
+  auto now = self->clock().now();
+  auto at = st.pacer->next(now);
+  self->delayed_send(self, at - now, pace_atom::value);
+}
+
+void log_order(const char* trigger, const std::string& node_id, const order_result& r) {
+  if (r.status == order_status::requested || r.status == order_status::nothing_to_mark)
+    return; // the tracker logs requests
+  log::debug("backfill not requested", {{"trigger", trigger}, {"node_id", node_id},
+                                        {"status", to_string(r.status)}, {"why", r.message}});
+}
+
+// --- reconcile -------------------------------------------------------------------------------
+
+std::string pass_detail(const reconcile_report& r) {
+  return "{\"pages\":" + std::to_string(r.pages) + ",\"nodes\":" + std::to_string(r.nodes)
+         + ",\"requested\":" + std::to_string(r.requested) + ",\"attempts\":" + std::to_string(r.attempts)
+         + ",\"busy\":" + std::to_string(r.busy) + "}";
+}
+
+void finish_pass(self_ptr self, std::string error) {
+  auto& st = self->state;
+  st.pass.error = std::move(error);
+  auto report = st.pass;
+  st.reconciling = false;
+  ++st.counters.reconcile_passes;
+  auto waiters = std::move(st.pass_waiters);
+  st.pass_waiters.clear();
+  storage::job_update done{report.job_id, report.error.empty() ? "succeeded" : "failed", pass_detail(report),
+                           report.error};
+  self->request(st.opts.storage, caf::infinite, std::move(done))
+    .then([](const storage::job_update::result_type&) {},
+          [](caf::error& e) { log::warn("reconcile job not recorded", {{"error", to_string(e)}}); });
+  if (report.error.empty())
+    log::info("reconcile done", {{"job", report.job_id}, {"nodes", report.nodes},
+                                 {"requested", report.requested}, {"attempts", report.attempts},
+                                 {"busy", report.busy}});
+  else
+    log::warn("reconcile failed", {{"job", report.job_id}, {"error", report.error}});
+  for (auto& w : waiters)
+    w.deliver(report);
+}
+
+void reconcile_page(self_ptr self, std::string after);
+
+void page_done(self_ptr self, size_t page_len, std::string last) {
+  if (page_len < self->state.opts.page_size)
+    finish_pass(self, "");
+  else
+    reconcile_page(self, std::move(last));
+}
+
+void reconcile_page(self_ptr self, std::string after) {
+  auto& st = self->state;
+  self->request(st.opts.storage, caf::infinite,
+                storage::nodes_with_partial{std::move(after), static_cast<int64_t>(st.opts.page_size)})
+    .then(
+      [=](const storage::nodes_with_partial::result_type& ids) {
+        auto& cur = self->state;
+        ++cur.pass.pages;
+        if (ids.empty()) {
+          finish_pass(self, "");
+          return;
+        }
+        auto len = ids.size();
+        auto last = ids.back();
+        cur.pass_outstanding = 0;
+        for (auto& id : ids) {
+          auto c = cur.connected.find(id);
+          if (c == cur.connected.end())
+            continue; // online in the table but not here (another instance, or just gone)
+          ++cur.pass.nodes;
+          ++cur.pass_outstanding;
+          self->request(cur.opts.tracker, caf::infinite, backfill_order{id, c->second, {}, cur.opts.batch_size, "reconcile"})
+            .then(
+              [=](const order_result& r) {
+                auto& now_st = self->state;
+                if (r.status == order_status::requested) {
+                  ++now_st.pass.requested;
+                  now_st.pass.attempts += static_cast<uint64_t>(r.attempts);
+                } else if (r.status == order_status::busy) {
+                  ++now_st.pass.busy;
+                }
+                log_order("reconcile", id, r);
+                if (--now_st.pass_outstanding == 0)
+                  page_done(self, len, last);
+              },
+              [=](caf::error& e) {
+                log::warn("reconcile order failed", {{"node_id", id}, {"error", to_string(e)}});
+                if (--self->state.pass_outstanding == 0)
+                  page_done(self, len, last);
+              });
+        }
+        // The next page is read only when this one's requests are placed: the pass paces itself.
+        if (cur.pass_outstanding == 0)
+          page_done(self, len, last);
+      },
+      [=](caf::error& e) { finish_pass(self, "storage: " + to_string(e)); });
+}
+
+void start_pass(self_ptr self) {
+  auto& st = self->state;
+  if (st.reconciling)
+    return;
+  st.reconciling = true;
+  st.pass = reconcile_report{};
+  st.pass.job_id = new_uuid();
+  // Overdue requests first, so their attempts can be asked for again in this pass.
+  self->send(st.opts.tracker, expire_atom::value);
+  storage::job_record job;
+  job.id = st.pass.job_id;
+  job.type = "reconcile";
+  job.status = "running";
+  self->request(st.opts.storage, caf::infinite, storage::job_insert{job})
+    .then([=](const storage::job_insert::result_type&) { reconcile_page(self, ""); },
+          [=](caf::error& e) { finish_pass(self, "storage: " + to_string(e)); });
+}
+
+scheduler_actor::behavior_type scheduler_impl(self_ptr self, scheduler_options opts) {
+  auto& st = self->state;
+  st.opts = std::move(opts);
+  auto seed = st.opts.seed ? st.opts.seed : std::random_device{}();
+  st.pacer = std::make_unique<backfill::pacer>(st.opts.reconnect_rate, seed);
+  self->delayed_send(self, st.opts.reconcile_interval, tick_atom::value);
+  return {
+    [=](backfill_atom, const std::string& attempt_id) {
+      auto rp = self->make_response_promise<order_result>();
+      self->request(self->state.opts.storage, caf::infinite, storage::attempt_get{attempt_id})
+        .then(
+          [=](const storage::attempt_get::result_type& a) mutable {
+            auto& cur = self->state;
+            if (!a.found) {
+              rp.deliver(order_result{order_status::not_found, "", 0, "no attempt " + attempt_id});
+              return;
+            }
+            if (a.attempt.sync_state != "partial") {
+              auto why = "the attempt is " + a.attempt.sync_state;
+              if (!a.attempt.backfill_request_id.empty())
+                why += " (request " + a.attempt.backfill_request_id + ")";
+              rp.deliver(order_result{order_status::not_partial, a.attempt.backfill_request_id, 0, why});
+              return;
+            }
+            auto c = cur.connected.find(a.attempt.node_id);
+            if (c == cur.connected.end()) {
+              rp.deliver(order_result{order_status::offline, "", 0, "the attempt's node is not connected"});
+              return;
+            }
+            ++cur.counters.on_demand_requests;
+            self->request(cur.opts.tracker, caf::infinite,
+                          backfill_order{a.attempt.node_id, c->second, {attempt_id}, 0, "on_demand"})
+              .then([=](const order_result& r) mutable { rp.deliver(r); },
+                    [=](caf::error& e) mutable {
+                      rp.deliver(order_result{order_status::error, "", 0, to_string(e)});
+                    });
+          },
+          [=](caf::error& e) mutable { rp.deliver(order_result{order_status::error, "", 0, to_string(e)}); });
+      return rp;
+    },
+    [=](reconcile_atom) {
+      auto rp = self->make_response_promise<reconcile_report>();
+      self->state.pass_waiters.push_back(rp);
+      start_pass(self);
+      return rp;
+    },
+    [=](tick_atom) {
+      self->delayed_send(self, self->state.opts.reconcile_interval, tick_atom::value);
+      start_pass(self);
+    },
+    [=](node_up_atom, const std::string& node_id, int64_t epoch, const caf::actor&) {
+      auto& cur = self->state;
+      auto& e = cur.connected[node_id];
+      if (e > epoch)
+        return;
+      e = epoch;
+      cur.reconnect_queue.emplace_back(node_id, epoch);
+      arm_pace(self);
+    },
+    [=](node_down_atom, const std::string& node_id, int64_t epoch, const std::string&) {
+      auto& cur = self->state;
+      auto c = cur.connected.find(node_id);
+      if (c != cur.connected.end() && c->second == epoch)
+        cur.connected.erase(c);
+    },
+    [=](pace_atom) {
+      auto& cur = self->state;
+      cur.pace_armed = false;
+      // Sessions that ended while queued are skipped without using a slot.
+      while (!cur.reconnect_queue.empty()) {
+        auto [node_id, epoch] = std::move(cur.reconnect_queue.front());
+        cur.reconnect_queue.pop_front();
+        auto c = cur.connected.find(node_id);
+        if (c == cur.connected.end() || c->second != epoch)
+          continue;
+        ++cur.counters.reconnect_requests;
+        self->request(cur.opts.tracker, caf::infinite,
+                      backfill_order{node_id, epoch, {}, cur.opts.batch_size, "reconnect"})
+          .then([=](const order_result& r) { log_order("reconnect", node_id, r); },
+                [=](caf::error& e) {
+                  log::warn("reconnect order failed", {{"node_id", node_id}, {"error", to_string(e)}});
+                });
+        break;
+      }
+      arm_pace(self);
+    },
+    [=](caf::get_atom) {
+      auto& cur = self->state;
+      auto out = cur.counters;
+      out.connected = cur.connected.size();
+      out.reconnect_queue = cur.reconnect_queue.size();
+      return out;
+    },
+  };
+}
+
+} // namespace
+
+scheduler_actor spawn_scheduler(caf::actor_system& sys, scheduler_options opts) {
+  return sys.spawn(scheduler_impl, std::move(opts));
+}
+
+} // namespace nodecoord

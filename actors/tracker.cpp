@@ -1,0 +1,297 @@
+#include "actors/tracker.hpp"
+
+#include "backfill/request_book.hpp"
+#include "common/ids.hpp"
+#include "common/log.hpp"
+#include "protocol/codec.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include <optional>
+#include <set>
+#include <unordered_map>
+
+namespace nodecoord {
+
+const char* to_string(order_status s) {
+  switch (s) {
+    case order_status::requested: return "requested";
+    case order_status::nothing_to_mark: return "nothing_to_mark";
+    case order_status::offline: return "offline";
+    case order_status::busy: return "busy";
+    case order_status::stopping: return "stopping";
+    case order_status::not_found: return "not_found";
+    case order_status::not_partial: return "not_partial";
+    case order_status::error: return "error";
+  }
+  return "?";
+}
+
+namespace {
+
+// How soon a reset that storage refused is tried again.
+constexpr auto reset_retry = std::chrono::seconds(1);
+
+struct tracker_state {
+  static inline const char* name = "tracker";
+
+  struct session {
+    int64_t epoch = 0;
+    caf::actor handle;
+  };
+
+  tracker_options opts;
+  backfill::request_book book;
+  std::unordered_map<std::string, session> sessions; // node_id -> its current session
+  std::optional<backfill::time_point> timer_at;       // the pending expire timer
+  // Resets storage refused: every pending row must get back to partial, so they are retried.
+  std::vector<storage::reset_requests> unreset;
+  bool stopping = false;
+  tracker_status counters;
+};
+
+using self_ptr = tracker_actor::stateful_pointer<tracker_state>;
+
+backfill::time_point now_of(self_ptr self) { return self->clock().now(); }
+
+void arm_timer(self_ptr self, backfill::time_point at) {
+  auto& st = self->state;
+  if (st.timer_at && *st.timer_at <= at)
+    return;
+  st.timer_at = at;
+  auto now = now_of(self);
+  self->delayed_send(self, at > now ? at - now : caf::timespan{0}, expire_atom::value);
+}
+
+void arm_deadline_timer(self_ptr self) {
+  if (auto next = self->state.book.next_deadline())
+    arm_timer(self, *next);
+}
+
+void send_reset(self_ptr self, storage::reset_requests op) {
+  auto count = op.request_ids.size();
+  self->request(self->state.opts.storage, caf::infinite, op)
+    .then(
+      [=](const storage::reset_requests::result_type& r) {
+        log::info("backfill requests reset", {{"requests", count},
+                                              {"attempts", r.attempts_reset},
+                                              {"job_status", op.job_status},
+                                              {"reason", op.reason}});
+      },
+      [=](caf::error& e) {
+        // Rows stay pending_backfill until this succeeds: keep trying (lessons.md: nothing may
+        // stay pending without a live request).
+        log::error("backfill reset failed; will retry",
+                   {{"requests", count}, {"reason", op.reason}, {"error", to_string(e)}});
+        self->state.unreset.push_back(op);
+        arm_timer(self, now_of(self) + reset_retry);
+      });
+}
+
+/// Ends requests without an answer: their attempts go back to partial in one operation.
+void reset(self_ptr self, const std::vector<backfill::request>& requests, const std::string& job_status,
+           const std::string& reason) {
+  if (requests.empty())
+    return;
+  storage::reset_requests op;
+  op.job_status = job_status;
+  op.reason = reason;
+  for (auto& r : requests) {
+    op.request_ids.push_back(r.id);
+    log::debug("backfill request ended", {{"node_id", r.node_id}, {"epoch", r.epoch}, {"request", r.id},
+                                          {"status", job_status}, {"reason", reason}});
+  }
+  send_reset(self, std::move(op));
+}
+
+/// Marks, then hands the request to the session. The answer goes out once that is done.
+void place_order(self_ptr self, caf::typed_response_promise<order_result> rp, backfill_order order) {
+  auto& st = self->state;
+  if (st.stopping) {
+    rp.deliver(order_result{order_status::stopping, "", 0, "the coordinator is shutting down"});
+    return;
+  }
+  auto s = st.sessions.find(order.node_id);
+  if (s == st.sessions.end() || (order.epoch != 0 && order.epoch != s->second.epoch)) {
+    rp.deliver(order_result{order_status::offline, "", 0, "the node is not connected"});
+    return;
+  }
+  auto epoch = s->second.epoch;
+  if (st.book.inflight(order.node_id, epoch) >= st.opts.max_inflight_per_node) {
+    rp.deliver(order_result{order_status::busy, "", 0,
+                            "max_inflight_per_node requests are in flight for this node"});
+    return;
+  }
+  auto id = st.opts.new_request_id ? st.opts.new_request_id() : new_uuid();
+  backfill::request r;
+  r.id = id;
+  r.node_id = order.node_id;
+  r.epoch = epoch;
+  r.trigger = order.trigger;
+  if (!st.book.open(r)) {
+    rp.deliver(order_result{order_status::error, "", 0, "request id collision"});
+    return;
+  }
+  storage::mark_pending op{id, order.node_id, epoch, std::move(order.attempt_ids), order.limit};
+  self->request(st.opts.storage, caf::infinite, std::move(op))
+    .then(
+      [=](const storage::mark_pending::result_type& m) mutable {
+        auto& cur = self->state;
+        if (!cur.book.find(id)) {
+          // The session ended while marking; its reset was queued after this mark.
+          rp.deliver(order_result{order_status::offline, id, 0, "the session ended"});
+          return;
+        }
+        if (m.marked.empty()) {
+          cur.book.close(id);
+          rp.deliver(order_result{order_status::nothing_to_mark, "", 0, "no partial attempt to request"});
+          return;
+        }
+        std::vector<std::string> ids;
+        std::vector<std::pair<std::string, int64_t>> logs_after;
+        for (auto& a : m.marked) {
+          ids.push_back(a.attempt_id);
+          if (a.logs_after >= 0)
+            logs_after.emplace_back(a.attempt_id, a.logs_after);
+        }
+        auto line = protocol::encode_backfill_request(id, ids, logs_after);
+        auto count = static_cast<int64_t>(ids.size());
+        auto& req = *cur.book.find(id);
+        auto node_id = req.node_id;
+        auto req_epoch = req.epoch;
+        auto trigger = req.trigger;
+        cur.book.sent(id, std::move(ids), now_of(self), cur.opts.request_timeout);
+        arm_deadline_timer(self);
+        ++cur.counters.requested;
+        // The session is known: a request lives only while its session does.
+        caf::anon_send(cur.sessions.at(node_id).handle, backfill_atom::value, id, node_id, req_epoch, line);
+        log::info("backfill requested", {{"node_id", node_id}, {"epoch", req_epoch}, {"request", id},
+                                         {"attempts", count}, {"trigger", trigger}});
+        rp.deliver(order_result{order_status::requested, id, count, ""});
+      },
+      [=](caf::error& e) mutable {
+        // The mark's transaction was rolled back: nothing is pending under this id.
+        self->state.book.close(id);
+        log::error("backfill mark failed", {{"request", id}, {"error", to_string(e)}});
+        rp.deliver(order_result{order_status::error, "", 0, "storage: " + to_string(e)});
+      });
+}
+
+bool handle_response(self_ptr self, const std::string& node_id, int64_t epoch, const std::string& request_id,
+                     std::vector<storage::backfill_item> items) {
+  auto& st = self->state;
+  backfill::request r;
+  auto check = st.book.answer(request_id, node_id, epoch, &r);
+  if (check != backfill::answer_check::accepted) {
+    ++st.counters.refused;
+    log::info("backfill response refused", {{"node_id", node_id}, {"epoch", epoch}, {"request", request_id},
+                                            {"why", backfill::to_string(check)}});
+    return false;
+  }
+  storage::apply_backfill op{request_id, node_id, epoch, std::move(items), st.opts.max_failures};
+  self->request(st.opts.storage, caf::infinite, std::move(op))
+    .then(
+      [=](const storage::apply_backfill::result_type& res) {
+        auto& c = self->state.counters;
+        ++c.answered;
+        c.completed += static_cast<uint64_t>(res.completed);
+        c.reset += static_cast<uint64_t>(res.reset);
+        c.failed += static_cast<uint64_t>(res.failed);
+        log::info("backfill response applied",
+                  {{"node_id", node_id}, {"epoch", epoch}, {"request", request_id}, {"completed", res.completed},
+                   {"reset", res.reset}, {"failed", res.failed}, {"stale", res.stale}, {"job", res.job_status}});
+      },
+      [=](caf::error& e) {
+        // The response could not be applied: its attempts must not stay pending.
+        log::error("backfill response not applied", {{"request", request_id}, {"error", to_string(e)}});
+        send_reset(self, storage::reset_requests{{request_id}, "failed", "response not applied: " + to_string(e)});
+      });
+  return true;
+}
+
+tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
+  self->state.opts = std::move(opts);
+  return {
+    [=](backfill_order& order) {
+      auto rp = self->make_response_promise<order_result>();
+      place_order(self, rp, std::move(order));
+      return rp;
+    },
+    [=](response_atom, const std::string& node_id, int64_t epoch, const std::string& request_id,
+        std::vector<storage::backfill_item>& items) {
+      return handle_response(self, node_id, epoch, request_id, std::move(items));
+    },
+    [=](sendfail_atom, const std::string& request_id, const std::string& node_id, int64_t epoch) {
+      // lessons.md "mark then fail to send": a request the node never got is reset at once.
+      auto& st = self->state;
+      auto* r = st.book.find(request_id);
+      if (!r || r->node_id != node_id || r->epoch != epoch)
+        return;
+      auto taken = st.book.close(request_id);
+      ++st.counters.send_failures;
+      reset(self, {*taken}, "cancelled", "send failed");
+    },
+    [=](node_up_atom, const std::string& node_id, int64_t epoch, caf::actor session) {
+      auto& st = self->state;
+      auto& s = st.sessions[node_id];
+      if (s.epoch > epoch)
+        return; // an older session's news
+      s = {epoch, std::move(session)};
+      // Requests of older sessions can no longer be answered (their responses are refused).
+      auto older = st.book.take_older(node_id, epoch);
+      st.counters.cancelled += older.size();
+      reset(self, older, "cancelled", "superseded");
+    },
+    [=](node_down_atom, const std::string& node_id, int64_t epoch, const std::string& reason) {
+      auto& st = self->state;
+      auto taken = st.book.take_session(node_id, epoch);
+      st.counters.cancelled += taken.size();
+      reset(self, taken, "cancelled", "session ended: " + reason);
+      auto s = st.sessions.find(node_id);
+      if (s != st.sessions.end() && s->second.epoch == epoch)
+        st.sessions.erase(s);
+    },
+    [=](expire_atom) {
+      auto& st = self->state;
+      auto now = now_of(self);
+      if (st.timer_at && *st.timer_at <= now)
+        st.timer_at.reset();
+      auto expired = st.book.take_expired(now);
+      st.counters.expired += expired.size();
+      reset(self, expired, "expired", "no response within request_timeout");
+      auto retry = std::move(st.unreset);
+      st.unreset.clear();
+      for (auto& op : retry)
+        send_reset(self, std::move(op));
+      arm_deadline_timer(self);
+    },
+    [=](shutdown_atom) {
+      auto& st = self->state;
+      st.stopping = true;
+      // Everything received so far was sent to storage before this reset, so a response that
+      // arrived first is applied first.
+      auto all = st.book.take_all();
+      st.counters.cancelled += all.size();
+      reset(self, all, "cancelled", "shutdown");
+      return static_cast<uint64_t>(all.size());
+    },
+    [=](caf::get_atom) {
+      auto& st = self->state;
+      tracker_status out = st.counters;
+      for (auto& [id, r] : st.book.all())
+        out.requests.push_back({id, r.node_id, r.epoch, r.trigger, r.sent, r.attempt_ids.size()});
+      return out;
+    },
+  };
+}
+
+} // namespace
+
+tracker_actor spawn_tracker(caf::actor_system& sys, tracker_options opts) {
+  return sys.spawn(tracker_impl, std::move(opts));
+}
+
+} // namespace nodecoord

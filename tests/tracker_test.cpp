@@ -1,0 +1,643 @@
+// The tracker and the scheduler under CAF's deterministic scheduler: simulated time, no sleeps,
+// no sockets. The storage actor runs on a real database (each case on SQLite and PostgreSQL);
+// node sessions are played by small fake actors that record the backfill_request frames they
+// are given. Every case asserts the final rows (DESIGN §3 rules, lessons.md).
+#define BOOST_TEST_MODULE tracker_test
+#include <boost/test/unit_test.hpp>
+
+#include "actors/scheduler.hpp"
+#include "actors/storage.hpp"
+#include "actors/tracker.hpp"
+#include "common/api_key.hpp"
+#include "common/ids.hpp"
+#include "common/log.hpp"
+#include "test_db.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+
+using namespace nodecoord;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+namespace nodecoord {
+inline std::ostream& operator<<(std::ostream& os, order_status s) { return os << to_string(s); }
+} // namespace nodecoord
+
+namespace {
+
+/// Warnings and errors only: a failing case prints what went wrong, not every request.
+struct quiet_log {
+  quiet_log() { log::set_level(log::level::warn); }
+};
+BOOST_TEST_GLOBAL_FIXTURE(quiet_log);
+
+/// What a fake session saw.
+struct session_log {
+  std::vector<json> requests; // backfill_request frames, in order
+  bool fail_sends = false;    // behave like a session that cannot write (closing, slow consumer)
+};
+
+/// Plays a node_session towards the tracker: takes backfill_request frames, or reports that it
+/// could not send them.
+caf::behavior fake_session(caf::event_based_actor* self, std::shared_ptr<session_log> log, tracker_actor tracker,
+                           std::string node_id, int64_t epoch) {
+  return {
+    [=](backfill_atom, const std::string& rid, const std::string& nid, int64_t ep, const std::string& line) {
+      if (log->fail_sends || nid != node_id || ep != epoch) {
+        self->send(tracker, sendfail_atom::value, rid, nid, ep);
+        return;
+      }
+      log->requests.push_back(json::parse(line));
+    },
+  };
+}
+
+storage::backfill_item ok(const std::string& id, int64_t log_count) { return {id, true, log_count, ""}; }
+storage::backfill_item not_ok(const std::string& id, std::string error = "not found") {
+  return {id, false, 0, std::move(error)};
+}
+
+struct fixture {
+  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.set("logger.verbosity", caf::atom("quiet"));
+    return cfg;
+  }
+
+  struct node {
+    std::string id, name;
+    int64_t epoch = 0;
+    caf::actor session;
+    std::shared_ptr<session_log> log;
+  };
+
+  explicit fixture(storage::backend b, tracker_options to = {}, std::optional<scheduler_options> so = {})
+    : t(b), sys(init(cfg)), self(sys, true), sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {
+    storage = spawn_storage(sys, storage_options{t.parsed_url(), 100, 100ms, 1s, t.clock.fn(), {}}, false);
+    auto rh = self->request(storage, caf::infinite, startup_atom::value);
+    run();
+    rh.receive([](const startup_report&) {}, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    to.storage = storage;
+    tracker = spawn_tracker(sys, to);
+    if (so) {
+      so->storage = storage;
+      so->tracker = tracker;
+      if (!so->seed)
+        so->seed = 1;
+      scheduler = spawn_scheduler(sys, *so);
+    }
+    run();
+  }
+
+  ~fixture() {
+    caf::anon_send_exit(tracker, caf::exit_reason::user_shutdown);
+    if (scheduler)
+      caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
+    for (auto& s : sessions)
+      caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(storage, caf::exit_reason::user_shutdown);
+    run();
+  }
+
+  /// Runs every actor until nothing is left to do (timers excepted).
+  void run() {
+    while (sched.try_run_once())
+      ;
+  }
+
+  /// Moves simulated time forward, firing what comes due.
+  void advance(caf::timespan d) {
+    sched.clock().advance_time(d);
+    run();
+  }
+
+  node add_node(const std::string& name) {
+    auto k = generate_api_key();
+    auto r = t.run(storage::node_create{name, "", k.key_id, k.key_hash});
+    BOOST_REQUIRE(r.created);
+    return {r.node.id, name, 0, {}, {}};
+  }
+
+  /// A new session of `n` (epoch compare-and-set in the table, as the registry does), announced
+  /// to the tracker and the scheduler as the registry would.
+  void connect(node& n) {
+    auto r = t.run(storage::node_begin_session{n.id, n.epoch, ""});
+    BOOST_REQUIRE(r.ok);
+    n.epoch = r.epoch;
+    n.log = std::make_shared<session_log>();
+    n.session = sys.spawn(fake_session, n.log, tracker, n.id, n.epoch);
+    sessions.push_back(n.session);
+    caf::anon_send(tracker, node_up_atom::value, n.id, n.epoch, n.session);
+    if (scheduler)
+      caf::anon_send(scheduler, node_up_atom::value, n.id, n.epoch, n.session);
+    run();
+  }
+
+  void disconnect(const node& n, int64_t epoch = 0, const std::string& reason = "socket_closed") {
+    auto e = epoch ? epoch : n.epoch;
+    caf::anon_send(tracker, node_down_atom::value, n.id, e, reason);
+    if (scheduler)
+      caf::anon_send(scheduler, node_down_atom::value, n.id, e, reason);
+    run();
+  }
+
+  /// An attempt of `n` with log lines 0..logs-1 stored.
+  std::string attempt(const node& n, int64_t logs = 0) {
+    auto id = new_uuid();
+    BOOST_REQUIRE(t.run(storage::attempt_upsert{n.id, id, "task-" + id.substr(0, 4), "succeeded", "", "", "{}"}).status
+                  == storage::write_status::ok);
+    add_logs(n, id, 0, logs);
+    t.clock.advance(1ms); // distinct created_at: "oldest first" is well defined
+    return id;
+  }
+
+  void add_logs(const node& n, const std::string& id, int64_t from, int64_t to) {
+    if (to <= from)
+      return;
+    storage::logs_insert op{n.id, id, {}};
+    for (auto s = from; s < to; ++s)
+      op.entries.push_back({s, "2026-01-09T12:00:00.000Z", "stdout", "line " + std::to_string(s)});
+    BOOST_REQUIRE(t.run(op).status == storage::write_status::ok);
+  }
+
+  order_result order(const node& n, std::vector<std::string> ids, int64_t limit = 0, int64_t epoch = 0) {
+    order_result out;
+    auto rh = self->request(tracker, caf::infinite, backfill_order{n.id, epoch, std::move(ids), limit, "test"});
+    run();
+    rh.receive([&](order_result& r) { out = std::move(r); }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    return out;
+  }
+
+  /// Sends a backfill_response as the session (node_id, epoch) would; true if the tracker knew it.
+  bool respond(const std::string& node_id, int64_t epoch, const std::string& rid,
+               std::vector<storage::backfill_item> items) {
+    bool known = false;
+    auto rh = self->request(tracker, caf::infinite, response_atom::value, node_id, epoch, rid, std::move(items));
+    run();
+    rh.receive([&](bool k) { known = k; }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    return known;
+  }
+  bool respond(const node& n, const std::string& rid, std::vector<storage::backfill_item> items) {
+    return respond(n.id, n.epoch, rid, std::move(items));
+  }
+
+  storage::attempt_record row(const std::string& id) {
+    auto r = t.run(storage::attempt_get{id});
+    BOOST_REQUIRE(r.found);
+    return r.attempt;
+  }
+
+  std::optional<storage::job_record> job(const std::string& id) {
+    for (auto& j : t.run(storage::job_query{}))
+      if (j.id == id)
+        return j;
+    return std::nullopt;
+  }
+
+  int64_t count_jobs(const std::string& type) {
+    int64_t n = 0;
+    for (auto& j : t.run(storage::job_query{{}, {type}, "", "", "", 100000}))
+      n += j.type == type;
+    return n;
+  }
+
+  int64_t pending_rows() {
+    int64_t n = 0;
+    for (auto& [state, c] : t.run(storage::count_summary{}).attempts_by_sync_state)
+      if (state == "pending_backfill")
+        n = c;
+    return n;
+  }
+
+  tracker_status status() {
+    tracker_status out;
+    auto rh = self->request(tracker, caf::infinite, caf::get_atom::value);
+    run();
+    rh.receive([&](tracker_status& s) { out = std::move(s); }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    return out;
+  }
+
+  test::test_database t;
+  caf::actor_system_config cfg;
+  caf::actor_system sys;
+  caf::scoped_actor self;
+  caf::scheduler::test_coordinator& sched;
+  storage_actor storage;
+  tracker_actor tracker;
+  scheduler_actor scheduler;
+  std::vector<caf::actor> sessions;
+};
+
+tracker_options opts(uint32_t max_failures = 5, uint32_t max_inflight = 2, std::chrono::milliseconds timeout = 60s) {
+  tracker_options o;
+  o.max_failures = max_failures;
+  o.max_inflight_per_node = max_inflight;
+  o.request_timeout = timeout;
+  return o;
+}
+
+/// The attempt ids of a backfill_request frame.
+std::vector<std::string> ids_of(const json& frame) { return frame.at("attempt_ids").get<std::vector<std::string>>(); }
+
+} // namespace
+
+/// One test body, run on SQLite (NAME_sqlite) and PostgreSQL (NAME_postgresql).
+#define TRACKER_CASE(name)                                                                       \
+  static void name##_body(::nodecoord::storage::backend b);                                      \
+  BOOST_AUTO_TEST_CASE(name##_sqlite) { name##_body(::nodecoord::storage::backend::sqlite); }    \
+  BOOST_AUTO_TEST_CASE(name##_postgresql) { name##_body(::nodecoord::storage::backend::postgresql); } \
+  static void name##_body(::nodecoord::storage::backend b)
+
+TRACKER_CASE(a_request_marks_sends_and_a_response_completes) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a1 = f.attempt(n, 3);
+  auto a2 = f.attempt(n, 0);
+  auto r = f.order(n, {}, 10);
+  BOOST_TEST_REQUIRE(r.status == order_status::requested, r.message);
+  BOOST_TEST(r.attempts == 2);
+  BOOST_TEST_REQUIRE(n.log->requests.size() == 1u);
+  auto frame = n.log->requests[0];
+  BOOST_TEST(frame["type"] == "backfill_request");
+  BOOST_TEST(frame["request_id"] == r.request_id);
+  BOOST_TEST((ids_of(frame) == std::vector<std::string>{a1, a2}), "oldest first");
+  BOOST_TEST(frame["logs_after"][a1] == 2, "the highest contiguous stored seq");
+  BOOST_TEST(!frame["logs_after"].contains(a2), "nothing stored: no logs_after");
+  BOOST_TEST(f.row(a1).sync_state == "pending_backfill");
+  BOOST_TEST(f.row(a1).backfill_request_id == r.request_id);
+  auto j = f.job(r.request_id);
+  BOOST_TEST_REQUIRE(j.has_value());
+  BOOST_TEST(j->type == "backfill");
+  BOOST_TEST(j->status == "running");
+  BOOST_TEST(j->node_id == n.id);
+  BOOST_TEST(j->attempt_count == 2);
+  BOOST_TEST(f.status().requests.size() == 1u);
+
+  f.add_logs(n, a2, 0, 2); // the node resends, then answers
+  BOOST_TEST(f.respond(n, r.request_id, {ok(a1, 3), ok(a2, 2)}));
+  BOOST_TEST(f.row(a1).sync_state == "complete");
+  BOOST_TEST(f.row(a2).sync_state == "complete");
+  BOOST_TEST(f.row(a1).backfill_request_id.empty());
+  BOOST_TEST(!f.row(a1).last_full_sync_at.empty());
+  BOOST_TEST(f.job(r.request_id)->status == "succeeded");
+  BOOST_TEST(f.status().requests.empty());
+  BOOST_TEST(f.status().completed == 2u);
+}
+
+TRACKER_CASE(response_then_disconnect_keeps_the_completion) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a = f.attempt(n, 2);
+  auto r = f.order(n, {a});
+  BOOST_TEST_REQUIRE(r.status == order_status::requested);
+  // Both in the tracker's mailbox before it runs: the response came first, so it is applied
+  // first, and the disconnect finds nothing left to reset.
+  auto rh = f.self->request(f.tracker, caf::infinite, response_atom::value, n.id, n.epoch, r.request_id,
+                            std::vector<storage::backfill_item>{ok(a, 2)});
+  caf::anon_send(f.tracker, node_down_atom::value, n.id, n.epoch, std::string("socket_closed"));
+  f.run();
+  rh.receive([](bool known) { BOOST_TEST(known); }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  BOOST_TEST(f.row(a).sync_state == "complete");
+  BOOST_TEST(f.job(r.request_id)->status == "succeeded");
+  BOOST_TEST(f.pending_rows() == 0);
+}
+
+TRACKER_CASE(disconnect_then_late_response_changes_nothing) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a = f.attempt(n, 2);
+  auto r = f.order(n, {a});
+  BOOST_TEST_REQUIRE(r.status == order_status::requested);
+  f.disconnect(n);
+  BOOST_TEST(f.row(a).sync_state == "partial");
+  BOOST_TEST(f.row(a).backfill_failures == 0, "a disconnect is not the attempt's failure");
+  auto j = f.job(r.request_id);
+  BOOST_TEST(j->status == "cancelled");
+  BOOST_TEST(j->error == "session ended: socket_closed");
+  auto before = f.t.dump();
+  BOOST_TEST(!f.respond(n, r.request_id, {ok(a, 2)}), "unknown_request");
+  BOOST_TEST(f.t.dump() == before, "a late response never changes a row");
+  BOOST_TEST(f.order(n, {a}).status == order_status::offline);
+}
+
+TRACKER_CASE(a_response_from_another_node_is_refused) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  auto m = f.add_node("beta");
+  f.connect(n);
+  f.connect(m);
+  auto a = f.attempt(n, 1);
+  auto r = f.order(n, {a});
+  BOOST_TEST_REQUIRE(r.status == order_status::requested);
+  auto before = f.t.dump();
+  BOOST_TEST(!f.respond(m, r.request_id, {ok(a, 1)}));
+  BOOST_TEST(f.t.dump() == before);
+  BOOST_TEST(f.row(a).sync_state == "pending_backfill", "still the owner's to answer");
+  BOOST_TEST(f.respond(n, r.request_id, {ok(a, 1)}));
+  BOOST_TEST(f.row(a).sync_state == "complete");
+}
+
+TRACKER_CASE(a_duplicate_response_is_refused_and_applies_once) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a = f.attempt(n, 1);
+  auto c = f.attempt(n, 1);
+  auto r = f.order(n, {a, c});
+  BOOST_TEST(f.respond(n, r.request_id, {ok(a, 1), not_ok(c)}));
+  BOOST_TEST(f.row(c).backfill_failures == 1);
+  auto before = f.t.dump();
+  BOOST_TEST(!f.respond(n, r.request_id, {ok(a, 1), not_ok(c)}));
+  BOOST_TEST(f.t.dump() == before, "the failure is not counted twice");
+  BOOST_TEST(f.status().refused == 1u);
+}
+
+TRACKER_CASE(a_deadline_expires_the_request_but_not_the_session) {
+  fixture f(b, opts(5, 2, 30s));
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a = f.attempt(n, 1);
+  auto r = f.order(n, {a});
+  BOOST_TEST_REQUIRE(r.status == order_status::requested);
+  f.advance(29s);
+  BOOST_TEST(f.row(a).sync_state == "pending_backfill");
+  f.advance(1s);
+  BOOST_TEST(f.row(a).sync_state == "partial");
+  BOOST_TEST(f.job(r.request_id)->status == "expired");
+  BOOST_TEST(f.status().expired == 1u);
+  auto before = f.t.dump();
+  BOOST_TEST(!f.respond(n, r.request_id, {ok(a, 1)}), "a response after the deadline is unknown");
+  BOOST_TEST(f.t.dump() == before);
+  // The session is still up: the attempt can be asked for again.
+  auto again = f.order(n, {a});
+  BOOST_TEST_REQUIRE(again.status == order_status::requested);
+  BOOST_TEST(again.request_id != r.request_id);
+  BOOST_TEST(f.respond(n, again.request_id, {ok(a, 1)}));
+  BOOST_TEST(f.row(a).sync_state == "complete");
+}
+
+TRACKER_CASE(supersede_while_a_request_is_in_flight) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a = f.attempt(n, 1);
+  auto old = f.order(n, {}, 10);
+  BOOST_TEST_REQUIRE(old.status == order_status::requested);
+  auto old_epoch = n.epoch;
+  f.connect(n); // a newer hello: the old session is superseded before its end is noticed
+  BOOST_TEST(f.row(a).sync_state == "partial", "the old session's request is gone at once");
+  BOOST_TEST(f.job(old.request_id)->status == "cancelled");
+  BOOST_TEST(!f.respond(n.id, old_epoch, old.request_id, {ok(a, 1)}), "the old epoch's answer is refused");
+  BOOST_TEST(f.row(a).sync_state == "partial");
+  // The new session gets a fresh request; the old session's end changes nothing of it.
+  auto fresh = f.order(n, {}, 10);
+  BOOST_TEST_REQUIRE(fresh.status == order_status::requested);
+  BOOST_TEST(fresh.request_id != old.request_id);
+  f.disconnect(n, old_epoch, "superseded");
+  BOOST_TEST(f.row(a).sync_state == "pending_backfill");
+  BOOST_TEST(f.row(a).backfill_request_id == fresh.request_id);
+  BOOST_TEST(f.respond(n, fresh.request_id, {ok(a, 1)}));
+  BOOST_TEST(f.row(a).sync_state == "complete");
+}
+
+TRACKER_CASE(partial_results_are_applied_per_attempt) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto good = f.attempt(n, 2);
+  auto missing = f.attempt(n, 0);
+  auto unmentioned = f.attempt(n, 0);
+  auto r = f.order(n, {good, missing, unmentioned});
+  BOOST_TEST_REQUIRE(r.attempts == 3);
+  BOOST_TEST(f.respond(n, r.request_id, {ok(good, 2), not_ok(missing, "attempt not found on node")}));
+  BOOST_TEST(f.row(good).sync_state == "complete");
+  BOOST_TEST(f.row(missing).sync_state == "partial");
+  BOOST_TEST(f.row(missing).backfill_failures == 1);
+  BOOST_TEST(f.row(unmentioned).sync_state == "partial");
+  BOOST_TEST(f.row(unmentioned).backfill_failures == 1, "an attempt left out of the response counts as failed");
+  auto j = f.job(r.request_id);
+  BOOST_TEST(j->status == "failed");
+  auto detail = json::parse(j->detail);
+  BOOST_TEST(detail["completed"] == 1);
+  BOOST_TEST(detail["reset"] == 2);
+}
+
+TRACKER_CASE(ok_without_enough_stored_logs_is_not_complete) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a = f.attempt(n, 2);
+  auto r = f.order(n, {a});
+  BOOST_TEST(f.respond(n, r.request_id, {ok(a, 5)}), "lines 2..4 never arrived");
+  BOOST_TEST(f.row(a).sync_state == "partial");
+  BOOST_TEST(f.row(a).backfill_failures == 1);
+  // Asked again, with logs_after 1; this time the lines arrive first.
+  auto again = f.order(n, {a});
+  BOOST_TEST(n.log->requests.back()["logs_after"][a] == 1);
+  f.add_logs(n, a, 2, 5);
+  BOOST_TEST(f.respond(n, again.request_id, {ok(a, 5)}));
+  BOOST_TEST(f.row(a).sync_state == "complete");
+  BOOST_TEST(f.row(a).backfill_failures == 0, "a completion clears the counter");
+}
+
+TRACKER_CASE(an_attempt_failing_max_failures_times_is_failed_and_left_alone) {
+  fixture f(b, opts(3));
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto poison = f.attempt(n, 0);
+  auto fine = f.attempt(n, 1);
+  for (int i = 1; i <= 3; ++i) {
+    auto r = f.order(n, {}, 10);
+    BOOST_TEST_REQUIRE(r.status == order_status::requested);
+    auto ids = ids_of(n.log->requests.back());
+    BOOST_TEST(std::count(ids.begin(), ids.end(), poison) == 1);
+    std::vector<storage::backfill_item> items{not_ok(poison, "gone")};
+    if (i == 1)
+      items.push_back(ok(fine, 1));
+    BOOST_TEST(f.respond(n, r.request_id, items));
+    BOOST_TEST(f.row(poison).backfill_failures == i);
+    BOOST_TEST(f.row(poison).sync_state == (i < 3 ? "partial" : "failed"));
+  }
+  BOOST_TEST(f.row(fine).sync_state == "complete", "one poison attempt does not hold the others back");
+  BOOST_TEST(f.order(n, {}, 10).status == order_status::nothing_to_mark, "failed leaves the triggers");
+  BOOST_TEST(f.order(n, {poison}).status == order_status::nothing_to_mark);
+}
+
+TRACKER_CASE(nothing_to_mark_sends_nothing_and_leaves_no_job) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a = f.attempt(n, 1);
+  auto r = f.order(n, {a});
+  BOOST_TEST(f.respond(n, r.request_id, {ok(a, 1)}));
+  auto jobs_before = f.count_jobs("backfill");
+  BOOST_TEST(f.order(n, {}, 10).status == order_status::nothing_to_mark);
+  BOOST_TEST(f.order(n, {a}).status == order_status::nothing_to_mark, "complete is not marked");
+  BOOST_TEST(f.order(n, {new_uuid()}).status == order_status::nothing_to_mark, "an unknown attempt");
+  BOOST_TEST(n.log->requests.size() == 1u, "only the first order sent a frame");
+  BOOST_TEST(f.count_jobs("backfill") == jobs_before);
+  BOOST_TEST(f.status().requests.empty());
+}
+
+TRACKER_CASE(another_node_s_attempts_are_never_marked) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  auto m = f.add_node("beta");
+  f.connect(n);
+  f.connect(m);
+  auto theirs = f.attempt(m, 0);
+  BOOST_TEST(f.order(n, {theirs}).status == order_status::nothing_to_mark);
+  BOOST_TEST(f.row(theirs).sync_state == "partial");
+}
+
+TRACKER_CASE(a_failed_send_resets_at_once) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a = f.attempt(n, 1);
+  n.log->fail_sends = true;
+  auto r = f.order(n, {a});
+  BOOST_TEST(r.status == order_status::requested, "marked and handed over; the session then fails it");
+  BOOST_TEST(f.row(a).sync_state == "partial");
+  BOOST_TEST(f.row(a).backfill_failures == 0);
+  auto j = f.job(r.request_id);
+  BOOST_TEST(j->status == "cancelled");
+  BOOST_TEST(j->error == "send failed");
+  BOOST_TEST(f.status().requests.empty());
+  BOOST_TEST(f.status().send_failures == 1u);
+  BOOST_TEST(!f.respond(n, r.request_id, {ok(a, 1)}));
+}
+
+TRACKER_CASE(max_inflight_per_node_is_respected) {
+  fixture f(b, opts(5, 2));
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i)
+    ids.push_back(f.attempt(n, 0));
+  auto r1 = f.order(n, {ids[0]});
+  auto r2 = f.order(n, {ids[1]});
+  BOOST_TEST(r1.status == order_status::requested);
+  BOOST_TEST(r2.status == order_status::requested);
+  BOOST_TEST(f.order(n, {ids[2]}).status == order_status::busy);
+  BOOST_TEST(f.row(ids[2]).sync_state == "partial");
+  BOOST_TEST(f.respond(n, r1.request_id, {ok(ids[0], 0)}));
+  BOOST_TEST(f.order(n, {ids[2]}).status == order_status::requested, "a slot is free again");
+}
+
+TRACKER_CASE(an_order_for_an_ended_session_is_refused) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  BOOST_TEST(f.order(n, {}, 10).status == order_status::offline, "never connected");
+  f.connect(n);
+  auto a = f.attempt(n, 0);
+  BOOST_TEST(f.order(n, {a}, 0, n.epoch + 1).status == order_status::offline, "a session that does not exist");
+  f.disconnect(n);
+  BOOST_TEST(f.order(n, {a}).status == order_status::offline);
+  BOOST_TEST(f.row(a).sync_state == "partial");
+}
+
+TRACKER_CASE(a_session_that_ends_while_marking_leaves_nothing_pending) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a = f.attempt(n, 0);
+  // The order and the disconnect are both queued before anything runs: the mark reaches
+  // storage first, the reset right after it.
+  auto rh = f.self->request(f.tracker, caf::infinite, backfill_order{n.id, 0, {a}, 0, "test"});
+  caf::anon_send(f.tracker, node_down_atom::value, n.id, n.epoch, std::string("socket_closed"));
+  f.run();
+  rh.receive([](order_result& r) { BOOST_TEST(r.status == order_status::offline); },
+             [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  BOOST_TEST(f.row(a).sync_state == "partial");
+  BOOST_TEST(n.log->requests.empty());
+  BOOST_TEST(f.pending_rows() == 0);
+}
+
+TRACKER_CASE(shutdown_applies_received_responses_then_resets_the_rest) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  auto m = f.add_node("beta");
+  f.connect(n);
+  f.connect(m);
+  auto a = f.attempt(n, 1);
+  auto c = f.attempt(m, 1);
+  auto ra = f.order(n, {a});
+  auto rc = f.order(m, {c});
+  auto rh = f.self->request(f.tracker, caf::infinite, response_atom::value, n.id, n.epoch, ra.request_id,
+                            std::vector<storage::backfill_item>{ok(a, 1)});
+  auto sh = f.self->request(f.tracker, caf::infinite, shutdown_atom::value);
+  f.run();
+  rh.receive([](bool known) { BOOST_TEST(known); }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  sh.receive([](uint64_t n_reset) { BOOST_TEST(n_reset == 1u); }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  BOOST_TEST(f.row(a).sync_state == "complete");
+  BOOST_TEST(f.row(c).sync_state == "partial");
+  BOOST_TEST(f.job(rc.request_id)->status == "cancelled");
+  BOOST_TEST(f.job(rc.request_id)->error == "shutdown");
+  BOOST_TEST(f.order(n, {}, 10).status == order_status::stopping);
+}
+
+TRACKER_CASE(new_logs_reopen_a_complete_attempt_and_it_is_asked_again) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a = f.attempt(n, 2);
+  auto r = f.order(n, {a});
+  BOOST_TEST(f.respond(n, r.request_id, {ok(a, 2)}));
+  BOOST_TEST(f.row(a).sync_state == "complete");
+  f.add_logs(n, a, 0, 2); // a resend of what is stored: nothing new
+  BOOST_TEST(f.row(a).sync_state == "complete");
+  f.add_logs(n, a, 2, 4); // live lines beyond the stored high-water
+  BOOST_TEST(f.row(a).sync_state == "partial");
+  auto again = f.order(n, {}, 10);
+  BOOST_TEST_REQUIRE(again.status == order_status::requested);
+  BOOST_TEST(n.log->requests.back()["logs_after"][a] == 3);
+  BOOST_TEST(f.respond(n, again.request_id, {ok(a, 4)}));
+  BOOST_TEST(f.row(a).sync_state == "complete");
+}
+
+TRACKER_CASE(restart_with_pending_rows_returns_them_to_partial) {
+  std::string a, c, rid;
+  storage::storage_url url;
+  {
+    fixture f(b, opts());
+    auto n = f.add_node("alpha");
+    f.connect(n);
+    a = f.attempt(n, 1);
+    c = f.attempt(n, 1);
+    auto r = f.order(n, {a, c});
+    BOOST_TEST_REQUIRE(r.status == order_status::requested);
+    rid = r.request_id;
+    // A crash: the actors stop, nothing is reset.
+    auto before = f.pending_rows();
+    BOOST_TEST(before == 2);
+    // A second storage actor on the same database plays the restarted daemon.
+    auto restarted = spawn_storage(f.sys, storage_options{f.t.parsed_url(), 100, 100ms, 1s, f.t.clock.fn(), {}}, false);
+    auto rh = f.self->request(restarted, caf::infinite, startup_atom::value);
+    f.run();
+    rh.receive(
+      [](const startup_report& rep) {
+        BOOST_TEST(rep.recovery.attempts_reset == 2);
+        BOOST_TEST(rep.recovery.jobs_abandoned == 1);
+        BOOST_TEST(rep.recovery.nodes_offlined == 1);
+      },
+      [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    caf::anon_send_exit(restarted, caf::exit_reason::user_shutdown);
+    f.run();
+    BOOST_TEST(f.row(a).sync_state == "partial");
+    BOOST_TEST(f.row(c).sync_state == "partial");
+    BOOST_TEST(f.job(rid)->status == "abandoned");
+    BOOST_TEST(f.pending_rows() == 0);
+  }
+}

@@ -344,6 +344,8 @@ void load::on_line(uint32_t idx, std::string_view line) {
         c.interval_ns = std::max<int64_t>(ms, 1) * 1'000'000;
       }
       schedule_first_heartbeat(idx);
+      if (opts_.hooks)
+        opts_.hooks->on_welcome(*this, idx);
       return;
     }
     if (type == "error") {
@@ -365,7 +367,9 @@ void load::on_line(uint32_t idx, std::string_view line) {
     problem("error frame: " + j.value("code", std::string()));
     return;
   }
-  if (type == "backfill_request")
+  if (opts_.hooks && opts_.hooks->on_frame(*this, idx, type, j))
+    return;
+  if (!opts_.hooks && type == "backfill_request")
     return; // not a bench node's business; the coordinator expires it
   ++counters_.unexpected_frames;
   problem("unexpected frame: " + type);
@@ -479,7 +483,8 @@ void load::poll_once(int64_t until_ns) {
   int64_t wake = next_wakeup(until_ns);
   int timeout_ms = 0;
   if (wake > now)
-    timeout_ms = static_cast<int>(std::min<int64_t>((wake - now + 999'999) / 1'000'000, 1000));
+    timeout_ms = static_cast<int>(
+      std::min<int64_t>((wake - now + 999'999) / 1'000'000, std::max<int64_t>(opts_.max_wait_ns / 1'000'000, 1)));
   int n = epoll_wait(ep_, events, 1024, timeout_ms);
   if (n < 0) {
     if (errno == EINTR)
@@ -507,6 +512,31 @@ void load::open_all() {
 void load::run_until(int64_t until_ns) {
   while (now_ns() < until_ns)
     poll_once(until_ns);
+}
+
+bool load::run_until(int64_t until_ns, const std::function<bool()>& done) {
+  while (!done() && now_ns() < until_ns)
+    poll_once(until_ns);
+  return done();
+}
+
+size_t load::unsent_bytes() const {
+  size_t n = 0;
+  for (auto& c : conns_)
+    n += c.out.size();
+  return n;
+}
+
+void load::drop_all() {
+  sending_ = false;
+  for (uint32_t i = 0; i < conns_.size(); ++i) {
+    auto& c = conns_[i];
+    outstanding_ -= c.inflight.size();
+    c.inflight.clear();
+    if (c.fd >= 0 || c.st != state::done)
+      finish(i);
+  }
+  acks_due_.clear();
 }
 
 void load::set_window(int64_t begin_ns, int64_t end_ns) {

@@ -3,10 +3,13 @@
 // sockets). It connects, says hello, waits for welcome, heartbeats on a schedule spread evenly over
 // the interval, matches acks to heartbeats and measures latencies. It never decides whether a
 // figure is good: it counts what happened, and the caller reports it.
+#include <nlohmann/json_fwd.hpp>
+
 #include <netinet/in.h>
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <queue>
 #include <string>
@@ -22,6 +25,22 @@ struct node_key {
   std::string key;
 };
 
+class load;
+
+/// What a scenario's simulated nodes do beyond heartbeating (backfill scenarios). Called on the
+/// load's thread, from inside its event loop; a hook may send frames on any session.
+class session_hooks {
+public:
+  virtual ~session_hooks() = default;
+  /// Session `idx` was welcomed (it is active now).
+  virtual void on_welcome(load&, uint32_t /*idx*/) {}
+  /// A frame other than welcome, heartbeat_ack, close or error arrived on an active session.
+  /// Returns false if the scenario did not expect it (counted as an unexpected frame).
+  virtual bool on_frame(load&, uint32_t /*idx*/, const std::string& /*type*/, const nlohmann::json& /*frame*/) {
+    return false;
+  }
+};
+
 struct load_options {
   sockaddr_in coordinator{};
   std::vector<node_key> keys;        // one session per key, in this order
@@ -31,6 +50,8 @@ struct load_options {
   int64_t ack_timeout_ns = 5'000'000'000;
   int64_t heartbeat_interval_ns = 0; // 0: heartbeat_interval_ms from each welcome (keepalive)
   std::string agent = "nodecoord-bench";
+  session_hooks* hooks = nullptr;    // null: backfill_request frames are ignored
+  int64_t max_wait_ns = 1'000'000'000; // longest epoll_wait (how often run_until checks `done`)
 };
 
 struct load_counters {
@@ -61,6 +82,9 @@ public:
   void open_all();
   /// Serves sessions (heartbeats, acks) until the monotonic time `until_ns`.
   void run_until(int64_t until_ns);
+  /// Same, but returns as soon as `done()` is true (checked after each event-loop round, at
+  /// least every max_wait_ns). Returns done().
+  bool run_until(int64_t until_ns, const std::function<bool()>& done);
   /// Heartbeats sent in [begin, end) have their ack latency recorded.
   void set_window(int64_t begin_ns, int64_t end_ns);
   /// Stops sending heartbeats and waits at most ack_timeout for the outstanding acks; those still
@@ -68,6 +92,16 @@ public:
   void drain();
   /// Sends bye on every open session (if `bye`) and closes all sockets.
   void close_all(bool bye);
+  /// Closes every socket at once, without bye and without counting unanswered heartbeats as
+  /// lost (a disconnect storm).
+  void drop_all();
+
+  /// Queues one frame (a whole line with its '\n') on session `idx`; ignored if it is closed.
+  void send(uint32_t idx, const std::string& line) { send_frame(idx, line); }
+  bool is_active(uint32_t idx) const { return conns_[idx].st == state::active; }
+  size_t size() const { return conns_.size(); }
+  /// Bytes queued in the bench that the kernel did not take yet, over all sessions.
+  size_t unsent_bytes() const;
 
   const load_counters& counters() const { return counters_; }
   /// Problems by kind ("connect: Connection refused", "close: idle_timeout", ...), counted.

@@ -5,6 +5,7 @@
 //   provision  create N nodes in the configured database (one batch) and write their keys
 //   connect    open N sessions (connect + hello + welcome): rate, latency, daemon RSS per session
 //   steady     N sessions heartbeating: ack latency, lost acks, daemon CPU and RSS
+//   limit, storage, backfill, disconnect-storm: the backfill scenarios (scenarios.hpp)
 //
 // It asserts nothing about timing: a run is invalid (exit 1) only when something went wrong
 // (a session failed to authenticate, an ack was lost, the coordinator ended a session, an error
@@ -19,6 +20,8 @@
 #include "storage/operations.hpp"
 #include "tools/bench/load.hpp"
 #include "tools/bench/proc.hpp"
+#include "tools/bench/scenarios.hpp"
+#include "tools/bench/util.hpp"
 
 #include <CLI/App.hpp>
 #include <CLI/Config.hpp>
@@ -49,272 +52,6 @@ using namespace nodecoord::bench;
 
 namespace {
 
-constexpr int exit_ok = 0;
-constexpr int exit_invalid = 1; // the run happened but is invalid (failures, lost acks, errors)
-constexpr int exit_usage = 2;   // bad command line, unreadable keys, database or setup problem
-
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// --- results: one table (or one JSON object) per run ---------------------------------------------
-
-class report {
-public:
-  explicit report(std::string scenario) : scenario_(std::move(scenario)) {
-    json_["scenario"] = scenario_;
-  }
-
-  /// A row: `label` in the table, `key` in JSON, `value` already rendered for the table.
-  void row(const std::string& label, const std::string& key, nlohmann::json value, const std::string& text) {
-    rows_.emplace_back(label, text);
-    json_[key] = std::move(value);
-  }
-  void count(const std::string& label, const std::string& key, uint64_t v) {
-    row(label, key, v, std::to_string(v));
-  }
-  void number(const std::string& label, const std::string& key, double v, int decimals, const std::string& unit) {
-    std::ostringstream s;
-    s << std::fixed << std::setprecision(decimals) << v;
-    if (!unit.empty())
-      s << " " << unit;
-    row(label, key, std::round(v * std::pow(10.0, decimals)) / std::pow(10.0, decimals), s.str());
-  }
-  void text(const std::string& label, const std::string& key, const std::string& v) { row(label, key, v, v); }
-  void problem(const std::string& why) { invalid_.push_back(why); }
-  void problems(const std::map<std::string, uint64_t>& p) { json_["problems"] = p; detail_ = p; }
-
-  bool valid() const { return invalid_.empty(); }
-
-  void print(bool as_json) {
-    json_["valid"] = valid();
-    json_["invalid_because"] = invalid_;
-    if (as_json) {
-      std::cout << json_.dump(2) << "\n";
-      return;
-    }
-    std::string result = valid() ? "ok" : "INVALID: ";
-    for (size_t i = 0; i < invalid_.size(); ++i)
-      result += (i ? "; " : "") + invalid_[i];
-    size_t width = 6;
-    for (auto& [label, v] : rows_)
-      width = std::max(width, label.size());
-    std::cout << "nodecoord-bench " << version << " " << scenario_ << "\n";
-    std::cout << std::left << std::setw(static_cast<int>(width) + 2) << "metric" << "value\n";
-    std::cout << std::string(width + 2 + 24, '-') << "\n";
-    for (auto& [label, v] : rows_)
-      std::cout << std::setw(static_cast<int>(width) + 2) << label << v << "\n";
-    std::cout << std::setw(static_cast<int>(width) + 2) << "result" << result << "\n";
-    if (!detail_.empty()) {
-      std::cout << "problems:\n";
-      for (auto& [what, n] : detail_)
-        std::cout << "  " << n << " x " << what << "\n";
-    }
-  }
-
-private:
-  std::string scenario_;
-  std::vector<std::pair<std::string, std::string>> rows_;
-  std::vector<std::string> invalid_;
-  std::map<std::string, uint64_t> detail_;
-  nlohmann::json json_;
-};
-
-/// Nearest-rank percentile of sorted values (p in 0..100).
-double percentile(const std::vector<double>& sorted, double p) {
-  if (sorted.empty())
-    return 0;
-  auto rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
-  return sorted[std::clamp<size_t>(rank, 1, sorted.size()) - 1];
-}
-
-void latency_rows(report& r, const std::string& what, const std::string& key, std::vector<double> us) {
-  std::sort(us.begin(), us.end());
-  r.count(what + " samples", key + "_samples", us.size());
-  for (auto [p, name] : {std::pair{50.0, "p50"}, {90.0, "p90"}, {99.0, "p99"}})
-    r.number(what + " " + name, key + "_" + name + "_ms", percentile(us, p) / 1000.0, 3, "ms");
-  r.number(what + " max", key + "_max_ms", us.empty() ? 0.0 : us.back() / 1000.0, 3, "ms");
-}
-
-// --- command-line values ------------------------------------------------------------------------
-
-int64_t duration_ns(const std::string& text, const char* option) {
-  std::string why;
-  auto d = config::parse_duration(text, &why);
-  if (!d)
-    throw usage_error(std::string(option) + ": " + why);
-  return static_cast<int64_t>(d->count()) * 1'000'000;
-}
-
-/// Like duration_ns, but also accepts a zero ("0", "0s", "0ms").
-int64_t duration_or_zero_ns(const std::string& text, const char* option) {
-  auto digits_end = text.find_first_not_of('0');
-  if (!text.empty() && digits_end != 0) {
-    auto unit = digits_end == std::string::npos ? std::string() : text.substr(digits_end);
-    if (unit.empty() || unit == "ms" || unit == "s" || unit == "m" || unit == "h")
-      return 0;
-  }
-  return duration_ns(text, option);
-}
-
-sockaddr_in parse_coordinator(const std::string& text) {
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
-    throw usage_error("--coordinator: expected HOST:PORT, got '" + text + "'");
-  auto host = text.substr(0, colon);
-  auto port_text = text.substr(colon + 1);
-  char* end = nullptr;
-  long port = std::strtol(port_text.c_str(), &end, 10);
-  if (*end != '\0' || port < 1 || port > 65535)
-    throw usage_error("--coordinator: bad port '" + port_text + "'");
-  addrinfo hints{};
-  hints.ai_family = AF_INET;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || !res)
-    throw usage_error("--coordinator: cannot resolve '" + host + "' (IPv4 only)");
-  sockaddr_in addr = *reinterpret_cast<sockaddr_in*>(res->ai_addr);
-  freeaddrinfo(res);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  return addr;
-}
-
-/// Loopback source addresses 127.0.0.2 .. 127.0.0.(1+count) to spread connections over.
-std::vector<in_addr> loopback_sources(size_t count) {
-  std::vector<in_addr> out;
-  for (size_t i = 0; i < count; ++i) {
-    in_addr a{};
-    a.s_addr = htonl((127u << 24) | static_cast<uint32_t>(2 + i));
-    out.push_back(a);
-  }
-  return out;
-}
-
-std::vector<in_addr> choose_sources(const std::string& spec, const sockaddr_in& coordinator, size_t nodes) {
-  bool loopback = (ntohl(coordinator.sin_addr.s_addr) >> 24) == 127;
-  if (spec == "none")
-    return {};
-  if (spec == "auto") {
-    // One address is good for ~28k connections to one coordinator port; spreading also keeps the
-    // TIME_WAIT sockets of repeated runs from piling up on one address.
-    if (!loopback || nodes < 1000)
-      return {};
-    return loopback_sources(254);
-  }
-  char* end = nullptr;
-  long n = std::strtol(spec.c_str(), &end, 10);
-  if (*end != '\0' || n < 0 || n > 254)
-    throw usage_error("--sources: expected auto, none or 0..254");
-  if (n > 0 && !loopback)
-    throw usage_error("--sources: loopback source addresses need a loopback coordinator");
-  return loopback_sources(static_cast<size_t>(n));
-}
-
-std::vector<node_key> read_keys(const std::string& path, size_t nodes) {
-  std::ifstream in(path);
-  if (!in)
-    throw usage_error("cannot read the keys file " + path + " (run 'provision' first)");
-  std::vector<node_key> keys;
-  std::string line;
-  size_t lineno = 0;
-  while (keys.size() < nodes && std::getline(in, line)) {
-    ++lineno;
-    if (line.empty() || line[0] == '#')
-      continue;
-    auto tab = line.find('\t');
-    if (tab == std::string::npos || tab == 0 || tab + 1 == line.size())
-      throw usage_error(path + ":" + std::to_string(lineno) + ": expected NAME<TAB>KEY");
-    keys.push_back({line.substr(0, tab), line.substr(tab + 1)});
-  }
-  if (keys.size() < nodes)
-    throw usage_error(path + " holds " + std::to_string(keys.size()) + " keys, fewer than --nodes " +
-                      std::to_string(nodes));
-  return keys;
-}
-
-/// Raises the soft open-file limit to the hard one; fails if N sessions cannot fit.
-uint64_t raise_nofile(size_t sessions) {
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-  }
-  getrlimit(RLIMIT_NOFILE, &lim);
-  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < sessions + 32)
-    throw usage_error("the open file limit (" + std::to_string(lim.rlim_cur) + ") is too low for " +
-                      std::to_string(sessions) + " sessions; raise the hard limit (ulimit -Hn)");
-  return lim.rlim_cur;
-}
-
-// --- daemon figures from /proc ------------------------------------------------------------------
-
-struct daemon_probe {
-  int pid = 0;
-  bool enabled() const { return pid > 0; }
-
-  uint64_t rss() const {
-    auto v = read_rss_kib(pid);
-    if (!v)
-      throw std::runtime_error("cannot read /proc/" + std::to_string(pid) + "/status (did the daemon exit?)");
-    return *v;
-  }
-  double cpu() const {
-    auto v = read_cpu_seconds(pid);
-    if (!v)
-      throw std::runtime_error("cannot read /proc/" + std::to_string(pid) + "/stat (did the daemon exit?)");
-    return *v;
-  }
-  void static_rows(report& r) const {
-    if (auto lim = read_nofile_limit(pid))
-      r.count("daemon fd limit", "daemon_fd_limit", *lim);
-    if (auto t = read_threads(pid))
-      r.count("daemon threads", "daemon_threads", *t);
-  }
-};
-
-void check_pid(int pid) {
-  if (pid > 0 && !read_rss_kib(pid))
-    throw usage_error("--pid " + std::to_string(pid) + ": cannot read /proc/" + std::to_string(pid) + "/status");
-}
-
-/// The session rows shared by connect and steady; marks the run invalid on any failure.
-void session_rows(report& r, const load& l, size_t requested) {
-  auto& c = l.counters();
-  r.count("sessions requested", "sessions_requested", requested);
-  r.count("sessions authenticated", "sessions_authenticated", c.authenticated);
-  r.count("connect failures", "connect_failures", c.connect_failed);
-  r.count("hello refused", "hello_refused", c.auth_refused);
-  r.count("welcome timeouts", "welcome_timeouts", c.welcome_timeouts);
-  if (c.authenticated != requested)
-    r.problem(std::to_string(requested - c.authenticated) + " of " + std::to_string(requested) +
-              " sessions did not authenticate");
-}
-
-void trailing_rows(report& r, const load& l) {
-  auto& c = l.counters();
-  r.count("sessions ended by coordinator", "sessions_ended_by_coordinator", c.closed_by_peer);
-  r.count("error frames", "error_frames", c.error_frames);
-  r.count("unexpected frames", "unexpected_frames", c.unexpected_frames);
-  r.count("socket errors", "socket_errors", c.io_errors);
-  if (c.closed_by_peer)
-    r.problem(std::to_string(c.closed_by_peer) + " sessions ended by the coordinator");
-  if (c.error_frames)
-    r.problem(std::to_string(c.error_frames) + " error frames");
-  if (c.unexpected_frames)
-    r.problem(std::to_string(c.unexpected_frames) + " unexpected frames");
-  if (c.io_errors)
-    r.problem(std::to_string(c.io_errors) + " socket errors");
-  if (c.lost_acks)
-    r.problem(std::to_string(c.lost_acks) + " lost acks");
-  r.problems(l.problems());
-}
-
-std::string kib_text(double kib) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(0) << kib << " KiB (" << std::setprecision(1) << kib / 1024.0 << " MiB)";
-  return s.str();
-}
-
 // --- provision ----------------------------------------------------------------------------------
 
 struct provision_args {
@@ -327,23 +64,13 @@ struct provision_args {
 };
 
 int run_provision(const provision_args& a, bool as_json) {
-  auto cfg = config::default_config();
-  if (!a.config_path.empty()) {
-    auto res = config::load_file(a.config_path);
-    if (!res.ok()) {
-      for (auto& e : res.errors)
-        std::cerr << e.to_string() << "\n";
-      throw usage_error("configuration errors in " + a.config_path);
-    }
-    cfg = res.config;
-  }
   std::string keys_path = a.keys_path;
   if (keys_path.empty()) {
     if (a.state_dir.empty())
       throw usage_error("provision: give --state-dir (the keys go to DIR/bench-keys.tsv) or --keys FILE");
     keys_path = (std::filesystem::path(a.state_dir) / "bench-keys.tsv").string();
   }
-  auto url = storage::parse_storage_url(cfg.storage.url, a.state_dir, cfg.storage.connect_timeout);
+  auto url = open_target(a.config_path, a.state_dir).url;
   auto t0 = now_ns();
   storage::database db(url, system_now);
   db.connect();
@@ -628,6 +355,71 @@ int main(int argc, char** argv) {
   steady->add_option("--duration", la.duration, "measurement window (default 60s)");
   steady->add_option("--warmup", la.warmup, "heartbeat this long after the last welcome before measuring (default 0s)");
 
+  // Backfill scenarios (issue 4): the database comes from --config / --state-dir, as for provision.
+  limit_args lim;
+  auto* limit = app.add_subcommand("limit", "the backfill's row transitions as direct set-based SQL in large "
+                                            "transactions: the database's own rate (no daemon)");
+  limit->add_option("--nodes", lim.nodes, "bench nodes (created if missing; default 1000)")->check(CLI::Range(1, 1'000'000));
+  limit->add_option("--attempts", lim.attempts, "partial attempts per node (default 10)")->check(CLI::Range(1, 100'000));
+  limit->add_option("--logs", lim.logs, "log lines stored per attempt before the backfill (default 10)");
+  limit->add_option("--missing", lim.missing, "log lines per attempt the backfill inserts, timed apart (default 10; 0: none)");
+  limit->add_option("--tx-nodes", lim.tx_nodes, "nodes per transaction (default 0: all in one)");
+  limit->add_option("--prefix", lim.prefix, "node name prefix (default limit-)");
+  limit->add_option("--line-bytes", lim.line_bytes, "bytes per log line (default 80)");
+  limit->add_flag("--keep", lim.keep, "leave the attempts, log lines and jobs in the database");
+
+  storage_path_args sp;
+  auto* storage_cmd = app.add_subcommand(
+    "storage", "the same transitions through the storage operations: batched (the batch executor) against per-row "
+               "(one autocommitted statement per attempt), ratio from one run (no daemon)");
+  storage_cmd->add_option("--nodes", sp.nodes, "bench nodes (created if missing; default 1000)")->check(CLI::Range(1, 1'000'000));
+  storage_cmd->add_option("--attempts", sp.attempts, "partial attempts per node (default 10)")->check(CLI::Range(1, 100'000));
+  storage_cmd->add_option("--logs", sp.logs, "log lines stored per attempt (default 10)");
+  storage_cmd->add_option("--slow-nodes", sp.slow_nodes,
+                          "nodes the per-row and per-op modes transition (default 100; 0: all)");
+  storage_cmd->add_option("--modes", sp.modes, "comma-separated: batched, per-row, per-op (default batched,per-row)");
+  storage_cmd->add_option("--batch", sp.batch, "batched: operations per transaction (default storage.batch_max)");
+  storage_cmd->add_option("--prefix", sp.prefix, "node name prefix (default limit-)");
+  storage_cmd->add_flag("--keep", sp.keep, "leave the attempts, log lines and jobs in the database");
+
+  auto add_socket_options = [&](CLI::App* sub, socket_args& so, size_t default_nodes) {
+    so.nodes = default_nodes;
+    sub->add_option("--coordinator", so.coordinator, "nodecoordd node address HOST:PORT")->required();
+    sub->add_option("--keys", so.keys_path, "keys file (NAME<TAB>KEY lines) from provision")->required();
+    sub->add_option("--nodes", so.nodes, "number of nodes (the first N keys; default " + std::to_string(default_nodes) + ")")
+      ->check(CLI::Range(1, 10'000'000));
+    sub->add_option("--pid", so.pid, "daemon process id: report its CPU and RSS from /proc");
+    sub->add_option("--concurrency", so.concurrency, "connections between connect() and welcome at once (default 200)");
+    sub->add_option("--sources", so.sources, "loopback source addresses: auto, none, or a count");
+    sub->add_option("--welcome-timeout", so.welcome_timeout, "per session, connect to welcome (default 30s)");
+    sub->add_option("--ack-timeout", so.ack_timeout, "a heartbeat without ack for this long is lost (default 5s)");
+  };
+  socket_args bso, sso;
+  backfill_args bf;
+  auto* backfill = app.add_subcommand("backfill", "N nodes reconnect with partial attempts and answer every "
+                                                  "backfill_request: attempts completed/s, request latency");
+  add_socket_options(backfill, bso, 1000);
+  backfill->add_option("--attempts", bf.attempts, "attempts per node (default 10)")->check(CLI::Range(1, 100'000));
+  backfill->add_option("--logs", bf.logs, "log lines per attempt on the node (default 20)")->check(CLI::Range(1, 1'000'000));
+  backfill->add_option("--sent-logs", bf.sent_logs, "of those, sent live in phase 1 (default 10)");
+  backfill->add_option("--line-bytes", bf.line_bytes, "bytes per log line (default 80)");
+  backfill->add_option("--frame-lines", bf.frame_lines, "log lines per logs frame at most (default 500)");
+  bool no_resend = false;
+  backfill->add_flag("--no-resend-attempts", no_resend, "answer with the missing logs only, not the attempt frames");
+  backfill->add_option("--poll", bf.poll, "database poll interval (default 10ms)");
+  backfill->add_option("--timeout", bf.timeout, "give up on a phase after this long (default 300s)");
+  backfill->add_flag("--keep", bf.keep, "leave the attempts, log lines and jobs in the database");
+
+  storm_args st;
+  auto* storm = app.add_subcommand("disconnect-storm", "N nodes with pending requests drop at once: time until no "
+                                                       "row is pending_backfill, against one direct UPDATE");
+  add_socket_options(storm, sso, 10000);
+  storm->add_option("--attempts", st.attempts, "pending attempts per node (default 10)")->check(CLI::Range(1, 100'000));
+  storm->add_option("--poll", st.poll, "database poll interval (default 10ms)");
+  storm->add_option("--timeout", st.timeout, "give up on a phase after this long (default 300s)");
+  storm->add_option("--direct-repeats", st.direct_repeats, "direct UPDATEs timed, median taken (default 3)");
+  storm->add_flag("--keep", st.keep, "leave the attempts and jobs in the database");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -641,7 +433,18 @@ int main(int argc, char** argv) {
       return run_provision(prov, as_json);
     if (connect->parsed())
       return run_connect(la, as_json);
-    return run_steady(la, as_json);
+    if (steady->parsed())
+      return run_steady(la, as_json);
+    db_args db{prov.config_path, prov.state_dir};
+    if (limit->parsed())
+      return run_limit(db, lim, as_json);
+    if (storage_cmd->parsed())
+      return run_storage_path(db, sp, as_json);
+    if (backfill->parsed()) {
+      bf.resend_attempts = !no_resend;
+      return run_backfill(db, bso, bf, as_json);
+    }
+    return run_storm(db, sso, st, as_json);
   } catch (const usage_error& e) {
     std::cerr << "nodecoord-bench: " << e.what() << "\n";
     return exit_usage;

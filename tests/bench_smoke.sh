@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # nodecoord-bench against the real nodecoordd, small: provision 10 nodes, `connect --nodes 10`,
-# `steady --nodes 10 --interval 200ms --duration 2s`. Checks that each run is valid (exit 0) and
-# prints its table, and that the daemon stops cleanly on SIGTERM. No timing assertions.
+# `steady --nodes 10 --interval 200ms --duration 2s`, then the backfill scenarios of issue 4 with a
+# few nodes and attempts (`limit` and `storage` straight against the SQLite database, `backfill` and
+# `disconnect-storm` against the daemon). Checks that each run is valid (exit 0) and prints its
+# table, that every attempt ended where the scenario says (complete; partial after the storm, none
+# pending), and that the daemon stops cleanly on SIGTERM. No timing assertions.
 # Args: BUILD_DIR (holds nodecoordd and nodecoord-bench).
 set -euo pipefail
 build=${1:?usage: bench_smoke.sh BUILD_DIR}
@@ -100,6 +103,48 @@ rc=0
   --duration 1s >"$tmp/steady.json" || rc=$?
 [ "$rc" -eq 0 ] || { cat "$tmp/steady.json" >&2; fail "steady --json exited $rc"; }
 grep -q '"valid": true' "$tmp/steady.json" || { cat "$tmp/steady.json" >&2; fail "steady --json: not valid"; }
+
+# --- backfill scenarios (issue 4) ---
+
+# run_scenario NAME ARGS...: runs nodecoord-bench, prints its table, fails unless it exited 0.
+run_scenario() {
+  local name=$1
+  shift
+  local rc=0
+  "$bench_bin" --config "$tmp/nodecoord.toml" --state-dir "$tmp/state" "$@" >"$tmp/$name.out" || rc=$?
+  cat "$tmp/$name.out"
+  [ "$rc" -eq 0 ] || fail "$name exited $rc"
+  expect_row "$tmp/$name.out" '^result +ok$'
+}
+
+# The database's own rate: 5 nodes x 3 attempts, every one complete.
+run_scenario limit limit --nodes 5 --attempts 3 --logs 2 --missing 2
+expect_row "$tmp/limit.out" '^attempts completed +15$'
+expect_row "$tmp/limit.out" '^jobs finished +5$'
+expect_row "$tmp/limit.out" '^transitions only: attempts completed/s +[0-9]+ attempts/s$'
+
+# Storage operations batched against per-row and per-op, one run.
+run_scenario storage storage --nodes 5 --attempts 3 --slow-nodes 2 --modes batched,per-row,per-op
+expect_row "$tmp/storage.out" '^batched: attempts +15$'
+expect_row "$tmp/storage.out" '^per-row: attempts +6$'
+expect_row "$tmp/storage.out" '^batched / per-row +[0-9.]+ x$'
+
+# Reconnect with partial attempts, answer every request: all 30 attempts complete, logs_after as
+# phase 1 left them.
+run_scenario backfill backfill --coordinator "127.0.0.1:$port" --keys "$keys" --nodes 10 --attempts 3 \
+  --logs 6 --sent-logs 3 --timeout 30s --pid "$daemon_pid"
+expect_row "$tmp/backfill.out" '^attempts by sync_state at end +complete 30$'
+expect_row "$tmp/backfill.out" '^attempts requested +30$'
+expect_row "$tmp/backfill.out" '^logs_after other than expected +0$'
+expect_row "$tmp/backfill.out" '^log lines resent +90$'
+
+# Pending requests, all sockets dropped: every attempt back to partial, jobs cancelled.
+run_scenario storm disconnect-storm --coordinator "127.0.0.1:$port" --keys "$keys" --nodes 10 --attempts 3 \
+  --timeout 30s --direct-repeats 1
+expect_row "$tmp/storm.out" '^attempts by sync_state after the storm +partial 30$'
+expect_row "$tmp/storm.out" '^jobs cancelled +10$'
+expect_row "$tmp/storm.out" '^first close -> no row pending_backfill +[0-9.]+ s$'
+expect_row "$tmp/storm.out" '^storm / direct UPDATE +[0-9.]+ x$'
 
 # A wrong key is an invalid run (exit 1), not a crash.
 sed '1s/\t.*/\tnck_0000000000000000_0000000000000000000000000000000000000000000000000000000000000000/' "$keys" \

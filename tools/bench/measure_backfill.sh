@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# The backfill measurements of BENCHMARKS.md (issue 4): RUNS rounds of `limit`, `storage`,
+# `backfill` and `disconnect-storm` (interleaved, so drift of the shared machine spreads over all
+# of them; a fresh daemon for each daemon scenario), each result saved as JSON, then a summary
+# (median, min-max) of the main figures and of the ratios computed within each run.
+#
+#   tools/bench/measure_backfill.sh BUILD_DIR OUT_DIR
+#
+# Environment (defaults in brackets):
+#   RUNS [3]  SCENARIOS ["limit storage backfill storm"]
+#   LIMIT_NODES [1000] ATTEMPTS [10] LOGS [10] MISSING [10]      limit and storage
+#   SLOW_NODES [100] MODES [batched,per-row,per-op]              storage
+#   BACKFILL_NODES [1000] BACKFILL_ATTEMPTS [10] BACKFILL_LOGS [20] SENT_LOGS [10]
+#   STORM_NODES [10000] STORM_ATTEMPTS [10] POLL [10ms]
+#   RECONNECT_RATE [100000] BATCH_SIZE [100]                      [backfill] of the daemon
+#   STORAGE_URL [sqlite://nodecoord.db in OUT_DIR/state]
+#   PG=durable  start a throwaway PostgreSQL 15 server for the run (tests/pg_test_server.sh, but
+#               with the server's durable defaults: fsync, synchronous_commit and full_page_writes
+#               on) and use it; it is removed at exit. Overrides STORAGE_URL.
+# The daemon's stderr goes to OUT_DIR/daemon-SCENARIO-N.log; its warnings and errors are counted.
+set -euo pipefail
+build=$(cd "${1:?usage: measure_backfill.sh BUILD_DIR OUT_DIR}" && pwd)
+out=${2:?usage: measure_backfill.sh BUILD_DIR OUT_DIR}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+runs=${RUNS:-3}
+scenarios=${SCENARIOS:-limit storage backfill storm}
+limit_nodes=${LIMIT_NODES:-1000}
+attempts=${ATTEMPTS:-10}
+logs=${LOGS:-10}
+missing=${MISSING:-10}
+slow_nodes=${SLOW_NODES:-100}
+modes=${MODES:-batched,per-row,per-op}
+backfill_nodes=${BACKFILL_NODES:-1000}
+backfill_attempts=${BACKFILL_ATTEMPTS:-10}
+backfill_logs=${BACKFILL_LOGS:-20}
+sent_logs=${SENT_LOGS:-10}
+storm_nodes=${STORM_NODES:-10000}
+storm_attempts=${STORM_ATTEMPTS:-10}
+poll=${POLL:-10ms}
+mkdir -p "$out/state"
+out=$(cd "$out" && pwd)
+bench=$build/nodecoord-bench
+daemon_bin=$build/nodecoordd
+
+daemon_pid=
+stop_daemon_now() {
+  if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
+    kill -TERM "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+  fi
+  daemon_pid=
+}
+cleanup() {
+  stop_daemon_now
+  if declare -F pg_test_stop >/dev/null; then pg_test_stop; fi
+}
+trap cleanup EXIT
+
+if [ "${PG:-}" = durable ]; then
+  # shellcheck source=../../tests/pg_test_server.sh
+  source "$src/tests/pg_test_server.sh"
+  # The test server's options without fsync=off / full_page_writes=off: PostgreSQL's defaults
+  # (fsync on, synchronous_commit on, full_page_writes on), and its default shared_buffers.
+  _pg_server_opts() {
+    echo "-c listen_addresses=127.0.0.1 -p $1 -k $PGTEST_DIR -c max_connections=50 -c shared_buffers=128MB"
+  }
+  pg_test_start
+  trap cleanup EXIT # pg_test_start replaced it
+  STORAGE_URL=$PGTEST_URI
+  "$PG_BIN/psql" "$PGTEST_URI" -X -A -t -c "SELECT version()" \
+    -c "SELECT name || ' = ' || setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit',
+        'full_page_writes', 'wal_sync_method', 'shared_buffers', 'commit_delay', 'wal_level')
+        ORDER BY name" >"$out/postgresql.txt"
+  cat "$out/postgresql.txt"
+fi
+
+{
+  echo '[server]'
+  echo 'listen = "127.0.0.1:0"'
+  echo "max_connections = $((storm_nodes > backfill_nodes ? storm_nodes + 2000 : backfill_nodes + 2000))"
+  echo
+  echo '[backfill]'
+  echo "reconnect_rate = ${RECONNECT_RATE:-100000}"
+  echo "batch_size = ${BATCH_SIZE:-100}"
+  echo
+  echo '[admin]'
+  echo 'listen = "127.0.0.1:0"'
+  if [ -n "${STORAGE_URL:-}" ]; then
+    echo
+    echo '[storage]'
+    echo "url = \"$STORAGE_URL\""
+  fi
+} >"$out/nodecoord.toml"
+
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "commit: $(git -C "$src" rev-parse HEAD 2>/dev/null || echo unknown)"
+  echo "nproc: $(nproc)"
+  echo "memory: $(free -m | awk '/^Mem:/ {print $2 " MiB"}')"
+  echo "kernel: $(uname -r)"
+  echo "shell nofile soft/hard: $(ulimit -Sn)/$(ulimit -Hn)"
+  echo "storage: ${STORAGE_URL:-sqlite (state dir)}"
+} >"$out/machine.txt"
+cat "$out/machine.txt"
+
+provision_nodes=$((storm_nodes > backfill_nodes ? storm_nodes : backfill_nodes))
+"$bench" --config "$out/nodecoord.toml" --state-dir "$out/state" provision --nodes "$provision_nodes" \
+  >"$out/provision.txt"
+tail -n 3 "$out/provision.txt"
+
+start_daemon() { # start_daemon LOG: starts nodecoordd, sets daemon_pid and port
+  local log=$1
+  env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u STATE_DIRECTORY \
+    "$daemon_bin" --config "$out/nodecoord.toml" --state-dir "$out/state" 2>"$log" </dev/null &
+  daemon_pid=$!
+  port=
+  for _ in $(seq 1 300); do
+    port=$(sed -n 's/.*listening for nodes address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
+    [ -n "$port" ] && return 0
+    sleep 0.1
+  done
+  echo "measure: daemon did not start" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+stop_daemon() { # stop_daemon LOG NAME: SIGTERM, exit code and log levels reported
+  local log=$1 name=$2 code=0
+  kill -TERM "$daemon_pid"
+  wait "$daemon_pid" || code=$?
+  daemon_pid=
+  echo "$name: daemon exit $code; log levels: $(awk '{print $2}' "$log" | sort | uniq -c | tr '\n' ' ')"
+}
+
+has() { case " $scenarios " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+keys=$out/state/bench-keys.tsv
+for i in $(seq 1 "$runs"); do
+  if has limit; then
+    rc=0
+    "$bench" --json --config "$out/nodecoord.toml" --state-dir "$out/state" limit --nodes "$limit_nodes" \
+      --attempts "$attempts" --logs "$logs" --missing "$missing" >"$out/limit-$i.json" || rc=$?
+    echo "run $i: limit exit $rc"
+  fi
+  if has storage; then
+    rc=0
+    "$bench" --json --config "$out/nodecoord.toml" --state-dir "$out/state" storage --nodes "$limit_nodes" \
+      --attempts "$attempts" --logs "$logs" --slow-nodes "$slow_nodes" --modes "$modes" \
+      >"$out/storage-$i.json" || rc=$?
+    echo "run $i: storage exit $rc"
+  fi
+  if has backfill; then
+    log=$out/daemon-backfill-$i.log
+    start_daemon "$log"
+    rc=0
+    "$bench" --json --config "$out/nodecoord.toml" --state-dir "$out/state" backfill \
+      --coordinator "127.0.0.1:$port" --keys "$keys" --nodes "$backfill_nodes" --attempts "$backfill_attempts" \
+      --logs "$backfill_logs" --sent-logs "$sent_logs" --poll "$poll" --pid "$daemon_pid" \
+      >"$out/backfill-$i.json" || rc=$?
+    echo "run $i: backfill exit $rc"
+    stop_daemon "$log" "run $i: backfill"
+  fi
+  if has storm; then
+    log=$out/daemon-storm-$i.log
+    start_daemon "$log"
+    rc=0
+    "$bench" --json --config "$out/nodecoord.toml" --state-dir "$out/state" disconnect-storm \
+      --coordinator "127.0.0.1:$port" --keys "$keys" --nodes "$storm_nodes" --attempts "$storm_attempts" \
+      --poll "$poll" --pid "$daemon_pid" >"$out/storm-$i.json" || rc=$?
+    echo "run $i: disconnect-storm exit $rc"
+    stop_daemon "$log" "run $i: disconnect-storm"
+  fi
+done
+
+python3 - "$out" "$runs" "$scenarios" <<'EOF'
+import json, os, statistics, sys
+out, runs, scenarios = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+def load(kind):
+    rs = []
+    for i in range(1, runs + 1):
+        p = f"{out}/{kind}-{i}.json"
+        if os.path.exists(p) and os.path.getsize(p) > 0:
+            rs.append(json.load(open(p)))
+    return rs
+def line(name, values, unit=""):
+    values = [v for v in values if v is not None]
+    if not values:
+        return
+    print(f"  {name:46} median {statistics.median(values):12.3f}  min {min(values):12.3f}  max {max(values):12.3f} {unit}")
+def section(kind, rows):
+    rs = load(kind)
+    if not rs:
+        return
+    print(f"{kind}: {len(rs)} runs, valid: {[r['valid'] for r in rs]}")
+    for r in rs:
+        if not r["valid"]:
+            print("   invalid because:", r["invalid_because"])
+    for name, key, unit in rows:
+        line(name, [r.get(key) for r in rs], unit)
+if "limit" in scenarios:
+    section("limit", [("transitions only (attempts/s)", "rate_per_s", ""),
+                      ("with missing log lines (attempts/s)", "rate_with_logs_per_s", ""),
+                      ("mark (s)", "mark_s", ""), ("logs (s)", "logs_s", ""), ("complete (s)", "complete_s", "")])
+if "storage" in scenarios:
+    section("storage", [("batched (attempts/s)", "batched_rate_per_s", ""),
+                        ("per-row (attempts/s)", "per_row_rate_per_s", ""),
+                        ("per-op (attempts/s)", "per_op_rate_per_s", ""),
+                        ("ratio batched / per-row (within run)", "ratio_batched_per_row", "x"),
+                        ("ratio batched / per-op (within run)", "ratio_batched_per_op", "x")])
+if "backfill" in scenarios:
+    section("backfill", [("attempts completed/s (first connect)", "rate_per_s", ""),
+                         ("attempts completed/s (first request)", "rate_from_first_request_per_s", ""),
+                         ("time first connect -> all complete (s)", "time_s", ""),
+                         ("request mark -> complete p50 (ms)", "request_latency_p50_ms", ""),
+                         ("request mark -> complete p99 (ms)", "request_latency_p99_ms", ""),
+                         ("welcome -> request p50 (ms)", "welcome_to_request_p50_ms", ""),
+                         ("welcome -> request p99 (ms)", "welcome_to_request_p99_ms", ""),
+                         ("daemon CPU (% of one core)", "daemon_cpu_percent", "")])
+if "storm" in scenarios:
+    section("storm", [("first close -> none pending (s)", "storm_s", ""),
+                      ("first close -> first reset visible (s)", "first_reset_s", ""),
+                      ("direct UPDATE median (s)", "direct_s", ""),
+                      ("ratio storm / direct (within run)", "ratio", "x"),
+                      ("time to all pending (s)", "time_to_pending_s", "")])
+# Ratios across scenarios (medians of different runs): the end-to-end rate against the limit.
+lim, bf = load("limit"), load("backfill")
+if lim and bf:
+    l = statistics.median([r["rate_with_logs_per_s"] for r in lim if r.get("rate_with_logs_per_s")] or [0])
+    b = statistics.median([r["rate_per_s"] for r in bf])
+    if l:
+        print(f"backfill median rate / limit median rate (with log lines): {b / l:.3f}")
+EOF

@@ -191,7 +191,7 @@ bool handle_response(self_ptr self, const std::string& node_id, int64_t epoch, c
                                             {"why", backfill::to_string(check)}});
     return false;
   }
-  storage::apply_backfill op{request_id, node_id, epoch, std::move(items), st.opts.max_failures};
+  storage::apply_backfill op{request_id, node_id, std::move(items), st.opts.max_failures};
   self->request(st.opts.storage, caf::infinite, std::move(op))
     .then(
       [=](const storage::apply_backfill::result_type& res) {

@@ -417,12 +417,14 @@ nodes_with_partial::result_type execute(op_context& c, const nodes_with_partial&
   nodes_with_partial::result_type out;
   // Keyset paging (never OFFSET: the set changes while it is paged). The EXISTS probe uses the
   // (node_id, sync_state, created_at) index.
-  query(c.sql, "SELECT n.id FROM nodes n WHERE n.status = 'online' AND n.id > :after AND EXISTS "
-               "(SELECT 1 FROM node_task_attempts a WHERE a.node_id = n.id AND a.sync_state = 'partial') "
-               "ORDER BY n.id LIMIT :lim")
-    .bind("after", op.after_node_id)
-    .bind("lim", op.limit)
-    .each([&](const soci::row& r) { out.push_back(col_str(r, 0)); });
+  bool first = op.after_node_id.empty(); // "" is not a UUID to PostgreSQL
+  query q(c.sql, std::string("SELECT n.id FROM nodes n WHERE n.status = 'online' ")
+                   + (first ? "" : "AND n.id > :after ")
+                   + "AND EXISTS (SELECT 1 FROM node_task_attempts a WHERE a.node_id = n.id AND "
+                     "a.sync_state = 'partial') ORDER BY n.id LIMIT :lim");
+  if (!first)
+    q.bind("after", op.after_node_id);
+  q.bind("lim", op.limit).each([&](const soci::row& r) { out.push_back(col_str(r, 0)); });
   return out;
 }
 
@@ -505,16 +507,15 @@ mark_pending::result_type execute(op_context& c, const mark_pending& op) {
 
 apply_backfill::result_type execute(op_context& c, const apply_backfill& op) {
   apply_backfill::result_type out;
-  // Rule 1 and DESIGN §9: only rows pending under this request, of this node, while the node's
-  // session is the one the request was made under.
-  bool found = false;
-  bool epoch_ok = node_epoch(c, op.node_id, found) == op.epoch && found;
+  // Rule 1: only rows still pending under this request, of this node. No epoch check here (see
+  // docs/DESIGN.md §10): the request id is unique to one session, so the compare-and-set on it
+  // already refuses every other session's answer, and a session that ended before its answer
+  // was applied must not leave the request's rows pending with nobody to reset them.
   struct pending_row {
     int64_t log_count, failures;
   };
   std::map<std::string, pending_row> pending;
-  if (epoch_ok)
-    query(c.sql, "SELECT id, log_count, backfill_failures FROM node_task_attempts "
+  query(c.sql, "SELECT id, log_count, backfill_failures FROM node_task_attempts "
                  "WHERE backfill_request_id = :r AND node_id = :n AND sync_state = 'pending_backfill'")
       .bind("r", op.request_id)
       .bind("n", op.node_id)

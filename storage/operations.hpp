@@ -290,8 +290,7 @@ enum class backfill_outcome : uint8_t {
 /// `succeeded` if every attempt completed, else `failed`; counts go into its detail.
 struct apply_backfill {
   std::string request_id;
-  std::string node_id;
-  int64_t epoch = 0;
+  std::string node_id; // the sender: only its rows pending under the request change
   std::vector<backfill_item> results;
   int64_t max_failures = 5;
   struct attempt_result {

@@ -223,7 +223,7 @@ BOOST_FIXTURE_TEST_CASE(lost_commit_ack_delivers_results_without_reapplying, det
   // Set up after startup (whose recovery would reset a pending row).
   auto p = make_pending_attempt(t);
   lose_ack = true;
-  auto h = self->request(st, caf::infinite, apply_backfill{p.request, p.node.id, p.epoch, {{p.attempt, false, 0, "gone"}}, 5});
+  auto h = self->request(st, caf::infinite, apply_backfill{p.request, p.node.id, {{p.attempt, false, 0, "gone"}}, 5});
   sched.run();
   BOOST_TEST(!status(st).available);
   sched.trigger_timeout();

@@ -12,7 +12,9 @@
 //   are marked pending again and one direct UPDATE resets them, for the ratio.
 #include "common/clock.hpp"
 #include "protocol/codec.hpp"
+#include "storage/batch_executor.hpp"
 #include "storage/database.hpp"
+#include "storage/operations.hpp"
 #include "storage/query.hpp"
 #include "tools/bench/db.hpp"
 #include "tools/bench/load.hpp"
@@ -24,6 +26,7 @@
 
 #include <algorithm>
 #include <set>
+#include <span>
 #include <sstream>
 #include <unordered_map>
 #include <unordered_set>
@@ -518,9 +521,6 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
           static_cast<uint64_t>(cleared.attempts + cleared.log_lines + cleared.jobs));
   r.number("setup (seed partial attempts)", "setup_s", secs(now_ns() - t_setup), 2, "s");
 
-  count_poller poller(target.url, "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'",
-                      poll_ns);
-  poller.start();
   bench_nodes silent(ids, backfill_args{}, bench_nodes::mode::silent, s.nodes);
   auto o = opts;
   o.hooks = &silent;
@@ -529,25 +529,24 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
   auto t0 = now_ns();
   l.open_all();
   session_rows(r, l, s.nodes);
-  bool all_pending = l.run_until(t0 + timeout_ns, [&] {
-    auto last = poller.latest();
-    return !poller.error().empty() ||
-           (last && last->value == total && silent.attempts_requested >= static_cast<uint64_t>(total));
-  });
-  if (!poller.error().empty())
-    throw std::runtime_error("database poller: " + poller.error());
+  // The daemon sends a request only after its mark committed, so once every attempt has been
+  // requested, every attempt is pending (checked once below). No polling here: a count over
+  // the growing pending rows would take CPU from the daemon while it marks.
+  bool all_requested = l.run_until(t0 + timeout_ns, [&] { return silent.attempts_requested >= static_cast<uint64_t>(total); });
   auto t_pending = now_ns();
-  r.number("time first connect -> all pending", "time_to_pending_s", secs(t_pending - t0), 3, "s");
+  auto pending_before = query_int(db.session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'");
+  r.number("time first connect -> all requested", "time_to_pending_s", secs(t_pending - t0), 3, "s");
+  r.number("connect time (first connect to last welcome)", "connect_time_s",
+           secs(l.last_welcome_ns() > l.first_connect_ns() ? l.last_welcome_ns() - l.first_connect_ns() : 0), 3, "s");
   r.count("backfill_requests", "requests", silent.requests);
   r.count("attempts requested", "attempts_requested", silent.attempts_requested);
-  if (!all_pending) {
-    auto last = poller.latest();
+  r.count("attempts pending_backfill before the storm", "pending_before", static_cast<uint64_t>(pending_before));
+  if (!all_requested || pending_before != total) {
     r.problem((silent.requests == 0 ? std::string("no backfill_request arrived (does this nodecoordd have the "
                                                   "tracker?); ")
                                     : std::string()) +
-              std::to_string(last ? last->value : 0) + " of " + std::to_string(total) +
-              " attempts pending_backfill after --timeout");
-    poller.stop();
+              std::to_string(silent.attempts_requested) + " attempts requested and " + std::to_string(pending_before) +
+              " pending_backfill of " + std::to_string(total) + " after --timeout");
     l.drop_all();
     trailing_rows(r, l);
     if (!a.keep)
@@ -557,32 +556,34 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
   }
   trailing_rows(r, l); // before the drop: anything wrong up to here makes the run invalid
 
-  // The storm.
+  // The storm. The poller asks only whether any row is still pending (one index probe), so that
+  // watching costs the daemon next to nothing.
   r.heading("storm: all sockets closed at once");
+  count_poller poller(target.url,
+                      "SELECT COUNT(*) FROM (SELECT 1 FROM node_task_attempts WHERE sync_state = 'pending_backfill' "
+                      "LIMIT 1) AS p",
+                      poll_ns);
+  poller.start();
   double cpu0 = daemon.enabled() ? daemon.cpu() : 0.0;
   auto t_drop = now_ns();
   l.drop_all();
   auto t_dropped = now_ns();
-  auto first_reset = poller.wait_for([&](int64_t v) { return v < total; }, t_drop, t_drop + timeout_ns);
   auto none_left = poller.wait_for([](int64_t v) { return v == 0; }, t_drop, t_drop + timeout_ns);
   double cpu1 = daemon.enabled() ? daemon.cpu() : 0.0;
-  auto t_after = now_ns();
-  poll_rows(r, poller);
   poller.stop();
+  if (!poller.error().empty())
+    throw std::runtime_error("database poller: " + poller.error());
+  poll_rows(r, poller);
   r.number("closing the sockets took", "close_s", secs(t_dropped - t_drop), 3, "s");
-  if (first_reset)
-    r.number("first close -> first reset visible", "first_reset_s", secs(first_reset->started_ns - t_drop), 3, "s");
   double storm_s = 0;
   if (!none_left) {
-    auto last = poller.latest();
-    r.problem(std::to_string(last ? last->value : -1) + " attempts still pending_backfill after --timeout");
+    r.problem("attempts still pending_backfill " + a.timeout + " after the storm");
   } else {
     storm_s = secs(none_left->started_ns - t_drop);
     r.number("first close -> no row pending_backfill", "storm_s", storm_s, 3, "s");
   }
   if (daemon.enabled())
     r.number("daemon CPU seconds (storm)", "daemon_cpu_s", cpu1 - cpu0, 2, "s");
-  (void)t_after;
 
   // The daemon's disconnect bookkeeping ends before the comparison starts.
   int64_t online = 0, running = 0;
@@ -602,10 +603,14 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
   auto jobs = sum_over_nodes(db, nodes, "COUNT(*)", "jobs", "status = 'cancelled'");
   r.count("jobs cancelled", "jobs_cancelled", static_cast<uint64_t>(jobs));
 
-  // The comparison: the same rows pending again (untimed), then one UPDATE resets them all.
-  r.heading("direct: one UPDATE of the same rows");
-  std::vector<double> direct;
-  for (size_t k = 0; k < a.direct_repeats && r.valid(); ++k) {
+  // The comparison: the same rows pending again (untimed), then they are reset (timed):
+  //   direct   one UPDATE of all of them, autocommitted;
+  //   ops      the storage operations the daemon's storm produces, through the batch executor
+  //            (storage.batch_max per transaction): per node one reset_requests (its request)
+  //            and one node_end_session, as the tracker and registry send them now;
+  //   one-op   the same with the resets of all nodes coalesced into one reset_requests.
+  // Pending again means backfill_request_id = node_id, so a node's id is its "request".
+  auto remark = [&]() -> bool {
     int64_t remarked = 0;
     auto now = format_time(db.now());
     db.session() << (target.url.kind == storage::backend::sqlite ? "BEGIN IMMEDIATE" : "BEGIN");
@@ -619,11 +624,34 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
                     .bind_list("n", chunk)
                     .exec();
     db.session() << "COMMIT";
-    if (remarked != total) {
-      r.problem("direct: " + std::to_string(remarked) + " of " + std::to_string(total) + " rows marked pending again");
+    if (remarked != total)
+      r.problem("comparison: " + std::to_string(remarked) + " of " + std::to_string(total) +
+                " rows marked pending again");
+    return remarked == total;
+  };
+  auto pending_now = [&] {
+    return query_int(db.session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'");
+  };
+  auto median_of = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+  };
+  auto times_text = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    std::ostringstream each;
+    each.setf(std::ios::fixed);
+    each.precision(3);
+    for (size_t k = 0; k < v.size(); ++k)
+      each << (k ? ", " : "") << v[k];
+    return each.str();
+  };
+
+  r.heading("direct: one UPDATE of the same rows");
+  std::vector<double> direct;
+  for (size_t k = 0; k < a.direct_repeats && r.valid(); ++k) {
+    if (!remark())
       break;
-    }
-    now = format_time(db.now());
+    auto now = format_time(db.now());
     auto u0 = now_ns();
     auto reset = storage::query(db.session(), "UPDATE node_task_attempts SET sync_state = 'partial', "
                                               "backfill_request_id = NULL, updated_at = " + dl.ts_param("now") +
@@ -637,17 +665,69 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
     }
     direct.push_back(secs(u1 - u0));
   }
-  std::sort(direct.begin(), direct.end());
-  double direct_s = direct.empty() ? 0.0 : direct[direct.size() / 2];
-  std::ostringstream each;
-  each.setf(std::ios::fixed);
-  each.precision(3);
-  for (size_t k = 0; k < direct.size(); ++k)
-    each << (k ? ", " : "") << direct[k];
-  r.text("direct UPDATE times (s, sorted)", "direct_times", each.str());
+  double direct_s = median_of(direct);
+  r.text("direct UPDATE times (s, sorted)", "direct_times", times_text(direct));
   r.number("direct UPDATE (median)", "direct_s", direct_s, 3, "s");
-  r.heading("ratio (this run)");
+
+  auto fresh = find_nodes(db, names_of(opts.keys)); // current epochs, for node_end_session
+  size_t batch = std::max<size_t>(target.cfg.storage.batch_max, 1);
+  auto run_ops = [&](bool coalesced) -> double {
+    if (!remark())
+      return 0.0;
+    std::vector<storage::batch_item> items;
+    storage::reset_requests all{{}, "cancelled", "session ended: socket_closed"};
+    if (coalesced) {
+      for (auto& n : fresh)
+        all.request_ids.push_back(n.id);
+      items.push_back({[&all](storage::op_context& c) { storage::execute(c, all); }, {}, {}});
+    }
+    for (auto& n : fresh) {
+      if (!coalesced)
+        items.push_back({[id = n.id](storage::op_context& c) {
+                           storage::execute(c, storage::reset_requests{{id}, "cancelled", "session ended: socket_closed"});
+                         },
+                         {},
+                         {}});
+      items.push_back({[id = n.id, epoch = n.epoch](storage::op_context& c) {
+                         storage::execute(c, storage::node_end_session{id, epoch, "socket_closed"});
+                       },
+                       {},
+                       {}});
+    }
+    storage::batch_executor exec(db);
+    auto u0 = now_ns();
+    for (size_t first = 0; first < items.size(); first += batch) {
+      auto n = std::min(batch, items.size() - first);
+      auto rep = exec.execute(std::span<storage::batch_item>(items.data() + first, n));
+      if (rep.stop != storage::stop_reason::none || rep.done != n)
+        throw std::runtime_error("comparison: storage stopped: " + rep.stop_message);
+      for (auto& e : rep.errors)
+        if (!e.empty())
+          throw std::runtime_error("comparison: an operation failed: " + e);
+    }
+    auto u1 = now_ns();
+    if (auto left = pending_now(); left != 0)
+      r.problem("comparison: " + std::to_string(left) + " rows still pending after the storage operations");
+    return secs(u1 - u0);
+  };
+  std::vector<double> per_node, one_op;
+  for (size_t k = 0; k < a.direct_repeats && r.valid(); ++k) {
+    per_node.push_back(run_ops(false));
+    one_op.push_back(run_ops(true));
+  }
+  r.heading("storage operations of the storm, replayed by the bench (batch executor)");
+  r.count("operations per transaction (storage.batch_max)", "ops_batch", batch);
+  r.text("per node: reset_requests + node_end_session, times (s)", "ops_per_node_times", times_text(per_node));
+  r.number("per node: reset_requests + node_end_session (median)", "ops_per_node_s", median_of(per_node), 3, "s");
+  r.text("one reset_requests for all + node_end_session, times (s)", "ops_one_reset_times", times_text(one_op));
+  r.number("one reset_requests for all + node_end_session (median)", "ops_one_reset_s", median_of(one_op), 3, "s");
+
+  r.heading("ratios (this run)");
   r.number("storm / direct UPDATE", "ratio", direct_s > 0 && storm_s > 0 ? storm_s / direct_s : 0.0, 2, "x");
+  if (direct_s > 0) {
+    r.number("replayed ops, per node / direct UPDATE", "ratio_ops_per_node", median_of(per_node) / direct_s, 2, "x");
+    r.number("replayed ops, one reset / direct UPDATE", "ratio_ops_one_reset", median_of(one_op) / direct_s, 2, "x");
+  }
   if (!a.keep)
     clear_nodes(db, nodes);
   r.print(as_json);

@@ -6,6 +6,7 @@
 #include "actors/acceptor.hpp"
 #include "actors/registry.hpp"
 #include "actors/storage.hpp"
+#include "actors/tracker.hpp"
 #include "common/api_key.hpp"
 #include "common/ids.hpp"
 #include "protocol/codec.hpp"
@@ -21,7 +22,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 using namespace nodecoord;
+
+namespace nodecoord {
+inline std::ostream& operator<<(std::ostream& os, order_status s) { return os << to_string(s); }
+} // namespace nodecoord
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 using caf::io::connection_handle;
@@ -54,6 +61,10 @@ struct session_fixture {
     ro.clock = t.clock.fn();
     ro.auth_failures_per_minute = 5;
     registry = spawn_registry(sys, ro);
+    tracker_options to;
+    to.storage = storage;
+    tracker = spawn_tracker(sys, to);
+    caf::anon_send(registry, subscribe_atom::value, caf::actor_cast<caf::actor>(tracker));
     mpx.provide_acceptor(test_port, acc);
     acceptor_options ao;
     ao.port = test_port;
@@ -66,6 +77,7 @@ struct session_fixture {
     ao.session.max_outbound_bytes = 64 * 1024;
     ao.session.registry = registry;
     ao.session.storage = storage;
+    ao.session.tracker = tracker;
     ao.session.clock = t.clock.fn();
     acceptor = spawn_acceptor(sys, ao);
     run();
@@ -77,6 +89,7 @@ struct session_fixture {
     run();
     caf::anon_send_exit(acceptor, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(tracker, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(storage, caf::exit_reason::user_shutdown);
     run();
   }
@@ -172,6 +185,7 @@ struct session_fixture {
   int next_conn = 100;
   storage_actor storage;
   registry_actor registry;
+  tracker_actor tracker;
   caf::actor acceptor;
 };
 
@@ -523,4 +537,85 @@ BOOST_FIXTURE_TEST_CASE(node_up_and_down_for_every_session_epoch, session_fixtur
       });
   std::vector<std::string> expected{"up 1", "up 2", "down 1 superseded", "down 2 bye"};
   BOOST_TEST(events == expected, boost::test_tools::per_element());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_backfill_goes_through_a_real_session, session_fixture) {
+  auto n = add_node("alpha");
+  auto [c, welcome] = login(n);
+  auto a = new_uuid();
+  auto b = new_uuid();
+  const std::string ts = "2026-01-09T12:00:00.000Z";
+  send(c, protocol::encode_attempt({a, "task-a", "succeeded", "", "", ""})
+            + protocol::encode_attempt({b, "task-b", "succeeded", "", "", ""})
+            + protocol::encode_logs({a, {{0, ts, "stdout", "first"}}}));
+  BOOST_TEST(frames(c).empty());
+  auto order = [&] {
+    order_result out;
+    auto rh = self->request(tracker, caf::infinite, backfill_order{n.id, 0, {}, 10, "test"});
+    run();
+    rh.receive([&](order_result& r) { out = std::move(r); }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    return out;
+  };
+  auto r = order();
+  BOOST_TEST_REQUIRE(r.status == order_status::requested);
+  auto f = frames(c);
+  BOOST_TEST_REQUIRE(f.size() == 1u);
+  BOOST_TEST(f[0]["type"] == "backfill_request");
+  BOOST_TEST(f[0]["request_id"] == r.request_id);
+  auto ids = f[0]["attempt_ids"].get<std::vector<std::string>>();
+  std::sort(ids.begin(), ids.end());
+  BOOST_TEST((ids == (a < b ? std::vector<std::string>{a, b} : std::vector<std::string>{b, a})));
+  BOOST_TEST(f[0]["logs_after"] == json::object({{a, 0}}));
+  // The node resends what is missing, then answers; the evidence check sees the resent line.
+  protocol::backfill_response resp{r.request_id, {{a, true, 2, ""}, {b, false, 0, "no such attempt here"}}};
+  send(c, protocol::encode_logs({a, {{1, ts, "stdout", "second"}}}) + protocol::encode_backfill_response(resp));
+  BOOST_TEST(frames(c).empty(), "an accepted response gets no answer");
+  BOOST_TEST(t.run(storage::attempt_get{a}).attempt.sync_state == "complete");
+  BOOST_TEST(t.run(storage::attempt_get{b}).attempt.sync_state == "partial");
+  // The same response again: unknown_request, with the request id as ref, and no row changes.
+  auto before = t.dump();
+  send(c, protocol::encode_backfill_response(resp));
+  f = frames(c);
+  BOOST_TEST_REQUIRE(f.size() == 1u);
+  BOOST_TEST(f[0]["code"] == "unknown_request");
+  BOOST_TEST(f[0]["ref"] == r.request_id);
+  BOOST_TEST(t.dump() == before);
+  // A request in flight when the node says bye goes back to partial.
+  auto again = order();
+  BOOST_TEST_REQUIRE(again.status == order_status::requested);
+  BOOST_TEST(frames(c).size() == 1u);
+  BOOST_TEST(t.run(storage::attempt_get{b}).attempt.sync_state == "pending_backfill");
+  send(c, protocol::encode_bye("maintenance"));
+  BOOST_TEST(t.run(storage::attempt_get{b}).attempt.sync_state == "partial");
+  auto jobs = t.run(storage::job_query{});
+  auto j = std::find_if(jobs.begin(), jobs.end(), [&](auto& x) { return x.id == again.request_id; });
+  BOOST_TEST_REQUIRE((j != jobs.end()));
+  BOOST_TEST(j->status == "cancelled");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_newer_session_gets_a_fresh_request_and_the_old_answer_is_refused, session_fixture) {
+  auto n = add_node("alpha");
+  auto [c1, w1] = login(n);
+  auto a = new_uuid();
+  send(c1, protocol::encode_attempt({a, "task-a", "succeeded", "", "", ""}));
+  order_result r;
+  auto rh = self->request(tracker, caf::infinite, backfill_order{n.id, 0, {a}, 0, "test"});
+  run();
+  rh.receive([&](order_result& x) { r = std::move(x); }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  BOOST_TEST_REQUIRE(r.status == order_status::requested);
+  BOOST_TEST(frames(c1).size() == 1u);
+  // The node reconnects before the old socket is noticed dead.
+  auto [c2, w2] = login(n);
+  BOOST_TEST(w2["session"] == 2);
+  auto f1 = frames(c1);
+  BOOST_TEST_REQUIRE(f1.size() == 1u);
+  BOOST_TEST(f1[0]["reason"] == "superseded");
+  BOOST_TEST(t.run(storage::attempt_get{a}).attempt.sync_state == "partial");
+  // Its answer on the new connection names the old request: refused, nothing changes.
+  auto before = t.dump();
+  send(c2, protocol::encode_backfill_response({r.request_id, {{a, true, 0, ""}}}));
+  auto f2 = frames(c2);
+  BOOST_TEST_REQUIRE(f2.size() == 1u);
+  BOOST_TEST(f2[0]["code"] == "unknown_request");
+  BOOST_TEST(t.dump() == before);
 }

@@ -1,0 +1,296 @@
+#pragma once
+// The real nodecoordd for end-to-end tests: its own state directory and configuration, started
+// and stopped as a child process, nodecoordctl against the same files, and bounded polls of the
+// database it writes. Used by sessions_e2e_test and backfill_e2e_test (one translation unit
+// each; test binaries define NODECOORDD_PATH and NODECOORDCTL_PATH).
+#include "common/api_key.hpp"
+#include "common/ids.hpp"
+#include "process.hpp"
+#include "storage/query.hpp"
+#include "storage/url.hpp"
+
+#include <boost/test/unit_test.hpp>
+#include <nlohmann/json.hpp>
+#include <soci/postgresql/soci-postgresql.h>
+#include <soci/soci.h>
+#include <soci/sqlite3/soci-sqlite3.h>
+
+#include <chrono>
+#include <csignal>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace nodecoord::test {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+inline const std::string daemon_path = NODECOORDD_PATH;
+inline const std::string ctl_path = NODECOORDCTL_PATH;
+
+// Bounds, not delays: each wait returns as soon as its event happens.
+inline constexpr auto startup_bound = 30s;  // "nodecoordd ready" (a fresh database is migrated first)
+inline constexpr auto frame_bound = 10s;    // a reply to a frame we sent
+inline constexpr auto close_bound = 10s;    // the server closing a socket after its last frame
+inline constexpr auto db_bound = 15s;       // state the daemon writes asynchronously (offline rows)
+inline constexpr auto exit_bound = 25s;     // shutdown_timeout defaults to 15 s
+inline constexpr auto ctl_bound = 30s;      // one nodecoordctl run
+
+/// The environment of a child under test: nothing inherited that would change its behaviour.
+inline environment clean_env() {
+  return {
+    {"NOTIFY_SOCKET", std::nullopt},  {"WATCHDOG_USEC", std::nullopt}, {"WATCHDOG_PID", std::nullopt},
+    {"STATE_DIRECTORY", std::nullopt}, {"JOURNAL_STREAM", std::nullopt}, {"LISTEN_FDS", std::nullopt},
+    {"LISTEN_PID", std::nullopt},     {"LISTEN_FDNAMES", std::nullopt},
+  };
+}
+
+/// RFC 3339 UTC with milliseconds, as the coordinator writes times.
+/// (A hand-written check: std::regex trips GCC 12's -Wmaybe-uninitialized in sanitizer builds.)
+inline bool is_wire_time(const nlohmann::json& v) {
+  if (!v.is_string())
+    return false;
+  const std::string t = v.get<std::string>();
+  const std::string_view shape = "dddd-dd-ddTdd:dd:dd.dddZ";
+  if (t.size() != shape.size())
+    return false;
+  for (std::size_t i = 0; i < t.size(); ++i)
+    if (shape[i] == 'd' ? !(t[i] >= '0' && t[i] <= '9') : t[i] != shape[i])
+      return false;
+  return true;
+}
+
+/// The lines of `text` that contain `needle`, each on its own indented line (failure messages).
+inline std::string lines_with(const std::string& text, std::string_view needle) {
+  std::string out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find('\n', start);
+    if (end == std::string::npos)
+      end = text.size();
+    std::string_view line(text.data() + start, end - start);
+    if (line.find(needle) != std::string_view::npos)
+      out += "\n  " + std::string(line);
+    start = end + 1;
+  }
+  return out.empty() ? " (none)" : out;
+}
+
+/// Polls `pred` (a database read) until it holds or `bound` passes.
+template <class Pred>
+bool eventually(Pred&& pred, std::chrono::milliseconds bound = db_bound) {
+  auto deadline = std::chrono::steady_clock::now() + bound;
+  for (;;) {
+    if (pred())
+      return true;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(20ms); // the polling period, not a wait for an event
+  }
+}
+
+struct node_info {
+  std::string name;
+  std::string id;
+  std::string key;
+};
+
+struct node_row {
+  bool found = false;
+  std::string id;
+  std::string status;
+  int64_t epoch = -1;
+  std::string connected_at;
+  std::string disconnected_at;
+  std::string disconnect_reason;
+  std::string disabled_at;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const node_row& r) {
+  if (!r.found)
+    return os << "(no such node)";
+  return os << "{status=" << r.status << " epoch=" << r.epoch << " connected_at=" << r.connected_at
+            << " disconnected_at=" << r.disconnected_at << " disconnect_reason=" << r.disconnect_reason
+            << " disabled_at=" << r.disabled_at << "}";
+}
+
+
+/// Server settings of a test's configuration; a test overrides what it needs.
+using settings = std::map<std::string, std::string>;
+
+inline settings base_settings() {
+  return {
+    {"listen", "\"127.0.0.1:0\""},       {"hello_timeout", "\"10s\""},
+    {"heartbeat_interval", "\"200ms\""}, {"idle_timeout", "\"30s\""},
+    {"max_frame_bytes", "1048576"},      {"max_protocol_errors", "3"},
+    {"max_connections", "100"},
+  };
+}
+
+inline settings with(settings s, const settings& changes) {
+  for (auto& [k, v] : changes)
+    s[k] = v;
+  return s;
+}
+
+/// One nodecoordd with its own state directory and configuration; nodecoordctl runs against
+/// the same files. Storage: SQLite at <dir>/nodecoord.db, or `storage_url` (e.g. a PostgreSQL
+/// test schema). `extra_toml` is appended to the configuration (other tables).
+class daemon_under_test {
+public:
+  explicit daemon_under_test(const settings& server = base_settings(), const std::string& storage_url = "",
+                             const std::string& extra_toml = "")
+    : dir_("nodecoord-e2e") {
+    std::string text = "[server]\n";
+    for (auto& [k, v] : server)
+      text += k + " = " + v + "\n";
+    text += "[admin]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"debug\"\n";
+    if (!storage_url.empty())
+      text += "[storage]\nurl = \"" + storage_url + "\"\n";
+    text += extra_toml;
+    config_ = dir_.write("nodecoord.toml", text);
+    url_ = storage::parse_storage_url(storage_url.empty() ? "sqlite://nodecoord.db" : storage_url, dir_.path(), 5s);
+  }
+
+  const std::string& state_dir() const { return dir_.path(); }
+  const std::string& config() const { return config_; }
+  std::string db_path() const { return dir_.file("nodecoord.db"); }
+  child_process& process() { return *proc_; }
+  uint16_t port() const { return port_; }
+
+  /// Starts the daemon and waits until it listens; reads the port it got from its log.
+  void start() {
+    proc_ = std::make_unique<child_process>(daemon_path,
+                                            std::vector<std::string>{"--config", config_, "--state-dir", dir_.path()},
+                                            clean_env());
+    // "nodecoordd ready" is logged after "listening for nodes", so that line is complete.
+    BOOST_TEST_REQUIRE(proc_->wait_for_stderr("nodecoordd ready", startup_bound),
+                       "the daemon did not become ready; stderr:\n" << proc_->stderr_tail());
+    auto err = proc_->stderr_text();
+    const std::string needle = "listening for nodes address=127.0.0.1:";
+    auto at = err.find(needle);
+    BOOST_TEST_REQUIRE(at != std::string::npos, "no '" << needle << "' in stderr:\n" << err);
+    auto digits = at + needle.size();
+    auto end = err.find_first_not_of("0123456789", digits);
+    auto port = std::stoul(err.substr(digits, end - digits));
+    BOOST_TEST_REQUIRE((port > 0 && port < 65536), "bad port in: " << err.substr(at, 80));
+    port_ = static_cast<uint16_t>(port);
+  }
+
+  /// SIGTERM; requires exit code 0.
+  void stop() {
+    proc_->send_signal(SIGTERM);
+    int code = proc_->wait_exit(exit_bound);
+    // (A sanitizer build reports leaks and errors at exit with exit code 1: name them first.)
+    BOOST_TEST(code == 0, "exit code " << code << "; sanitizer summary:"
+                                         << lines_with(proc_->stderr_text(), "SUMMARY: ") << "\nstderr:\n"
+                                         << proc_->stderr_tail());
+  }
+
+  /// `nodecoordctl --config C --state-dir D --json ARGS...`; requires exit code 0; its stdout.
+  json ctl(std::vector<std::string> args) {
+    std::vector<std::string> argv{"--config", config_, "--state-dir", dir_.path(), "--json"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    child_process c(ctl_path, argv, clean_env());
+    int code = c.wait_exit(ctl_bound);
+    BOOST_TEST_REQUIRE(code == 0, "nodecoordctl exited with " << code << "; stderr:\n" << c.stderr_text());
+    auto out = json::parse(c.stdout_text(), nullptr, false);
+    BOOST_TEST_REQUIRE(!out.is_discarded(), "nodecoordctl printed no JSON: " << c.stdout_text());
+    return out;
+  }
+
+  /// `nodecoordctl node add NAME`: the node's id and its key.
+  node_info add_node(const std::string& name) {
+    auto out = ctl({"node", "add", name});
+    node_info n{name, out.at("node").at("id").get<std::string>(), out.at("key").get<std::string>()};
+    BOOST_TEST_REQUIRE(is_uuid(n.id), out.dump());
+    BOOST_TEST_REQUIRE(parse_api_key(n.key).has_value(), out.dump());
+    return n;
+  }
+
+  void disable_node(const std::string& name) { ctl({"node", "disable", name}); }
+
+  /// A fresh look at the database (SQLite WAL: safe while the daemon writes).
+  std::unique_ptr<soci::session> db() const {
+    if (url_.kind == storage::backend::sqlite)
+      return std::make_unique<soci::session>(soci::sqlite3, url_.connect_string);
+    return std::make_unique<soci::session>(soci::postgresql, url_.connect_string);
+  }
+
+  node_row node(const std::string& name) const {
+    node_row r;
+    auto s = db();
+    // Times as text on either backend (PostgreSQL's are TIMESTAMPTZ).
+    storage::query(*s, "SELECT CAST(id AS TEXT), status, session_epoch, CAST(connected_at AS TEXT), "
+                       "CAST(disconnected_at AS TEXT), disconnect_reason, CAST(disabled_at AS TEXT) "
+                       "FROM nodes WHERE name = :n")
+      .bind("n", name)
+      .each([&](const soci::row& row) {
+        r.found = true;
+        r.id = storage::col_str(row, 0);
+        r.status = storage::col_str(row, 1);
+        r.epoch = storage::col_int(row, 2);
+        r.connected_at = storage::col_str(row, 3);
+        r.disconnected_at = storage::col_str(row, 4);
+        r.disconnect_reason = storage::col_str(row, 5);
+        r.disabled_at = storage::col_str(row, 6);
+      });
+    return r;
+  }
+
+  int64_t count(const std::string& sql) const {
+    int64_t n = -1;
+    auto s = db();
+    storage::query(*s, sql).each([&](const soci::row& row) { n = storage::col_int(row, 0); });
+    return n;
+  }
+
+  /// Every row of the query, every column, NULL shown as "NULL": for "nothing changed" checks.
+  std::vector<std::string> rows(const std::string& sql) const {
+    std::vector<std::string> out;
+    auto s = db();
+    storage::query(*s, sql).each([&](const soci::row& row) {
+      std::string line;
+      for (std::size_t i = 0; i < row.size(); ++i) {
+        line += i ? " | " : "";
+        line += row.get_indicator(i) == soci::i_null ? "NULL" : storage::col_str(row, i);
+      }
+      out.push_back(std::move(line));
+    });
+    return out;
+  }
+
+  /// Waits (bounded poll) until `name`'s row satisfies `pred`; fails with the last row seen.
+  template <class Pred>
+  node_row wait_node(const std::string& name, Pred&& pred, const char* what) {
+    node_row last;
+    bool ok = eventually([&] {
+      last = node(name);
+      return pred(last);
+    });
+    BOOST_TEST_REQUIRE(ok, "node " << name << ": " << what << " not reached within " << db_bound.count()
+                                   << " s; row: " << last << "\nstderr:\n" << proc_->stderr_tail());
+    return last;
+  }
+
+  node_row wait_offline(const std::string& name, const std::string& reason) {
+    return wait_node(name, [&](const node_row& r) { return r.status == "offline" && r.disconnect_reason == reason; },
+                     ("offline with reason " + reason).c_str());
+  }
+
+private:
+  temp_dir dir_;
+  std::string config_;
+  storage::storage_url url_;
+  std::unique_ptr<child_process> proc_;
+  uint16_t port_ = 0;
+};
+
+
+} // namespace nodecoord::test

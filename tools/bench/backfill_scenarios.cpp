@@ -337,7 +337,9 @@ int run_backfill(const db_args& d, const socket_args& s, const backfill_args& a,
   auto nodes = find_nodes(db, names_of(opts.keys));
   auto cleared = clear_nodes(db, nodes);
   check_database_is_ours(db, nodes);
-  settle_tables(db);
+  // No VACUUM ANALYZE here: the tables may be (nearly) empty now, and PostgreSQL keeps the plan of
+  // a foreign-key check made on a table it believes empty (a sequential scan) for the life of the
+  // daemon's connection (see BENCHMARKS.md).
   auto ids = new_attempt_ids(nodes.size(), a.attempts);
   const auto total = static_cast<int64_t>(nodes.size() * a.attempts);
   report r("backfill");

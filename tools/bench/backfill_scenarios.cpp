@@ -559,11 +559,13 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
   trailing_rows(r, l); // before the drop: anything wrong up to here makes the run invalid
 
   // The storm. The poller asks only whether any row is still pending (one index probe), so that
-  // watching costs the daemon next to nothing.
+  // watching costs the daemon next to nothing. ORDER BY the index's columns keeps PostgreSQL on
+  // the index whatever its statistics say (without it, a plan made while most rows were pending
+  // scans the whole table once they are not).
   r.heading("storm: all sockets closed at once");
   count_poller poller(target.url,
                       "SELECT COUNT(*) FROM (SELECT 1 FROM node_task_attempts WHERE sync_state = 'pending_backfill' "
-                      "LIMIT 1) AS p",
+                      "ORDER BY sync_state, created_at LIMIT 1) AS p",
                       poll_ns);
   poller.start();
   double cpu0 = daemon.enabled() ? daemon.cpu() : 0.0;

@@ -40,6 +40,7 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 using reconcile_atom = caf::atom_constant<caf::atom("reconcile")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using pace_atom = caf::atom_constant<caf::atom("pace")>;
+using settle_atom = caf::atom_constant<caf::atom("settle")>;
 
 /// What the storage actor reports about itself (readiness, metrics).
 struct storage_status {
@@ -92,6 +93,8 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<storage::node_begin_session>::with<storage::node_begin_session::result_type>,
   // End a session: node offline only if the epoch is still current.
   caf::replies_to<storage::node_end_session>::with<storage::node_end_session::result_type>,
+  // End many sessions at once (a storm), with the same epoch rule.
+  caf::replies_to<storage::nodes_end_sessions>::with<storage::nodes_end_sessions::result_type>,
   // Batched last_seen_at.
   caf::replies_to<storage::node_touch>::with<storage::node_touch::result_type>,
   // Upsert an attempt record with the owner check.
@@ -169,6 +172,8 @@ using registry_actor = caf::typed_actor<
   caf::reacts_to<seen_atom, std::string, int64_t>,
   // Internal: write the batched last_seen_at.
   caf::reacts_to<flush_atom>,
+  // Internal: write the session ends gathered since the last one, as one operation.
+  caf::reacts_to<settle_atom>,
   // Internal: look for nodes disabled by an operator and close their sessions.
   caf::reacts_to<poll_atom>,
   // Close the session of a node (node name) with reason `disabled`; false if not connected.
@@ -250,6 +255,8 @@ using tracker_actor = caf::typed_actor<
   caf::reacts_to<node_down_atom, std::string, int64_t, std::string>,
   // Expire the requests past their deadline (its own timer; the reconcile asks too).
   caf::reacts_to<expire_atom>,
+  // Internal: send the resets gathered since the last one, coalesced.
+  caf::reacts_to<settle_atom>,
   // Stop taking orders, reset every live request; answers how many.
   caf::replies_to<shutdown_atom>::with<uint64_t>,
   // Requests in flight and counters.
@@ -327,6 +334,7 @@ NODECOORD_LOCAL_TYPE(nodecoord::storage::node_set_key)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::nodes_disabled_since)
 NODECOORD_LOCAL_OP(node_begin_session)
 NODECOORD_LOCAL_OP(node_end_session)
+NODECOORD_LOCAL_OP(nodes_end_sessions)
 NODECOORD_LOCAL_OP(node_touch)
 NODECOORD_LOCAL_OP(attempt_upsert)
 NODECOORD_LOCAL_OP(logs_insert)

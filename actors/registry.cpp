@@ -37,6 +37,7 @@ struct registry_state {
   std::unordered_map<std::string, failures> auth_failures; // peer -> failures this minute
   std::string disabled_since;                              // last poll time
   std::vector<caf::actor> subscribers;                     // node_up / node_down
+  storage::nodes_end_sessions ended;                       // not yet sent (see settle_atom)
 
   template <class... Ts>
   void publish(const Ts&... xs) {
@@ -141,10 +142,25 @@ void end_session(self_ptr self, const std::string& node_id, int64_t epoch, const
   log::info("node offline", {{"node", it->second.name}, {"epoch", epoch}, {"reason", reason}});
   st.by_actor.erase(it->second.session.id());
   st.nodes.erase(it);
-  self->request(st.opts.storage, caf::infinite, storage::node_end_session{node_id, epoch, reason})
-    .then([](const storage::node_end_session::result_type&) {},
-          [node_id](caf::error& e) {
-            log::error("could not record node offline", {{"node_id", node_id}, {"error", to_string(e)}});
+  // A storm of session ends becomes one storage operation: the first end asks for a settle
+  // message, which is handled after every end already in the mailbox. The epoch rule keeps a
+  // late write harmless if the node reconnected meanwhile.
+  if (st.ended.sessions.empty())
+    self->send(self, settle_atom::value);
+  st.ended.sessions.push_back({node_id, epoch, reason});
+}
+
+void write_session_ends(self_ptr self) {
+  auto& st = self->state;
+  if (st.ended.sessions.empty())
+    return;
+  auto op = std::move(st.ended);
+  st.ended = {};
+  auto count = op.sessions.size();
+  self->request(st.opts.storage, caf::infinite, std::move(op))
+    .then([](const storage::nodes_end_sessions::result_type&) {},
+          [count](caf::error& e) {
+            log::error("could not record nodes offline", {{"sessions", count}, {"error", to_string(e)}});
           });
 }
 
@@ -227,6 +243,7 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
       if (it != s.nodes.end() && it->second.epoch == epoch)
         s.seen[node_id] = format_time(s.opts.clock());
     },
+    [=](settle_atom) { write_session_ends(self); },
     [=](flush_atom) {
       flush_seen(self);
       self->delayed_send(self, self->state.opts.seen_flush, flush_atom::value);
@@ -261,6 +278,7 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
       uint64_t n = s.nodes.size();
       for (auto& [id, e] : s.nodes)
         caf::anon_send(e.session, caf::close_atom::value, std::string(protocol::close_reason::shutdown));
+      write_session_ends(self);
       flush_seen(self);
       return n;
     },

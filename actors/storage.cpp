@@ -273,6 +273,7 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
     [=](storage::nodes_disabled_since& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_begin_session& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_end_session& op) { return enqueue(self, std::move(op)); },
+    [=](storage::nodes_end_sessions& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_touch& op) { return enqueue(self, std::move(op)); },
     [=](storage::attempt_upsert& op) { return enqueue(self, std::move(op)); },
     [=](storage::logs_insert& op) { return enqueue(self, std::move(op)); },

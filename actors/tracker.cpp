@@ -10,6 +10,7 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
+#include <map>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -49,6 +50,10 @@ struct tracker_state {
   std::optional<backfill::time_point> timer_at;       // the pending expire timer
   // Resets storage refused: every pending row must get back to partial, so they are retried.
   std::vector<storage::reset_requests> unreset;
+  // Resets not yet sent, by (job status, reason): a storm of session ends becomes one operation
+  // per reason instead of one per node. Sent on settle_atom, and before any other storage
+  // operation of the tracker, so storage still sees them in the order they happened.
+  std::map<std::pair<std::string, std::string>, std::vector<std::string>> resets;
   bool stopping = false;
   tracker_status counters;
 };
@@ -91,20 +96,28 @@ void send_reset(self_ptr self, storage::reset_requests op) {
       });
 }
 
-/// Ends requests without an answer: their attempts go back to partial in one operation.
+/// Sends the gathered resets, one operation per (job status, reason).
+void send_resets(self_ptr self) {
+  auto gathered = std::move(self->state.resets);
+  self->state.resets.clear();
+  for (auto& [key, ids] : gathered)
+    send_reset(self, storage::reset_requests{std::move(ids), key.first, key.second});
+}
+
+/// Ends requests without an answer: their attempts go back to partial (coalesced, see `resets`).
 void reset(self_ptr self, const std::vector<backfill::request>& requests, const std::string& job_status,
            const std::string& reason) {
   if (requests.empty())
     return;
-  storage::reset_requests op;
-  op.job_status = job_status;
-  op.reason = reason;
+  auto& st = self->state;
+  if (st.resets.empty())
+    self->send(self, settle_atom::value); // handled after everything already in the mailbox
+  auto& ids = st.resets[{job_status, reason}];
   for (auto& r : requests) {
-    op.request_ids.push_back(r.id);
+    ids.push_back(r.id);
     log::debug("backfill request ended", {{"node_id", r.node_id}, {"epoch", r.epoch}, {"request", r.id},
                                           {"status", job_status}, {"reason", reason}});
   }
-  send_reset(self, std::move(op));
 }
 
 /// Marks, then hands the request to the session. The answer goes out once that is done.
@@ -136,6 +149,7 @@ void place_order(self_ptr self, caf::typed_response_promise<order_result> rp, ba
     return;
   }
   storage::mark_pending op{id, order.node_id, epoch, std::move(order.attempt_ids), order.limit};
+  send_resets(self); // a reset that happened first is applied first (the mark may need its rows)
   self->request(st.opts.storage, caf::infinite, std::move(op))
     .then(
       [=](const storage::mark_pending::result_type& m) mutable {
@@ -192,6 +206,7 @@ bool handle_response(self_ptr self, const std::string& node_id, int64_t epoch, c
     return false;
   }
   storage::apply_backfill op{request_id, node_id, std::move(items), st.opts.max_failures};
+  send_resets(self);
   self->request(st.opts.storage, caf::infinite, std::move(op))
     .then(
       [=](const storage::apply_backfill::result_type& res) {
@@ -268,6 +283,7 @@ tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
         send_reset(self, std::move(op));
       arm_deadline_timer(self);
     },
+    [=](settle_atom) { send_resets(self); },
     [=](shutdown_atom) {
       auto& st = self->state;
       st.stopping = true;
@@ -276,6 +292,7 @@ tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
       auto all = st.book.take_all();
       st.counters.cancelled += all.size();
       reset(self, all, "cancelled", "shutdown");
+      send_resets(self);
       return static_cast<uint64_t>(all.size());
     },
     [=](caf::get_atom) {

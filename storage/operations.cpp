@@ -254,16 +254,36 @@ node_begin_session::result_type execute(op_context& c, const node_begin_session&
 }
 
 node_end_session::result_type execute(op_context& c, const node_end_session& op) {
+  return {execute(c, nodes_end_sessions{{op}}).applied == 1};
+}
+
+nodes_end_sessions::result_type execute(op_context& c, const nodes_end_sessions& op) {
   // A disabled node stays disabled; the time and reason of the disconnect are still recorded.
-  auto n = query(c.sql, "UPDATE nodes SET status = CASE WHEN status = 'disabled' THEN 'disabled' "
-                        "ELSE 'offline' END, disconnected_at = :now, disconnect_reason = :r "
-                        "WHERE id = :id AND session_epoch = :e")
-             .bind("now", c.now_text)
-             .bind_nullable("r", op.reason)
-             .bind("id", op.node_id)
-             .bind("e", op.epoch)
-             .exec();
-  return {n == 1};
+  // Grouped by reason (a storm has one), then one statement per chunk of (id, epoch) pairs.
+  std::map<std::string, std::vector<const node_end_session*>> by_reason;
+  for (auto& s : op.sessions)
+    by_reason[s.reason].push_back(&s);
+  nodes_end_sessions::result_type out;
+  constexpr size_t per_statement = 200;
+  for (auto& [reason, sessions] : by_reason) {
+    for (size_t from = 0; from < sessions.size(); from += per_statement) {
+      auto to = std::min(sessions.size(), from + per_statement);
+      std::string match;
+      for (size_t i = from; i < to; ++i) {
+        auto n = std::to_string(i - from);
+        match += (i == from ? "(id = :i" : " OR (id = :i") + n + " AND session_epoch = :e" + n + ")";
+      }
+      query q(c.sql, "UPDATE nodes SET status = CASE WHEN status = 'disabled' THEN 'disabled' "
+                     "ELSE 'offline' END, disconnected_at = :now, disconnect_reason = :r WHERE " + match);
+      q.bind("now", c.now_text).bind_nullable("r", reason);
+      for (size_t i = from; i < to; ++i) {
+        auto n = std::to_string(i - from);
+        q.bind("i" + n, sessions[i]->node_id).bind("e" + n, sessions[i]->epoch);
+      }
+      out.applied += q.exec();
+    }
+  }
+  return out;
 }
 
 node_touch::result_type execute(op_context& c, const node_touch& op) {
@@ -359,24 +379,27 @@ logs_insert::result_type execute(op_context& c, const logs_insert& op) {
   }
   if (op.entries.empty())
     return out;
-  std::string attempt = op.attempt_id, ts, stream, line;
-  long long seq = 0;
-  soci::statement st = (c.sql.prepare << "INSERT INTO attempt_logs (attempt_id, seq, ts, stream, line) "
-                                         "VALUES (:a, :s, :ts, :st, :l) "
-                                         "ON CONFLICT (attempt_id, seq) DO NOTHING",
-                        soci::use(attempt, "a"), soci::use(seq, "s"), soci::use(ts, "ts"),
-                        soci::use(stream, "st"), soci::use(line, "l"));
-  int64_t max_inserted = -1;
-  for (auto& e : op.entries) {
-    seq = e.seq;
-    ts = e.ts;
-    stream = e.stream;
-    line = e.line;
-    st.execute(true);
-    if (st.get_affected_rows() > 0) {
-      ++out.inserted;
-      max_inserted = std::max<int64_t>(max_inserted, e.seq);
+  // One multi-row INSERT per chunk (not one statement per line). A line that conflicts is
+  // already stored, so its seq is at most log_max_seq: the new high-water mark is the largest seq
+  // of the frame, whichever of its lines were new.
+  constexpr size_t rows_per_statement = 200; // 5 parameters a row
+  int64_t max_seq = -1;
+  for (size_t from = 0; from < op.entries.size(); from += rows_per_statement) {
+    auto to = std::min(op.entries.size(), from + rows_per_statement);
+    std::string text = "INSERT INTO attempt_logs (attempt_id, seq, ts, stream, line) VALUES ";
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      text += (i == from ? "(:a" : ", (:a") + n + ", :s" + n + ", :t" + n + ", :st" + n + ", :l" + n + ")";
     }
+    query q(c.sql, text + " ON CONFLICT (attempt_id, seq) DO NOTHING");
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      auto& e = op.entries[i];
+      q.bind("a" + n, op.attempt_id).bind("s" + n, e.seq).bind("t" + n, e.ts).bind("st" + n, e.stream)
+        .bind("l" + n, e.line);
+      max_seq = std::max<int64_t>(max_seq, e.seq);
+    }
+    out.inserted += q.exec();
   }
   if (out.inserted == 0)
     return out;
@@ -385,7 +408,7 @@ logs_insert::result_type execute(op_context& c, const logs_insert& op) {
                "updated_at = :now, sync_state = CASE WHEN sync_state = 'complete' THEN 'partial' "
                "ELSE sync_state END WHERE id = :id")
     .bind("n", out.inserted)
-    .bind("m", std::max(log_max_seq, max_inserted))
+    .bind("m", std::max(log_max_seq, max_seq))
     .bind("now", c.now_text)
     .bind("id", op.attempt_id)
     .exec();
@@ -511,12 +534,15 @@ apply_backfill::result_type execute(op_context& c, const apply_backfill& op) {
   // docs/DESIGN.md §10): the request id is unique to one session, so the compare-and-set on it
   // already refuses every other session's answer, and a session that ended before its answer
   // was applied must not leave the request's rows pending with nobody to reset them.
+  // No sync_state predicate either: the schema's CHECK makes a non-null backfill_request_id mean
+  // pending_backfill, and the redundant predicate led PostgreSQL's planner to the sync_state
+  // index (filtering every pending row) while its statistics still said nothing was pending.
   struct pending_row {
     int64_t log_count, failures;
   };
   std::map<std::string, pending_row> pending;
   query(c.sql, "SELECT id, log_count, backfill_failures FROM node_task_attempts "
-                 "WHERE backfill_request_id = :r AND node_id = :n AND sync_state = 'pending_backfill'")
+                 "WHERE backfill_request_id = :r AND node_id = :n")
       .bind("r", op.request_id)
       .bind("n", op.node_id)
       .each([&](const soci::row& r) { pending[col_str(r, 0)] = {col_int(r, 1), col_int(r, 2)}; });
@@ -550,8 +576,7 @@ apply_backfill::result_type execute(op_context& c, const apply_backfill& op) {
   auto cas = [&](query& q) {
     q.bind("now", c.now_text).bind("r", op.request_id).bind("n", op.node_id);
   };
-  const std::string where = " WHERE backfill_request_id = :r AND node_id = :n AND "
-                            "sync_state = 'pending_backfill' AND id IN ";
+  const std::string where = " WHERE backfill_request_id = :r AND node_id = :n AND id IN ";
   out.completed = exec_in_chunks(c, "UPDATE node_task_attempts SET sync_state = 'complete', "
                                     "backfill_request_id = NULL, last_full_sync_at = :now, "
                                     "backfill_failures = 0, updated_at = :now2" + where,
@@ -587,9 +612,10 @@ apply_backfill::result_type execute(op_context& c, const apply_backfill& op) {
 
 reset_requests::result_type execute(op_context& c, const reset_requests& op) {
   reset_requests::result_type out;
+  // Keyed by request id only (see apply_backfill on the sync_state predicate).
   out.attempts_reset = exec_in_chunks(
     c, "UPDATE node_task_attempts SET sync_state = 'partial', backfill_request_id = NULL, "
-       "updated_at = :now WHERE sync_state = 'pending_backfill' AND backfill_request_id IN ",
+       "updated_at = :now WHERE backfill_request_id IN ",
     op.request_ids, [&](query& q) { q.bind("now", c.now_text); });
   out.jobs_finished = exec_in_chunks(
     c, "UPDATE jobs SET status = :s, finished_at = :now, error = :e "

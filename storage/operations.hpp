@@ -167,6 +167,14 @@ struct node_end_session {
   };
 };
 
+/// Ends many sessions (a disconnect storm) in a few statements, with node_end_session's rule.
+struct nodes_end_sessions {
+  std::vector<node_end_session> sessions;
+  struct result_type {
+    int64_t applied = 0;
+  };
+};
+
 /// Batched last_seen_at update (heartbeats never write a row each, DESIGN §3 rule 7).
 struct node_touch {
   struct seen {
@@ -395,6 +403,7 @@ node_set_key::result_type execute(op_context&, const node_set_key&);
 nodes_disabled_since::result_type execute(op_context&, const nodes_disabled_since&);
 node_begin_session::result_type execute(op_context&, const node_begin_session&);
 node_end_session::result_type execute(op_context&, const node_end_session&);
+nodes_end_sessions::result_type execute(op_context&, const nodes_end_sessions&);
 node_touch::result_type execute(op_context&, const node_touch&);
 attempt_upsert::result_type execute(op_context&, const attempt_upsert&);
 logs_insert::result_type execute(op_context&, const logs_insert&);

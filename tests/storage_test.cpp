@@ -242,6 +242,57 @@ NC_BOTH_BACKENDS(logs_insert_or_ignore_owner_and_reopen) {
   BOOST_TEST(get(t, id).sync_state == "partial");
 }
 
+NC_BOTH_BACKENDS(logs_insert_large_frame_with_repeats_and_gaps) {
+  // One frame spans several multi-row statements, repeats a line, and overlaps stored lines.
+  auto a = add_node(t, "alpha");
+  auto id = add_attempt(t, a);
+  BOOST_TEST(t.run(logs_insert{a.id, id, lines(100, 120)}).inserted == 20);
+  auto frame = lines(0, 450);
+  frame.push_back(frame[7]);             // the same line twice in one frame
+  frame.back().line = "a different text"; // the first copy wins: seq is the identity
+  auto more = lines(460, 470);
+  frame.insert(frame.begin(), more.begin(), more.end()); // out of order, with a gap 450..459
+  auto r = t.run(logs_insert{a.id, id, frame});
+  BOOST_TEST(r.inserted == 450 - 20 + 10);
+  auto at = get(t, id);
+  BOOST_TEST(at.log_count == 460);
+  BOOST_TEST(at.log_max_seq == 469);
+  BOOST_TEST(count(t, "SELECT COUNT(*) FROM attempt_logs") == 460);
+  BOOST_TEST(t.run(logs_get{id, 6, 1}).at(0).line == "line 7");
+  // Only repeats: nothing inserted, counters unchanged.
+  BOOST_TEST(t.run(logs_insert{a.id, id, lines(0, 300)}).inserted == 0);
+  BOOST_TEST(get(t, id).log_count == 460);
+  BOOST_TEST(get(t, id).log_max_seq == 469);
+}
+
+NC_BOTH_BACKENDS(nodes_end_sessions_batched_with_the_epoch_rule) {
+  // More sessions than one statement takes, two reasons, a superseded session, a disabled node.
+  std::vector<node_record> nodes;
+  nodes_end_sessions op;
+  for (int i = 0; i < 450; ++i) {
+    nodes.push_back(add_node(t, "n" + std::to_string(i)));
+    auto e = begin_session(t, nodes.back());
+    op.sessions.push_back({nodes.back().id, e, i % 2 ? "socket_closed" : "bye"});
+  }
+  auto again = begin_session(t, nodes[3]); // reconnected: epoch 1 is stale now
+  BOOST_TEST(again == 2);
+  t.run(node_disable{"n4"});
+  t.clock.advance(std::chrono::seconds(3));
+  auto r = t.run(op);
+  BOOST_TEST(r.applied == 449);
+  BOOST_TEST(t.run(node_lookup_by_name{"n3"}).node.status == "online");
+  BOOST_TEST(t.run(node_lookup_by_name{"n3"}).node.disconnect_reason.empty());
+  auto n4 = t.run(node_lookup_by_name{"n4"}).node;
+  BOOST_TEST(n4.status == "disabled");
+  BOOST_TEST(n4.disconnect_reason == "bye");
+  auto n5 = t.run(node_lookup_by_name{"n5"}).node;
+  BOOST_TEST(n5.status == "offline");
+  BOOST_TEST(n5.disconnect_reason == "socket_closed");
+  BOOST_TEST(n5.disconnected_at == "2026-01-09T12:00:03.000Z");
+  BOOST_TEST(count(t, "SELECT COUNT(*) FROM nodes WHERE status = 'offline'") == 448);
+  BOOST_TEST(t.run(nodes_end_sessions{}).applied == 0);
+}
+
 NC_BOTH_BACKENDS(partial_attempts_oldest_first) {
   auto a = add_node(t, "alpha");
   auto b = add_node(t, "beta");

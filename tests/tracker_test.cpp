@@ -346,6 +346,42 @@ TRACKER_CASE(response_then_disconnect_keeps_the_completion) {
   BOOST_TEST(f.pending_rows() == 0);
 }
 
+TRACKER_CASE(a_disconnect_storm_is_reset_in_one_storage_operation) {
+  fixture f(b, opts());
+  std::vector<fixture::node> nodes;
+  std::vector<std::string> attempts, requests;
+  for (int i = 0; i < 40; ++i) {
+    nodes.push_back(f.add_node("n" + std::to_string(i)));
+    f.connect(nodes.back());
+    attempts.push_back(f.attempt(nodes.back(), 1));
+    auto r = f.order(nodes.back(), {attempts.back()});
+    BOOST_TEST_REQUIRE(r.status == order_status::requested);
+    requests.push_back(r.request_id);
+  }
+  auto items = [&] {
+    uint64_t n = 0;
+    auto rh = f.self->request(f.storage, caf::infinite, status_atom::value);
+    f.run();
+    rh.receive([&](storage_status& s) { n = s.stats.items; }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    return n;
+  };
+  auto before = items();
+  // Every session ends before the tracker runs (a storm): one reset for all, per reason.
+  for (size_t i = 0; i < nodes.size(); ++i)
+    caf::anon_send(f.tracker, node_down_atom::value, nodes[i].id, nodes[i].epoch,
+                   std::string(i % 4 ? "socket_closed" : "heartbeat_timeout"));
+  f.run();
+  BOOST_TEST(items() - before == 2u, "one reset_requests per reason");
+  BOOST_TEST(f.pending_rows() == 0);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    BOOST_TEST(f.row(attempts[i]).sync_state == "partial");
+    auto j = f.job(requests[i]);
+    BOOST_TEST(j->status == "cancelled");
+    BOOST_TEST(j->error == (i % 4 ? "session ended: socket_closed" : "session ended: heartbeat_timeout"));
+  }
+  BOOST_TEST(f.status().cancelled == nodes.size());
+}
+
 TRACKER_CASE(disconnect_then_late_response_changes_nothing) {
   fixture f(b, opts());
   auto n = f.add_node("alpha");

@@ -28,6 +28,8 @@ struct storage_state {
   // Operations whose batch was attempted but not settled (front of the line), then the rest.
   std::vector<storage::batch_item> inflight;
   std::deque<storage::batch_item> queue;
+  // The first `urgent` of `queue` are handshakes (see enqueue_urgent).
+  size_t urgent = 0;
   bool available = false;
   bool migrated = false;
   bool flush_pending = false;
@@ -58,17 +60,27 @@ void schedule_flush(self_ptr self) {
   }
 }
 
-void push(self_ptr self, storage::batch_item item, bool front = false) {
-  if (front)
-    self->state.queue.push_front(std::move(item));
-  else
-    self->state.queue.push_back(std::move(item));
+enum class place { back, front, urgent };
+
+void push(self_ptr self, storage::batch_item item, place where = place::back) {
+  auto& st = self->state;
+  if (where == place::front) {
+    st.queue.push_front(std::move(item));
+    if (st.urgent)
+      ++st.urgent; // still in front of the handshakes, which stay next
+  } else if (where == place::urgent) {
+    st.queue.insert(st.queue.begin() + static_cast<long>(st.urgent), std::move(item));
+    ++st.urgent;
+  } else {
+    st.queue.push_back(std::move(item));
+  }
   // Everything already in the mailbox arrives before this flush message: that is the batch.
   schedule_flush(self);
 }
 
 template <class Op>
-caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op op) {
+caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op op,
+                                                              place where = place::back) {
   using result = typename Op::result_type;
   auto rp = self->make_response_promise<result>();
   auto slot = std::make_shared<result>();
@@ -78,8 +90,17 @@ caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op 
   item.fail = [rp](const std::string& msg) mutable {
     rp.deliver(caf::make_error(caf::sec::runtime_error, msg));
   };
-  push(self, std::move(item));
+  push(self, std::move(item), where);
   return rp;
+}
+
+/// A handshake (hello lookup, session begin) goes ahead of queued data operations, so a node
+/// is not kept waiting for its welcome behind a backlog of other nodes' attempts and logs. It
+/// depends on nothing queued: a session writes data only after its welcome, and a session end
+/// still queued is harmless after a newer begin (the epoch rule).
+template <class Op>
+caf::typed_response_promise<typename Op::result_type> enqueue_urgent(self_ptr self, Op op) {
+  return enqueue(self, std::move(op), place::urgent);
 }
 
 void schedule_reconnect(self_ptr self) {
@@ -124,6 +145,7 @@ void fail_fatally(self_ptr self, const std::string& why) {
   auto queue = std::move(st.queue);
   st.inflight.clear();
   st.queue.clear();
+  st.urgent = 0;
   for (auto& item : inflight)
     if (item.fail)
       item.fail(why);
@@ -185,6 +207,8 @@ void flush(self_ptr self) {
   while (st.inflight.size() < st.opts.batch_max && !st.queue.empty()) {
     st.inflight.push_back(std::move(st.queue.front()));
     st.queue.pop_front();
+    if (st.urgent)
+      --st.urgent;
   }
   auto rep = st.exec->execute(st.inflight);
   for (size_t i = 0; i < rep.done; ++i) {
@@ -233,7 +257,7 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
         }
       };
       item.fail = [self](const std::string& why) { fail_fatally(self, "startup recovery failed: " + why); };
-      push(self, std::move(item), true);
+      push(self, std::move(item), place::front);
       try_connect(self);
       return rp;
     },
@@ -264,14 +288,14 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
       try_connect(self);
     },
     [=](storage::node_create& op) { return enqueue(self, std::move(op)); },
-    [=](storage::node_lookup_by_key& op) { return enqueue(self, std::move(op)); },
+    [=](storage::node_lookup_by_key& op) { return enqueue_urgent(self, std::move(op)); },
     [=](storage::node_lookup_by_name& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_list& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_disable& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_enable& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_set_key& op) { return enqueue(self, std::move(op)); },
     [=](storage::nodes_disabled_since& op) { return enqueue(self, std::move(op)); },
-    [=](storage::node_begin_session& op) { return enqueue(self, std::move(op)); },
+    [=](storage::node_begin_session& op) { return enqueue_urgent(self, std::move(op)); },
     [=](storage::node_end_session& op) { return enqueue(self, std::move(op)); },
     [=](storage::nodes_end_sessions& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_touch& op) { return enqueue(self, std::move(op)); },

@@ -149,6 +149,29 @@ BOOST_FIXTURE_TEST_CASE(batch_max_splits_batches_preserving_order, deterministic
   BOOST_TEST(s.stats.transactions - before == 3u); // 21 operations in batches of at most 7
 }
 
+BOOST_FIXTURE_TEST_CASE(handshakes_go_ahead_of_queued_data_operations, deterministic) {
+  test_database t(backend::sqlite);
+  auto node = t.run(node_create{"alpha", "", "kid", "h"}).node;
+  storage_options o;
+  o.batch_max = 4;
+  auto st = start(t, o);
+  // Ten reads queued first, then a session begin: the begin runs in the first batch, so every
+  // read sees the node online.
+  std::vector<decltype(self->request(st, caf::infinite, node_lookup_by_name{}))> reads;
+  for (int i = 0; i < 10; ++i)
+    reads.push_back(self->request(st, caf::infinite, node_lookup_by_name{"alpha"}));
+  auto lookup = self->request(st, caf::infinite, node_lookup_by_key{"kid"});
+  auto begin = self->request(st, caf::infinite, node_begin_session{node.id, 0, ""});
+  sched.run();
+  begin.receive([](const node_begin_session::result_type& r) { BOOST_TEST(r.ok); },
+                [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  lookup.receive([](const node_lookup_by_key::result_type& r) { BOOST_TEST(r.node.status == "offline"); },
+                 [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  for (auto& h : reads)
+    h.receive([](const node_lookup_by_name::result_type& r) { BOOST_TEST(r.node.status == "online"); },
+              [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+}
+
 BOOST_FIXTURE_TEST_CASE(failing_operation_gets_an_error_and_the_others_apply, deterministic) {
   test_database t(backend::sqlite);
   auto st = start(t);

@@ -182,6 +182,13 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
   auto& st = self->state;
   st.opts = std::move(opts);
   st.disabled_since = format_time(st.opts.clock());
+  // Stopping: the session ends already received still reach storage (the settle message queued
+  // for them would come after this exit).
+  self->set_exit_handler([=](caf::exit_msg& m) {
+    write_session_ends(self);
+    flush_seen(self);
+    self->quit(m.reason);
+  });
   self->set_down_handler([=](caf::down_msg& m) {
     // A session that died without saying so (or before it learned its epoch).
     auto& s = self->state;

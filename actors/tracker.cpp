@@ -229,6 +229,11 @@ bool handle_response(self_ptr self, const std::string& node_id, int64_t epoch, c
 
 tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
   self->state.opts = std::move(opts);
+  // Stopping: gathered resets still go to storage (their settle message would come too late).
+  self->set_exit_handler([=](caf::exit_msg& m) {
+    send_resets(self);
+    self->quit(m.reason);
+  });
   return {
     [=](backfill_order& order) {
       auto rp = self->make_response_promise<order_result>();

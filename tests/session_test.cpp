@@ -516,6 +516,19 @@ BOOST_FIXTURE_TEST_CASE(shutdown_closes_every_session, session_fixture) {
   BOOST_TEST(row(n).disconnect_reason == "shutdown");
 }
 
+BOOST_FIXTURE_TEST_CASE(session_ends_received_before_the_registry_stops_are_written, session_fixture) {
+  auto n = add_node("alpha");
+  auto [c, w] = login(n);
+  BOOST_TEST(row(n).status == "online");
+  // The end and the exit are both in the registry's mailbox before it runs: the end is gathered
+  // for one batched write, and the exit must not drop it.
+  caf::anon_send(registry, ended_atom::value, row(n).id, row(n).session_epoch, std::string("socket_closed"));
+  caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);
+  run();
+  BOOST_TEST(row(n).status == "offline");
+  BOOST_TEST(row(n).disconnect_reason == "socket_closed");
+}
+
 BOOST_FIXTURE_TEST_CASE(node_up_and_down_for_every_session_epoch, session_fixture) {
   caf::scoped_actor sub{sys};
   caf::anon_send(registry, subscribe_atom::value, caf::actor{sub});

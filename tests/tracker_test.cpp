@@ -382,6 +382,21 @@ TRACKER_CASE(a_disconnect_storm_is_reset_in_one_storage_operation) {
   BOOST_TEST(f.status().cancelled == nodes.size());
 }
 
+TRACKER_CASE(resets_gathered_before_the_tracker_stops_are_sent) {
+  fixture f(b, opts());
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a = f.attempt(n, 1);
+  auto r = f.order(n, {a});
+  BOOST_TEST_REQUIRE(r.status == order_status::requested);
+  caf::anon_send(f.tracker, node_down_atom::value, n.id, n.epoch, std::string("socket_closed"));
+  caf::anon_send_exit(f.tracker, caf::exit_reason::user_shutdown);
+  f.run();
+  BOOST_TEST(f.row(a).sync_state == "partial");
+  BOOST_TEST(f.job(r.request_id)->status == "cancelled");
+  BOOST_TEST(f.pending_rows() == 0);
+}
+
 TRACKER_CASE(disconnect_then_late_response_changes_nothing) {
   fixture f(b, opts());
   auto n = f.add_node("alpha");

@@ -143,10 +143,14 @@ void end_session(self_ptr self, const std::string& node_id, int64_t epoch, const
   st.by_actor.erase(it->second.session.id());
   st.nodes.erase(it);
   // A storm of session ends becomes one storage operation: the first end asks for a settle
-  // message, which is handled after every end already in the mailbox. The epoch rule keeps a
+  // message, handled after every end already in the mailbox (or after the window). The epoch rule keeps a
   // late write harmless if the node reconnected meanwhile.
-  if (st.ended.sessions.empty())
-    self->send(self, settle_atom::value);
+  if (st.ended.sessions.empty()) {
+    if (st.opts.coalesce_window.count() > 0)
+      self->delayed_send(self, st.opts.coalesce_window, settle_atom::value);
+    else
+      self->send(self, settle_atom::value);
+  }
   st.ended.sessions.push_back({node_id, epoch, reason});
 }
 

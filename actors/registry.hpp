@@ -21,6 +21,9 @@ struct registry_options {
   /// Failed authentications tolerated per peer address per minute; beyond it every hello from
   /// that address fails at once, without a database lookup.
   uint32_t auth_failures_per_minute = 20;
+  /// How long session ends are gathered before they are written as one operation; 0: as soon as
+  /// the mailbox has been worked off.
+  std::chrono::milliseconds coalesce_window{0};
 };
 
 registry_actor spawn_registry(caf::actor_system& sys, registry_options opts);

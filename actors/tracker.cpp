@@ -110,8 +110,13 @@ void reset(self_ptr self, const std::vector<backfill::request>& requests, const 
   if (requests.empty())
     return;
   auto& st = self->state;
-  if (st.resets.empty())
-    self->send(self, settle_atom::value); // handled after everything already in the mailbox
+  if (st.resets.empty()) {
+    // Handled after everything already in the mailbox, or after the window.
+    if (st.opts.coalesce_window.count() > 0)
+      self->delayed_send(self, st.opts.coalesce_window, settle_atom::value);
+    else
+      self->send(self, settle_atom::value);
+  }
   auto& ids = st.resets[{job_status, reason}];
   for (auto& r : requests) {
     ids.push_back(r.id);

@@ -20,6 +20,9 @@ struct tracker_options {
   std::chrono::milliseconds request_timeout{std::chrono::seconds(120)};
   uint32_t max_failures = 5;
   uint32_t max_inflight_per_node = 2;
+  /// How long resets are gathered before they go to storage as one operation; 0: as soon as the
+  /// mailbox has been worked off.
+  std::chrono::milliseconds coalesce_window{0};
   /// New request ids (tests may make them predictable).
   std::function<std::string()> new_request_id;
 };

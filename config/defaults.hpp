@@ -35,6 +35,9 @@ inline constexpr auto request_timeout = 120s;
 inline constexpr uint32_t max_failures = 5;
 inline constexpr uint32_t reconnect_rate = 50; // requests per second, whole fleet
 inline constexpr uint32_t max_inflight_per_node = 2;
+// Not configurable: how long the tracker gathers request resets (and the registry session ends)
+// before writing them as one operation, so a disconnect storm is a few statements.
+inline constexpr auto coalesce_window = 10ms;
 
 // [admin]
 inline constexpr const char* admin_listen = "127.0.0.1:7401";

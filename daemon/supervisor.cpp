@@ -6,6 +6,7 @@
 #include "actors/storage.hpp"
 #include "actors/tracker.hpp"
 #include "common/log.hpp"
+#include "config/defaults.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/systemd_notify.hpp"
 
@@ -173,6 +174,7 @@ void start_listening(self_ptr self) {
   to.request_timeout = cfg.backfill.request_timeout;
   to.max_failures = cfg.backfill.max_failures;
   to.max_inflight_per_node = cfg.backfill.max_inflight_per_node;
+  to.coalesce_window = defaults::coalesce_window;
   st.tracker = spawn_tracker(self->system(), to);
   scheduler_options so;
   so.storage = st.storage;
@@ -183,6 +185,7 @@ void start_listening(self_ptr self) {
   st.scheduler = spawn_scheduler(self->system(), so);
   registry_options ro;
   ro.storage = st.storage;
+  ro.coalesce_window = defaults::coalesce_window;
   st.registry = spawn_registry(self->system(), ro);
   // The tracker first: it knows a session before the scheduler orders anything for it.
   self->send(st.registry, subscribe_atom::value, caf::actor_cast<caf::actor>(st.tracker));

@@ -346,8 +346,9 @@ TRACKER_CASE(response_then_disconnect_keeps_the_completion) {
   BOOST_TEST(f.pending_rows() == 0);
 }
 
-TRACKER_CASE(a_disconnect_storm_is_reset_in_one_storage_operation) {
-  fixture f(b, opts());
+/// A storm: `nodes` sessions with one request each end; answers the storage operations it took.
+/// With a window, the ends arrive in two waves inside it, and nothing is written before it ends.
+void disconnect_storm(fixture& f, std::chrono::milliseconds window) {
   std::vector<fixture::node> nodes;
   std::vector<std::string> attempts, requests;
   for (int i = 0; i < 40; ++i) {
@@ -366,11 +367,22 @@ TRACKER_CASE(a_disconnect_storm_is_reset_in_one_storage_operation) {
     return n;
   };
   auto before = items();
-  // Every session ends before the tracker runs (a storm): one reset for all, per reason.
-  for (size_t i = 0; i < nodes.size(); ++i)
-    caf::anon_send(f.tracker, node_down_atom::value, nodes[i].id, nodes[i].epoch,
-                   std::string(i % 4 ? "socket_closed" : "heartbeat_timeout"));
-  f.run();
+  auto down = [&](size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i)
+      caf::anon_send(f.tracker, node_down_atom::value, nodes[i].id, nodes[i].epoch,
+                     std::string(i % 4 ? "socket_closed" : "heartbeat_timeout"));
+  };
+  if (window.count() == 0) {
+    down(0, nodes.size()); // all in the mailbox before the tracker runs
+    f.run();
+  } else {
+    down(0, nodes.size() / 2);
+    f.run();
+    f.advance(window / 2);
+    BOOST_TEST(f.pending_rows() == static_cast<int64_t>(nodes.size()), "nothing written inside the window");
+    down(nodes.size() / 2, nodes.size());
+    f.advance(window);
+  }
   BOOST_TEST(items() - before == 2u, "one reset_requests per reason");
   BOOST_TEST(f.pending_rows() == 0);
   for (size_t i = 0; i < nodes.size(); ++i) {
@@ -380,6 +392,18 @@ TRACKER_CASE(a_disconnect_storm_is_reset_in_one_storage_operation) {
     BOOST_TEST(j->error == (i % 4 ? "session ended: socket_closed" : "session ended: heartbeat_timeout"));
   }
   BOOST_TEST(f.status().cancelled == nodes.size());
+}
+
+TRACKER_CASE(a_disconnect_storm_is_reset_in_one_storage_operation) {
+  fixture f(b, opts());
+  disconnect_storm(f, 0ms);
+}
+
+TRACKER_CASE(a_disconnect_storm_within_the_window_is_reset_in_one_storage_operation) {
+  auto o = opts();
+  o.coalesce_window = 10ms;
+  fixture f(b, o);
+  disconnect_storm(f, 10ms);
 }
 
 TRACKER_CASE(resets_gathered_before_the_tracker_stops_are_sent) {

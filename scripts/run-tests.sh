@@ -10,6 +10,7 @@ if [ "${NODECOORD_SANITIZE:-0}" = 1 ]; then
   sanitize=ON
   BUILD_DIR=${BUILD_DIR:-build-asan}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(pwd)/tests/lsan.supp}
 else
   sanitize=OFF
   BUILD_DIR=${BUILD_DIR:-build}

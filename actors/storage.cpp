@@ -1,6 +1,7 @@
 #include "actors/storage.hpp"
 
 #include "common/log.hpp"
+#include "storage/grouped.hpp"
 #include "storage/migrations.hpp"
 
 #include <caf/actor_system.hpp>
@@ -83,10 +84,9 @@ caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op 
                                                               place where = place::back) {
   using result = typename Op::result_type;
   auto rp = self->make_response_promise<result>();
-  auto slot = std::make_shared<result>();
   storage::batch_item item;
-  item.run = [op = std::move(op), slot](storage::op_context& c) { *slot = storage::execute(c, op); };
-  item.deliver = [rp, slot]() mutable { rp.deliver(std::move(*slot)); };
+  auto slot = storage::bind_item(item, std::move(op));
+  item.deliver = [rp, slot]() mutable { rp.deliver(std::move(slot->result)); };
   item.fail = [rp](const std::string& msg) mutable {
     rp.deliver(caf::make_error(caf::sec::runtime_error, msg));
   };

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <limits>
 
 namespace nodecoord::protocol {
@@ -57,6 +59,8 @@ public:
     auto s = str(key, 36);
     if (!is_uuid(s))
       fail(key, "expected a UUID");
+    // One spelling: PostgreSQL reads UUIDs back in lower case, SQLite compares text exactly.
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char ch) { return std::tolower(ch); });
     return s;
   }
 

@@ -27,6 +27,28 @@ size_t batch_executor::resolve_in_doubt() {
   return 0;
 }
 
+void batch_executor::run_items(op_context& ctx, std::span<batch_item> items) {
+  std::vector<group_member*> members;
+  for (size_t i = 0; i < items.size();) {
+    auto runner = items[i].group;
+    size_t end = i + 1;
+    if (runner)
+      while (end < items.size() && items[end].group == runner)
+        ++end;
+    if (end - i == 1) {
+      items[i].run(ctx);
+    } else {
+      members.clear();
+      for (size_t k = i; k < end; ++k)
+        members.push_back(items[k].member.get());
+      runner(ctx, members);
+      ++stats_.groups;
+      stats_.grouped_items += end - i;
+    }
+    i = end;
+  }
+}
+
 batch_executor::tx_result batch_executor::run_transaction(std::span<batch_item> items) {
   auto& sql = db_.session();
   bool sqlite = db_.url().kind == backend::sqlite;
@@ -40,8 +62,7 @@ batch_executor::tx_result batch_executor::run_transaction(std::span<batch_item> 
     // a stale snapshot when another process (nodecoordctl) wrote in between.
     sql << (sqlite ? "BEGIN IMMEDIATE" : "BEGIN");
     in_tx = true;
-    for (auto& item : items)
-      item.run(ctx);
+    run_items(ctx, items);
     query(sql, "INSERT INTO storage_commits (instance, token, committed_at) VALUES (:i, :t, :now) "
                "ON CONFLICT (instance) DO UPDATE SET token = excluded.token, "
                "committed_at = excluded.committed_at")

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -21,10 +22,22 @@
 
 namespace nodecoord::storage {
 
+/// An item's operation and result slot, for a group runner (storage/grouped.hpp).
+struct group_member {
+  virtual ~group_member() = default;
+};
+
+/// Runs adjacent operations of one kind together (set-based SQL). It must leave the database and
+/// every member's result exactly as running the members one after another would.
+using group_runner = void (*)(op_context&, std::span<group_member* const>);
+
 struct batch_item {
   std::function<void(op_context&)> run;          // runs inside the transaction; stores its result
   std::function<void()> deliver;                 // after commit: hand the stored result over
   std::function<void(const std::string&)> fail;  // the operation failed on its own
+  /// Adjacent items with the same non-null runner run together through it instead of `run`.
+  group_runner group = nullptr;
+  std::shared_ptr<group_member> member;
 };
 
 enum class stop_reason { none, connection, transient };
@@ -45,6 +58,8 @@ struct executor_stats {
   uint64_t transient_errors = 0;
   uint64_t in_doubt_committed = 0; // lost COMMIT acknowledgements that had committed
   uint64_t in_doubt_rolled_back = 0;
+  uint64_t groups = 0;             // runs of adjacent operations executed together
+  uint64_t grouped_items = 0;      // operations in those runs
   uint64_t last_batch_size = 0;
   uint64_t max_batch_size = 0;
   double last_commit_ms = 0;
@@ -77,6 +92,8 @@ private:
     std::string message;
   };
   tx_result run_transaction(std::span<batch_item> items);
+  /// Runs the items in order, adjacent items of one group runner together.
+  void run_items(op_context& ctx, std::span<batch_item> items);
   /// Resolves a transaction whose COMMIT outcome was lost. Returns how many leading items it
   /// settled (0 if it had not committed); throws on database errors.
   size_t resolve_in_doubt();

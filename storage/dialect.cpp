@@ -29,6 +29,33 @@ std::string dialect::json_param(const std::string& name) const {
   return kind == backend::sqlite ? ":" + name : "CAST(:" + name + " AS JSONB)";
 }
 
+std::string dialect::uuid_param(const std::string& name) const {
+  return kind == backend::sqlite ? ":" + name : "CAST(:" + name + " AS UUID)";
+}
+
+std::string dialect::int_param(const std::string& name) {
+  return "CAST(:" + name + " AS BIGINT)";
+}
+
+std::string dialect::values_table(const std::string& alias, const std::string& columns,
+                                  const std::string& rows) const {
+  if (kind != backend::sqlite)
+    return "(VALUES " + rows + ") AS " + alias + " (" + columns + ")";
+  std::string select;
+  size_t n = 1, from = 0;
+  while (true) {
+    auto comma = columns.find(',', from);
+    auto name = columns.substr(from, comma == std::string::npos ? std::string::npos : comma - from);
+    name.erase(0, name.find_first_not_of(' '));
+    select += (n > 1 ? ", column" : "column") + std::to_string(n) + " AS " + name;
+    if (comma == std::string::npos)
+      break;
+    from = comma + 1;
+    ++n;
+  }
+  return "(SELECT " + select + " FROM (VALUES " + rows + ")) AS " + alias;
+}
+
 const dialect& dialect_for(backend b) {
   return b == backend::sqlite ? lite : pg;
 }

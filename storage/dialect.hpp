@@ -20,6 +20,13 @@ struct dialect {
   /// which PostgreSQL cannot infer the type of a text parameter (e.g. inside CASE or COALESCE).
   std::string ts_param(const std::string& name) const;
   std::string json_param(const std::string& name) const;
+  std::string uuid_param(const std::string& name) const;
+  /// `:name` as a BIGINT (a text parameter is not compared or summed with numbers in PostgreSQL).
+  static std::string int_param(const std::string& name);
+  /// A derived table `alias` with `columns` from multi-row VALUES text "(..), (..)" (SQLite has
+  /// no column list on VALUES, PostgreSQL no column1.. names).
+  std::string values_table(const std::string& alias, const std::string& columns,
+                           const std::string& rows) const;
 };
 
 const dialect& dialect_for(backend b);

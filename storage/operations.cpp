@@ -2,6 +2,7 @@
 
 #include "common/ids.hpp"
 #include "storage/dialect.hpp"
+#include "storage/grouped.hpp"
 #include "storage/query.hpp"
 
 #include <nlohmann/json.hpp>
@@ -107,29 +108,6 @@ node_disable::result_type node_after(op_context& c, const std::string& name) {
   return {found.found, std::move(found.node)};
 }
 
-/// The highest seq s such that 0..s are all stored, or -1. Counters answer the common case (no
-/// gaps) without touching attempt_logs.
-int64_t contiguous_high_water(op_context& c, const std::string& attempt_id, int64_t log_count,
-                              int64_t log_max_seq) {
-  if (log_count == 0)
-    return -1;
-  if (log_count == log_max_seq + 1)
-    return log_max_seq;
-  int64_t has_zero = 0;
-  query(c.sql, "SELECT COUNT(*) FROM attempt_logs WHERE attempt_id = :a AND seq = 0")
-    .bind("a", attempt_id)
-    .each([&](const soci::row& r) { has_zero = col_int(r, 0); });
-  if (!has_zero)
-    return -1;
-  int64_t end = -1;
-  query(c.sql, "SELECT MIN(l.seq) FROM attempt_logs l WHERE l.attempt_id = :a1 AND NOT EXISTS "
-               "(SELECT 1 FROM attempt_logs m WHERE m.attempt_id = :a2 AND m.seq = l.seq + 1)")
-    .bind("a1", attempt_id)
-    .bind("a2", attempt_id)
-    .each([&](const soci::row& r) { end = col_int(r, 0, -1); });
-  return end;
-}
-
 int64_t node_epoch(op_context& c, const std::string& node_id, bool& found) {
   int64_t epoch = 0;
   found = false;
@@ -158,6 +136,28 @@ int64_t exec_in_chunks(op_context& c, const std::string& sql_prefix,
 }
 
 } // namespace
+
+// Counters answer the common case (no gaps) without touching attempt_logs.
+int64_t contiguous_high_water(op_context& c, const std::string& attempt_id, int64_t log_count,
+                              int64_t log_max_seq) {
+  if (log_count == 0)
+    return -1;
+  if (log_count == log_max_seq + 1)
+    return log_max_seq;
+  int64_t has_zero = 0;
+  query(c.sql, "SELECT COUNT(*) FROM attempt_logs WHERE attempt_id = :a AND seq = 0")
+    .bind("a", attempt_id)
+    .each([&](const soci::row& r) { has_zero = col_int(r, 0); });
+  if (!has_zero)
+    return -1;
+  int64_t end = -1;
+  query(c.sql, "SELECT MIN(l.seq) FROM attempt_logs l WHERE l.attempt_id = :a1 AND NOT EXISTS "
+               "(SELECT 1 FROM attempt_logs m WHERE m.attempt_id = :a2 AND m.seq = l.seq + 1)")
+    .bind("a1", attempt_id)
+    .bind("a2", attempt_id)
+    .each([&](const soci::row& r) { end = col_int(r, 0, -1); });
+  return end;
+}
 
 // --- nodes -----------------------------------------------------------------------------------
 
@@ -307,114 +307,6 @@ node_touch::result_type execute(op_context& c, const node_touch& op) {
 
 // --- attempts and logs -----------------------------------------------------------------------
 
-attempt_upsert::result_type execute(op_context& c, const attempt_upsert& op) {
-  attempt_upsert::result_type out;
-  bool exists = false;
-  std::string owner;
-  query(c.sql, "SELECT node_id FROM node_task_attempts WHERE id = :id")
-    .bind("id", op.attempt_id)
-    .each([&](const soci::row& r) {
-      exists = true;
-      owner = col_str(r, 0);
-    });
-  if (exists && owner != op.node_id) {
-    out.status = write_status::forbidden;
-    return out;
-  }
-  if (exists) {
-    // Times and meta the node leaves out keep their stored values.
-    query(c.sql, "UPDATE node_task_attempts SET task_id = :task, state = :state, "
-                 "started_at = COALESCE(" + c.d.ts_param("started") + ", started_at), "
-                 "finished_at = COALESCE(" + c.d.ts_param("finished") + ", finished_at), "
-                 "meta = COALESCE(" + c.d.json_param("meta") + ", meta), updated_at = :now "
-                 "WHERE id = :id AND node_id = :node")
-      .bind("task", op.task_id)
-      .bind("state", op.state)
-      .bind_nullable("started", op.started_at)
-      .bind_nullable("finished", op.finished_at)
-      .bind_nullable("meta", op.meta)
-      .bind("now", c.now_text)
-      .bind("id", op.attempt_id)
-      .bind("node", op.node_id)
-      .exec();
-    return out;
-  }
-  query(c.sql, "INSERT INTO node_task_attempts (id, node_id, task_id, state, sync_state, "
-               "started_at, finished_at, meta, created_at, updated_at) VALUES (:id, :node, :task, "
-               ":state, 'partial', :started, :finished, " + c.d.json_param("meta") + ", :now, :now2)")
-    .bind("id", op.attempt_id)
-    .bind("node", op.node_id)
-    .bind("task", op.task_id)
-    .bind("state", op.state)
-    .bind_nullable("started", op.started_at)
-    .bind_nullable("finished", op.finished_at)
-    .bind_nullable("meta", op.meta)
-    .bind("now", c.now_text)
-    .bind("now2", c.now_text)
-    .exec();
-  out.created = true;
-  return out;
-}
-
-logs_insert::result_type execute(op_context& c, const logs_insert& op) {
-  logs_insert::result_type out;
-  bool exists = false;
-  std::string owner, sync_state;
-  int64_t log_max_seq = -1;
-  query(c.sql, "SELECT node_id, sync_state, log_max_seq FROM node_task_attempts WHERE id = :id")
-    .bind("id", op.attempt_id)
-    .each([&](const soci::row& r) {
-      exists = true;
-      owner = col_str(r, 0);
-      sync_state = col_str(r, 1);
-      log_max_seq = col_int(r, 2, -1);
-    });
-  if (!exists) {
-    out.status = write_status::unknown_attempt;
-    return out;
-  }
-  if (owner != op.node_id) {
-    out.status = write_status::forbidden;
-    return out;
-  }
-  if (op.entries.empty())
-    return out;
-  // One multi-row INSERT per chunk (not one statement per line). A line that conflicts is
-  // already stored, so its seq is at most log_max_seq: the new high-water mark is the largest seq
-  // of the frame, whichever of its lines were new.
-  constexpr size_t rows_per_statement = 200; // 5 parameters a row
-  int64_t max_seq = -1;
-  for (size_t from = 0; from < op.entries.size(); from += rows_per_statement) {
-    auto to = std::min(op.entries.size(), from + rows_per_statement);
-    std::string text = "INSERT INTO attempt_logs (attempt_id, seq, ts, stream, line) VALUES ";
-    for (size_t i = from; i < to; ++i) {
-      auto n = std::to_string(i - from);
-      text += (i == from ? "(:a" : ", (:a") + n + ", :s" + n + ", :t" + n + ", :st" + n + ", :l" + n + ")";
-    }
-    query q(c.sql, text + " ON CONFLICT (attempt_id, seq) DO NOTHING");
-    for (size_t i = from; i < to; ++i) {
-      auto n = std::to_string(i - from);
-      auto& e = op.entries[i];
-      q.bind("a" + n, op.attempt_id).bind("s" + n, e.seq).bind("t" + n, e.ts).bind("st" + n, e.stream)
-        .bind("l" + n, e.line);
-      max_seq = std::max<int64_t>(max_seq, e.seq);
-    }
-    out.inserted += q.exec();
-  }
-  if (out.inserted == 0)
-    return out;
-  out.reopened = sync_state == "complete";
-  query(c.sql, "UPDATE node_task_attempts SET log_count = log_count + :n, log_max_seq = :m, "
-               "updated_at = :now, sync_state = CASE WHEN sync_state = 'complete' THEN 'partial' "
-               "ELSE sync_state END WHERE id = :id")
-    .bind("n", out.inserted)
-    .bind("m", std::max(log_max_seq, max_seq))
-    .bind("now", c.now_text)
-    .bind("id", op.attempt_id)
-    .exec();
-  return out;
-}
-
 attempt_get::result_type execute(op_context& c, const attempt_get& op) {
   attempt_get::result_type out;
   query(c.sql, "SELECT " + attempt_columns(c.d) + " FROM node_task_attempts WHERE id = :id")
@@ -466,55 +358,35 @@ logs_get::result_type execute(op_context& c, const logs_get& op) {
 
 // --- backfill --------------------------------------------------------------------------------
 
-mark_pending::result_type execute(op_context& c, const mark_pending& op) {
+// mark_pending by limit and apply_backfill: storage/grouped.cpp.
+
+mark_pending::result_type mark_pending_by_ids(op_context& c, const mark_pending& op) {
   mark_pending::result_type out;
-  bool by_limit = op.attempt_ids.empty() && op.limit > 0;
-  if (op.attempt_ids.empty() && !by_limit)
+  if (op.attempt_ids.empty())
     return out;
   bool found = false;
   if (node_epoch(c, op.node_id, found) != op.epoch || !found)
     return out;
   // Rule 4: only `partial` attempts of this node are marked, so an attempt is never in two
   // live requests.
-  const std::string update = "UPDATE node_task_attempts SET sync_state = 'pending_backfill', "
-                             "backfill_request_id = :r, sync_requested_at = :now, updated_at = :now2 "
-                             "WHERE node_id = :n AND sync_state = 'partial' AND id IN ";
-  auto bind = [&](query& q) {
-    q.bind("r", op.request_id).bind("now", c.now_text).bind("now2", c.now_text).bind("n", op.node_id);
-  };
-  if (by_limit) {
-    query q(c.sql, update + "(SELECT id FROM node_task_attempts WHERE node_id = :n2 AND "
-                            "sync_state = 'partial' ORDER BY created_at, id LIMIT :lim)");
-    bind(q);
-    q.bind("n2", op.node_id).bind("lim", op.limit).exec();
-  } else {
-    exec_in_chunks(c, update, op.attempt_ids, bind);
-  }
+  exec_in_chunks(c, "UPDATE node_task_attempts SET sync_state = 'pending_backfill', "
+                    "backfill_request_id = :r, sync_requested_at = :now, updated_at = :now2 "
+                    "WHERE node_id = :n AND sync_state = 'partial' AND id IN ",
+                 op.attempt_ids, [&](query& q) {
+                   q.bind("r", op.request_id).bind("now", c.now_text).bind("now2", c.now_text).bind("n", op.node_id);
+                 });
   struct counters {
-    std::string id;
     int64_t count, max_seq;
   };
-  std::vector<counters> rows;
-  query(c.sql, "SELECT id, log_count, log_max_seq FROM node_task_attempts "
-               "WHERE backfill_request_id = :r ORDER BY created_at, id")
+  std::map<std::string, counters> marked;
+  query(c.sql, "SELECT id, log_count, log_max_seq FROM node_task_attempts WHERE backfill_request_id = :r")
     .bind("r", op.request_id)
-    .each([&](const soci::row& r) { rows.push_back({col_str(r, 0), col_int(r, 1), col_int(r, 2, -1)}); });
-  auto marked_entry = [&](const counters& m) {
-    return mark_pending::marked_attempt{m.id, contiguous_high_water(c, m.id, m.count, m.max_seq)};
-  };
-  if (by_limit) {
-    for (auto& m : rows)
-      out.marked.push_back(marked_entry(m));
-  } else {
-    std::map<std::string, const counters*> marked;
-    for (auto& m : rows)
-      marked[m.id] = &m;
-    std::set<std::string> seen;
-    for (auto& id : op.attempt_ids) {
-      auto i = marked.find(id);
-      if (i != marked.end() && seen.insert(id).second)
-        out.marked.push_back(marked_entry(*i->second));
-    }
+    .each([&](const soci::row& r) { marked[col_str(r, 0)] = {col_int(r, 1), col_int(r, 2, -1)}; });
+  std::set<std::string> seen;
+  for (auto& id : op.attempt_ids) { // in the order asked
+    auto i = marked.find(id);
+    if (i != marked.end() && seen.insert(id).second)
+      out.marked.push_back({id, contiguous_high_water(c, id, i->second.count, i->second.max_seq)});
   }
   if (!out.marked.empty())
     query(c.sql, "INSERT INTO jobs (id, type, status, node_id, attempt_count, created_at, started_at) "
@@ -525,88 +397,6 @@ mark_pending::result_type execute(op_context& c, const mark_pending& op) {
       .bind("now", c.now_text)
       .bind("now2", c.now_text)
       .exec();
-  return out;
-}
-
-apply_backfill::result_type execute(op_context& c, const apply_backfill& op) {
-  apply_backfill::result_type out;
-  // Rule 1: only rows still pending under this request, of this node. No epoch check here (see
-  // docs/DESIGN.md §10): the request id is unique to one session, so the compare-and-set on it
-  // already refuses every other session's answer, and a session that ended before its answer
-  // was applied must not leave the request's rows pending with nobody to reset them.
-  // No sync_state predicate either: the schema's CHECK makes a non-null backfill_request_id mean
-  // pending_backfill, and the redundant predicate led PostgreSQL's planner to the sync_state
-  // index (filtering every pending row) while its statistics still said nothing was pending.
-  struct pending_row {
-    int64_t log_count, failures;
-  };
-  std::map<std::string, pending_row> pending;
-  query(c.sql, "SELECT id, log_count, backfill_failures FROM node_task_attempts "
-                 "WHERE backfill_request_id = :r AND node_id = :n")
-      .bind("r", op.request_id)
-      .bind("n", op.node_id)
-      .each([&](const soci::row& r) { pending[col_str(r, 0)] = {col_int(r, 1), col_int(r, 2)}; });
-  std::map<std::string, const backfill_item*> answers;
-  for (auto& item : op.results) {
-    if (!pending.count(item.attempt_id)) {
-      out.attempts.push_back({item.attempt_id, backfill_outcome::stale});
-      ++out.stale;
-      continue;
-    }
-    answers.emplace(item.attempt_id, &item); // a duplicate result for an attempt is ignored
-  }
-  std::vector<std::string> complete, reset, failed;
-  for (auto& [id, row] : pending) {
-    auto a = answers.find(id);
-    // Rule 2: ok needs evidence: at least as many lines stored as the node says it has.
-    bool ok = a != answers.end() && a->second->ok && row.log_count >= a->second->log_count;
-    backfill_outcome outcome;
-    if (ok) {
-      complete.push_back(id);
-      outcome = backfill_outcome::completed;
-    } else if (row.failures + 1 >= op.max_failures) { // rule 3
-      failed.push_back(id);
-      outcome = backfill_outcome::failed;
-    } else {
-      reset.push_back(id);
-      outcome = backfill_outcome::reset;
-    }
-    out.attempts.push_back({id, outcome});
-  }
-  auto cas = [&](query& q) {
-    q.bind("now", c.now_text).bind("r", op.request_id).bind("n", op.node_id);
-  };
-  const std::string where = " WHERE backfill_request_id = :r AND node_id = :n AND id IN ";
-  out.completed = exec_in_chunks(c, "UPDATE node_task_attempts SET sync_state = 'complete', "
-                                    "backfill_request_id = NULL, last_full_sync_at = :now, "
-                                    "backfill_failures = 0, updated_at = :now2" + where,
-                                 complete, [&](query& q) { cas(q); q.bind("now2", c.now_text); });
-  out.reset = exec_in_chunks(c, "UPDATE node_task_attempts SET sync_state = 'partial', "
-                                "backfill_request_id = NULL, backfill_failures = backfill_failures + 1, "
-                                "updated_at = :now" + where,
-                             reset, cas);
-  out.failed = exec_in_chunks(c, "UPDATE node_task_attempts SET sync_state = 'failed', "
-                                 "backfill_request_id = NULL, backfill_failures = backfill_failures + 1, "
-                                 "updated_at = :now" + where,
-                              failed, cas);
-  // Nothing of this node was pending under the request: it is not live for this sender (foreign,
-  // duplicate, late or stale-epoch response), so its job is not this response's to finish.
-  if (pending.empty())
-    return out;
-  auto status = (out.reset + out.failed == 0 && out.completed > 0) ? "succeeded" : "failed";
-  nlohmann::json detail{{"completed", out.completed}, {"reset", out.reset},
-                        {"failed", out.failed}, {"stale", out.stale}};
-  auto n = query(c.sql, "UPDATE jobs SET status = :s, finished_at = :now, detail = "
-                            + c.d.json_param("detail")
-                            + " WHERE id = :id AND node_id = :n AND status = 'running'")
-             .bind("s", status)
-             .bind("now", c.now_text)
-             .bind("detail", detail.dump())
-             .bind("id", op.request_id)
-             .bind("n", op.node_id)
-             .exec();
-  if (n == 1)
-    out.job_status = status;
   return out;
 }
 

@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <ostream>
+#include <stdexcept>
 #include <string>
 
 namespace nodecoord::storage {
@@ -53,7 +54,9 @@ public:
     typename Op::result_type result{};
     storage::batch_item item;
     item.run = [&](storage::op_context& c) { result = storage::execute(c, op); };
-    run_items(std::span<storage::batch_item>(&item, 1));
+    auto errors = run_items(std::span<storage::batch_item>(&item, 1));
+    if (!errors.at(0).empty())
+      throw std::runtime_error("operation failed: " + errors[0]);
     return result;
   }
   /// Runs items as one batch (several transactions only if one fails on its own); throws if the

@@ -1,0 +1,557 @@
+#include "storage/grouped.hpp"
+
+#include "storage/dialect.hpp"
+#include "storage/query.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <tuple>
+
+namespace nodecoord::storage {
+
+namespace {
+
+// Bounded statements: well below SQLite's 32766 and PostgreSQL's 65535 parameters.
+constexpr size_t ids_per_statement = 500;
+constexpr size_t rows_per_statement = 100; // multi-row INSERT / UPDATE … FROM VALUES
+constexpr size_t logs_per_statement = 200; // 5 parameters a line
+constexpr size_t ops_per_statement = 200;  // marks and applies
+
+template <class Op>
+op_member<Op>& member_as(group_member* m) {
+  auto* p = dynamic_cast<op_member<Op>*>(m);
+  if (!p)
+    throw std::logic_error("group runner given an operation of another kind");
+  return *p;
+}
+
+template <class Op>
+typename Op::result_type run_one(op_context& c, const Op& op, group_runner runner) {
+  op_member<Op> m(op);
+  group_member* p = &m;
+  runner(c, std::span<group_member* const>(&p, 1));
+  return std::move(m.result);
+}
+
+/// Calls f(first, last) for consecutive slices of [0, n) of at most `size`.
+template <class F>
+void in_slices(size_t n, size_t size, F f) {
+  for (size_t from = 0; from < n; from += size)
+    f(from, std::min(n, from + size));
+}
+
+/// Splits `n` operations into consecutive runs in which key(i) never repeats and that hold at most
+/// ops_per_statement operations; calls f(first, last) for each.
+template <class Key, class F>
+void distinct_runs(size_t n, Key key, F f) {
+  size_t from = 0;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < n; ++i) {
+    if (i - from == ops_per_statement || !seen.insert(key(i)).second) {
+      f(from, i);
+      from = i;
+      seen = {key(i)};
+    }
+  }
+  if (from < n)
+    f(from, n);
+}
+
+// --- data: attempt_upsert and logs_insert ------------------------------------------------------
+
+struct attempt_row {
+  bool exists = false;
+  bool is_new = false; // inserted by this run
+  std::string owner;
+  std::string sync_state;
+  int64_t max_seq = -1;
+  // What the run's upserts set: task and state from the last one, times and meta from the last
+  // one that had them (each upsert COALESCEs over the stored value).
+  bool upserted = false;
+  std::string task_id, state, started_at, finished_at, meta;
+  int64_t added = 0; // log lines the run inserted
+};
+
+void merge(attempt_row& a, const attempt_upsert& u) {
+  a.upserted = true;
+  a.task_id = u.task_id;
+  a.state = u.state;
+  if (!u.started_at.empty())
+    a.started_at = u.started_at;
+  if (!u.finished_at.empty())
+    a.finished_at = u.finished_at;
+  if (!u.meta.empty())
+    a.meta = u.meta;
+}
+
+struct log_candidate {
+  const std::string* attempt_id;
+  const log_entry* entry;
+  size_t op; // index of the logs_insert that sends it first
+};
+
+void read_attempts(op_context& c, std::map<std::string, attempt_row>& rows) {
+  std::vector<std::string> ids;
+  for (auto& [id, _] : rows)
+    ids.push_back(id);
+  for (auto& chunk : chunks(ids, ids_per_statement)) {
+    query q(c.sql, "SELECT id, node_id, sync_state, log_max_seq FROM node_task_attempts WHERE id IN "
+                     + query::in_list("i", chunk.size()));
+    q.bind_list("i", chunk).each([&](const soci::row& r) {
+      auto i = rows.find(col_str(r, 0));
+      if (i == rows.end())
+        throw std::runtime_error("attempt id read back in another spelling: " + col_str(r, 0));
+      auto& a = i->second;
+      a.exists = true;
+      a.owner = col_str(r, 1);
+      a.sync_state = col_str(r, 2);
+      a.max_seq = col_int(r, 3, -1);
+    });
+  }
+}
+
+void insert_attempts(op_context& c, const std::vector<const std::string*>& ids,
+                     const std::map<std::string, attempt_row>& rows) {
+  in_slices(ids.size(), rows_per_statement, [&](size_t from, size_t to) {
+    std::string values;
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      values += (i == from ? "(:i" : ", (:i") + n + ", :o" + n + ", :k" + n + ", :s" + n + ", 'partial', :b"
+                + n + ", :f" + n + ", " + c.d.json_param("m" + n) + ", :c" + n + ", :u" + n + ")";
+    }
+    query q(c.sql, "INSERT INTO node_task_attempts (id, node_id, task_id, state, sync_state, started_at, "
+                   "finished_at, meta, created_at, updated_at) VALUES " + values);
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      auto& a = rows.at(*ids[i]);
+      q.bind("i" + n, *ids[i]).bind("o" + n, a.owner).bind("k" + n, a.task_id).bind("s" + n, a.state)
+        .bind_nullable("b" + n, a.started_at).bind_nullable("f" + n, a.finished_at)
+        .bind_nullable("m" + n, a.meta).bind("c" + n, c.now_text).bind("u" + n, c.now_text);
+    }
+    q.exec();
+  });
+}
+
+/// Inserts the candidates (ON CONFLICT DO NOTHING); returns which (attempt, seq) were new.
+std::set<std::pair<std::string, int64_t>> insert_logs(op_context& c, const std::vector<log_candidate>& lines) {
+  std::set<std::pair<std::string, int64_t>> inserted;
+  in_slices(lines.size(), logs_per_statement, [&](size_t from, size_t to) {
+    std::string text = "INSERT INTO attempt_logs (attempt_id, seq, ts, stream, line) VALUES ";
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      text += (i == from ? "(:a" : ", (:a") + n + ", :s" + n + ", :t" + n + ", :st" + n + ", :l" + n + ")";
+    }
+    query q(c.sql, text + " ON CONFLICT (attempt_id, seq) DO NOTHING RETURNING attempt_id, seq");
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      auto& e = *lines[i].entry;
+      q.bind("a" + n, *lines[i].attempt_id).bind("s" + n, e.seq).bind("t" + n, e.ts).bind("st" + n, e.stream)
+        .bind("l" + n, e.line);
+    }
+    q.each([&](const soci::row& r) { inserted.emplace(col_str(r, 0), col_int(r, 1)); });
+  });
+  return inserted;
+}
+
+void update_upserted(op_context& c, const std::vector<const std::string*>& ids,
+                     const std::map<std::string, attempt_row>& rows) {
+  in_slices(ids.size(), rows_per_statement, [&](size_t from, size_t to) {
+    std::string values;
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      values += (i == from ? "(" : ", (") + c.d.uuid_param("i" + n) + ", :k" + n + ", :s" + n + ", "
+                + c.d.ts_param("b" + n) + ", " + c.d.ts_param("f" + n) + ", " + c.d.json_param("m" + n) + ")";
+    }
+    // Times and meta the node leaves out keep their stored values.
+    // v's columns are named apart from the table's: an unqualified name must not be ambiguous.
+    query q(c.sql, "UPDATE node_task_attempts SET task_id = v.v_task, state = v.v_state, "
+                   "started_at = COALESCE(v.v_started, started_at), finished_at = COALESCE(v.v_finished, "
+                   "finished_at), meta = COALESCE(v.v_meta, meta), updated_at = :now FROM "
+                     + c.d.values_table("v", "v_id, v_task, v_state, v_started, v_finished, v_meta", values)
+                     + " WHERE node_task_attempts.id = v.v_id");
+    q.bind("now", c.now_text);
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      auto& a = rows.at(*ids[i]);
+      q.bind("i" + n, *ids[i]).bind("k" + n, a.task_id).bind("s" + n, a.state)
+        .bind_nullable("b" + n, a.started_at).bind_nullable("f" + n, a.finished_at)
+        .bind_nullable("m" + n, a.meta);
+    }
+    q.exec();
+  });
+}
+
+/// Log counters of the attempts that got new lines; new lines reopen a `complete` attempt.
+void update_counters(op_context& c, const std::vector<const std::string*>& ids,
+                     const std::map<std::string, attempt_row>& rows) {
+  in_slices(ids.size(), rows_per_statement, [&](size_t from, size_t to) {
+    std::string values;
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      values += (i == from ? "(" : ", (") + c.d.uuid_param("i" + n) + ", " + dialect::int_param("n" + n) + ", "
+                + dialect::int_param("m" + n) + ")";
+    }
+    query q(c.sql, "UPDATE node_task_attempts SET log_count = log_count + v.v_added, log_max_seq = v.v_max, "
+                   "updated_at = :now, sync_state = CASE WHEN sync_state = 'complete' THEN 'partial' "
+                   "ELSE sync_state END FROM " + c.d.values_table("v", "v_id, v_added, v_max", values)
+                     + " WHERE node_task_attempts.id = v.v_id");
+    q.bind("now", c.now_text);
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      auto& a = rows.at(*ids[i]);
+      q.bind("i" + n, *ids[i]).bind("n" + n, a.added).bind("m" + n, a.max_seq);
+    }
+    q.exec();
+  });
+}
+
+} // namespace
+
+void run_data(op_context& c, std::span<group_member* const> ms) {
+  std::map<std::string, attempt_row> rows;
+  for (auto* m : ms) {
+    if (auto* u = dynamic_cast<op_member<attempt_upsert>*>(m))
+      rows[u->op.attempt_id];
+    else
+      rows[member_as<logs_insert>(m).op.attempt_id];
+  }
+  read_attempts(c, rows);
+  // In order: ownership, creation, and which op sends each line first.
+  std::vector<const std::string*> created;
+  std::vector<log_candidate> lines;
+  std::set<std::pair<std::string, int64_t>> claimed;
+  for (size_t k = 0; k < ms.size(); ++k) {
+    if (auto* u = dynamic_cast<op_member<attempt_upsert>*>(ms[k])) {
+      auto& op = u->op;
+      auto& a = rows.at(op.attempt_id);
+      u->result = {};
+      if (a.exists && a.owner != op.node_id) {
+        u->result.status = write_status::forbidden; // an attempt of another node is not touched
+        continue;
+      }
+      if (!a.exists) {
+        a.exists = a.is_new = true;
+        a.owner = op.node_id;
+        a.sync_state = "partial"; // a new attempt starts partial
+        u->result.created = true;
+        created.push_back(&rows.find(op.attempt_id)->first);
+      }
+      merge(a, op);
+      continue;
+    }
+    auto& l = member_as<logs_insert>(ms[k]);
+    auto& a = rows.at(l.op.attempt_id);
+    l.result = {};
+    if (!a.exists) {
+      l.result.status = write_status::unknown_attempt;
+      continue;
+    }
+    if (a.owner != l.op.node_id) {
+      l.result.status = write_status::forbidden;
+      continue;
+    }
+    auto* id = &rows.find(l.op.attempt_id)->first;
+    for (auto& e : l.op.entries)
+      if (claimed.emplace(*id, e.seq).second)
+        lines.push_back({id, &e, k});
+  }
+  insert_attempts(c, created, rows); // before their lines (foreign key)
+  auto inserted = insert_logs(c, lines);
+  std::vector<int64_t> new_lines(ms.size(), 0);
+  for (auto& line : lines)
+    if (inserted.count({*line.attempt_id, line.entry->seq}))
+      ++new_lines[line.op];
+  // In order again: a frame's new lines reopen a complete attempt, and raise the high-water mark
+  // to the frame's largest seq (a line that conflicted was stored, so its seq is below it).
+  for (size_t k = 0; k < ms.size(); ++k) {
+    auto* l = dynamic_cast<op_member<logs_insert>*>(ms[k]);
+    if (!l || new_lines[k] == 0)
+      continue;
+    auto& a = rows.at(l->op.attempt_id);
+    l->result.inserted = new_lines[k];
+    l->result.reopened = a.sync_state == "complete";
+    if (l->result.reopened)
+      a.sync_state = "partial";
+    a.added += new_lines[k];
+    for (auto& e : l->op.entries)
+      a.max_seq = std::max(a.max_seq, e.seq);
+  }
+  std::vector<const std::string*> upserted, counted;
+  for (auto& [id, a] : rows) {
+    if (a.upserted && !a.is_new)
+      upserted.push_back(&id);
+    if (a.added > 0)
+      counted.push_back(&id);
+  }
+  update_upserted(c, upserted, rows);
+  update_counters(c, counted, rows);
+}
+
+attempt_upsert::result_type execute(op_context& c, const attempt_upsert& op) {
+  return run_one(c, op, run_data);
+}
+
+logs_insert::result_type execute(op_context& c, const logs_insert& op) {
+  return run_one(c, op, run_data);
+}
+
+// --- mark_pending by limit -----------------------------------------------------------------------
+
+namespace {
+
+using mark_member = op_member<mark_pending>;
+
+/// Marks for distinct nodes: one epoch read, one UPDATE … RETURNING, one multi-row job INSERT.
+void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
+  std::vector<std::string> node_ids;
+  for (auto* m : ops) {
+    m->result = {};
+    node_ids.push_back(m->op.node_id);
+  }
+  std::map<std::string, int64_t> epochs;
+  query(c.sql, "SELECT id, session_epoch FROM nodes WHERE id IN " + query::in_list("i", node_ids.size()))
+    .bind_list("i", node_ids)
+    .each([&](const soci::row& r) { epochs[col_str(r, 0)] = col_int(r, 1); });
+  // Only while `epoch` is the node's session (a request of an ended session marks nothing).
+  std::map<std::string, mark_member*> live;
+  for (auto* m : ops) {
+    auto e = epochs.find(m->op.node_id);
+    if (e != epochs.end() && e->second == m->op.epoch && m->op.limit > 0)
+      live[m->op.node_id] = m;
+  }
+  if (live.empty())
+    return;
+  // Rule 4: only `partial` attempts of the node, its `limit` oldest, selected and marked in one
+  // statement so nothing changes in between.
+  std::string request_case, limit_case, nodes;
+  for (size_t n = 0; n < live.size(); ++n) {
+    auto k = std::to_string(n);
+    request_case += " WHEN :n" + k + " THEN " + c.d.uuid_param("r" + k);
+    limit_case += " WHEN :q" + k + " THEN " + dialect::int_param("l" + k);
+    nodes += (nodes.empty() ? ":a" : ", :a") + k;
+  }
+  query q(c.sql, "UPDATE node_task_attempts SET sync_state = 'pending_backfill', backfill_request_id = "
+                 "CASE node_id" + request_case + " END, sync_requested_at = :now, updated_at = :now2 "
+                 "WHERE sync_state = 'partial' AND id IN (SELECT x.id FROM (SELECT id, node_id, "
+                 "ROW_NUMBER() OVER (PARTITION BY node_id ORDER BY created_at, id) AS rn "
+                 "FROM node_task_attempts WHERE sync_state = 'partial' AND node_id IN (" + nodes + ")) x "
+                 "WHERE x.rn <= CASE x.node_id" + limit_case + " END) "
+                 "RETURNING id, node_id, log_count, log_max_seq, " + c.d.ts("created_at"));
+  q.bind("now", c.now_text).bind("now2", c.now_text);
+  size_t n = 0;
+  for (auto& [node, m] : live) {
+    auto k = std::to_string(n++);
+    q.bind("n" + k, node).bind("r" + k, m->op.request_id).bind("q" + k, node).bind("l" + k, m->op.limit)
+      .bind("a" + k, node);
+  }
+  struct marked_row {
+    std::string created_at, id;
+    int64_t count, max_seq;
+    bool operator<(const marked_row& o) const { return std::tie(created_at, id) < std::tie(o.created_at, o.id); }
+  };
+  std::map<std::string, std::vector<marked_row>> by_node;
+  q.each([&](const soci::row& r) {
+    by_node[col_str(r, 1)].push_back({col_str(r, 4), col_str(r, 0), col_int(r, 2), col_int(r, 3, -1)});
+  });
+  std::vector<mark_member*> with_job;
+  for (auto& [node, m] : live) {
+    auto i = by_node.find(node);
+    if (i == by_node.end())
+      continue; // nothing to mark: no job is left behind
+    std::sort(i->second.begin(), i->second.end()); // oldest first
+    for (auto& row : i->second)
+      m->result.marked.push_back({row.id, contiguous_high_water(c, row.id, row.count, row.max_seq)});
+    with_job.push_back(m);
+  }
+  if (with_job.empty())
+    return;
+  std::string values;
+  for (size_t i = 0; i < with_job.size(); ++i) {
+    auto k = std::to_string(i);
+    values += (i ? ", (:j" : "(:j") + k + ", 'backfill', 'running', :o" + k + ", :c" + k + ", :t" + k + ", :s" + k + ")";
+  }
+  query jobs(c.sql, "INSERT INTO jobs (id, type, status, node_id, attempt_count, created_at, started_at) VALUES "
+                      + values);
+  for (size_t i = 0; i < with_job.size(); ++i) {
+    auto k = std::to_string(i);
+    auto* m = with_job[i];
+    jobs.bind("j" + k, m->op.request_id).bind("o" + k, m->op.node_id)
+      .bind("c" + k, static_cast<int64_t>(m->result.marked.size())).bind("t" + k, c.now_text)
+      .bind("s" + k, c.now_text);
+  }
+  jobs.exec();
+}
+
+} // namespace
+
+void run_marks(op_context& c, std::span<group_member* const> ms) {
+  std::vector<mark_member*> ops;
+  for (auto* m : ms)
+    ops.push_back(&member_as<mark_pending>(m));
+  // A node marked twice in a row takes its next oldest the second time: a new statement.
+  distinct_runs(ops.size(), [&](size_t i) { return ops[i]->op.node_id; }, [&](size_t from, size_t to) {
+    mark_distinct_nodes(c, std::span<mark_member* const>(ops.data() + from, to - from));
+  });
+}
+
+mark_pending::result_type execute(op_context& c, const mark_pending& op) {
+  if (op.attempt_ids.empty())
+    return op.limit > 0 ? run_one(c, op, run_marks) : mark_pending::result_type{};
+  return mark_pending_by_ids(c, op);
+}
+
+// --- apply_backfill ------------------------------------------------------------------------------
+
+namespace {
+
+using apply_member = op_member<apply_backfill>;
+
+struct pending_row {
+  int64_t log_count, failures;
+};
+
+/// Sets `outcome`'s rows and returns the ids it changed.
+std::set<std::string> set_outcome(op_context& c, const std::string& set, const std::vector<std::string>& ids) {
+  std::set<std::string> changed;
+  for (auto& chunk : chunks(ids, ids_per_statement)) {
+    query q(c.sql, "UPDATE node_task_attempts SET " + set + " WHERE id IN " + query::in_list("i", chunk.size())
+                     + " RETURNING id");
+    q.bind("now", c.now_text);
+    if (set.find(":now2") != std::string::npos)
+      q.bind("now2", c.now_text);
+    q.bind_list("i", chunk).each([&](const soci::row& r) { changed.insert(col_str(r, 0)); });
+  }
+  return changed;
+}
+
+/// Applies responses to distinct requests.
+void apply_distinct_requests(op_context& c, std::span<apply_member* const> ops) {
+  // Rule 1: only rows still pending under the request, of the sender. No epoch check (see
+  // docs/DESIGN.md §10): the request id is unique to one session, so the compare-and-set on it
+  // already refuses every other session's answer. No sync_state predicate either: the schema's
+  // CHECK makes a non-null backfill_request_id mean pending_backfill, and the redundant predicate
+  // led PostgreSQL's planner to the sync_state index.
+  std::vector<std::string> request_ids;
+  for (auto* m : ops)
+    request_ids.push_back(m->op.request_id);
+  struct read_row {
+    std::string node_id;
+    pending_row row;
+  };
+  std::map<std::string, std::map<std::string, read_row>> by_request;
+  query(c.sql, "SELECT id, backfill_request_id, node_id, log_count, backfill_failures FROM node_task_attempts "
+               "WHERE backfill_request_id IN " + query::in_list("r", request_ids.size()))
+    .bind_list("r", request_ids)
+    .each([&](const soci::row& r) {
+      by_request[col_str(r, 1)][col_str(r, 0)] = {col_str(r, 2), {col_int(r, 3), col_int(r, 4)}};
+    });
+  std::vector<std::map<std::string, pending_row>> pending(ops.size());
+  std::vector<std::string> complete, reset, failed;
+  std::map<std::string, size_t> owner; // attempt id -> op
+  for (size_t k = 0; k < ops.size(); ++k) {
+    auto& op = ops[k]->op;
+    auto& out = ops[k]->result;
+    out = {};
+    for (auto& [id, r] : by_request[op.request_id])
+      if (r.node_id == op.node_id)
+        pending[k][id] = r.row;
+    std::map<std::string, const backfill_item*> answers;
+    for (auto& item : op.results) {
+      if (!pending[k].count(item.attempt_id)) {
+        out.attempts.push_back({item.attempt_id, backfill_outcome::stale});
+        ++out.stale;
+        continue;
+      }
+      answers.emplace(item.attempt_id, &item); // a duplicate result for an attempt is ignored
+    }
+    for (auto& [id, row] : pending[k]) {
+      auto a = answers.find(id);
+      // Rule 2: ok needs evidence: at least as many lines stored as the node says it has.
+      bool ok = a != answers.end() && a->second->ok && row.log_count >= a->second->log_count;
+      backfill_outcome outcome;
+      if (ok) {
+        complete.push_back(id);
+        outcome = backfill_outcome::completed;
+      } else if (row.failures + 1 >= op.max_failures) { // rule 3
+        failed.push_back(id);
+        outcome = backfill_outcome::failed;
+      } else {
+        reset.push_back(id);
+        outcome = backfill_outcome::reset;
+      }
+      owner[id] = k;
+      out.attempts.push_back({id, outcome});
+    }
+  }
+  auto count = [&](const std::set<std::string>& changed, int64_t apply_backfill::result_type::*field) {
+    for (auto& id : changed)
+      ++(ops[owner.at(id)]->result.*field);
+  };
+  count(set_outcome(c, "sync_state = 'complete', backfill_request_id = NULL, last_full_sync_at = :now, "
+                       "backfill_failures = 0, updated_at = :now2", complete),
+        &apply_backfill::result_type::completed);
+  count(set_outcome(c, "sync_state = 'partial', backfill_request_id = NULL, "
+                       "backfill_failures = backfill_failures + 1, updated_at = :now", reset),
+        &apply_backfill::result_type::reset);
+  count(set_outcome(c, "sync_state = 'failed', backfill_request_id = NULL, "
+                       "backfill_failures = backfill_failures + 1, updated_at = :now", failed),
+        &apply_backfill::result_type::failed);
+  // Finish the jobs. A request with nothing of the sender pending is not live for this sender
+  // (foreign, duplicate, late or stale-epoch response): its job is not this response's to finish.
+  std::vector<size_t> finishing;
+  for (size_t k = 0; k < ops.size(); ++k)
+    if (!pending[k].empty())
+      finishing.push_back(k);
+  if (finishing.empty())
+    return;
+  std::string status_case, detail_case, match;
+  for (size_t i = 0; i < finishing.size(); ++i) {
+    auto n = std::to_string(i);
+    status_case += " WHEN :a" + n + " THEN :s" + n;
+    detail_case += " WHEN :b" + n + " THEN " + c.d.json_param("d" + n);
+    match += (i ? " OR (id = :i" : "(id = :i") + n + " AND node_id = :n" + n + ")";
+  }
+  query q(c.sql, "UPDATE jobs SET status = CASE id" + status_case + " END, finished_at = :now, detail = CASE id"
+                   + detail_case + " END WHERE status = 'running' AND (" + match + ") RETURNING id");
+  q.bind("now", c.now_text);
+  std::map<std::string, size_t> by_job;
+  for (size_t i = 0; i < finishing.size(); ++i) {
+    auto n = std::to_string(i);
+    auto& op = ops[finishing[i]]->op;
+    auto& out = ops[finishing[i]]->result;
+    std::string status = (out.reset + out.failed == 0 && out.completed > 0) ? "succeeded" : "failed";
+    nlohmann::json detail{{"completed", out.completed}, {"reset", out.reset},
+                          {"failed", out.failed}, {"stale", out.stale}};
+    q.bind("a" + n, op.request_id).bind("s" + n, status).bind("b" + n, op.request_id).bind("d" + n, detail.dump())
+      .bind("i" + n, op.request_id).bind("n" + n, op.node_id);
+    by_job[op.request_id] = finishing[i];
+    out.job_status = status; // cleared below unless the job was still running
+  }
+  std::set<std::string> finished;
+  q.each([&](const soci::row& r) { finished.insert(col_str(r, 0)); });
+  for (auto& [id, k] : by_job)
+    if (!finished.count(id))
+      ops[k]->result.job_status.clear();
+}
+
+} // namespace
+
+void run_applies(op_context& c, std::span<group_member* const> ms) {
+  std::vector<apply_member*> ops;
+  for (auto* m : ms)
+    ops.push_back(&member_as<apply_backfill>(m));
+  // A second response to the same request sees what the first one left: a new statement.
+  distinct_runs(ops.size(), [&](size_t i) { return ops[i]->op.request_id; }, [&](size_t from, size_t to) {
+    apply_distinct_requests(c, std::span<apply_member* const>(ops.data() + from, to - from));
+  });
+}
+
+apply_backfill::result_type execute(op_context& c, const apply_backfill& op) {
+  return run_one(c, op, run_applies);
+}
+
+} // namespace nodecoord::storage

@@ -325,28 +325,33 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
   }
   if (live.empty())
     return;
-  // Rule 4: only `partial` attempts of the node, its `limit` oldest, selected and marked in one
-  // statement so nothing changes in between.
-  std::string request_case, limit_case, nodes;
+  // Rule 4: only `partial` attempts of the node, its `limit` oldest. Selected first, then marked
+  // by primary key: as one statement (UPDATE … WHERE id IN (window subquery)) PostgreSQL, with
+  // statistics that still say nothing is partial, re-ran the subquery for every partial row
+  // (quadratic: 0.7 s a statement at 2,800 partial rows). Nothing changes in between: the rows
+  // were read in this transaction, and the storage actor is their only writer.
+  std::string limit_case, nodes;
   for (size_t n = 0; n < live.size(); ++n) {
     auto k = std::to_string(n);
-    request_case += " WHEN :n" + k + " THEN " + c.d.uuid_param("r" + k);
     limit_case += " WHEN :q" + k + " THEN " + dialect::int_param("l" + k);
     nodes += (nodes.empty() ? ":a" : ", :a") + k;
   }
-  query q(c.sql, "UPDATE node_task_attempts SET sync_state = 'pending_backfill', backfill_request_id = "
-                 "CASE node_id" + request_case + " END, sync_requested_at = :now, updated_at = :now2 "
-                 "WHERE sync_state = 'partial' AND id IN (SELECT x.id FROM (SELECT id, node_id, "
-                 "ROW_NUMBER() OVER (PARTITION BY node_id ORDER BY created_at, id) AS rn "
-                 "FROM node_task_attempts WHERE sync_state = 'partial' AND node_id IN (" + nodes + ")) x "
-                 "WHERE x.rn <= CASE x.node_id" + limit_case + " END) "
-                 "RETURNING id, node_id, log_count, log_max_seq, " + c.d.ts("created_at"));
-  q.bind("now", c.now_text).bind("now2", c.now_text);
+  query select(c.sql, "SELECT x.id FROM (SELECT id, node_id, ROW_NUMBER() OVER (PARTITION BY node_id ORDER BY "
+                      "created_at, id) AS rn FROM node_task_attempts WHERE node_id IN (" + nodes + ") AND "
+                      "sync_state = 'partial') x WHERE x.rn <= CASE x.node_id" + limit_case + " END");
   size_t n = 0;
   for (auto& [node, m] : live) {
     auto k = std::to_string(n++);
-    q.bind("n" + k, node).bind("r" + k, m->op.request_id).bind("q" + k, node).bind("l" + k, m->op.limit)
-      .bind("a" + k, node);
+    select.bind("q" + k, node).bind("l" + k, m->op.limit).bind("a" + k, node);
+  }
+  std::vector<std::string> chosen;
+  select.each([&](const soci::row& r) { chosen.push_back(col_str(r, 0)); });
+  if (chosen.empty())
+    return; // nothing to mark: no job is left behind
+  std::string request_case;
+  for (size_t i = 0; i < live.size(); ++i) {
+    auto k = std::to_string(i);
+    request_case += " WHEN :n" + k + " THEN " + c.d.uuid_param("r" + k);
   }
   struct marked_row {
     std::string created_at, id;
@@ -354,9 +359,21 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
     bool operator<(const marked_row& o) const { return std::tie(created_at, id) < std::tie(o.created_at, o.id); }
   };
   std::map<std::string, std::vector<marked_row>> by_node;
-  q.each([&](const soci::row& r) {
-    by_node[col_str(r, 1)].push_back({col_str(r, 4), col_str(r, 0), col_int(r, 2), col_int(r, 3, -1)});
-  });
+  for (auto& chunk : chunks(chosen, ids_per_statement)) {
+    query q(c.sql, "UPDATE node_task_attempts SET sync_state = 'pending_backfill', backfill_request_id = "
+                   "CASE node_id" + request_case + " END, sync_requested_at = :now, updated_at = :now2 "
+                   "WHERE id IN " + query::in_list("i", chunk.size())
+                     + " RETURNING id, node_id, log_count, log_max_seq, " + c.d.ts("created_at"));
+    q.bind("now", c.now_text).bind("now2", c.now_text).bind_list("i", chunk);
+    size_t k = 0;
+    for (auto& [node, m] : live) {
+      auto s = std::to_string(k++);
+      q.bind("n" + s, node).bind("r" + s, m->op.request_id);
+    }
+    q.each([&](const soci::row& r) {
+      by_node[col_str(r, 1)].push_back({col_str(r, 4), col_str(r, 0), col_int(r, 2), col_int(r, 3, -1)});
+    });
+  }
   std::vector<mark_member*> with_job;
   for (auto& [node, m] : live) {
     auto i = by_node.find(node);

@@ -61,20 +61,26 @@ void distinct_runs(size_t n, Key key, F f) {
     f(from, n);
 }
 
-// --- data: attempt_upsert and logs_insert ------------------------------------------------------
+// --- attempts: attempt_upsert, logs_insert and apply_backfill -----------------------------------
 
 struct attempt_row {
   bool exists = false;
   bool is_new = false; // inserted by this run
   std::string owner;
   std::string sync_state;
+  std::string request_id; // backfill_request_id; "" for NULL
+  int64_t log_count = 0;
   int64_t max_seq = -1;
+  int64_t failures = 0;
   // What the run's upserts set: task and state from the last one, times and meta from the last
   // one that had them (each upsert COALESCEs over the stored value).
   bool upserted = false;
   std::string task_id, state, started_at, finished_at, meta;
-  int64_t added = 0; // log lines the run inserted
+  bool changed = false;   // sync state, request, counters or failures differ from the stored row
+  bool completed = false; // an apply completed it: last_full_sync_at = now
 };
+
+using attempt_rows = std::map<std::string, attempt_row>;
 
 void merge(attempt_row& a, const attempt_upsert& u) {
   a.upserted = true;
@@ -94,28 +100,42 @@ struct log_candidate {
   size_t op; // index of the logs_insert that sends it first
 };
 
-void read_attempts(op_context& c, std::map<std::string, attempt_row>& rows) {
+const std::string attempt_state_columns =
+  "SELECT id, node_id, sync_state, backfill_request_id, log_count, log_max_seq, backfill_failures "
+  "FROM node_task_attempts WHERE ";
+
+void read_row(const soci::row& r, attempt_row& a) {
+  a.exists = true;
+  a.owner = col_str(r, 1);
+  a.sync_state = col_str(r, 2);
+  a.request_id = col_str(r, 3);
+  a.log_count = col_int(r, 4);
+  a.max_seq = col_int(r, 5, -1);
+  a.failures = col_int(r, 6);
+}
+
+/// Reads the attempts named by data operations (keys of `rows`) and every row pending under
+/// `request_ids` (added to `rows`).
+void read_attempts(op_context& c, attempt_rows& rows, const std::vector<std::string>& request_ids) {
   std::vector<std::string> ids;
   for (auto& [id, _] : rows)
     ids.push_back(id);
   for (auto& chunk : chunks(ids, ids_per_statement)) {
-    query q(c.sql, "SELECT id, node_id, sync_state, log_max_seq FROM node_task_attempts WHERE id IN "
-                     + query::in_list("i", chunk.size()));
+    query q(c.sql, attempt_state_columns + "id IN " + query::in_list("i", chunk.size()));
     q.bind_list("i", chunk).each([&](const soci::row& r) {
       auto i = rows.find(col_str(r, 0));
       if (i == rows.end())
         throw std::runtime_error("attempt id read back in another spelling: " + col_str(r, 0));
-      auto& a = i->second;
-      a.exists = true;
-      a.owner = col_str(r, 1);
-      a.sync_state = col_str(r, 2);
-      a.max_seq = col_int(r, 3, -1);
+      read_row(r, i->second);
     });
+  }
+  for (auto& chunk : chunks(request_ids, ids_per_statement)) {
+    query q(c.sql, attempt_state_columns + "backfill_request_id IN " + query::in_list("r", chunk.size()));
+    q.bind_list("r", chunk).each([&](const soci::row& r) { read_row(r, rows[col_str(r, 0)]); });
   }
 }
 
-void insert_attempts(op_context& c, const std::vector<const std::string*>& ids,
-                     const std::map<std::string, attempt_row>& rows) {
+void insert_attempts(op_context& c, const std::vector<const std::string*>& ids, const attempt_rows& rows) {
   in_slices(ids.size(), rows_per_statement, [&](size_t from, size_t to) {
     std::string values;
     for (size_t i = from; i < to; ++i) {
@@ -157,8 +177,7 @@ std::set<std::pair<std::string, int64_t>> insert_logs(op_context& c, const std::
   return inserted;
 }
 
-void update_upserted(op_context& c, const std::vector<const std::string*>& ids,
-                     const std::map<std::string, attempt_row>& rows) {
+void update_upserted(op_context& c, const std::vector<const std::string*>& ids, const attempt_rows& rows) {
   in_slices(ids.size(), rows_per_statement, [&](size_t from, size_t to) {
     std::string values;
     for (size_t i = from; i < to; ++i) {
@@ -166,8 +185,8 @@ void update_upserted(op_context& c, const std::vector<const std::string*>& ids,
       values += (i == from ? "(" : ", (") + c.d.uuid_param("i" + n) + ", :k" + n + ", :s" + n + ", "
                 + c.d.ts_param("b" + n) + ", " + c.d.ts_param("f" + n) + ", " + c.d.json_param("m" + n) + ")";
     }
-    // Times and meta the node leaves out keep their stored values.
     // v's columns are named apart from the table's: an unqualified name must not be ambiguous.
+    // Times and meta the node leaves out keep their stored values.
     query q(c.sql, "UPDATE node_task_attempts SET task_id = v.v_task, state = v.v_state, "
                    "started_at = COALESCE(v.v_started, started_at), finished_at = COALESCE(v.v_finished, "
                    "finished_at), meta = COALESCE(v.v_meta, meta), updated_at = :now FROM "
@@ -185,42 +204,86 @@ void update_upserted(op_context& c, const std::vector<const std::string*>& ids,
   });
 }
 
-/// Log counters of the attempts that got new lines; new lines reopen a `complete` attempt.
-void update_counters(op_context& c, const std::vector<const std::string*>& ids,
-                     const std::map<std::string, attempt_row>& rows) {
+/// Writes the sync state, request, counters and failures the run computed (absolute values: the
+/// rows were read in this transaction and nobody else writes them).
+void update_states(op_context& c, const std::vector<const std::string*>& ids, const attempt_rows& rows) {
   in_slices(ids.size(), rows_per_statement, [&](size_t from, size_t to) {
     std::string values;
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
-      values += (i == from ? "(" : ", (") + c.d.uuid_param("i" + n) + ", " + dialect::int_param("n" + n) + ", "
-                + dialect::int_param("m" + n) + ")";
+      values += (i == from ? "(" : ", (") + c.d.uuid_param("i" + n) + ", :s" + n + ", " + c.d.uuid_param("r" + n)
+                + ", " + dialect::int_param("c" + n) + ", " + dialect::int_param("m" + n) + ", "
+                + dialect::int_param("f" + n) + ", " + dialect::int_param("d" + n) + ")";
     }
-    query q(c.sql, "UPDATE node_task_attempts SET log_count = log_count + v.v_added, log_max_seq = v.v_max, "
-                   "updated_at = :now, sync_state = CASE WHEN sync_state = 'complete' THEN 'partial' "
-                   "ELSE sync_state END FROM " + c.d.values_table("v", "v_id, v_added, v_max", values)
+    query q(c.sql, "UPDATE node_task_attempts SET sync_state = v.v_sync, backfill_request_id = v.v_request, "
+                   "log_count = v.v_count, log_max_seq = v.v_max, backfill_failures = v.v_failures, "
+                   "last_full_sync_at = CASE WHEN v.v_done = 1 THEN " + c.d.ts_param("now")
+                     + " ELSE last_full_sync_at END, updated_at = :now2 FROM "
+                     + c.d.values_table("v", "v_id, v_sync, v_request, v_count, v_max, v_failures, v_done", values)
                      + " WHERE node_task_attempts.id = v.v_id");
-    q.bind("now", c.now_text);
+    q.bind("now", c.now_text).bind("now2", c.now_text);
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
       auto& a = rows.at(*ids[i]);
-      q.bind("i" + n, *ids[i]).bind("n" + n, a.added).bind("m" + n, a.max_seq);
+      q.bind("i" + n, *ids[i]).bind("s" + n, a.sync_state).bind_nullable("r" + n, a.request_id)
+        .bind("c" + n, a.log_count).bind("m" + n, a.max_seq).bind("f" + n, a.failures)
+        .bind("d" + n, int64_t{a.completed ? 1 : 0});
     }
     q.exec();
   });
 }
 
+struct job_finish {
+  std::string request_id, node_id, status, detail;
+  apply_backfill::result_type* result;
+};
+
+/// Finishes the jobs of responses that had something pending; clears job_status of a job that
+/// was not running any more.
+void finish_jobs(op_context& c, std::vector<job_finish>& jobs) {
+  in_slices(jobs.size(), ops_per_statement, [&](size_t from, size_t to) {
+    std::string status_case, detail_case, match;
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      status_case += " WHEN :a" + n + " THEN :s" + n;
+      detail_case += " WHEN :b" + n + " THEN " + c.d.json_param("d" + n);
+      match += (i == from ? "(id = :i" : " OR (id = :i") + n + " AND node_id = :n" + n + ")";
+    }
+    query q(c.sql, "UPDATE jobs SET status = CASE id" + status_case + " END, finished_at = :now, detail = CASE id"
+                     + detail_case + " END WHERE status = 'running' AND (" + match + ") RETURNING id");
+    q.bind("now", c.now_text);
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      auto& j = jobs[i];
+      q.bind("a" + n, j.request_id).bind("s" + n, j.status).bind("b" + n, j.request_id).bind("d" + n, j.detail)
+        .bind("i" + n, j.request_id).bind("n" + n, j.node_id);
+      j.result->job_status = j.status; // cleared below unless the job was still running
+    }
+    std::set<std::string> finished;
+    q.each([&](const soci::row& r) { finished.insert(col_str(r, 0)); });
+    for (size_t i = from; i < to; ++i)
+      if (!finished.count(jobs[i].request_id))
+        jobs[i].result->job_status.clear();
+  });
+}
+
 } // namespace
 
-void run_data(op_context& c, std::span<group_member* const> ms) {
-  std::map<std::string, attempt_row> rows;
+void run_attempts(op_context& c, std::span<group_member* const> ms) {
+  attempt_rows rows;
+  std::vector<std::string> request_ids;
+  std::set<std::string> requests_seen;
   for (auto* m : ms) {
     if (auto* u = dynamic_cast<op_member<attempt_upsert>*>(m))
       rows[u->op.attempt_id];
-    else
-      rows[member_as<logs_insert>(m).op.attempt_id];
+    else if (auto* l = dynamic_cast<op_member<logs_insert>*>(m))
+      rows[l->op.attempt_id];
+    else if (auto& a = member_as<apply_backfill>(m); requests_seen.insert(a.op.request_id).second)
+      request_ids.push_back(a.op.request_id);
   }
-  read_attempts(c, rows);
-  // In order: ownership, creation, and which op sends each line first.
+  read_attempts(c, rows, request_ids);
+  // Pass 1, in order: ownership, creation, and which frame sends each line first (none of this
+  // depends on backfill results).
   std::vector<const std::string*> created;
   std::vector<log_candidate> lines;
   std::set<std::pair<std::string, int64_t>> claimed;
@@ -243,19 +306,21 @@ void run_data(op_context& c, std::span<group_member* const> ms) {
       merge(a, op);
       continue;
     }
-    auto& l = member_as<logs_insert>(ms[k]);
-    auto& a = rows.at(l.op.attempt_id);
-    l.result = {};
+    auto* l = dynamic_cast<op_member<logs_insert>*>(ms[k]);
+    if (!l)
+      continue;
+    auto& a = rows.at(l->op.attempt_id);
+    l->result = {};
     if (!a.exists) {
-      l.result.status = write_status::unknown_attempt;
+      l->result.status = write_status::unknown_attempt;
       continue;
     }
-    if (a.owner != l.op.node_id) {
-      l.result.status = write_status::forbidden;
+    if (a.owner != l->op.node_id) {
+      l->result.status = write_status::forbidden;
       continue;
     }
-    auto* id = &rows.find(l.op.attempt_id)->first;
-    for (auto& e : l.op.entries)
+    auto* id = &rows.find(l->op.attempt_id)->first;
+    for (auto& e : l->op.entries)
       if (claimed.emplace(*id, e.seq).second)
         lines.push_back({id, &e, k});
   }
@@ -265,38 +330,112 @@ void run_data(op_context& c, std::span<group_member* const> ms) {
   for (auto& line : lines)
     if (inserted.count({*line.attempt_id, line.entry->seq}))
       ++new_lines[line.op];
-  // In order again: a frame's new lines reopen a complete attempt, and raise the high-water mark
-  // to the frame's largest seq (a line that conflicted was stored, so its seq is below it).
+  // Pass 2, in order: counters, reopening, and the backfill responses, each seeing exactly what
+  // the operations before it left.
+  std::map<std::string, std::set<std::string>> pending; // request id -> attempts pending under it
+  for (auto& [id, a] : rows)
+    if (!a.request_id.empty())
+      pending[a.request_id].insert(id);
+  std::vector<job_finish> jobs;
   for (size_t k = 0; k < ms.size(); ++k) {
-    auto* l = dynamic_cast<op_member<logs_insert>*>(ms[k]);
-    if (!l || new_lines[k] == 0)
+    if (auto* l = dynamic_cast<op_member<logs_insert>*>(ms[k])) {
+      if (new_lines[k] == 0)
+        continue;
+      auto& a = rows.at(l->op.attempt_id);
+      // A frame's new lines reopen a complete attempt and raise the high-water mark to the
+      // frame's largest seq (a line that conflicted was stored, so its seq is below it).
+      l->result.inserted = new_lines[k];
+      l->result.reopened = a.sync_state == "complete";
+      if (l->result.reopened)
+        a.sync_state = "partial";
+      a.log_count += new_lines[k];
+      for (auto& e : l->op.entries)
+        a.max_seq = std::max(a.max_seq, e.seq);
+      a.changed = true;
       continue;
-    auto& a = rows.at(l->op.attempt_id);
-    l->result.inserted = new_lines[k];
-    l->result.reopened = a.sync_state == "complete";
-    if (l->result.reopened)
-      a.sync_state = "partial";
-    a.added += new_lines[k];
-    for (auto& e : l->op.entries)
-      a.max_seq = std::max(a.max_seq, e.seq);
+    }
+    auto* ap = dynamic_cast<op_member<apply_backfill>*>(ms[k]);
+    if (!ap)
+      continue;
+    auto& op = ap->op;
+    auto& out = ap->result;
+    out = {};
+    // Rule 1: only rows still pending under this request, of the sender. No epoch check (see
+    // docs/DESIGN.md §10): the request id is unique to one session, so the compare-and-set on
+    // it already refuses every other session's answer.
+    std::set<std::string> mine;
+    for (auto& id : pending[op.request_id])
+      if (rows.at(id).owner == op.node_id)
+        mine.insert(id);
+    std::map<std::string, const backfill_item*> answers;
+    for (auto& item : op.results) {
+      if (!mine.count(item.attempt_id)) {
+        out.attempts.push_back({item.attempt_id, backfill_outcome::stale});
+        ++out.stale;
+        continue;
+      }
+      answers.emplace(item.attempt_id, &item); // a duplicate result for an attempt is ignored
+    }
+    for (auto& id : mine) {
+      auto& a = rows.at(id);
+      auto i = answers.find(id);
+      // Rule 2: ok needs evidence: at least as many lines stored as the node says it has.
+      bool ok = i != answers.end() && i->second->ok && a.log_count >= i->second->log_count;
+      backfill_outcome outcome;
+      if (ok) {
+        outcome = backfill_outcome::completed;
+        a.sync_state = "complete";
+        a.failures = 0;
+        a.completed = true;
+        ++out.completed;
+      } else if (a.failures + 1 >= op.max_failures) { // rule 3
+        outcome = backfill_outcome::failed;
+        a.sync_state = "failed";
+        ++a.failures;
+        ++out.failed;
+      } else {
+        outcome = backfill_outcome::reset;
+        a.sync_state = "partial";
+        ++a.failures;
+        ++out.reset;
+      }
+      a.request_id.clear();
+      a.changed = true;
+      pending[op.request_id].erase(id);
+      out.attempts.push_back({id, outcome});
+    }
+    // Nothing of the sender was pending under the request: it is not live for this sender
+    // (foreign, duplicate, late or stale-epoch response), so its job is not this one's to finish.
+    if (mine.empty())
+      continue;
+    nlohmann::json detail{{"completed", out.completed}, {"reset", out.reset},
+                          {"failed", out.failed}, {"stale", out.stale}};
+    jobs.push_back({op.request_id, op.node_id,
+                    (out.reset + out.failed == 0 && out.completed > 0) ? "succeeded" : "failed", detail.dump(),
+                    &out});
   }
-  std::vector<const std::string*> upserted, counted;
+  std::vector<const std::string*> upserted, changed;
   for (auto& [id, a] : rows) {
     if (a.upserted && !a.is_new)
       upserted.push_back(&id);
-    if (a.added > 0)
-      counted.push_back(&id);
+    if (a.changed)
+      changed.push_back(&id);
   }
   update_upserted(c, upserted, rows);
-  update_counters(c, counted, rows);
+  update_states(c, changed, rows);
+  finish_jobs(c, jobs);
 }
 
 attempt_upsert::result_type execute(op_context& c, const attempt_upsert& op) {
-  return run_one(c, op, run_data);
+  return run_one(c, op, run_attempts);
 }
 
 logs_insert::result_type execute(op_context& c, const logs_insert& op) {
-  return run_one(c, op, run_data);
+  return run_one(c, op, run_attempts);
+}
+
+apply_backfill::result_type execute(op_context& c, const apply_backfill& op) {
+  return run_one(c, op, run_attempts);
 }
 
 // --- mark_pending by limit -----------------------------------------------------------------------
@@ -419,156 +558,6 @@ mark_pending::result_type execute(op_context& c, const mark_pending& op) {
   if (op.attempt_ids.empty())
     return op.limit > 0 ? run_one(c, op, run_marks) : mark_pending::result_type{};
   return mark_pending_by_ids(c, op);
-}
-
-// --- apply_backfill ------------------------------------------------------------------------------
-
-namespace {
-
-using apply_member = op_member<apply_backfill>;
-
-struct pending_row {
-  int64_t log_count, failures;
-};
-
-/// Sets `outcome`'s rows and returns the ids it changed.
-std::set<std::string> set_outcome(op_context& c, const std::string& set, const std::vector<std::string>& ids) {
-  std::set<std::string> changed;
-  for (auto& chunk : chunks(ids, ids_per_statement)) {
-    query q(c.sql, "UPDATE node_task_attempts SET " + set + " WHERE id IN " + query::in_list("i", chunk.size())
-                     + " RETURNING id");
-    q.bind("now", c.now_text);
-    if (set.find(":now2") != std::string::npos)
-      q.bind("now2", c.now_text);
-    q.bind_list("i", chunk).each([&](const soci::row& r) { changed.insert(col_str(r, 0)); });
-  }
-  return changed;
-}
-
-/// Applies responses to distinct requests.
-void apply_distinct_requests(op_context& c, std::span<apply_member* const> ops) {
-  // Rule 1: only rows still pending under the request, of the sender. No epoch check (see
-  // docs/DESIGN.md §10): the request id is unique to one session, so the compare-and-set on it
-  // already refuses every other session's answer. No sync_state predicate either: the schema's
-  // CHECK makes a non-null backfill_request_id mean pending_backfill, and the redundant predicate
-  // led PostgreSQL's planner to the sync_state index.
-  std::vector<std::string> request_ids;
-  for (auto* m : ops)
-    request_ids.push_back(m->op.request_id);
-  struct read_row {
-    std::string node_id;
-    pending_row row;
-  };
-  std::map<std::string, std::map<std::string, read_row>> by_request;
-  query(c.sql, "SELECT id, backfill_request_id, node_id, log_count, backfill_failures FROM node_task_attempts "
-               "WHERE backfill_request_id IN " + query::in_list("r", request_ids.size()))
-    .bind_list("r", request_ids)
-    .each([&](const soci::row& r) {
-      by_request[col_str(r, 1)][col_str(r, 0)] = {col_str(r, 2), {col_int(r, 3), col_int(r, 4)}};
-    });
-  std::vector<std::map<std::string, pending_row>> pending(ops.size());
-  std::vector<std::string> complete, reset, failed;
-  std::map<std::string, size_t> owner; // attempt id -> op
-  for (size_t k = 0; k < ops.size(); ++k) {
-    auto& op = ops[k]->op;
-    auto& out = ops[k]->result;
-    out = {};
-    for (auto& [id, r] : by_request[op.request_id])
-      if (r.node_id == op.node_id)
-        pending[k][id] = r.row;
-    std::map<std::string, const backfill_item*> answers;
-    for (auto& item : op.results) {
-      if (!pending[k].count(item.attempt_id)) {
-        out.attempts.push_back({item.attempt_id, backfill_outcome::stale});
-        ++out.stale;
-        continue;
-      }
-      answers.emplace(item.attempt_id, &item); // a duplicate result for an attempt is ignored
-    }
-    for (auto& [id, row] : pending[k]) {
-      auto a = answers.find(id);
-      // Rule 2: ok needs evidence: at least as many lines stored as the node says it has.
-      bool ok = a != answers.end() && a->second->ok && row.log_count >= a->second->log_count;
-      backfill_outcome outcome;
-      if (ok) {
-        complete.push_back(id);
-        outcome = backfill_outcome::completed;
-      } else if (row.failures + 1 >= op.max_failures) { // rule 3
-        failed.push_back(id);
-        outcome = backfill_outcome::failed;
-      } else {
-        reset.push_back(id);
-        outcome = backfill_outcome::reset;
-      }
-      owner[id] = k;
-      out.attempts.push_back({id, outcome});
-    }
-  }
-  auto count = [&](const std::set<std::string>& changed, int64_t apply_backfill::result_type::*field) {
-    for (auto& id : changed)
-      ++(ops[owner.at(id)]->result.*field);
-  };
-  count(set_outcome(c, "sync_state = 'complete', backfill_request_id = NULL, last_full_sync_at = :now, "
-                       "backfill_failures = 0, updated_at = :now2", complete),
-        &apply_backfill::result_type::completed);
-  count(set_outcome(c, "sync_state = 'partial', backfill_request_id = NULL, "
-                       "backfill_failures = backfill_failures + 1, updated_at = :now", reset),
-        &apply_backfill::result_type::reset);
-  count(set_outcome(c, "sync_state = 'failed', backfill_request_id = NULL, "
-                       "backfill_failures = backfill_failures + 1, updated_at = :now", failed),
-        &apply_backfill::result_type::failed);
-  // Finish the jobs. A request with nothing of the sender pending is not live for this sender
-  // (foreign, duplicate, late or stale-epoch response): its job is not this response's to finish.
-  std::vector<size_t> finishing;
-  for (size_t k = 0; k < ops.size(); ++k)
-    if (!pending[k].empty())
-      finishing.push_back(k);
-  if (finishing.empty())
-    return;
-  std::string status_case, detail_case, match;
-  for (size_t i = 0; i < finishing.size(); ++i) {
-    auto n = std::to_string(i);
-    status_case += " WHEN :a" + n + " THEN :s" + n;
-    detail_case += " WHEN :b" + n + " THEN " + c.d.json_param("d" + n);
-    match += (i ? " OR (id = :i" : "(id = :i") + n + " AND node_id = :n" + n + ")";
-  }
-  query q(c.sql, "UPDATE jobs SET status = CASE id" + status_case + " END, finished_at = :now, detail = CASE id"
-                   + detail_case + " END WHERE status = 'running' AND (" + match + ") RETURNING id");
-  q.bind("now", c.now_text);
-  std::map<std::string, size_t> by_job;
-  for (size_t i = 0; i < finishing.size(); ++i) {
-    auto n = std::to_string(i);
-    auto& op = ops[finishing[i]]->op;
-    auto& out = ops[finishing[i]]->result;
-    std::string status = (out.reset + out.failed == 0 && out.completed > 0) ? "succeeded" : "failed";
-    nlohmann::json detail{{"completed", out.completed}, {"reset", out.reset},
-                          {"failed", out.failed}, {"stale", out.stale}};
-    q.bind("a" + n, op.request_id).bind("s" + n, status).bind("b" + n, op.request_id).bind("d" + n, detail.dump())
-      .bind("i" + n, op.request_id).bind("n" + n, op.node_id);
-    by_job[op.request_id] = finishing[i];
-    out.job_status = status; // cleared below unless the job was still running
-  }
-  std::set<std::string> finished;
-  q.each([&](const soci::row& r) { finished.insert(col_str(r, 0)); });
-  for (auto& [id, k] : by_job)
-    if (!finished.count(id))
-      ops[k]->result.job_status.clear();
-}
-
-} // namespace
-
-void run_applies(op_context& c, std::span<group_member* const> ms) {
-  std::vector<apply_member*> ops;
-  for (auto* m : ms)
-    ops.push_back(&member_as<apply_backfill>(m));
-  // A second response to the same request sees what the first one left: a new statement.
-  distinct_runs(ops.size(), [&](size_t i) { return ops[i]->op.request_id; }, [&](size_t from, size_t to) {
-    apply_distinct_requests(c, std::span<apply_member* const>(ops.data() + from, to - from));
-  });
-}
-
-apply_backfill::result_type execute(op_context& c, const apply_backfill& op) {
-  return run_one(c, op, run_applies);
 }
 
 } // namespace nodecoord::storage

@@ -1,9 +1,9 @@
 #pragma once
 // Adjacent operations of one kind in a batch run together as set-based SQL, so a batch of a
 // thousand operations costs a few statements instead of a few thousand round trips:
-// - the data nodes stream: attempt_upsert and logs_insert, mixed, in any order;
-// - mark_pending by `limit` (the reconnect and reconcile triggers);
-// - apply_backfill.
+// - what a node session sends: attempt_upsert, logs_insert and apply_backfill (its backfill
+//   responses), mixed, in any order;
+// - mark_pending by `limit` (the reconnect and reconcile triggers).
 // A runner gives every operation exactly the result, and leaves the rows exactly as, running them
 // one after another would (storage_test compares both on random sequences). The storage actor is
 // the only writer of these rows, so what a runner reads at its start stays true until it writes.
@@ -24,17 +24,16 @@ struct op_member : group_member {
   typename Op::result_type result{};
 };
 
-void run_data(op_context&, std::span<group_member* const>);     // attempt_upsert, logs_insert
+void run_attempts(op_context&, std::span<group_member* const>); // attempt_upsert, logs_insert, apply_backfill
 void run_marks(op_context&, std::span<group_member* const>);    // mark_pending by limit
-void run_applies(op_context&, std::span<group_member* const>);  // apply_backfill
 
 template <class Op>
 group_runner runner_for(const Op&) {
   return nullptr;
 }
-inline group_runner runner_for(const attempt_upsert&) { return run_data; }
-inline group_runner runner_for(const logs_insert&) { return run_data; }
-inline group_runner runner_for(const apply_backfill&) { return run_applies; }
+inline group_runner runner_for(const attempt_upsert&) { return run_attempts; }
+inline group_runner runner_for(const logs_insert&) { return run_attempts; }
+inline group_runner runner_for(const apply_backfill&) { return run_attempts; }
 inline group_runner runner_for(const mark_pending& op) {
   return op.attempt_ids.empty() && op.limit > 0 ? run_marks : nullptr;
 }

@@ -21,44 +21,11 @@ constexpr size_t rows_per_statement = 100; // multi-row INSERT / UPDATE … FROM
 constexpr size_t logs_per_statement = 200; // 5 parameters a line
 constexpr size_t ops_per_statement = 200;  // marks and applies
 
-template <class Op>
-op_member<Op>& member_as(group_member* m) {
-  auto* p = dynamic_cast<op_member<Op>*>(m);
-  if (!p)
-    throw std::logic_error("group runner given an operation of another kind");
-  return *p;
-}
-
-template <class Op>
-typename Op::result_type run_one(op_context& c, const Op& op, group_runner runner) {
-  op_member<Op> m(op);
-  group_member* p = &m;
-  runner(c, std::span<group_member* const>(&p, 1));
-  return std::move(m.result);
-}
-
 /// Calls f(first, last) for consecutive slices of [0, n) of at most `size`.
 template <class F>
 void in_slices(size_t n, size_t size, F f) {
   for (size_t from = 0; from < n; from += size)
     f(from, std::min(n, from + size));
-}
-
-/// Splits `n` operations into consecutive runs in which key(i) never repeats and that hold at most
-/// ops_per_statement operations; calls f(first, last) for each.
-template <class Key, class F>
-void distinct_runs(size_t n, Key key, F f) {
-  size_t from = 0;
-  std::set<std::string> seen;
-  for (size_t i = 0; i < n; ++i) {
-    if (i - from == ops_per_statement || !seen.insert(key(i)).second) {
-      f(from, i);
-      from = i;
-      seen = {key(i)};
-    }
-  }
-  if (from < n)
-    f(from, n);
 }
 
 // --- attempts: attempt_upsert, logs_insert and apply_backfill -----------------------------------
@@ -427,15 +394,15 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
 }
 
 attempt_upsert::result_type execute(op_context& c, const attempt_upsert& op) {
-  return run_one(c, op, run_attempts);
+  return execute_alone(c, op, run_attempts);
 }
 
 logs_insert::result_type execute(op_context& c, const logs_insert& op) {
-  return run_one(c, op, run_attempts);
+  return execute_alone(c, op, run_attempts);
 }
 
 apply_backfill::result_type execute(op_context& c, const apply_backfill& op) {
-  return run_one(c, op, run_attempts);
+  return execute_alone(c, op, run_attempts);
 }
 
 // --- mark_pending by limit -----------------------------------------------------------------------
@@ -549,14 +516,14 @@ void run_marks(op_context& c, std::span<group_member* const> ms) {
   for (auto* m : ms)
     ops.push_back(&member_as<mark_pending>(m));
   // A node marked twice in a row takes its next oldest the second time: a new statement.
-  distinct_runs(ops.size(), [&](size_t i) { return ops[i]->op.node_id; }, [&](size_t from, size_t to) {
+  distinct_runs(ops.size(), ops_per_statement, [&](size_t i) { return ops[i]->op.node_id; }, [&](size_t from, size_t to) {
     mark_distinct_nodes(c, std::span<mark_member* const>(ops.data() + from, to - from));
   });
 }
 
 mark_pending::result_type execute(op_context& c, const mark_pending& op) {
   if (op.attempt_ids.empty())
-    return op.limit > 0 ? run_one(c, op, run_marks) : mark_pending::result_type{};
+    return op.limit > 0 ? execute_alone(c, op, run_marks) : mark_pending::result_type{};
   return mark_pending_by_ids(c, op);
 }
 

@@ -12,7 +12,10 @@
 #include "storage/operations.hpp"
 
 #include <memory>
+#include <set>
 #include <span>
+#include <stdexcept>
+#include <string>
 
 namespace nodecoord::storage {
 
@@ -26,6 +29,8 @@ struct op_member : group_member {
 
 void run_attempts(op_context&, std::span<group_member* const>); // attempt_upsert, logs_insert, apply_backfill
 void run_marks(op_context&, std::span<group_member* const>);    // mark_pending by limit
+void run_key_lookups(op_context&, std::span<group_member* const>);   // node_lookup_by_key
+void run_session_begins(op_context&, std::span<group_member* const>); // node_begin_session
 
 template <class Op>
 group_runner runner_for(const Op&) {
@@ -34,6 +39,8 @@ group_runner runner_for(const Op&) {
 inline group_runner runner_for(const attempt_upsert&) { return run_attempts; }
 inline group_runner runner_for(const logs_insert&) { return run_attempts; }
 inline group_runner runner_for(const apply_backfill&) { return run_attempts; }
+inline group_runner runner_for(const node_lookup_by_key&) { return run_key_lookups; }
+inline group_runner runner_for(const node_begin_session&) { return run_session_begins; }
 inline group_runner runner_for(const mark_pending& op) {
   return op.attempt_ids.empty() && op.limit > 0 ? run_marks : nullptr;
 }
@@ -47,6 +54,41 @@ std::shared_ptr<op_member<Op>> bind_item(batch_item& item, Op op) {
   item.run = [m](op_context& c) { m->result = execute(c, m->op); };
   item.member = m;
   return m;
+}
+
+/// Runs one operation through its group runner (the one-operation execute() of a group kind).
+template <class Op>
+typename Op::result_type execute_alone(op_context& c, const Op& op, group_runner runner) {
+  op_member<Op> m(op);
+  group_member* p = &m;
+  runner(c, std::span<group_member* const>(&p, 1));
+  return std::move(m.result);
+}
+
+/// The member of `m` as an `Op`; throws std::logic_error if it is another kind.
+template <class Op>
+op_member<Op>& member_as(group_member* m) {
+  auto* p = dynamic_cast<op_member<Op>*>(m);
+  if (!p)
+    throw std::logic_error("group runner given an operation of another kind");
+  return *p;
+}
+
+/// Calls f(first, last) for consecutive runs of [0, n) in which key(i) never repeats and that
+/// hold at most `size` indexes.
+template <class Key, class F>
+void distinct_runs(size_t n, size_t size, Key key, F f) {
+  size_t from = 0;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < n; ++i) {
+    if (i - from == size || !seen.insert(key(i)).second) {
+      f(from, i);
+      from = i;
+      seen = {key(i)};
+    }
+  }
+  if (from < n)
+    f(from, n);
 }
 
 // Shared with operations.cpp.

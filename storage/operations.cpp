@@ -185,8 +185,30 @@ node_create::result_type execute(op_context& c, const node_create& op) {
   return out;
 }
 
+// Handshakes arrive in bursts (a fleet reconnecting): adjacent ones run as one statement.
+void run_key_lookups(op_context& c, std::span<group_member* const> ms) {
+  std::vector<std::string> keys;
+  for (auto* m : ms) {
+    member_as<node_lookup_by_key>(m).result = {};
+    keys.push_back(member_as<node_lookup_by_key>(m).op.key_id);
+  }
+  std::map<std::string, node_record> found;
+  for (auto& chunk : chunks(keys, in_chunk))
+    query(c.sql, "SELECT " + node_columns(c.d) + " FROM nodes WHERE key_id IN " + query::in_list("k", chunk.size()))
+      .bind_list("k", chunk)
+      .each([&](const soci::row& r) {
+        auto n = read_node(r);
+        found[n.key_id] = std::move(n);
+      });
+  for (auto* m : ms) {
+    auto& l = member_as<node_lookup_by_key>(m);
+    if (auto i = found.find(l.op.key_id); i != found.end())
+      l.result = {true, i->second};
+  }
+}
+
 node_lookup_by_key::result_type execute(op_context& c, const node_lookup_by_key& op) {
-  return find_node(c, "key_id", op.key_id);
+  return execute_alone(c, op, run_key_lookups);
 }
 
 node_lookup_by_name::result_type execute(op_context& c, const node_lookup_by_name& op) {
@@ -235,22 +257,67 @@ nodes_disabled_since::result_type execute(op_context& c, const nodes_disabled_si
   return out;
 }
 
+namespace {
+
+/// Session begins of distinct nodes: one compare-and-set statement, then one read of the epochs
+/// of the nodes that lost (or are disabled, or do not exist: epoch 0).
+void begin_distinct_sessions(op_context& c, std::span<op_member<node_begin_session>* const> ops) {
+  std::string match, caps;
+  bool any_caps = false;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    auto n = std::to_string(i);
+    match += (i ? " OR (id = :i" : "(id = :i") + n + " AND session_epoch = :e" + n + ")";
+    caps += " WHEN :c" + n + " THEN " + c.d.json_param("j" + n);
+    any_caps = any_caps || !ops[i]->op.capabilities.empty();
+  }
+  // An empty capabilities keeps the stored value.
+  query q(c.sql, "UPDATE nodes SET session_epoch = session_epoch + 1, status = 'online', connected_at = :now, "
+                 "last_seen_at = :now2, disconnected_at = NULL, disconnect_reason = NULL, capabilities = "
+                   + (any_caps ? "COALESCE(CASE id" + caps + " END, capabilities)" : std::string("capabilities"))
+                   + " WHERE status <> 'disabled' AND (" + match + ") RETURNING id, session_epoch");
+  q.bind("now", c.now_text).bind("now2", c.now_text);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    auto n = std::to_string(i);
+    auto& op = ops[i]->op;
+    q.bind("i" + n, op.node_id).bind("e" + n, op.expected_epoch);
+    if (any_caps)
+      q.bind("c" + n, op.node_id).bind_nullable("j" + n, op.capabilities);
+  }
+  std::map<std::string, int64_t> begun;
+  q.each([&](const soci::row& r) { begun[col_str(r, 0)] = col_int(r, 1); });
+  std::vector<std::string> lost;
+  for (auto* m : ops) {
+    auto i = begun.find(m->op.node_id);
+    m->result = i != begun.end() ? node_begin_session::result_type{true, i->second}
+                                 : node_begin_session::result_type{false, 0};
+    if (i == begun.end())
+      lost.push_back(m->op.node_id);
+  }
+  if (lost.empty())
+    return;
+  std::map<std::string, int64_t> epochs;
+  query(c.sql, "SELECT id, session_epoch FROM nodes WHERE id IN " + query::in_list("i", lost.size()))
+    .bind_list("i", lost)
+    .each([&](const soci::row& r) { epochs[col_str(r, 0)] = col_int(r, 1); });
+  for (auto* m : ops)
+    if (!m->result.ok)
+      m->result.epoch = epochs.count(m->op.node_id) ? epochs[m->op.node_id] : 0;
+}
+
+} // namespace
+
+void run_session_begins(op_context& c, std::span<group_member* const> ms) {
+  std::vector<op_member<node_begin_session>*> ops;
+  for (auto* m : ms)
+    ops.push_back(&member_as<node_begin_session>(m));
+  // The same node twice: the second sees what the first did.
+  distinct_runs(ops.size(), 200, [&](size_t i) { return ops[i]->op.node_id; }, [&](size_t from, size_t to) {
+    begin_distinct_sessions(c, std::span<op_member<node_begin_session>* const>(ops.data() + from, to - from));
+  });
+}
+
 node_begin_session::result_type execute(op_context& c, const node_begin_session& op) {
-  auto n = query(c.sql, "UPDATE nodes SET session_epoch = session_epoch + 1, status = 'online', "
-                        "connected_at = :now, last_seen_at = :now2, disconnected_at = NULL, "
-                        "disconnect_reason = NULL, capabilities = COALESCE("
-                          + c.d.json_param("caps") + ", capabilities) "
-                        "WHERE id = :id AND session_epoch = :e AND status <> 'disabled'")
-             .bind("now", c.now_text)
-             .bind("now2", c.now_text)
-             .bind_nullable("caps", op.capabilities)
-             .bind("id", op.node_id)
-             .bind("e", op.expected_epoch)
-             .exec();
-  if (n == 1)
-    return {true, op.expected_epoch + 1};
-  bool found = false;
-  return {false, node_epoch(c, op.node_id, found)};
+  return execute_alone(c, op, run_session_begins);
 }
 
 node_end_session::result_type execute(op_context& c, const node_end_session& op) {
@@ -287,20 +354,28 @@ nodes_end_sessions::result_type execute(op_context& c, const nodes_end_sessions&
 }
 
 node_touch::result_type execute(op_context& c, const node_touch& op) {
-  // One prepared statement for the whole list; never moves last_seen_at backwards.
+  // One statement per 100 nodes; never moves last_seen_at backwards (the latest time of a node
+  // listed twice wins).
+  std::map<std::string, std::string> latest;
+  for (auto& s : op.nodes)
+    if (auto& at = latest[s.node_id]; at < s.at)
+      at = s.at;
+  std::vector<std::pair<std::string, std::string>> rows(latest.begin(), latest.end());
   node_touch::result_type out;
-  if (op.nodes.empty())
-    return out;
-  std::string id, at, at2;
-  soci::statement st = (c.sql.prepare << "UPDATE nodes SET last_seen_at = :at WHERE id = :id AND "
-                                         "(last_seen_at IS NULL OR last_seen_at < :at2)",
-                        soci::use(at, "at"), soci::use(id, "id"), soci::use(at2, "at2"));
-  for (auto& s : op.nodes) {
-    id = s.node_id;
-    at = s.at;
-    at2 = s.at;
-    st.execute(true);
-    out.updated += st.get_affected_rows();
+  for (size_t from = 0; from < rows.size(); from += 100) {
+    auto to = std::min(rows.size(), from + 100);
+    std::string values;
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      values += (i == from ? "(" : ", (") + c.d.uuid_param("i" + n) + ", " + c.d.ts_param("a" + n) + ")";
+    }
+    query q(c.sql, "UPDATE nodes SET last_seen_at = v.v_at FROM " + c.d.values_table("v", "v_id, v_at", values)
+                     + " WHERE nodes.id = v.v_id AND (nodes.last_seen_at IS NULL OR nodes.last_seen_at < v.v_at)");
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      q.bind("i" + n, rows[i].first).bind("a" + n, rows[i].second);
+    }
+    out.updated += q.exec();
   }
   return out;
 }

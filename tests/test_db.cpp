@@ -88,7 +88,7 @@ std::string test_database::dump() {
   std::vector<table> tables{
     {"nodes", "id, name, key_id, key_hash, status, session_epoch, " + d.ts("connected_at") + ", "
                 + d.ts("disconnected_at") + ", disconnect_reason, " + d.ts("last_seen_at") + ", "
-                + d.ts("created_at") + ", " + d.ts("disabled_at"),
+                + d.ts("created_at") + ", " + d.ts("disabled_at") + ", " + d.json_text("capabilities"),
      "id"},
     {"node_task_attempts", "id, node_id, task_id, state, sync_state, backfill_request_id, "
                              + d.ts("sync_requested_at") + ", " + d.ts("last_full_sync_at")

@@ -43,6 +43,9 @@ struct attempt_row {
   // one that had them (each upsert COALESCEs over the stored value).
   bool upserted = false;
   std::string task_id, state, started_at, finished_at, meta;
+  // As stored, so an attempt frame sent again unchanged (a node re-sends its attempts when it
+  // answers a backfill) writes nothing.
+  std::string stored_task_id, stored_state, stored_started_at, stored_finished_at, stored_meta;
   bool changed = false;   // sync state, request, counters or failures differ from the stored row
   bool completed = false; // an apply completed it: last_full_sync_at = now
 };
@@ -67,9 +70,20 @@ struct log_candidate {
   size_t op; // index of the logs_insert that sends it first
 };
 
-const std::string attempt_state_columns =
-  "SELECT id, node_id, sync_state, backfill_request_id, log_count, log_max_seq, backfill_failures "
-  "FROM node_task_attempts WHERE ";
+std::string attempt_state_columns(const dialect& d) {
+  return "SELECT id, node_id, sync_state, backfill_request_id, log_count, log_max_seq, backfill_failures, "
+         "task_id, state, " + d.ts("started_at") + ", " + d.ts("finished_at") + ", " + d.json_text("meta")
+         + " FROM node_task_attempts WHERE ";
+}
+
+/// True if the run's upserts change a stored attempt (a field they leave out keeps its value).
+bool upsert_changes(const attempt_row& a) {
+  auto effective = [](const std::string& given, const std::string& stored) { return given.empty() ? stored : given; };
+  return a.task_id != a.stored_task_id || a.state != a.stored_state
+         || effective(a.started_at, a.stored_started_at) != a.stored_started_at
+         || effective(a.finished_at, a.stored_finished_at) != a.stored_finished_at
+         || effective(a.meta, a.stored_meta) != a.stored_meta;
+}
 
 void read_row(const soci::row& r, attempt_row& a) {
   a.exists = true;
@@ -79,6 +93,11 @@ void read_row(const soci::row& r, attempt_row& a) {
   a.log_count = col_int(r, 4);
   a.max_seq = col_int(r, 5, -1);
   a.failures = col_int(r, 6);
+  a.stored_task_id = col_str(r, 7);
+  a.stored_state = col_str(r, 8);
+  a.stored_started_at = col_str(r, 9);
+  a.stored_finished_at = col_str(r, 10);
+  a.stored_meta = col_str(r, 11);
 }
 
 /// Reads the attempts named by data operations (keys of `rows`) and every row pending under
@@ -88,7 +107,7 @@ void read_attempts(op_context& c, attempt_rows& rows, const std::vector<std::str
   for (auto& [id, _] : rows)
     ids.push_back(id);
   for (auto& chunk : chunks(ids, ids_per_statement)) {
-    query q(c.sql, attempt_state_columns + "id IN " + query::in_list("i", chunk.size()));
+    query q(c.sql, attempt_state_columns(c.d) + "id IN " + query::in_list("i", chunk.size()));
     q.bind_list("i", chunk).each([&](const soci::row& r) {
       auto i = rows.find(col_str(r, 0));
       if (i == rows.end())
@@ -97,7 +116,7 @@ void read_attempts(op_context& c, attempt_rows& rows, const std::vector<std::str
     });
   }
   for (auto& chunk : chunks(request_ids, ids_per_statement)) {
-    query q(c.sql, attempt_state_columns + "backfill_request_id IN " + query::in_list("r", chunk.size()));
+    query q(c.sql, attempt_state_columns(c.d) + "backfill_request_id IN " + query::in_list("r", chunk.size()));
     q.bind_list("r", chunk).each([&](const soci::row& r) { read_row(r, rows[col_str(r, 0)]); });
   }
 }
@@ -383,7 +402,7 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
   }
   std::vector<const std::string*> upserted, changed;
   for (auto& [id, a] : rows) {
-    if (a.upserted && !a.is_new)
+    if (a.upserted && !a.is_new && upsert_changes(a))
       upserted.push_back(&id);
     if (a.changed)
       changed.push_back(&id);

@@ -206,6 +206,13 @@ NC_BOTH_BACKENDS(attempt_upsert_with_owner_check) {
   BOOST_TEST(at.finished_at == "2026-01-09T11:05:00.000Z");
   BOOST_TEST(at.meta.find("exit") != std::string::npos);
   BOOST_TEST(at.updated_at == "2026-01-09T12:00:01.000Z");
+  // The same frame again (an agent re-sends its attempts with a backfill) writes nothing.
+  t.clock.advance(std::chrono::seconds(1));
+  r = t.run(attempt_upsert{a.id, id, "task-7", "succeeded", "", "2026-01-09T11:05:00.000Z", ""});
+  BOOST_TEST(r.status == write_status::ok);
+  BOOST_TEST(get(t, id).updated_at == "2026-01-09T12:00:01.000Z");
+  r = t.run(attempt_upsert{a.id, id, "task-7", "succeeded", "2026-01-09T11:00:00.000Z", "", R"({"exit": null})"});
+  BOOST_TEST(get(t, id).updated_at == "2026-01-09T12:00:01.000Z");
   // Another node may not write it.
   r = t.run(attempt_upsert{b.id, id, "task-x", "failed", "", "", ""});
   BOOST_TEST(r.status == write_status::forbidden);

@@ -56,6 +56,12 @@ std::string dialect::values_table(const std::string& alias, const std::string& c
   return "(SELECT " + select + " FROM (VALUES " + rows + ")) AS " + alias;
 }
 
+size_t dialect::rows_per_statement(size_t params_per_row, size_t pg_rows) const {
+  if (kind != backend::sqlite)
+    return pg_rows;
+  return params_per_row >= 100 ? 1 : 100 / params_per_row;
+}
+
 const dialect& dialect_for(backend b) {
   return b == backend::sqlite ? lite : pg;
 }

@@ -106,7 +106,7 @@ void read_attempts(op_context& c, attempt_rows& rows, const std::vector<std::str
   std::vector<std::string> ids;
   for (auto& [id, _] : rows)
     ids.push_back(id);
-  for (auto& chunk : chunks(ids, ids_per_statement)) {
+  for (auto& chunk : chunks(ids, c.d.rows_per_statement(1, ids_per_statement))) {
     query q(c.sql, attempt_state_columns(c.d) + "id IN " + query::in_list("i", chunk.size()));
     q.bind_list("i", chunk).each([&](const soci::row& r) {
       auto i = rows.find(col_str(r, 0));
@@ -115,14 +115,14 @@ void read_attempts(op_context& c, attempt_rows& rows, const std::vector<std::str
       read_row(r, i->second);
     });
   }
-  for (auto& chunk : chunks(request_ids, ids_per_statement)) {
+  for (auto& chunk : chunks(request_ids, c.d.rows_per_statement(1, ids_per_statement))) {
     query q(c.sql, attempt_state_columns(c.d) + "backfill_request_id IN " + query::in_list("r", chunk.size()));
     q.bind_list("r", chunk).each([&](const soci::row& r) { read_row(r, rows[col_str(r, 0)]); });
   }
 }
 
 void insert_attempts(op_context& c, const std::vector<const std::string*>& ids, const attempt_rows& rows) {
-  in_slices(ids.size(), rows_per_statement, [&](size_t from, size_t to) {
+  in_slices(ids.size(), c.d.rows_per_statement(9, rows_per_statement), [&](size_t from, size_t to) {
     std::string values;
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
@@ -145,7 +145,7 @@ void insert_attempts(op_context& c, const std::vector<const std::string*>& ids, 
 /// Inserts the candidates (ON CONFLICT DO NOTHING); returns which (attempt, seq) were new.
 std::set<std::pair<std::string, int64_t>> insert_logs(op_context& c, const std::vector<log_candidate>& lines) {
   std::set<std::pair<std::string, int64_t>> inserted;
-  in_slices(lines.size(), logs_per_statement, [&](size_t from, size_t to) {
+  in_slices(lines.size(), c.d.rows_per_statement(5, logs_per_statement), [&](size_t from, size_t to) {
     std::string text = "INSERT INTO attempt_logs (attempt_id, seq, ts, stream, line) VALUES ";
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
@@ -164,7 +164,7 @@ std::set<std::pair<std::string, int64_t>> insert_logs(op_context& c, const std::
 }
 
 void update_upserted(op_context& c, const std::vector<const std::string*>& ids, const attempt_rows& rows) {
-  in_slices(ids.size(), rows_per_statement, [&](size_t from, size_t to) {
+  in_slices(ids.size(), c.d.rows_per_statement(6, rows_per_statement), [&](size_t from, size_t to) {
     std::string values;
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
@@ -193,7 +193,7 @@ void update_upserted(op_context& c, const std::vector<const std::string*>& ids, 
 /// Writes the sync state, request, counters and failures the run computed (absolute values: the
 /// rows were read in this transaction and nobody else writes them).
 void update_states(op_context& c, const std::vector<const std::string*>& ids, const attempt_rows& rows) {
-  in_slices(ids.size(), rows_per_statement, [&](size_t from, size_t to) {
+  in_slices(ids.size(), c.d.rows_per_statement(7, rows_per_statement), [&](size_t from, size_t to) {
     std::string values;
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
@@ -227,7 +227,7 @@ struct job_finish {
 /// Finishes the jobs of responses that had something pending; clears job_status of a job that
 /// was not running any more.
 void finish_jobs(op_context& c, std::vector<job_finish>& jobs) {
-  in_slices(jobs.size(), ops_per_statement, [&](size_t from, size_t to) {
+  in_slices(jobs.size(), c.d.rows_per_statement(6, ops_per_statement), [&](size_t from, size_t to) {
     std::string status_case, detail_case, match;
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
@@ -484,7 +484,7 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
     bool operator<(const marked_row& o) const { return std::tie(created_at, id) < std::tie(o.created_at, o.id); }
   };
   std::map<std::string, std::vector<marked_row>> by_node;
-  for (auto& chunk : chunks(chosen, ids_per_statement)) {
+  for (auto& chunk : chunks(chosen, c.d.rows_per_statement(1, ids_per_statement))) {
     query q(c.sql, "UPDATE node_task_attempts SET sync_state = 'pending_backfill', backfill_request_id = "
                    "CASE node_id" + request_case + " END, sync_requested_at = :now, updated_at = :now2 "
                    "WHERE id IN " + query::in_list("i", chunk.size())
@@ -535,7 +535,7 @@ void run_marks(op_context& c, std::span<group_member* const> ms) {
   for (auto* m : ms)
     ops.push_back(&member_as<mark_pending>(m));
   // A node marked twice in a row takes its next oldest the second time: a new statement.
-  distinct_runs(ops.size(), ops_per_statement, [&](size_t i) { return ops[i]->op.node_id; }, [&](size_t from, size_t to) {
+  distinct_runs(ops.size(), c.d.rows_per_statement(5, ops_per_statement), [&](size_t i) { return ops[i]->op.node_id; }, [&](size_t from, size_t to) {
     mark_distinct_nodes(c, std::span<mark_member* const>(ops.data() + from, to - from));
   });
 }

@@ -126,7 +126,7 @@ template <class Binder>
 int64_t exec_in_chunks(op_context& c, const std::string& sql_prefix,
                        const std::vector<std::string>& ids, Binder binder) {
   int64_t total = 0;
-  for (auto& chunk : chunks(ids, in_chunk)) {
+  for (auto& chunk : chunks(ids, c.d.rows_per_statement(1, in_chunk))) {
     query q(c.sql, sql_prefix + query::in_list("i", chunk.size()));
     q.bind_list("i", chunk);
     binder(q);
@@ -193,7 +193,7 @@ void run_key_lookups(op_context& c, std::span<group_member* const> ms) {
     keys.push_back(member_as<node_lookup_by_key>(m).op.key_id);
   }
   std::map<std::string, node_record> found;
-  for (auto& chunk : chunks(keys, in_chunk))
+  for (auto& chunk : chunks(keys, c.d.rows_per_statement(1, in_chunk)))
     query(c.sql, "SELECT " + node_columns(c.d) + " FROM nodes WHERE key_id IN " + query::in_list("k", chunk.size()))
       .bind_list("k", chunk)
       .each([&](const soci::row& r) {
@@ -311,7 +311,7 @@ void run_session_begins(op_context& c, std::span<group_member* const> ms) {
   for (auto* m : ms)
     ops.push_back(&member_as<node_begin_session>(m));
   // The same node twice: the second sees what the first did.
-  distinct_runs(ops.size(), 200, [&](size_t i) { return ops[i]->op.node_id; }, [&](size_t from, size_t to) {
+  distinct_runs(ops.size(), c.d.rows_per_statement(4, 200), [&](size_t i) { return ops[i]->op.node_id; }, [&](size_t from, size_t to) {
     begin_distinct_sessions(c, std::span<op_member<node_begin_session>* const>(ops.data() + from, to - from));
   });
 }
@@ -331,7 +331,7 @@ nodes_end_sessions::result_type execute(op_context& c, const nodes_end_sessions&
   for (auto& s : op.sessions)
     by_reason[s.reason].push_back(&s);
   nodes_end_sessions::result_type out;
-  constexpr size_t per_statement = 200;
+  const size_t per_statement = c.d.rows_per_statement(2, 200);
   for (auto& [reason, sessions] : by_reason) {
     for (size_t from = 0; from < sessions.size(); from += per_statement) {
       auto to = std::min(sessions.size(), from + per_statement);
@@ -362,8 +362,9 @@ node_touch::result_type execute(op_context& c, const node_touch& op) {
       at = s.at;
   std::vector<std::pair<std::string, std::string>> rows(latest.begin(), latest.end());
   node_touch::result_type out;
-  for (size_t from = 0; from < rows.size(); from += 100) {
-    auto to = std::min(rows.size(), from + 100);
+  const auto per_statement = c.d.rows_per_statement(2, 100);
+  for (size_t from = 0; from < rows.size(); from += per_statement) {
+    auto to = std::min(rows.size(), from + per_statement);
     std::string values;
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);

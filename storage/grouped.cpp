@@ -19,14 +19,7 @@ namespace {
 constexpr size_t ids_per_statement = 500;
 constexpr size_t rows_per_statement = 100; // multi-row INSERT / UPDATE … FROM VALUES
 constexpr size_t logs_per_statement = 200; // 5 parameters a line
-constexpr size_t ops_per_statement = 200;  // marks and applies
-
-/// Calls f(first, last) for consecutive slices of [0, n) of at most `size`.
-template <class F>
-void in_slices(size_t n, size_t size, F f) {
-  for (size_t from = 0; from < n; from += size)
-    f(from, std::min(n, from + size));
-}
+constexpr size_t ops_per_statement = 200;  // marks, and jobs finished by responses
 
 // --- attempts: attempt_upsert, logs_insert and apply_backfill -----------------------------------
 

@@ -189,8 +189,9 @@ node_create::result_type execute(op_context& c, const node_create& op) {
 void run_key_lookups(op_context& c, std::span<group_member* const> ms) {
   std::vector<std::string> keys;
   for (auto* m : ms) {
-    member_as<node_lookup_by_key>(m).result = {};
-    keys.push_back(member_as<node_lookup_by_key>(m).op.key_id);
+    auto& l = member_as<node_lookup_by_key>(m);
+    l.result = {};
+    keys.push_back(l.op.key_id);
   }
   std::map<std::string, node_record> found;
   for (auto& chunk : chunks(keys, c.d.rows_per_statement(1, in_chunk)))
@@ -333,8 +334,7 @@ nodes_end_sessions::result_type execute(op_context& c, const nodes_end_sessions&
   nodes_end_sessions::result_type out;
   const size_t per_statement = c.d.rows_per_statement(2, 200);
   for (auto& [reason, sessions] : by_reason) {
-    for (size_t from = 0; from < sessions.size(); from += per_statement) {
-      auto to = std::min(sessions.size(), from + per_statement);
+    in_slices(sessions.size(), per_statement, [&](size_t from, size_t to) {
       std::string match;
       for (size_t i = from; i < to; ++i) {
         auto n = std::to_string(i - from);
@@ -348,23 +348,21 @@ nodes_end_sessions::result_type execute(op_context& c, const nodes_end_sessions&
         q.bind("i" + n, sessions[i]->node_id).bind("e" + n, sessions[i]->epoch);
       }
       out.applied += q.exec();
-    }
+    });
   }
   return out;
 }
 
 node_touch::result_type execute(op_context& c, const node_touch& op) {
-  // One statement per 100 nodes; never moves last_seen_at backwards (the latest time of a node
-  // listed twice wins).
+  // A few nodes a statement (dialect::rows_per_statement); never moves last_seen_at backwards
+  // (the latest time of a node listed twice wins).
   std::map<std::string, std::string> latest;
   for (auto& s : op.nodes)
     if (auto& at = latest[s.node_id]; at < s.at)
       at = s.at;
   std::vector<std::pair<std::string, std::string>> rows(latest.begin(), latest.end());
   node_touch::result_type out;
-  const auto per_statement = c.d.rows_per_statement(2, 100);
-  for (size_t from = 0; from < rows.size(); from += per_statement) {
-    auto to = std::min(rows.size(), from + per_statement);
+  in_slices(rows.size(), c.d.rows_per_statement(2, 100), [&](size_t from, size_t to) {
     std::string values;
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
@@ -377,7 +375,7 @@ node_touch::result_type execute(op_context& c, const node_touch& op) {
       q.bind("i" + n, rows[i].first).bind("a" + n, rows[i].second);
     }
     out.updated += q.exec();
-  }
+  });
   return out;
 }
 
@@ -434,7 +432,7 @@ logs_get::result_type execute(op_context& c, const logs_get& op) {
 
 // --- backfill --------------------------------------------------------------------------------
 
-// mark_pending by limit and apply_backfill: storage/grouped.cpp.
+// attempt_upsert, logs_insert, apply_backfill and mark_pending by limit: storage/grouped.cpp.
 
 mark_pending::result_type mark_pending_by_ids(op_context& c, const mark_pending& op) {
   mark_pending::result_type out;

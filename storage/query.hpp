@@ -4,6 +4,7 @@
 // what either backend returns (SQLite and PostgreSQL report integer widths differently).
 #include <soci/soci.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -65,5 +66,13 @@ int64_t col_int(const soci::row& r, size_t i, int64_t if_null = 0);
 
 /// Splits `values` into chunks of at most `n` (bounded IN lists).
 std::vector<std::vector<std::string>> chunks(const std::vector<std::string>& values, size_t n);
+
+/// Calls f(first, last) for consecutive slices [first, last) of [0, n), each at most `size` long
+/// (bounded multi-row statements).
+template <class F>
+void in_slices(size_t n, size_t size, F f) {
+  for (size_t from = 0; from < n; from += size)
+    f(from, std::min(n, from + size));
+}
 
 } // namespace nodecoord::storage

@@ -15,10 +15,21 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <type_traits>
 
 namespace nodecoord {
 
 namespace {
+
+/// A queued operation and what the queue needs to know to place one ahead of it.
+struct queued_item {
+  storage::batch_item item;
+  // False only for operations that touch neither attempts nor logs (session ends, last-seen
+  // updates, job writes): an attempt reset may go ahead of them (see enqueue_reset).
+  bool touches_attempts = true;
+  // The batch ends after this item, so it commits without waiting for what follows.
+  bool commit_after = false;
+};
 
 struct storage_state {
   static inline const char* name = "storage";
@@ -28,7 +39,7 @@ struct storage_state {
   std::unique_ptr<storage::batch_executor> exec;
   // Operations whose batch was attempted but not settled (front of the line), then the rest.
   std::vector<storage::batch_item> inflight;
-  std::deque<storage::batch_item> queue;
+  std::deque<queued_item> queue;
   // The first `urgent` of `queue` are handshakes (see enqueue_urgent).
   size_t urgent = 0;
   bool available = false;
@@ -61,9 +72,11 @@ void schedule_flush(self_ptr self) {
   }
 }
 
-enum class place { back, front, urgent };
+// front: before everything (startup recovery); urgent: after the handshakes already queued;
+// ahead: after the last queued item that touches attempts (and after the handshakes).
+enum class place { back, front, urgent, ahead };
 
-void push(self_ptr self, storage::batch_item item, place where = place::back) {
+void push(self_ptr self, queued_item item, place where = place::back) {
   auto& st = self->state;
   if (where == place::front) {
     st.queue.push_front(std::move(item));
@@ -72,6 +85,11 @@ void push(self_ptr self, storage::batch_item item, place where = place::back) {
   } else if (where == place::urgent) {
     st.queue.insert(st.queue.begin() + static_cast<long>(st.urgent), std::move(item));
     ++st.urgent;
+  } else if (where == place::ahead) {
+    auto pos = st.queue.size();
+    while (pos > st.urgent && !st.queue[pos - 1].touches_attempts)
+      --pos;
+    st.queue.insert(st.queue.begin() + static_cast<long>(pos), std::move(item));
   } else {
     st.queue.push_back(std::move(item));
   }
@@ -84,13 +102,16 @@ caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op 
                                                               place where = place::back) {
   using result = typename Op::result_type;
   auto rp = self->make_response_promise<result>();
-  storage::batch_item item;
-  auto slot = storage::bind_item(item, std::move(op));
-  item.deliver = [rp, slot]() mutable { rp.deliver(std::move(slot->result)); };
-  item.fail = [rp](const std::string& msg) mutable {
+  queued_item q;
+  auto slot = storage::bind_item(q.item, std::move(op));
+  q.item.deliver = [rp, slot]() mutable { rp.deliver(std::move(slot->result)); };
+  q.item.fail = [rp](const std::string& msg) mutable {
     rp.deliver(caf::make_error(caf::sec::runtime_error, msg));
   };
-  push(self, std::move(item), where);
+  q.touches_attempts = !(std::is_same_v<Op, storage::node_touch> || std::is_same_v<Op, storage::node_end_session>
+                         || std::is_same_v<Op, storage::nodes_end_sessions> || std::is_same_v<Op, storage::job_insert>
+                         || std::is_same_v<Op, storage::job_update>);
+  push(self, std::move(q), where);
   return rp;
 }
 
@@ -101,6 +122,46 @@ caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op 
 template <class Op>
 caf::typed_response_promise<typename Op::result_type> enqueue_urgent(self_ptr self, Op op) {
   return enqueue(self, std::move(op), place::urgent);
+}
+
+/// A reset in two halves: the attempts go back to `partial` ahead of queued operations that
+/// cannot touch attempts or logs, in a transaction that commits at once; the jobs are finished
+/// in arrival order. Nothing an operation sees about attempts or logs changes: the reset passes
+/// only operations that never read or write them, and never an attempt operation (a response
+/// received before the disconnect is still applied first, rule 5). A job stays `running` a little
+/// longer than its rows stay pending; after a crash in between, startup recovery finishes it as
+/// `abandoned`. The reply comes when both halves are done. In a disconnect storm this is what
+/// lets the last row leave `pending_backfill` without waiting for 10,000 session ends and job
+/// updates queued in front of it.
+caf::typed_response_promise<storage::reset_requests::result_type> enqueue_reset(self_ptr self,
+                                                                                 storage::reset_requests op) {
+  using result = storage::reset_requests::result_type;
+  auto rp = self->make_response_promise<result>();
+  struct shared {
+    storage::reset_requests op;
+    result out;
+    std::string error; // the attempts half failed on its own
+  };
+  auto sh = std::make_shared<shared>(shared{std::move(op), {}, {}});
+  queued_item attempts;
+  attempts.item.run = [sh](storage::op_context& c) { sh->out.attempts_reset = storage::reset_request_attempts(c, sh->op); };
+  attempts.item.fail = [sh](const std::string& msg) { sh->error = msg; };
+  attempts.commit_after = true;
+  queued_item jobs;
+  jobs.item.run = [sh](storage::op_context& c) { sh->out.jobs_finished = storage::finish_request_jobs(c, sh->op); };
+  jobs.item.deliver = [rp, sh]() mutable {
+    if (sh->error.empty())
+      rp.deliver(sh->out);
+    else
+      rp.deliver(caf::make_error(caf::sec::runtime_error, sh->error)); // the tracker retries both
+  };
+  jobs.item.fail = [rp](const std::string& msg) mutable {
+    rp.deliver(caf::make_error(caf::sec::runtime_error, msg));
+  };
+  jobs.touches_attempts = false;
+  push(self, std::move(attempts), place::ahead);
+  push(self, std::move(jobs));
+  return rp;
 }
 
 void schedule_reconnect(self_ptr self) {
@@ -149,9 +210,9 @@ void fail_fatally(self_ptr self, const std::string& why) {
   for (auto& item : inflight)
     if (item.fail)
       item.fail(why);
-  for (auto& item : queue)
-    if (item.fail)
-      item.fail(why);
+  for (auto& q : queue)
+    if (q.item.fail)
+      q.item.fail(why);
   self->quit(caf::make_error(caf::sec::runtime_error, why));
 }
 
@@ -205,10 +266,13 @@ void flush(self_ptr self) {
       return;
   }
   while (st.inflight.size() < st.opts.batch_max && !st.queue.empty()) {
-    st.inflight.push_back(std::move(st.queue.front()));
+    auto last = st.queue.front().commit_after;
+    st.inflight.push_back(std::move(st.queue.front().item));
     st.queue.pop_front();
     if (st.urgent)
       --st.urgent;
+    if (last)
+      break;
   }
   auto rep = st.exec->execute(st.inflight);
   for (size_t i = 0; i < rep.done; ++i) {
@@ -244,7 +308,8 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
       s.startup = rp;
       // Recovery goes first in line: nothing may run on a database with stale pending rows.
       auto report = std::make_shared<startup_report>();
-      storage::batch_item item;
+      queued_item q;
+      auto& item = q.item;
       item.run = [self, report](storage::op_context& c) {
         report->schema_from = self->state.schema_from;
         report->schema_to = storage::latest_schema_version();
@@ -257,17 +322,17 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
         }
       };
       item.fail = [self](const std::string& why) { fail_fatally(self, "startup recovery failed: " + why); };
-      push(self, std::move(item), place::front);
+      push(self, std::move(q), place::front);
       try_connect(self);
       return rp;
     },
     [=](drain_atom) -> caf::typed_response_promise<bool> {
       auto rp = self->make_response_promise<bool>();
-      storage::batch_item item;
-      item.run = [](storage::op_context&) {};
-      item.deliver = [rp]() mutable { rp.deliver(true); };
-      item.fail = [rp](const std::string&) mutable { rp.deliver(false); };
-      push(self, std::move(item));
+      queued_item q;
+      q.item.run = [](storage::op_context&) {};
+      q.item.deliver = [rp]() mutable { rp.deliver(true); };
+      q.item.fail = [rp](const std::string&) mutable { rp.deliver(false); };
+      push(self, std::move(q));
       return rp;
     },
     [=](status_atom) {
@@ -307,7 +372,7 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
     [=](storage::logs_get& op) { return enqueue(self, std::move(op)); },
     [=](storage::mark_pending& op) { return enqueue(self, std::move(op)); },
     [=](storage::apply_backfill& op) { return enqueue(self, std::move(op)); },
-    [=](storage::reset_requests& op) { return enqueue(self, std::move(op)); },
+    [=](storage::reset_requests& op) { return enqueue_reset(self, std::move(op)); },
     [=](storage::attempt_requeue& op) { return enqueue(self, std::move(op)); },
     [=](storage::job_insert& op) { return enqueue(self, std::move(op)); },
     [=](storage::job_update& op) { return enqueue(self, std::move(op)); },

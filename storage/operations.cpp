@@ -474,20 +474,25 @@ mark_pending::result_type mark_pending_by_ids(op_context& c, const mark_pending&
   return out;
 }
 
-reset_requests::result_type execute(op_context& c, const reset_requests& op) {
-  reset_requests::result_type out;
+int64_t reset_request_attempts(op_context& c, const reset_requests& op) {
   // Keyed by request id only (see apply_backfill on the sync_state predicate).
-  out.attempts_reset = exec_in_chunks(
+  return exec_in_chunks(
     c, "UPDATE node_task_attempts SET sync_state = 'partial', backfill_request_id = NULL, "
        "updated_at = :now WHERE backfill_request_id IN ",
     op.request_ids, [&](query& q) { q.bind("now", c.now_text); });
-  out.jobs_finished = exec_in_chunks(
+}
+
+int64_t finish_request_jobs(op_context& c, const reset_requests& op) {
+  return exec_in_chunks(
     c, "UPDATE jobs SET status = :s, finished_at = :now, error = :e "
        "WHERE status IN ('queued', 'running') AND id IN ",
     op.request_ids, [&](query& q) {
       q.bind("s", op.job_status).bind("now", c.now_text).bind_nullable("e", op.reason);
     });
-  return out;
+}
+
+reset_requests::result_type execute(op_context& c, const reset_requests& op) {
+  return {reset_request_attempts(c, op), finish_request_jobs(c, op)};
 }
 
 reset_all_pending::result_type execute(op_context& c, const reset_all_pending&) {

@@ -414,6 +414,10 @@ logs_get::result_type execute(op_context&, const logs_get&);
 mark_pending::result_type execute(op_context&, const mark_pending&);
 apply_backfill::result_type execute(op_context&, const apply_backfill&);
 reset_requests::result_type execute(op_context&, const reset_requests&);
+/// The two halves of reset_requests (execute runs both): the storage actor commits the attempts
+/// first and lets the jobs wait in line (docs/storage.md, "Resets go ahead").
+int64_t reset_request_attempts(op_context&, const reset_requests&);
+int64_t finish_request_jobs(op_context&, const reset_requests&);
 reset_all_pending::result_type execute(op_context&, const reset_all_pending&);
 attempt_requeue::result_type execute(op_context&, const attempt_requeue&);
 job_insert::result_type execute(op_context&, const job_insert&);

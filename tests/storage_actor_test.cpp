@@ -83,9 +83,9 @@ struct pending_attempt {
   std::string request;
 };
 
-pending_attempt make_pending_attempt(test_database& t) {
+pending_attempt make_pending_attempt(test_database& t, const std::string& name = "alpha") {
   pending_attempt p;
-  p.node = t.run(node_create{"alpha", "", "kid", "h"}).node;
+  p.node = t.run(node_create{name, "", "kid-" + name, "h"}).node;
   p.epoch = t.run(node_begin_session{p.node.id, 0}).epoch;
   p.attempt = new_uuid();
   t.run(attempt_upsert{p.node.id, p.attempt, "task", "running", "", "", ""});
@@ -270,6 +270,60 @@ BOOST_FIXTURE_TEST_CASE(drain_answers_after_everything_before_it, deterministic)
   d.receive([&](bool ok) { drained = ok; }, [](caf::error&) { BOOST_FAIL("drain"); });
   BOOST_TEST(drained);
   BOOST_TEST(count(t.db().session(), "SELECT COUNT(*) FROM nodes") == 1);
+}
+
+// A disconnect storm: the registry's session ends and other jobs' updates are queued before the
+// tracker's reset. The reset's attempts half passes them and commits first; it does not pass a
+// response received before the disconnect (rule 5: that completion is applied, not reset).
+BOOST_FIXTURE_TEST_CASE(reset_goes_ahead_of_session_ends_but_not_of_a_queued_response, deterministic) {
+  test_database t(backend::sqlite);
+  struct snapshot {
+    int64_t pending, partial, complete, online, running;
+  };
+  std::vector<snapshot> commits;
+  storage_options o;
+  o.fault_hook = [&](batch_executor::fault_point p) {
+    if (p == batch_executor::fault_point::after_commit)
+      commits.push_back({count(t.db().session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'"),
+                         count(t.db().session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'partial'"),
+                         count(t.db().session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'"),
+                         count(t.db().session(), "SELECT COUNT(*) FROM nodes WHERE status = 'online'"),
+                         count(t.db().session(), "SELECT COUNT(*) FROM jobs WHERE status = 'running'")});
+  };
+  auto st = start(t, o);
+  auto a = make_pending_attempt(t, "alpha");
+  auto b = make_pending_attempt(t, "beta");
+  commits.clear();
+  auto answer = self->request(st, caf::infinite, apply_backfill{a.request, a.node.id, {{a.attempt, true, 0, ""}}, 5});
+  auto ends = self->request(st, caf::infinite,
+                            nodes_end_sessions{{{a.node.id, a.epoch, "closed"}, {b.node.id, b.epoch, "closed"}}});
+  auto touch = self->request(st, caf::infinite, node_touch{{{a.node.id, "2026-01-09T12:00:00.000Z"}}});
+  auto other_job = self->request(st, caf::infinite, job_update{new_uuid(), "succeeded", "", ""});
+  auto reset = self->request(st, caf::infinite, reset_requests{{a.request, b.request}, "cancelled", "disconnect"});
+  sched.run();
+  answer.receive([](const apply_backfill::result_type& r) { BOOST_TEST(r.completed == 1); },
+                 [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  ends.receive([](const nodes_end_sessions::result_type& r) { BOOST_TEST(r.applied == 2); },
+               [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  touch.receive([](const node_touch::result_type&) {}, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  other_job.receive([](const job_update::result_type& r) { BOOST_TEST(!r.updated); },
+                    [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  reset.receive([](const reset_requests::result_type& r) {
+    BOOST_TEST(r.attempts_reset == 1); // beta's; alpha's was completed by the answer
+    BOOST_TEST(r.jobs_finished == 1);
+  }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  BOOST_REQUIRE_EQUAL(commits.size(), 2u);
+  // First commit: the answer, then the attempts half of the reset; nodes and jobs untouched yet.
+  BOOST_TEST(commits[0].pending == 0);
+  BOOST_TEST(commits[0].complete == 1);
+  BOOST_TEST(commits[0].partial == 1);
+  BOOST_TEST(commits[0].online == 2);
+  BOOST_TEST(commits[0].running == 1); // beta's job; alpha's succeeded with the answer
+  // Second: session ends, touch, job updates.
+  BOOST_TEST(commits[1].online == 0);
+  BOOST_TEST(commits[1].running == 0);
+  BOOST_TEST(count(t.db().session(), "SELECT COUNT(*) FROM jobs WHERE status = 'cancelled'") == 1);
+  BOOST_TEST(count(t.db().session(), "SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'") == 1);
 }
 
 BOOST_FIXTURE_TEST_CASE(startup_resets_pending_rows_and_abandons_jobs, deterministic) {

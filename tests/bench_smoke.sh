@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # nodecoord-bench against the real nodecoordd, small: provision 10 nodes, `connect --nodes 10`,
-# `steady --nodes 10 --interval 200ms --duration 2s`, then the backfill scenarios of issue 4 with a
+# `steady --nodes 10 --interval 200ms --duration 2s`, `reconnect-storm --nodes 10`, then the backfill scenarios of issue 4 with a
 # few nodes and attempts (`limit` and `storage` straight against the SQLite database, `backfill` and
 # `disconnect-storm` against the daemon). Checks that each run is valid (exit 0) and prints its
 # table, that every attempt ended where the scenario says (complete; partial after the storm, none
@@ -96,6 +96,19 @@ expect_row "$tmp/steady.out" '^ack latency p99 +[0-9.]+ ms$'
 expect_row "$tmp/steady.out" '^lost acks \(none within ack timeout\) +0$'
 expect_row "$tmp/steady.out" '^daemon CPU \(window\) +[0-9.]+ % of one core$'
 expect_row "$tmp/steady.out" '^result +ok$'
+
+# All 10 drop at once and reconnect at once; all welcomed again and served.
+rc=0
+"$bench_bin" reconnect-storm --coordinator "127.0.0.1:$port" --keys "$keys" --nodes 10 --settle 300ms \
+  --pid "$daemon_pid" >"$tmp/reconnect.out" || rc=$?
+cat "$tmp/reconnect.out"
+[ "$rc" -eq 0 ] || fail "reconnect-storm exited $rc"
+expect_row "$tmp/reconnect.out" '^sessions before the storm +10$'
+expect_row "$tmp/reconnect.out" '^sessions authenticated +10$'
+expect_row "$tmp/reconnect.out" '^reconnect rate +[0-9]+ sessions/s$'
+expect_row "$tmp/reconnect.out" '^latency hello->welcome p99 +[0-9.]+ ms$'
+expect_row "$tmp/reconnect.out" '^acks after the storm +[1-9][0-9]*$'
+expect_row "$tmp/reconnect.out" '^result +ok$'
 
 # --json gives one object with the same verdict.
 rc=0

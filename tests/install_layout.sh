@@ -9,10 +9,10 @@ trap 'rm -rf "$tmp"' EXIT
 # the tests, only nodecoordd).
 cmake -S "$src" -B "$tmp/build" -G Ninja -DCMAKE_INSTALL_PREFIX=/usr -DNODECOORD_BUILD_TESTS=OFF \
   -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build "$tmp/build" --target nodecoordd nodecoordctl -j2 >/dev/null
+cmake --build "$tmp/build" --target nodecoordd nodecoordctl nodecoord-agent -j2 >/dev/null
 DESTDIR="$tmp/root" cmake --install "$tmp/build" >/dev/null
 fail=0
-for f in usr/sbin/nodecoordd usr/bin/nodecoordctl etc/nodecoord/nodecoord.toml usr/lib/systemd/system/nodecoordd.service \
+for f in usr/sbin/nodecoordd usr/bin/nodecoordctl usr/bin/nodecoord-agent etc/nodecoord/nodecoord.toml usr/lib/systemd/system/nodecoordd.service \
          usr/lib/sysusers.d/nodecoord.conf usr/lib/tmpfiles.d/nodecoord.conf; do
   if [ ! -e "$tmp/root/$f" ]; then echo "install_layout: missing /$f" >&2; fail=1; fi
 done

@@ -5,6 +5,7 @@
 //   provision  create N nodes in the configured database (one batch) and write their keys
 //   connect    open N sessions (connect + hello + welcome): rate, latency, daemon RSS per session
 //   steady     N sessions heartbeating: ack latency, lost acks, daemon CPU and RSS
+//   reconnect-storm  N sessions drop at once and reconnect at once: time to the last welcome
 //   limit, storage, backfill, disconnect-storm: the backfill scenarios (scenarios.hpp)
 //
 // It asserts nothing about timing: a run is invalid (exit 1) only when something went wrong
@@ -315,6 +316,58 @@ int run_steady(const load_args& a, bool as_json) {
   return r.valid() ? exit_ok : exit_invalid;
 }
 
+// --- reconnect-storm ----------------------------------------------------------------------------
+
+/// N sessions up, all dropped at once (no bye), all reconnecting at once: the daemon ends N
+/// sessions (and resets their requests) while it authenticates N new ones.
+int run_reconnect_storm(const load_args& a, bool as_json) {
+  auto opts = make_options(a);
+  auto settle = duration_ns(a.settle, "--settle");
+  check_pid(a.pid);
+  auto nofile = raise_nofile(a.nodes * 2);
+  daemon_probe daemon{a.pid};
+  report r("reconnect-storm");
+  common_rows(r, a, opts, nofile);
+
+  load first(opts);
+  first.open_all();
+  r.count("sessions before the storm", "sessions_before", first.counters().authenticated);
+  if (first.counters().authenticated != a.nodes)
+    r.problem("only " + std::to_string(first.counters().authenticated) + " of " + std::to_string(a.nodes) +
+              " sessions came up before the storm");
+  first.run_until(now_ns() + settle);
+  double cpu0 = daemon.enabled() ? daemon.cpu() : 0.0;
+  auto t0 = now_ns();
+  first.drop_all();
+  // Heartbeats twice within the settle time after the storm, to show every session is served.
+  opts.heartbeat_interval_ns = std::max<int64_t>(settle / 2, 1'000'000);
+  load again(std::move(opts));
+  again.open_all();
+  auto t1 = again.last_welcome_ns() > t0 ? again.last_welcome_ns() : now_ns();
+  double cpu1 = daemon.enabled() ? daemon.cpu() : 0.0;
+
+  session_rows(r, again, a.nodes);
+  double secs = static_cast<double>(t1 - t0) / 1e9;
+  r.number("time (drop to last welcome)", "time_s", secs, 3, "s");
+  r.number("reconnect rate", "rate_per_s", secs > 0 ? static_cast<double>(again.counters().authenticated) / secs : 0.0,
+           0, "sessions/s");
+  latency_rows(r, "latency hello->welcome", "welcome_latency", again.welcome_latencies_us());
+  if (daemon.enabled()) {
+    r.number("daemon CPU during the storm", "daemon_cpu_s", cpu1 - cpu0, 3, "s");
+    auto rss = daemon.rss();
+    r.row("daemon RSS after the storm", "daemon_rss_after_kib", rss, kib_text(static_cast<double>(rss)));
+    daemon.static_rows(r);
+  }
+  // Still served after the storm: heartbeats get acks.
+  again.run_until(now_ns() + settle);
+  again.drain();
+  r.count("acks after the storm", "acks", again.counters().acks);
+  again.close_all(true);
+  trailing_rows(r, again);
+  r.print(as_json);
+  return r.valid() ? exit_ok : exit_invalid;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -348,6 +401,10 @@ int main(int argc, char** argv) {
   };
   auto* connect = app.add_subcommand("connect", "open N sessions: connect+auth rate, latency, daemon RSS per session");
   add_load_options(connect);
+  auto* reconnect = app.add_subcommand("reconnect-storm", "N sessions drop at once and reconnect at once: time to "
+                                                          "the last welcome, latency, daemon CPU");
+  add_load_options(reconnect);
+  reconnect->add_option("--settle", la.settle, "wait before the drop and after the storm (default 1s)");
   connect->add_option("--settle", la.settle, "wait after the last welcome before weighing the daemon (default 1s)");
   auto* steady = app.add_subcommand("steady", "N sessions heartbeating: ack latency, lost acks, daemon CPU and RSS");
   add_load_options(steady);
@@ -433,6 +490,8 @@ int main(int argc, char** argv) {
       return run_provision(prov, as_json);
     if (connect->parsed())
       return run_connect(la, as_json);
+    if (reconnect->parsed())
+      return run_reconnect_storm(la, as_json);
     if (steady->parsed())
       return run_steady(la, as_json);
     db_args db{prov.config_path, prov.state_dir};

@@ -1,0 +1,260 @@
+// nodecoord-agent end to end: the real daemon, two real agents (child processes) recording through
+// their CLI, and a TCP relay between each agent and the daemon that cuts the connection in the
+// middle of the agent's first backfill answer. Afterwards every attempt must be `complete` on the
+// coordinator with exactly the lines the agent holds, each once.
+#define BOOST_TEST_MODULE agent_e2e_test
+#include "e2e_daemon.hpp"
+#include "tools/agent/store.hpp"
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace nodecoord;
+using namespace nodecoord::test;
+
+namespace {
+
+const std::string agent_path = NODECOORD_AGENT_PATH;
+constexpr auto sync_bound = 90s; // every attempt complete (several reconnects and reconcile passes)
+
+/// A TCP relay on 127.0.0.1:0 to the daemon. In its first connection that carries a
+/// `backfill_request`, it passes the request to the agent, then passes only the first line the
+/// agent sends after it (the first frame of the answer) and closes both sockets: the network cut
+/// in the middle of a backfill.
+class cutting_relay {
+public:
+  explicit cutting_relay(uint16_t target) : target_(target) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    BOOST_REQUIRE(bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    BOOST_REQUIRE(listen(listen_fd_, 16) == 0);
+    socklen_t len = sizeof a;
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~cutting_relay() {
+    stop_ = true;
+    thread_.join();
+    close(listen_fd_);
+  }
+  uint16_t port() const { return port_; }
+  int cuts() const { return cuts_; }
+  int connections() const { return connections_; }
+
+private:
+  struct pair {
+    int agent = -1, daemon = -1;
+    bool request_seen = false; // a backfill_request went to the agent
+    std::string from_agent;    // after the request: bytes held until a whole line is there
+  };
+
+  void loop() {
+    std::vector<pair> pairs;
+    while (!stop_) {
+      std::vector<pollfd> p{{listen_fd_, POLLIN, 0}};
+      for (auto& c : pairs) {
+        p.push_back({c.agent, POLLIN, 0});
+        p.push_back({c.daemon, POLLIN, 0});
+      }
+      if (poll(p.data(), p.size(), 50) <= 0)
+        continue;
+      if (p[0].revents & POLLIN) {
+        int a = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        int d = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in t{};
+        t.sin_family = AF_INET;
+        t.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        t.sin_port = htons(target_);
+        if (a >= 0 && connect(d, reinterpret_cast<sockaddr*>(&t), sizeof t) == 0) {
+          pairs.push_back({a, d});
+          ++connections_;
+        } else {
+          close(a);
+          close(d);
+        }
+      }
+      std::vector<bool> dead(pairs.size(), false);
+      for (size_t i = 0; i < pairs.size(); ++i) {
+        auto& c = pairs[i];
+        char buf[65536];
+        if (p[1 + 2 * i + 1].revents & (POLLIN | POLLHUP | POLLERR)) { // daemon -> agent
+          auto n = read(c.daemon, buf, sizeof buf);
+          if (n <= 0) {
+            dead[i] = true;
+            continue;
+          }
+          std::string_view chunk(buf, static_cast<size_t>(n));
+          send(c.agent, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+          if (cuts_ == armed_cuts_ && chunk.find("\"backfill_request\"") != std::string_view::npos)
+            c.request_seen = true;
+        }
+        if (p[1 + 2 * i].revents & (POLLIN | POLLHUP | POLLERR)) { // agent -> daemon
+          auto n = read(c.agent, buf, sizeof buf);
+          if (n <= 0) {
+            dead[i] = true;
+            continue;
+          }
+          std::string_view chunk(buf, static_cast<size_t>(n));
+          if (!c.request_seen) {
+            send(c.daemon, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+            continue;
+          }
+          c.from_agent.append(chunk);
+          auto nl = c.from_agent.find('\n');
+          if (nl != std::string::npos) {
+            send(c.daemon, c.from_agent.data(), nl + 1, MSG_NOSIGNAL);
+            ++cuts_;
+            dead[i] = true; // the rest of the answer is lost with the connection
+          }
+        }
+      }
+      for (size_t i = pairs.size(); i-- > 0;)
+        if (dead[i]) {
+          close(pairs[i].agent);
+          close(pairs[i].daemon);
+          pairs.erase(pairs.begin() + static_cast<long>(i));
+        }
+    }
+    for (auto& c : pairs) {
+      close(c.agent);
+      close(c.daemon);
+    }
+  }
+
+  uint16_t target_;
+  uint16_t port_ = 0;
+  int listen_fd_ = -1;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> cuts_{0};
+  int armed_cuts_ = 0; // cut once
+  std::atomic<int> connections_{0};
+};
+
+/// `nodecoord-agent --store S ARGS…` with `input` on stdin (through a file); requires exit code
+/// `expected`.
+std::string agent_cli(const std::string& store, std::vector<std::string> args, const std::string& input = "",
+                      int expected = 0) {
+  temp_dir in("agent-stdin");
+  auto file = in.write("stdin", input);
+  std::vector<std::string> argv{"-c", "exec \"$0\" \"$@\" < " + file, agent_path, "--store", store};
+  argv.insert(argv.end(), args.begin(), args.end());
+  child_process c("/bin/sh", argv, clean_env());
+  int code = c.wait_exit(30s);
+  BOOST_TEST_REQUIRE(code == expected, "nodecoord-agent exited with " << code << "; stderr:\n" << c.stderr_text());
+  auto out = c.stdout_text();
+  while (!out.empty() && out.back() == '\n')
+    out.pop_back();
+  return out;
+}
+
+std::string lines_text(int n, const std::string& tag) {
+  std::string s;
+  for (int i = 0; i < n; ++i)
+    s += tag + " line " + std::to_string(i) + (i % 7 == 0 ? " \xc3\xa9t\xc3\xa9" : "") + "\n";
+  return s;
+}
+
+/// Records a few attempts through the CLI: lines from stdin, an empty one, one from `run`.
+void record_some(const std::string& store, const std::string& tag, int lines) {
+  auto a = agent_cli(store, {"record", "start", "--task", tag + "-build"});
+  agent_cli(store, {"record", "log", a}, lines_text(lines, tag));
+  agent_cli(store, {"record", "log", a, "--stream", "stderr"}, "warning: " + tag + "\n");
+  agent_cli(store, {"record", "finish", a, "--state", "succeeded"});
+  agent_cli(store, {"record", "start", "--task", tag + "-queued", "--state", "queued"});
+  agent_cli(store, {"run", "--task", tag + "-run", "--", "/bin/sh", "-c", "echo out-" + tag + "; echo err-" + tag + " >&2; exit 3"},
+            "", 3); // run exits with the command's code
+}
+
+struct agent_proc {
+  std::string name;
+  std::string store;
+  std::unique_ptr<cutting_relay> relay;
+  std::unique_ptr<child_process> proc;
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(two_agents_cut_mid_backfill_end_with_every_line_exactly_once) {
+  // Reconcile every second, so attempts streamed live (they start partial) are asked for soon.
+  daemon_under_test d(base_settings(), "",
+                      "[backfill]\nreconnect_rate = 1000\nbatch_size = 100\nrequest_timeout = \"20s\"\n"
+                      "reconcile_interval = \"1s\"\n");
+  d.start();
+  temp_dir work("agent-e2e");
+  std::vector<agent_proc> agents;
+  for (auto name : {"edge-1", "edge-2"}) {
+    auto n = d.add_node(name);
+    agent_proc a;
+    a.name = name;
+    a.store = work.file(std::string(name) + ".db");
+    auto key_file = work.write(std::string(name) + ".key", n.key + "\n");
+    // Recorded while no agent runs: the agent catches up when it connects.
+    record_some(a.store, std::string(name) + "-offline", 1500);
+    a.relay = std::make_unique<cutting_relay>(d.port());
+    a.proc = std::make_unique<child_process>(
+      agent_path,
+      std::vector<std::string>{"--store", a.store, "--log-level", "debug", "connect", "--coordinator",
+                               "127.0.0.1:" + std::to_string(a.relay->port()), "--node", name, "--key-file",
+                               key_file, "--backoff-max-ms", "1000", "--poll-interval-ms", "50"},
+      clean_env());
+    agents.push_back(std::move(a));
+  }
+  // Recorded while connected: streamed live.
+  for (auto& a : agents)
+    record_some(a.store, a.name + "-live", 300);
+
+  // Expected: every attempt and every line of both stores.
+  auto expected_attempts = [&] {
+    int64_t n = 0;
+    for (auto& a : agents)
+      n += static_cast<int64_t>(agent::store(a.store).all_attempts().size());
+    return n;
+  }();
+  BOOST_TEST(expected_attempts == 12);
+  bool synced = eventually(
+    [&] {
+      return d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'") == expected_attempts;
+    },
+    sync_bound);
+  for (auto& a : agents)
+    BOOST_TEST_MESSAGE(a.name << ": relay connections " << a.relay->connections() << ", cuts " << a.relay->cuts());
+  BOOST_TEST_REQUIRE(synced, "not every attempt complete; by state: "
+                               << d.rows("SELECT sync_state, COUNT(*) FROM node_task_attempts GROUP BY sync_state").size()
+                               << " groups; agent 1 stderr:\n"
+                               << agents[0].proc->stderr_tail());
+  for (auto& a : agents) {
+    BOOST_TEST(a.relay->cuts() == 1, a.name << ": the relay did not cut a backfill");
+    BOOST_TEST(a.relay->connections() >= 2, a.name << ": the agent did not reconnect");
+    agent::store st(a.store);
+    auto node_id = d.node(a.name).id;
+    for (auto& at : st.all_attempts()) {
+      // Each line exactly once (the primary key), and exactly the agent's lines.
+      auto stored = d.rows("SELECT seq, stream, line FROM attempt_logs WHERE attempt_id = '" + at.id + "' ORDER BY seq");
+      std::vector<std::string> mine;
+      for (auto& l : st.logs(at.id, 0, at.log_count + 1))
+        mine.push_back(std::to_string(l.seq) + " | " + l.stream + " | " + l.line);
+      BOOST_TEST(stored == mine, boost::test_tools::per_element());
+      auto row = d.rows("SELECT CAST(node_id AS TEXT), task_id, state, sync_state, log_count FROM node_task_attempts WHERE id = '"
+                        + at.id + "'");
+      BOOST_REQUIRE_EQUAL(row.size(), 1u);
+      BOOST_TEST(row[0] == node_id + " | " + at.task_id + " | " + at.state + " | complete | " + std::to_string(at.log_count));
+    }
+  }
+  // SIGTERM: the agent says bye and exits 0; the node goes offline at once.
+  agents[0].proc->send_signal(SIGTERM);
+  BOOST_TEST(agents[0].proc->wait_exit(15s) == 0, agents[0].proc->stderr_tail());
+  auto row = d.wait_offline(agents[0].name, "bye");
+  BOOST_TEST(row.status == "offline");
+  agents[1].proc->send_signal(SIGTERM);
+  BOOST_TEST(agents[1].proc->wait_exit(15s) == 0, agents[1].proc->stderr_tail());
+  d.stop();
+}

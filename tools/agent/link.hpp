@@ -1,0 +1,106 @@
+#pragma once
+// What the agent says on one connection, without the socket (tested directly): the hello, live
+// streaming of what the store holds beyond what the coordinator confirmed, answers to
+// `backfill_request`, heartbeats, and confirmations.
+//
+// Confirmation. Data frames are not acknowledged (docs/protocol.md), but frames are processed in
+// order per connection: a `heartbeat_ack` for a heartbeat sent after some frames means the
+// coordinator read them. So after sending data the link sends a heartbeat and, when its ack
+// arrives, records in the store what those frames carried (`store::confirm`). An `unavailable`
+// or `unknown_attempt` error naming an attempt (it can arrive after that ack: storage answers
+// later) clears the attempt's confirmation, so it is sent again in full. After a reconnect the
+// store still knows what was confirmed, so the agent sends only what the coordinator may lack;
+// anything lost after all is found by backfill.
+#include "tools/agent/store.hpp"
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace nodecoord::agent {
+
+struct link_options {
+  std::string node;
+  std::string key;
+  std::string agent = "nodecoord-agent";
+  std::string capabilities; // JSON object text, or empty
+  size_t max_lines_per_frame = 500;
+  size_t max_frame_bytes = 256 * 1024; // well below the coordinator's 1 MiB limit
+  size_t poll_attempts = 200;          // attempts read from the store per poll
+  int64_t poll_lines = 5000;           // lines per attempt per poll (the rest next time)
+};
+
+/// What a coordinator frame meant for the connection.
+struct link_event {
+  enum class kind {
+    none,
+    welcome,  // the session is up
+    closing,  // `close{reason}`: the coordinator ends the connection
+    refused,  // an error during the handshake (auth_failed, unsupported_protocol, …)
+  };
+  kind what = kind::none;
+  std::string detail; // close reason or error code
+  std::string message;
+};
+
+struct link_counters {
+  uint64_t attempts_sent = 0;
+  uint64_t lines_sent = 0;
+  uint64_t requests_answered = 0;
+  uint64_t confirmations = 0;
+  uint64_t errors = 0;
+};
+
+class coordinator_link {
+public:
+  coordinator_link(store& s, link_options o);
+
+  /// A new connection: forgets what was sent on the previous one. Returns the hello line.
+  std::string start();
+  /// Handles one coordinator frame (a JSON line); appends any lines to send to `out`.
+  link_event on_line(std::string_view line, std::string& out);
+  /// Sends what the store holds that the coordinator has not confirmed and this connection has
+  /// not sent yet, then a heartbeat to confirm it. Only after the welcome.
+  void poll_store(std::string& out);
+  /// The periodic heartbeat.
+  void heartbeat(std::string& out);
+  std::string bye(const std::string& reason) const;
+
+  bool welcomed() const { return welcomed_; }
+  int64_t heartbeat_interval_ms() const { return heartbeat_interval_ms_; }
+  const std::string& node_id() const { return node_id_; }
+  const link_counters& counters() const { return counters_; }
+
+private:
+  struct sent_state {
+    int64_t version = 0;
+    int64_t logs = 0; // lines below this were sent on this connection
+  };
+  struct confirmation {
+    std::string attempt_id;
+    int64_t version;
+    int64_t logs;
+  };
+  void answer_backfill(const nlohmann::json& f, std::string& out);
+  /// The attempt frame and lines [from, to) of `a`; returns the lines sent.
+  int64_t send_attempt(const attempt_row& a, int64_t from, int64_t to, std::string& out);
+  void confirm_after(std::vector<confirmation> c, std::string& out);
+  void on_ack(int64_t seq);
+  void on_error(const nlohmann::json& f, link_event& ev);
+
+  store& store_;
+  link_options opts_;
+  bool welcomed_ = false;
+  std::string node_id_;
+  int64_t heartbeat_interval_ms_ = 15000;
+  int64_t next_heartbeat_ = 0;
+  std::unordered_map<std::string, sent_state> sent_;
+  std::map<int64_t, std::vector<confirmation>> awaiting_; // heartbeat seq -> what its ack confirms
+  link_counters counters_;
+};
+
+} // namespace nodecoord::agent

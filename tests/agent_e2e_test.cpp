@@ -28,7 +28,9 @@ constexpr auto sync_bound = 90s; // every attempt complete (several reconnects a
 /// in the middle of a backfill.
 class cutting_relay {
 public:
-  explicit cutting_relay(uint16_t target) : target_(target) {
+  /// `blackhole`: instead, the first connection goes silent (nothing passes either way, nothing
+  /// is closed) once the coordinator has sent anything — a peer that vanished without a FIN.
+  explicit cutting_relay(uint16_t target, bool blackhole = false) : target_(target), blackhole_(blackhole) {
     listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -54,6 +56,7 @@ private:
     int agent = -1, daemon = -1;
     bool request_seen = false; // a backfill_request went to the agent
     std::string from_agent;    // after the request: bytes held until a whole line is there
+    bool silent = false;       // blackholed
   };
 
   void loop() {
@@ -66,6 +69,7 @@ private:
       }
       if (poll(p.data(), p.size(), 50) <= 0)
         continue;
+      const size_t polled = pairs.size(); // a pair accepted below has no entry in `p` yet
       if (p[0].revents & POLLIN) {
         int a = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
         int d = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -82,7 +86,7 @@ private:
         }
       }
       std::vector<bool> dead(pairs.size(), false);
-      for (size_t i = 0; i < pairs.size(); ++i) {
+      for (size_t i = 0; i < polled; ++i) {
         auto& c = pairs[i];
         char buf[65536];
         if (p[1 + 2 * i + 1].revents & (POLLIN | POLLHUP | POLLERR)) { // daemon -> agent
@@ -92,8 +96,15 @@ private:
             continue;
           }
           std::string_view chunk(buf, static_cast<size_t>(n));
+          if (c.silent)
+            continue;
           send(c.agent, chunk.data(), chunk.size(), MSG_NOSIGNAL);
-          if (cuts_ == armed_cuts_ && chunk.find("\"backfill_request\"") != std::string_view::npos)
+          if (blackhole_ && cuts_ == 0) {
+            c.silent = true;
+            ++cuts_;
+            continue;
+          }
+          if (!blackhole_ && cuts_ == armed_cuts_ && chunk.find("\"backfill_request\"") != std::string_view::npos)
             c.request_seen = true;
         }
         if (p[1 + 2 * i].revents & (POLLIN | POLLHUP | POLLERR)) { // agent -> daemon
@@ -103,6 +114,8 @@ private:
             continue;
           }
           std::string_view chunk(buf, static_cast<size_t>(n));
+          if (c.silent)
+            continue;
           if (!c.request_seen) {
             send(c.daemon, chunk.data(), chunk.size(), MSG_NOSIGNAL);
             continue;
@@ -130,6 +143,7 @@ private:
   }
 
   uint16_t target_;
+  bool blackhole_;
   uint16_t port_ = 0;
   int listen_fd_ = -1;
   std::thread thread_;
@@ -200,12 +214,21 @@ BOOST_AUTO_TEST_CASE(two_agents_cut_mid_backfill_end_with_every_line_exactly_onc
     // Recorded while no agent runs: the agent catches up when it connects.
     record_some(a.store, std::string(name) + "-offline", 1500);
     a.relay = std::make_unique<cutting_relay>(d.port());
-    a.proc = std::make_unique<child_process>(
-      agent_path,
-      std::vector<std::string>{"--store", a.store, "--log-level", "debug", "connect", "--coordinator",
-                               "127.0.0.1:" + std::to_string(a.relay->port()), "--node", name, "--key-file",
-                               key_file, "--backoff-max-ms", "1000", "--poll-interval-ms", "50"},
-      clean_env());
+    auto coordinator = "127.0.0.1:" + std::to_string(a.relay->port());
+    std::vector<std::string> args{"--log-level", "debug", "connect"};
+    if (agents.empty()) {
+      args.insert(args.begin(), {"--store", a.store});
+      args.insert(args.end(), {"--coordinator", coordinator, "--node", name, "--key-file", key_file,
+                               "--backoff-max-ms", "1000", "--poll-interval-ms", "50"});
+    } else {
+      // The second agent takes everything from its TOML file.
+      auto cfg = work.write(std::string(name) + ".toml",
+                            "coordinator = \"" + coordinator + "\"\nnode = \"" + name + "\"\nkey_file = \"" + key_file
+                              + "\"\nstore = \"" + a.store + "\"\nbackoff_max_ms = 1000\npoll_interval_ms = 50\n"
+                                "[capabilities]\nslots = 4\n");
+      args.insert(args.end(), {"--config", cfg});
+    }
+    a.proc = std::make_unique<child_process>(agent_path, args, clean_env());
     agents.push_back(std::move(a));
   }
   // Recorded while connected: streamed live.
@@ -227,10 +250,15 @@ BOOST_AUTO_TEST_CASE(two_agents_cut_mid_backfill_end_with_every_line_exactly_onc
     sync_bound);
   for (auto& a : agents)
     BOOST_TEST_MESSAGE(a.name << ": relay connections " << a.relay->connections() << ", cuts " << a.relay->cuts());
-  BOOST_TEST_REQUIRE(synced, "not every attempt complete; by state: "
-                               << d.rows("SELECT sync_state, COUNT(*) FROM node_task_attempts GROUP BY sync_state").size()
-                               << " groups; agent 1 stderr:\n"
-                               << agents[0].proc->stderr_tail());
+  auto by_state = [&] {
+    std::string out;
+    for (auto& r : d.rows("SELECT sync_state, COUNT(*) FROM node_task_attempts GROUP BY sync_state"))
+      out += r + "; ";
+    return out;
+  };
+  BOOST_TEST_REQUIRE(synced, "not every attempt complete; by state: " << by_state() << "; agent 1 stderr:\n"
+                               << agents[0].proc->stderr_tail() << "\nagent 2 stderr:\n"
+                               << agents[1].proc->stderr_tail());
   for (auto& a : agents) {
     BOOST_TEST(a.relay->cuts() == 1, a.name << ": the relay did not cut a backfill");
     BOOST_TEST(a.relay->connections() >= 2, a.name << ": the agent did not reconnect");
@@ -249,6 +277,9 @@ BOOST_AUTO_TEST_CASE(two_agents_cut_mid_backfill_end_with_every_line_exactly_onc
       BOOST_TEST(row[0] == node_id + " | " + at.task_id + " | " + at.state + " | complete | " + std::to_string(at.log_count));
     }
   }
+  auto caps = d.rows("SELECT capabilities FROM nodes WHERE name = 'edge-2'");
+  BOOST_REQUIRE_EQUAL(caps.size(), 1u);
+  BOOST_TEST(json::parse(caps[0], nullptr, false).value("slots", 0) == 4, caps[0]);
   // SIGTERM: the agent says bye and exits 0; the node goes offline at once.
   agents[0].proc->send_signal(SIGTERM);
   BOOST_TEST(agents[0].proc->wait_exit(15s) == 0, agents[0].proc->stderr_tail());
@@ -256,5 +287,80 @@ BOOST_AUTO_TEST_CASE(two_agents_cut_mid_backfill_end_with_every_line_exactly_onc
   BOOST_TEST(row.status == "offline");
   agents[1].proc->send_signal(SIGTERM);
   BOOST_TEST(agents[1].proc->wait_exit(15s) == 0, agents[1].proc->stderr_tail());
+  d.stop();
+}
+
+BOOST_AUTO_TEST_CASE(bad_settings_and_records_are_refused_clearly) {
+  temp_dir work("agent-cli");
+  auto store = work.file("s.db");
+  auto key = work.write("k", "nck_0123456789abcdef_x\n");
+  auto unknown = work.write("u.toml", "coordinator = \"127.0.0.1:1\"\nnode = \"n\"\nkey_file = \"" + key + "\"\ncolour = 1\n");
+  auto wrong_type = work.write("t.toml", "coordinator = 7400\n");
+  auto syntax = work.write("s.toml", "coordinator = \n");
+  auto id = agent_cli(store, {"record", "start", "--task", "t"});
+  struct refusal {
+    std::vector<std::string> args;
+    int code;
+    std::string message;
+  };
+  std::vector<refusal> cases{
+    {{"connect", "--coordinator", "nohost", "--node", "n", "--key-file", key}, 2, "HOST:PORT"},
+    {{"connect", "--coordinator", "127.0.0.1:1", "--node", "n", "--key-file", work.file("missing")}, 1, "cannot read the key file"},
+    {{"connect", "--coordinator", "127.0.0.1:1", "--node", "n"}, 2, "are required"},
+    {{"connect", "--config", unknown}, 1, "unknown setting 'colour'"},
+    {{"connect", "--config", wrong_type}, 1, "coordinator must be a string"},
+    {{"connect", "--config", syntax}, 1, syntax + ":"},
+    {{"connect", "--config", work.file("none.toml")}, 1, "none.toml"},
+    {{"record", "finish", "0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e", "--state", "succeeded"}, 1, "no attempt"},
+    {{"record", "finish", id, "--state", "running"}, 2, "--state must be"},
+    {{"record", "start", "--task", "t", "--state", "weird"}, 1, "unknown attempt state"},
+    {{"record", "log", id, "--stream", "stdin"}, 1, "unknown stream"},
+    {{"run", "--task", "t", "--", work.file("no-such-program")}, 127, ""},
+  };
+  for (auto& c : cases) {
+    std::vector<std::string> argv{"--store", store};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    child_process p(agent_path, argv, clean_env());
+    int code = p.wait_exit(30s);
+    BOOST_TEST(code == c.code, c.args[0] << " " << c.args[1] << ": exit " << code << "; stderr: " << p.stderr_text());
+    BOOST_TEST(p.stderr_text().find(c.message) != std::string::npos,
+               c.args[0] << " " << c.args[1] << ": no '" << c.message << "' in: " << p.stderr_text());
+  }
+  // Nothing the refusals touched changed: one attempt (plus the run's, which did start), no lines
+  // but the run's own system line.
+  agent::store st(store);
+  auto all = st.all_attempts();
+  BOOST_REQUIRE_EQUAL(all.size(), 2u);
+  for (auto& a : all) {
+    if (a.id == id) {
+      BOOST_TEST(a.state == "running");
+      BOOST_TEST(a.log_count == 0);
+    } else {
+      BOOST_TEST(a.state == "failed");
+      BOOST_TEST(a.meta == R"({"exit_code":127})");
+      BOOST_TEST(st.logs(a.id, 0, 10).back().line == "exit code 127");
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_silent_coordinator_is_left_and_reconnected) {
+  daemon_under_test d; // heartbeat_interval 200 ms
+  d.start();
+  temp_dir work("agent-e2e");
+  auto n = d.add_node("quiet-1");
+  auto key_file = work.write("k", n.key + "\n");
+  cutting_relay relay(d.port(), true);
+  child_process agent(agent_path,
+                      {"--store", work.file("s.db"), "connect", "--coordinator",
+                       "127.0.0.1:" + std::to_string(relay.port()), "--node", "quiet-1", "--key-file", key_file,
+                       "--backoff-max-ms", "500"},
+                      clean_env());
+  // After the welcome nothing passes either way: the agent hears no heartbeat ack, gives up on the
+  // connection after its silence bound (3 heartbeat intervals + 5 s) and connects again.
+  BOOST_TEST(agent.wait_for_stderr("no answer from the coordinator", 30s), agent.stderr_tail());
+  BOOST_TEST(eventually([&] { return relay.connections() >= 2; }, 10s));
+  d.wait_node("quiet-1", [](const node_row& r) { return r.status == "online" && r.epoch >= 2; }, "online again");
+  agent.send_signal(SIGTERM);
+  BOOST_TEST(agent.wait_exit(15s) == 0);
   d.stop();
 }

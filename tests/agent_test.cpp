@@ -297,6 +297,27 @@ BOOST_FIXTURE_TEST_CASE(unavailable_before_the_ack_keeps_the_ack_from_confirming
   BOOST_TEST(st.attempt(id)->announced_version == 0);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_forbidden_attempt_does_not_block_the_ones_behind_it, fixture) {
+  link_options o = opts();
+  o.poll_attempts = 1; // one attempt a poll: a stuck first one would block the second for ever
+  coordinator_link one{st, o};
+  auto t1 = st.start_attempt("t1");
+  auto t2 = st.start_attempt("t2");
+  one.start();
+  std::string out;
+  one.on_line(R"({"type":"welcome","protocol":1,"node_id":"n1","session":1,"heartbeat_interval_ms":5000,"server_time":"2026-01-09T12:00:00.000Z"})", out);
+  out.clear();
+  one.poll_store(out);
+  auto first = parse(out).attempts;
+  BOOST_REQUIRE_EQUAL(first.size(), 1u);
+  auto taken = first[0]; // whichever comes first is the one another node owns
+  auto mine = taken == t1 ? t2 : t1;
+  out.clear();
+  one.on_line(R"({"type":"error","code":"forbidden","message":"another node's attempt","ref":")" + taken + R"("})", out);
+  one.poll_store(out);
+  BOOST_TEST(parse(out).attempts == std::vector<std::string>{mine}, boost::test_tools::per_element());
+}
+
 BOOST_FIXTURE_TEST_CASE(backfill_answer_honours_logs_after_and_reports_what_the_agent_holds, fixture) {
   auto a = st.start_attempt("t1");
   st.append_logs(a, "stdout", numbered(10));

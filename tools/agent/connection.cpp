@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 #include "protocol/codec.hpp"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
@@ -141,8 +142,17 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
   auto next_poll = steady::time_point::max();
   bool open = true;
   std::string close_reason;
+  auto last_heard = started;
   while (open) {
     auto now = steady::now();
+    // A coordinator that vanished without a FIN (a cut cable, a dead VM) answers nothing: not
+    // even heartbeat acks. TCP alone would notice only after many minutes.
+    auto silence_bound = milliseconds(3 * l.heartbeat_interval_ms()) + o.connect_timeout;
+    if (now - last_heard > silence_bound) {
+      log::warn("no answer from the coordinator; reconnecting",
+                {{"silent_ms", std::chrono::duration_cast<milliseconds>(now - last_heard).count()}});
+      break;
+    }
     if (l.welcomed()) {
       if (now >= next_heartbeat) {
         l.heartbeat(out);
@@ -160,7 +170,7 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
       }
     }
     pollfd p[2] = {{fd, static_cast<short>(POLLIN | (out.empty() ? 0 : POLLOUT)), 0}, {stop_fd, POLLIN, 0}};
-    int timeout = l.welcomed() ? std::min(ms_until(next_heartbeat), ms_until(next_poll)) : 1000;
+    int timeout = l.welcomed() ? std::min({ms_until(next_heartbeat), ms_until(next_poll), 1000}) : 1000;
     if (poll(p, 2, timeout) < 0 && errno != EINTR)
       break;
     if (p[1].revents & POLLIN) {
@@ -183,6 +193,7 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         open = false;
       } else if (n > 0) {
+        last_heard = steady::now();
         auto st = splitter.feed(std::string_view(buf, static_cast<size_t>(n)), [&](std::string_view line) {
           link_event ev;
           try {

@@ -20,6 +20,7 @@ struct loop_options {
   std::chrono::milliseconds backoff_max{30000};
   std::chrono::milliseconds stable_after{10000};    // a session this long resets the backoff
   std::chrono::milliseconds bye_bound{2000};        // at shutdown: flush the bye for at most this
+  // Silence (not even a heartbeat ack) for 3 heartbeat intervals + connect_timeout: reconnect.
 };
 
 /// Splits "HOST:PORT" (IPv6 as "[::1]:7400"); false if it is not that shape.

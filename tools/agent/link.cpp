@@ -79,6 +79,11 @@ void coordinator_link::on_error(const json& f, link_event& ev) {
     ev.what = link_event::kind::refused;
     return;
   }
+  if (code == protocol::code::forbidden && !ref.empty()) {
+    // Another node owns this attempt id: resending cannot help.
+    store_.give_up(ref);
+    return;
+  }
   if ((code == protocol::code::unavailable || code == protocol::code::unknown_attempt) && !ref.empty()) {
     // Not stored: send it all again (next poll), and let no pending ack confirm it.
     store_.unconfirm(ref);

@@ -91,8 +91,12 @@ void apply_config(connect_args& a, std::string& store_path, bool store_given) {
   text("coordinator", a.coordinator);
   text("node", a.node);
   text("key_file", a.key_file);
-  if (!store_given)
-    text("store", store_path);
+  if (!store_given) {
+    std::string from_file;
+    text("store", from_file);
+    if (!from_file.empty())
+      store_path = from_file; // over the built-in default
+  }
   integer("poll_interval_ms", a.poll_ms);
   integer("backoff_max_ms", a.backoff_max_ms);
   if (auto* caps = t.get("capabilities")) {
@@ -221,6 +225,7 @@ int main(int argc, char** argv) {
     if (*start) {
       std::cout << st.start_attempt(task, state, meta) << "\n";
     } else if (*logc) {
+      st.append_logs(attempt, stream, {}); // checks the attempt and the stream before reading
       // In batches, so a long stream is visible (and streamed) while it is still being written.
       std::vector<std::string> batch;
       std::string line;
@@ -233,7 +238,7 @@ int main(int argc, char** argv) {
           batch.clear();
         }
       }
-      if (!batch.empty() || !st.attempt(attempt))
+      if (!batch.empty())
         st.append_logs(attempt, stream, batch);
     } else if (*finish) {
       if (!agent::is_final_state(final_state))

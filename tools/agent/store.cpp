@@ -214,6 +214,14 @@ void store::unconfirm(const std::string& attempt_id) {
   });
 }
 
+void store::give_up(const std::string& attempt_id) {
+  write([&] {
+    query(*sql_, "UPDATE attempts SET announced_version = version, delivered_logs = log_count WHERE id = :id")
+      .bind("id", attempt_id)
+      .exec();
+  });
+}
+
 std::vector<attempt_row> store::all_attempts() {
   std::vector<attempt_row> out;
   query(*sql_, std::string("SELECT ") + attempt_columns + " FROM attempts ORDER BY created_at, id")

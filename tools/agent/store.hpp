@@ -77,6 +77,9 @@ public:
   void confirm(const std::string& attempt_id, int64_t version, int64_t logs);
   /// The coordinator could not store the attempt's data: send all of it again.
   void unconfirm(const std::string& attempt_id);
+  /// The coordinator refuses the attempt for good (another node owns its id): stop sending what
+  /// it holds now, so it does not block the attempts behind it. A later change tries again.
+  void give_up(const std::string& attempt_id);
   std::vector<attempt_row> all_attempts();
 
 private:

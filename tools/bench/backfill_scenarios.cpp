@@ -586,8 +586,10 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
     storm_s = secs(none_left->started_ns - t_drop);
     r.number("first close -> no row pending_backfill", "storm_s", storm_s, 3, "s");
   }
-  if (daemon.enabled())
+  if (daemon.enabled()) {
     r.number("daemon CPU seconds (storm)", "daemon_cpu_s", cpu1 - cpu0, 2, "s");
+    r.row("daemon RSS after the storm", "daemon_rss_kib", daemon.rss(), kib_text(static_cast<double>(daemon.rss())));
+  }
 
   // The daemon's disconnect bookkeeping ends before the comparison starts.
   int64_t online = 0, running = 0;

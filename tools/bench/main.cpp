@@ -206,9 +206,11 @@ int run_connect(const load_args& a, bool as_json) {
   if (daemon.enabled())
     rss_before = daemon.rss();
   double self0 = self_cpu_seconds();
+  double cpu0 = daemon.enabled() ? daemon.cpu() : 0.0;
   load l(std::move(opts));
   l.open_all();
   double self1 = self_cpu_seconds();
+  double cpu1 = daemon.enabled() ? daemon.cpu() : 0.0;
   auto connect_ns = l.last_welcome_ns() > l.first_connect_ns() ? l.last_welcome_ns() - l.first_connect_ns() : 0;
 
   session_rows(r, l, a.nodes);
@@ -218,6 +220,8 @@ int run_connect(const load_args& a, bool as_json) {
            0, "sessions/s");
   latency_rows(r, "latency hello->welcome", "welcome_latency", l.welcome_latencies_us());
   r.number("bench CPU during connect", "bench_cpu_s", self1 - self0, 2, "s");
+  if (daemon.enabled())
+    r.number("daemon CPU during connect", "daemon_cpu_s", cpu1 - cpu0, 3, "s");
 
   // Let the daemon finish what the handshakes started (last_seen flushes, logging), then weigh it.
   l.run_until(now_ns() + settle);

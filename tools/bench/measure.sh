@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The measurements of BENCHMARKS.md: RUNS times (fresh daemon each time) `connect` then `steady`
-# with NODES sessions, each result saved as JSON, then a summary (median, min-max).
+# The measurements of BENCHMARKS.md: RUNS times (fresh daemon each time) `connect`, `steady` and
+# `reconnect-storm` with NODES sessions, each result saved as JSON, then a summary (median,
+# min-max).
 #
 #   tools/bench/measure.sh BUILD_DIR OUT_DIR
 #
 # Environment (defaults in brackets): RUNS [3], NODES [10000], INTERVAL [10s], DURATION [60s],
 # MAX_CONNECTIONS [12000], STORAGE_URL [sqlite://nodecoord.db in OUT_DIR/state; a PostgreSQL
-# URL works too], EXTRA_CONFIG [extra TOML lines for the [server] table].
+# URL works too], EXTRA_CONFIG [extra TOML lines for the [server] table], RECONNECT [1: run
+# reconnect-storm after steady; 0: skip it].
+# PG=durable starts a throwaway PostgreSQL 15 at its durable defaults for the run, as
+# measure_backfill.sh does, and uses it (overrides STORAGE_URL).
 # The daemon's stderr goes to OUT_DIR/daemon-N.log; its warnings and errors are counted.
 set -euo pipefail
 build=$(cd "${1:?usage: measure.sh BUILD_DIR OUT_DIR}" && pwd)
@@ -16,10 +20,34 @@ nodes=${NODES:-10000}
 interval=${INTERVAL:-10s}
 duration=${DURATION:-60s}
 max_conn=${MAX_CONNECTIONS:-12000}
+reconnect=${RECONNECT:-1}
 mkdir -p "$out/state"
 out=$(cd "$out" && pwd)
+src=$(cd "$(dirname "$0")/../.." && pwd)
 bench=$build/nodecoord-bench
 daemon_bin=$build/nodecoordd
+
+
+daemon_pid=
+cleanup() {
+  if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
+    kill -TERM "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+if [ "${PG:-}" = durable ]; then
+  # shellcheck source=../../tests/pg_test_server.sh
+  source "$src/tests/pg_test_server.sh"
+  # The test server's options without fsync=off / full_page_writes=off (PostgreSQL's defaults).
+  _pg_server_opts() {
+    echo "-c listen_addresses=127.0.0.1 -p $1 -k $PGTEST_DIR -c max_connections=50 -c shared_buffers=128MB"
+  }
+  pg_test_start
+  trap 'cleanup; pg_test_stop' EXIT
+  STORAGE_URL=$PGTEST_URI
+fi
 
 {
   echo '[server]'
@@ -35,15 +63,6 @@ daemon_bin=$build/nodecoordd
     echo "url = \"$STORAGE_URL\""
   fi
 } >"$out/nodecoord.toml"
-
-daemon_pid=
-cleanup() {
-  if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
-    kill -TERM "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
 
 "$bench" --config "$out/nodecoord.toml" --state-dir "$out/state" provision --nodes "$nodes" | tee "$out/provision.txt"
 
@@ -78,6 +97,12 @@ for i in $(seq 1 "$runs"); do
   "$bench" --json steady --coordinator "127.0.0.1:$port" --keys "$out/state/bench-keys.tsv" --nodes "$nodes" \
     --interval "$interval" --duration "$duration" --pid "$daemon_pid" >"$out/steady-$i.json" || rc=$?
   echo "run $i: steady exit $rc"
+  if [ "$reconnect" = 1 ]; then
+    rc=0
+    "$bench" --json reconnect-storm --coordinator "127.0.0.1:$port" --keys "$out/state/bench-keys.tsv" \
+      --nodes "$nodes" --pid "$daemon_pid" >"$out/reconnect-$i.json" || rc=$?
+    echo "run $i: reconnect-storm exit $rc"
+  fi
   kill -TERM "$daemon_pid"
   code=0
   wait "$daemon_pid" || code=$?
@@ -115,4 +140,15 @@ line("lost acks", [r["lost_acks"] for r in s])
 line("heartbeats/s", [r["heartbeats_per_s"] for r in s])
 line("bench CPU (% of one core)", [r["bench_cpu_percent"] for r in s])
 line("RSS at end (KiB)", [r.get("daemon_rss_after_kib") for r in s])
+import os
+if os.path.exists(f"{out}/reconnect-1.json"):
+    rs = load("reconnect")
+    print("reconnect-storm:")
+    print("  valid:", [r["valid"] for r in rs])
+    line("time drop -> last welcome (s)", [r["time_s"] for r in rs])
+    line("rate (sessions/s)", [r["rate_per_s"] for r in rs])
+    line("hello->welcome p50 (ms)", [r["welcome_latency_p50_ms"] for r in rs])
+    line("hello->welcome p99 (ms)", [r["welcome_latency_p99_ms"] for r in rs])
+    line("daemon CPU in storm (s)", [r.get("daemon_cpu_s") for r in rs])
+    line("RSS after (KiB)", [r.get("daemon_rss_after_kib") for r in rs])
 EOF

@@ -11,6 +11,16 @@ namespace nodecoord::storage {
 
 batch_executor::batch_executor(database& db) : db_(db), instance_(new_uuid()) {}
 
+namespace {
+
+int64_t single_int(soci::session& sql, const std::string& text) {
+  int64_t v = 0;
+  query(sql, text).each([&](const soci::row& r) { v = col_int(r, 0); });
+  return v;
+}
+
+} // namespace
+
 size_t batch_executor::resolve_in_doubt() {
   auto d = *doubt_;
   int64_t token = -1;
@@ -57,22 +67,32 @@ batch_executor::tx_result batch_executor::run_transaction(std::span<batch_item> 
   op_context ctx{sql, db_.sql_dialect(), now, format_time(now)};
   auto started = std::chrono::steady_clock::now();
   bool in_tx = false;
+  bool wrote = true;
   try {
     // IMMEDIATE: take SQLite's write lock up front, so a reader-turned-writer never fails with
     // a stale snapshot when another process (nodecoordctl) wrote in between.
     sql << (sqlite ? "BEGIN IMMEDIATE" : "BEGIN");
     in_tx = true;
+    int64_t changes_before = sqlite ? single_int(sql, "SELECT total_changes()") : 0;
     run_items(ctx, items);
-    query(sql, "INSERT INTO storage_commits (instance, token, committed_at) VALUES (:i, :t, :now) "
-               "ON CONFLICT (instance) DO UPDATE SET token = excluded.token, "
-               "committed_at = excluded.committed_at")
-      .bind("i", instance_)
-      .bind("t", token)
-      .bind("now", ctx.now_text)
-      .exec();
+    // A batch that changed nothing (reads, a mark that found nothing to mark) needs no token and
+    // no durable commit: running it again after a lost acknowledgement is harmless, and its
+    // COMMIT flushes nothing (on SQLite no WAL frame, on PostgreSQL no transaction id). Without
+    // this, every idle reconnect-trigger probe cost an fsync.
+    wrote = sqlite ? single_int(sql, "SELECT total_changes()") != changes_before
+                   : single_int(sql, "SELECT CASE WHEN txid_current_if_assigned() IS NULL THEN 0 ELSE 1 END") != 0;
+    if (wrote)
+      query(sql, "INSERT INTO storage_commits (instance, token, committed_at) VALUES (:i, :t, :now) "
+                 "ON CONFLICT (instance) DO UPDATE SET token = excluded.token, "
+                 "committed_at = excluded.committed_at")
+        .bind("i", instance_)
+        .bind("t", token)
+        .bind("now", ctx.now_text)
+        .exec();
     if (fault_hook)
       fault_hook(fault_point::before_commit);
-    doubt_ = in_doubt{token, items.size()};
+    if (wrote)
+      doubt_ = in_doubt{token, items.size()};
     sql << "COMMIT";
     in_tx = false;
     if (fault_hook)
@@ -115,6 +135,8 @@ batch_executor::tx_result batch_executor::run_transaction(std::span<batch_item> 
     return r;
   }
   ++stats_.transactions;
+  if (!wrote)
+    ++stats_.read_only_transactions;
   stats_.last_batch_size = items.size();
   stats_.max_batch_size = std::max<uint64_t>(stats_.max_batch_size, items.size());
   stats_.last_commit_ms =

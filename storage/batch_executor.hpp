@@ -51,6 +51,7 @@ struct batch_report {
 
 struct executor_stats {
   uint64_t transactions = 0;       // committed
+  uint64_t read_only_transactions = 0; // of those, changed nothing (no token, nothing flushed)
   uint64_t items = 0;              // settled successfully
   uint64_t item_errors = 0;        // settled with an error
   uint64_t isolations = 0;         // batches re-run one by one after a statement error

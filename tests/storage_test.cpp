@@ -825,6 +825,48 @@ NC_BOTH_BACKENDS(statement_error_is_isolated_to_its_operation) {
   BOOST_TEST(t.executor().stats().isolations == 1u);
 }
 
+// A batch that changes nothing writes no token and flushes nothing; a lost acknowledgement of
+// it simply runs it again.
+NC_BOTH_BACKENDS(a_batch_that_changes_nothing_commits_without_a_token) {
+  auto a = add_node(t, "alpha");
+  auto epoch = begin_session(t, a);
+  auto token = [&] { return count(t, "SELECT COALESCE(MAX(token), 0) FROM storage_commits"); };
+  auto before_token = token();
+  auto before = t.executor().stats();
+  int runs = 0;
+  size_t marked = 99;
+  std::vector<batch_item> probe{{[&](op_context& c) {
+    ++runs;
+    marked = execute(c, mark_pending{new_uuid(), a.id, epoch, {}, 100}).marked.size(); // nothing partial
+    execute(c, node_lookup_by_name{"alpha"});
+  }}};
+  BOOST_TEST(t.run_items(probe)[0].empty());
+  BOOST_TEST(marked == 0u);
+  BOOST_TEST(token() == before_token);
+  BOOST_TEST(t.executor().stats().read_only_transactions - before.read_only_transactions == 1u);
+  BOOST_TEST(t.executor().stats().transactions - before.transactions == 1u);
+  BOOST_TEST(count(t, "SELECT COUNT(*) FROM jobs") == 0); // a mark of nothing leaves no job
+
+  // Lost acknowledgement: not in doubt, so it runs again on the new connection.
+  t.executor().fault_hook = [](batch_executor::fault_point p) {
+    if (p == batch_executor::fault_point::after_commit)
+      throw simulated_connection_loss("connection lost after COMMIT");
+  };
+  auto rep = t.executor().execute(probe);
+  BOOST_TEST((rep.stop == stop_reason::connection));
+  t.executor().fault_hook = nullptr;
+  t.db().connect();
+  rep = t.executor().execute(probe);
+  BOOST_TEST(rep.done == 1u);
+  BOOST_TEST(runs == 3);
+  BOOST_TEST(t.executor().stats().in_doubt_committed == before.in_doubt_committed);
+
+  // A batch that writes still takes a token.
+  add_attempt(t, a);
+  BOOST_TEST(token() > before_token);
+  BOOST_TEST(t.executor().stats().read_only_transactions - before.read_only_transactions == 2u);
+}
+
 // Exactly once: the connection dies while COMMIT is in flight.
 NC_BOTH_BACKENDS(lost_commit_acknowledgement_is_not_applied_twice) {
   auto a = add_node(t, "alpha");

@@ -328,7 +328,7 @@ int run_reconnect_storm(const load_args& a, bool as_json) {
   auto opts = make_options(a);
   auto settle = duration_ns(a.settle, "--settle");
   check_pid(a.pid);
-  auto nofile = raise_nofile(a.nodes * 2);
+  auto nofile = raise_nofile(a.nodes); // the first sessions are closed before the second open
   daemon_probe daemon{a.pid};
   report r("reconnect-storm");
   common_rows(r, a, opts, nofile);

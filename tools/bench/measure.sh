@@ -38,15 +38,10 @@ cleanup() {
 trap cleanup EXIT
 
 if [ "${PG:-}" = durable ]; then
-  # shellcheck source=../../tests/pg_test_server.sh
-  source "$src/tests/pg_test_server.sh"
-  # The test server's options without fsync=off / full_page_writes=off (PostgreSQL's defaults).
-  _pg_server_opts() {
-    echo "-c listen_addresses=127.0.0.1 -p $1 -k $PGTEST_DIR -c max_connections=50 -c shared_buffers=128MB"
-  }
-  pg_test_start
-  trap 'cleanup; pg_test_stop' EXIT
-  STORAGE_URL=$PGTEST_URI
+  # shellcheck source=pg_durable.sh
+  source "$src/tools/bench/pg_durable.sh"
+  pg_durable_start
+  trap 'cleanup; pg_test_stop' EXIT # pg_test_start replaced it
 fi
 
 {

@@ -61,21 +61,10 @@ cleanup() {
 trap cleanup EXIT
 
 if [ "${PG:-}" = durable ]; then
-  # shellcheck source=../../tests/pg_test_server.sh
-  source "$src/tests/pg_test_server.sh"
-  # The test server's options without fsync=off / full_page_writes=off: PostgreSQL's defaults
-  # (fsync on, synchronous_commit on, full_page_writes on), and its default shared_buffers.
-  _pg_server_opts() {
-    echo "-c listen_addresses=127.0.0.1 -p $1 -k $PGTEST_DIR -c max_connections=50 -c shared_buffers=128MB"
-  }
-  pg_test_start
+  # shellcheck source=pg_durable.sh
+  source "$src/tools/bench/pg_durable.sh"
+  pg_durable_start
   trap cleanup EXIT # pg_test_start replaced it
-  STORAGE_URL=$PGTEST_URI
-  "$PG_BIN/psql" "$PGTEST_URI" -X -A -t -c "SELECT version()" \
-    -c "SELECT name || ' = ' || setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit',
-        'full_page_writes', 'wal_sync_method', 'shared_buffers', 'commit_delay', 'wal_level')
-        ORDER BY name" >"$out/postgresql.txt"
-  cat "$out/postgresql.txt"
 fi
 
 {

@@ -1,0 +1,238 @@
+// The dashboard (admin/dashboard.html) end to end: the real nodecoordd serves it at GET /, headless
+// Chromium renders it against the live admin API, and every number the page marks with a
+// data-count attribute equals the field of GET /api/overview it names; every node is a row.
+//
+// Chromium is Debian's (/usr/bin/chromium). Without it the test fails, it never skips.
+// Bounds, not delays: Chromium's --virtual-time-budget runs the page's timers on virtual time, so
+// the 3 s refresh loop costs no wall-clock time; --dump-dom prints the DOM when the budget is spent.
+#define BOOST_TEST_MODULE dashboard_test
+#include <boost/test/unit_test.hpp>
+
+#include "e2e_daemon.hpp"
+#include "process.hpp"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+using namespace nodecoord::test;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+namespace {
+
+const std::string chromium_path = "/usr/bin/chromium";
+constexpr auto chromium_bound = 120s; // one headless run: start, 10 s of virtual time, dump, exit
+constexpr auto overview_bound = 15s;  // overview counts come from a cache refreshed every 5 s
+
+/// Fails the test (never skips) when Chromium is not installed.
+void require_chromium() {
+  BOOST_TEST_REQUIRE(::access(chromium_path.c_str(), X_OK) == 0,
+                     "the dashboard test needs Debian's chromium at " << chromium_path
+                                                                       << " (apt-get install chromium); not found");
+}
+
+/// GET `path` on the admin API: requires 200 and the envelope {"ok":true,"data":...}; the data.
+json get_data(httplib::Client& cli, const std::string& path) {
+  auto res = cli.Get(path.c_str());
+  BOOST_TEST_REQUIRE(static_cast<bool>(res), "GET " << path << ": " << httplib::to_string(res.error()));
+  BOOST_TEST_REQUIRE(res->status == 200, "GET " << path << ": HTTP " << res->status << "\n" << res->body);
+  auto body = json::parse(res->body, nullptr, false);
+  BOOST_TEST_REQUIRE((body.is_object() && body.value("ok", false) && body.contains("data")),
+                     "GET " << path << ": not an ok envelope: " << res->body);
+  return body["data"];
+}
+
+/// `headless chromium ... --dump-dom url` in its own profile and home; requires exit code 0; the DOM.
+std::string dump_dom(const std::string& url) {
+  require_chromium();
+  temp_dir browser("nodecoord-chromium");
+  environment env = clean_env();
+  env["HOME"] = browser.path();
+  env["XDG_CONFIG_HOME"] = browser.file("config");
+  env["XDG_CACHE_HOME"] = browser.file("cache");
+  child_process chromium(chromium_path,
+                         {"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          "--user-data-dir=" + browser.file("profile"), "--virtual-time-budget=10000", "--dump-dom",
+                          url},
+                         env);
+  int code = chromium.wait_exit(chromium_bound);
+  BOOST_TEST_REQUIRE(code == 0, "chromium exited with " << code << "; stderr:\n" << chromium.stderr_tail());
+  auto dom = chromium.stdout_text();
+  BOOST_TEST_REQUIRE(!dom.empty(), "chromium printed no DOM; stderr:\n" << chromium.stderr_tail());
+  return dom;
+}
+
+/// The rendered page: from <body to the first <script (the page's own code, which is not output).
+std::string rendered_body(const std::string& dom) {
+  auto from = dom.find("<body");
+  BOOST_TEST_REQUIRE(from != std::string::npos, "no <body> in the DOM:\n" << dom.substr(0, 4000));
+  auto to = dom.find("<script", from);
+  return dom.substr(from, to == std::string::npos ? std::string::npos : to - from);
+}
+
+/// The start tag of <body>, e.g. `<body data-loaded="1">`.
+std::string body_tag(const std::string& body) {
+  return body.substr(0, body.find('>') + 1);
+}
+
+std::string trim(std::string_view s) {
+  const char* ws = " \t\r\n";
+  auto b = s.find_first_not_of(ws);
+  if (b == std::string_view::npos)
+    return {};
+  auto e = s.find_last_not_of(ws);
+  return std::string(s.substr(b, e - b + 1));
+}
+
+/// Every element with a data-count attribute: (key, its text up to the next tag). Plain string
+/// search; the attribute may be anywhere in the start tag.
+std::vector<std::pair<std::string, std::string>> data_counts(const std::string& body) {
+  std::vector<std::pair<std::string, std::string>> out;
+  const std::string attr = "data-count=\"";
+  for (auto at = body.find(attr); at != std::string::npos; at = body.find(attr, at + 1)) {
+    auto key_from = at + attr.size();
+    auto key_to = body.find('"', key_from);
+    auto tag_end = key_to == std::string::npos ? std::string::npos : body.find('>', key_to);
+    auto text_end = tag_end == std::string::npos ? std::string::npos : body.find('<', tag_end);
+    BOOST_TEST_REQUIRE(text_end != std::string::npos, "a data-count element is cut off: " << body.substr(at, 200));
+    out.emplace_back(body.substr(key_from, key_to - key_from), trim(body.substr(tag_end + 1, text_end - tag_end - 1)));
+  }
+  return out;
+}
+
+/// The overview value a data-count key names: a path of object members ("nodes.online",
+/// "connected"), or "jobs.STATUS.TYPE": the count of that pair in the overview's jobs list (0 when
+/// the list has none). nullopt when the overview has no such integer.
+std::optional<int64_t> overview_value(const json& overview, const std::string& key) {
+  if (key.rfind("jobs.", 0) == 0) {
+    auto dot = key.find('.', 5);
+    if (dot == std::string::npos)
+      return std::nullopt;
+    const std::string status = key.substr(5, dot - 5), type = key.substr(dot + 1);
+    int64_t sum = 0;
+    for (const auto& j : overview.at("jobs"))
+      if (j.value("status", "") == status && j.value("type", "") == type)
+        sum += j.at("count").get<int64_t>();
+    return sum;
+  }
+  const json* v = &overview;
+  std::size_t from = 0;
+  for (;;) {
+    auto dot = key.find('.', from);
+    auto part = key.substr(from, dot == std::string::npos ? std::string::npos : dot - from);
+    if (!v->is_object() || !v->contains(part))
+      return std::nullopt;
+    v = &v->at(part);
+    if (dot == std::string::npos)
+      break;
+    from = dot + 1;
+  }
+  if (!v->is_number_integer())
+    return std::nullopt;
+  return v->get<int64_t>();
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  BOOST_TEST_REQUIRE(in.good(), "cannot read " << path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+} // namespace
+
+// The page as committed: self-contained (nothing fetched from elsewhere) and no API text
+// inserted as markup.
+BOOST_AUTO_TEST_CASE(dashboard_page_is_self_contained) {
+  const auto page = read_file(std::string(NODECOORD_SOURCE_DIR) + "/admin/dashboard.html");
+  for (std::string_view bad : {"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                               "http://", "https://", "<script src", "@import", "url("})
+    BOOST_TEST(page.find(bad) == std::string::npos, "admin/dashboard.html contains '" << bad << "'");
+}
+
+BOOST_AUTO_TEST_CASE(dashboard_shows_the_numbers_of_the_api) {
+  daemon_under_test d;
+  d.start();
+  const std::vector<std::string> names{"dash-n1", "dash-n2", "dash-n3"};
+  for (const auto& n : names)
+    d.add_node(n);
+
+  httplib::Client cli("127.0.0.1", d.admin_port());
+  cli.set_connection_timeout(5s);
+  cli.set_read_timeout(15s);
+
+  // The three nodes, offline, never connected; nothing else exists yet.
+  json overview;
+  bool seen = eventually(
+    [&] {
+      overview = get_data(cli, "/api/overview");
+      return overview.contains("nodes") && overview["nodes"].value("offline", int64_t{-1}) == 3;
+    },
+    overview_bound);
+  BOOST_TEST_REQUIRE(seen, "GET /api/overview never counted 3 offline nodes: " << overview.dump());
+  BOOST_TEST_REQUIRE(overview.at("missing").empty(), "parts missing from the overview: " << overview.dump());
+  BOOST_TEST(overview.at("nodes").at("online").get<int64_t>() == 0, overview.dump());
+  BOOST_TEST(overview.at("nodes").at("disabled").get<int64_t>() == 0, overview.dump());
+  BOOST_TEST(overview.at("connected").get<int64_t>() == 0, overview.dump());
+  for (const char* s : {"partial", "pending_backfill", "complete", "failed"})
+    BOOST_TEST(overview.at("attempts").at(s).get<int64_t>() == 0, s << ": " << overview.dump());
+  BOOST_TEST(overview.at("requests").at("in_flight").get<int64_t>() == 0, overview.dump());
+
+  // GET / is the page itself, without a token.
+  auto page = cli.Get("/");
+  BOOST_TEST_REQUIRE(static_cast<bool>(page), "GET /: " << httplib::to_string(page.error()));
+  BOOST_TEST_REQUIRE(page->status == 200, "GET /: HTTP " << page->status << "\n" << page->body.substr(0, 2000));
+  BOOST_TEST(page->get_header_value("Content-Type").rfind("text/html", 0) == 0, page->get_header_value("Content-Type"));
+  BOOST_TEST(page->body.find("data-count=\"nodes.online\"") != std::string::npos, "GET / is not the dashboard");
+
+  const auto dom = dump_dom(d.admin_url() + "/");
+  const auto body = rendered_body(dom);
+  const auto dom_excerpt = body.substr(0, 12000);
+  BOOST_TEST_REQUIRE(body_tag(body).find("data-loaded=\"1\"") != std::string::npos,
+                     "the page never rendered a complete refresh; " << body_tag(body) << "\n" << dom_excerpt);
+
+  // Every data-count number equals the overview field it names.
+  const auto rendered = data_counts(body);
+  std::set<std::string> keys;
+  for (const auto& [key, text] : rendered) {
+    keys.insert(key);
+    auto want = overview_value(overview, key);
+    BOOST_TEST_CONTEXT("data-count=\"" << key << "\"") {
+      BOOST_TEST(want.has_value(), "the overview has no integer for this key: " << overview.dump());
+      if (want)
+        BOOST_TEST(text == std::to_string(*want));
+    }
+  }
+  std::vector<std::string> expected{"nodes.online",     "nodes.offline",     "nodes.disabled",
+                                    "connected",        "attempts.partial",  "attempts.pending_backfill",
+                                    "attempts.complete", "attempts.failed",  "requests.in_flight"};
+  for (const auto& j : overview.at("jobs"))
+    expected.push_back("jobs." + j.at("status").get<std::string>() + "." + j.at("type").get<std::string>());
+  for (const auto& key : expected)
+    BOOST_TEST(keys.count(key) == 1, "no data-count=\"" << key << "\" on the page");
+
+  // Every node is a row, shown offline.
+  for (const auto& n : names) {
+    auto at = body.find("data-node=\"" + n + "\"");
+    BOOST_TEST_CONTEXT("node " << n) {
+      BOOST_TEST_REQUIRE(at != std::string::npos, "no data-node row:\n" << dom_excerpt);
+      auto row = body.substr(at, body.find("</tr>", at) - at);
+      BOOST_TEST(row.find(">offline<") != std::string::npos, row);
+    }
+  }
+
+  d.stop();
+}

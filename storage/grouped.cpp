@@ -57,12 +57,6 @@ void merge(attempt_row& a, const attempt_upsert& u) {
     a.meta = u.meta;
 }
 
-struct log_candidate {
-  const std::string* attempt_id;
-  const log_entry* entry;
-  size_t op; // index of the logs_insert that sends it first
-};
-
 std::string attempt_state_columns(const dialect& d) {
   return "SELECT id, node_id, sync_state, backfill_request_id, log_count, log_max_seq, backfill_failures, "
          "task_id, state, " + d.ts("started_at") + ", " + d.ts("finished_at") + ", " + d.json_text("meta")
@@ -133,27 +127,6 @@ void insert_attempts(op_context& c, const std::vector<const std::string*>& ids, 
     }
     q.exec();
   });
-}
-
-/// Inserts the candidates (ON CONFLICT DO NOTHING); returns which (attempt, seq) were new.
-std::set<std::pair<std::string, int64_t>> insert_logs(op_context& c, const std::vector<log_candidate>& lines) {
-  std::set<std::pair<std::string, int64_t>> inserted;
-  in_slices(lines.size(), c.d.rows_per_statement(5, logs_per_statement), [&](size_t from, size_t to) {
-    std::string text = "INSERT INTO attempt_logs (attempt_id, seq, ts, stream, line) VALUES ";
-    for (size_t i = from; i < to; ++i) {
-      auto n = std::to_string(i - from);
-      text += (i == from ? "(:a" : ", (:a") + n + ", :s" + n + ", :t" + n + ", :st" + n + ", :l" + n + ")";
-    }
-    query q(c.sql, text + " ON CONFLICT (attempt_id, seq) DO NOTHING RETURNING attempt_id, seq");
-    for (size_t i = from; i < to; ++i) {
-      auto n = std::to_string(i - from);
-      auto& e = *lines[i].entry;
-      q.bind("a" + n, *lines[i].attempt_id).bind("s" + n, e.seq).bind("t" + n, e.ts).bind("st" + n, e.stream)
-        .bind("l" + n, e.line);
-    }
-    q.each([&](const soci::row& r) { inserted.emplace(col_str(r, 0), col_int(r, 1)); });
-  });
-  return inserted;
 }
 
 void update_upserted(op_context& c, const std::vector<const std::string*>& ids, const attempt_rows& rows) {
@@ -247,6 +220,26 @@ void finish_jobs(op_context& c, std::vector<job_finish>& jobs) {
 }
 
 } // namespace
+
+std::set<std::pair<std::string, int64_t>> insert_logs(op_context& c, const std::vector<log_candidate>& lines) {
+  std::set<std::pair<std::string, int64_t>> inserted;
+  in_slices(lines.size(), c.d.rows_per_statement(5, logs_per_statement), [&](size_t from, size_t to) {
+    std::string text = "INSERT INTO attempt_logs (attempt_id, seq, ts, stream, line) VALUES ";
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      text += (i == from ? "(:a" : ", (:a") + n + ", :s" + n + ", :t" + n + ", :st" + n + ", :l" + n + ")";
+    }
+    query q(c.sql, text + " ON CONFLICT (attempt_id, seq) DO NOTHING RETURNING attempt_id, seq");
+    for (size_t i = from; i < to; ++i) {
+      auto n = std::to_string(i - from);
+      auto& e = *lines[i].entry;
+      q.bind("a" + n, *lines[i].attempt_id).bind("s" + n, e.seq).bind("t" + n, e.ts).bind("st" + n, e.stream)
+        .bind("l" + n, e.line);
+    }
+    q.each([&](const soci::row& r) { inserted.emplace(col_str(r, 0), col_int(r, 1)); });
+  });
+  return inserted;
+}
 
 void run_attempts(op_context& c, std::span<group_member* const> ms) {
   attempt_rows rows;

@@ -16,6 +16,8 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace nodecoord::storage {
 
@@ -95,6 +97,15 @@ void distinct_runs(size_t n, size_t size, Key key, F f) {
 /// The highest seq s such that 0..s are all stored, or -1.
 int64_t contiguous_high_water(op_context& c, const std::string& attempt_id, int64_t log_count,
                               int64_t log_max_seq);
+/// A log line to insert: the attempt, the line, and the operation that sends it first.
+struct log_candidate {
+  const std::string* attempt_id;
+  const log_entry* entry;
+  size_t op; // index of the logs_insert that sends it first (the run's bookkeeping)
+};
+/// Inserts the lines (multi-row INSERT … ON CONFLICT (attempt_id, seq) DO NOTHING RETURNING);
+/// returns which (attempt, seq) were new. Used by the live log insert and the bundle import.
+std::set<std::pair<std::string, int64_t>> insert_logs(op_context& c, const std::vector<log_candidate>& lines);
 /// mark_pending with explicit attempt ids (the on-demand trigger).
 mark_pending::result_type mark_pending_by_ids(op_context& c, const mark_pending& op);
 

@@ -1,0 +1,947 @@
+#include "storage/bundle.hpp"
+
+#include "common/clock.hpp"
+#include "common/ids.hpp"
+#include "storage/dialect.hpp"
+#include "storage/grouped.hpp"
+#include "storage/query.hpp"
+#include "storage/records.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <set>
+#include <stdexcept>
+
+namespace nodecoord::storage {
+
+namespace {
+
+// Lines keep the order of their fields (and JSON documents the order of their keys) as written.
+using ojson = nlohmann::ordered_json;
+
+constexpr size_t ids_per_statement = 500;
+
+void check_cursor(const std::string& id, const char* what) {
+  if (!id.empty() && !is_uuid(id))
+    throw std::invalid_argument(std::string(what) + ": not a UUID: " + id);
+}
+
+/// "SELECT <columns> FROM <table> [WHERE id > :after] ORDER BY id LIMIT :lim", run.
+template <class Read, class Out>
+void read_page(op_context& c, const std::string& columns, const char* table, const std::string& after,
+               int64_t limit, Read read, Out& out) {
+  check_cursor(after, table);
+  if (limit < 1)
+    return;
+  query q(c.sql, "SELECT " + columns + " FROM " + table + (after.empty() ? "" : " WHERE id > :after")
+                   + " ORDER BY id LIMIT :lim");
+  if (!after.empty())
+    q.bind("after", after);
+  q.bind("lim", limit).each([&](const soci::row& r) { out.push_back(read(r)); });
+}
+
+} // namespace
+
+// --- export ----------------------------------------------------------------------------------
+
+bundle::read_nodes::result_type execute(op_context& c, const bundle::read_nodes& op) {
+  bundle::read_nodes::result_type out;
+  read_page(c, node_columns(c.d), "nodes", op.after_id, op.limit, read_node, out);
+  return out;
+}
+
+bundle::read_attempts::result_type execute(op_context& c, const bundle::read_attempts& op) {
+  bundle::read_attempts::result_type out;
+  read_page(c, attempt_columns(c.d), "node_task_attempts", op.after_id, op.limit, read_attempt, out);
+  return out;
+}
+
+bundle::read_jobs::result_type execute(op_context& c, const bundle::read_jobs& op) {
+  bundle::read_jobs::result_type out;
+  read_page(c, job_columns(c.d), "jobs", op.after_id, op.limit, read_job, out);
+  return out;
+}
+
+bundle::read_logs::result_type execute(op_context& c, const bundle::read_logs& op) {
+  bundle::read_logs::result_type out;
+  check_cursor(op.after_attempt_id, "attempt_logs");
+  if (op.limit < 1)
+    return out;
+  // A row-value comparison: both backends use it as a range on the primary key (attempt_id, seq).
+  bool first = op.after_attempt_id.empty();
+  query q(c.sql, "SELECT attempt_id, seq, " + c.d.ts("ts") + ", stream, line FROM attempt_logs"
+                   + (first ? "" : " WHERE (attempt_id, seq) > (" + c.d.uuid_param("a") + ", "
+                                     + dialect::int_param("s") + ")")
+                   + " ORDER BY attempt_id, seq LIMIT :lim");
+  if (!first)
+    q.bind("a", op.after_attempt_id).bind("s", op.after_seq);
+  q.bind("lim", op.limit).each([&](const soci::row& r) {
+    out.push_back({col_str(r, 0), {col_int(r, 1), col_str(r, 2), col_str(r, 3), col_str(r, 4)}});
+  });
+  return out;
+}
+
+bundle::export_counts::result_type execute(op_context& c, const bundle::export_counts&) {
+  bundle::counts out;
+  query(c.sql, "SELECT (SELECT COUNT(*) FROM nodes), (SELECT COUNT(*) FROM node_task_attempts), "
+               "(SELECT COUNT(*) FROM attempt_logs), (SELECT COUNT(*) FROM jobs)")
+    .each([&](const soci::row& r) {
+      out = {col_int(r, 0), col_int(r, 1), col_int(r, 2), col_int(r, 3)};
+    });
+  return out;
+}
+
+namespace bundle {
+
+namespace {
+
+ojson text_or_null(const std::string& s) {
+  return s.empty() ? ojson(nullptr) : ojson(s);
+}
+
+ojson document_or_null(const std::string& text, const char* what, const std::string& id) {
+  if (text.empty())
+    return nullptr;
+  try {
+    return ojson::parse(text);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string(what) + " of " + id + " is not valid JSON: " + e.what());
+  }
+}
+
+std::string dump(const ojson& j) {
+  // Stored text that is not UTF-8 must not stop an export: invalid bytes become U+FFFD.
+  return j.dump(-1, ' ', false, ojson::error_handler_t::replace);
+}
+
+} // namespace
+
+std::string manifest_line(const counts& n, const std::string& created_at) {
+  ojson j;
+  j["type"] = "manifest";
+  j["format"] = format_name;
+  j["version"] = format_version;
+  j["created_at"] = created_at;
+  j["counts"] = ojson{{"nodes", n.nodes}, {"attempts", n.attempts}, {"logs", n.logs}, {"jobs", n.jobs}};
+  return dump(j);
+}
+
+std::string line(const node_record& n) {
+  ojson j;
+  j["type"] = "node";
+  j["id"] = n.id;
+  j["name"] = n.name;
+  j["status"] = n.status;
+  j["session_epoch"] = n.session_epoch;
+  j["connected_at"] = text_or_null(n.connected_at);
+  j["disconnected_at"] = text_or_null(n.disconnected_at);
+  j["disconnect_reason"] = text_or_null(n.disconnect_reason);
+  j["last_seen_at"] = text_or_null(n.last_seen_at);
+  j["capabilities"] = document_or_null(n.capabilities, "capabilities of node", n.id);
+  j["created_at"] = n.created_at;
+  j["disabled_at"] = text_or_null(n.disabled_at);
+  return dump(j);
+}
+
+std::string line(const attempt_record& a) {
+  ojson j;
+  j["type"] = "attempt";
+  j["id"] = a.id;
+  j["node_id"] = a.node_id;
+  j["task_id"] = a.task_id;
+  j["state"] = a.state;
+  j["sync_state"] = a.sync_state;
+  j["backfill_request_id"] = text_or_null(a.backfill_request_id);
+  j["sync_requested_at"] = text_or_null(a.sync_requested_at);
+  j["last_full_sync_at"] = text_or_null(a.last_full_sync_at);
+  j["backfill_failures"] = a.backfill_failures;
+  j["started_at"] = text_or_null(a.started_at);
+  j["finished_at"] = text_or_null(a.finished_at);
+  j["meta"] = document_or_null(a.meta, "meta of attempt", a.id);
+  j["created_at"] = a.created_at;
+  j["updated_at"] = a.updated_at;
+  return dump(j);
+}
+
+std::string line(const log_row& l) {
+  ojson j;
+  j["type"] = "log";
+  j["attempt_id"] = l.attempt_id;
+  j["seq"] = l.entry.seq;
+  j["ts"] = l.entry.ts;
+  j["stream"] = l.entry.stream;
+  j["line"] = l.entry.line;
+  return dump(j);
+}
+
+std::string line(const job_record& r) {
+  ojson j;
+  j["type"] = "job";
+  j["id"] = r.id;
+  j["job_type"] = r.type;
+  j["status"] = r.status;
+  j["node_id"] = text_or_null(r.node_id);
+  j["attempt_count"] = r.attempt_count;
+  j["detail"] = document_or_null(r.detail, "detail of job", r.id);
+  j["error"] = text_or_null(r.error);
+  j["created_at"] = r.created_at;
+  j["started_at"] = text_or_null(r.started_at);
+  j["finished_at"] = text_or_null(r.finished_at);
+  return dump(j);
+}
+
+void write_all(op_context& c, const std::string& created_at, const std::function<void(const std::string&)>& emit,
+               int64_t page) {
+  if (page < 1)
+    throw std::invalid_argument("write_all: page must be positive");
+  emit(manifest_line(execute(c, export_counts{}), created_at));
+  auto pages = [&](auto op, auto next) {
+    while (true) {
+      auto rows = execute(c, op);
+      for (auto& r : rows)
+        emit(line(r));
+      if (rows.size() < static_cast<size_t>(page))
+        return;
+      next(op, rows.back());
+    }
+  };
+  auto by_id = [](auto& op, const auto& last) { op.after_id = last.id; };
+  pages(read_nodes{"", page}, by_id);
+  pages(read_attempts{"", page}, by_id);
+  pages(read_logs{"", -1, page}, [](read_logs& op, const log_row& last) {
+    op.after_attempt_id = last.attempt_id;
+    op.after_seq = last.entry.seq;
+  });
+  pages(read_jobs{"", page}, by_id);
+}
+
+// --- parse -----------------------------------------------------------------------------------
+
+namespace {
+
+struct line_error {
+  size_t line;
+  std::string message;
+};
+
+[[noreturn]] void fail(size_t line, const std::string& what) {
+  throw line_error{line, "line " + std::to_string(line) + ": " + what};
+}
+
+std::string json_quoted(const std::string& s) {
+  return ojson(s).dump(-1, ' ', false, ojson::error_handler_t::replace);
+}
+
+const std::set<std::string> node_statuses{"online", "offline", "disabled"};
+const std::set<std::string> attempt_states{"queued", "running", "succeeded", "failed", "cancelled"};
+const std::set<std::string> sync_states{"partial", "pending_backfill", "complete", "failed"};
+const std::set<std::string> streams{"stdout", "stderr", "system"};
+const std::set<std::string> job_types{"backfill", "reconcile", "bundle_export", "bundle_import"};
+const std::set<std::string> job_statuses{"queued", "running", "succeeded", "failed", "cancelled", "expired",
+                                         "abandoned"};
+
+std::string list(const std::set<std::string>& values) {
+  std::string out;
+  for (auto& v : values)
+    out += (out.empty() ? "" : ", ") + v;
+  return out;
+}
+
+/// Reads the fields of one line's object; every failure names the line, the kind and the field.
+class fields {
+public:
+  fields(const ojson& j, size_t line, const char* kind) : j_(j), line_(line), kind_(kind) {}
+
+  [[noreturn]] void fail_field(const std::string& key, const std::string& what) const {
+    fail(line_, std::string(kind_) + ": field \"" + key + "\" " + what);
+  }
+
+  /// A string ("" for null when nullable). `non_empty`: "" is refused.
+  std::string str(const char* key, bool nullable, bool non_empty = false) const {
+    auto& v = get(key);
+    if (v.is_null()) {
+      if (!nullable)
+        fail_field(key, "must not be null");
+      return {};
+    }
+    if (!v.is_string())
+      fail_field(key, nullable ? "must be a string or null" : "must be a string");
+    auto s = v.get<std::string>();
+    if (non_empty && s.empty())
+      fail_field(key, "must not be empty");
+    if (s.find('\0') != std::string::npos)
+      fail_field(key, "must not contain a NUL character");
+    return s;
+  }
+
+  std::string uuid(const char* key, bool nullable) const {
+    auto s = str(key, nullable);
+    if (s.empty()) {
+      if (!nullable)
+        fail_field(key, "must be a UUID");
+      return s;
+    }
+    if (!is_uuid(s))
+      fail_field(key, "must be a UUID, not " + json_quoted(s));
+    // One spelling, as the protocol does: PostgreSQL reads UUIDs back in lower case.
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    return s;
+  }
+
+  /// A time, normalised to the stored form ("" for null when nullable).
+  std::string time(const char* key, bool nullable) const {
+    auto s = str(key, nullable);
+    if (s.empty()) {
+      if (!nullable)
+        fail_field(key, "must be an RFC 3339 time");
+      return s;
+    }
+    auto t = parse_time(s);
+    if (!t)
+      fail_field(key, "must be an RFC 3339 time, not " + json_quoted(s));
+    return format_time(*t);
+  }
+
+  int64_t integer(const char* key, int64_t min, int64_t max = std::numeric_limits<int64_t>::max()) const {
+    auto& v = get(key);
+    if (!v.is_number_integer())
+      fail_field(key, "must be an integer");
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(max))
+      fail_field(key, "must be at most " + std::to_string(max));
+    auto n = v.get<int64_t>();
+    if (n < min || n > max)
+      fail_field(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    return n;
+  }
+
+  std::string one_of(const char* key, const std::set<std::string>& allowed) const {
+    auto s = str(key, false);
+    if (!allowed.count(s))
+      fail_field(key, "must be one of " + list(allowed) + ", not " + json_quoted(s));
+    return s;
+  }
+
+  /// A JSON object or null, as compact text ("" for null).
+  std::string document(const char* key) const {
+    auto& v = get(key);
+    if (v.is_null())
+      return {};
+    if (!v.is_object())
+      fail_field(key, "must be a JSON object or null");
+    auto text = v.dump();
+    if (text.find("\\u0000") != std::string::npos) // PostgreSQL's JSONB refuses it
+      fail_field(key, "must not contain a NUL character");
+    return text;
+  }
+
+private:
+  const ojson& get(const char* key) const {
+    auto i = j_.find(key);
+    if (i == j_.end())
+      fail(line_, std::string(kind_) + ": missing field \"" + key + "\"");
+    return *i;
+  }
+
+  const ojson& j_;
+  size_t line_;
+  const char* kind_;
+};
+
+/// Remembers the line of each key; a key seen twice fails on its second line.
+template <class Key>
+class unique_keys {
+public:
+  explicit unique_keys(const char* what) : what_(what) {}
+  void add(const Key& key, size_t line, const std::string& shown) {
+    auto [i, fresh] = seen_.emplace(key, line);
+    if (!fresh)
+      fail(line, std::string(what_) + " " + shown + " appears twice (first on line " + std::to_string(i->second)
+                   + ")");
+  }
+  bool contains(const Key& key) const { return seen_.count(key) > 0; }
+
+private:
+  const char* what_;
+  std::map<Key, size_t> seen_;
+};
+
+manifest read_manifest(const ojson& j) {
+  fields f(j, 1, "manifest");
+  manifest m;
+  auto format = f.str("format", false);
+  if (format != format_name)
+    f.fail_field("format", "must be " + json_quoted(format_name) + ", not " + json_quoted(format));
+  m.version = f.integer("version", std::numeric_limits<int64_t>::min());
+  if (m.version > format_version)
+    fail(1, "bundle version " + std::to_string(m.version) + " is newer than this nodecoordd reads (version "
+              + std::to_string(format_version) + "); import it with a newer nodecoordd");
+  if (m.version != format_version)
+    fail(1, "bundle version " + std::to_string(m.version) + " is not supported (this nodecoordd reads version "
+              + std::to_string(format_version) + ")");
+  m.created_at = f.time("created_at", false);
+  auto c = j.find("counts");
+  if (c == j.end())
+    fail(1, "manifest: missing field \"counts\"");
+  if (!c->is_object())
+    f.fail_field("counts", "must be an object");
+  fields n(*c, 1, "manifest: counts");
+  m.declared = {n.integer("nodes", 0), n.integer("attempts", 0), n.integer("logs", 0), n.integer("jobs", 0)};
+  return m;
+}
+
+node_record read_node_line(const fields& f) {
+  node_record n;
+  n.id = f.uuid("id", false);
+  n.name = f.str("name", false, true);
+  n.status = f.one_of("status", node_statuses);
+  n.session_epoch = f.integer("session_epoch", 0);
+  n.connected_at = f.time("connected_at", true);
+  n.disconnected_at = f.time("disconnected_at", true);
+  n.disconnect_reason = f.str("disconnect_reason", true);
+  n.last_seen_at = f.time("last_seen_at", true);
+  n.capabilities = f.document("capabilities");
+  n.created_at = f.time("created_at", false);
+  n.disabled_at = f.time("disabled_at", true);
+  return n;
+}
+
+attempt_record read_attempt_line(const fields& f) {
+  attempt_record a;
+  a.id = f.uuid("id", false);
+  a.node_id = f.uuid("node_id", false);
+  a.task_id = f.str("task_id", false);
+  a.state = f.one_of("state", attempt_states);
+  a.sync_state = f.one_of("sync_state", sync_states);
+  a.backfill_request_id = f.uuid("backfill_request_id", true);
+  // The schema's CHECK, said with the line number.
+  if ((a.sync_state == "pending_backfill") != !a.backfill_request_id.empty())
+    f.fail_field("backfill_request_id", "must be set exactly when sync_state is pending_backfill");
+  a.sync_requested_at = f.time("sync_requested_at", true);
+  a.last_full_sync_at = f.time("last_full_sync_at", true);
+  a.backfill_failures = f.integer("backfill_failures", 0, std::numeric_limits<int32_t>::max());
+  a.started_at = f.time("started_at", true);
+  a.finished_at = f.time("finished_at", true);
+  a.meta = f.document("meta");
+  a.created_at = f.time("created_at", false);
+  a.updated_at = f.time("updated_at", false);
+  a.log_count = 0;
+  a.log_max_seq = -1;
+  return a;
+}
+
+log_row read_log_line(const fields& f) {
+  log_row l;
+  l.attempt_id = f.uuid("attempt_id", false);
+  l.entry.seq = f.integer("seq", 0);
+  l.entry.ts = f.time("ts", false);
+  l.entry.stream = f.one_of("stream", streams);
+  l.entry.line = f.str("line", false);
+  return l;
+}
+
+job_record read_job_line(const fields& f) {
+  job_record j;
+  j.id = f.uuid("id", false);
+  j.type = f.one_of("job_type", job_types);
+  j.status = f.one_of("status", job_statuses);
+  j.node_id = f.uuid("node_id", true);
+  j.attempt_count = f.integer("attempt_count", 0, std::numeric_limits<int32_t>::max());
+  j.detail = f.document("detail");
+  j.error = f.str("error", true);
+  j.created_at = f.time("created_at", false);
+  j.started_at = f.time("started_at", true);
+  j.finished_at = f.time("finished_at", true);
+  return j;
+}
+
+void check_count(const char* what, int64_t declared, size_t found) {
+  if (declared != static_cast<int64_t>(found))
+    fail(1, std::string("manifest: counts.") + what + " is " + std::to_string(declared) + " but the bundle has "
+              + std::to_string(found) + " " + what + " lines");
+}
+
+parsed parse_lines(std::string_view text) {
+  parsed out;
+  unique_keys<std::string> node_ids("node id"), node_names("node name"), attempt_ids("attempt id"),
+    job_ids("job id");
+  unique_keys<std::pair<std::string, int64_t>> log_keys("log line");
+  size_t number = 0;
+  size_t pos = 0;
+  bool have_manifest = false;
+  while (pos < text.size()) {
+    ++number;
+    auto end = text.find('\n', pos);
+    auto raw = text.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
+    pos = end == std::string_view::npos ? text.size() : end + 1;
+    if (!raw.empty() && raw.back() == '\r')
+      raw.remove_suffix(1);
+    if (raw.empty())
+      fail(number, "empty line (only the last line may end with a newline)");
+    ojson j;
+    try {
+      j = ojson::parse(raw);
+    } catch (const ojson::parse_error& e) {
+      fail(number, std::string("not valid JSON: ") + e.what());
+    }
+    if (!j.is_object())
+      fail(number, "not a JSON object");
+    auto t = j.find("type");
+    if (t == j.end())
+      fail(number, "missing field \"type\"");
+    if (!t->is_string())
+      fail(number, "field \"type\" must be a string");
+    auto type = t->get<std::string>();
+    if (number == 1) {
+      if (type != "manifest")
+        fail(1, "the first line must be the manifest ({\"type\":\"manifest\",\"format\":\"nodecoord-bundle\",...}), "
+                "not a " + json_quoted(type) + " line");
+      out.header = read_manifest(j);
+      have_manifest = true;
+      continue;
+    }
+    if (type == "manifest")
+      fail(number, "a second manifest (the manifest is the first line only)");
+    if (type == "node") {
+      auto n = read_node_line(fields(j, number, "node"));
+      node_ids.add(n.id, number, json_quoted(n.id));
+      node_names.add(n.name, number, json_quoted(n.name));
+      out.nodes.push_back({number, std::move(n)});
+    } else if (type == "attempt") {
+      auto a = read_attempt_line(fields(j, number, "attempt"));
+      attempt_ids.add(a.id, number, json_quoted(a.id));
+      out.attempts.push_back({number, std::move(a)});
+    } else if (type == "log") {
+      auto l = read_log_line(fields(j, number, "log"));
+      log_keys.add({l.attempt_id, l.entry.seq}, number,
+                   "(" + json_quoted(l.attempt_id) + ", " + std::to_string(l.entry.seq) + ")");
+      out.logs.push_back({number, std::move(l)});
+    } else if (type == "job") {
+      auto r = read_job_line(fields(j, number, "job"));
+      job_ids.add(r.id, number, json_quoted(r.id));
+      out.jobs.push_back({number, std::move(r)});
+    } else {
+      fail(number, "unknown type " + json_quoted(type) + " (manifest, node, attempt, log, job)");
+    }
+  }
+  if (!have_manifest)
+    fail(1, "empty bundle: the first line must be the manifest");
+  check_count("nodes", out.header.declared.nodes, out.nodes.size());
+  check_count("attempts", out.header.declared.attempts, out.attempts.size());
+  check_count("logs", out.header.declared.logs, out.logs.size());
+  check_count("jobs", out.header.declared.jobs, out.jobs.size());
+  return out;
+}
+
+} // namespace
+
+std::variant<parsed, parse_error> parse(std::string_view text) {
+  try {
+    return parse_lines(text);
+  } catch (const line_error& e) {
+    return parse_error{e.line, e.message};
+  }
+}
+
+} // namespace bundle
+
+// --- import ----------------------------------------------------------------------------------
+
+namespace {
+
+using bundle::import_bundle;
+using bundle::parsed;
+using kind_counts = import_bundle::result_type::kind;
+
+bool same_document(const std::string& a, const std::string& b) {
+  if (a.empty() || b.empty())
+    return a.empty() && b.empty();
+  try { // JSONB reorders keys and spaces: compare values
+    return nlohmann::json::parse(a) == nlohmann::json::parse(b);
+  } catch (const std::exception&) {
+    return a == b;
+  }
+}
+
+/// What a bundle row becomes when it is written.
+std::string imported_status(const node_record& n) {
+  return n.disabled_at.empty() ? "offline" : "disabled";
+}
+
+attempt_record imported(attempt_record a) {
+  if (a.sync_state == "pending_backfill") {
+    a.sync_state = "partial"; // no request survives
+    a.backfill_request_id.clear();
+  }
+  return a;
+}
+
+job_record imported(job_record j, const std::string& exported_at) {
+  if (j.status == "queued" || j.status == "running") {
+    if (j.error.empty())
+      j.error = "imported while " + j.status;
+    if (j.finished_at.empty())
+      j.finished_at = exported_at;
+    j.status = "abandoned";
+  }
+  return j;
+}
+
+bool same_node(const node_record& db, const node_record& b) {
+  return db.name == b.name && (db.status == b.status || db.status == imported_status(b))
+         && db.session_epoch == b.session_epoch && db.connected_at == b.connected_at
+         && db.disconnected_at == b.disconnected_at && db.disconnect_reason == b.disconnect_reason
+         && db.last_seen_at == b.last_seen_at && same_document(db.capabilities, b.capabilities)
+         && db.created_at == b.created_at && db.disabled_at == b.disabled_at;
+}
+
+bool same_attempt_as(const attempt_record& db, const attempt_record& b) {
+  return db.node_id == b.node_id && db.task_id == b.task_id && db.state == b.state
+         && db.sync_state == b.sync_state && db.backfill_request_id == b.backfill_request_id
+         && db.sync_requested_at == b.sync_requested_at && db.last_full_sync_at == b.last_full_sync_at
+         && db.backfill_failures == b.backfill_failures && db.started_at == b.started_at
+         && db.finished_at == b.finished_at && same_document(db.meta, b.meta) && db.created_at == b.created_at
+         && db.updated_at == b.updated_at;
+}
+
+bool same_attempt(const attempt_record& db, const attempt_record& b) {
+  return same_attempt_as(db, b) || same_attempt_as(db, imported(b));
+}
+
+bool same_job_as(const job_record& db, const job_record& b) {
+  return db.type == b.type && db.status == b.status && db.node_id == b.node_id
+         && db.attempt_count == b.attempt_count && same_document(db.detail, b.detail) && db.error == b.error
+         && db.created_at == b.created_at && db.started_at == b.started_at && db.finished_at == b.finished_at;
+}
+
+bool same_job(const job_record& db, const job_record& b, const std::string& exported_at) {
+  return same_job_as(db, b) || same_job_as(db, imported(b, exported_at));
+}
+
+/// Reads rows by id (bounded IN lists): `select` is "SELECT … WHERE <col> IN ".
+template <class F>
+void read_by_ids(op_context& c, const std::string& select, const std::vector<std::string>& ids, F f) {
+  for (auto& chunk : chunks(ids, c.d.rows_per_statement(1, ids_per_statement)))
+    query(c.sql, select + query::in_list("i", chunk.size())).bind_list("i", chunk).each(f);
+}
+
+/// Inserts rows in multi-row statements: `columns` names them, `row(i, n)` gives the VALUES
+/// tuple of row i with parameter suffix n, `bind(q, i, n)` binds it.
+template <class Row, class Bind>
+void insert_rows(op_context& c, const char* table, const std::string& columns, size_t params_per_row,
+                 size_t count, Row row, Bind bind) {
+  in_slices(count, c.d.rows_per_statement(params_per_row, 100), [&](size_t from, size_t to) {
+    std::string values;
+    for (size_t i = from; i < to; ++i)
+      values += (i == from ? "" : ", ") + row(std::to_string(i - from));
+    query q(c.sql, std::string("INSERT INTO ") + table + " (" + columns + ") VALUES " + values);
+    for (size_t i = from; i < to; ++i)
+      bind(q, i, std::to_string(i - from));
+    q.exec();
+  });
+}
+
+class importer {
+public:
+  importer(op_context& c, const parsed& b) : c_(c), b_(b) {}
+
+  import_bundle::result_type run() {
+    check_references();
+    import_nodes();
+    import_attempts();
+    import_logs();
+    import_jobs();
+    return out_;
+  }
+
+private:
+  enum class fate { inserted, skipped, conflicting, blocked };
+
+  /// Every attempt's and job's node, and every log's attempt, that the bundle does not hold
+  /// must be in the database.
+  void check_references() {
+    std::set<std::string> bundle_nodes, bundle_attempts;
+    for (auto& n : b_.nodes)
+      bundle_nodes.insert(n.record.id);
+    for (auto& a : b_.attempts)
+      bundle_attempts.insert(a.record.id);
+    std::map<std::string, std::pair<size_t, const char*>> nodes, attempts; // id -> first line, kind
+    for (auto& a : b_.attempts)
+      if (!bundle_nodes.count(a.record.node_id))
+        nodes.emplace(a.record.node_id, std::pair{a.line, "attempt"});
+    for (auto& j : b_.jobs)
+      if (!j.record.node_id.empty() && !bundle_nodes.count(j.record.node_id))
+        nodes.emplace(j.record.node_id, std::pair{j.line, "job"});
+    for (auto& l : b_.logs)
+      if (!bundle_attempts.count(l.record.attempt_id))
+        attempts.emplace(l.record.attempt_id, std::pair{l.line, "log"});
+    auto require = [&](const char* table, const char* what, std::map<std::string, std::pair<size_t, const char*>>& refs) {
+      std::vector<std::string> ids;
+      for (auto& [id, _] : refs)
+        ids.push_back(id);
+      read_by_ids(c_, std::string("SELECT id FROM ") + table + " WHERE id IN ", ids,
+                  [&](const soci::row& r) { refs.erase(col_str(r, 0)); });
+      if (refs.empty())
+        return;
+      // The first line that names a missing one.
+      auto first = std::min_element(refs.begin(), refs.end(),
+                                    [](auto& x, auto& y) { return x.second.first < y.second.first; });
+      throw std::runtime_error("line " + std::to_string(first->second.first) + ": " + first->second.second + ": "
+                               + what + " " + first->first + " is neither in the bundle nor in the database");
+    };
+    require("nodes", "node", nodes);
+    require("node_task_attempts", "attempt", attempts);
+  }
+
+  void import_nodes() {
+    std::vector<std::string> ids, names;
+    for (auto& n : b_.nodes) {
+      ids.push_back(n.record.id);
+      names.push_back(n.record.name);
+    }
+    std::map<std::string, node_record> by_id;
+    read_by_ids(c_, "SELECT " + node_columns(c_.d) + " FROM nodes WHERE id IN ", ids,
+                [&](const soci::row& r) { auto n = read_node(r); by_id.emplace(n.id, std::move(n)); });
+    std::set<std::string> taken_names;
+    read_by_ids(c_, "SELECT name FROM nodes WHERE name IN ", names,
+                [&](const soci::row& r) { taken_names.insert(col_str(r, 0)); });
+    std::vector<const node_record*> fresh;
+    for (auto& [line, n] : b_.nodes) {
+      auto i = by_id.find(n.id);
+      if (i != by_id.end()) {
+        node_fate_[n.id] = same_node(i->second, n) ? fate::skipped : fate::conflicting;
+      } else if (taken_names.count(n.name)) {
+        node_fate_[n.id] = fate::blocked; // another node has the name: this one cannot be stored
+      } else {
+        node_fate_[n.id] = fate::inserted;
+        fresh.push_back(&n);
+      }
+      count(out_.nodes, node_fate_[n.id]);
+    }
+    insert_rows(
+      c_, "nodes",
+      "id, name, key_id, key_hash, status, session_epoch, connected_at, disconnected_at, disconnect_reason, "
+      "last_seen_at, capabilities, created_at, disabled_at",
+      12, fresh.size(),
+      [&](const std::string& n) {
+        return "(:i" + n + ", :n" + n + ", :k" + n + ", '', :s" + n + ", :e" + n + ", :ca" + n + ", :da" + n
+               + ", :r" + n + ", :la" + n + ", " + c_.d.json_param("cap" + n) + ", :cr" + n + ", :di" + n + ")";
+      },
+      [&](query& q, size_t i, const std::string& n) {
+        auto& r = *fresh[i];
+        // A fresh key id nobody holds the secret of: an operator rotates the key to let it in.
+        q.bind("i" + n, r.id).bind("n" + n, r.name).bind("k" + n, random_hex(8)).bind("s" + n, imported_status(r))
+          .bind("e" + n, r.session_epoch).bind_nullable("ca" + n, r.connected_at)
+          .bind_nullable("da" + n, r.disconnected_at).bind_nullable("r" + n, r.disconnect_reason)
+          .bind_nullable("la" + n, r.last_seen_at).bind_nullable("cap" + n, r.capabilities)
+          .bind("cr" + n, r.created_at).bind_nullable("di" + n, r.disabled_at);
+      });
+  }
+
+  /// A bundle node that could not be stored (its name is taken) takes its rows with it.
+  bool node_blocked(const std::string& node_id) const {
+    auto i = node_fate_.find(node_id);
+    return i != node_fate_.end() && i->second == fate::blocked;
+  }
+
+  void import_attempts() {
+    std::vector<std::string> ids;
+    for (auto& a : b_.attempts)
+      ids.push_back(a.record.id);
+    std::map<std::string, attempt_record> by_id;
+    read_by_ids(c_, "SELECT " + attempt_columns(c_.d) + " FROM node_task_attempts WHERE id IN ", ids,
+                [&](const soci::row& r) { auto a = read_attempt(r); by_id.emplace(a.id, std::move(a)); });
+    std::vector<attempt_record> fresh;
+    for (auto& [line, a] : b_.attempts) {
+      fate f;
+      auto i = by_id.find(a.id);
+      if (node_blocked(a.node_id))
+        f = fate::blocked;
+      else if (i != by_id.end())
+        f = same_attempt(i->second, a) ? fate::skipped : fate::conflicting;
+      else {
+        f = fate::inserted;
+        fresh.push_back(imported(a));
+      }
+      attempt_fate_[a.id] = f;
+      count(out_.attempts, f);
+    }
+    // Counters start empty; the log import below raises them as the live insert does.
+    insert_rows(
+      c_, "node_task_attempts",
+      "id, node_id, task_id, state, sync_state, backfill_request_id, sync_requested_at, last_full_sync_at, "
+      "backfill_failures, log_count, log_max_seq, started_at, finished_at, meta, created_at, updated_at",
+      14, fresh.size(),
+      [&](const std::string& n) {
+        return "(:i" + n + ", :o" + n + ", :t" + n + ", :s" + n + ", :y" + n + ", :r" + n + ", :q" + n + ", :l"
+               + n + ", :f" + n + ", 0, NULL, :b" + n + ", :e" + n + ", " + c_.d.json_param("m" + n) + ", :c" + n
+               + ", :u" + n + ")";
+      },
+      [&](query& q, size_t i, const std::string& n) {
+        auto& a = fresh[i];
+        q.bind("i" + n, a.id).bind("o" + n, a.node_id).bind("t" + n, a.task_id).bind("s" + n, a.state)
+          .bind("y" + n, a.sync_state).bind_nullable("r" + n, a.backfill_request_id)
+          .bind_nullable("q" + n, a.sync_requested_at).bind_nullable("l" + n, a.last_full_sync_at)
+          .bind("f" + n, a.backfill_failures).bind_nullable("b" + n, a.started_at)
+          .bind_nullable("e" + n, a.finished_at).bind_nullable("m" + n, a.meta).bind("c" + n, a.created_at)
+          .bind("u" + n, a.updated_at);
+      });
+  }
+
+  void import_logs() {
+    // Lines are rows of their own, keyed by (attempt_id, seq): every line of an attempt that is
+    // stored (inserted now, there already — identical or not —, or only in the database) is
+    // offered to the live path's insert. Only the lines of an attempt that could not be stored
+    // (its node's name is taken) are held back.
+    std::vector<log_candidate> offered; // op: index into offered_rows
+    std::vector<const bundle::log_row*> offered_rows, held;
+    for (auto& [line, l] : b_.logs) {
+      auto i = attempt_fate_.find(l.attempt_id);
+      bool stored = i == attempt_fate_.end() || i->second != fate::blocked;
+      if (stored) {
+        offered.push_back({&l.attempt_id, &l.entry, offered_rows.size()});
+        offered_rows.push_back(&l);
+      } else {
+        held.push_back(&l);
+      }
+    }
+    auto inserted = insert_logs(c_, offered);
+    // Counters as the live insert keeps them: log_count counts the stored lines, log_max_seq is
+    // the highest stored seq.
+    std::map<std::string, std::pair<int64_t, int64_t>> added; // attempt -> (lines, max seq)
+    for (auto& [attempt, seq] : inserted) {
+      auto& [n, max] = added.emplace(attempt, std::pair<int64_t, int64_t>{0, -1}).first->second;
+      ++n;
+      max = std::max(max, seq);
+    }
+    add_counters(added);
+    out_.logs.inserted = static_cast<int64_t>(inserted.size());
+    // The rest: an equal stored line is skipped, anything else conflicting.
+    std::vector<const bundle::log_row*> existing = held;
+    for (auto& cand : offered)
+      if (!inserted.count({*cand.attempt_id, cand.entry->seq}))
+        existing.push_back(offered_rows[cand.op]);
+    classify_existing_lines(existing);
+  }
+
+  void add_counters(const std::map<std::string, std::pair<int64_t, int64_t>>& added) {
+    std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> rows(added.begin(), added.end());
+    in_slices(rows.size(), c_.d.rows_per_statement(3, 100), [&](size_t from, size_t to) {
+      std::string values;
+      for (size_t i = from; i < to; ++i) {
+        auto n = std::to_string(i - from);
+        values += (i == from ? "(" : ", (") + c_.d.uuid_param("i" + n) + ", " + dialect::int_param("n" + n) + ", "
+                  + dialect::int_param("m" + n) + ")";
+      }
+      query q(c_.sql, "UPDATE node_task_attempts SET log_count = log_count + v.v_lines, log_max_seq = CASE WHEN "
+                      "log_max_seq IS NULL OR log_max_seq < v.v_max THEN v.v_max ELSE log_max_seq END FROM "
+                        + c_.d.values_table("v", "v_id, v_lines, v_max", values)
+                        + " WHERE node_task_attempts.id = v.v_id");
+      for (size_t i = from; i < to; ++i) {
+        auto n = std::to_string(i - from);
+        q.bind("i" + n, rows[i].first).bind("n" + n, rows[i].second.first).bind("m" + n, rows[i].second.second);
+      }
+      q.exec();
+    });
+  }
+
+  void classify_existing_lines(const std::vector<const bundle::log_row*>& lines) {
+    std::map<std::pair<std::string, int64_t>, const log_entry*> wanted;
+    std::set<std::string> attempt_set;
+    for (auto* l : lines) {
+      wanted.emplace(std::pair{l->attempt_id, l->entry.seq}, &l->entry);
+      attempt_set.insert(l->attempt_id);
+    }
+    std::vector<std::string> attempts(attempt_set.begin(), attempt_set.end());
+    int64_t same = 0;
+    read_by_ids(c_, "SELECT attempt_id, seq, " + c_.d.ts("ts") + ", stream, line FROM attempt_logs WHERE attempt_id IN ",
+                attempts, [&](const soci::row& r) {
+                  auto i = wanted.find({col_str(r, 0), col_int(r, 1)});
+                  if (i != wanted.end() && i->second->ts == col_str(r, 2) && i->second->stream == col_str(r, 3)
+                      && i->second->line == col_str(r, 4))
+                    ++same;
+                });
+    out_.logs.skipped += same;
+    out_.logs.conflicting += static_cast<int64_t>(lines.size()) - same;
+  }
+
+  void import_jobs() {
+    std::vector<std::string> ids;
+    for (auto& j : b_.jobs)
+      ids.push_back(j.record.id);
+    std::map<std::string, job_record> by_id;
+    read_by_ids(c_, "SELECT " + job_columns(c_.d) + " FROM jobs WHERE id IN ", ids,
+                [&](const soci::row& r) { auto j = read_job(r); by_id.emplace(j.id, std::move(j)); });
+    const auto& exported_at = b_.header.created_at;
+    std::vector<job_record> fresh;
+    for (auto& [line, j] : b_.jobs) {
+      fate f;
+      auto i = by_id.find(j.id);
+      if (!j.node_id.empty() && node_blocked(j.node_id))
+        f = fate::blocked;
+      else if (i != by_id.end())
+        f = same_job(i->second, j, exported_at) ? fate::skipped : fate::conflicting;
+      else {
+        f = fate::inserted;
+        fresh.push_back(imported(j, exported_at));
+      }
+      count(out_.jobs, f);
+    }
+    insert_rows(
+      c_, "jobs", "id, type, status, node_id, attempt_count, detail, error, created_at, started_at, finished_at", 10,
+      fresh.size(),
+      [&](const std::string& n) {
+        return "(:i" + n + ", :t" + n + ", :s" + n + ", :n" + n + ", :a" + n + ", " + c_.d.json_param("d" + n) + ", :e"
+               + n + ", :c" + n + ", :b" + n + ", :f" + n + ")";
+      },
+      [&](query& q, size_t i, const std::string& n) {
+        auto& j = fresh[i];
+        q.bind("i" + n, j.id).bind("t" + n, j.type).bind("s" + n, j.status).bind_nullable("n" + n, j.node_id)
+          .bind("a" + n, j.attempt_count).bind_nullable("d" + n, j.detail).bind_nullable("e" + n, j.error)
+          .bind("c" + n, j.created_at).bind_nullable("b" + n, j.started_at).bind_nullable("f" + n, j.finished_at);
+      });
+  }
+
+  static void count(kind_counts& k, fate f) {
+    switch (f) {
+      case fate::inserted: ++k.inserted; break;
+      case fate::skipped: ++k.skipped; break;
+      case fate::conflicting:
+      case fate::blocked: ++k.conflicting; break;
+    }
+  }
+
+  op_context& c_;
+  const parsed& b_;
+  import_bundle::result_type out_;
+  std::map<std::string, fate> node_fate_;
+  std::map<std::string, fate> attempt_fate_;
+};
+
+} // namespace
+
+bundle::import_bundle::result_type execute(op_context& c, const bundle::import_bundle& op) {
+  if (!op.bundle)
+    throw std::invalid_argument("import_bundle: no bundle");
+  if (!op.dry_run)
+    return importer(c, *op.bundle).run();
+  // The same statements, undone: the counts are exactly those of a real import.
+  c.sql << "SAVEPOINT nc_bundle_dry";
+  try {
+    auto out = importer(c, *op.bundle).run();
+    c.sql << "ROLLBACK TO SAVEPOINT nc_bundle_dry";
+    c.sql << "RELEASE SAVEPOINT nc_bundle_dry";
+    return out;
+  } catch (...) {
+    try {
+      c.sql << "ROLLBACK TO SAVEPOINT nc_bundle_dry";
+      c.sql << "RELEASE SAVEPOINT nc_bundle_dry";
+    } catch (...) { // the transaction is lost anyway; the original error is what counts
+    }
+    throw;
+  }
+}
+
+} // namespace nodecoord::storage

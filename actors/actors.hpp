@@ -2,6 +2,9 @@
 // Every typed actor interface of nodecoordd (DESIGN §1), one comment line per message.
 // Message payloads are the plain structs of storage/operations.hpp; they never leave the process,
 // so they are allowed as local message types without serialization code.
+#include "actors/messages.hpp"
+#include "storage/admin_ops.hpp"
+#include "storage/bundle.hpp"
 #include "storage/batch_executor.hpp"
 #include "storage/operations.hpp"
 
@@ -42,23 +45,6 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using pace_atom = caf::atom_constant<caf::atom("pace")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
 
-/// What the storage actor reports about itself (readiness, metrics).
-struct storage_status {
-  bool available = false;  // connected and migrated: "database unavailable" otherwise
-  std::string backend;     // sqlite | postgresql
-  std::string url;         // password redacted
-  std::string last_error;  // the latest connection or transient error, if any
-  int schema_version = 0;
-  uint64_t queued = 0;     // operations waiting for a commit
-  storage::executor_stats stats;
-};
-
-/// The result of startup (DESIGN §1 Startup): schema migrated, recovery applied.
-struct startup_report {
-  int schema_from = 0;
-  int schema_to = 0;
-  storage::reset_all_pending::result_type recovery;
-};
 
 /// storage: the only owner of the database session. Every operation is queued in arrival order,
 /// applied in batches (one transaction each) and answered after its batch commits.
@@ -124,42 +110,20 @@ using storage_actor = caf::typed_actor<
   // Query jobs, newest first.
   caf::replies_to<storage::job_query>::with<storage::job_query::result_type>,
   // Counts by status for operators.
-  caf::replies_to<storage::count_summary>::with<storage::count_summary::result_type>>;
+  caf::replies_to<storage::count_summary>::with<storage::count_summary::result_type>,
+  // Attempts by id, filtered (keyset page).
+  caf::replies_to<storage::attempt_list>::with<storage::attempt_list::result_type>,
+  // Delete finished jobs by filter.
+  caf::replies_to<storage::jobs_prune>::with<storage::jobs_prune::result_type>,
+  // Database and table sizes.
+  caf::replies_to<storage::database_size>::with<storage::database_size::result_type>,
+  // SELECT 1 through the queue (readiness).
+  caf::replies_to<storage::ping>::with<bool>,
+  // Write the whole bundle to a file in one transaction (a batch of its own).
+  caf::replies_to<storage::bundle::export_file>::with<storage::bundle::counts>,
+  // Import a parsed bundle in one transaction (a batch of its own).
+  caf::replies_to<storage::bundle::import_bundle>::with<storage::bundle::import_bundle::result_type>>;
 
-/// A hello, as the registry sees it.
-struct auth_request {
-  std::string node_name;
-  std::string key;  // the full API key "nck_<key_id>_<secret>"
-  std::string peer; // remote address, for per-peer failure rate limiting
-  std::string capabilities; // JSON object text from the hello, stored on the node row
-};
-
-/// The registry's answer: ok with the node id and the session epoch, or an error code for the
-/// node (auth_failed for every authentication problem, so a prober learns nothing).
-struct auth_result {
-  bool ok = false;
-  std::string code;
-  std::string message;
-  std::string node_id;
-  int64_t epoch = 0;
-};
-
-/// One connected node (registry view).
-struct connected_node {
-  std::string node_id;
-  std::string name;
-  int64_t epoch = 0;
-  std::string connected_at;
-  std::string peer;
-};
-
-/// Counters the acceptor keeps (metrics later).
-struct acceptor_stats {
-  uint16_t port = 0;
-  uint64_t accepted = 0;
-  uint64_t refused = 0; // over max_connections
-  uint64_t open = 0;
-};
 
 /// registry: node_id -> {session, epoch}; one live session per node; turns hello and session
 /// ends into node rows (online/offline) through storage, epoch-checked.
@@ -186,58 +150,6 @@ using registry_actor = caf::typed_actor<
   // epoch, reason) for every ended session, superseded ones included (tracker, scheduler).
   caf::reacts_to<subscribe_atom, caf::actor>>;
 
-/// What a trigger asks the tracker for: a backfill of one node's session.
-struct backfill_order {
-  std::string node_id;
-  int64_t epoch = 0;                    // 0: whatever session the node has now
-  std::vector<std::string> attempt_ids; // these attempts (on-demand) ...
-  int64_t limit = 0;                    // ... or up to `limit` of its oldest partial ones
-  std::string trigger;                  // reconnect | reconcile | on_demand
-};
-
-enum class order_status : uint8_t {
-  requested,       // marked, job recorded, backfill_request sent
-  nothing_to_mark, // no attempt was partial: nothing sent, no job left behind
-  offline,         // the node (or that session of it) is not connected
-  busy,            // max_inflight_per_node requests are live for the session
-  stopping,        // the coordinator is shutting down
-  not_found,       // on-demand: no such attempt
-  not_partial,     // on-demand: the attempt is not partial (see message)
-  error,           // storage refused (see message)
-};
-
-const char* to_string(order_status);
-
-struct order_result {
-  order_status status = order_status::error;
-  std::string request_id;
-  int64_t attempts = 0; // attempts marked and sent
-  std::string message;
-};
-
-/// One live request (admin, metrics, tests).
-struct inflight_request {
-  std::string request_id;
-  std::string node_id;
-  int64_t epoch = 0;
-  std::string trigger;
-  bool sent = false;
-  uint64_t attempts = 0;
-};
-
-/// What the tracker reports about itself.
-struct tracker_status {
-  std::vector<inflight_request> requests;
-  uint64_t requested = 0;     // requests sent since start
-  uint64_t answered = 0;      // responses applied
-  uint64_t refused = 0;       // responses refused (unknown_request)
-  uint64_t expired = 0;       // requests past request_timeout
-  uint64_t cancelled = 0;     // requests of ended sessions (disconnect, supersede, shutdown)
-  uint64_t send_failures = 0; // marked but not deliverable: reset at once
-  uint64_t completed = 0;     // attempts completed
-  uint64_t reset = 0;         // attempts back to partial by a response
-  uint64_t failed = 0;        // attempts that reached max_failures
-};
 
 /// tracker: the one owner of request state (DESIGN §1). Turns orders, responses, session ends
 /// and deadlines into storage transitions, in order.
@@ -262,25 +174,6 @@ using tracker_actor = caf::typed_actor<
   // Requests in flight and counters.
   caf::replies_to<caf::get_atom>::with<tracker_status>>;
 
-/// What one reconcile pass did (also the detail of its `reconcile` job).
-struct reconcile_report {
-  std::string job_id;
-  uint64_t pages = 0;
-  uint64_t nodes = 0;       // connected nodes with partial attempts
-  uint64_t requested = 0;   // requests made
-  uint64_t attempts = 0;    // attempts marked
-  uint64_t busy = 0;        // nodes at max_inflight_per_node
-  std::string error;        // non-empty: the pass stopped (job `failed`)
-};
-
-/// What the scheduler reports about itself.
-struct scheduler_status {
-  uint64_t connected = 0;
-  uint64_t reconnect_queue = 0; // sessions waiting for their reconnect request
-  uint64_t reconnect_requests = 0;
-  uint64_t reconcile_passes = 0;
-  uint64_t on_demand_requests = 0;
-};
 
 /// scheduler: the three backfill triggers and their limits (DESIGN §4). Holds only which
 /// sessions are up and its own queue; the tracker owns requests.
@@ -299,6 +192,13 @@ using scheduler_actor = caf::typed_actor<
   caf::reacts_to<tick_atom>,
   // Queue length and counters.
   caf::replies_to<caf::get_atom>::with<scheduler_status>>;
+
+/// admin: the HTTP API (docs/admin-api.md), served on its own threads; asks the actors above.
+using admin_actor = caf::typed_actor<
+  // The port the API listens on.
+  caf::replies_to<port_atom>::with<uint16_t>,
+  // Whether the daemon accepts nodes (false during shutdown: /readyz answers 503).
+  caf::reacts_to<status_atom, bool>>;
 
 // node_session (a dynamically typed broker, one per connection) accepts:
 //   (caf::close_atom, std::string reason)  write close{reason} and disconnect;
@@ -357,3 +257,12 @@ NODECOORD_LOCAL_OP(job_insert)
 NODECOORD_LOCAL_OP(job_update)
 NODECOORD_LOCAL_OP(job_query)
 NODECOORD_LOCAL_OP(count_summary)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::attempt_list)
+NODECOORD_LOCAL_TYPE(std::vector<nodecoord::storage::attempt_record>)
+NODECOORD_LOCAL_OP(jobs_prune)
+NODECOORD_LOCAL_OP(database_size)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::ping)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::bundle::export_file)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::bundle::counts)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::bundle::import_bundle)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::bundle::import_bundle::result_type)

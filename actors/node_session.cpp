@@ -1,6 +1,7 @@
 #include "actors/node_session.hpp"
 
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 #include "protocol/codec.hpp"
 
 #include <caf/io/broker.hpp>
@@ -74,8 +75,11 @@ void terminate(self_ptr self, const std::string& reason) {
     return;
   bool was_active = st.ph == node_session_state::phase::active;
   st.ph = node_session_state::phase::closing;
-  if (was_active)
+  if (was_active) {
     self->send(st.opts.registry, ended_atom::value, st.node_id, st.epoch, reason);
+    metrics::daemon().sessions.fetch_sub(1, std::memory_order_relaxed);
+    metrics::daemon().disconnects.inc(reason);
+  }
   log::debug("session closed", {{"node", st.node_name}, {"epoch", st.epoch}, {"peer", st.peer}, {"reason", reason}});
   self->close(st.hdl);
   self->quit();
@@ -84,6 +88,7 @@ void terminate(self_ptr self, const std::string& reason) {
 void protocol_error(self_ptr self, const std::string& code, const std::string& message, const std::string& ref) {
   auto& st = self->state;
   ++st.protocol_errors;
+  metrics::daemon().protocol_errors.inc(code);
   write_line(self, protocol::encode_error(code, message, ref));
   if (st.protocol_errors >= st.opts.max_protocol_errors && st.ph != node_session_state::phase::closing)
     close_with(self, protocol::encode_close(protocol::close_reason::protocol_errors),
@@ -125,6 +130,7 @@ void handle_line(self_ptr self, std::string_view line) {
       }
       auto decoded = protocol::decode(line);
       if (auto* err = std::get_if<protocol::decode_error>(&decoded)) {
+        metrics::daemon().frame(metrics::frame_kind::invalid);
         protocol_error(self, err->code, err->message, err->ref);
         return;
       }
@@ -137,13 +143,16 @@ void handle_line(self_ptr self, std::string_view line) {
   auto decoded = protocol::decode(line);
   auto* msg = std::get_if<protocol::node_message>(&decoded);
   auto* h = msg ? std::get_if<protocol::hello>(msg) : nullptr;
+  metrics::daemon().frame(h ? metrics::frame_kind::hello : metrics::frame_kind::invalid);
   if (!h) {
+    metrics::daemon().connects.inc("hello_required");
     auto why = msg ? std::string("the first frame must be hello, got ") + protocol::type_of(*msg)
                    : "the first frame must be a valid hello: " + std::get<protocol::decode_error>(decoded).message;
     close_with(self, protocol::encode_error(protocol::code::hello_required, why), "hello_required");
     return;
   }
   if (h->protocol != protocol::version) {
+    metrics::daemon().connects.inc("unsupported_protocol");
     close_with(self, protocol::encode_error(protocol::code::unsupported_protocol,
                                             "this coordinator speaks protocol 1, not " + std::to_string(h->protocol)),
                "unsupported_protocol");
@@ -159,9 +168,12 @@ void handle_line(self_ptr self, std::string_view line) {
         if (s.ph != phase::authenticating)
           return;
         if (!r.ok) {
+          metrics::daemon().connects.inc(r.code);
           close_with(self, protocol::encode_error(r.code, r.message), r.code);
           return;
         }
+        metrics::daemon().connects.inc("ok");
+        metrics::daemon().sessions.fetch_add(1, std::memory_order_relaxed);
         s.ph = phase::active;
         s.node_id = r.node_id;
         s.epoch = r.epoch;
@@ -177,6 +189,7 @@ void handle_line(self_ptr self, std::string_view line) {
           handle_line(self, l);
       },
       [=](caf::error& e) {
+        metrics::daemon().connects.inc("unavailable");
         close_with(self, protocol::encode_error(protocol::code::unavailable, "try again later"), to_string(e));
       });
 }
@@ -194,11 +207,29 @@ void storage_failed(self_ptr self, const caf::error& e, const std::string& ref) 
   write_line(self, protocol::encode_error(protocol::code::unavailable, "not stored: " + to_string(e), ref));
 }
 
+template <class T>
+constexpr metrics::frame_kind kind_of() {
+  using metrics::frame_kind;
+  if constexpr (std::is_same_v<T, protocol::hello>)
+    return frame_kind::hello;
+  else if constexpr (std::is_same_v<T, protocol::heartbeat>)
+    return frame_kind::heartbeat;
+  else if constexpr (std::is_same_v<T, protocol::attempt>)
+    return frame_kind::attempt;
+  else if constexpr (std::is_same_v<T, protocol::logs>)
+    return frame_kind::logs;
+  else if constexpr (std::is_same_v<T, protocol::backfill_response>)
+    return frame_kind::backfill_response;
+  else
+    return frame_kind::bye;
+}
+
 void handle_active(self_ptr self, protocol::node_message&& msg) {
   auto& st = self->state;
   std::visit(
     [&](auto&& m) {
       using T = std::decay_t<decltype(m)>;
+      metrics::daemon().frame(kind_of<T>());
       if constexpr (std::is_same_v<T, protocol::hello>) {
         protocol_error(self, protocol::code::bad_frame, "already authenticated", "hello");
       } else if constexpr (std::is_same_v<T, protocol::heartbeat>) {
@@ -256,6 +287,7 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
   st.opts = std::move(opts);
   st.hdl = hdl;
   st.peer = self->remote_addr(hdl);
+  metrics::daemon().connections.fetch_add(1, std::memory_order_relaxed);
   st.splitter = protocol::line_splitter{st.opts.max_frame_bytes};
   // CAF allocates this receive buffer per connection: small, so 10,000 idle sessions stay cheap.
   // Frames longer than a read are assembled by the line splitter.

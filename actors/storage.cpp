@@ -1,6 +1,7 @@
 #include "actors/storage.hpp"
 
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 #include "storage/grouped.hpp"
 #include "storage/migrations.hpp"
 
@@ -122,6 +123,18 @@ caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op 
 template <class Op>
 caf::typed_response_promise<typename Op::result_type> enqueue_urgent(self_ptr self, Op op) {
   return enqueue(self, std::move(op), place::urgent);
+}
+
+/// A long operation (a bundle) in a transaction of its own: what is queued before it commits
+/// first, and a failure of it is not re-run with others' (batch isolation would run it twice).
+template <class Op>
+caf::typed_response_promise<typename Op::result_type> enqueue_alone(self_ptr self, Op op) {
+  auto& st = self->state;
+  if (!st.queue.empty())
+    st.queue.back().commit_after = true;
+  auto rp = enqueue(self, std::move(op));
+  st.queue.back().commit_after = true;
+  return rp;
 }
 
 /// A reset in two halves: the attempts go back to `partial` ahead of queued operations that
@@ -274,7 +287,12 @@ void flush(self_ptr self) {
     if (last)
       break;
   }
+  auto commits_before = st.exec->stats().transactions;
   auto rep = st.exec->execute(st.inflight);
+  if (st.exec->stats().transactions != commits_before) {
+    metrics::daemon().batch_size.observe(static_cast<double>(rep.done));
+    metrics::daemon().commit_seconds.observe(st.exec->stats().last_commit_ms / 1000.0);
+  }
   for (size_t i = 0; i < rep.done; ++i) {
     auto& item = st.inflight[i];
     if (!rep.errors[i].empty()) {
@@ -378,6 +396,12 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
     [=](storage::job_update& op) { return enqueue(self, std::move(op)); },
     [=](storage::job_query& op) { return enqueue(self, std::move(op)); },
     [=](storage::count_summary& op) { return enqueue(self, std::move(op)); },
+    [=](storage::attempt_list& op) { return enqueue(self, std::move(op)); },
+    [=](storage::jobs_prune& op) { return enqueue(self, std::move(op)); },
+    [=](storage::database_size& op) { return enqueue(self, std::move(op)); },
+    [=](storage::ping& op) { return enqueue(self, std::move(op)); },
+    [=](storage::bundle::export_file& op) { return enqueue_alone(self, std::move(op)); },
+    [=](storage::bundle::import_bundle& op) { return enqueue_alone(self, std::move(op)); },
   };
 }
 

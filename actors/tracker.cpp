@@ -17,20 +17,6 @@
 
 namespace nodecoord {
 
-const char* to_string(order_status s) {
-  switch (s) {
-    case order_status::requested: return "requested";
-    case order_status::nothing_to_mark: return "nothing_to_mark";
-    case order_status::offline: return "offline";
-    case order_status::busy: return "busy";
-    case order_status::stopping: return "stopping";
-    case order_status::not_found: return "not_found";
-    case order_status::not_partial: return "not_partial";
-    case order_status::error: return "error";
-  }
-  return "?";
-}
-
 namespace {
 
 // How soon a reset that storage refused is tried again.
@@ -308,8 +294,11 @@ tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
     [=](caf::get_atom) {
       auto& st = self->state;
       tracker_status out = st.counters;
-      for (auto& [id, r] : st.book.all())
-        out.requests.push_back({id, r.node_id, r.epoch, r.trigger, r.sent, r.attempt_ids.size()});
+      auto now = now_of(self);
+      for (auto& [id, r] : st.book.all()) {
+        auto age = r.sent ? std::chrono::duration_cast<std::chrono::milliseconds>(now - r.sent_at).count() : 0;
+        out.requests.push_back({id, r.node_id, r.epoch, r.trigger, r.sent, r.attempt_ids.size(), age});
+      }
       return out;
     },
   };

@@ -1,10 +1,12 @@
 #include "daemon/supervisor.hpp"
 
 #include "actors/acceptor.hpp"
+#include "actors/admin.hpp"
 #include "actors/registry.hpp"
 #include "actors/scheduler.hpp"
 #include "actors/storage.hpp"
 #include "actors/tracker.hpp"
+#include "common/clock.hpp"
 #include "common/log.hpp"
 #include "config/defaults.hpp"
 #include "daemon/logging.hpp"
@@ -33,6 +35,8 @@ struct supervisor_state {
   tracker_actor tracker;
   scheduler_actor scheduler;
   caf::actor acceptor;
+  admin_actor admin;
+  std::string started_at;
   bool ready = false;
   bool stopping = false;
   bool done = false;
@@ -41,6 +45,8 @@ struct supervisor_state {
   void finish(int code) {
     if (!done) {
       done = true;
+      if (admin)
+        caf::anon_send_exit(admin, caf::exit_reason::user_shutdown);
       opts.on_done(code);
     }
   }
@@ -96,6 +102,22 @@ void reload(self_ptr self) {
     systemd::notify_ready("ready");
 }
 
+/// Startup failed or was interrupted: stop whatever was spawned.
+void stop_all(self_ptr self, int code) {
+  auto& st = self->state;
+  auto stop = [&](const auto& a) {
+    if (a)
+      self->send_exit(a, caf::exit_reason::user_shutdown);
+  };
+  stop(st.acceptor);
+  stop(st.registry);
+  stop(st.scheduler);
+  stop(st.tracker);
+  stop(st.storage);
+  st.finish(code);
+  self->quit();
+}
+
 void shutdown(self_ptr self, int signo) {
   auto& st = self->state;
   if (st.stopping)
@@ -103,11 +125,11 @@ void shutdown(self_ptr self, int signo) {
   st.stopping = true;
   systemd::notify_stopping("stopping");
   log::info("shutting down", {{"signal", strsignal(signo)}});
+  if (st.admin)
+    self->send(st.admin, status_atom::value, false); // /readyz: 503 from now on
   if (!st.ready) {
     // Startup had not finished (e.g. waiting for the database): nothing was accepted yet.
-    self->send_exit(st.storage, caf::exit_reason::user_shutdown);
-    st.finish(0);
-    self->quit();
+    stop_all(self, 0);
     return;
   }
   // 1. stop accepting and close every session with close{shutdown}; 2. the registry has then
@@ -165,7 +187,40 @@ void schedule_watchdog(self_ptr self) {
     self->delayed_send(self, *self->state.watchdog / 2, watchdog_atom::value);
 }
 
-/// After storage is ready: the registry, then the acceptor; READY=1 once it listens.
+/// After the acceptor listens: the admin API; READY=1 once both listen.
+void start_admin(self_ptr self, uint16_t node_port) {
+  auto& st = self->state;
+  auto& cfg = st.opts.config;
+  admin_options ao;
+  ao.host = cfg.admin.listen.host;
+  ao.port = cfg.admin.listen.port;
+  ao.token = st.opts.admin_token;
+  ao.started_at = st.started_at;
+  ao.storage = st.storage;
+  ao.registry = st.registry;
+  ao.tracker = st.tracker;
+  ao.scheduler = st.scheduler;
+  st.admin = spawn_admin(self->system(), ao);
+  self->request(st.admin, std::chrono::seconds(10), port_atom::value)
+    .then(
+      [=](uint16_t) {
+        auto& s = self->state;
+        if (s.stopping)
+          return;
+        s.ready = true;
+        log::info("nodecoordd ready", {{"listen", s.opts.config.server.listen.host + ":" + std::to_string(node_port)}});
+        systemd::notify_ready("ready; listening on port " + std::to_string(node_port));
+        s.watchdog = systemd::watchdog_interval();
+        schedule_watchdog(self);
+      },
+      [=](caf::error& e) {
+        log::error("not starting: cannot serve the admin API",
+                   {{"listen", self->state.opts.config.admin.listen.to_string()}, {"error", to_string(e)}});
+        stop_all(self, 1);
+      });
+}
+
+/// After storage is ready: the registry, then the acceptor, then the admin API.
 void start_listening(self_ptr self) {
   auto& st = self->state;
   auto& cfg = st.opts.config;
@@ -206,29 +261,18 @@ void start_listening(self_ptr self) {
   st.acceptor = spawn_acceptor(self->system(), ao);
   self->request(st.acceptor, std::chrono::seconds(10), port_atom::value)
     .then(
-      [=](uint16_t port) {
-        auto& s = self->state;
-        s.ready = true;
-        log::info("nodecoordd ready", {{"listen", s.opts.config.server.listen.host + ":" + std::to_string(port)}});
-        systemd::notify_ready("ready; listening on port " + std::to_string(port));
-        s.watchdog = systemd::watchdog_interval();
-        schedule_watchdog(self);
-      },
+      [=](uint16_t port) { start_admin(self, port); },
       [=](caf::error& e) {
         log::error("not starting: cannot listen for nodes",
                    {{"listen", self->state.opts.config.server.listen.to_string()}, {"error", to_string(e)}});
-        self->send_exit(self->state.registry, caf::exit_reason::user_shutdown);
-        self->send_exit(self->state.scheduler, caf::exit_reason::user_shutdown);
-        self->send_exit(self->state.tracker, caf::exit_reason::user_shutdown);
-        self->send_exit(self->state.storage, caf::exit_reason::user_shutdown);
-        self->state.finish(1);
-        self->quit();
+        stop_all(self, 1);
       });
 }
 
 caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
   auto& st = self->state;
   st.opts = std::move(opts);
+  st.started_at = format_time(system_now());
   auto& cfg = st.opts.config;
   storage_options so;
   so.url = storage::parse_storage_url(cfg.storage.url, st.opts.state_dir, cfg.storage.connect_timeout);

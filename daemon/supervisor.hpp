@@ -15,6 +15,7 @@ struct supervisor_options {
   config::daemon_config config;
   std::string config_path; // re-read on SIGHUP; empty: defaults only
   std::string state_dir;
+  std::string admin_token; // the content of admin.token_file; empty: no token
   /// Called once when the supervisor is done, with the process exit code.
   std::function<void(int)> on_done;
 };

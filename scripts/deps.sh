@@ -10,7 +10,9 @@ packages=(
   g++ cmake ninja-build pkg-config
   # libraries (see CMakeLists.txt)
   libcaf-dev libsoci-dev libtomlplusplus-dev libboost-test-dev libpq-dev libsqlite3-dev
-  nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libssl-dev libsystemd-dev
+  nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libssl-dev libsystemd-dev libcpp-httplib-dev
+  # tests: headless Chromium renders the dashboard (tests/dashboard_test.cpp)
+  chromium
   # tests: systemd-analyze/-sysusers/-tmpfiles, a throwaway PostgreSQL, ss (free ports)
   systemd postgresql-15 postgresql-client-15 iproute2
 )

@@ -944,4 +944,26 @@ bundle::import_bundle::result_type execute(op_context& c, const bundle::import_b
   }
 }
 
+bundle::export_file::result_type execute(op_context& c, const bundle::export_file& op) {
+  if (!op.out)
+    throw std::invalid_argument("export_file: no output file");
+  std::rewind(op.out.get());
+  bundle::counts written;
+  bool first = true;
+  bundle::write_all(c, op.created_at, [&](const std::string& l) {
+    if (first) {
+      // The manifest's counts, taken in this transaction, are what the lines hold.
+      first = false;
+      auto m = nlohmann::json::parse(l).at("counts");
+      written = {m.at("nodes").get<int64_t>(), m.at("attempts").get<int64_t>(), m.at("logs").get<int64_t>(),
+                 m.at("jobs").get<int64_t>()};
+    }
+    if (std::fwrite(l.data(), 1, l.size(), op.out.get()) != l.size() || std::fputc('\n', op.out.get()) == EOF)
+      throw std::runtime_error("bundle export: cannot write the temporary file (disk full?)");
+  });
+  if (std::fflush(op.out.get()) != 0)
+    throw std::runtime_error("bundle export: cannot write the temporary file (disk full?)");
+  return written;
+}
+
 } // namespace nodecoord::storage

@@ -25,6 +25,7 @@
 #include "storage/operations.hpp"
 
 #include <cstddef>
+#include <cstdio>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -176,6 +177,15 @@ struct import_bundle {
   };
 };
 
+/// The whole bundle (write_all) into `out`, inside the caller's one transaction, so the
+/// manifest's counts and every reference agree with the lines (the admin API spools the export
+/// to a temporary file and streams it from there).
+struct export_file {
+  std::shared_ptr<std::FILE> out;
+  std::string created_at;
+  using result_type = counts;
+};
+
 } // namespace nodecoord::storage::bundle
 
 namespace nodecoord::storage {
@@ -187,5 +197,6 @@ bundle::read_logs::result_type execute(op_context&, const bundle::read_logs&);
 bundle::read_jobs::result_type execute(op_context&, const bundle::read_jobs&);
 bundle::export_counts::result_type execute(op_context&, const bundle::export_counts&);
 bundle::import_bundle::result_type execute(op_context&, const bundle::import_bundle&);
+bundle::export_file::result_type execute(op_context&, const bundle::export_file&);
 
 } // namespace nodecoord::storage

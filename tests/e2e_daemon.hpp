@@ -164,8 +164,11 @@ public:
   child_process& process() { return *proc_; }
   uint16_t port() const { return port_; }
 
-  /// Starts the daemon and waits until it listens; reads the port it got from its log.
+  /// Starts the daemon and waits until it listens; reads the ports it got from its log. A no-op
+  /// while it runs (add_node already started it).
   void start() {
+    if (proc_ && !proc_->reaped())
+      return;
     proc_ = std::make_unique<child_process>(daemon_path,
                                             std::vector<std::string>{"--config", config_, "--state-dir", dir_.path()},
                                             clean_env());
@@ -181,7 +184,14 @@ public:
     auto port = std::stoul(err.substr(digits, end - digits));
     BOOST_TEST_REQUIRE((port > 0 && port < 65536), "bad port in: " << err.substr(at, 80));
     port_ = static_cast<uint16_t>(port);
+    admin_port_ = port_from_log(err, "admin listening address=127.0.0.1:");
   }
+
+  /// Starts the daemon unless it runs (provisioning goes through its admin API).
+  void ensure_started() { start(); }
+
+  uint16_t admin_port() const { return admin_port_; }
+  std::string admin_url() const { return "http://127.0.0.1:" + std::to_string(admin_port_); }
 
   /// SIGTERM; requires exit code 0.
   void stop() {
@@ -193,9 +203,11 @@ public:
                                          << proc_->stderr_tail());
   }
 
-  /// `nodecoordctl --config C --state-dir D --json ARGS...`; requires exit code 0; its stdout.
+  /// `nodecoordctl --admin URL --json ARGS...` against this daemon (started if it is not);
+  /// requires exit code 0; its stdout.
   json ctl(std::vector<std::string> args) {
-    std::vector<std::string> argv{"--config", config_, "--state-dir", dir_.path(), "--json"};
+    ensure_started();
+    std::vector<std::string> argv{"--admin", admin_url(), "--json"};
     argv.insert(argv.end(), args.begin(), args.end());
     child_process c(ctl_path, argv, clean_env());
     int code = c.wait_exit(ctl_bound);
@@ -205,7 +217,7 @@ public:
     return out;
   }
 
-  /// `nodecoordctl node add NAME`: the node's id and its key.
+  /// `nodecoordctl node add NAME` (starts the daemon if needed): the node's id and its key.
   node_info add_node(const std::string& name) {
     auto out = ctl({"node", "add", name});
     node_info n{name, out.at("node").at("id").get<std::string>(), out.at("key").get<std::string>()};
@@ -290,6 +302,17 @@ private:
   storage::storage_url url_;
   std::unique_ptr<child_process> proc_;
   uint16_t port_ = 0;
+  uint16_t admin_port_ = 0;
+
+  static uint16_t port_from_log(const std::string& err, const std::string& needle) {
+    auto at = err.find(needle);
+    BOOST_TEST_REQUIRE(at != std::string::npos, "no '" << needle << "' in stderr:\n" << err);
+    auto digits = at + needle.size();
+    auto end = err.find_first_not_of("0123456789", digits);
+    auto port = std::stoul(err.substr(digits, end - digits));
+    BOOST_TEST_REQUIRE((port > 0 && port < 65536), "bad port in: " << err.substr(at, 80));
+    return static_cast<uint16_t>(port);
+  }
 };
 
 

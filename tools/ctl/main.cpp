@@ -1,123 +1,223 @@
-// nodecoordctl: operator commands. Node provisioning works directly on the configured database
-// until the admin HTTP API exists (issue 6 moves these commands onto it). Safe beside a running
-// daemon: SQLite writers wait for each other; disabling a node closes its session within the
-// registry's poll interval (about 2 s).
-#include "common/api_key.hpp"
-#include "common/clock.hpp"
-#include "config/config.hpp"
+// nodecoordctl: the operator's command line. It speaks only the admin HTTP API
+// (docs/admin-api.md), so it does exactly what the API does, with the same checks, whether the
+// daemon runs on SQLite or PostgreSQL. Human tables by default; --json prints the API's `data`.
 #include "nodecoord/version.hpp"
-#include "storage/batch_executor.hpp"
-#include "storage/database.hpp"
-#include "storage/operations.hpp"
+#include "tools/ctl/client.hpp"
 
 #include <CLI/App.hpp>
 #include <CLI/Config.hpp>
 #include <CLI/Formatter.hpp>
 #include <nlohmann/json.hpp>
 
-#include <cstdlib>
-#include <filesystem>
-#include <iomanip>
+#include <algorithm>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 using namespace nodecoord;
+using namespace nodecoord::ctl;
+using json = nlohmann::json;
 
 namespace {
 
-// Exit codes scripts can rely on.
-constexpr int exit_ok = 0;
-constexpr int exit_failure = 1;   // database or configuration problem
-constexpr int exit_usage = 2;     // bad command line
-constexpr int exit_conflict = 3;  // the name is taken
-constexpr int exit_not_found = 4; // no such node
+std::string text(const json& v) {
+  if (v.is_null())
+    return "-";
+  if (v.is_string())
+    return v.get<std::string>();
+  if (v.is_boolean())
+    return v.get<bool>() ? "yes" : "no";
+  return v.dump();
+}
 
-struct context {
-  std::unique_ptr<storage::database> db;
-  std::unique_ptr<storage::batch_executor> exec;
-
-  template <class Op>
-  typename Op::result_type run(const Op& op) {
-    typename Op::result_type result{};
-    storage::batch_item item;
-    item.run = [&](storage::op_context& c) { result = storage::execute(c, op); };
-    auto rep = exec->execute(std::span<storage::batch_item>(&item, 1));
-    if (rep.stop != storage::stop_reason::none)
-      throw std::runtime_error("database unavailable: " + rep.stop_message);
-    if (!rep.errors[0].empty())
-      throw std::runtime_error(rep.errors[0]);
-    return result;
-  }
-};
-
-context open_database(const std::string& config_path, const std::string& state_dir_flag) {
-  auto cfg = config::default_config();
-  std::string path = config_path.empty() ? "/etc/nodecoord/nodecoord.toml" : config_path;
-  if (!config_path.empty() || std::filesystem::exists(path)) {
-    auto res = config::load_file(path);
-    if (!res.ok()) {
-      for (auto& e : res.errors)
-        std::cerr << e.to_string() << "\n";
-      throw std::runtime_error("configuration errors in " + path);
+/// Prints rows as aligned columns under a header.
+void table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(header.size());
+  for (size_t i = 0; i < header.size(); ++i)
+    width[i] = header[i].size();
+  for (auto& r : rows)
+    for (size_t i = 0; i < r.size() && i < width.size(); ++i)
+      width[i] = std::max(width[i], r[i].size());
+  auto line = [&](const std::vector<std::string>& r) {
+    std::string out;
+    for (size_t i = 0; i < r.size(); ++i) {
+      out += r[i];
+      if (i + 1 < r.size())
+        out += std::string(width[i] - r[i].size() + 2, ' ');
     }
-    cfg = res.config;
+    std::cout << out << "\n";
+  };
+  line(header);
+  for (auto& r : rows)
+    line(r);
+}
+
+std::string query(const std::vector<std::pair<std::string, std::string>>& params) {
+  std::string q;
+  for (auto& [k, v] : params)
+    if (!v.empty())
+      q += (q.empty() ? "?" : "&") + k + "=" + url_encode(v);
+  return q;
+}
+
+void print_status(const json& d) {
+  std::cout << "nodecoordd " << text(d.value("version", json())) << ", up " << text(d.value("uptime_seconds", json()))
+            << " s (since " << text(d.value("started_at", json())) << ")\n";
+  if (d.contains("nodes")) {
+    auto& n = d["nodes"];
+    std::cout << "nodes:     " << text(n.value("online", json(0))) << " online, " << text(n.value("offline", json(0)))
+              << " offline, " << text(n.value("disabled", json(0))) << " disabled; "
+              << text(d.value("connected", json("?"))) << " connected\n";
   }
-  auto state_dir = config::resolve_state_dir(state_dir_flag);
-  // An operator's shell has no $STATE_DIRECTORY: find the systemd install's state directory.
-  if (state_dir.empty() && std::filesystem::exists("/var/lib/nodecoord") && config_path.empty())
-    state_dir = "/var/lib/nodecoord";
-  auto url = storage::parse_storage_url(cfg.storage.url, state_dir, cfg.storage.connect_timeout);
-  context ctx;
-  ctx.db = std::make_unique<storage::database>(url, system_now);
-  ctx.db->connect();
-  ctx.db->migrate();
-  ctx.exec = std::make_unique<storage::batch_executor>(*ctx.db);
-  return ctx;
+  if (d.contains("attempts")) {
+    auto& a = d["attempts"];
+    std::cout << "attempts:  " << text(a.value("partial", json(0))) << " partial, "
+              << text(a.value("pending_backfill", json(0))) << " pending_backfill, "
+              << text(a.value("complete", json(0))) << " complete, " << text(a.value("failed", json(0)))
+              << " failed\n";
+  }
+  if (d.contains("requests"))
+    std::cout << "requests:  " << text(d["requests"].value("in_flight", json(0))) << " in flight, oldest "
+              << text(d["requests"].value("oldest_age_seconds", json())) << " s\n";
+  if (d.contains("database")) {
+    auto& db = d["database"];
+    std::cout << "database:  " << text(db.value("backend", json())) << ", "
+              << (db.value("available", false) ? "available" : "UNAVAILABLE") << ", "
+              << text(db.value("size_bytes", json())) << " bytes";
+    if (db.contains("tables") && db["tables"].is_object()) {
+      std::cout << " (";
+      bool first = true;
+      for (auto& [t, n] : db["tables"].items()) {
+        std::cout << (first ? "" : ", ") << t << " " << text(n);
+        first = false;
+      }
+      std::cout << ")";
+    }
+    std::cout << "\n";
+  }
+  if (d.contains("jobs") && d["jobs"].is_array() && !d["jobs"].empty()) {
+    std::vector<std::vector<std::string>> rows;
+    for (auto& j : d["jobs"])
+      rows.push_back({text(j["type"]), text(j["status"]), text(j["count"])});
+    std::cout << "jobs:\n";
+    table({"  TYPE", "STATUS", "COUNT"}, [&] {
+      for (auto& r : rows)
+        r[0] = "  " + r[0];
+      return rows;
+    }());
+  }
+  if (d.contains("missing") && !d["missing"].empty())
+    std::cout << "missing (did not answer in time): " << d["missing"].dump() << "\n";
 }
 
-nlohmann::json node_json(const storage::node_record& n) {
-  return {{"id", n.id},
-          {"name", n.name},
-          {"status", n.status},
-          {"session_epoch", n.session_epoch},
-          {"connected_at", n.connected_at},
-          {"disconnected_at", n.disconnected_at},
-          {"disconnect_reason", n.disconnect_reason},
-          {"last_seen_at", n.last_seen_at},
-          {"created_at", n.created_at},
-          {"disabled_at", n.disabled_at}};
+void print_nodes(const json& nodes) {
+  std::vector<std::vector<std::string>> rows;
+  for (auto& n : nodes)
+    rows.push_back({text(n["name"]), text(n["status"]), n.value("connected", false) ? "yes" : "no",
+                    text(n["session_epoch"]), text(n["in_flight"]), text(n["last_seen_at"]), text(n["id"])});
+  table({"NAME", "STATUS", "CONNECTED", "EPOCH", "IN FLIGHT", "LAST SEEN", "ID"}, rows);
 }
 
-bool valid_node_name(const std::string& name) {
-  if (name.empty() || name.size() > 255)
-    return false;
-  for (unsigned char c : name)
-    if (!(std::isalnum(c) || c == '-' || c == '_' || c == '.'))
-      return false;
-  return true;
+void print_node(const json& n) {
+  for (auto& [k, v] : n.items())
+    std::cout << k << ": " << text(v) << "\n";
+}
+
+void print_attempts(const json& d) {
+  std::vector<std::vector<std::string>> rows;
+  for (auto& a : d["attempts"])
+    rows.push_back({text(a["id"]), text(a["task_id"]), text(a["state"]), text(a["sync_state"]),
+                    text(a["log_count"]), text(a["backfill_failures"]), text(a["updated_at"])});
+  table({"ID", "TASK", "STATE", "SYNC", "LOGS", "FAILURES", "UPDATED"}, rows);
+  if (!d["next"].is_null())
+    std::cout << "more: --after " << text(d["next"]) << "\n";
+}
+
+void print_jobs(const json& d) {
+  std::vector<std::vector<std::string>> rows;
+  for (auto& j : d["jobs"])
+    rows.push_back({text(j["id"]), text(j["type"]), text(j["status"]), text(j["attempt_count"]),
+                    text(j["created_at"]), text(j["finished_at"]), text(j["error"])});
+  table({"ID", "TYPE", "STATUS", "ATTEMPTS", "CREATED", "FINISHED", "ERROR"}, rows);
+  if (!d["next"].is_null())
+    std::cout << "more: --before " << text(d["next"]) << "\n";
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"nodecoordctl " + std::string(version) + ": operate nodecoord"};
-  std::string config_path, state_dir;
-  bool json = false;
+  CLI::App app{"nodecoordctl " + std::string(version) + ": operate nodecoordd through its admin API"};
+  std::string admin_url, token_file, config_path;
+  bool json_out = false;
+  app.add_option("--admin", admin_url,
+                 "admin API URL, e.g. http://127.0.0.1:7401 (default: $NODECOORD_ADMIN, else admin.listen of "
+                 "the configuration)");
+  app.add_option("--token-file", token_file,
+                 "file holding the admin token (default: $NODECOORD_ADMIN_TOKEN, else admin.token_file of the "
+                 "configuration)");
   app.add_option("-c,--config", config_path, "nodecoordd configuration file (default /etc/nodecoord/nodecoord.toml)");
-  app.add_option("--state-dir", state_dir, "directory for relative SQLite paths (as for nodecoordd)");
-  app.add_flag("--json", json, "machine-readable output");
+  app.add_flag("--json", json_out, "print the API's answer as JSON");
   app.require_subcommand(1);
-  auto* node = app.add_subcommand("node", "provision nodes");
+
+  auto* status = app.add_subcommand("status", "overview: nodes, attempts, requests, jobs, database");
+
+  auto* node = app.add_subcommand("node", "provision and inspect nodes");
   node->require_subcommand(1);
   std::string name;
-  auto* add = node->add_subcommand("add", "create a node and print its API key (shown only once)");
-  add->add_option("NAME", name, "node name (letters, digits, - _ .)")->required();
-  auto* list = node->add_subcommand("list", "list nodes");
-  auto* disable = node->add_subcommand("disable", "disable a node (closes its session)");
-  disable->add_option("NAME", name)->required();
-  auto* enable = node->add_subcommand("enable", "re-enable a disabled node");
-  enable->add_option("NAME", name)->required();
-  auto* rotate = node->add_subcommand("rotate-key", "replace a node's API key (the old one stops working)");
-  rotate->add_option("NAME", name)->required();
+  auto* node_add = node->add_subcommand("add", "create a node and print its API key (shown only once)");
+  node_add->add_option("NAME", name, "node name (letters, digits, - _ .)")->required();
+  auto* node_list = node->add_subcommand("list", "list nodes");
+  auto* node_show = node->add_subcommand("show", "one node: session, epoch, last seen, requests in flight");
+  node_show->add_option("NAME", name)->required();
+  auto* node_disable = node->add_subcommand("disable", "disable a node (closes its session)");
+  node_disable->add_option("NAME", name)->required();
+  auto* node_enable = node->add_subcommand("enable", "re-enable a disabled node");
+  node_enable->add_option("NAME", name)->required();
+  auto* node_rotate = node->add_subcommand("rotate-key", "replace a node's API key (the old one stops working)");
+  node_rotate->add_option("NAME", name)->required();
+
+  auto* attempts = app.add_subcommand("attempts", "task attempts");
+  attempts->require_subcommand(1);
+  std::string a_node, a_sync, a_state, a_after, a_limit, attempt_id;
+  auto* attempts_list = attempts->add_subcommand("list", "list attempts (ordered by id; --after pages)");
+  attempts_list->add_option("--node", a_node, "node name");
+  attempts_list->add_option("--sync-state", a_sync, "partial | pending_backfill | complete | failed");
+  attempts_list->add_option("--state", a_state, "queued | running | succeeded | failed | cancelled");
+  attempts_list->add_option("--limit", a_limit, "rows per page (1-1000, default 100)");
+  attempts_list->add_option("--after", a_after, "the 'more' value of the previous page");
+  auto* attempts_show = attempts->add_subcommand("show", "one attempt (a partial one is asked for at once)");
+  attempts_show->add_option("ATTEMPT", attempt_id)->required();
+
+  auto* backfill = app.add_subcommand("backfill", "ask the attempt's node to resend it now");
+  backfill->add_option("ATTEMPT", attempt_id)->required();
+  auto* requeue = app.add_subcommand("requeue", "take a failed attempt back to partial");
+  requeue->add_option("ATTEMPT", attempt_id)->required();
+
+  auto* jobs = app.add_subcommand("jobs", "the ledger of coordinator operations");
+  jobs->require_subcommand(1);
+  std::string j_status, j_type, j_node, j_limit, j_before, j_older;
+  auto* jobs_list = jobs->add_subcommand("list", "jobs, newest first");
+  jobs_list->add_option("--status", j_status, "comma-separated statuses");
+  jobs_list->add_option("--type", j_type, "comma-separated types");
+  jobs_list->add_option("--node", j_node, "node name");
+  jobs_list->add_option("--limit", j_limit, "rows per page (1-1000, default 100)");
+  jobs_list->add_option("--before", j_before, "the 'more' value of the previous page");
+  auto* jobs_prune = jobs->add_subcommand("prune", "delete finished jobs (needs at least one filter)");
+  jobs_prune->add_option("--status", j_status, "comma-separated statuses (never queued or running)");
+  jobs_prune->add_option("--type", j_type, "comma-separated types");
+  jobs_prune->add_option("--older-than", j_older,
+                         "age such as 7d or 24h (default: failed 30d, other finished jobs 7d)");
+
+  auto* bundle = app.add_subcommand("bundle", "export or import everything as a JSON Lines bundle");
+  bundle->require_subcommand(1);
+  std::string file;
+  bool dry_run = false;
+  auto* bundle_export = bundle->add_subcommand("export", "write a bundle to FILE ('-': standard output)");
+  bundle_export->add_option("FILE", file)->required();
+  auto* bundle_import = bundle->add_subcommand("import", "import a bundle (one transaction, idempotent)");
+  bundle_import->add_option("FILE", file)->required();
+  bundle_import->add_flag("--dry-run", dry_run, "report what would change, change nothing");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -126,73 +226,123 @@ int main(int argc, char** argv) {
     std::cerr << "nodecoordctl: " << e.what() << "\nRun 'nodecoordctl --help' for usage.\n";
     return exit_usage;
   }
+
   try {
-    if (add->parsed() && !valid_node_name(name)) {
-      std::cerr << "nodecoordctl: invalid node name '" << name << "' (letters, digits, - _ . only, at most 255)\n";
-      return exit_usage;
-    }
-    auto ctx = open_database(config_path, state_dir);
-    if (add->parsed()) {
-      auto key = generate_api_key();
-      auto r = ctx.run(storage::node_create{name, "", key.key_id, key.key_hash});
-      if (!r.created) {
-        std::cerr << "nodecoordctl: a node named '" << name << "' already exists\n";
-        return exit_conflict;
-      }
-      if (json)
-        std::cout << nlohmann::json{{"node", node_json(r.node)}, {"key", key.key}}.dump() << "\n";
+    client api(resolve_target(admin_url, token_file, config_path));
+    auto print = [&](const json& data, const std::function<void(const json&)>& human) {
+      if (json_out)
+        std::cout << data.dump() << "\n";
       else
-        std::cout << "created node " << name << " (" << r.node.id << ")\n"
-                  << "key: " << key.key << "\n"
+        human(data);
+    };
+    if (status->parsed()) {
+      print(api.call("GET", "/api/overview"), print_status);
+    } else if (node_add->parsed()) {
+      print(api.call("POST", "/api/nodes", json{{"name", name}}.dump()), [&](const json& d) {
+        std::cout << "created node " << name << " (" << text(d["node"]["id"]) << ")\n"
+                  << "key: " << text(d["key"]) << "\n"
                   << "The key is shown only this once; store it on the node (e.g. in its key file).\n";
-      return exit_ok;
-    }
-    if (list->parsed()) {
-      auto nodes = ctx.run(storage::node_list{});
-      if (json) {
-        auto arr = nlohmann::json::array();
-        for (auto& n : nodes)
-          arr.push_back(node_json(n));
-        std::cout << arr.dump() << "\n";
-        return exit_ok;
+      });
+    } else if (node_list->parsed()) {
+      auto d = api.call("GET", "/api/nodes");
+      if (json_out)
+        std::cout << d["nodes"].dump() << "\n";
+      else
+        print_nodes(d["nodes"]);
+    } else if (node_show->parsed()) {
+      print(api.call("GET", "/api/nodes/" + url_encode(name)), [](const json& d) { print_node(d["node"]); });
+    } else if (node_disable->parsed() || node_enable->parsed() || node_rotate->parsed()) {
+      std::string action = node_disable->parsed() ? "disable" : node_enable->parsed() ? "enable" : "rotate-key";
+      print(api.call("POST", "/api/nodes/" + url_encode(name) + "/" + action), [&](const json& d) {
+        if (action == "disable")
+          std::cout << "node " << name << " disabled"
+                    << (d.value("closed_session", false) ? "; its session was closed" : "") << "\n";
+        else if (action == "enable")
+          std::cout << "node " << name << " enabled\n";
+        else
+          std::cout << "node " << name << " has a new key\nkey: " << text(d["key"])
+                    << "\nThe old key no longer authenticates; the key is shown only this once.\n";
+      });
+    } else if (attempts_list->parsed()) {
+      print(api.call("GET", "/api/attempts" + query({{"node", a_node},
+                                                      {"sync_state", a_sync},
+                                                      {"state", a_state},
+                                                      {"limit", a_limit},
+                                                      {"after", a_after}})),
+            print_attempts);
+    } else if (attempts_show->parsed()) {
+      print(api.call("GET", "/api/attempts/" + url_encode(attempt_id)), [](const json& d) {
+        print_node(d["attempt"]);
+        if (!d["backfill"].is_null())
+          std::cout << "backfill: " << d["backfill"].dump() << "\n";
+      });
+    } else if (backfill->parsed()) {
+      print(api.call("POST", "/api/attempts/" + url_encode(attempt_id) + "/backfill"), [&](const json& d) {
+        std::cout << "backfill requested: job " << text(d["job_id"]) << "\n";
+      });
+    } else if (requeue->parsed()) {
+      print(api.call("POST", "/api/attempts/" + url_encode(attempt_id) + "/requeue"), [&](const json& d) {
+        std::cout << "attempt " << attempt_id << " is " << text(d["attempt"]["sync_state"]) << " again\n";
+      });
+    } else if (jobs_list->parsed()) {
+      print(api.call("GET", "/api/jobs" + query({{"status", j_status},
+                                                {"type", j_type},
+                                                {"node", j_node},
+                                                {"limit", j_limit},
+                                                {"before", j_before}})),
+            print_jobs);
+    } else if (jobs_prune->parsed()) {
+      print(api.call("DELETE", "/api/jobs" + query({{"status", j_status}, {"type", j_type}, {"older_than", j_older}})),
+            [](const json& d) { std::cout << "deleted " << text(d["deleted"]) << " jobs\n"; });
+    } else if (bundle_export->parsed()) {
+      std::ofstream out;
+      bool to_stdout = file == "-";
+      if (!to_stdout) {
+        out.open(file + ".partial", std::ios::binary | std::ios::trunc);
+        if (!out)
+          throw api_failure(exit_failure, "file", "cannot write " + file + ".partial");
       }
-      std::cout << std::left << std::setw(24) << "NAME" << std::setw(10) << "STATUS" << std::setw(7) << "EPOCH"
-                << std::setw(26) << "LAST SEEN" << "ID\n";
-      for (auto& n : nodes)
-        std::cout << std::setw(24) << n.name << std::setw(10) << n.status << std::setw(7) << n.session_epoch
-                  << std::setw(26) << (n.last_seen_at.empty() ? "-" : n.last_seen_at) << n.id << "\n";
-      return exit_ok;
-    }
-    storage::node_disable::result_type r;
-    std::string done;
-    std::string key_text;
-    if (disable->parsed()) {
-      r = ctx.run(storage::node_disable{name});
-      done = "disabled";
-    } else if (enable->parsed()) {
-      r = ctx.run(storage::node_enable{name});
-      done = "enabled";
-    } else {
-      auto key = generate_api_key();
-      r = ctx.run(storage::node_set_key{name, key.key_id, key.key_hash});
-      done = "has a new key";
-      key_text = key.key;
-    }
-    if (!r.found) {
-      std::cerr << "nodecoordctl: no node named '" << name << "'\n";
-      return exit_not_found;
-    }
-    if (json) {
-      nlohmann::json out{{"node", node_json(r.node)}};
-      if (!key_text.empty())
-        out["key"] = key_text;
-      std::cout << out.dump() << "\n";
-    } else {
-      std::cout << "node " << name << " " << done << "\n";
-      if (!key_text.empty())
-        std::cout << "key: " << key_text << "\nThe old key no longer authenticates; the key is shown only this once.\n";
+      std::ostream& os = to_stdout ? std::cout : out;
+      uint64_t bytes = 0, lines = 0;
+      api.download("/api/bundle", [&](const char* data, size_t n) {
+        os.write(data, static_cast<std::streamsize>(n));
+        bytes += n;
+        lines += static_cast<uint64_t>(std::count(data, data + n, '\n'));
+        return static_cast<bool>(os);
+      });
+      if (!to_stdout) {
+        out.close();
+        if (!out)
+          throw api_failure(exit_failure, "file", "writing " + file + " failed");
+        // Only a complete bundle gets the name.
+        if (std::rename((file + ".partial").c_str(), file.c_str()) != 0)
+          throw api_failure(exit_failure, "file", "cannot rename " + file + ".partial to " + file);
+        if (json_out)
+          std::cout << json{{"file", file}, {"bytes", bytes}, {"lines", lines}}.dump() << "\n";
+        else
+          std::cout << "exported " << lines << " lines (" << bytes << " bytes) to " << file << "\n";
+      }
+    } else if (bundle_import->parsed()) {
+      std::ifstream in(file, std::ios::binary);
+      if (!in)
+        throw api_failure(exit_usage, "file", "cannot read " + file);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      print(api.call("POST", std::string("/api/bundle?dry_run=") + (dry_run ? "1" : "0"), ss.str(),
+                     "application/x-ndjson"),
+            [&](const json& d) {
+              std::cout << (dry_run ? "dry run (nothing changed): " : "imported: ") << "job " << text(d["job_id"])
+                        << "\n";
+              std::vector<std::vector<std::string>> rows;
+              for (auto& [kind, c] : d["counts"].items())
+                rows.push_back({kind, text(c["inserted"]), text(c["skipped"]), text(c["conflicting"])});
+              table({"TYPE", "INSERTED", "SKIPPED", "CONFLICTING"}, rows);
+            });
     }
     return exit_ok;
+  } catch (const api_failure& e) {
+    std::cerr << "nodecoordctl: " << e.what() << "\n";
+    return e.exit_code;
   } catch (const std::exception& e) {
     std::cerr << "nodecoordctl: " << e.what() << "\n";
     return exit_failure;

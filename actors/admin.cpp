@@ -1,0 +1,231 @@
+#include "actors/admin.hpp"
+
+#include "admin/api.hpp"
+#include "admin/dashboard.hpp"
+#include "common/log.hpp"
+#include "config/defaults.hpp"
+#include "nodecoord/version.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <httplib.h>
+
+#include <memory>
+#include <optional>
+#include <thread>
+
+namespace nodecoord {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+/// The API's view of the daemon: one blocking request per call, from an HTTP thread, with a
+/// timeout, so a slow actor costs one answer (503 or a part marked missing), never a hang.
+class actor_backend final : public admin::backend {
+public:
+  actor_backend(caf::actor_system& sys, const admin_options& o)
+    : sys_(sys), storage_(o.storage), registry_(o.registry), tracker_(o.tracker), scheduler_(o.scheduler) {}
+
+  storage_status storage_state() override { return ask<storage_status>(storage_, "storage", part, status_atom::value); }
+  bool ping() override { return ask<bool>(storage_, "storage", part, storage::ping{}); }
+  storage::count_summary::result_type counts() override { return op(storage::count_summary{}, part); }
+  storage::database_size::result_type sizes() override { return op(storage::database_size{}, part); }
+  storage::node_list::result_type nodes() override { return op(storage::node_list{}, part); }
+  storage::node_lookup_by_name::result_type node(const std::string& name) override {
+    return op(storage::node_lookup_by_name{name}, part);
+  }
+  storage::node_create::result_type create_node(const storage::node_create& o) override { return op(o, write); }
+  storage::node_disable::result_type disable_node(const std::string& name) override {
+    return op(storage::node_disable{name}, write);
+  }
+  storage::node_enable::result_type enable_node(const std::string& name) override {
+    return op(storage::node_enable{name}, write);
+  }
+  storage::node_set_key::result_type set_key(const storage::node_set_key& o) override { return op(o, write); }
+  storage::attempt_list::result_type attempts(const storage::attempt_list& o) override { return op(o, write); }
+  storage::attempt_get::result_type attempt(const std::string& id) override {
+    return op(storage::attempt_get{id}, part);
+  }
+  storage::attempt_requeue::result_type requeue(const std::string& id) override {
+    return op(storage::attempt_requeue{id}, write);
+  }
+  storage::job_query::result_type jobs(const storage::job_query& o) override { return op(o, write); }
+  storage::jobs_prune::result_type prune(const storage::jobs_prune& o) override { return op(o, write); }
+  storage::job_insert::result_type insert_job(const storage::job_insert& o) override { return op(o, write); }
+  storage::job_update::result_type update_job(const storage::job_update& o) override { return op(o, write); }
+  storage::bundle::counts export_bundle(const storage::bundle::export_file& o) override {
+    return ask<storage::bundle::counts>(storage_, "storage", bundle, o);
+  }
+  storage::bundle::import_bundle::result_type import_bundle(const storage::bundle::import_bundle& o) override {
+    // The operation failing on its own is the bundle's fault (a reference that exists nowhere);
+    // no answer in time is the database's.
+    caf::scoped_actor self{sys_};
+    std::optional<storage::bundle::import_bundle::result_type> out;
+    caf::error err;
+    self->request(storage_, bundle, o)
+      .receive([&](storage::bundle::import_bundle::result_type& r) { out = std::move(r); },
+               [&](caf::error& e) { err = std::move(e); });
+    if (out)
+      return *out;
+    if (err == caf::sec::runtime_error)
+      throw std::runtime_error(render(err));
+    throw admin::unavailable("storage: " + render(err));
+  }
+  std::vector<connected_node> connected() override {
+    return ask<std::vector<connected_node>>(registry_, "registry", part, caf::get_atom::value);
+  }
+  bool close_session(const std::string& name) override {
+    return ask<bool>(registry_, "registry", part, disable_atom::value, name);
+  }
+  tracker_status tracker() override { return ask<tracker_status>(tracker_, "tracker", part, caf::get_atom::value); }
+  order_result backfill(const std::string& attempt_id) override {
+    return ask<order_result>(scheduler_, "scheduler", write, backfill_atom::value, attempt_id);
+  }
+  void backfill_async(const std::string& attempt_id) override {
+    caf::anon_send(scheduler_, backfill_atom::value, attempt_id);
+  }
+
+private:
+  static constexpr milliseconds part = std::chrono::duration_cast<milliseconds>(defaults::admin_part_timeout);
+  static constexpr milliseconds write = std::chrono::duration_cast<milliseconds>(defaults::admin_write_timeout);
+
+  static constexpr milliseconds bundle = std::chrono::duration_cast<milliseconds>(defaults::bundle_timeout);
+
+  /// The storage actor's own failures carry the database's message as their context.
+  std::string render(const caf::error& e) {
+    if (e == caf::sec::runtime_error && e.context().match_elements<std::string>())
+      return e.context().get_as<std::string>(0);
+    if (e == caf::sec::request_timeout)
+      return "no answer in time";
+    return sys_.render(e);
+  }
+
+  template <class Result, class Handle, class... Ts>
+  Result ask(const Handle& dest, const char* who, milliseconds timeout, Ts&&... xs) {
+    if (!dest)
+      throw admin::unavailable(std::string(who) + " is not running");
+    caf::scoped_actor self{sys_};
+    std::optional<Result> out;
+    std::string err;
+    self->request(dest, timeout, std::forward<Ts>(xs)...)
+      .receive([&](Result& r) { out = std::move(r); }, [&](caf::error& e) { err = render(e); });
+    if (!out)
+      throw admin::unavailable(std::string(who) + ": " + err);
+    return std::move(*out);
+  }
+
+  template <class Op>
+  typename Op::result_type op(const Op& o, milliseconds timeout) {
+    return ask<typename Op::result_type>(storage_, "storage", timeout, o);
+  }
+
+  caf::actor_system& sys_;
+  storage_actor storage_;
+  registry_actor registry_;
+  tracker_actor tracker_;
+  scheduler_actor scheduler_;
+};
+
+struct admin_state {
+  static inline const char* name = "admin";
+  std::unique_ptr<actor_backend> backend;
+  std::unique_ptr<admin::api> api;
+  std::unique_ptr<httplib::Server> server;
+  std::thread thread;
+  uint16_t port = 0;
+
+  ~admin_state() {
+    if (server)
+      server->stop();
+    if (thread.joinable())
+      thread.join();
+  }
+};
+
+using self_ptr = admin_actor::stateful_pointer<admin_state>;
+
+admin::http_request to_request(const httplib::Request& req) {
+  admin::http_request r;
+  r.method = req.method;
+  r.path = req.path;
+  for (auto& [k, v] : req.params)
+    r.params.emplace(k, v);
+  r.body = req.body;
+  r.authorization = req.get_header_value("Authorization");
+  return r;
+}
+
+void serve(admin::api& api, const httplib::Request& req, httplib::Response& res) {
+  auto out = api.handle(to_request(req));
+  res.status = out.status;
+  if (out.stream) {
+    auto stream = std::make_shared<std::function<bool(std::string&)>>(std::move(out.stream));
+    res.set_chunked_content_provider(out.content_type, [stream](size_t, httplib::DataSink& sink) {
+      std::string chunk;
+      bool more = (*stream)(chunk);
+      if (!chunk.empty() && !sink.write(chunk.data(), chunk.size()))
+        return false; // the client went away
+      if (!more)
+        sink.done();
+      return true;
+    });
+  } else {
+    res.set_content(out.body, out.content_type);
+  }
+}
+
+admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
+  auto& st = self->state;
+  st.backend = std::make_unique<actor_backend>(self->system(), opts);
+  admin::api_options ao;
+  ao.token = opts.token;
+  ao.version = version;
+  ao.started_at = opts.started_at;
+  ao.dashboard_html = admin::dashboard_html();
+  st.api = std::make_unique<admin::api>(*st.backend, std::move(ao));
+  st.server = std::make_unique<httplib::Server>();
+  auto& srv = *st.server;
+  srv.new_task_queue = [] { return new httplib::ThreadPool(defaults::admin_threads); };
+  srv.set_payload_max_length(defaults::bundle_import_max_bytes);
+  srv.set_read_timeout(30, 0);
+  srv.set_write_timeout(30, 0);
+  srv.set_keep_alive_max_count(100);
+  auto* api = st.api.get();
+  auto handler = [api](const httplib::Request& req, httplib::Response& res) { serve(*api, req, res); };
+  srv.Get(".*", handler);
+  srv.Post(".*", handler);
+  srv.Delete(".*", handler);
+  srv.Put(".*", handler);
+  srv.Patch(".*", handler);
+  srv.Options(".*", handler);
+  srv.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    log::debug("admin request", {{"method", req.method}, {"path", req.path}, {"status", res.status}});
+  });
+  int port = opts.port == 0 ? srv.bind_to_any_port(opts.host) : (srv.bind_to_port(opts.host, opts.port) ? opts.port : -1);
+  if (port <= 0) {
+    log::error("cannot listen for the admin API", {{"listen", opts.host + ":" + std::to_string(opts.port)}});
+    self->quit(caf::make_error(caf::sec::cannot_open_port, "admin API: cannot listen on " + opts.host + ":"
+                                                             + std::to_string(opts.port)));
+    return {[](port_atom) -> uint16_t { return 0; }, [](status_atom, bool) {}};
+  }
+  st.port = static_cast<uint16_t>(port);
+  st.thread = std::thread([&srv] { srv.listen_after_bind(); });
+  log::info("admin listening", {{"address", opts.host + ":" + std::to_string(st.port)},
+                                {"token", opts.token.empty() ? "none" : "required"}});
+  return {
+    [=](port_atom) { return self->state.port; },
+    [=](status_atom, bool listening) { self->state.api->set_listening(listening); },
+  };
+}
+
+} // namespace
+
+admin_actor spawn_admin(caf::actor_system& sys, admin_options opts) {
+  return sys.spawn(admin_impl, std::move(opts));
+}
+
+} // namespace nodecoord

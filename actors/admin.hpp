@@ -1,0 +1,27 @@
+#pragma once
+// admin (DESIGN §1, docs/admin-api.md): the operator's HTTP API. cpp-httplib serves it on its own
+// threads; each request becomes a call of admin::api, whose backend asks the actors with a
+// timeout. It changes state only through those actors.
+#include "actors/actors.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <string>
+
+namespace nodecoord {
+
+struct admin_options {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0; // 0: any free port (ask with port_atom)
+  std::string token; // empty: no token required
+  std::string started_at;
+  storage_actor storage;
+  registry_actor registry;
+  tracker_actor tracker;
+  scheduler_actor scheduler;
+};
+
+/// Spawns the admin actor; it quits with an error if it cannot listen.
+admin_actor spawn_admin(caf::actor_system& sys, admin_options opts);
+
+} // namespace nodecoord

@@ -1,0 +1,145 @@
+#pragma once
+// The admin HTTP API (docs/admin-api.md) as plain logic: a request in, a response out, with the
+// daemon's actors behind the `backend` interface. No CAF and no HTTP library here, so every route,
+// parameter check and error status is unit-tested against a fake backend (tests/admin_api_test.cpp).
+// The admin actor (actors/admin.cpp) connects it to cpp-httplib and to the real actors.
+#include "actors/messages.hpp"
+#include "storage/admin_ops.hpp"
+#include "storage/bundle.hpp"
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace nodecoord::admin {
+
+struct http_request {
+  std::string method; // GET, POST, DELETE, ...
+  std::string path;   // without the query string
+  std::multimap<std::string, std::string> params;
+  std::string body;
+  std::string authorization; // the Authorization header, if any
+};
+
+struct http_response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  /// Streamed bodies (bundle export): called until it returns false; appends to `chunk`.
+  std::function<bool(std::string& chunk)> stream;
+};
+
+/// Thrown by a backend call that got no answer: an actor timed out or the database refused.
+struct unavailable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// What the API needs from the daemon. Every call may throw `unavailable`; calls are made from
+/// several HTTP threads at once.
+class backend {
+public:
+  virtual ~backend() = default;
+  // storage
+  virtual storage_status storage_state() = 0;
+  virtual bool ping() = 0;
+  virtual storage::count_summary::result_type counts() = 0;
+  virtual storage::database_size::result_type sizes() = 0;
+  virtual storage::node_list::result_type nodes() = 0;
+  virtual storage::node_lookup_by_name::result_type node(const std::string& name) = 0;
+  virtual storage::node_create::result_type create_node(const storage::node_create& op) = 0;
+  virtual storage::node_disable::result_type disable_node(const std::string& name) = 0;
+  virtual storage::node_enable::result_type enable_node(const std::string& name) = 0;
+  virtual storage::node_set_key::result_type set_key(const storage::node_set_key& op) = 0;
+  virtual storage::attempt_list::result_type attempts(const storage::attempt_list& op) = 0;
+  virtual storage::attempt_get::result_type attempt(const std::string& id) = 0;
+  virtual storage::attempt_requeue::result_type requeue(const std::string& id) = 0;
+  virtual storage::job_query::result_type jobs(const storage::job_query& op) = 0;
+  virtual storage::jobs_prune::result_type prune(const storage::jobs_prune& op) = 0;
+  virtual storage::job_insert::result_type insert_job(const storage::job_insert& op) = 0;
+  virtual storage::job_update::result_type update_job(const storage::job_update& op) = 0;
+  /// Writes the whole bundle to the file in one transaction; the manifest's counts.
+  virtual storage::bundle::counts export_bundle(const storage::bundle::export_file& op) = 0;
+  /// Runs the import in one transaction; a std::runtime_error from it (a reference to a node or
+  /// attempt that exists nowhere) is the bundle's fault, `unavailable` the database's.
+  virtual storage::bundle::import_bundle::result_type import_bundle(const storage::bundle::import_bundle& op) = 0;
+  // registry, tracker, scheduler
+  virtual std::vector<connected_node> connected() = 0;
+  virtual bool close_session(const std::string& name) = 0;
+  virtual tracker_status tracker() = 0;
+  /// On-demand backfill of one attempt; waits for the order's result.
+  virtual order_result backfill(const std::string& attempt_id) = 0;
+  /// The same without waiting (reading a partial attempt).
+  virtual void backfill_async(const std::string& attempt_id) = 0;
+};
+
+struct api_options {
+  std::string token; // empty: no token required (loopback only; checked by the config)
+  std::string version;
+  std::string started_at; // RFC 3339
+  std::function<std::chrono::steady_clock::time_point()> steady_now = [] { return std::chrono::steady_clock::now(); };
+  std::function<std::string()> wall_now; // RFC 3339 now; default: the system clock
+  std::string dashboard_html;            // served at GET /
+};
+
+class api {
+public:
+  api(backend& b, api_options opts);
+
+  http_response handle(const http_request& req);
+
+  /// False while the daemon is not (or no longer) accepting nodes: /readyz answers 503.
+  void set_listening(bool v);
+
+private:
+  struct cached_counts {
+    std::optional<std::chrono::steady_clock::time_point> at;
+    std::string measured_at;
+    storage::count_summary::result_type counts;
+    storage::database_size::result_type sizes;
+    bool have_sizes = false;
+  };
+
+  http_response route(const http_request& req);
+  http_response readyz();
+  http_response overview();
+  http_response metrics();
+  http_response list_nodes();
+  http_response show_node(const std::string& name);
+  http_response create_node(const http_request& req);
+  http_response node_action(const std::string& name, const std::string& action);
+  http_response list_attempts(const http_request& req);
+  http_response show_attempt(const std::string& id);
+  http_response backfill_attempt(const std::string& id);
+  http_response requeue_attempt(const std::string& id);
+  http_response export_bundle();
+  http_response import_bundle(const http_request& req);
+  http_response list_jobs(const http_request& req);
+  http_response prune_jobs(const http_request& req);
+
+  /// Counts and sizes, re-read at most every defaults::overview_cache. Throws unavailable.
+  cached_counts counts_cached();
+  std::string now_text() const;
+
+  backend& backend_;
+  api_options opts_;
+  std::string token_hash_;
+  std::mutex mutex_; // guards what follows
+  cached_counts cache_;
+  std::optional<std::chrono::steady_clock::time_point> probe_at_;
+  bool probe_ok_ = false;
+  bool listening_ = true;
+};
+
+/// Letters, digits, '-', '_', '.'; 1 to 255 characters.
+bool valid_node_name(const std::string& name);
+
+/// `Nd` (days) or a configuration duration ("90m", "24h").
+std::optional<std::chrono::milliseconds> parse_age(const std::string& text);
+
+} // namespace nodecoord::admin

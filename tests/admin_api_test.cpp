@@ -1,0 +1,601 @@
+// The admin API (admin/api.hpp) against a fake backend: every route, every error status, the
+// parameter checks, the token, the overview's cache and missing parts, readiness and metrics.
+// No actors and no sockets; the end-to-end wiring is in admin_e2e_test.
+#define BOOST_TEST_MODULE admin_api_test
+#include <boost/test/unit_test.hpp>
+
+#include "admin/api.hpp"
+#include "common/ids.hpp"
+#include "common/metrics.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <map>
+
+using namespace nodecoord;
+using namespace nodecoord::admin;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct fake_backend final : backend {
+  // What the fake database holds.
+  std::map<std::string, storage::node_record> nodes_by_name;
+  std::map<std::string, storage::attempt_record> attempts_by_id;
+  std::vector<storage::job_record> job_rows;
+  std::vector<connected_node> live;
+  tracker_status tracker_now;
+  storage_status storage_now{true, "sqlite", "sqlite://x", "", 6, 0, {}};
+  order_result next_order{order_status::requested, "job-1", 1, ""};
+  bool storage_down = false; // every storage call throws unavailable
+  bool tracker_down = false;
+  bool ping_ok = true;
+  // What the API asked.
+  int counts_calls = 0;
+  int ping_calls = 0;
+  std::vector<std::string> async_backfills;
+  std::vector<storage::jobs_prune> prunes;
+  std::vector<storage::attempt_list> attempt_queries;
+  std::vector<storage::job_query> job_queries;
+  std::vector<std::string> closed;
+
+  void need_storage() {
+    if (storage_down)
+      throw unavailable("storage: timed out");
+  }
+
+  storage_status storage_state() override {
+    need_storage();
+    return storage_now;
+  }
+  bool ping() override {
+    ++ping_calls;
+    need_storage();
+    return ping_ok;
+  }
+  storage::count_summary::result_type counts() override {
+    ++counts_calls;
+    need_storage();
+    storage::count_summary::result_type r;
+    r.nodes_by_status = {{"offline", static_cast<int64_t>(nodes_by_name.size())}};
+    r.attempts_by_sync_state = {{"partial", 2}, {"complete", 5}};
+    r.jobs_by_status_type = {{"succeeded/backfill", 3}};
+    return r;
+  }
+  storage::database_size::result_type sizes() override {
+    need_storage();
+    return {4096, {{"nodes", 1024}, {"jobs", 2048}}};
+  }
+  storage::node_list::result_type nodes() override {
+    need_storage();
+    storage::node_list::result_type out;
+    for (auto& [n, r] : nodes_by_name)
+      out.push_back(r);
+    return out;
+  }
+  storage::node_lookup_by_name::result_type node(const std::string& name) override {
+    need_storage();
+    auto it = nodes_by_name.find(name);
+    if (it == nodes_by_name.end())
+      return {};
+    return {true, it->second};
+  }
+  storage::node_create::result_type create_node(const storage::node_create& op) override {
+    need_storage();
+    storage::node_create::result_type r;
+    if (nodes_by_name.count(op.name))
+      return r;
+    storage::node_record n;
+    n.id = new_uuid();
+    n.name = op.name;
+    n.status = "offline";
+    nodes_by_name[op.name] = n;
+    r.created = true;
+    r.node = n;
+    return r;
+  }
+  storage::node_disable::result_type disable_node(const std::string& name) override {
+    need_storage();
+    auto it = nodes_by_name.find(name);
+    if (it == nodes_by_name.end())
+      return {};
+    it->second.status = "disabled";
+    return {true, it->second};
+  }
+  storage::node_enable::result_type enable_node(const std::string& name) override { return disable_node(name); }
+  storage::node_set_key::result_type set_key(const storage::node_set_key& op) override {
+    return disable_node(op.name);
+  }
+  storage::attempt_list::result_type attempts(const storage::attempt_list& op) override {
+    need_storage();
+    attempt_queries.push_back(op);
+    storage::attempt_list::result_type out;
+    for (auto& [id, a] : attempts_by_id)
+      if (id > op.after_id && static_cast<int64_t>(out.size()) < op.limit)
+        out.push_back(a);
+    return out;
+  }
+  storage::attempt_get::result_type attempt(const std::string& id) override {
+    need_storage();
+    auto it = attempts_by_id.find(id);
+    storage::attempt_get::result_type r;
+    if (it != attempts_by_id.end()) {
+      r.found = true;
+      r.attempt = it->second;
+    }
+    return r;
+  }
+  storage::attempt_requeue::result_type requeue(const std::string& id) override {
+    need_storage();
+    auto it = attempts_by_id.find(id);
+    if (it == attempts_by_id.end())
+      return {};
+    if (it->second.sync_state != "failed")
+      return {true, false};
+    it->second.sync_state = "partial";
+    return {true, true};
+  }
+  storage::job_query::result_type jobs(const storage::job_query& op) override {
+    need_storage();
+    job_queries.push_back(op);
+    storage::job_query::result_type out;
+    for (auto& j : job_rows)
+      if (static_cast<int64_t>(out.size()) < op.limit)
+        out.push_back(j);
+    return out;
+  }
+  storage::jobs_prune::result_type prune(const storage::jobs_prune& op) override {
+    need_storage();
+    prunes.push_back(op);
+    return {static_cast<int64_t>(op.statuses.size())};
+  }
+  storage::job_insert::result_type insert_job(const storage::job_insert&) override { return {true}; }
+  storage::job_update::result_type update_job(const storage::job_update&) override { return {true}; }
+  storage::bundle::counts export_bundle(const storage::bundle::export_file& op) override {
+    need_storage();
+    const std::string text = "{\"type\":\"manifest\"}\n";
+    std::fwrite(text.data(), 1, text.size(), op.out.get());
+    return {1, 0, 0, 0};
+  }
+  storage::bundle::import_bundle::result_type import_bundle(const storage::bundle::import_bundle& op) override {
+    need_storage();
+    if (import_throws)
+      throw std::runtime_error("line 3: attempt: node 123 exists nowhere");
+    storage::bundle::import_bundle::result_type r;
+    r.nodes.inserted = static_cast<int64_t>(op.bundle->nodes.size());
+    last_dry_run = op.dry_run;
+    return r;
+  }
+  bool import_throws = false;
+  bool last_dry_run = false;
+  std::vector<connected_node> connected() override { return live; }
+  bool close_session(const std::string& name) override {
+    closed.push_back(name);
+    return true;
+  }
+  tracker_status tracker() override {
+    if (tracker_down)
+      throw unavailable("tracker: timed out");
+    return tracker_now;
+  }
+  order_result backfill(const std::string&) override { return next_order; }
+  void backfill_async(const std::string& id) override { async_backfills.push_back(id); }
+};
+
+struct fixture {
+  fake_backend b;
+  std::chrono::steady_clock::time_point now{};
+  api_options opts() {
+    api_options o;
+    o.version = "9.9.9";
+    o.started_at = "2026-01-01T00:00:00.000Z";
+    o.steady_now = [this] { return now; };
+    o.wall_now = [] { return std::string("2026-01-02T00:00:00.000Z"); };
+    o.dashboard_html = "<html>dash</html>";
+    return o;
+  }
+  api a{b, opts()};
+
+  http_response call(const std::string& method, const std::string& target, const std::string& body = "",
+                     const std::string& auth = "") {
+    http_request r;
+    r.method = method;
+    auto q = target.find('?');
+    r.path = target.substr(0, q);
+    if (q != std::string::npos) {
+      std::string rest = target.substr(q + 1);
+      size_t at = 0;
+      while (at <= rest.size()) {
+        auto amp = rest.find('&', at);
+        auto kv = rest.substr(at, amp == std::string::npos ? std::string::npos : amp - at);
+        auto eq = kv.find('=');
+        r.params.emplace(kv.substr(0, eq), eq == std::string::npos ? "" : kv.substr(eq + 1));
+        if (amp == std::string::npos)
+          break;
+        at = amp + 1;
+      }
+    }
+    r.body = body;
+    r.authorization = auth;
+    return a.handle(r);
+  }
+  json data(const http_response& r) {
+    auto j = json::parse(r.body);
+    BOOST_TEST_REQUIRE(j["ok"].get<bool>(), r.body);
+    return j["data"];
+  }
+  /// The error code of a failed answer, after checking its status.
+  std::string error(const http_response& r, int status) {
+    BOOST_TEST(r.status == status, "status " << r.status << " body " << r.body);
+    auto j = json::parse(r.body);
+    BOOST_TEST_REQUIRE(!j["ok"].get<bool>(), r.body);
+    BOOST_TEST(!j["error"]["message"].get<std::string>().empty());
+    return j["error"]["code"].get<std::string>();
+  }
+
+  storage::attempt_record add_attempt(const std::string& sync_state, const std::string& node_id = "n-1") {
+    storage::attempt_record a;
+    a.id = new_uuid();
+    a.node_id = node_id;
+    a.task_id = "t";
+    a.state = "running";
+    a.sync_state = sync_state;
+    a.meta = "{\"k\":1}";
+    b.attempts_by_id[a.id] = a;
+    return a;
+  }
+};
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(admin_api, fixture)
+
+BOOST_AUTO_TEST_CASE(health_page_and_unknown_routes) {
+  auto h = call("GET", "/healthz");
+  BOOST_TEST(h.status == 200);
+  BOOST_TEST(data(h)["status"] == "alive");
+  auto page = call("GET", "/");
+  BOOST_TEST(page.status == 200);
+  BOOST_TEST(page.content_type.rfind("text/html", 0) == 0u);
+  BOOST_TEST(page.body == "<html>dash</html>");
+  BOOST_TEST(error(call("GET", "/api/nothing"), 404) == "not_found");
+  BOOST_TEST(error(call("GET", "/nothing"), 404) == "not_found");
+  BOOST_TEST(error(call("PUT", "/api/nodes"), 405) == "method_not_allowed");
+  BOOST_TEST(error(call("GET", "/api/nodes/a/disable"), 405) == "method_not_allowed");
+  BOOST_TEST(error(call("POST", "/api/overview"), 405) == "method_not_allowed");
+}
+
+BOOST_AUTO_TEST_CASE(token_required_when_configured) {
+  auto o = opts();
+  o.token = "s3cret-token-0123456789";
+  api with_token{b, o};
+  http_request r;
+  r.method = "GET";
+  r.path = "/api/overview";
+  auto code_of = [](const http_response& x) { return json::parse(x.body)["error"]["code"].get<std::string>(); };
+  auto none = with_token.handle(r);
+  BOOST_TEST(none.status == 401);
+  BOOST_TEST(code_of(none) == "unauthorized");
+  r.authorization = "Bearer wrong";
+  auto wrong = with_token.handle(r);
+  BOOST_TEST(wrong.status == 403);
+  BOOST_TEST(code_of(wrong) == "forbidden");
+  r.authorization = "Basic czNjcmV0";
+  BOOST_TEST(with_token.handle(r).status == 403);
+  r.authorization = "Bearer s3cret-token-012345678"; // a prefix of the token
+  BOOST_TEST(with_token.handle(r).status == 403);
+  r.authorization = "Bearer s3cret-token-0123456789";
+  BOOST_TEST(with_token.handle(r).status == 200);
+  r.authorization = "bearer s3cret-token-0123456789"; // the scheme is case-insensitive
+  BOOST_TEST(with_token.handle(r).status == 200);
+  // Metrics and readiness are behind the token too; liveness and the page are not.
+  r.authorization.clear();
+  r.path = "/metrics";
+  BOOST_TEST(with_token.handle(r).status == 401);
+  r.path = "/readyz";
+  BOOST_TEST(with_token.handle(r).status == 401);
+  r.path = "/healthz";
+  BOOST_TEST(with_token.handle(r).status == 200);
+  r.path = "/";
+  BOOST_TEST(with_token.handle(r).status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(nodes_create_show_and_act) {
+  auto created = call("POST", "/api/nodes", R"({"name":"alpha"})");
+  BOOST_TEST(created.status == 201);
+  auto d = data(created);
+  BOOST_TEST(d["node"]["name"] == "alpha");
+  BOOST_TEST(d["key"].get<std::string>().rfind("nck_", 0) == 0u);
+  BOOST_TEST(error(call("POST", "/api/nodes", R"({"name":"alpha"})"), 409) == "conflict");
+  BOOST_TEST(error(call("POST", "/api/nodes", R"({"name":"bad name"})"), 400) == "bad_request");
+  BOOST_TEST(error(call("POST", "/api/nodes", R"({"name":""})"), 400) == "bad_request");
+  BOOST_TEST(error(call("POST", "/api/nodes", "not json"), 400) == "bad_request");
+  BOOST_TEST(error(call("POST", "/api/nodes", R"(["alpha"])"), 400) == "bad_request");
+  BOOST_TEST(error(call("POST", "/api/nodes", R"({"name":7})"), 400) == "bad_request");
+  BOOST_TEST(error(call("POST", "/api/nodes", R"({"name":"b","extra":1})"), 400) == "bad_request");
+
+  b.live.push_back({b.nodes_by_name["alpha"].id, "alpha", 3, "", ""});
+  b.tracker_now.requests.push_back({"r1", b.nodes_by_name["alpha"].id, 3, "reconnect", true, 2, 1500});
+  auto list = data(call("GET", "/api/nodes"));
+  BOOST_TEST_REQUIRE(list["nodes"].size() == 1u);
+  BOOST_TEST(list["nodes"][0]["connected"] == true);
+  BOOST_TEST(list["nodes"][0]["in_flight"] == 1);
+  BOOST_TEST(list["nodes"][0]["connected_at"].is_null());
+  auto shown = data(call("GET", "/api/nodes/alpha"));
+  BOOST_TEST(shown["node"]["name"] == "alpha");
+  BOOST_TEST(error(call("GET", "/api/nodes/nope"), 404) == "not_found");
+
+  auto disabled = data(call("POST", "/api/nodes/alpha/disable"));
+  BOOST_TEST(disabled["node"]["status"] == "disabled");
+  BOOST_TEST(disabled["closed_session"] == true);
+  BOOST_TEST(b.closed == std::vector<std::string>{"alpha"});
+  BOOST_TEST(call("POST", "/api/nodes/alpha/enable").status == 200);
+  auto rotated = data(call("POST", "/api/nodes/alpha/rotate-key"));
+  BOOST_TEST(rotated["key"].get<std::string>().rfind("nck_", 0) == 0u);
+  BOOST_TEST(rotated["key"] != d["key"]);
+  for (auto action : {"disable", "enable", "rotate-key"})
+    BOOST_TEST(error(call("POST", std::string("/api/nodes/nope/") + action), 404) == "not_found");
+  BOOST_TEST(error(call("POST", "/api/nodes/alpha/explode"), 404) == "not_found");
+}
+
+BOOST_AUTO_TEST_CASE(attempts_list_checks_and_pages) {
+  for (int i = 0; i < 5; ++i)
+    add_attempt("partial");
+  auto page = data(call("GET", "/api/attempts?limit=2"));
+  BOOST_TEST(page["attempts"].size() == 2u);
+  BOOST_TEST_REQUIRE(page["next"].is_string());
+  BOOST_TEST(page["attempts"][0]["meta"]["k"] == 1); // meta is an object, not text
+  auto next = data(call("GET", "/api/attempts?limit=2&after=" + page["next"].get<std::string>()));
+  BOOST_TEST(next["attempts"][0]["id"] > page["next"]);
+  auto last = data(call("GET", "/api/attempts?limit=100"));
+  BOOST_TEST(last["attempts"].size() == 5u);
+  BOOST_TEST(last["next"].is_null());
+
+  data(call("GET", "/api/attempts?sync_state=failed&state=succeeded"));
+  BOOST_TEST(b.attempt_queries.back().sync_state == "failed");
+  BOOST_TEST(b.attempt_queries.back().state == "succeeded");
+  for (auto bad : {"limit=0", "limit=1001", "limit=x", "limit=-1", "sync_state=whole", "state=done",
+                   "after=not-a-uuid", "colour=red", "limit=1&limit=2"})
+    BOOST_TEST(error(call("GET", std::string("/api/attempts?") + bad), 400) == "bad_request", bad);
+  auto unknown_state = json::parse(call("GET", "/api/attempts?sync_state=whole").body);
+  BOOST_TEST(unknown_state["error"]["message"].get<std::string>().find("pending_backfill") != std::string::npos);
+  BOOST_TEST(error(call("GET", "/api/attempts?node=ghost"), 404) == "not_found");
+  call("POST", "/api/nodes", R"({"name":"alpha"})");
+  data(call("GET", "/api/attempts?node=alpha"));
+  BOOST_TEST(b.attempt_queries.back().node_id == b.nodes_by_name["alpha"].id);
+}
+
+BOOST_AUTO_TEST_CASE(reading_a_partial_attempt_asks_for_it_only_when_its_node_is_connected) {
+  auto a = add_attempt("partial", "node-a");
+  auto offline = data(call("GET", "/api/attempts/" + a.id));
+  BOOST_TEST(offline["attempt"]["id"] == a.id);
+  BOOST_TEST(offline["backfill"]["requested"] == false);
+  BOOST_TEST(b.async_backfills.empty());
+  b.live.push_back({"node-a", "a", 1, "", ""});
+  auto online = data(call("GET", "/api/attempts/" + a.id));
+  BOOST_TEST(online["backfill"]["requested"] == true);
+  BOOST_TEST(b.async_backfills == std::vector<std::string>{a.id});
+  auto c = add_attempt("complete", "node-a");
+  BOOST_TEST(data(call("GET", "/api/attempts/" + c.id))["backfill"].is_null());
+  BOOST_TEST(b.async_backfills.size() == 1u);
+  BOOST_TEST(error(call("GET", "/api/attempts/" + new_uuid()), 404) == "not_found");
+  BOOST_TEST(error(call("GET", "/api/attempts/junk"), 404) == "not_found");
+}
+
+BOOST_AUTO_TEST_CASE(backfill_maps_every_order_status) {
+  auto a = add_attempt("partial");
+  auto accepted = call("POST", "/api/attempts/" + a.id + "/backfill");
+  BOOST_TEST(accepted.status == 202);
+  BOOST_TEST(data(accepted)["job_id"] == "job-1");
+  std::vector<std::pair<order_status, int>> cases = {
+    {order_status::not_found, 404}, {order_status::offline, 409},  {order_status::busy, 409},
+    {order_status::not_partial, 409}, {order_status::nothing_to_mark, 409}, {order_status::stopping, 503},
+    {order_status::error, 503}};
+  for (auto [status, http] : cases) {
+    b.next_order = {status, "", 0, "why"};
+    BOOST_TEST(call("POST", "/api/attempts/" + a.id + "/backfill").status == http, to_string(status));
+  }
+  BOOST_TEST(error(call("POST", "/api/attempts/junk/backfill"), 404) == "not_found");
+}
+
+BOOST_AUTO_TEST_CASE(requeue_only_failed_attempts) {
+  auto f = add_attempt("failed");
+  auto p = add_attempt("partial");
+  auto ok = data(call("POST", "/api/attempts/" + f.id + "/requeue"));
+  BOOST_TEST(ok["attempt"]["sync_state"] == "partial");
+  BOOST_TEST(error(call("POST", "/api/attempts/" + p.id + "/requeue"), 409) == "conflict");
+  BOOST_TEST(error(call("POST", "/api/attempts/" + new_uuid() + "/requeue"), 404) == "not_found");
+}
+
+BOOST_AUTO_TEST_CASE(jobs_list_validates_filters_and_pages) {
+  for (int i = 0; i < 3; ++i) {
+    storage::job_record j;
+    j.id = new_uuid();
+    j.type = "backfill";
+    j.status = "succeeded";
+    j.created_at = "2026-01-0" + std::to_string(3 - i) + "T00:00:00.000Z";
+    j.detail = "{\"trigger\":\"reconnect\"}";
+    b.job_rows.push_back(j);
+  }
+  auto page = data(call("GET", "/api/jobs?limit=2&status=succeeded,failed&type=backfill"));
+  BOOST_TEST(page["jobs"].size() == 2u);
+  BOOST_TEST(page["jobs"][0]["detail"]["trigger"] == "reconnect");
+  BOOST_TEST((b.job_queries.back().statuses == std::vector<std::string>{"succeeded", "failed"}));
+  BOOST_TEST_REQUIRE(page["next"].is_string());
+  data(call("GET", "/api/jobs?before=" + page["next"].get<std::string>()));
+  BOOST_TEST(b.job_queries.back().before_id == b.job_rows[1].id);
+  BOOST_TEST(b.job_queries.back().before_created_at == b.job_rows[1].created_at);
+  auto bad = call("GET", "/api/jobs?status=done");
+  BOOST_TEST(error(bad, 400) == "bad_request");
+  BOOST_TEST(json::parse(bad.body)["error"]["message"].get<std::string>().find("abandoned") != std::string::npos);
+  for (auto q : {"type=export", "status=", "before=yesterday", "limit=5000", "order=asc"})
+    BOOST_TEST(error(call("GET", std::string("/api/jobs?") + q), 400) == "bad_request", q);
+  BOOST_TEST(error(call("GET", "/api/jobs?node=ghost"), 404) == "not_found");
+}
+
+BOOST_AUTO_TEST_CASE(prune_needs_a_filter_and_never_touches_open_jobs) {
+  BOOST_TEST(error(call("DELETE", "/api/jobs"), 400) == "bad_request");
+  BOOST_TEST(b.prunes.empty());
+  BOOST_TEST(error(call("DELETE", "/api/jobs?status=running"), 400) == "bad_request");
+  BOOST_TEST(error(call("DELETE", "/api/jobs?status=succeeded,queued"), 400) == "bad_request");
+  BOOST_TEST(error(call("DELETE", "/api/jobs?older_than=soon"), 400) == "bad_request");
+  BOOST_TEST(error(call("DELETE", "/api/jobs?status=bogus"), 400) == "bad_request");
+  BOOST_TEST(b.prunes.empty());
+
+  // Explicit age: one prune with that cutoff.
+  data(call("DELETE", "/api/jobs?older_than=2d&type=backfill"));
+  BOOST_TEST_REQUIRE(b.prunes.size() == 1u);
+  BOOST_TEST(b.prunes[0].types == std::vector<std::string>{"backfill"});
+  BOOST_TEST(b.prunes[0].statuses.empty());
+  BOOST_TEST(!b.prunes[0].older_than.empty());
+
+  // Default retention: failed jobs are kept longer (an earlier cutoff) than the other final ones.
+  b.prunes.clear();
+  auto d = data(call("DELETE", "/api/jobs?status=failed,succeeded,expired"));
+  BOOST_TEST_REQUIRE(b.prunes.size() == 2u);
+  BOOST_TEST(b.prunes[0].statuses == std::vector<std::string>{"failed"});
+  BOOST_TEST((b.prunes[1].statuses == std::vector<std::string>{"succeeded", "expired"}));
+  BOOST_TEST(b.prunes[0].older_than < b.prunes[1].older_than);
+  BOOST_TEST(d["deleted"] == 3);
+  // Only a type: every final status, never queued or running.
+  b.prunes.clear();
+  data(call("DELETE", "/api/jobs?type=reconcile"));
+  for (auto& p : b.prunes)
+    for (auto& s : p.statuses)
+      BOOST_TEST((s != "queued" && s != "running"));
+}
+
+BOOST_AUTO_TEST_CASE(overview_counts_every_state_caches_and_marks_missing_parts) {
+  call("POST", "/api/nodes", R"({"name":"alpha"})");
+  b.tracker_now.requests.push_back({"r1", "n", 1, "reconnect", true, 1, 42000});
+  b.tracker_now.requests.push_back({"r2", "n", 1, "reconnect", false, 0, 0});
+  auto d = data(call("GET", "/api/overview"));
+  BOOST_TEST(d["version"] == "9.9.9");
+  BOOST_TEST(d["nodes"]["offline"] == 1);
+  BOOST_TEST(d["nodes"]["online"] == 0); // every status present
+  BOOST_TEST(d["attempts"]["partial"] == 2);
+  BOOST_TEST(d["attempts"]["pending_backfill"] == 0);
+  BOOST_TEST(d["attempts"]["failed"] == 0);
+  BOOST_TEST(d["jobs"][0]["status"] == "succeeded");
+  BOOST_TEST(d["jobs"][0]["type"] == "backfill");
+  BOOST_TEST(d["requests"]["in_flight"] == 2);
+  BOOST_TEST(d["requests"]["oldest_age_seconds"] == 42);
+  BOOST_TEST(d["database"]["size_bytes"] == 4096);
+  BOOST_TEST(d["database"]["tables"]["jobs"] == 2048);
+  BOOST_TEST(d["database"]["backend"] == "sqlite");
+  BOOST_TEST(d["missing"].empty());
+  BOOST_TEST(b.counts_calls == 1);
+
+  // Cached: no second count within the cache period; a fresh one after it.
+  now += 4s;
+  data(call("GET", "/api/overview"));
+  BOOST_TEST(b.counts_calls == 1);
+  now += 2s;
+  data(call("GET", "/api/overview"));
+  BOOST_TEST(b.counts_calls == 2);
+
+  // A part that does not answer is named, the rest is still there.
+  b.tracker_down = true;
+  auto partial = data(call("GET", "/api/overview"));
+  BOOST_TEST(partial["missing"] == json::array({"tracker"}));
+  BOOST_TEST(!partial.contains("requests"));
+  BOOST_TEST(partial["nodes"]["offline"] == 1);
+  b.tracker_down = false;
+  b.storage_down = true;
+  now += 10s;
+  auto no_db = call("GET", "/api/overview");
+  BOOST_TEST(no_db.status == 200);
+  auto nd = data(no_db);
+  BOOST_TEST(nd["missing"] == json::array({"counts", "storage"}));
+  BOOST_TEST(nd["requests"]["in_flight"] == 2);
+}
+
+BOOST_AUTO_TEST_CASE(readiness_probes_the_database_at_most_once_a_second) {
+  auto ok = call("GET", "/readyz");
+  BOOST_TEST(ok.status == 200);
+  BOOST_TEST(data(ok)["database"] == true);
+  BOOST_TEST(b.ping_calls == 1);
+  call("GET", "/readyz");
+  BOOST_TEST(b.ping_calls == 1); // within the probe period: the last result
+  b.ping_ok = false;
+  now += 2s;
+  auto down = call("GET", "/readyz");
+  BOOST_TEST(error(down, 503) == "unavailable");
+  BOOST_TEST(json::parse(down.body)["error"]["detail"]["database"] == false);
+  BOOST_TEST(b.ping_calls == 2);
+  b.ping_ok = true;
+  b.storage_down = true;
+  now += 2s;
+  BOOST_TEST(error(call("GET", "/readyz"), 503) == "unavailable");
+  b.storage_down = false;
+  b.storage_now.available = false;
+  b.storage_now.last_error = "connection refused";
+  now += 2s;
+  auto refused = call("GET", "/readyz");
+  BOOST_TEST(json::parse(refused.body)["error"]["message"].get<std::string>().find("connection refused")
+             != std::string::npos);
+  b.storage_now.available = true;
+  now += 2s;
+  BOOST_TEST(call("GET", "/readyz").status == 200);
+  a.set_listening(false);
+  now += 2s;
+  auto stopping = call("GET", "/readyz");
+  BOOST_TEST(error(stopping, 503) == "unavailable");
+  BOOST_TEST(json::parse(stopping.body)["error"]["detail"]["listening"] == false);
+}
+
+BOOST_AUTO_TEST_CASE(database_unavailable_is_503) {
+  b.storage_down = true;
+  BOOST_TEST(error(call("GET", "/api/nodes"), 503) == "unavailable");
+  BOOST_TEST(error(call("POST", "/api/nodes", R"({"name":"x"})"), 503) == "unavailable");
+  BOOST_TEST(error(call("GET", "/api/jobs"), 503) == "unavailable");
+}
+
+BOOST_AUTO_TEST_CASE(metrics_are_prometheus_text) {
+  metrics::daemon().disconnects.inc("idle_timeout");
+  metrics::daemon().frame(metrics::frame_kind::heartbeat);
+  metrics::daemon().batch_size.observe(3);
+  b.tracker_now.requested = 7;
+  auto r = call("GET", "/metrics");
+  BOOST_TEST(r.status == 200);
+  BOOST_TEST(r.content_type.rfind("text/plain; version=0.0.4", 0) == 0u);
+  for (auto needle : {"# TYPE nodecoord_sessions gauge", "nodecoord_disconnects_total{reason=\"idle_timeout\"} ",
+                      "nodecoord_frames_total{type=\"heartbeat\"} ",
+                      "nodecoord_backfill_requests_total{outcome=\"created\"} 7",
+                      "nodecoord_attempts{sync_state=\"partial\"} 2", "# TYPE nodecoord_storage_batch_size histogram",
+                      "nodecoord_storage_batch_size_bucket{le=\"5\"} ", "nodecoord_storage_batch_size_bucket{le=\"+Inf\"} ",
+                      "nodecoord_storage_commit_seconds_count ", "nodecoord_database_errors_total{kind=\"connection\"} 0",
+                      "nodecoord_database_up 1"})
+    BOOST_TEST(r.body.find(needle) != std::string::npos, needle);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(prometheus_writer_escapes_and_accumulates) {
+  metrics::text_writer w;
+  w.sample("x", 1.5, {{"l", "a\"b\\c\nd"}});
+  BOOST_TEST(w.text() == "x{l=\"a\\\"b\\\\c\\nd\"} 1.5\n");
+  metrics::histogram h({1, 10});
+  h.observe(0.5);
+  h.observe(1);
+  h.observe(5);
+  h.observe(50);
+  auto s = h.snapshot();
+  BOOST_TEST((s.cumulative == std::vector<uint64_t>{2, 3, 4}));
+  BOOST_TEST(s.count == 4u);
+  BOOST_TEST(s.sum == 56.5);
+}
+
+BOOST_AUTO_TEST_CASE(node_names_and_ages) {
+  BOOST_TEST(valid_node_name("build-01.eu_west"));
+  BOOST_TEST(!valid_node_name(""));
+  BOOST_TEST(!valid_node_name("a b"));
+  BOOST_TEST(!valid_node_name(std::string(256, 'a')));
+  BOOST_TEST(parse_age("7d").value() == std::chrono::hours(24 * 7));
+  BOOST_TEST(parse_age("90m").value() == std::chrono::minutes(90));
+  BOOST_TEST(!parse_age("d").has_value());
+  BOOST_TEST(!parse_age("-1d").has_value());
+  BOOST_TEST(!parse_age("soon").has_value());
+}

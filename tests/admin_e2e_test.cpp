@@ -6,6 +6,7 @@
 
 #include "common/ids.hpp"
 #include "e2e_daemon.hpp"
+#include "e2e_node.hpp"
 #include "node_client.hpp"
 #include "protocol/codec.hpp"
 #include "test_db.hpp"
@@ -73,23 +74,6 @@ ctl_result ctl_any(const std::vector<std::string>& args, environment env = clean
   return r;
 }
 
-node_client connect_and_hello(daemon_under_test& d, const node_info& n) {
-  node_client c(d.port());
-  auto w = c.hello(n.name, n.key);
-  BOOST_TEST_REQUIRE(w.value("type", "") == "welcome", w.dump());
-  return c;
-}
-
-json next_request(node_client& c) {
-  for (int i = 0; i < 20; ++i) {
-    auto f = c.read_frame(20s);
-    if (f.value("type", "") == "backfill_request")
-      return f;
-    BOOST_TEST_REQUIRE(f.value("type", "") != "error", "unexpected error: " << f.dump());
-  }
-  BOOST_FAIL("no backfill_request");
-  return {};
-}
 
 /// Answers a request with a failure for `id`: the attempt goes back to partial.
 void refuse(node_client& c, const json& req, const std::string& id) {

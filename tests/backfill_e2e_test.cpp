@@ -6,6 +6,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "e2e_daemon.hpp"
+#include "e2e_node.hpp"
 #include "node_client.hpp"
 #include "protocol/codec.hpp"
 #include "test_db.hpp"
@@ -38,24 +39,6 @@ std::vector<protocol::log_line> make_lines(int n, const std::string& tag) {
   return out;
 }
 
-node_client connect_and_hello(daemon_under_test& d, const node_info& n) {
-  node_client c(d.port());
-  auto w = c.hello(n.name, n.key);
-  BOOST_TEST_REQUIRE(w.value("type", "") == "welcome", w.dump());
-  return c;
-}
-
-/// Reads frames until a backfill_request arrives (heartbeat acks and the like are skipped).
-json next_request(node_client& c) {
-  for (int i = 0; i < 20; ++i) {
-    auto f = c.read_frame(20s);
-    if (f.value("type", "") == "backfill_request")
-      return f;
-    BOOST_TEST_REQUIRE(f.value("type", "") != "error", "unexpected error: " << f.dump());
-  }
-  BOOST_FAIL("no backfill_request");
-  return {};
-}
 
 /// Answers a backfill_request as a correct agent does: resend the lines after logs_after, then
 /// report each attempt with the number of lines it has.

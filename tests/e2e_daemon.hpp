@@ -172,23 +172,14 @@ public:
     proc_ = std::make_unique<child_process>(daemon_path,
                                             std::vector<std::string>{"--config", config_, "--state-dir", dir_.path()},
                                             clean_env());
-    // "nodecoordd ready" is logged after "listening for nodes", so that line is complete.
+    // "nodecoordd ready" is logged after "listening for nodes" and "admin listening", so both
+    // lines are complete.
     BOOST_TEST_REQUIRE(proc_->wait_for_stderr("nodecoordd ready", startup_bound),
                        "the daemon did not become ready; stderr:\n" << proc_->stderr_tail());
     auto err = proc_->stderr_text();
-    const std::string needle = "listening for nodes address=127.0.0.1:";
-    auto at = err.find(needle);
-    BOOST_TEST_REQUIRE(at != std::string::npos, "no '" << needle << "' in stderr:\n" << err);
-    auto digits = at + needle.size();
-    auto end = err.find_first_not_of("0123456789", digits);
-    auto port = std::stoul(err.substr(digits, end - digits));
-    BOOST_TEST_REQUIRE((port > 0 && port < 65536), "bad port in: " << err.substr(at, 80));
-    port_ = static_cast<uint16_t>(port);
+    port_ = port_from_log(err, "listening for nodes address=127.0.0.1:");
     admin_port_ = port_from_log(err, "admin listening address=127.0.0.1:");
   }
-
-  /// Starts the daemon unless it runs (provisioning goes through its admin API).
-  void ensure_started() { start(); }
 
   uint16_t admin_port() const { return admin_port_; }
   std::string admin_url() const { return "http://127.0.0.1:" + std::to_string(admin_port_); }
@@ -206,7 +197,7 @@ public:
   /// `nodecoordctl --admin URL --json ARGS...` against this daemon (started if it is not);
   /// requires exit code 0; its stdout.
   json ctl(std::vector<std::string> args) {
-    ensure_started();
+    start();
     std::vector<std::string> argv{"--admin", admin_url(), "--json"};
     argv.insert(argv.end(), args.begin(), args.end());
     child_process c(ctl_path, argv, clean_env());

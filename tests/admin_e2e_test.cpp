@@ -412,3 +412,45 @@ BOOST_AUTO_TEST_CASE(bundle_round_trip_sqlite_to_postgresql) {
   b.stop();
   a.stop();
 }
+
+BOOST_AUTO_TEST_CASE(readiness_follows_the_database_even_when_nothing_is_written) {
+  const char* stop_cmd = std::getenv("NODECOORD_TEST_PG_STOP");
+  const char* start_cmd = std::getenv("NODECOORD_TEST_PG_START");
+  BOOST_REQUIRE_MESSAGE(stop_cmd && start_cmd,
+                        "NODECOORD_TEST_PG_STOP/START are not set (run through scripts/run-tests.sh)");
+  test_database pg(storage::backend::postgresql);
+  daemon_under_test d(base_settings(), pg.url());
+  d.start();
+  BOOST_TEST(http(d, "GET", "/readyz").status == 200);
+  // The server goes away while the daemon is idle: no node, no write, only the probe notices.
+  struct restart_guard {
+    const char* cmd;
+    bool stopped = false;
+    ~restart_guard() {
+      if (stopped)
+        [[maybe_unused]] int rc = std::system(cmd);
+    }
+  } guard{start_cmd};
+  BOOST_REQUIRE_EQUAL(std::system(stop_cmd), 0);
+  guard.stopped = true;
+  http_answer last;
+  BOOST_TEST(eventually(
+               [&] {
+                 last = http(d, "GET", "/readyz");
+                 return last.status == 503;
+               },
+               30s),
+             "readyz stayed " << last.status << ": " << last.body);
+  BOOST_TEST(last.j["error"]["detail"]["database"] == false);
+  BOOST_TEST(last.j["error"]["detail"]["listening"] == true);
+  // Liveness is not readiness: the process still answers.
+  BOOST_TEST(http(d, "GET", "/healthz").status == 200);
+  // Reading through the database fails with 503 and a message, not a hang.
+  auto nodes = http(d, "GET", "/api/nodes");
+  BOOST_TEST(nodes.status == 503, nodes.body);
+  BOOST_REQUIRE_EQUAL(std::system(start_cmd), 0);
+  guard.stopped = false;
+  BOOST_TEST(eventually([&] { return http(d, "GET", "/readyz").status == 200; }, 30s));
+  BOOST_TEST(http(d, "GET", "/api/nodes").status == 200);
+  d.stop();
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # nodecoord-bench against the real nodecoordd, small: provision 10 nodes, `connect --nodes 10`,
-# `steady --nodes 10 --interval 200ms --duration 2s`, `reconnect-storm --nodes 10`, then the backfill scenarios of issue 4 with a
+# `steady --nodes 10 --interval 200ms --duration 2s`, `reconnect-storm --nodes 10`, `admin --nodes 10`, then the backfill scenarios of issue 4 with a
 # few nodes and attempts (`limit` and `storage` straight against the SQLite database, `backfill` and
 # `disconnect-storm` against the daemon). Checks that each run is valid (exit 0) and prints its
 # table, that every attempt ended where the scenario says (complete; partial after the storm, none
@@ -109,6 +109,19 @@ expect_row "$tmp/reconnect.out" '^reconnect rate +[0-9]+ sessions/s$'
 expect_row "$tmp/reconnect.out" '^latency hello->welcome p99 +[0-9.]+ ms$'
 expect_row "$tmp/reconnect.out" '^acks after the storm +[1-9][0-9]*$'
 expect_row "$tmp/reconnect.out" '^result +ok$'
+
+# The admin API polled while the 10 heartbeat: every read endpoint answers, latencies reported.
+admin_port=$(sed -n 's/.*admin listening address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$tmp/daemon.log" | head -n 1)
+[ -n "$admin_port" ] || fail "no 'admin listening' line"
+rc=0
+"$bench_bin" admin --coordinator "127.0.0.1:$port" --keys "$keys" --nodes 10 --admin "http://127.0.0.1:$admin_port" \
+  --requests 5 --pid "$daemon_pid" >"$tmp/admin.out" || rc=$?
+cat "$tmp/admin.out"
+[ "$rc" -eq 0 ] || fail "admin exited $rc"
+expect_row "$tmp/admin.out" '^GET /api/overview p99 +[0-9.]+ ms$'
+expect_row "$tmp/admin.out" '^GET /metrics samples +5$'
+expect_row "$tmp/admin.out" '^GET /api/jobs\?limit=20 samples +5$'
+expect_row "$tmp/admin.out" '^result +ok$'
 
 # --json gives one object with the same verdict.
 rc=0

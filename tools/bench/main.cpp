@@ -22,6 +22,12 @@
 #include "tools/bench/load.hpp"
 #include "tools/bench/proc.hpp"
 #include "tools/bench/scenarios.hpp"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <map>
+#include <thread>
 #include "tools/bench/util.hpp"
 
 #include <CLI/App.hpp>
@@ -170,6 +176,9 @@ struct load_args {
   std::string duration = "60s";
   std::string warmup = "0s";
   std::string ack_timeout = "5s";
+  // admin
+  std::string admin_url;
+  size_t requests = 200;
 };
 
 load_options make_options(const load_args& a) {
@@ -320,6 +329,82 @@ int run_steady(const load_args& a, bool as_json) {
   return r.valid() ? exit_ok : exit_invalid;
 }
 
+// --- admin -----------------------------------------------------------------------------------
+
+/// N sessions heartbeating while an operator polls the admin API: the latency of each read
+/// endpoint (one request at a time, as a dashboard and a Prometheus scrape do) and the daemon's
+/// CPU meanwhile. The API must stay cheap however many nodes are connected.
+int run_admin(const load_args& a, bool as_json) {
+  auto opts = make_options(a);
+  auto interval = duration_ns(a.interval, "--interval");
+  opts.heartbeat_interval_ns = interval;
+  check_pid(a.pid);
+  auto nofile = raise_nofile(a.nodes);
+  daemon_probe daemon{a.pid};
+  report r("admin");
+  common_rows(r, a, opts, nofile);
+  std::string host = "127.0.0.1";
+  int port = 7401;
+  {
+    auto url = a.admin_url;
+    if (url.rfind("http://", 0) == 0)
+      url = url.substr(7);
+    auto colon = url.rfind(':');
+    if (colon == std::string::npos)
+      throw usage_error("--admin must be http://HOST:PORT");
+    host = url.substr(0, colon);
+    port = std::stoi(url.substr(colon + 1));
+  }
+  load l(std::move(opts));
+  l.open_all();
+  session_rows(r, l, a.nodes);
+  const std::vector<std::string> paths = {"/api/overview", "/metrics", "/readyz", "/api/nodes", "/api/jobs?limit=20"};
+  std::map<std::string, std::vector<double>> latency_us;
+  std::map<std::string, uint64_t> failures;
+  std::atomic<bool> done{false};
+  auto t0 = now_ns();
+  double cpu0 = daemon.enabled() ? daemon.cpu() : 0.0;
+  // The HTTP client blocks; the sessions keep heartbeating on this thread meanwhile.
+  std::thread poller([&] {
+    httplib::Client cli(host, port);
+    cli.set_read_timeout(30, 0);
+    for (size_t i = 0; i < a.requests; ++i)
+      for (auto& path : paths) {
+        auto start = now_ns();
+        auto res = cli.Get(path);
+        auto us = static_cast<double>(now_ns() - start) / 1000.0;
+        if (!res || res->status != 200)
+          ++failures[path];
+        else
+          latency_us[path].push_back(us);
+      }
+    done = true;
+  });
+  while (!done)
+    l.run_until(now_ns() + 100'000'000);
+  poller.join();
+  auto t1 = now_ns();
+  double cpu1 = daemon.enabled() ? daemon.cpu() : 0.0;
+  double window = static_cast<double>(t1 - t0) / 1e9;
+  l.drain();
+  r.count("requests per endpoint", "requests", a.requests);
+  for (auto& path : paths) {
+    auto key = path.substr(1, path.find('?') == std::string::npos ? std::string::npos : path.find('?') - 1);
+    std::replace(key.begin(), key.end(), '/', '_');
+    latency_rows(r, "GET " + path, "latency_" + key, latency_us[path]);
+    if (failures[path])
+      r.problem(std::to_string(failures[path]) + " requests to " + path + " failed");
+  }
+  r.number("polling time", "window_s", window, 3, "s");
+  if (daemon.enabled())
+    r.number("daemon CPU (window)", "daemon_cpu_percent", (cpu1 - cpu0) / window * 100.0, 2, "% of one core");
+  latency_rows(r, "ack latency", "ack_latency", l.ack_latencies_us());
+  l.close_all(true);
+  trailing_rows(r, l);
+  r.print(as_json);
+  return r.valid() ? exit_ok : exit_invalid;
+}
+
 // --- reconnect-storm ----------------------------------------------------------------------------
 
 /// N sessions up, all dropped at once (no bye), all reconnecting at once: the daemon ends N
@@ -416,6 +501,13 @@ int main(int argc, char** argv) {
   steady->add_option("--duration", la.duration, "measurement window (default 60s)");
   steady->add_option("--warmup", la.warmup, "heartbeat this long after the last welcome before measuring (default 0s)");
 
+  auto* admin = app.add_subcommand("admin", "N sessions heartbeating while the admin API is polled: latency of "
+                                            "overview, metrics, readyz, nodes, jobs; daemon CPU");
+  add_load_options(admin);
+  admin->add_option("--admin", la.admin_url, "admin API URL, e.g. http://127.0.0.1:7401")->required();
+  admin->add_option("--requests", la.requests, "requests per endpoint (default 200)")->check(CLI::Range(1, 1'000'000));
+  admin->add_option("--interval", la.interval, "heartbeat interval per session (default 10s)");
+
   // Backfill scenarios (issue 4): the database comes from --config / --state-dir, as for provision.
   limit_args lim;
   auto* limit = app.add_subcommand("limit", "the backfill's row transitions as direct set-based SQL in large "
@@ -498,6 +590,8 @@ int main(int argc, char** argv) {
       return run_reconnect_storm(la, as_json);
     if (steady->parsed())
       return run_steady(la, as_json);
+    if (admin->parsed())
+      return run_admin(la, as_json);
     db_args db{prov.config_path, prov.state_dir};
     if (limit->parsed())
       return run_limit(db, lim, as_json);

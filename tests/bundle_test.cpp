@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <sstream>
@@ -346,6 +347,23 @@ NC_BOTH_BACKENDS(export_writes_every_row_once_in_pages) {
 }
 
 // --- import ----------------------------------------------------------------------------------
+
+NC_BOTH_BACKENDS(export_file_spools_the_same_bundle_and_its_counts) {
+  auto s = populate(t);
+  std::shared_ptr<std::FILE> file(std::tmpfile(), [](std::FILE* f) { std::fclose(f); });
+  BOOST_REQUIRE(file);
+  auto counts = t.run(b::export_file{file, exported_at});
+  BOOST_TEST(counts == counts_of(s));
+  std::rewind(file.get());
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, file.get())) > 0)
+    text.append(buf, n);
+  // The file holds exactly what write_all emits, and it parses.
+  BOOST_TEST(text == export_all(t));
+  BOOST_TEST(std::holds_alternative<b::parsed>(b::parse(text)));
+}
 
 NC_BOTH_BACKENDS(round_trip_into_an_empty_database_and_twice) {
   auto s = populate(t);

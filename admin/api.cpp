@@ -547,10 +547,11 @@ storage::node_record find_node(backend& b, const std::string& name) {
 http_response api::list_nodes() {
   auto nodes = backend_.nodes();
   auto live = live_of(backend_);
-  json arr = json::array();
+  json out = json::object();
+  auto& arr = out["nodes"] = json::array();
   for (auto& n : nodes)
     arr.push_back(node_with_live(n, live));
-  return reply(200, {{"nodes", arr}});
+  return reply(200, std::move(out));
 }
 
 http_response api::show_node(const std::string& name) {
@@ -616,13 +617,12 @@ http_response api::list_attempts(const http_request& req) {
   if (auto name = param(req, "node"))
     op.node_id = find_node(backend_, *name).id;
   auto rows = backend_.attempts(op);
-  json arr = json::array();
+  json out = json::object();
+  auto& arr = out["attempts"] = json::array();
   for (auto& a : rows)
     arr.push_back(attempt_json(a));
-  json next = nullptr;
-  if (static_cast<int64_t>(rows.size()) == op.limit)
-    next = rows.back().id;
-  return reply(200, {{"attempts", arr}, {"next", next}});
+  out["next"] = static_cast<int64_t>(rows.size()) == op.limit ? json(rows.back().id) : json(nullptr);
+  return reply(200, std::move(out));
 }
 
 http_response api::show_attempt(const std::string& id) {
@@ -704,13 +704,13 @@ http_response api::list_jobs(const http_request& req) {
     q.before_id = before->substr(comma + 1);
   }
   auto rows = backend_.jobs(q);
-  json arr = json::array();
+  json out = json::object();
+  auto& arr = out["jobs"] = json::array();
   for (auto& j : rows)
     arr.push_back(job_json(j));
-  json next = nullptr;
-  if (static_cast<int64_t>(rows.size()) == q.limit)
-    next = rows.back().created_at + "," + rows.back().id;
-  return reply(200, {{"jobs", arr}, {"next", next}});
+  out["next"] = static_cast<int64_t>(rows.size()) == q.limit ? json(rows.back().created_at + "," + rows.back().id)
+                                                             : json(nullptr);
+  return reply(200, std::move(out));
 }
 
 http_response api::prune_jobs(const http_request& req) {

@@ -364,6 +364,7 @@ int run_admin(const load_args& a, bool as_json) {
   std::atomic<bool> done{false};
   auto t0 = now_ns();
   double cpu0 = daemon.enabled() ? daemon.cpu() : 0.0;
+  l.set_window(t0, t0 + 3'600'000'000'000); // acks count from here on (an hour is never reached)
   // The HTTP client blocks; the sessions keep heartbeating on this thread meanwhile.
   std::thread poller([&] {
     httplib::Client cli(host, port);

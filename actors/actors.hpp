@@ -44,6 +44,7 @@ using reconcile_atom = caf::atom_constant<caf::atom("reconcile")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using pace_atom = caf::atom_constant<caf::atom("pace")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
+using token_atom = caf::atom_constant<caf::atom("token")>;
 
 
 /// storage: the only owner of the database session. Every operation is queued in arrival order,
@@ -198,7 +199,9 @@ using admin_actor = caf::typed_actor<
   // The port the API listens on.
   caf::replies_to<port_atom>::with<uint16_t>,
   // Whether the daemon accepts nodes (false during shutdown: /readyz answers 503).
-  caf::reacts_to<status_atom, bool>>;
+  caf::reacts_to<status_atom, bool>,
+  // A new admin token (SIGHUP); empty: none required.
+  caf::reacts_to<token_atom, std::string>>;
 
 // node_session (a dynamically typed broker, one per connection) accepts:
 //   (caf::close_atom, std::string reason)  write close{reason} and disconnect;

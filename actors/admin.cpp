@@ -210,7 +210,7 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
     log::error("cannot listen for the admin API", {{"listen", opts.host + ":" + std::to_string(opts.port)}});
     self->quit(caf::make_error(caf::sec::cannot_open_port, "admin API: cannot listen on " + opts.host + ":"
                                                              + std::to_string(opts.port)));
-    return {[](port_atom) -> uint16_t { return 0; }, [](status_atom, bool) {}};
+    return {[](port_atom) -> uint16_t { return 0; }, [](status_atom, bool) {}, [](token_atom, const std::string&) {}};
   }
   st.port = static_cast<uint16_t>(port);
   st.thread = std::thread([&srv] { srv.listen_after_bind(); });
@@ -219,6 +219,7 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
   return {
     [=](port_atom) { return self->state.port; },
     [=](status_atom, bool listening) { self->state.api->set_listening(listening); },
+    [=](token_atom, const std::string& token) { self->state.api->set_token(token); },
   };
 }
 

@@ -219,10 +219,14 @@ std::optional<std::chrono::milliseconds> parse_age(const std::string& text) {
 }
 
 api::api(backend& b, api_options opts) : backend_(b), opts_(std::move(opts)) {
-  if (!opts_.token.empty())
-    token_hash_ = sha256_hex(opts_.token);
+  set_token(opts_.token);
   if (!opts_.wall_now)
     opts_.wall_now = [] { return format_time(system_now()); };
+}
+
+void api::set_token(const std::string& token) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  token_hash_ = token.empty() ? "" : sha256_hex(token);
 }
 
 void api::set_listening(bool v) {
@@ -243,11 +247,16 @@ http_response api::handle(const http_request& req) {
     r.body = opts_.dashboard_html;
     return r;
   }
-  if (!token_hash_.empty()) {
+  std::string token_hash;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    token_hash = token_hash_;
+  }
+  if (!token_hash.empty()) {
     if (req.authorization.empty())
       return failure(401, "unauthorized", "this API needs 'Authorization: Bearer <token>' (admin.token_file)");
     auto presented = bearer_of(req.authorization);
-    if (presented.empty() || !constant_time_equal(sha256_hex(presented), token_hash_))
+    if (presented.empty() || !constant_time_equal(sha256_hex(presented), token_hash))
       return failure(403, "forbidden", "the token is not valid");
   }
   try {

@@ -96,6 +96,9 @@ public:
   /// False while the daemon is not (or no longer) accepting nodes: /readyz answers 503.
   void set_listening(bool v);
 
+  /// A new token (SIGHUP re-read admin.token_file); empty: none required from now on.
+  void set_token(const std::string& token);
+
 private:
   struct cached_counts {
     std::optional<std::chrono::steady_clock::time_point> at;
@@ -128,8 +131,8 @@ private:
 
   backend& backend_;
   api_options opts_;
-  std::string token_hash_;
   std::mutex mutex_; // guards what follows
+  std::string token_hash_;
   cached_counts cache_;
   std::optional<std::chrono::steady_clock::time_point> probe_at_;
   bool probe_ok_ = false;

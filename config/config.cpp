@@ -15,8 +15,10 @@
 #include <cstdio>
 #include <cstring>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <initializer_list>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <optional>
@@ -661,6 +663,24 @@ std::string resolve_state_dir(const std::string& flag) {
     return dirs.substr(0, dirs.find(':'));
   }
   return {};
+}
+
+std::optional<std::string> read_admin_token(const std::string& path, std::string& why) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    why = "admin.token_file: cannot read " + path + " (" + std::strerror(errno) + ")";
+    return std::nullopt;
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto first = text.find_first_not_of(" \t\r\n");
+  auto last = text.find_last_not_of(" \t\r\n");
+  std::string token = first == std::string::npos ? "" : text.substr(first, last - first + 1);
+  if (token.size() < 16) {
+    why = "admin.token_file: " + path + " holds " + (token.empty() ? "no token" : "a token shorter than 16 characters")
+          + "; put a long random token in it (e.g. openssl rand -hex 32)";
+    return std::nullopt;
+  }
+  return token;
 }
 
 } // namespace nodecoord::config

@@ -3,6 +3,7 @@
 // No CAF here: this is unit-tested directly and also used by --check-config.
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -98,6 +99,10 @@ load_result load_string(std::string_view text, std::string_view name);
 /// Where relative SQLite paths live: `flag` (--state-dir), else $STATE_DIRECTORY (systemd's
 /// StateDirectory=; the first of several), else empty (the working directory).
 std::string resolve_state_dir(const std::string& flag);
+
+/// The admin token in admin.token_file: the whole file, surrounding whitespace trimmed, at least
+/// 16 characters. nullopt with `why` set (naming the file) if it cannot be read or is too short.
+std::optional<std::string> read_admin_token(const std::string& path, std::string& why);
 
 std::string_view to_string(log_level);
 std::string_view to_string(log_format);

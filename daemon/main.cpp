@@ -26,7 +26,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <optional>
 #include <thread>
@@ -69,25 +68,6 @@ std::optional<std::string> check_storage_location(const storage::storage_url& ur
            + "); create it or pass --state-dir";
   }
   return std::nullopt;
-}
-
-/// The admin API token from admin.token_file: the whole file, surrounding whitespace trimmed.
-std::optional<std::string> read_admin_token(const std::string& path, std::string& why) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    why = "admin.token_file: cannot read " + path + " (" + std::strerror(errno) + ")";
-    return std::nullopt;
-  }
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto first = text.find_first_not_of(" \t\r\n");
-  auto last = text.find_last_not_of(" \t\r\n");
-  std::string token = first == std::string::npos ? "" : text.substr(first, last - first + 1);
-  if (token.size() < 16) {
-    why = "admin.token_file: " + path + " holds " + (token.empty() ? "no token" : "a token shorter than 16 characters")
-          + "; put a long random token in it (e.g. openssl rand -hex 32)";
-    return std::nullopt;
-  }
-  return token;
 }
 
 } // namespace
@@ -158,7 +138,7 @@ int main(int argc, char** argv) {
   std::string admin_token;
   if (!cfg.admin.token_file.empty()) {
     std::string why;
-    auto token = read_admin_token(cfg.admin.token_file, why);
+    auto token = config::read_admin_token(cfg.admin.token_file, why);
     if (!token) {
       log::error("not starting", {{"error", why}});
       return exit_failure;

@@ -54,6 +54,29 @@ struct supervisor_state {
 
 using self_ptr = caf::stateful_actor<supervisor_state>*;
 
+/// SIGHUP: the admin token is read again (a rotated token needs no restart); a file that cannot
+/// be used keeps the token in effect.
+void reload_admin_token(self_ptr self, const std::string& path) {
+  auto& st = self->state;
+  std::string token;
+  if (!path.empty()) {
+    std::string why;
+    auto t = config::read_admin_token(path, why);
+    if (!t) {
+      log::error("reload: admin token not changed", {{"error", why}});
+      return;
+    }
+    token = *t;
+  }
+  st.opts.config.admin.token_file = path;
+  if (token == st.opts.admin_token)
+    return;
+  st.opts.admin_token = token;
+  if (st.admin)
+    self->send(st.admin, token_atom::value, token);
+  log::info("admin token reloaded", {{"token", token.empty() ? "none" : "required"}});
+}
+
 void reload(self_ptr self) {
   auto& st = self->state;
   if (st.stopping) {
@@ -93,9 +116,10 @@ void reload(self_ptr self) {
                                           {"log_level", config::to_string(next.log.level)}});
       if (!restart_keys.empty())
         log::warn("changed settings take effect after a restart", {{"keys", restart_keys}});
-      // The log settings change at run time; the rest needs a restart.
+      // The log settings and the admin token change at run time; the rest needs a restart.
       apply_log_config(next.log);
       now.log = next.log;
+      reload_admin_token(self, next.admin.token_file);
     }
   }
   if (st.ready)

@@ -300,6 +300,16 @@ BOOST_AUTO_TEST_CASE(token_required_when_configured) {
   BOOST_TEST(with_token.handle(r).status == 200);
   r.path = "/";
   BOOST_TEST(with_token.handle(r).status == 200);
+  // A rotated token (SIGHUP): the old one is refused at once; none at all opens the API.
+  r.path = "/api/overview";
+  with_token.set_token("rotated-token-abcdefghijkl");
+  r.authorization = "Bearer s3cret-token-0123456789";
+  BOOST_TEST(with_token.handle(r).status == 403);
+  r.authorization = "Bearer rotated-token-abcdefghijkl";
+  BOOST_TEST(with_token.handle(r).status == 200);
+  with_token.set_token("");
+  r.authorization.clear();
+  BOOST_TEST(with_token.handle(r).status == 200);
 }
 
 BOOST_AUTO_TEST_CASE(nodes_create_show_and_act) {

@@ -194,6 +194,19 @@ BOOST_AUTO_TEST_CASE(a_configured_token_is_required_and_checked) {
   // The configuration file names the token file: --config is enough.
   auto with_config = ctl_any({"--config", d.config(), "--admin", d.admin_url(), "status"});
   BOOST_TEST(with_config.code == 0, with_config.err);
+
+  // A rotated token takes effect on SIGHUP; an unusable file keeps the token in effect.
+  secrets.write("admin.token", "short\n");
+  d.process().send_signal(SIGHUP);
+  BOOST_TEST_REQUIRE(d.process().wait_for_stderr("reload: admin token not changed", 10s), d.process().stderr_tail());
+  BOOST_TEST(http(d, "GET", "/api/overview", "", token).status == 200);
+  const std::string rotated = "fedcba9876543210fedcba9876543210";
+  secrets.write("admin.token", rotated);
+  d.process().send_signal(SIGHUP);
+  BOOST_TEST_REQUIRE(d.process().wait_for_stderr("admin token reloaded", 10s), d.process().stderr_tail());
+  // (The admin actor takes the new token just after that line is written.)
+  BOOST_TEST(eventually([&] { return http(d, "GET", "/api/overview", "", token).status == 403; }));
+  BOOST_TEST(http(d, "GET", "/api/overview", "", rotated).status == 200);
   d.stop();
 }
 

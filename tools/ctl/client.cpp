@@ -6,7 +6,6 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 
 namespace nodecoord::ctl {
 
@@ -27,13 +26,11 @@ int exit_for_status(int status) {
 }
 
 std::string read_token(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw api_failure(exit_usage, "token_file", "cannot read the token file " + path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto first = text.find_first_not_of(" \t\r\n");
-  auto last = text.find_last_not_of(" \t\r\n");
-  return first == std::string::npos ? "" : text.substr(first, last - first + 1);
+  std::string why;
+  auto token = config::read_admin_token(path, why);
+  if (!token)
+    throw api_failure(exit_usage, "token_file", why);
+  return *token;
 }
 
 void parse_url(const std::string& url, target& t) {

@@ -5,17 +5,23 @@
 # and exits 1.
 set -euo pipefail
 
+# `deps.sh build`: what building needs (scripts/run-daemon.sh); `deps.sh` alone: that plus what
+# the tests need (scripts/run-tests.sh).
 packages=(
   # build tools
   g++ cmake ninja-build pkg-config
-  # libraries (see CMakeLists.txt)
+  # libraries (see CMakeLists.txt); Boost.Test because the test targets are configured too
   libcaf-dev libsoci-dev libtomlplusplus-dev libboost-test-dev libpq-dev libsqlite3-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libssl-dev libsystemd-dev libcpp-httplib-dev
-  # tests: headless Chromium renders the dashboard (tests/dashboard_test.cpp)
-  chromium
-  # tests: systemd-analyze/-sysusers/-tmpfiles, a throwaway PostgreSQL, ss (free ports)
-  systemd postgresql-15 postgresql-client-15 iproute2
 )
+if [ "${1:-all}" != build ]; then
+  packages+=(
+    # tests: systemd-analyze/-sysusers/-tmpfiles, a throwaway PostgreSQL, ss (free ports)
+    systemd postgresql-15 postgresql-client-15 iproute2
+    # tests: headless Chromium renders the dashboard (tests/dashboard_test.cpp)
+    chromium
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

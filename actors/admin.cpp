@@ -13,6 +13,8 @@
 
 #include <httplib.h>
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -136,13 +138,20 @@ struct admin_state {
   std::unique_ptr<admin::api> api;
   std::unique_ptr<httplib::Server> server;
   std::thread thread;
+  std::shared_ptr<std::atomic<bool>> serving_done = std::make_shared<std::atomic<bool>>(false);
   uint16_t port = 0;
 
   ~admin_state() {
-    if (server)
+    if (!thread.joinable())
+      return;
+    // httplib's stop() does nothing until the server thread has marked itself running, and
+    // asserts if called twice: a shutdown right after startup (SIGINT at "ready") would join a
+    // server that never stops. So wait until it runs (or has given up), then stop it once.
+    while (!server->is_running() && !serving_done->load())
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (!serving_done->load())
       server->stop();
-    if (thread.joinable())
-      thread.join();
+    thread.join();
   }
 };
 
@@ -213,7 +222,10 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
     return {[](port_atom) -> uint16_t { return 0; }, [](status_atom, bool) {}, [](token_atom, const std::string&) {}};
   }
   st.port = static_cast<uint16_t>(port);
-  st.thread = std::thread([&srv] { srv.listen_after_bind(); });
+  st.thread = std::thread([&srv, done = st.serving_done] {
+    srv.listen_after_bind();
+    done->store(true);
+  });
   log::info("admin listening", {{"address", opts.host + ":" + std::to_string(st.port)},
                                 {"token", opts.token.empty() ? "none" : "required"}});
   return {

@@ -364,3 +364,36 @@ BOOST_AUTO_TEST_CASE(a_silent_coordinator_is_left_and_reconnected) {
   BOOST_TEST(agent.wait_exit(15s) == 0);
   d.stop();
 }
+
+BOOST_AUTO_TEST_CASE(connect_and_record_open_a_fresh_store_together) {
+  // A unit starts `connect` while a job runner starts `record start`, both on a store that does
+  // not exist yet: both must open it (it was "database is locked" about half the time).
+  temp_dir work("agent-open");
+  auto key = work.write("k", "nck_0123456789abcdef_" + std::string(64, 'a') + "\n");
+  int failures = 0;
+  for (int round = 0; round < 50; ++round) {
+    auto store = work.file("s" + std::to_string(round) + ".db");
+    // Nothing listens on port 1: connect opens the store, then retries the coordinator.
+    child_process conn(agent_path,
+                       {"--store", store, "connect", "--coordinator", "127.0.0.1:1", "--node", "n", "--key-file", key},
+                       clean_env());
+    child_process rec(agent_path, {"--store", store, "record", "start", "--task", "t"}, clean_env());
+    child_process rec2(agent_path, {"--store", store, "record", "start", "--task", "u", "--state", "queued"},
+                       clean_env());
+    int rc = rec.wait_exit(30s);
+    int rc2 = rec2.wait_exit(30s);
+    bool started = conn.wait_for_stderr("nodecoord-agent starting", 30s);
+    if (!started || rc != 0 || rc2 != 0) {
+      ++failures;
+      BOOST_TEST_MESSAGE("round " << round << ": record " << rc << " " << rec.stderr_text() << "; record " << rc2
+                                  << " " << rec2.stderr_text() << "; connect " << conn.stderr_tail());
+    }
+    if (!conn.reaped()) {
+      conn.send_signal(SIGTERM);
+      BOOST_TEST(conn.wait_exit(15s) == 0, conn.stderr_tail());
+    }
+    if (rc == 0 && rc2 == 0)
+      BOOST_TEST(agent::store(store).all_attempts().size() == 2u);
+  }
+  BOOST_TEST(failures == 0, failures << " of 50 rounds failed to open the fresh store (messages above)");
+}

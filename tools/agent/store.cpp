@@ -7,6 +7,11 @@
 #include <nlohmann/json.hpp>
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
+#include <sqlite3.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
 
 namespace nodecoord::agent {
 
@@ -61,12 +66,41 @@ attempt_row attempt_of(const soci::row& r) {
 
 std::string now_text() { return format_time(system_now()); }
 
+bool is_busy(const soci::soci_error& e) {
+  auto* s = dynamic_cast<const soci::sqlite3_soci_error*>(&e);
+  return s && (s->result() == SQLITE_BUSY || s->result() == SQLITE_LOCKED);
+}
+
 } // namespace
 
 store::store(const std::string& path) {
+  // Any number of processes may open the same store at once, new or not (a unit starting
+  // `connect` while a job runner starts `record`). Switching a new file to WAL needs the
+  // exclusive lock, and SQLite answers "database is locked" at once, without its busy timeout,
+  // to a connection that would otherwise deadlock: so opening is retried, with jitter.
+  std::minstd_rand rng{std::random_device{}()};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (int attempt = 0;; ++attempt) {
+    try {
+      open(path);
+      return;
+    } catch (const soci::soci_error& e) {
+      sql_.reset();
+      if (!is_busy(e) || std::chrono::steady_clock::now() >= deadline)
+        throw;
+    }
+    auto cap = 2 << std::min(attempt, 7); // 2 ms .. 256 ms
+    std::this_thread::sleep_for(std::chrono::milliseconds(1 + rng() % static_cast<unsigned>(cap)));
+  }
+}
+
+void store::open(const std::string& path) {
   // timeout: SQLite's busy timeout in seconds — another process may hold the write lock briefly.
   sql_ = std::make_unique<soci::session>(soci::sqlite3, "db=" + path + " timeout=30");
-  *sql_ << "PRAGMA journal_mode = WAL";
+  std::string mode;
+  *sql_ << "PRAGMA journal_mode", soci::into(mode);
+  if (mode != "wal")
+    *sql_ << "PRAGMA journal_mode = WAL"; // persistent: only the first opener of a file changes it
   *sql_ << "PRAGMA synchronous = FULL";
   *sql_ << "PRAGMA foreign_keys = ON";
   write([&] {

@@ -83,6 +83,7 @@ public:
   std::vector<attempt_row> all_attempts();
 
 private:
+  void open(const std::string& path);
   template <class F>
   void write(F&& f);
   std::unique_ptr<soci::session> sql_;

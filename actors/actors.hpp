@@ -157,7 +157,8 @@ using registry_actor = caf::typed_actor<
 using tracker_actor = caf::typed_actor<
   // Mark, record the job and send a backfill_request; answers once marked and handed over.
   caf::replies_to<backfill_order>::with<order_result>,
-  // A backfill_response (node_id, epoch, request_id, results): false = unknown_request.
+  // A backfill_response (node_id, epoch, request_id, results): true once applied and committed;
+  // false = unknown_request.
   caf::replies_to<response_atom, std::string, int64_t, std::string,
                   std::vector<storage::backfill_item>>::with<bool>,
   // The session could not write the request (request_id, node_id, epoch): reset at once.

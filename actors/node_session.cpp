@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "common/metrics.hpp"
+#include "protocol/ack_gate.hpp"
 #include "protocol/codec.hpp"
 
 #include <caf/io/broker.hpp>
@@ -37,6 +38,8 @@ struct node_session_state {
   // Frames that arrive after hello, before welcome: handled once authenticated.
   std::deque<std::string> early;
   size_t early_bytes = 0;
+  // Heartbeats are acknowledged only once the frames before them are committed (or refused).
+  protocol::ack_gate acks;
 };
 
 using self_ptr = caf::io::stateful_broker<node_session_state>*;
@@ -194,6 +197,31 @@ void handle_line(self_ptr self, std::string_view line) {
       });
 }
 
+/// The answer of a frame handed on has been handled (its error frame, if any, is written): the
+/// heartbeats that waited only for it are acknowledged now, after that error.
+void settle(self_ptr self, protocol::ack_gate::ticket t) {
+  auto& st = self->state;
+  st.acks.settle(t);
+  for (auto seq : st.acks.released())
+    write_line(self, protocol::encode_heartbeat_ack(seq, format_time(st.opts.clock())));
+}
+
+void heartbeat(self_ptr self, int64_t seq) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  if (st.acks.heartbeat(seq, now)) {
+    write_line(self, protocol::encode_heartbeat_ack(seq, format_time(st.opts.clock())));
+  } else if (st.acks.delay_notice_due(now, st.opts.heartbeat_interval)) {
+    // The database is slow or down. Say so, so the node does not take the silence for a dead
+    // connection and reconnect (which would help nothing); not a protocol error of the node.
+    metrics::daemon().acks_delayed.fetch_add(1, std::memory_order_relaxed);
+    write_line(self, protocol::encode_error(protocol::code::ack_delayed,
+                                            "acknowledgements wait for the database: "
+                                              + std::to_string(st.acks.unsettled()) + " frames not committed yet",
+                                            "heartbeat"));
+  }
+}
+
 void reply_write_status(self_ptr self, storage::write_status s, const std::string& attempt_id) {
   if (s == storage::write_status::forbidden)
     protocol_error(self, protocol::code::forbidden, "attempt " + attempt_id + " belongs to another node", attempt_id);
@@ -233,23 +261,39 @@ void handle_active(self_ptr self, protocol::node_message&& msg) {
       if constexpr (std::is_same_v<T, protocol::hello>) {
         protocol_error(self, protocol::code::bad_frame, "already authenticated", "hello");
       } else if constexpr (std::is_same_v<T, protocol::heartbeat>) {
-        write_line(self, protocol::encode_heartbeat_ack(m.seq, format_time(st.opts.clock())));
+        heartbeat(self, m.seq);
       } else if constexpr (std::is_same_v<T, protocol::attempt>) {
         auto id = m.attempt_id;
+        auto t = st.acks.open();
         self->request(st.opts.storage, caf::infinite,
                       storage::attempt_upsert{st.node_id, m.attempt_id, m.task_id, m.state, m.started_at,
                                               m.finished_at, m.meta})
-          .then([=](const storage::attempt_upsert::result_type& r) { reply_write_status(self, r.status, id); },
-                [=](caf::error& e) { storage_failed(self, e, id); });
+          .then(
+            [=](const storage::attempt_upsert::result_type& r) {
+              reply_write_status(self, r.status, id);
+              settle(self, t);
+            },
+            [=](caf::error& e) {
+              storage_failed(self, e, id);
+              settle(self, t);
+            });
       } else if constexpr (std::is_same_v<T, protocol::logs>) {
         storage::logs_insert op{st.node_id, m.attempt_id, {}};
         op.entries.reserve(m.entries.size());
         for (auto& e : m.entries)
           op.entries.push_back({e.seq, std::move(e.ts), std::move(e.stream), std::move(e.line)});
         auto id = m.attempt_id;
+        auto t = st.acks.open();
         self->request(st.opts.storage, caf::infinite, std::move(op))
-          .then([=](const storage::logs_insert::result_type& r) { reply_write_status(self, r.status, id); },
-                [=](caf::error& e) { storage_failed(self, e, id); });
+          .then(
+            [=](const storage::logs_insert::result_type& r) {
+              reply_write_status(self, r.status, id);
+              settle(self, t);
+            },
+            [=](caf::error& e) {
+              storage_failed(self, e, id);
+              settle(self, t);
+            });
       } else if constexpr (std::is_same_v<T, protocol::backfill_response>) {
         auto request_id = m.request_id;
         if (!st.opts.tracker) {
@@ -262,7 +306,9 @@ void handle_active(self_ptr self, protocol::node_message&& msg) {
         for (auto& r : m.results)
           items.push_back({std::move(r.attempt_id), r.ok, r.log_count, std::move(r.error)});
         // The data frames before this one are already queued at storage, so the evidence check
-        // sees them (the tracker's apply reaches storage after them).
+        // sees them (the tracker's apply reaches storage after them). The tracker answers once
+        // the response is applied (committed), so a heartbeat after it waits for that too.
+        auto t = st.acks.open();
         self->request(st.opts.tracker, caf::infinite, response_atom::value, st.node_id, st.epoch, request_id,
                       std::move(items))
           .then(
@@ -270,10 +316,12 @@ void handle_active(self_ptr self, protocol::node_message&& msg) {
               if (!known)
                 write_line(self, protocol::encode_error(protocol::code::unknown_request,
                                                         "no such request in flight for this session", request_id));
+              settle(self, t);
             },
             [=](caf::error& e) {
               write_line(self, protocol::encode_error(protocol::code::unavailable, "not applied: " + to_string(e),
                                                       request_id));
+              settle(self, t);
             });
       } else if constexpr (std::is_same_v<T, protocol::bye>) {
         terminate(self, "bye");

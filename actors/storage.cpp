@@ -157,7 +157,10 @@ caf::typed_response_promise<storage::reset_requests::result_type> enqueue_reset(
   };
   auto sh = std::make_shared<shared>(shared{std::move(op), {}, {}});
   queued_item attempts;
-  attempts.item.run = [sh](storage::op_context& c) { sh->out.attempts_reset = storage::reset_request_attempts(c, sh->op); };
+  attempts.item.run = [sh](storage::op_context& c) {
+    sh->out.attempts_reset = sh->out.attempts_failed = 0; // a batch may run again after a failure
+    storage::reset_request_attempts(c, sh->op, sh->out);
+  };
   attempts.item.fail = [sh](const std::string& msg) { sh->error = msg; };
   attempts.commit_after = true;
   queued_item jobs;

@@ -67,8 +67,14 @@ void send_reset(self_ptr self, storage::reset_requests op) {
   self->request(self->state.opts.storage, caf::infinite, op)
     .then(
       [=](const storage::reset_requests::result_type& r) {
+        if (op.count_failure) {
+          auto& c = self->state.counters;
+          c.reset += static_cast<uint64_t>(r.attempts_reset);
+          c.failed += static_cast<uint64_t>(r.attempts_failed);
+        }
         log::info("backfill requests reset", {{"requests", count},
                                               {"attempts", r.attempts_reset},
+                                              {"failed", r.attempts_failed},
                                               {"job_status", op.job_status},
                                               {"reason", op.reason}});
       },
@@ -86,8 +92,14 @@ void send_reset(self_ptr self, storage::reset_requests op) {
 void send_resets(self_ptr self) {
   auto gathered = std::move(self->state.resets);
   self->state.resets.clear();
-  for (auto& [key, ids] : gathered)
-    send_reset(self, storage::reset_requests{std::move(ids), key.first, key.second});
+  for (auto& [key, ids] : gathered) {
+    storage::reset_requests op{std::move(ids), key.first, key.second};
+    // Rule 3: a request that expires counts a failure for each attempt in it (a poison attempt
+    // that makes its node time out ends `failed`); a session that ended counts nothing.
+    op.count_failure = key.first == "expired";
+    op.max_failures = self->state.opts.max_failures;
+    send_reset(self, std::move(op));
+  }
 }
 
 /// Ends requests without an answer: their attempts go back to partial (coalesced, see `resets`).
@@ -139,7 +151,7 @@ void place_order(self_ptr self, caf::typed_response_promise<order_result> rp, ba
     rp.deliver(order_result{order_status::error, "", 0, "request id collision"});
     return;
   }
-  storage::mark_pending op{id, order.node_id, epoch, std::move(order.attempt_ids), order.limit};
+  storage::mark_pending op{id, order.node_id, epoch, std::move(order.attempt_ids), order.limit, st.opts.max_failures};
   send_resets(self); // a reset that happened first is applied first (the mark may need its rows)
   self->request(st.opts.storage, caf::infinite, std::move(op))
     .then(
@@ -185,8 +197,10 @@ void place_order(self_ptr self, caf::typed_response_promise<order_result> rp, ba
       });
 }
 
-bool handle_response(self_ptr self, const std::string& node_id, int64_t epoch, const std::string& request_id,
-                     std::vector<storage::backfill_item> items) {
+/// Answers once the response is applied (committed), so the session's heartbeat ack after it
+/// means what it says (docs/protocol.md); false at once for a response that is not accepted.
+caf::result<bool> handle_response(self_ptr self, const std::string& node_id, int64_t epoch,
+                                  const std::string& request_id, std::vector<storage::backfill_item> items) {
   auto& st = self->state;
   backfill::request r;
   auto check = st.book.answer(request_id, node_id, epoch, &r);
@@ -198,9 +212,10 @@ bool handle_response(self_ptr self, const std::string& node_id, int64_t epoch, c
   }
   storage::apply_backfill op{request_id, node_id, std::move(items), st.opts.max_failures};
   send_resets(self);
+  auto rp = self->make_response_promise<bool>();
   self->request(st.opts.storage, caf::infinite, std::move(op))
     .then(
-      [=](const storage::apply_backfill::result_type& res) {
+      [=](const storage::apply_backfill::result_type& res) mutable {
         auto& c = self->state.counters;
         ++c.answered;
         c.completed += static_cast<uint64_t>(res.completed);
@@ -209,13 +224,16 @@ bool handle_response(self_ptr self, const std::string& node_id, int64_t epoch, c
         log::info("backfill response applied",
                   {{"node_id", node_id}, {"epoch", epoch}, {"request", request_id}, {"completed", res.completed},
                    {"reset", res.reset}, {"failed", res.failed}, {"stale", res.stale}, {"job", res.job_status}});
+        rp.deliver(true);
       },
-      [=](caf::error& e) {
-        // The response could not be applied: its attempts must not stay pending.
+      [=](caf::error& e) mutable {
+        // The response could not be applied: its attempts must not stay pending. Not the node's
+        // fault, so no failure is counted.
         log::error("backfill response not applied", {{"request", request_id}, {"error", to_string(e)}});
         send_reset(self, storage::reset_requests{{request_id}, "failed", "response not applied: " + to_string(e)});
+        rp.deliver(std::move(e));
       });
-  return true;
+  return rp;
 }
 
 tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
@@ -232,7 +250,7 @@ tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
       return rp;
     },
     [=](response_atom, const std::string& node_id, int64_t epoch, const std::string& request_id,
-        std::vector<storage::backfill_item>& items) {
+        std::vector<storage::backfill_item>& items) -> caf::result<bool> {
       return handle_response(self, node_id, epoch, request_id, std::move(items));
     },
     [=](sendfail_atom, const std::string& request_id, const std::string& node_id, int64_t epoch) {

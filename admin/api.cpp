@@ -472,6 +472,9 @@ http_response api::metrics() {
   w.family("nodecoord_protocol_errors_total", "counter", "Protocol errors sent to nodes by code.");
   for (auto& [k, v] : m.protocol_errors.snapshot())
     w.sample("nodecoord_protocol_errors_total", static_cast<double>(v), {{"code", k}});
+  w.family("nodecoord_heartbeat_acks_delayed_total", "counter",
+           "ack_delayed notices: heartbeat acks held while the frames before them wait for a commit.");
+  w.sample("nodecoord_heartbeat_acks_delayed_total", static_cast<double>(m.acks_delayed.load()));
   try {
     auto t = backend_.tracker();
     w.family("nodecoord_backfill_requests_total", "counter", "Backfill requests by outcome.");
@@ -483,7 +486,7 @@ http_response api::metrics() {
              {{"outcome", "send_failed"}});
     w.family("nodecoord_backfill_requests_in_flight", "gauge", "Backfill requests waiting for an answer.");
     w.sample("nodecoord_backfill_requests_in_flight", static_cast<double>(t.requests.size()));
-    w.family("nodecoord_backfill_attempts_total", "counter", "Attempts settled by backfill responses.");
+    w.family("nodecoord_backfill_attempts_total", "counter", "Attempts settled by backfill responses and expired requests.");
     w.sample("nodecoord_backfill_attempts_total", static_cast<double>(t.completed), {{"result", "complete"}});
     w.sample("nodecoord_backfill_attempts_total", static_cast<double>(t.reset), {{"result", "partial"}});
     w.sample("nodecoord_backfill_attempts_total", static_cast<double>(t.failed), {{"result", "failed"}});

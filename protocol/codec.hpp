@@ -26,6 +26,8 @@ inline constexpr const char* forbidden = "forbidden";
 inline constexpr const char* unknown_request = "unknown_request";
 inline constexpr const char* unknown_attempt = "unknown_attempt";
 inline constexpr const char* unavailable = "unavailable";
+// Not an error of the node: acknowledgements wait for the database (docs/protocol.md).
+inline constexpr const char* ack_delayed = "ack_delayed";
 } // namespace code
 
 namespace close_reason {

@@ -39,6 +39,11 @@ struct attempt_row {
   // As stored, so an attempt frame sent again unchanged (a node re-sends its attempts when it
   // answers a backfill) writes nothing.
   std::string stored_task_id, stored_state, stored_started_at, stored_finished_at, stored_meta;
+  // The fields as the run's operations so far left them (pass 2 walks them in order): whether an
+  // upsert changes the attempt depends on what came before it.
+  struct fields {
+    std::string task_id, state, started_at, finished_at, meta;
+  } seen;
   bool changed = false;   // sync state, request, counters or failures differ from the stored row
   bool completed = false; // an apply completed it: last_full_sync_at = now
 };
@@ -63,13 +68,57 @@ std::string attempt_state_columns(const dialect& d) {
          + " FROM node_task_attempts WHERE ";
 }
 
-/// True if the run's upserts change a stored attempt (a field they leave out keeps its value).
+/// Equal JSON values (PostgreSQL's JSONB prints an object in its own key order and spacing).
+bool same_json(const std::string& a, const std::string& b) {
+  if (a == b)
+    return true;
+  if (a.empty() || b.empty())
+    return false;
+  auto ja = nlohmann::json::parse(a, nullptr, false);
+  auto jb = nlohmann::json::parse(b, nullptr, false);
+  return !ja.is_discarded() && !jb.is_discarded() && ja == jb;
+}
+
+/// True if an upsert with these fields changes `stored` (a field it leaves out keeps its value).
+bool changes(const std::string& task_id, const std::string& state, const std::string& started_at,
+             const std::string& finished_at, const std::string& meta, const attempt_row::fields& stored) {
+  return task_id != stored.task_id || state != stored.state
+         || (!started_at.empty() && started_at != stored.started_at)
+         || (!finished_at.empty() && finished_at != stored.finished_at)
+         || (!meta.empty() && !same_json(meta, stored.meta));
+}
+
+/// True if the run's upserts change a stored attempt.
 bool upsert_changes(const attempt_row& a) {
-  auto effective = [](const std::string& given, const std::string& stored) { return given.empty() ? stored : given; };
-  return a.task_id != a.stored_task_id || a.state != a.stored_state
-         || effective(a.started_at, a.stored_started_at) != a.stored_started_at
-         || effective(a.finished_at, a.stored_finished_at) != a.stored_finished_at
-         || effective(a.meta, a.stored_meta) != a.stored_meta;
+  return changes(a.task_id, a.state, a.started_at, a.finished_at, a.meta,
+                 {a.stored_task_id, a.stored_state, a.stored_started_at, a.stored_finished_at, a.stored_meta});
+}
+
+/// An upsert (in the run's order) applied to `a.seen`; true if it changed anything.
+bool apply_upsert(attempt_row& a, const attempt_upsert& u) {
+  auto& f = a.seen;
+  bool changed = changes(u.task_id, u.state, u.started_at, u.finished_at, u.meta, f);
+  f.task_id = u.task_id;
+  f.state = u.state;
+  if (!u.started_at.empty())
+    f.started_at = u.started_at;
+  if (!u.finished_at.empty())
+    f.finished_at = u.finished_at;
+  if (!u.meta.empty())
+    f.meta = u.meta;
+  return changed;
+}
+
+/// Any change on the node takes a `complete` attempt back to `partial`, so the next trigger
+/// verifies it again (completion of a queued or running attempt is provisional), and a `failed`
+/// one too, with its failures forgotten: it changed, so it may well succeed now.
+bool reopen(attempt_row& a) {
+  if (a.sync_state != "complete" && a.sync_state != "failed")
+    return false;
+  a.sync_state = "partial";
+  a.failures = 0;
+  a.changed = true;
+  return true;
 }
 
 void read_row(const soci::row& r, attempt_row& a) {
@@ -85,6 +134,7 @@ void read_row(const soci::row& r, attempt_row& a) {
   a.stored_started_at = col_str(r, 9);
   a.stored_finished_at = col_str(r, 10);
   a.stored_meta = col_str(r, 11);
+  a.seen = {a.stored_task_id, a.stored_state, a.stored_started_at, a.stored_finished_at, a.stored_meta};
 }
 
 /// Reads the attempts named by data operations (keys of `rows`) and every row pending under
@@ -310,16 +360,22 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
       pending[a.request_id].insert(id);
   std::vector<job_finish> jobs;
   for (size_t k = 0; k < ms.size(); ++k) {
+    if (auto* u = dynamic_cast<op_member<attempt_upsert>*>(ms[k])) {
+      if (u->result.status != write_status::ok)
+        continue;
+      auto& a = rows.at(u->op.attempt_id);
+      if (apply_upsert(a, u->op))
+        u->result.reopened = reopen(a);
+      continue;
+    }
     if (auto* l = dynamic_cast<op_member<logs_insert>*>(ms[k])) {
       if (new_lines[k] == 0)
         continue;
       auto& a = rows.at(l->op.attempt_id);
-      // A frame's new lines reopen a complete attempt and raise the high-water mark to the
-      // frame's largest seq (a line that conflicted was stored, so its seq is below it).
+      // A frame's new lines reopen a complete (or failed) attempt and raise the high-water mark
+      // to the frame's largest seq (a line that conflicted was stored, so its seq is below it).
       l->result.inserted = new_lines[k];
-      l->result.reopened = a.sync_state == "complete";
-      if (l->result.reopened)
-        a.sync_state = "partial";
+      l->result.reopened = reopen(a);
       a.log_count += new_lines[k];
       for (auto& e : l->op.entries)
         a.max_seq = std::max(a.max_seq, e.seq);
@@ -436,27 +492,35 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
   }
   if (live.empty())
     return;
-  // Rule 4: only `partial` attempts of the node, its `limit` oldest. Selected first, then marked
-  // by primary key: as one statement (UPDATE … WHERE id IN (window subquery)) PostgreSQL, with
-  // statistics that still say nothing is partial, re-ran the subquery for every partial row
-  // (quadratic: 0.7 s a statement at 2,800 partial rows). Nothing changes in between: the rows
-  // were read in this transaction, and the storage actor is their only writer.
+  // Rule 4: only `partial` attempts of the node, its oldest: those with as many failures as its
+  // oldest one, `request_size` of them (rule 3: suspects go in ever smaller groups). Selected
+  // first, then marked by primary key: as one statement (UPDATE … WHERE id IN (window subquery))
+  // PostgreSQL, with statistics that still say nothing is partial, re-ran the subquery for every
+  // partial row (quadratic: 0.7 s a statement at 2,800 partial rows). Nothing changes in between:
+  // the rows were read in this transaction, and the storage actor is their only writer.
   std::string limit_case, nodes;
   for (size_t n = 0; n < live.size(); ++n) {
     auto k = std::to_string(n);
     limit_case += " WHEN :q" + k + " THEN " + dialect::int_param("l" + k);
     nodes += (nodes.empty() ? ":a" : ", :a") + k;
   }
-  query select(c.sql, "SELECT x.id FROM (SELECT id, node_id, ROW_NUMBER() OVER (PARTITION BY node_id ORDER BY "
-                      "created_at, id) AS rn FROM node_task_attempts WHERE node_id IN (" + nodes + ") AND "
-                      "sync_state = 'partial') x WHERE x.rn <= CASE x.node_id" + limit_case + " END");
+  query select(c.sql, "SELECT x.id, x.node_id, x.rn, x.backfill_failures FROM (SELECT id, node_id, "
+                      "backfill_failures, ROW_NUMBER() OVER (PARTITION BY node_id, backfill_failures ORDER BY "
+                      "created_at, id) AS rn, FIRST_VALUE(backfill_failures) OVER (PARTITION BY node_id ORDER BY "
+                      "created_at, id) AS lead_failures FROM node_task_attempts WHERE node_id IN (" + nodes
+                      + ") AND sync_state = 'partial') x WHERE x.backfill_failures = x.lead_failures AND "
+                      "x.rn <= CASE x.node_id" + limit_case + " END");
   size_t n = 0;
   for (auto& [node, m] : live) {
     auto k = std::to_string(n++);
     select.bind("q" + k, node).bind("l" + k, m->op.limit).bind("a" + k, node);
   }
   std::vector<std::string> chosen;
-  select.each([&](const soci::row& r) { chosen.push_back(col_str(r, 0)); });
+  select.each([&](const soci::row& r) {
+    auto& op = live.at(col_str(r, 1))->op;
+    if (col_int(r, 2) <= request_size(op.limit, col_int(r, 3), op.max_failures))
+      chosen.push_back(col_str(r, 0));
+  });
   if (chosen.empty())
     return; // nothing to mark: no job is left behind
   std::string request_case;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -360,6 +361,16 @@ logs_get::result_type execute(op_context& c, const logs_get& op) {
 
 // --- backfill --------------------------------------------------------------------------------
 
+int64_t request_size(int64_t limit, int64_t failures, int64_t max_failures) {
+  if (limit <= 1 || failures <= 0)
+    return std::max<int64_t>(limit, 1);
+  if (max_failures <= 1 || failures >= max_failures - 1)
+    return 1;
+  auto exponent = static_cast<double>(max_failures - 1 - failures) / static_cast<double>(max_failures - 1);
+  auto size = static_cast<int64_t>(std::floor(std::pow(static_cast<double>(limit), exponent) + 1e-9));
+  return std::clamp<int64_t>(size, 1, limit);
+}
+
 // attempt_upsert, logs_insert, apply_backfill and mark_pending by limit: storage/grouped.cpp.
 
 mark_pending::result_type mark_pending_by_ids(op_context& c, const mark_pending& op) {
@@ -402,12 +413,19 @@ mark_pending::result_type mark_pending_by_ids(op_context& c, const mark_pending&
   return out;
 }
 
-int64_t reset_request_attempts(op_context& c, const reset_requests& op) {
-  // Keyed by request id only (see apply_backfill on the sync_state predicate).
-  return exec_in_chunks(
-    c, "UPDATE node_task_attempts SET sync_state = 'partial', backfill_request_id = NULL, "
-       "updated_at = :now WHERE backfill_request_id IN ",
-    op.request_ids, [&](query& q) { q.bind("now", c.now_text); });
+void reset_request_attempts(op_context& c, const reset_requests& op, reset_requests::result_type& out) {
+  // Keyed by request id only (see apply_backfill on the sync_state predicate). The counter is
+  // incremented in SQL, never written back from a read.
+  auto count = int64_t{op.count_failure ? 1 : 0};
+  for (auto& chunk : chunks(op.request_ids, c.d.rows_per_statement(1, in_chunk))) {
+    query q(c.sql, "UPDATE node_task_attempts SET sync_state = CASE WHEN " + dialect::int_param("c1")
+                     + " = 1 AND backfill_failures + 1 >= " + dialect::int_param("max")
+                     + " THEN 'failed' ELSE 'partial' END, backfill_failures = backfill_failures + "
+                     + dialect::int_param("c2") + ", backfill_request_id = NULL, updated_at = :now "
+                     "WHERE backfill_request_id IN " + query::in_list("i", chunk.size()) + " RETURNING sync_state");
+    q.bind("c1", count).bind("max", op.max_failures).bind("c2", count).bind("now", c.now_text).bind_list("i", chunk);
+    q.each([&](const soci::row& r) { ++(col_str(r, 0) == "failed" ? out.attempts_failed : out.attempts_reset); });
+  }
 }
 
 int64_t finish_request_jobs(op_context& c, const reset_requests& op) {
@@ -420,7 +438,10 @@ int64_t finish_request_jobs(op_context& c, const reset_requests& op) {
 }
 
 reset_requests::result_type execute(op_context& c, const reset_requests& op) {
-  return {reset_request_attempts(c, op), finish_request_jobs(c, op)};
+  reset_requests::result_type out;
+  reset_request_attempts(c, op, out);
+  out.jobs_finished = finish_request_jobs(c, op);
+  return out;
 }
 
 reset_all_pending::result_type execute(op_context& c, const reset_all_pending&) {

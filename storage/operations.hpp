@@ -196,7 +196,8 @@ enum class write_status : uint8_t {
 };
 
 /// Insert or update an attempt record from its node. A new attempt starts `partial`; an attempt
-/// owned by another node is not touched.
+/// owned by another node is not touched. A change (task, state, a time or meta) takes a
+/// `complete` or `failed` attempt back to `partial` (reopen; failures cleared).
 struct attempt_upsert {
   std::string node_id;
   std::string attempt_id;
@@ -208,11 +209,12 @@ struct attempt_upsert {
   struct result_type {
     write_status status = write_status::ok;
     bool created = false;
+    bool reopened = false;
   };
 };
 
-/// Insert-or-ignore log lines on (attempt_id, seq). New lines for a `complete` attempt move it
-/// back to `partial` (reopen: the next backfill fetches the rest).
+/// Insert-or-ignore log lines on (attempt_id, seq). New lines for a `complete` or `failed`
+/// attempt move it back to `partial` (reopen: the next backfill fetches the rest).
 struct logs_insert {
   std::string node_id;
   std::string attempt_id;
@@ -267,8 +269,11 @@ struct mark_pending {
   int64_t epoch = 0;
   std::vector<std::string> attempt_ids;
   /// With no attempt_ids: mark up to `limit` of the node's oldest `partial` attempts (the
-  /// selection and the mark are one statement, so nothing changes in between).
+  /// selection and the mark are one statement, so nothing changes in between). Only attempts
+  /// with as many failures as the oldest one go together, and fewer of them the more failures
+  /// they have (request_size), so a poison attempt is isolated before it fails the others.
   int64_t limit = 0;
+  int64_t max_failures = 5;
   struct marked_attempt {
     std::string attempt_id;
     int64_t logs_after = -1; // highest contiguous stored seq from 0; -1: none
@@ -277,6 +282,13 @@ struct mark_pending {
     std::vector<marked_attempt> marked; // in the order of attempt_ids (oldest first by limit)
   };
 };
+
+/// How many attempts a request by limit takes when they have `failures` failures each: `limit`
+/// without failures, falling geometrically to 1 at `max_failures - 1` (limit 100, max 5: 100, 31,
+/// 10, 3, 1). An expired request counts a failure for every attempt in it; asking for suspects in
+/// ever smaller groups lets the ones batched with a poison attempt complete, and an attempt is
+/// only ever failed by a request it was alone in (for max_failures ≥ 2).
+int64_t request_size(int64_t limit, int64_t failures, int64_t max_failures);
 
 /// One per-attempt result of a backfill_response.
 struct backfill_item {
@@ -316,13 +328,18 @@ struct apply_backfill {
 };
 
 /// Ends requests without an answer (disconnect: job `cancelled`; deadline: `expired`; shutdown:
-/// `cancelled`): every attempt still pending under each request goes back to `partial`.
+/// `cancelled`): every attempt still pending under each request goes back to `partial`. With
+/// `count_failure` (an expired request, rule 3) each of them also counts a failure, and one that
+/// reaches `max_failures` goes to `failed` instead; a session that ended counts nothing.
 struct reset_requests {
   std::vector<std::string> request_ids;
   std::string job_status = "cancelled";
   std::string reason;
+  bool count_failure = false;
+  int64_t max_failures = 5;
   struct result_type {
-    int64_t attempts_reset = 0;
+    int64_t attempts_reset = 0;  // back to partial
+    int64_t attempts_failed = 0; // reached max_failures
     int64_t jobs_finished = 0;
   };
 };
@@ -415,8 +432,9 @@ mark_pending::result_type execute(op_context&, const mark_pending&);
 apply_backfill::result_type execute(op_context&, const apply_backfill&);
 reset_requests::result_type execute(op_context&, const reset_requests&);
 /// The two halves of reset_requests (execute runs both): the storage actor commits the attempts
-/// first and lets the jobs wait in line (docs/storage.md, "Resets go ahead").
-int64_t reset_request_attempts(op_context&, const reset_requests&);
+/// first and lets the jobs wait in line (docs/storage.md, "Resets go ahead"). The first fills in
+/// attempts_reset and attempts_failed.
+void reset_request_attempts(op_context&, const reset_requests&, reset_requests::result_type&);
 int64_t finish_request_jobs(op_context&, const reset_requests&);
 reset_all_pending::result_type execute(op_context&, const reset_all_pending&);
 attempt_requeue::result_type execute(op_context&, const attempt_requeue&);

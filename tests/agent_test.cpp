@@ -297,6 +297,25 @@ BOOST_FIXTURE_TEST_CASE(unavailable_before_the_ack_keeps_the_ack_from_confirming
   BOOST_TEST(st.attempt(id)->announced_version == 0);
 }
 
+// While the coordinator's database does not commit, acks wait and the coordinator says so:
+// that is neither an error nor a reason to resend, and nothing is confirmed until the ack.
+BOOST_FIXTURE_TEST_CASE(ack_delayed_is_no_error_and_confirms_nothing, fixture) {
+  connect();
+  auto id = st.start_attempt("t");
+  st.append_logs(id, "stdout", numbered(3));
+  auto s = parse(poll());
+  std::string out;
+  auto ev = l.on_line(R"({"type":"error","code":"ack_delayed","message":"acknowledgements wait for the database","ref":"heartbeat"})", out);
+  BOOST_TEST((ev.what == link_event::kind::delayed));
+  BOOST_TEST(out.empty());
+  BOOST_TEST(l.counters().errors == 0u);
+  BOOST_TEST(l.counters().acks_delayed == 1u);
+  BOOST_TEST(st.attempt(id)->delivered_logs == 0);
+  BOOST_TEST(poll().empty(), "sent on this connection already: not sent again while the ack waits");
+  ack(s.heartbeats.back());
+  BOOST_TEST(st.attempt(id)->delivered_logs == 3);
+}
+
 BOOST_FIXTURE_TEST_CASE(a_forbidden_attempt_does_not_block_the_ones_behind_it, fixture) {
   link_options o = opts();
   o.poll_attempts = 1; // one attempt a poll: a stuck first one would block the second for ever

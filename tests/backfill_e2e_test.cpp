@@ -11,6 +11,7 @@
 #include "protocol/codec.hpp"
 #include "test_db.hpp"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -167,7 +168,70 @@ void a_request_in_flight_at_a_crash_is_recovered_at_restart(const std::string& s
   d.stop();
 }
 
+/// Issue 14's livelock: a node that never answers a request holding one poison attempt. Each
+/// expired request counts a failure for its attempts, suspects are asked in smaller groups, so
+/// the others complete and the poison alone ends `failed`; the session is never closed for it.
+void a_node_that_never_answers_one_attempt_does_not_hold_up_the_others(const std::string& storage_url) {
+  daemon_under_test d(with(base_settings(), {{"idle_timeout", "\"120s\""}}), storage_url,
+                      "[backfill]\nreconnect_rate = 1000\nbatch_size = 8\nrequest_timeout = \"3s\"\n"
+                      "reconcile_interval = \"500ms\"\nmax_failures = 3\n");
+  auto n = d.add_node("alpha");
+  d.start();
+  auto c = connect_and_hello(d, n);
+  std::map<std::string, node_attempt> have;
+  std::vector<std::string> order; // oldest first: the poison is the oldest
+  for (int i = 0; i < 8; ++i) {
+    auto id = new_uuid();
+    have[id] = {id, make_lines(2, "a" + std::to_string(i))};
+    order.push_back(id);
+    c.send_line(protocol::encode_attempt({id, "task-" + std::to_string(i), "succeeded", "", "", ""}));
+  }
+  auto poison = order[0];
+  int poison_requests = 0, answered = 0;
+  auto settled = [&] {
+    if (sync_state(d, poison) != "failed")
+      return false;
+    for (auto& id : order)
+      if (id != poison && sync_state(d, id) != "complete")
+        return false;
+    return true;
+  };
+  auto deadline = std::chrono::steady_clock::now() + 90s;
+  while (!settled() && std::chrono::steady_clock::now() < deadline) {
+    auto f = c.try_read_frame(1s);
+    if (!f || f->value("type", "") != "backfill_request")
+      continue;
+    auto ids = (*f)["attempt_ids"].get<std::vector<std::string>>();
+    if (std::find(ids.begin(), ids.end(), poison) != ids.end()) {
+      ++poison_requests; // never answered: it expires
+      continue;
+    }
+    answer(c, *f, have);
+    ++answered;
+  }
+  BOOST_TEST_REQUIRE(settled(), "poison " << sync_state(d, poison) << ", requests with it " << poison_requests
+                                          << ", answered " << answered << "; stderr:\n" << d.process().stderr_tail());
+  BOOST_TEST(poison_requests == 3, "8, then 2, then the poison alone");
+  auto failures = d.rows("SELECT backfill_failures FROM node_task_attempts WHERE id = '" + poison + "'");
+  BOOST_TEST(failures == std::vector<std::string>{"3"});
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM jobs WHERE type = 'backfill' AND status = 'expired'") == 3);
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM node_task_attempts WHERE backfill_failures > 0 AND sync_state <> 'failed'")
+             == 0);
+  BOOST_TEST(d.node("alpha").status == "online", "the session was never closed for it");
+  c.close();
+  d.stop();
+}
+
 } // namespace
+
+BOOST_AUTO_TEST_CASE(a_node_that_never_answers_one_attempt_does_not_hold_up_the_others_sqlite) {
+  a_node_that_never_answers_one_attempt_does_not_hold_up_the_others("");
+}
+
+BOOST_AUTO_TEST_CASE(a_node_that_never_answers_one_attempt_does_not_hold_up_the_others_postgresql) {
+  test_database t(storage::backend::postgresql);
+  a_node_that_never_answers_one_attempt_does_not_hold_up_the_others(t.url());
+}
 
 BOOST_AUTO_TEST_CASE(reports_with_gaps_then_reconnect_backfills_everything_sqlite) {
   reports_with_gaps_then_reconnect_backfills_everything("");

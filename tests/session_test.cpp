@@ -12,6 +12,9 @@
 #include "protocol/codec.hpp"
 #include "storage/query.hpp"
 #include "test_db.hpp"
+#include "tools/agent/link.hpp"
+#include "tools/agent/store.hpp"
+#include "process.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -48,11 +51,15 @@ struct session_fixture {
     return cfg;
   }
 
-  explicit session_fixture(uint32_t max_connections = 100)
-    : sys(init(cfg)), self(sys, true),
+  /// `db`: a database an earlier fixture used (a restarted coordinator); `fault_hook`: storage's.
+  explicit session_fixture(uint32_t max_connections = 100, std::shared_ptr<test::test_database> db = nullptr,
+                           std::function<void(storage::batch_executor::fault_point)> fault_hook = {})
+    : db_owner(db ? std::move(db) : std::make_shared<test::test_database>(storage::backend::sqlite)), t(*db_owner),
+      sys(init(cfg)), self(sys, true),
       sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())),
       mpx(dynamic_cast<caf::io::network::test_multiplexer&>(sys.middleman().backend())) {
-    storage = spawn_storage(sys, storage_options{t.parsed_url(), 100, 100ms, 1s, t.clock.fn(), {}}, false);
+    storage = spawn_storage(sys, storage_options{t.parsed_url(), 100, 100ms, 1s, t.clock.fn(), std::move(fault_hook)},
+                            false);
     auto rh = self->request(storage, caf::infinite, startup_atom::value);
     run();
     rh.receive([](const startup_report&) {}, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
@@ -167,6 +174,16 @@ struct session_fixture {
     return r.node;
   }
 
+  /// A backfill of `n`'s oldest partial attempts (or of `ids`) through the tracker.
+  order_result order(const node& n, std::vector<std::string> ids = {}) {
+    order_result out;
+    auto limit = ids.empty() ? 10 : 0;
+    auto rh = self->request(tracker, caf::infinite, backfill_order{n.id, 0, std::move(ids), limit, "test"});
+    run();
+    rh.receive([&](order_result& r) { out = std::move(r); }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    return out;
+  }
+
   std::vector<connected_node> connected() {
     std::vector<connected_node> out;
     auto rh = self->request(registry, caf::infinite, caf::get_atom::value);
@@ -175,7 +192,8 @@ struct session_fixture {
     return out;
   }
 
-  test::test_database t{storage::backend::sqlite};
+  std::shared_ptr<test::test_database> db_owner;
+  test::test_database& t;
   caf::actor_system_config cfg;
   caf::actor_system sys;
   caf::scoped_actor self;
@@ -217,6 +235,12 @@ BOOST_FIXTURE_TEST_CASE(handshake_welcome_heartbeat_and_data, session_fixture) {
   BOOST_REQUIRE(got.found);
   BOOST_TEST(got.attempt.node_id == n.id);
   BOOST_TEST(got.attempt.log_count == 2);
+  std::vector<std::string> stored;
+  for (auto& l : t.run(storage::logs_get{a, -1, 10}))
+    stored.push_back(std::to_string(l.seq) + " " + l.ts + " " + l.stream + " " + l.line);
+  BOOST_TEST(stored == (std::vector<std::string>{"0 2026-01-09T12:00:00.000Z stdout x",
+                                                 "1 2026-01-09T12:00:01.000Z stderr y"}),
+             boost::test_tools::per_element());
   send(c, protocol::encode_bye("done"));
   BOOST_TEST(closed(c));
   BOOST_TEST(row(n).status == "offline");
@@ -562,14 +586,7 @@ BOOST_FIXTURE_TEST_CASE(a_backfill_goes_through_a_real_session, session_fixture)
             + protocol::encode_attempt({b, "task-b", "succeeded", "", "", ""})
             + protocol::encode_logs({a, {{0, ts, "stdout", "first"}}}));
   BOOST_TEST(frames(c).empty());
-  auto order = [&] {
-    order_result out;
-    auto rh = self->request(tracker, caf::infinite, backfill_order{n.id, 0, {}, 10, "test"});
-    run();
-    rh.receive([&](order_result& r) { out = std::move(r); }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
-    return out;
-  };
-  auto r = order();
+  auto r = order(n);
   BOOST_TEST_REQUIRE(r.status == order_status::requested);
   auto f = frames(c);
   BOOST_TEST_REQUIRE(f.size() == 1u);
@@ -594,7 +611,7 @@ BOOST_FIXTURE_TEST_CASE(a_backfill_goes_through_a_real_session, session_fixture)
   BOOST_TEST(f[0]["ref"] == r.request_id);
   BOOST_TEST(t.dump() == before);
   // A request in flight when the node says bye goes back to partial.
-  auto again = order();
+  auto again = order(n);
   BOOST_TEST_REQUIRE(again.status == order_status::requested);
   BOOST_TEST(frames(c).size() == 1u);
   BOOST_TEST(t.run(storage::attempt_get{b}).attempt.sync_state == "pending_backfill");
@@ -611,10 +628,7 @@ BOOST_FIXTURE_TEST_CASE(a_newer_session_gets_a_fresh_request_and_the_old_answer_
   auto [c1, w1] = login(n);
   auto a = new_uuid();
   send(c1, protocol::encode_attempt({a, "task-a", "succeeded", "", "", ""}));
-  order_result r;
-  auto rh = self->request(tracker, caf::infinite, backfill_order{n.id, 0, {a}, 0, "test"});
-  run();
-  rh.receive([&](order_result& x) { r = std::move(x); }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  auto r = order(n, {a});
   BOOST_TEST_REQUIRE(r.status == order_status::requested);
   BOOST_TEST(frames(c1).size() == 1u);
   // The node reconnects before the old socket is noticed dead.
@@ -631,4 +645,220 @@ BOOST_FIXTURE_TEST_CASE(a_newer_session_gets_a_fresh_request_and_the_old_answer_
   BOOST_TEST_REQUIRE(f2.size() == 1u);
   BOOST_TEST(f2[0]["code"] == "unknown_request");
   BOOST_TEST(t.dump() == before);
+}
+
+// --- durable acknowledgement (issue 14) ----------------------------------------------------------
+
+namespace {
+
+/// Storage commits fail (a connection lost right before COMMIT) while `hold` is set: the
+/// database is down, or the daemon is about to die before its commit.
+struct held_commits {
+  std::shared_ptr<bool> hold = std::make_shared<bool>(false);
+  std::function<void(storage::batch_executor::fault_point)> hook() const {
+    return [h = hold](storage::batch_executor::fault_point p) {
+      if (*h && p == storage::batch_executor::fault_point::before_commit)
+        throw storage::simulated_connection_loss("commit held by the test");
+    };
+  }
+};
+
+std::vector<std::string> types_of(const std::vector<json>& frames) {
+  std::vector<std::string> out;
+  for (auto& f : frames)
+    out.push_back(f["type"] == "error" ? "error:" + f["code"].get<std::string>()
+                  : f["type"] == "heartbeat_ack" ? "ack:" + std::to_string(f["seq"].get<int64_t>())
+                                                  : f["type"].get<std::string>());
+  return out;
+}
+
+using strings = std::vector<std::string>;
+
+} // namespace
+
+// DESIGN §2: heartbeat_ack{seq} means every frame before the heartbeat is committed. While the
+// database does not commit, acks wait (the node keeps everything and resends after a reconnect),
+// the node hears ack_delayed instead of silence, and the session is not closed for idleness.
+BOOST_AUTO_TEST_CASE(heartbeat_ack_waits_for_the_commit_of_the_frames_before_it) {
+  held_commits held;
+  session_fixture f(100, nullptr, held.hook());
+  auto n = f.add_node("alpha");
+  auto [c, w] = f.login(n);
+  f.send(c, protocol::encode_heartbeat(1));
+  BOOST_TEST(types_of(f.frames(c)) == strings{"ack:1"}, "nothing outstanding: answered at once");
+  *held.hold = true;
+  auto a = new_uuid();
+  const std::string ts = "2026-01-09T12:00:00.000Z";
+  f.send(c, protocol::encode_attempt({a, "task-a", "running", "", "", ""})
+              + protocol::encode_logs({a, {{0, ts, "stdout", "x"}, {1, ts, "stdout", "y"}}})
+              + protocol::encode_heartbeat(2));
+  BOOST_TEST(f.frames(c).empty(), "no ack before the frames before it are committed");
+  BOOST_TEST(!f.t.run(storage::attempt_get{a}).found);
+  // A heartbeat interval later the node hears why, instead of silence; no protocol error.
+  f.advance(10s);
+  f.send(c, protocol::encode_heartbeat(3));
+  auto notice = f.frames(c);
+  BOOST_TEST_REQUIRE(types_of(notice) == strings{"error:ack_delayed"}, "frames: " << json(notice).dump());
+  BOOST_TEST(notice[0]["ref"] == "heartbeat");
+  f.advance(5s);
+  f.send(c, protocol::encode_heartbeat(4));
+  BOOST_TEST(f.frames(c).empty(), "at most one notice per heartbeat interval");
+  // Well past idle_timeout (30 s) of waiting: the session stays, its heartbeats keep coming.
+  for (int i = 5; i < 9; ++i) {
+    f.advance(10s);
+    f.send(c, protocol::encode_heartbeat(i));
+    BOOST_TEST(types_of(f.frames(c)) == strings{"error:ack_delayed"});
+  }
+  BOOST_TEST(!f.closed(c));
+  BOOST_TEST(f.row(n).status == "online");
+  // The database commits again: every held ack, in order, and the rows are there.
+  *held.hold = false;
+  f.advance(2s); // storage's reconnect backoff (at most 1 s here)
+  BOOST_TEST(types_of(f.frames(c)) == (strings{"ack:2", "ack:3", "ack:4", "ack:5", "ack:6", "ack:7", "ack:8"}));
+  auto got = f.t.run(storage::attempt_get{a});
+  BOOST_TEST_REQUIRE(got.found);
+  BOOST_TEST(got.attempt.log_count == 2);
+  // A backfill_response is acknowledged only once it is applied.
+  auto r = f.order(n, {a});
+  BOOST_TEST_REQUIRE(r.status == order_status::requested);
+  BOOST_TEST(types_of(f.frames(c)) == strings{"backfill_request"});
+  *held.hold = true;
+  f.send(c, protocol::encode_backfill_response({r.request_id, {{a, true, 2, ""}}}) + protocol::encode_heartbeat(9));
+  BOOST_TEST(f.frames(c).empty());
+  BOOST_TEST(f.t.run(storage::attempt_get{a}).attempt.sync_state == "pending_backfill");
+  *held.hold = false;
+  f.advance(2s);
+  BOOST_TEST(types_of(f.frames(c)) == strings{"ack:9"});
+  BOOST_TEST(f.t.run(storage::attempt_get{a}).attempt.sync_state == "complete");
+}
+
+// "…or has been answered with an error frame": the error comes first, then the ack.
+BOOST_FIXTURE_TEST_CASE(an_error_answer_comes_before_the_ack, session_fixture) {
+  auto n = add_node("alpha");
+  auto [c, w] = login(n);
+  auto ghost = new_uuid();
+  send(c, protocol::encode_logs({ghost, {{0, "2026-01-09T12:00:00.000Z", "stdout", "x"}}})
+            + protocol::encode_heartbeat(5));
+  auto f = frames(c);
+  BOOST_TEST(types_of(f) == (strings{"error:unknown_attempt", "ack:5"}));
+  BOOST_TEST(f.at(0)["ref"] == ghost);
+}
+
+// The database refuses one frame (a statement error of that frame alone): the node hears
+// `unavailable` naming the attempt, before the ack of the heartbeat after it; the frames around
+// it are stored.
+BOOST_FIXTURE_TEST_CASE(a_frame_the_database_refuses_is_answered_unavailable_before_the_ack, session_fixture) {
+  t.exec_sql("CREATE TRIGGER refuse_poison BEFORE INSERT ON attempt_logs WHEN NEW.line = 'poison' "
+             "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+  auto n = add_node("alpha");
+  auto [c, w] = login(n);
+  auto a = new_uuid();
+  const std::string ts = "2026-01-09T12:00:00.000Z";
+  send(c, protocol::encode_attempt({a, "task-a", "running", "", "", ""})
+            + protocol::encode_logs({a, {{0, ts, "stdout", "fine"}}})
+            + protocol::encode_logs({a, {{1, ts, "stdout", "poison"}}})
+            + protocol::encode_logs({a, {{2, ts, "stdout", "also fine"}}}) + protocol::encode_heartbeat(3));
+  auto f = frames(c);
+  BOOST_TEST(types_of(f) == (strings{"error:unavailable", "ack:3"}));
+  BOOST_TEST(f.at(0)["ref"] == a);
+  strings stored;
+  for (auto& l : t.run(storage::logs_get{a, -1, 10}))
+    stored.push_back(std::to_string(l.seq) + " " + l.line);
+  BOOST_TEST(stored == (strings{"0 fine", "2 also fine"}), boost::test_tools::per_element());
+  BOOST_TEST(!closed(c), "not a protocol error of the node");
+}
+
+namespace {
+
+/// Hands every frame the coordinator wrote to `c` to the agent's link; what the link answers
+/// is sent back (and the exchange repeated until nobody has more to say).
+void converse(session_fixture& f, connection_handle c, agent::coordinator_link& link, std::string out = {}) {
+  for (int i = 0; i < 20; ++i) {
+    if (!out.empty())
+      f.send(c, out);
+    out.clear();
+    auto frames = f.frames(c);
+    if (frames.empty())
+      return;
+    for (auto& fr : frames)
+      link.on_line(fr.dump(), out);
+  }
+  BOOST_FAIL("the agent and the coordinator did not come to rest");
+}
+
+/// The agent connects (hello, welcome) and sends what its store holds unconfirmed.
+connection_handle agent_connects(session_fixture& f, agent::coordinator_link& link) {
+  auto c = f.connect();
+  converse(f, c, link, link.start());
+  BOOST_TEST_REQUIRE(link.welcomed());
+  std::string out;
+  link.poll_store(out);
+  converse(f, c, link, out);
+  return c;
+}
+
+} // namespace
+
+// The failure issue 14 found: the daemon acknowledged frames it had not committed, and died.
+// Now a crash before the commit leaves the agent holding everything, and it sends it again; an
+// attempt completed while running is reopened by its final frame and verified again.
+BOOST_AUTO_TEST_CASE(a_crash_before_the_commit_leaves_everything_with_the_agent) {
+  auto db = std::make_shared<test::test_database>(storage::backend::sqlite);
+  test::temp_dir dir("session-agent");
+  agent::store st(dir.file("agent.db"));
+  auto a = st.start_attempt("build-1");
+  st.append_logs(a, "stdout", {"one", "two", "three"});
+  held_commits held;
+  session_fixture::node n;
+  {
+    session_fixture f(100, db, held.hook());
+    n = f.add_node("alpha");
+    agent::coordinator_link link(st, {n.name, n.key});
+    auto c = f.connect();
+    converse(f, c, link, link.start());
+    BOOST_TEST_REQUIRE(link.welcomed());
+    *held.hold = true; // the commit will not happen: the daemon dies first
+    std::string out;
+    link.poll_store(out);
+    f.send(c, out);
+    BOOST_TEST(f.frames(c).empty(), "no ack for frames that are not committed");
+    BOOST_TEST(st.attempt(a)->delivered_logs == 0);
+    BOOST_TEST(st.attempt(a)->announced_version == 0);
+  } // SIGKILL: the coordinator is gone, nothing of the frames was committed
+  BOOST_TEST(!db->run(storage::attempt_get{a}).found);
+  {
+    session_fixture f(100, db); // restarted on the same database
+    agent::coordinator_link link(st, {n.name, n.key});
+    auto c = agent_connects(f, link);
+    auto row = f.t.run(storage::attempt_get{a});
+    BOOST_TEST_REQUIRE(row.found, "the agent sent it again");
+    BOOST_TEST(row.attempt.log_count == 3);
+    BOOST_TEST(st.attempt(a)->delivered_logs == 3, "confirmed once committed");
+    // Completed while running: provisional.
+    BOOST_TEST_REQUIRE(f.order(n).status == order_status::requested);
+    converse(f, c, link);
+    row = f.t.run(storage::attempt_get{a});
+    BOOST_TEST(row.attempt.sync_state == "complete");
+    BOOST_TEST(row.attempt.state == "running");
+    // The final frame alone (no new line) reopens it; the next backfill verifies it again.
+    st.set_state(a, "failed", R"({"exit_code":2})");
+    std::string out;
+    link.poll_store(out);
+    converse(f, c, link, out);
+    row = f.t.run(storage::attempt_get{a});
+    BOOST_TEST(row.attempt.state == "failed");
+    BOOST_TEST(row.attempt.sync_state == "partial", "a change reopens a complete attempt");
+    BOOST_TEST_REQUIRE(f.order(n).status == order_status::requested);
+    converse(f, c, link);
+    row = f.t.run(storage::attempt_get{a});
+    BOOST_TEST(row.attempt.sync_state == "complete");
+    BOOST_TEST(row.attempt.finished_at == st.attempt(a)->finished_at);
+    auto lines = f.t.run(storage::logs_get{a, -1, 10});
+    strings texts;
+    for (auto& l : lines)
+      texts.push_back(std::to_string(l.seq) + " " + l.stream + " " + l.line);
+    BOOST_TEST(texts == (strings{"0 stdout one", "1 stdout two", "2 stdout three"}), boost::test_tools::per_element());
+    auto held_by_agent = st.attempt(a);
+    BOOST_TEST(held_by_agent->announced_version == held_by_agent->version);
+  }
 }

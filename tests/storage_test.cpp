@@ -487,6 +487,225 @@ NC_BOTH_BACKENDS(max_failures_makes_attempt_failed_and_requeue) {
   BOOST_TEST(!t.run(attempt_requeue{new_uuid()}).found);
 }
 
+namespace {
+
+/// Completes `id` through a one-attempt backfill (mark, then an ok with `log_count` lines).
+void complete(test_database& t, const node_record& n, int64_t epoch, const std::string& id, int64_t log_count = 0) {
+  auto req = new_uuid();
+  BOOST_REQUIRE_EQUAL(t.run(mark_pending{req, n.id, epoch, {id}}).marked.size(), 1u);
+  BOOST_REQUIRE_EQUAL(t.run(apply_backfill{req, n.id, {{id, true, log_count, ""}}, 5}).completed, 1);
+  BOOST_REQUIRE_EQUAL(get(t, id).sync_state, "complete");
+}
+
+} // namespace
+
+// DESIGN §3: any change on the node takes a complete (or failed) attempt back to partial, so a
+// completion of a queued or running attempt is provisional; resending it unchanged does not.
+NC_BOTH_BACKENDS(any_change_reopens_a_complete_or_failed_attempt) {
+  auto a = add_node(t, "alpha");
+  auto epoch = begin_session(t, a);
+  auto id = new_uuid();
+  attempt_upsert base{a.id, id, "task-1", "running", "2026-01-09T11:00:00.000Z", "", R"({"a":1,"b":[1,2]})"};
+  t.run(base);
+  t.run(logs_insert{a.id, id, lines(0, 2)});
+  complete(t, a, epoch, id, 2);
+  // Unchanged: the same frame, meta in another key order and spacing, or fields left out.
+  auto same = base;
+  same.meta = R"({"b": [1, 2], "a": 1})";
+  BOOST_TEST(!t.run(same).reopened);
+  auto sparse = base;
+  sparse.started_at = sparse.meta = "";
+  BOOST_TEST(!t.run(sparse).reopened);
+  BOOST_TEST(!t.run(logs_insert{a.id, id, lines(0, 2)}).reopened); // old lines
+  BOOST_TEST(get(t, id).sync_state == "complete");
+  // Each kind of change reopens it: state, finished_at, meta, started_at, task.
+  std::vector<attempt_upsert> changes;
+  auto c = base;
+  c.state = "failed";
+  changes.push_back(c);
+  c.finished_at = "2026-01-09T11:05:00.000Z";
+  changes.push_back(c);
+  c.meta = R"({"a":2,"b":[1,2]})";
+  changes.push_back(c);
+  c.started_at = "2026-01-09T10:59:00.000Z";
+  changes.push_back(c);
+  c.task_id = "task-2";
+  changes.push_back(c);
+  for (auto& change : changes) {
+    auto r = t.run(change);
+    BOOST_TEST(r.status == write_status::ok);
+    BOOST_TEST(r.reopened, change.state << " " << change.finished_at << " " << change.meta);
+    auto at = get(t, id);
+    BOOST_TEST(at.sync_state == "partial");
+    BOOST_TEST(at.backfill_request_id.empty());
+    BOOST_TEST(!t.run(change).reopened); // the same again changes nothing
+    complete(t, a, epoch, id, 2);
+  }
+  auto at = get(t, id);
+  BOOST_TEST(at.task_id == "task-2");
+  BOOST_TEST(at.state == "failed");
+  BOOST_TEST(at.started_at == "2026-01-09T10:59:00.000Z");
+  BOOST_TEST(at.finished_at == "2026-01-09T11:05:00.000Z");
+  // A failed attempt: resent unchanged it stays failed; a change or a new line takes it back to
+  // partial with its failures forgotten.
+  t.exec_sql("UPDATE node_task_attempts SET sync_state = 'failed', backfill_failures = 5");
+  BOOST_TEST(!t.run(c).reopened);
+  BOOST_TEST(!t.run(logs_insert{a.id, id, lines(1, 2)}).reopened);
+  BOOST_TEST(get(t, id).sync_state == "failed");
+  c.state = "succeeded";
+  BOOST_TEST(t.run(c).reopened);
+  BOOST_TEST(get(t, id).sync_state == "partial");
+  BOOST_TEST(get(t, id).backfill_failures == 0);
+  t.exec_sql("UPDATE node_task_attempts SET sync_state = 'failed', backfill_failures = 5");
+  BOOST_TEST(t.run(logs_insert{a.id, id, lines(2, 3)}).reopened);
+  BOOST_TEST(get(t, id).sync_state == "partial");
+  BOOST_TEST(get(t, id).backfill_failures == 0);
+  // Pending: a change leaves it to the response in flight (frames are applied in order, so the
+  // response answers for what came before it).
+  auto req = new_uuid();
+  t.run(mark_pending{req, a.id, epoch, {id}});
+  c.state = "cancelled";
+  BOOST_TEST(!t.run(c).reopened);
+  BOOST_TEST(get(t, id).sync_state == "pending_backfill");
+  BOOST_TEST(get(t, id).backfill_request_id == req);
+}
+
+// Within one batch (one set-based run) the order decides: a change after the completion reopens
+// it, a change before it is covered by the response.
+NC_BOTH_BACKENDS(reopen_follows_the_order_inside_a_batch) {
+  auto a = add_node(t, "alpha");
+  auto epoch = begin_session(t, a);
+  auto x = add_attempt(t, a), y = add_attempt(t, a);
+  auto rx = new_uuid(), ry = new_uuid();
+  t.run(mark_pending{rx, a.id, epoch, {x}});
+  t.run(mark_pending{ry, a.id, epoch, {y}});
+  std::vector<batch_item> items(4);
+  auto ax = bind_item(items[0], apply_backfill{rx, a.id, {{x, true, 0, ""}}, 5});
+  auto ux = bind_item(items[1], attempt_upsert{a.id, x, "task-1", "succeeded", "", "", ""});
+  auto uy = bind_item(items[2], attempt_upsert{a.id, y, "task-1", "succeeded", "", "", ""});
+  auto ay = bind_item(items[3], apply_backfill{ry, a.id, {{y, true, 0, ""}}, 5});
+  auto errors = t.run_items(items);
+  for (auto& e : errors)
+    BOOST_TEST(e.empty(), e);
+  BOOST_TEST(ax->result.completed == 1);
+  BOOST_TEST(ux->result.reopened);
+  BOOST_TEST(!uy->result.reopened);
+  BOOST_TEST(ay->result.completed == 1);
+  BOOST_TEST(get(t, x).sync_state == "partial");
+  BOOST_TEST(get(t, x).state == "succeeded");
+  BOOST_TEST(get(t, y).sync_state == "complete");
+  BOOST_TEST(get(t, y).state == "succeeded");
+  BOOST_TEST(t.executor().stats().groups >= 1u);
+}
+
+// DESIGN §3 rule 3: an expired request counts a failure for each attempt in it (the counter is
+// incremented in SQL); a session that ends counts nothing.
+NC_BOTH_BACKENDS(an_expired_request_counts_a_failure_a_session_end_does_not) {
+  auto a = add_node(t, "alpha");
+  auto epoch = begin_session(t, a);
+  auto x = add_attempt(t, a), y = add_attempt(t, a);
+  auto run_request = [&](bool expire) {
+    auto req = new_uuid();
+    BOOST_REQUIRE_EQUAL(t.run(mark_pending{req, a.id, epoch, {x, y}}).marked.size(), 2u);
+    reset_requests op{{req}, expire ? "expired" : "cancelled", expire ? "deadline" : "session ended"};
+    op.count_failure = expire;
+    op.max_failures = 3;
+    auto r = t.run(op);
+    BOOST_TEST(job_status(t, req) == op.job_status);
+    return r;
+  };
+  for (int i = 0; i < 4; ++i) {
+    auto r = run_request(false);
+    BOOST_TEST(r.attempts_reset == 2);
+    BOOST_TEST(r.attempts_failed == 0);
+  }
+  BOOST_TEST(get(t, x).backfill_failures == 0);
+  for (int i = 1; i <= 3; ++i) {
+    auto r = run_request(true);
+    BOOST_TEST(r.attempts_reset == (i < 3 ? 2 : 0));
+    BOOST_TEST(r.attempts_failed == (i < 3 ? 0 : 2));
+    for (auto& id : {x, y}) {
+      auto at = get(t, id);
+      BOOST_TEST(at.backfill_failures == i);
+      BOOST_TEST(at.sync_state == (i < 3 ? "partial" : "failed"));
+      BOOST_TEST(at.backfill_request_id.empty());
+    }
+  }
+  // A reset that names no pending row changes nothing.
+  auto r = t.run(reset_requests{{new_uuid()}, "expired", "deadline", true, 3});
+  BOOST_TEST(r.attempts_reset + r.attempts_failed == 0);
+  BOOST_TEST(get(t, x).backfill_failures == 3);
+}
+
+BOOST_AUTO_TEST_CASE(request_size_falls_to_one_before_the_last_failure) {
+  BOOST_TEST(request_size(100, 0, 5) == 100);
+  BOOST_TEST(request_size(100, 1, 5) == 31);
+  BOOST_TEST(request_size(100, 2, 5) == 10);
+  BOOST_TEST(request_size(100, 3, 5) == 3);
+  BOOST_TEST(request_size(100, 4, 5) == 1);
+  BOOST_TEST(request_size(100, 9, 5) == 1);
+  BOOST_TEST(request_size(8, 1, 3) == 2);
+  BOOST_TEST(request_size(8, 2, 3) == 1);
+  BOOST_TEST(request_size(100, 1, 2) == 1);
+  BOOST_TEST(request_size(100, 1, 1) == 1);
+  BOOST_TEST(request_size(1, 0, 5) == 1);
+  BOOST_TEST(request_size(0, 0, 5) == 1);
+  for (int64_t limit : {1, 2, 7, 100, 1000})
+    for (int64_t max = 1; max <= 8; ++max)
+      for (int64_t f = 1; f < max; ++f) {
+        BOOST_TEST(request_size(limit, f, max) <= request_size(limit, f - 1, max));
+        BOOST_TEST(request_size(limit, f, max) >= 1);
+      }
+}
+
+// Marks by limit take the oldest partial attempts with as many failures as the oldest one, and
+// fewer of them the more failures they have: a poison attempt's companions get asked apart.
+NC_BOTH_BACKENDS(mark_by_limit_groups_attempts_by_failures) {
+  auto a = add_node(t, "alpha");
+  auto epoch = begin_session(t, a);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 12; ++i) {
+    ids.push_back(add_attempt(t, a));
+    t.clock.advance(std::chrono::seconds(1)); // created_at orders them
+  }
+  // The oldest and three others are suspects (one failure); two are worse (two failures).
+  for (int i : {0, 3, 5, 9})
+    t.exec_sql("UPDATE node_task_attempts SET backfill_failures = 1 WHERE id = '" + ids[i] + "'");
+  for (int i : {6, 7})
+    t.exec_sql("UPDATE node_task_attempts SET backfill_failures = 2 WHERE id = '" + ids[i] + "'");
+  auto marked = [](const mark_pending::result_type& r) {
+    std::vector<std::string> out;
+    for (auto& m : r.marked)
+      out.push_back(m.attempt_id);
+    return out;
+  };
+  mark_pending op{new_uuid(), a.id, epoch, {}, 8, 3};
+  auto m1 = marked(t.run(op)); // oldest has 1 failure: request_size(8, 1, 3) = 2 of the suspects
+  BOOST_TEST(m1 == (std::vector<std::string>{ids[0], ids[3]}), boost::test_tools::per_element());
+  op.request_id = new_uuid();
+  auto m2 = marked(t.run(op)); // now the oldest (ids[1]) is clean: up to 8 clean ones
+  BOOST_TEST(m2 == (std::vector<std::string>{ids[1], ids[2], ids[4], ids[8], ids[10], ids[11]}),
+             boost::test_tools::per_element());
+  op.request_id = new_uuid();
+  auto m3 = marked(t.run(op)); // the oldest left (ids[5]) has 1 failure
+  BOOST_TEST(m3 == (std::vector<std::string>{ids[5], ids[9]}), boost::test_tools::per_element());
+  op.request_id = new_uuid();
+  auto m4 = marked(t.run(op)); // then the two-failure ones, alone
+  BOOST_TEST(m4 == (std::vector<std::string>{ids[6]}), boost::test_tools::per_element());
+  // Two nodes in one set-based run each get their own grouping.
+  auto b = add_node(t, "beta");
+  auto eb = begin_session(t, b);
+  auto bx = add_attempt(t, b);
+  t.exec_sql("UPDATE node_task_attempts SET backfill_failures = 2 WHERE id = '" + bx + "'");
+  std::vector<batch_item> items(2);
+  auto ma = bind_item(items[0], mark_pending{new_uuid(), a.id, epoch, {}, 8, 3});
+  auto mb = bind_item(items[1], mark_pending{new_uuid(), b.id, eb, {}, 8, 3});
+  for (auto& e : t.run_items(items))
+    BOOST_TEST(e.empty(), e);
+  BOOST_TEST(marked(ma->result) == (std::vector<std::string>{ids[7]}), boost::test_tools::per_element());
+  BOOST_TEST(marked(mb->result) == (std::vector<std::string>{bx}), boost::test_tools::per_element());
+}
+
 NC_BOTH_BACKENDS(reset_requests_and_reset_all_pending) {
   auto a = add_node(t, "alpha");
   auto epoch = begin_session(t, a);
@@ -629,7 +848,8 @@ struct op_stream {
                                               num(0, 1) ? "2026-01-09T11:0" + std::to_string(num(1, 9)) + ":00.000Z" : "",
                                               num(0, 1) ? R"({"n": )" + std::to_string(num(0, 9)) + "}" : ""});
         it.deliver = [m, set] {
-          set(std::string("upsert ") + to_string(m->result.status) + " " + std::to_string(m->result.created));
+          set(std::string("upsert ") + to_string(m->result.status) + " " + std::to_string(m->result.created) + " "
+              + std::to_string(m->result.reopened));
         };
         break;
       }
@@ -650,6 +870,7 @@ struct op_stream {
           op.attempt_ids = {pick(attempt_ids), pick(attempt_ids), pick(attempt_ids)};
         else
           op.limit = num(0, 3);
+        op.max_failures = 3; // suspects (failures > 0) go in smaller groups
         auto m = bind_item(it, std::move(op));
         it.deliver = [m, set] {
           std::string s = "mark";
@@ -681,9 +902,13 @@ struct op_stream {
         break;
       }
       case 6: {
-        auto m = bind_item(it, reset_requests{{pick(request_ids)}, num(0, 1) ? "cancelled" : "expired", "test"});
+        reset_requests op{{pick(request_ids)}, num(0, 1) ? "cancelled" : "expired", "test"};
+        op.count_failure = op.job_status == "expired";
+        op.max_failures = 2;
+        auto m = bind_item(it, std::move(op));
         it.deliver = [m, set] {
-          set("reset " + std::to_string(m->result.attempts_reset) + " " + std::to_string(m->result.jobs_finished));
+          set("reset " + std::to_string(m->result.attempts_reset) + " " + std::to_string(m->result.attempts_failed)
+              + " " + std::to_string(m->result.jobs_finished));
         };
         break;
       }
@@ -790,6 +1015,12 @@ NC_BOTH_BACKENDS(batching_equals_one_by_one) {
   }
   BOOST_TEST(std::count_if(all_results.begin(), all_results.end(), [](const std::string& r) {
                 return r.starts_with("logs ok") && r.ends_with(" 1"); // reopened
+              }) > 0);
+  BOOST_TEST(std::count_if(all_results.begin(), all_results.end(), [](const std::string& r) {
+                return r.starts_with("upsert ok 0 1"); // a change reopened a complete or failed attempt
+              }) > 0);
+  BOOST_TEST(std::count_if(all_results.begin(), all_results.end(), [](const std::string& r) {
+                return r.starts_with("reset ") && r.substr(r.find(' ', 6) + 1, 1) != "0"; // an expiry failed some
               }) > 0);
   BOOST_TEST(std::count_if(all_results.begin(), all_results.end(), [](const std::string& r) {
                 return r.starts_with("mark ") && r.find(":-1") == std::string::npos; // logs_after >= 0

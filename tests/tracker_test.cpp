@@ -584,6 +584,71 @@ TRACKER_CASE(an_attempt_failing_max_failures_times_is_failed_and_left_alone) {
   BOOST_TEST(f.order(n, {poison}).status == order_status::nothing_to_mark);
 }
 
+// Rule 3: an expired request counts a failure for each of its attempts; a session that ends
+// counts nothing (it is not the attempt's fault).
+TRACKER_CASE(an_expiry_counts_a_failure_a_session_end_does_not) {
+  fixture f(b, opts(3, 2, 30s));
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a = f.attempt(n, 1);
+  for (int i = 0; i < 4; ++i) {
+    BOOST_TEST_REQUIRE(f.order(n, {a}).status == order_status::requested);
+    f.disconnect(n);
+    f.connect(n);
+  }
+  BOOST_TEST(f.row(a).backfill_failures == 0);
+  BOOST_TEST(f.row(a).sync_state == "partial");
+  for (int i = 1; i <= 3; ++i) {
+    auto r = f.order(n, {a});
+    BOOST_TEST_REQUIRE(r.status == order_status::requested);
+    f.advance(30s);
+    BOOST_TEST(f.job(r.request_id)->status == "expired");
+    BOOST_TEST(f.row(a).backfill_failures == i);
+    BOOST_TEST(f.row(a).sync_state == (i < 3 ? "partial" : "failed"));
+  }
+  BOOST_TEST(f.status().failed == 1u);
+  BOOST_TEST(f.order(n, {}, 10).status == order_status::nothing_to_mark, "failed leaves the triggers");
+}
+
+// The livelock of issue 14: a node that never answers a request holding one poison attempt.
+// Each expiry counts for every attempt in it, so the suspects are asked in ever smaller groups:
+// the others complete, and the poison alone ends failed.
+TRACKER_CASE(a_poison_that_times_out_is_isolated_and_the_others_complete) {
+  fixture f(b, opts(3, 2, 30s));
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto poison = f.attempt(n, 1);
+  std::vector<std::string> others;
+  for (int i = 0; i < 7; ++i)
+    others.push_back(f.attempt(n, 1));
+  std::vector<size_t> poison_requests; // sizes of the requests that held the poison
+  for (int round = 0; round < 30; ++round) {
+    auto r = f.order(n, {}, 8);
+    if (r.status == order_status::nothing_to_mark)
+      break;
+    BOOST_TEST_REQUIRE(r.status == order_status::requested, r.message);
+    auto ids = ids_of(n.log->requests.back());
+    if (std::count(ids.begin(), ids.end(), poison)) {
+      poison_requests.push_back(ids.size());
+      f.advance(30s); // never answered: expires
+      BOOST_TEST(f.job(r.request_id)->status == "expired");
+      continue;
+    }
+    std::vector<storage::backfill_item> items;
+    for (auto& id : ids)
+      items.push_back(ok(id, 1));
+    BOOST_TEST(f.respond(n, r.request_id, items));
+  }
+  for (auto& id : others) {
+    BOOST_TEST(f.row(id).sync_state == "complete", id);
+    BOOST_TEST(f.row(id).backfill_failures == 0);
+  }
+  BOOST_TEST(f.row(poison).sync_state == "failed");
+  BOOST_TEST(f.row(poison).backfill_failures == 3);
+  // request_size(8, f, 3): 8, then 2, then 1 — failed by a request it was alone in.
+  BOOST_TEST(poison_requests == (std::vector<size_t>{8, 2, 1}), boost::test_tools::per_element());
+}
+
 TRACKER_CASE(nothing_to_mark_sends_nothing_and_leaves_no_job) {
   fixture f(b, opts());
   auto n = f.add_node("alpha");
@@ -1021,9 +1086,15 @@ void check_promise(fixture& f, schedule_model& m, int schedule) {
     auto left = left_to.find(key);
     auto acc = accepted.find(rid);
     if (acc == accepted.end()) {
-      BOOST_TEST_REQUIRE((left == left_to.end() || left->second == "partial"),
+      // Back to partial; or to failed when the request expired (rule 3: an expiry counts).
+      std::string job;
+      soci::rowset<soci::row> js = (sql.prepare << "SELECT status FROM jobs WHERE id = '" + rid + "'");
+      for (auto& r : js)
+        job = r.get<std::string>(0);
+      BOOST_TEST_REQUIRE((left == left_to.end() || left->second == "partial"
+                          || (left->second == "failed" && job == "expired")),
                          "schedule " << schedule << ": " << a << " left " << rid << " for " << left->second
-                                     << " without an accepted response");
+                                     << " without an accepted response (job " << job << ")");
       continue;
     }
     BOOST_TEST_REQUIRE((left != left_to.end()), "schedule " << schedule << ": accepted response left " << a << " pending");

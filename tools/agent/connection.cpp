@@ -146,7 +146,8 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
   while (open) {
     auto now = steady::now();
     // A coordinator that vanished without a FIN (a cut cable, a dead VM) answers nothing: not
-    // even heartbeat acks. TCP alone would notice only after many minutes.
+    // even heartbeat acks. TCP alone would notice only after many minutes. A live coordinator
+    // whose acks wait for its database is not silent: it sends error{ack_delayed}.
     auto silence_bound = milliseconds(3 * l.heartbeat_interval_ms()) + o.connect_timeout;
     if (now - last_heard > silence_bound) {
       log::warn("no answer from the coordinator; reconnecting",
@@ -215,6 +216,11 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
             case link_event::kind::refused:
               log::error("coordinator refused the session", {{"code", ev.detail}, {"message", ev.message}});
               end.long_backoff = true;
+              break;
+            case link_event::kind::delayed:
+              log::info("the coordinator delays acknowledgements (its database is slow or down); "
+                        "everything unacknowledged is kept",
+                        {{"message", ev.message}});
               break;
             case link_event::kind::none:
               if (!ev.detail.empty())

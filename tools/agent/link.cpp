@@ -70,8 +70,14 @@ link_event coordinator_link::on_line(std::string_view line, std::string& out) {
 }
 
 void coordinator_link::on_error(const json& f, link_event& ev) {
-  ++counters_.errors;
   auto code = text_field(f, "code");
+  if (code == protocol::code::ack_delayed && welcomed_) {
+    ++counters_.acks_delayed;
+    ev.what = link_event::kind::delayed;
+    ev.message = text_field(f, "message");
+    return;
+  }
+  ++counters_.errors;
   auto ref = text_field(f, "ref");
   ev.detail = code;
   ev.message = text_field(f, "message");

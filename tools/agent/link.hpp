@@ -3,14 +3,15 @@
 // streaming of what the store holds beyond what the coordinator confirmed, answers to
 // `backfill_request`, heartbeats, and confirmations.
 //
-// Confirmation. Data frames are not acknowledged (docs/protocol.md), but frames are processed in
-// order per connection: a `heartbeat_ack` for a heartbeat sent after some frames means the
-// coordinator read them. So after sending data the link sends a heartbeat and, when its ack
-// arrives, records in the store what those frames carried (`store::confirm`). An `unavailable`
-// or `unknown_attempt` error naming an attempt (it can arrive after that ack: storage answers
-// later) clears the attempt's confirmation, so it is sent again in full. After a reconnect the
-// store still knows what was confirmed, so the agent sends only what the coordinator may lack;
-// anything lost after all is found by backfill.
+// Confirmation. Data frames are not acknowledged one by one (docs/protocol.md), but a
+// `heartbeat_ack` means that every frame sent before that heartbeat is committed in the
+// coordinator's database, or was answered with an error frame, which arrives before the ack. So
+// after sending data the link sends a heartbeat and, when its ack arrives, records in the store
+// what those frames carried (`store::confirm`); only then may it forget them. An `unavailable` or
+// `unknown_attempt` error naming an attempt clears the attempt's confirmation, so it is sent
+// again in full. A connection that ends before the ack leaves everything unconfirmed: it is sent
+// again after the reconnect. While the coordinator's database is slow or down the ack is late,
+// and the coordinator says so with `error{ack_delayed}` (not a problem of ours).
 #include "tools/agent/store.hpp"
 
 #include <nlohmann/json_fwd.hpp>
@@ -41,6 +42,7 @@ struct link_event {
     welcome,  // the session is up
     closing,  // `close{reason}`: the coordinator ends the connection
     refused,  // an error during the handshake (auth_failed, unsupported_protocol, …)
+    delayed,  // `error{ack_delayed}`: acks wait for the coordinator's database; keep waiting
   };
   kind what = kind::none;
   std::string detail; // close reason or error code
@@ -53,6 +55,7 @@ struct link_counters {
   uint64_t requests_answered = 0;
   uint64_t confirmations = 0;
   uint64_t errors = 0;
+  uint64_t acks_delayed = 0;
 };
 
 class coordinator_link {

@@ -1,5 +1,7 @@
 #include "tools/bench/load.hpp"
 
+#include "common/clock.hpp"
+#include "common/ids.hpp"
 #include "protocol/codec.hpp"
 
 #include <nlohmann/json.hpp>
@@ -417,6 +419,8 @@ void load::fire_timers(int64_t now) {
     auto& c = conns_[t.idx];
     if (!sending_ || c.st != state::active)
       continue;
+    if (opts_.lines_per_heartbeat > 0)
+      send_lines(t.idx);
     auto seq = c.seq++;
     auto sent = now_ns();
     c.inflight.emplace_back(seq, sent);
@@ -429,6 +433,21 @@ void load::fire_timers(int64_t now) {
     if (conns_[t.idx].st == state::active)
       timers_.push({t.at + conns_[t.idx].interval_ns, t.idx});
   }
+}
+
+void load::send_lines(uint32_t idx) {
+  auto& c = conns_[idx];
+  if (c.attempt_id.empty()) {
+    c.attempt_id = new_uuid();
+    send_frame(idx, protocol::encode_attempt({c.attempt_id, "bench-steady", "running", "", "", ""}));
+  }
+  protocol::logs frame{c.attempt_id, {}};
+  auto ts = format_time(system_now());
+  for (int64_t i = 0; i < opts_.lines_per_heartbeat; ++i, ++c.next_line)
+    frame.entries.push_back({c.next_line, ts, "stdout", "bench steady line " + std::to_string(c.next_line) +
+                                                          " of a session that streams while it heartbeats"});
+  counters_.lines_sent += static_cast<uint64_t>(opts_.lines_per_heartbeat);
+  send_frame(idx, protocol::encode_logs(frame));
 }
 
 void load::expire_acks(int64_t now) {

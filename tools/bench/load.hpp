@@ -51,6 +51,9 @@ struct load_options {
   int64_t heartbeat_interval_ns = 0; // 0: heartbeat_interval_ms from each welcome (keepalive)
   std::string agent = "nodecoord-bench";
   session_hooks* hooks = nullptr;    // null: backfill_request frames are ignored
+  /// > 0: before each heartbeat, a `logs` frame of this many lines of the session's own attempt
+  /// (its `attempt` frame goes first, once), so an ack waits for the commit of real data.
+  int64_t lines_per_heartbeat = 0;
   int64_t max_wait_ns = 1'000'000'000; // longest epoll_wait (how often run_until checks `done`)
 };
 
@@ -69,6 +72,7 @@ struct load_counters {
   uint64_t lost_acks = 0;        // no ack within ack_timeout (or the session ended first)
   uint64_t late_acks = 0;        // an ack for a heartbeat already counted as lost
   uint64_t heartbeats_in_window = 0;
+  uint64_t lines_sent = 0;       // lines_per_heartbeat
 };
 
 class load {
@@ -125,6 +129,8 @@ private:
     std::string in;
     std::string out;
     std::deque<std::pair<int64_t, int64_t>> inflight; // (seq, sent at)
+    std::string attempt_id; // lines_per_heartbeat: the attempt its lines belong to
+    int64_t next_line = 0;
     std::string last_close_reason;
   };
   struct timer {
@@ -151,6 +157,7 @@ private:
   void fail(uint32_t idx, const std::string& problem);
   void finish(uint32_t idx);
   void schedule_first_heartbeat(uint32_t idx);
+  void send_lines(uint32_t idx);
   void fire_timers(int64_t now);
   void expire_acks(int64_t now);
   void expire_welcomes(int64_t now);

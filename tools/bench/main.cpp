@@ -176,6 +176,7 @@ struct load_args {
   std::string duration = "60s";
   std::string warmup = "0s";
   std::string ack_timeout = "5s";
+  int64_t lines = 0;
   // admin
   std::string admin_url;
   size_t requests = 200;
@@ -270,6 +271,9 @@ int run_steady(const load_args& a, bool as_json) {
   auto duration = duration_ns(a.duration, "--duration");
   auto warmup = duration_or_zero_ns(a.warmup, "--warmup");
   opts.heartbeat_interval_ns = interval;
+  if (a.lines < 0)
+    throw usage_error("--lines must be at least 0");
+  opts.lines_per_heartbeat = a.lines;
   check_pid(a.pid);
   auto nofile = raise_nofile(a.nodes);
   daemon_probe daemon{a.pid};
@@ -277,6 +281,7 @@ int run_steady(const load_args& a, bool as_json) {
   common_rows(r, a, opts, nofile);
   r.number("heartbeat interval", "interval_s", static_cast<double>(interval) / 1e9, 3, "s");
   r.number("measurement window", "duration_s", static_cast<double>(duration) / 1e9, 3, "s");
+  r.count("log lines before each heartbeat", "lines_per_heartbeat", static_cast<uint64_t>(a.lines));
 
   std::optional<uint64_t> rss_before;
   if (daemon.enabled())
@@ -308,6 +313,8 @@ int run_steady(const load_args& a, bool as_json) {
   latency_rows(r, "ack latency", "ack_latency", l.ack_latencies_us());
   r.count("lost acks (none within ack timeout)", "lost_acks", c.lost_acks);
   r.count("late acks", "late_acks", c.late_acks);
+  if (a.lines > 0)
+    r.count("log lines sent (total)", "lines_sent", c.lines_sent);
   if (daemon.enabled()) {
     r.number("daemon CPU (window)", "daemon_cpu_percent", (cpu1 - cpu0) / window * 100.0, 2, "% of one core");
     r.number("daemon CPU seconds (window)", "daemon_cpu_s", cpu1 - cpu0, 3, "s");
@@ -501,6 +508,9 @@ int main(int argc, char** argv) {
   steady->add_option("--interval", la.interval, "heartbeat interval per session (default 10s)");
   steady->add_option("--duration", la.duration, "measurement window (default 60s)");
   steady->add_option("--warmup", la.warmup, "heartbeat this long after the last welcome before measuring (default 0s)");
+  steady->add_option("--lines", la.lines,
+                     "log lines each session sends before each heartbeat (default 0): the ack then waits for "
+                     "their commit");
 
   auto* admin = app.add_subcommand("admin", "N sessions heartbeating while the admin API is polled: latency of "
                                             "overview, metrics, readyz, nodes, jobs; daemon CPU");

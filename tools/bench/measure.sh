@@ -8,7 +8,8 @@
 # Environment (defaults in brackets): RUNS [3], NODES [10000], INTERVAL [10s], DURATION [60s],
 # MAX_CONNECTIONS [12000], STORAGE_URL [sqlite://nodecoord.db in OUT_DIR/state; a PostgreSQL
 # URL works too], EXTRA_CONFIG [extra TOML lines for the [server] table], RECONNECT [1: run
-# reconnect-storm after steady; 0: skip it].
+# reconnect-storm after steady; 0: skip it], LINES [0: steady sessions only heartbeat; N: each
+# sends a logs frame of N lines before each heartbeat, so its ack waits for their commit].
 # PG=durable starts a throwaway PostgreSQL 15 at its durable defaults for the run, as
 # measure_backfill.sh does, and uses it (overrides STORAGE_URL).
 # The daemon's stderr goes to OUT_DIR/daemon-N.log; its warnings and errors are counted.
@@ -90,7 +91,7 @@ for i in $(seq 1 "$runs"); do
   echo "run $i: connect exit $rc"
   rc=0
   "$bench" --json steady --coordinator "127.0.0.1:$port" --keys "$out/state/bench-keys.tsv" --nodes "$nodes" \
-    --interval "$interval" --duration "$duration" --pid "$daemon_pid" >"$out/steady-$i.json" || rc=$?
+    --interval "$interval" --duration "$duration" --lines "${LINES:-0}" --pid "$daemon_pid" >"$out/steady-$i.json" || rc=$?
   echo "run $i: steady exit $rc"
   if [ "$reconnect" = 1 ]; then
     rc=0

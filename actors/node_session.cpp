@@ -235,6 +235,23 @@ void storage_failed(self_ptr self, const caf::error& e, const std::string& ref) 
   write_line(self, protocol::encode_error(protocol::code::unavailable, "not stored: " + to_string(e), ref));
 }
 
+/// Hands a data frame (attempt_upsert or logs_insert) to storage; its answer settles its ticket.
+template <class Op>
+void store_frame(self_ptr self, Op op) {
+  auto id = op.attempt_id;
+  auto t = self->state.acks.open();
+  self->request(self->state.opts.storage, caf::infinite, std::move(op))
+    .then(
+      [=](const typename Op::result_type& r) {
+        reply_write_status(self, r.status, id);
+        settle(self, t);
+      },
+      [=](caf::error& e) {
+        storage_failed(self, e, id);
+        settle(self, t);
+      });
+}
+
 template <class T>
 constexpr metrics::frame_kind kind_of() {
   using metrics::frame_kind;
@@ -263,37 +280,14 @@ void handle_active(self_ptr self, protocol::node_message&& msg) {
       } else if constexpr (std::is_same_v<T, protocol::heartbeat>) {
         heartbeat(self, m.seq);
       } else if constexpr (std::is_same_v<T, protocol::attempt>) {
-        auto id = m.attempt_id;
-        auto t = st.acks.open();
-        self->request(st.opts.storage, caf::infinite,
-                      storage::attempt_upsert{st.node_id, m.attempt_id, m.task_id, m.state, m.started_at,
-                                              m.finished_at, m.meta})
-          .then(
-            [=](const storage::attempt_upsert::result_type& r) {
-              reply_write_status(self, r.status, id);
-              settle(self, t);
-            },
-            [=](caf::error& e) {
-              storage_failed(self, e, id);
-              settle(self, t);
-            });
+        store_frame(self, storage::attempt_upsert{st.node_id, m.attempt_id, m.task_id, m.state, m.started_at,
+                                                  m.finished_at, m.meta});
       } else if constexpr (std::is_same_v<T, protocol::logs>) {
         storage::logs_insert op{st.node_id, m.attempt_id, {}};
         op.entries.reserve(m.entries.size());
         for (auto& e : m.entries)
           op.entries.push_back({e.seq, std::move(e.ts), std::move(e.stream), std::move(e.line)});
-        auto id = m.attempt_id;
-        auto t = st.acks.open();
-        self->request(st.opts.storage, caf::infinite, std::move(op))
-          .then(
-            [=](const storage::logs_insert::result_type& r) {
-              reply_write_status(self, r.status, id);
-              settle(self, t);
-            },
-            [=](caf::error& e) {
-              storage_failed(self, e, id);
-              settle(self, t);
-            });
+        store_frame(self, std::move(op));
       } else if constexpr (std::is_same_v<T, protocol::backfill_response>) {
         auto request_id = m.request_id;
         if (!st.opts.tracker) {

@@ -23,6 +23,11 @@ constexpr size_t ops_per_statement = 200;  // marks, and jobs finished by respon
 
 // --- attempts: attempt_upsert, logs_insert and apply_backfill -----------------------------------
 
+/// An attempt's fields as a node reports them; empty: not given (an upsert keeps the stored value).
+struct attempt_fields {
+  std::string task_id, state, started_at, finished_at, meta;
+};
+
 struct attempt_row {
   bool exists = false;
   bool is_new = false; // inserted by this run
@@ -35,32 +40,18 @@ struct attempt_row {
   // What the run's upserts set: task and state from the last one, times and meta from the last
   // one that had them (each upsert COALESCEs over the stored value).
   bool upserted = false;
-  std::string task_id, state, started_at, finished_at, meta;
+  attempt_fields run;
   // As stored, so an attempt frame sent again unchanged (a node re-sends its attempts when it
   // answers a backfill) writes nothing.
-  std::string stored_task_id, stored_state, stored_started_at, stored_finished_at, stored_meta;
-  // The fields as the run's operations so far left them (pass 2 walks them in order): whether an
-  // upsert changes the attempt depends on what came before it.
-  struct fields {
-    std::string task_id, state, started_at, finished_at, meta;
-  } seen;
+  attempt_fields stored;
+  // As the run's operations so far left them (pass 2 walks them in order): whether an upsert
+  // changes the attempt depends on what came before it.
+  attempt_fields seen;
   bool changed = false;   // sync state, request, counters or failures differ from the stored row
   bool completed = false; // an apply completed it: last_full_sync_at = now
 };
 
 using attempt_rows = std::map<std::string, attempt_row>;
-
-void merge(attempt_row& a, const attempt_upsert& u) {
-  a.upserted = true;
-  a.task_id = u.task_id;
-  a.state = u.state;
-  if (!u.started_at.empty())
-    a.started_at = u.started_at;
-  if (!u.finished_at.empty())
-    a.finished_at = u.finished_at;
-  if (!u.meta.empty())
-    a.meta = u.meta;
-}
 
 std::string attempt_state_columns(const dialect& d) {
   return "SELECT id, node_id, sync_state, backfill_request_id, log_count, log_max_seq, backfill_failures, "
@@ -79,25 +70,17 @@ bool same_json(const std::string& a, const std::string& b) {
   return !ja.is_discarded() && !jb.is_discarded() && ja == jb;
 }
 
-/// True if an upsert with these fields changes `stored` (a field it leaves out keeps its value).
-bool changes(const std::string& task_id, const std::string& state, const std::string& started_at,
-             const std::string& finished_at, const std::string& meta, const attempt_row::fields& stored) {
-  return task_id != stored.task_id || state != stored.state
-         || (!started_at.empty() && started_at != stored.started_at)
-         || (!finished_at.empty() && finished_at != stored.finished_at)
-         || (!meta.empty() && !same_json(meta, stored.meta));
+/// True if `given` changes `f` (a field it leaves out keeps its value).
+bool changes(const attempt_fields& given, const attempt_fields& f) {
+  return given.task_id != f.task_id || given.state != f.state
+         || (!given.started_at.empty() && given.started_at != f.started_at)
+         || (!given.finished_at.empty() && given.finished_at != f.finished_at)
+         || (!given.meta.empty() && !same_json(given.meta, f.meta));
 }
 
-/// True if the run's upserts change a stored attempt.
-bool upsert_changes(const attempt_row& a) {
-  return changes(a.task_id, a.state, a.started_at, a.finished_at, a.meta,
-                 {a.stored_task_id, a.stored_state, a.stored_started_at, a.stored_finished_at, a.stored_meta});
-}
-
-/// An upsert (in the run's order) applied to `a.seen`; true if it changed anything.
-bool apply_upsert(attempt_row& a, const attempt_upsert& u) {
-  auto& f = a.seen;
-  bool changed = changes(u.task_id, u.state, u.started_at, u.finished_at, u.meta, f);
+/// An upsert's fields over `f`, as its SQL COALESCEs them over the row; true if that changed `f`.
+bool apply(attempt_fields& f, const attempt_upsert& u) {
+  bool changed = changes({u.task_id, u.state, u.started_at, u.finished_at, u.meta}, f);
   f.task_id = u.task_id;
   f.state = u.state;
   if (!u.started_at.empty())
@@ -129,12 +112,8 @@ void read_row(const soci::row& r, attempt_row& a) {
   a.log_count = col_int(r, 4);
   a.max_seq = col_int(r, 5, -1);
   a.failures = col_int(r, 6);
-  a.stored_task_id = col_str(r, 7);
-  a.stored_state = col_str(r, 8);
-  a.stored_started_at = col_str(r, 9);
-  a.stored_finished_at = col_str(r, 10);
-  a.stored_meta = col_str(r, 11);
-  a.seen = {a.stored_task_id, a.stored_state, a.stored_started_at, a.stored_finished_at, a.stored_meta};
+  a.stored = {col_str(r, 7), col_str(r, 8), col_str(r, 9), col_str(r, 10), col_str(r, 11)};
+  a.seen = a.stored;
 }
 
 /// Reads the attempts named by data operations (keys of `rows`) and every row pending under
@@ -171,9 +150,9 @@ void insert_attempts(op_context& c, const std::vector<const std::string*>& ids, 
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
       auto& a = rows.at(*ids[i]);
-      q.bind("i" + n, *ids[i]).bind("o" + n, a.owner).bind("k" + n, a.task_id).bind("s" + n, a.state)
-        .bind_nullable("b" + n, a.started_at).bind_nullable("f" + n, a.finished_at)
-        .bind_nullable("m" + n, a.meta).bind("c" + n, c.now_text).bind("u" + n, c.now_text);
+      q.bind("i" + n, *ids[i]).bind("o" + n, a.owner).bind("k" + n, a.run.task_id).bind("s" + n, a.run.state)
+        .bind_nullable("b" + n, a.run.started_at).bind_nullable("f" + n, a.run.finished_at)
+        .bind_nullable("m" + n, a.run.meta).bind("c" + n, c.now_text).bind("u" + n, c.now_text);
     }
     q.exec();
   });
@@ -198,9 +177,9 @@ void update_upserted(op_context& c, const std::vector<const std::string*>& ids, 
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
       auto& a = rows.at(*ids[i]);
-      q.bind("i" + n, *ids[i]).bind("k" + n, a.task_id).bind("s" + n, a.state)
-        .bind_nullable("b" + n, a.started_at).bind_nullable("f" + n, a.finished_at)
-        .bind_nullable("m" + n, a.meta);
+      q.bind("i" + n, *ids[i]).bind("k" + n, a.run.task_id).bind("s" + n, a.run.state)
+        .bind_nullable("b" + n, a.run.started_at).bind_nullable("f" + n, a.run.finished_at)
+        .bind_nullable("m" + n, a.run.meta);
     }
     q.exec();
   });
@@ -325,7 +304,8 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
         u->result.created = true;
         created.push_back(&rows.find(op.attempt_id)->first);
       }
-      merge(a, op);
+      a.upserted = true;
+      apply(a.run, op);
       continue;
     }
     auto* l = dynamic_cast<op_member<logs_insert>*>(ms[k]);
@@ -364,7 +344,7 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
       if (u->result.status != write_status::ok)
         continue;
       auto& a = rows.at(u->op.attempt_id);
-      if (apply_upsert(a, u->op))
+      if (apply(a.seen, u->op))
         u->result.reopened = reopen(a);
       continue;
     }
@@ -444,7 +424,7 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
   }
   std::vector<const std::string*> upserted, changed;
   for (auto& [id, a] : rows) {
-    if (a.upserted && !a.is_new && upsert_changes(a))
+    if (a.upserted && !a.is_new && changes(a.run, a.stored))
       upserted.push_back(&id);
     if (a.changed)
       changed.push_back(&id);

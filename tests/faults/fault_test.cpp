@@ -36,7 +36,8 @@ constexpr auto agent_exit_bound = 15s;  // SIGTERM: bye, then exit
 constexpr auto kill_bound = 15s;        // SIGKILL: reaped
 constexpr auto recorders_bound = 60s;   // recorders give their open attempts a final state
 constexpr auto pg_command_bound = 90s;  // pg_ctl -w stop / start
-constexpr auto quiet_window = 12s;      // settle: nothing moved for this long (6 reconcile passes)
+constexpr auto quiet_window = 12s;
+constexpr auto ack_bound = 5s;          // an ack-timed kill waits this long for data to be acknowledged      // settle: nothing moved for this long (6 reconcile passes)
 
 round_options command_line_options() {
   auto& m = boost::unit_test::framework::master_test_suite();
@@ -92,7 +93,8 @@ public:
       opts_.pg_restarts = 0;
     say("round " + name() + " seed=" + std::to_string(opts_.seed) + " agents=" + std::to_string(opts_.agents)
         + " daemon_kills=" + std::to_string(opts_.daemon_kills) + " pg_restarts=" + std::to_string(opts_.pg_restarts)
-        + " agent_kills=" + std::to_string(opts_.agent_kills) + " cuts_per_minute_per_relay="
+        + " agent_kills=" + std::to_string(opts_.agent_kills) + " kill_timing=" + opts_.kill_timing
+        + " cuts_per_minute_per_relay="
         + fixed1(opts_.cuts_per_minute) + " settle_bound=" + std::to_string(opts_.settle_bound_s) + "s");
     if (!opts_.log_dir.empty())
       std::filesystem::create_directories(opts_.log_dir);
@@ -149,7 +151,7 @@ private:
       a.node = daemon_->add_node(a.name);
       a.store = work_.file(a.name + ".db");
       a.key_file = work_.write(a.name + ".key", a.node.key + "\n");
-      a.relay = std::make_unique<fault_relay>(port_, opts_.seed * 1000003 + static_cast<uint64_t>(i));
+      a.relay = std::make_unique<fault_relay>(port_, opts_.seed * 1000003 + static_cast<uint64_t>(i), trigger_);
       agents_.push_back(std::move(a));
       refs_.push_back({agents_.back().name, agents_.back().node.id, agents_.back().store});
     }
@@ -174,11 +176,24 @@ private:
     ++a.runs;
   }
 
-  void kill_daemon() {
-    int code = 0;
+  /// SIGKILL and start again; `on_ack`: let the relays time the kill (faults/relay.hpp), or kill
+  /// at once if no ack after data comes within the bound. True if the relays timed it.
+  bool kill_daemon(bool on_ack) {
     auto& p = daemon_->process();
-    p.send_signal(SIGKILL);
-    code = p.wait_exit(kill_bound);
+    bool timed = false;
+    if (on_ack) {
+      trigger_->fired = false;
+      trigger_->pid = p.pid();
+      trigger_->armed = true;
+      eventually([&] { return trigger_->fired.load(); }, ack_bound);
+      // Disarmed here, or already fired by a relay (then it is done or about to be).
+      timed = !trigger_->armed.exchange(false);
+      if (timed)
+        BOOST_TEST_REQUIRE(eventually([&] { return trigger_->fired.load(); }, 5s));
+    }
+    if (!timed)
+      p.send_signal(SIGKILL);
+    int code = p.wait_exit(kill_bound);
     port_->store(0);
     if (code != 128 + SIGKILL)
       anomalies_.push_back("daemon run " + std::to_string(daemon_runs_) + " exited by itself with code "
@@ -187,6 +202,7 @@ private:
     daemon_->start();
     ++daemon_runs_;
     port_->store(daemon_->port());
+    return timed;
   }
 
   void kill_agent(agent_slot& a) {
@@ -209,13 +225,6 @@ private:
     run_shell("stopping PostgreSQL", pg_stop_);
     std::this_thread::sleep_for(std::chrono::milliseconds(uniform(500, 3000))); // the outage itself
     run_shell("starting PostgreSQL", pg_start_);
-  }
-
-  int64_t total_bursts() const {
-    int64_t n = 0;
-    for (auto& r : recorders_)
-      n += r->bursts();
-    return n;
   }
 
   std::string progress() const {
@@ -246,17 +255,12 @@ private:
       int left_a = opts_.agent_kills - agent_kills_;
       int pick = uniform(0, left_d + left_p + left_a - 1);
       if (pick < left_d) {
-        if (opts_.kill_after_burst) {
-          // Right after a burst was committed to a store: the agent streams it within a poll
-          // interval, so the kill lands while the daemon is taking it in.
-          auto seen = total_bursts();
-          eventually([&] { return total_bursts() > seen; }, 3s);
-          std::this_thread::sleep_for(std::chrono::milliseconds(uniform(20, 150))); // the schedule
-        }
-        kill_daemon();
+        bool timed = opts_.kill_timing == "ack" || (opts_.kill_timing == "mixed" && uniform(0, 1) == 1);
+        bool on_ack = kill_daemon(timed);
         ++daemon_kills_;
+        acked_kills_ += on_ack;
         say("daemon kill " + std::to_string(daemon_kills_) + "/" + std::to_string(opts_.daemon_kills)
-            + " (now on port " + std::to_string(daemon_->port()) + "); " + progress());
+            + (on_ack ? " right after an ack" : timed ? " (no ack came: at once)" : "") + " (now on port " + std::to_string(daemon_->port()) + "); " + progress());
       } else if (pick < left_d + left_p) {
         restart_postgresql();
         ++pg_restarts_;
@@ -377,7 +381,7 @@ private:
     std::ostringstream line;
     line << "SUMMARY backend=" << name() << " seed=" << opts_.seed << " agents=" << agents_.size()
          << " attempts=" << r.attempts << " lines=" << r.lines << " daemon_kills=" << daemon_kills_
-         << " pg_restarts=" << pg_restarts_ << " agent_kills=" << agent_kills_ << " cuts=" << cuts()
+         << " (ack-timed " << acked_kills_ << ") pg_restarts=" << pg_restarts_ << " agent_kills=" << agent_kills_ << " cuts=" << cuts()
          << " connections=" << relay_connections << std::setprecision(1) << std::fixed
          << " fault_s=" << fault_seconds_ << " settle_s="
          << (settle_seconds_ ? fixed1(*settle_seconds_) : std::string("unsettled")) << " " << r.counts()
@@ -390,6 +394,7 @@ private:
              {"attempts", r.attempts},
              {"lines", r.lines},
              {"daemon_kills", daemon_kills_},
+             {"ack_timed_kills", acked_kills_},
              {"pg_restarts", pg_restarts_},
              {"agent_kills", agent_kills_},
              {"cuts", cuts()},
@@ -437,11 +442,12 @@ private:
   std::unique_ptr<daemon_under_test> daemon_;
   storage::storage_url url_;
   std::shared_ptr<std::atomic<uint16_t>> port_ = std::make_shared<std::atomic<uint16_t>>(0);
+  std::shared_ptr<ack_trigger> trigger_ = std::make_shared<ack_trigger>();
   std::vector<agent_slot> agents_;
   std::vector<agent_ref> refs_;
   std::vector<std::unique_ptr<recorder>> recorders_;
   int daemon_runs_ = 0;
-  int daemon_kills_ = 0, pg_restarts_ = 0, agent_kills_ = 0;
+  int daemon_kills_ = 0, pg_restarts_ = 0, agent_kills_ = 0, acked_kills_ = 0;
   steady::time_point fault_started_;
   double fault_seconds_ = 0;
   std::optional<double> settle_seconds_;

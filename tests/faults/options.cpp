@@ -25,7 +25,7 @@ int64_t integer(const std::string& name, const std::string& v, int64_t min, int6
 const char* round_usage() {
   return "fault_test [boost options] -- [--agents N] [--daemon-kills N] [--pg-restarts N] [--agent-kills N]\n"
          "  [--cuts on|off|PER_MINUTE_PER_RELAY] [--settle-bound SECONDS] [--seed N] [--burst-max LINES]\n"
-         "  [--gap-ms MIN-MAX] [--kill-after-burst on|off] [--summary FILE] [--log-dir DIR]";
+         "  [--gap-ms MIN-MAX] [--kill-timing random|ack|mixed] [--summary FILE] [--log-dir DIR]";
 }
 
 round_options parse_round_options(const std::vector<std::string>& args) {
@@ -59,10 +59,10 @@ round_options parse_round_options(const std::vector<std::string>& args) {
         throw std::invalid_argument("--gap-ms wants MIN-MAX, not '" + v + "'");
       o.gap_min_ms = static_cast<int>(integer(name, v.substr(0, dash), 0, 3600000));
       o.gap_max_ms = static_cast<int>(integer(name, v.substr(dash + 1), o.gap_min_ms, 3600000));
-    } else if (name == "--kill-after-burst") {
-      if (v != "on" && v != "off")
-        throw std::invalid_argument("--kill-after-burst wants on or off, not '" + v + "'");
-      o.kill_after_burst = v == "on";
+    } else if (name == "--kill-timing") {
+      if (v != "random" && v != "ack" && v != "mixed")
+        throw std::invalid_argument("--kill-timing wants random, ack or mixed, not '" + v + "'");
+      o.kill_timing = v;
     } else if (name == "--summary")
       o.summary = v;
     else if (name == "--log-dir")

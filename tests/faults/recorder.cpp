@@ -9,9 +9,12 @@ namespace nodecoord::faults {
 
 namespace {
 
+using steady = std::chrono::steady_clock;
+
 struct open_attempt {
   std::string id;
   std::string state; // queued | running
+  steady::time_point quiet_until{}; // a long step without output (a compile, a download)
 };
 
 /// A log line: mostly ASCII text of varied length, sometimes empty, non-ASCII UTF-8, JSON
@@ -88,7 +91,16 @@ void recorder::loop() {
         if (uniform(0, 3) == 0)
           target_open = uniform(1, 4);
       } else {
-        auto i = static_cast<size_t>(uniform(0, static_cast<int>(open.size()) - 1));
+        auto now = steady::now();
+        std::vector<size_t> awake;
+        for (size_t k = 0; k < open.size(); ++k)
+          if (open[k].quiet_until <= now)
+            awake.push_back(k);
+        if (awake.empty()) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(uniform(10, 200))); // the schedule itself
+          continue;
+        }
+        auto i = awake[static_cast<size_t>(uniform(0, static_cast<int>(awake.size()) - 1))];
         auto& a = open[i];
         int r = uniform(0, 99);
         if (a.state == "queued") {
@@ -112,7 +124,8 @@ void recorder::loop() {
             lines_ += n;
             total -= n;
           }
-          ++bursts_;
+          if (uniform(0, 9) == 0) // then nothing for a while: the coordinator may complete it meanwhile
+            a.quiet_until = steady::now() + std::chrono::milliseconds(uniform(1000, 6000));
         } else if (r < 73) {
           st.set_state(a.id, "running", "{\"progress\":" + std::to_string(uniform(1, 99)) + ",\"try\":1}");
         } else {

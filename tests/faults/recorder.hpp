@@ -3,7 +3,8 @@
 // agent::store (the code `nodecoord-agent record` uses), on its own random schedule: 1–4
 // attempts open at once, lines in bursts of mixed streams (non-ASCII, empty, quoted and
 // tab-holding lines among them), queued -> running -> succeeded/failed/cancelled with a meta
-// object, sometimes a meta update while running, 10–200 ms between steps.
+// object, sometimes a meta update while running, 10–200 ms between steps; now and then an attempt
+// goes quiet for 1–6 s after a burst (a long compile), long enough to be backfilled meanwhile.
 // No Boost.Test here: errors are kept for the test thread to assert on.
 #include <atomic>
 #include <cstdint>
@@ -38,8 +39,6 @@ public:
 
   int64_t attempts() const { return attempts_; }
   int64_t lines() const { return lines_; }
-  /// Bumped after every burst of lines is committed to the store.
-  int64_t bursts() const { return bursts_; }
 
 private:
   void loop();
@@ -50,7 +49,6 @@ private:
   std::atomic<bool> done_{false};
   std::atomic<int64_t> attempts_{0};
   std::atomic<int64_t> lines_{0};
-  std::atomic<int64_t> bursts_{0};
   mutable std::mutex mu_;
   std::string error_;
   std::thread thread_;

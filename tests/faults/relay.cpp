@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <csignal>
 #include <stdexcept>
 #include <string>
 #include <sys/socket.h>
@@ -36,9 +37,71 @@ struct flow {
   char last = '\n';  // last byte read: a connection starts between frames
 };
 
+/// The seq of a heartbeat or heartbeat_ack frame, -1 if the line is none ("seq":N in any position).
+int64_t seq_of(std::string_view line) {
+  auto at = line.find("\"seq\":");
+  if (at == std::string_view::npos)
+    return -1;
+  int64_t n = 0;
+  bool any = false;
+  for (auto i = at + 6; i < line.size() && line[i] >= '0' && line[i] <= '9'; ++i, any = true)
+    n = n * 10 + (line[i] - '0');
+  return any ? n : -1;
+}
+
+/// Watches whole frames going by (for timed kills): which heartbeat followed data frames, and
+/// whether an ack answers it.
+struct frame_watch {
+  std::string partial[2]; // an unfinished line per direction
+  bool data_sent = false; // agent data frames since the last heartbeat
+  int64_t awaited = -1;   // the first heartbeat sent after data, not yet acknowledged
+
+  /// Feeds a chunk; true when it completes an ack of a heartbeat that followed data.
+  bool feed(int dir, std::string_view chunk) {
+    bool hit = false;
+    auto& part = partial[dir];
+    size_t start = 0;
+    for (auto nl = chunk.find('\n'); nl != std::string_view::npos; nl = chunk.find('\n', start)) {
+      std::string_view line;
+      if (part.empty()) {
+        line = chunk.substr(start, nl - start);
+      } else {
+        part.append(chunk.substr(start, nl - start));
+        line = part;
+      }
+      hit |= on_line(dir, line);
+      part.clear();
+      start = nl + 1;
+    }
+    part.append(chunk.substr(start));
+    return hit;
+  }
+
+  bool on_line(int dir, std::string_view line) {
+    if (dir == 0) {
+      if (line.find("\"type\":\"logs\"") != std::string_view::npos
+          || line.find("\"type\":\"attempt\"") != std::string_view::npos) {
+        data_sent = true;
+      } else if (line.find("\"type\":\"heartbeat\"") != std::string_view::npos) {
+        if (data_sent && awaited < 0)
+          awaited = seq_of(line);
+        data_sent = false;
+      }
+      return false;
+    }
+    if (awaited < 0 || line.find("\"type\":\"heartbeat_ack\"") == std::string_view::npos)
+      return false;
+    if (seq_of(line) < awaited)
+      return false;
+    awaited = -1;
+    return true;
+  }
+};
+
 struct conn {
   int fd[2] = {-1, -1}; // [0] agent, [1] daemon
   flow f[2];            // [0] agent -> daemon, [1] daemon -> agent
+  frame_watch watch;
   int cutting = -1;     // a cut happened in this direction: flush it, then close
   steady::time_point cut_at{};
   bool dead = false;
@@ -59,8 +122,9 @@ long cut_point(std::string_view chunk, char last, std::mt19937_64& rng) {
 
 } // namespace
 
-fault_relay::fault_relay(std::shared_ptr<std::atomic<uint16_t>> target, uint64_t seed)
-  : target_(std::move(target)), rng_(seed) {
+fault_relay::fault_relay(std::shared_ptr<std::atomic<uint16_t>> target, uint64_t seed,
+                         std::shared_ptr<ack_trigger> trigger)
+  : target_(std::move(target)), trigger_(std::move(trigger)), rng_(seed) {
   listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -167,6 +231,18 @@ void fault_relay::loop() {
             } else {
               in.buf.append(chunk);
               in.last = chunk.back();
+              if (trigger_ && c.watch.feed(side, chunk) && side == 1 && trigger_->armed.exchange(false)) {
+                // The agent gets its ack, then the daemon dies before it can commit.
+                while (!in.buf.empty()) {
+                  auto sent = send(c.fd[0], in.buf.data(), in.buf.size(), MSG_NOSIGNAL);
+                  if (sent <= 0)
+                    break;
+                  bytes_[1] += sent;
+                  in.buf.erase(0, static_cast<size_t>(sent));
+                }
+                kill(trigger_->pid.load(), SIGKILL);
+                trigger_->fired = true;
+              }
             }
           }
         }

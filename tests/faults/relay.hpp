@@ -8,7 +8,15 @@
 // Cuts: at random times (a mean interval per relay) a cut is armed in a random direction; the
 // next chunk read in that direction is forwarded only up to a point inside a JSON line (the byte
 // before the cut is not '\n'), then both sockets are closed. What else was buffered is dropped.
+//
+// Timed kills: when the round arms the shared `ack_trigger`, the first relay that reads from the
+// daemon a heartbeat_ack answering a heartbeat the agent sent after data frames (the ack the agent
+// takes as "the coordinator has read that data") passes the ack on to the agent and SIGKILLs the
+// daemon at once: the crash lands between the daemon's acknowledgement and its commit, if there is
+// such a window.
 // No Boost.Test here: it runs on its own thread.
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -17,9 +25,17 @@
 
 namespace nodecoord::faults {
 
+/// Shared by the relays of a round; see above.
+struct ack_trigger {
+  std::atomic<pid_t> pid{0};     // the daemon to kill
+  std::atomic<bool> armed{false};
+  std::atomic<bool> fired{false};
+};
+
 class fault_relay {
 public:
-  fault_relay(std::shared_ptr<std::atomic<uint16_t>> target, uint64_t seed);
+  fault_relay(std::shared_ptr<std::atomic<uint16_t>> target, uint64_t seed,
+              std::shared_ptr<ack_trigger> trigger = nullptr);
   ~fault_relay();
   fault_relay(const fault_relay&) = delete;
   fault_relay& operator=(const fault_relay&) = delete;
@@ -40,6 +56,7 @@ private:
   void loop();
 
   std::shared_ptr<std::atomic<uint16_t>> target_;
+  std::shared_ptr<ack_trigger> trigger_;
   std::mt19937_64 rng_;
   int listen_fd_ = -1;
   uint16_t port_ = 0;

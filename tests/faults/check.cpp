@@ -45,6 +45,10 @@ std::string store_text(const agent::attempt_row& a) {
   os << "store{task=" << a.task_id << " state=" << a.state << " started=" << a.started_at
      << " finished=" << a.finished_at << " meta=" << a.meta << " lines=" << a.log_count << " version=" << a.version
      << " confirmed_version=" << a.announced_version << " confirmed_lines=" << a.delivered_logs << "}";
+  // The agent stops sending what the coordinator acknowledged: data it lacks although the agent
+  // holds an acknowledgement for all of it was acknowledged and then not kept.
+  if (a.announced_version >= a.version && a.delivered_logs >= a.log_count)
+    os << " (the agent holds an acknowledgement of all of it)";
   return os.str();
 }
 
@@ -187,7 +191,7 @@ check_report check_round(const storage::storage_url& url, const std::vector<agen
         r = elsewhere.attempt; // under another node: a wrong field below
       }
       if (auto diff = field_diff(a, r, ag.node_id); !diff.empty())
-        rep.wrong_fields.push_back({a.id, diff + "; " + row_text(r)});
+        rep.wrong_fields.push_back({a.id, diff + "; " + row_text(r) + " " + store_text(a)});
       if (r.sync_state != "complete")
         rep.stuck.push_back({a.id, "node " + ag.node_name + " " + row_text(r) + " " + store_text(a)});
       if (r.sync_state == "failed")
@@ -234,7 +238,7 @@ check_report check_round(const storage::storage_url& url, const std::vector<agen
       }
       if (absent > 0)
         rep.truncated.push_back({a.id, std::to_string(got.size()) + " of " + std::to_string(want.size()) + " lines ("
-                                         + std::to_string(absent) + " absent); " + row_text(r)});
+                                         + std::to_string(absent) + " absent); " + row_text(r) + " " + store_text(a)});
       if (bad_count > 0)
         rep.bad_lines.push_back({a.id, std::to_string(bad_count) + " lines:" + bad + "; " + row_text(r)});
       if (absent == 0 && bad_count == 0 && r.log_count != static_cast<int64_t>(got.size()))

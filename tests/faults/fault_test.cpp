@@ -191,8 +191,12 @@ private:
       if (timed)
         BOOST_TEST_REQUIRE(eventually([&] { return trigger_->fired.load(); }, 5s));
     }
-    if (!timed)
+    if (timed) {
+      killed_at_ = format_time(sys_time(std::chrono::milliseconds(trigger_->fired_at_ms.load())));
+    } else {
+      killed_at_ = format_time(system_now());
       p.send_signal(SIGKILL);
+    }
     int code = p.wait_exit(kill_bound);
     port_->store(0);
     if (code != 128 + SIGKILL)
@@ -259,19 +263,22 @@ private:
         bool on_ack = kill_daemon(timed);
         ++daemon_kills_;
         acked_kills_ += on_ack;
-        say("daemon kill " + std::to_string(daemon_kills_) + "/" + std::to_string(opts_.daemon_kills)
-            + (on_ack ? " right after an ack" : timed ? " (no ack came: at once)" : "") + " (now on port " + std::to_string(daemon_->port()) + "); " + progress());
+        // Wall-clock times, to set against the rows' times in a failure report.
+        say("daemon kill " + std::to_string(daemon_kills_) + "/" + std::to_string(opts_.daemon_kills) + " at "
+            + killed_at_ + (on_ack ? " right after an ack" : timed ? " (no ack came: at once)" : "") + "; run "
+            + std::to_string(daemon_runs_) + " ready at " + format_time(system_now()) + "; " + progress());
       } else if (pick < left_d + left_p) {
+        auto down = format_time(system_now());
         restart_postgresql();
         ++pg_restarts_;
-        say("PostgreSQL restart " + std::to_string(pg_restarts_) + "/" + std::to_string(opts_.pg_restarts) + "; "
-            + progress());
+        say("PostgreSQL restart " + std::to_string(pg_restarts_) + "/" + std::to_string(opts_.pg_restarts) + ": down "
+            + down + ", up " + format_time(system_now()) + "; " + progress());
       } else {
         auto& a = agents_[static_cast<size_t>(uniform(0, static_cast<int>(agents_.size()) - 1))];
         kill_agent(a);
         ++agent_kills_;
         say("agent kill " + std::to_string(agent_kills_) + "/" + std::to_string(opts_.agent_kills) + " (" + a.name
-            + "); " + progress());
+            + ") at " + format_time(system_now()) + "; " + progress());
       }
     }
     fault_seconds_ = seconds_since(fault_started_);
@@ -452,6 +459,7 @@ private:
   double fault_seconds_ = 0;
   std::optional<double> settle_seconds_;
   std::vector<std::string> anomalies_;
+  std::string killed_at_; // the last daemon kill (UTC)
 };
 
 } // namespace

@@ -241,6 +241,9 @@ void fault_relay::loop() {
                   in.buf.erase(0, static_cast<size_t>(sent));
                 }
                 kill(trigger_->pid.load(), SIGKILL);
+                trigger_->fired_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count();
                 trigger_->fired = true;
               }
             }

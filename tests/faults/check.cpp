@@ -259,10 +259,10 @@ check_report check_round(const storage::storage_url& url, const std::vector<agen
     storage::query(sql, "SELECT id, type, status, node_id, attempt_count, " + d.ts("created_at")
                           + " FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at, id")
       .each([&](const soci::row& row) {
-        rep.open_jobs.push_back({storage::col_str(row, 0), "type=" + storage::col_str(row, 1) + " status="
-                                                            + storage::col_str(row, 2) + " node=" + storage::col_str(row, 3)
-                                                            + " attempts=" + storage::col_str(row, 4)
-                                                            + " created=" + storage::col_str(row, 5)});
+        auto what = "type=" + storage::col_str(row, 1) + " status=" + storage::col_str(row, 2)
+                    + " node=" + storage::col_str(row, 3) + " attempts=" + storage::col_str(row, 4)
+                    + " created=" + storage::col_str(row, 5);
+        rep.open_jobs.push_back({storage::col_str(row, 0), what});
       });
   sql << "ROLLBACK";
   return rep;

@@ -36,8 +36,8 @@ constexpr auto agent_exit_bound = 15s;  // SIGTERM: bye, then exit
 constexpr auto kill_bound = 15s;        // SIGKILL: reaped
 constexpr auto recorders_bound = 60s;   // recorders give their open attempts a final state
 constexpr auto pg_command_bound = 90s;  // pg_ctl -w stop / start
-constexpr auto quiet_window = 12s;
-constexpr auto ack_bound = 5s;          // an ack-timed kill waits this long for data to be acknowledged      // settle: nothing moved for this long (6 reconcile passes)
+constexpr auto quiet_window = 12s;     // settle: nothing moved for this long (6 reconcile passes)
+constexpr auto ack_bound = 5s;         // an ack-timed kill waits this long for an ack of data
 
 round_options command_line_options() {
   auto& m = boost::unit_test::framework::master_test_suite();
@@ -94,8 +94,8 @@ public:
     say("round " + name() + " seed=" + std::to_string(opts_.seed) + " agents=" + std::to_string(opts_.agents)
         + " daemon_kills=" + std::to_string(opts_.daemon_kills) + " pg_restarts=" + std::to_string(opts_.pg_restarts)
         + " agent_kills=" + std::to_string(opts_.agent_kills) + " kill_timing=" + opts_.kill_timing
-        + " cuts_per_minute_per_relay="
-        + fixed1(opts_.cuts_per_minute) + " settle_bound=" + std::to_string(opts_.settle_bound_s) + "s");
+        + " cuts_per_minute_per_relay=" + fixed1(opts_.cuts_per_minute)
+        + " settle_bound=" + std::to_string(opts_.settle_bound_s) + "s");
     if (!opts_.log_dir.empty())
       std::filesystem::create_directories(opts_.log_dir);
   }
@@ -250,8 +250,10 @@ private:
 
   void fault_phase() {
     fault_started_ = steady::now();
-    while (daemon_kills_ < opts_.daemon_kills || pg_restarts_ < opts_.pg_restarts || agent_kills_ < opts_.agent_kills) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(uniform(opts_.gap_min_ms, opts_.gap_max_ms))); // the schedule
+    while (daemon_kills_ < opts_.daemon_kills || pg_restarts_ < opts_.pg_restarts
+           || agent_kills_ < opts_.agent_kills) {
+      // The schedule itself.
+      std::this_thread::sleep_for(std::chrono::milliseconds(uniform(opts_.gap_min_ms, opts_.gap_max_ms)));
       for (auto& r : recorders_)
         BOOST_TEST_REQUIRE(!r->done(), "a recorder stopped: " << r->error());
       // One event, drawn in proportion to what is left of each budget.
@@ -388,7 +390,8 @@ private:
     std::ostringstream line;
     line << "SUMMARY backend=" << name() << " seed=" << opts_.seed << " agents=" << agents_.size()
          << " attempts=" << r.attempts << " lines=" << r.lines << " daemon_kills=" << daemon_kills_
-         << " (ack-timed " << acked_kills_ << ") pg_restarts=" << pg_restarts_ << " agent_kills=" << agent_kills_ << " cuts=" << cuts()
+         << " (ack-timed " << acked_kills_ << ") pg_restarts=" << pg_restarts_ << " agent_kills=" << agent_kills_
+         << " cuts=" << cuts()
          << " connections=" << relay_connections << std::setprecision(1) << std::fixed
          << " fault_s=" << fault_seconds_ << " settle_s="
          << (settle_seconds_ ? fixed1(*settle_seconds_) : std::string("unsettled")) << " " << r.counts()
@@ -432,9 +435,13 @@ private:
     BOOST_TEST(r.stuck.empty(), "attempts not complete:" << list_findings(r.stuck, 5));
     BOOST_TEST(r.pending.empty(), "rows still pending_backfill:" << list_findings(r.pending, 5));
     BOOST_TEST(r.extra_attempts.empty(), "attempts no store holds:" << list_findings(r.extra_attempts, 5));
-    BOOST_TEST(r.open_jobs.empty(), "jobs queued or running after the daemon stopped:" << list_findings(r.open_jobs, 5));
+    BOOST_TEST(r.open_jobs.empty(),
+               "jobs queued or running after the daemon stopped:" << list_findings(r.open_jobs, 5));
     BOOST_TEST(r.failed.empty(), "attempts failed for good (max_failures):" << list_findings(r.failed, 5));
-    BOOST_TEST(anomalies_.empty(), "processes that exited by themselves:\n" << (anomalies_.empty() ? "" : anomalies_[0]));
+    std::string exits;
+    for (auto& a : anomalies_)
+      exits += "\n" + a;
+    BOOST_TEST(anomalies_.empty(), "processes that exited by themselves:" << exits);
   }
 
   storage::backend backend_;

@@ -113,8 +113,9 @@ void recorder::loop() {
         } else if (r < 65) {
           // A burst: 1..burst_max lines in 1–3 runs of one stream each (one transaction per run).
           int total = uniform(1, opts_.burst_max);
-          while (total > 0) {
-            int n = std::min(total, uniform(1, total));
+          int runs = uniform(1, 3);
+          for (int run = 1; run <= runs && total > 0; ++run) {
+            int n = run == runs ? total : uniform(1, total);
             static const char* streams[] = {"stdout", "stdout", "stderr", "system"};
             std::vector<std::string> lines;
             lines.reserve(static_cast<size_t>(n));

@@ -354,10 +354,12 @@ BOOST_FIXTURE_TEST_CASE(backfill_answer_honours_logs_after_and_reports_what_the_
   BOOST_TEST(s.attempts.size() == 3u);
   BOOST_REQUIRE_EQUAL(s.responses.size(), 1u);
   // The response comes after every data frame it vouches for.
-  auto resp_at = std::find(s.order.begin(), s.order.end(), "response") - s.order.begin();
-  for (size_t i = 0; i < static_cast<size_t>(resp_at); ++i)
-    BOOST_TEST(s.order[i] != "response");
-  BOOST_TEST(std::count(s.order.begin() + resp_at, s.order.end(), "logs:" + a) == 0);
+  auto resp = std::find(s.order.begin(), s.order.end(), "response");
+  BOOST_TEST_REQUIRE((resp != s.order.end()));
+  BOOST_TEST(std::count(s.order.begin(), resp, "logs:" + a) == 1);
+  BOOST_TEST(std::count(s.order.begin(), resp, "logs:" + b) == 1);
+  for (auto it = resp + 1; it != s.order.end(); ++it)
+    BOOST_TEST(*it == "heartbeat", "a frame after the response: " << *it);
   auto& r = s.responses[0];
   BOOST_TEST(r.request_id == "c0ffee00-1234-4abc-8def-0123456789ab");
   BOOST_REQUIRE_EQUAL(r.results.size(), 4u);

@@ -42,6 +42,6 @@ echo "   $NODECOORD_TEST_PG_URL (data: $NODECOORD_TEST_PG_DIR)"
 
 echo "== 4. ctest"
 status=0
-ctest --test-dir "$BUILD_DIR" --output-on-failure -j2 "$@" || status=$?
+ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error -j2 "$@" || status=$?
 echo "== ctest exit status: $status"
 exit "$status"

@@ -268,8 +268,8 @@ struct mark_pending {
   std::string node_id;
   int64_t epoch = 0;
   std::vector<std::string> attempt_ids;
-  /// With no attempt_ids: mark up to `limit` of the node's oldest `partial` attempts (the
-  /// selection and the mark are one statement, so nothing changes in between). Only attempts
+  /// With no attempt_ids: mark up to `limit` of the node's oldest `partial` attempts (selected
+  /// and marked in one transaction; storage is the only writer of these rows). Only attempts
   /// with as many failures as the oldest one go together, and fewer of them the more failures
   /// they have (request_size), so a poison attempt is isolated before it fails the others.
   int64_t limit = 0;

@@ -48,7 +48,7 @@ void arm_pace(self_ptr self) {
 }
 
 void log_order(const char* trigger, const std::string& node_id, const order_result& r) {
-  if (r.status == order_status::requested || r.status == order_status::nothing_to_mark)
+  if (r.status == order_status::requested)
     return; // the tracker logs requests
   log::debug("backfill not requested", {{"trigger", trigger}, {"node_id", node_id},
                                         {"status", to_string(r.status)}, {"why", r.message}});

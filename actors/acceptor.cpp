@@ -1,6 +1,7 @@
 #include "actors/acceptor.hpp"
 
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/io/broker.hpp>
@@ -40,6 +41,8 @@ void maybe_stopped(self_ptr self) {
 caf::behavior acceptor_impl(self_ptr self, acceptor_options opts) {
   auto& st = self->state;
   st.opts = std::move(opts);
+  if (!st.opts.session.handshakes)
+    st.opts.session.handshakes = std::make_shared<std::atomic<int64_t>>(0);
   auto res = self->add_tcp_doorman(st.opts.port, st.opts.host.c_str(), true);
   if (!res) {
     log::error("cannot listen", {{"address", st.opts.host + ":" + std::to_string(st.opts.port)},
@@ -68,6 +71,18 @@ caf::behavior acceptor_impl(self_ptr self, acceptor_options opts) {
                     {{"max_connections", s.opts.max_connections}, {"refused_total", s.stats.refused}});
         return;
       }
+      // Unauthenticated connections cost a lookup each and prove nothing: a bounded number at
+      // once, so a flood of hellos cannot take the places of nodes that authenticate.
+      if (s.opts.session.handshakes->load(std::memory_order_relaxed) >= int64_t{s.opts.max_handshakes}) {
+        ++s.stats.refused_handshakes;
+        metrics::daemon().connects.inc("handshakes_full");
+        self->close(msg.handle);
+        if (s.stats.refused_handshakes == 1 || s.stats.refused_handshakes % 1000 == 0)
+          log::warn("connection refused: max_handshakes connections are authenticating",
+                    {{"max_handshakes", s.opts.max_handshakes}, {"refused_total", s.stats.refused_handshakes}});
+        return;
+      }
+      s.opts.session.handshakes->fetch_add(1, std::memory_order_relaxed);
       auto child = fork_session(self, msg.handle, s.opts.session);
       self->monitor(child);
       s.sessions.emplace(child.id(), child);

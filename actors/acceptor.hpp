@@ -13,6 +13,7 @@ struct acceptor_options {
   std::string host = "127.0.0.1";
   uint16_t port = 0; // 0: any free port (ask with port_atom)
   uint32_t max_connections = 10000;
+  uint32_t max_handshakes = 1000; // connections not authenticated yet (a flood of hellos)
   session_options session;
 };
 

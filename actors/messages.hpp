@@ -60,6 +60,7 @@ struct acceptor_stats {
   uint16_t port = 0;
   uint64_t accepted = 0;
   uint64_t refused = 0; // over max_connections
+  uint64_t refused_handshakes = 0; // over max_handshakes
   uint64_t open = 0;
 };
 

@@ -1,5 +1,6 @@
 #include "actors/node_session.hpp"
 
+#include "common/ingest_budget.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
 #include "protocol/ack_gate.hpp"
@@ -17,6 +18,8 @@ namespace nodecoord {
 namespace {
 
 using hello_timeout_atom = caf::atom_constant<caf::atom("hellotmo")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
+using paused_atom = caf::atom_constant<caf::atom("paused")>;
 
 struct node_session_state {
   static inline const char* name = "node_session";
@@ -40,6 +43,13 @@ struct node_session_state {
   size_t early_bytes = 0;
   // Heartbeats are acknowledged only once the frames before them are committed (or refused).
   protocol::ack_gate acks;
+  // Backpressure: what this session handed on and is not settled; reading stops over the limits.
+  uint64_t unsettled_bytes = 0;
+  uint64_t unsettled_frames = 0;
+  ingest_budget::limits own{0, 0};
+  bool paused = false;
+  bool waiting = false; // a wake is registered with the fleet's budget
+  bool in_handshake = true; // holds a place in the acceptor's handshake count
 };
 
 using self_ptr = caf::io::stateful_broker<node_session_state>*;
@@ -72,10 +82,22 @@ void close_with(self_ptr self, const std::string& line, const std::string& reaso
   terminate(self, reason);
 }
 
+/// Gives back this connection's place among the unauthenticated ones (once).
+void leave_handshake(self_ptr self) {
+  auto& st = self->state;
+  if (st.in_handshake) {
+    if (st.opts.handshakes)
+      st.opts.handshakes->fetch_sub(1, std::memory_order_relaxed);
+    metrics::daemon().handshakes.fetch_sub(1, std::memory_order_relaxed);
+  }
+  st.in_handshake = false;
+}
+
 void terminate(self_ptr self, const std::string& reason) {
   auto& st = self->state;
   if (st.ph == node_session_state::phase::closing)
     return;
+  leave_handshake(self);
   bool was_active = st.ph == node_session_state::phase::active;
   st.ph = node_session_state::phase::closing;
   if (was_active) {
@@ -105,7 +127,8 @@ void arm_idle_timer(self_ptr self, caf::actor_clock::duration_type after) {
   caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), after, idle_atom::value);
 }
 
-void handle_active(self_ptr self, protocol::node_message&& msg);
+void handle_active(self_ptr self, protocol::node_message&& msg, uint64_t bytes);
+void maybe_pause(self_ptr self);
 
 void handle_line(self_ptr self, std::string_view line) {
   auto& st = self->state;
@@ -114,9 +137,9 @@ void handle_line(self_ptr self, std::string_view line) {
     case phase::closing:
       return;
     case phase::authenticating:
-      // Pipelined frames: keep them (bounded) until the registry answered.
+      // Pipelined frames: keep them (bounded, like the hello) until the registry answered.
       st.early_bytes += line.size();
-      if (st.early_bytes > 4 * st.opts.max_frame_bytes) {
+      if (st.early_bytes > st.opts.max_hello_bytes) {
         close_with(self, protocol::encode_error(protocol::code::hello_required, "wait for welcome before sending more"),
                    "early_frames");
         return;
@@ -137,7 +160,8 @@ void handle_line(self_ptr self, std::string_view line) {
         protocol_error(self, err->code, err->message, err->ref);
         return;
       }
-      handle_active(self, std::move(std::get<protocol::node_message>(decoded)));
+      handle_active(self, std::move(std::get<protocol::node_message>(decoded)), line.size());
+      maybe_pause(self);
       return;
     }
     case phase::awaiting_hello:
@@ -177,6 +201,8 @@ void handle_line(self_ptr self, std::string_view line) {
         }
         metrics::daemon().connects.inc("ok");
         metrics::daemon().sessions.fetch_add(1, std::memory_order_relaxed);
+        leave_handshake(self);
+        s.splitter.set_max(s.opts.max_frame_bytes);
         s.ph = phase::active;
         s.node_id = r.node_id;
         s.epoch = r.epoch;
@@ -197,13 +223,78 @@ void handle_line(self_ptr self, std::string_view line) {
       });
 }
 
+// --- backpressure ----------------------------------------------------------------------------
+
+void send_paused_notice(self_ptr self);
+
+/// Reads again if this session and the fleet are back under their resume marks; if only the
+/// fleet is not, waits to be woken (resume_atom) by whichever session's settle gets it there.
+void maybe_resume(self_ptr self) {
+  auto& st = self->state;
+  if (!st.paused || st.ph == node_session_state::phase::closing)
+    return;
+  if (st.unsettled_bytes > st.own.max_bytes / 4 * 3 || st.unsettled_frames > st.own.max_frames / 4 * 3)
+    return; // our own settles will call again
+  if (st.opts.ingest && !st.opts.ingest->resumable()) {
+    if (!st.waiting) {
+      st.waiting = true;
+      caf::actor_addr addr = self->address(); // weak: a closed session is not kept alive
+      st.opts.ingest->wait([addr] {
+        if (auto a = caf::actor_cast<caf::actor>(addr))
+          caf::anon_send(a, resume_atom::value);
+      });
+    }
+    return;
+  }
+  st.paused = false;
+  st.last_frame = self->clock().now(); // a paused session was not idle
+  metrics::daemon().sessions_paused.fetch_sub(1, std::memory_order_relaxed);
+  self->trigger(st.hdl);
+}
+
+/// Stops reading the socket while this session or the fleet has too much handed on and not
+/// settled: the kernel's buffer fills and TCP pushes back on the node. Nothing read is dropped.
+void maybe_pause(self_ptr self) {
+  auto& st = self->state;
+  if (st.paused || st.ph == node_session_state::phase::closing)
+    return;
+  if (st.unsettled_frames == 0)
+    return; // nothing of ours waits: heartbeats of an idle session are never held back
+  bool own_full = st.unsettled_bytes >= st.own.max_bytes || st.unsettled_frames >= st.own.max_frames;
+  if (!own_full && !(st.opts.ingest && st.opts.ingest->over()))
+    return;
+  st.paused = true;
+  metrics::daemon().sessions_paused.fetch_add(1, std::memory_order_relaxed);
+  metrics::daemon().session_pauses.fetch_add(1, std::memory_order_relaxed);
+  self->halt(st.hdl);
+  // The node hears from us while we do not read, so it does not take us for a dead link.
+  caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), st.opts.heartbeat_interval, paused_atom::value);
+  maybe_resume(self); // registers the wake if only the fleet is over
+}
+
 /// The answer of a frame handed on has been handled (its error frame, if any, is written): the
 /// heartbeats that waited only for it are acknowledged now, after that error.
-void settle(self_ptr self, protocol::ack_gate::ticket t) {
+void settle(self_ptr self, protocol::ack_gate::ticket t, uint64_t bytes) {
   auto& st = self->state;
   st.acks.settle(t);
   for (auto seq : st.acks.released())
     write_line(self, protocol::encode_heartbeat_ack(seq, format_time(st.opts.clock())));
+  st.unsettled_bytes -= bytes;
+  --st.unsettled_frames;
+  if (st.opts.ingest)
+    for (auto& wake : st.opts.ingest->give(bytes))
+      wake();
+  maybe_resume(self);
+}
+
+/// A frame is handed on (to storage, or to the tracker and then storage): count it.
+protocol::ack_gate::ticket hand_on(self_ptr self, uint64_t bytes) {
+  auto& st = self->state;
+  st.unsettled_bytes += bytes;
+  ++st.unsettled_frames;
+  if (st.opts.ingest)
+    st.opts.ingest->take(bytes);
+  return st.acks.open();
 }
 
 void heartbeat(self_ptr self, int64_t seq) {
@@ -222,6 +313,15 @@ void heartbeat(self_ptr self, int64_t seq) {
   }
 }
 
+void send_paused_notice(self_ptr self) {
+  auto& st = self->state;
+  metrics::daemon().acks_delayed.fetch_add(1, std::memory_order_relaxed);
+  write_line(self, protocol::encode_error(protocol::code::ack_delayed,
+                                          "not reading while " + std::to_string(st.unsettled_frames)
+                                            + " frames wait for the database",
+                                          "heartbeat"));
+}
+
 void reply_write_status(self_ptr self, storage::write_status s, const std::string& attempt_id) {
   if (s == storage::write_status::forbidden)
     protocol_error(self, protocol::code::forbidden, "attempt " + attempt_id + " belongs to another node", attempt_id);
@@ -231,24 +331,31 @@ void reply_write_status(self_ptr self, storage::write_status s, const std::strin
 }
 
 void storage_failed(self_ptr self, const caf::error& e, const std::string& ref) {
-  // The database refused this one frame (it is logged by storage); the node may resend it.
+  // runtime_error: this operation's own statement failed (storage logs it), the others of its
+  // batch applied. Resending the same values would fail the same way, forever: refuse it once.
+  if (e == caf::sec::runtime_error) {
+    auto why = e.context().match_elements<std::string>() ? e.context().get_as<std::string>(0) : to_string(e);
+    protocol_error(self, protocol::code::refused, "not stored, the database refused it: " + why, ref);
+    return;
+  }
+  // The storage actor is gone (the daemon stops): not stored, the node resends it elsewhere.
   write_line(self, protocol::encode_error(protocol::code::unavailable, "not stored: " + to_string(e), ref));
 }
 
 /// Hands a data frame (attempt_upsert or logs_insert) to storage; its answer settles its ticket.
 template <class Op>
-void store_frame(self_ptr self, Op op) {
+void store_frame(self_ptr self, Op op, uint64_t bytes) {
   auto id = op.attempt_id;
-  auto t = self->state.acks.open();
+  auto t = hand_on(self, bytes);
   self->request(self->state.opts.storage, caf::infinite, std::move(op))
     .then(
       [=](const typename Op::result_type& r) {
         reply_write_status(self, r.status, id);
-        settle(self, t);
+        settle(self, t, bytes);
       },
       [=](caf::error& e) {
         storage_failed(self, e, id);
-        settle(self, t);
+        settle(self, t, bytes);
       });
 }
 
@@ -269,7 +376,7 @@ constexpr metrics::frame_kind kind_of() {
     return frame_kind::bye;
 }
 
-void handle_active(self_ptr self, protocol::node_message&& msg) {
+void handle_active(self_ptr self, protocol::node_message&& msg, uint64_t bytes) {
   auto& st = self->state;
   std::visit(
     [&](auto&& m) {
@@ -281,13 +388,14 @@ void handle_active(self_ptr self, protocol::node_message&& msg) {
         heartbeat(self, m.seq);
       } else if constexpr (std::is_same_v<T, protocol::attempt>) {
         store_frame(self, storage::attempt_upsert{st.node_id, m.attempt_id, m.task_id, m.state, m.started_at,
-                                                  m.finished_at, m.meta});
+                                                  m.finished_at, m.meta},
+                    bytes);
       } else if constexpr (std::is_same_v<T, protocol::logs>) {
         storage::logs_insert op{st.node_id, m.attempt_id, {}};
         op.entries.reserve(m.entries.size());
         for (auto& e : m.entries)
           op.entries.push_back({e.seq, std::move(e.ts), std::move(e.stream), std::move(e.line)});
-        store_frame(self, std::move(op));
+        store_frame(self, std::move(op), bytes);
       } else if constexpr (std::is_same_v<T, protocol::backfill_response>) {
         auto request_id = m.request_id;
         if (!st.opts.tracker) {
@@ -302,7 +410,7 @@ void handle_active(self_ptr self, protocol::node_message&& msg) {
         // The data frames before this one are already queued at storage, so the evidence check
         // sees them (the tracker's apply reaches storage after them). The tracker answers once
         // the response is applied (committed), so a heartbeat after it waits for that too.
-        auto t = st.acks.open();
+        auto t = hand_on(self, bytes);
         self->request(st.opts.tracker, caf::infinite, response_atom::value, st.node_id, st.epoch, request_id,
                       std::move(items))
           .then(
@@ -310,12 +418,12 @@ void handle_active(self_ptr self, protocol::node_message&& msg) {
               if (!known)
                 write_line(self, protocol::encode_error(protocol::code::unknown_request,
                                                         "no such request in flight for this session", request_id));
-              settle(self, t);
+              settle(self, t, bytes);
             },
             [=](caf::error& e) {
               write_line(self, protocol::encode_error(protocol::code::unavailable, "not applied: " + to_string(e),
                                                       request_id));
-              settle(self, t);
+              settle(self, t, bytes);
             });
       } else if constexpr (std::is_same_v<T, protocol::bye>) {
         terminate(self, "bye");
@@ -330,7 +438,11 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
   st.hdl = hdl;
   st.peer = self->remote_addr(hdl);
   metrics::daemon().connections.fetch_add(1, std::memory_order_relaxed);
-  st.splitter = protocol::line_splitter{st.opts.max_frame_bytes};
+  metrics::daemon().handshakes.fetch_add(1, std::memory_order_relaxed);
+  // Before authentication a connection may hold only a hello's worth (docs/protocol.md, limits).
+  st.splitter = protocol::line_splitter{std::min(st.opts.max_hello_bytes, st.opts.max_frame_bytes)};
+  st.own = st.opts.ingest ? ingest_budget::per_session(st.opts.ingest->fleet())
+                          : ingest_budget::limits{UINT64_MAX, UINT64_MAX};
   // CAF allocates this receive buffer per connection: small, so 10,000 idle sessions stay cheap.
   // Frames longer than a read are assembled by the line splitter.
   self->configure_read(hdl, caf::io::receive_policy::at_most(4096));
@@ -345,7 +457,8 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
       if (status == protocol::line_splitter::status::too_large && s.ph != node_session_state::phase::closing)
         close_with(self,
                    protocol::encode_error(protocol::code::frame_too_large,
-                                          "a frame is longer than " + std::to_string(s.opts.max_frame_bytes) + " bytes"),
+                                          "a frame is longer than " + std::to_string(s.splitter.max()) + " bytes"
+                                            + (s.ph == node_session_state::phase::active ? "" : " before authentication")),
                    protocol::code::frame_too_large);
     },
     [=](const caf::io::connection_closed_msg&) { terminate(self, "socket_closed"); },
@@ -361,14 +474,32 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
         self->send(s.opts.tracker, sendfail_atom::value, request_id, node_id, epoch);
     },
     [=](hello_timeout_atom) {
-      if (self->state.ph == node_session_state::phase::awaiting_hello)
+      // A deadline for the whole handshake: a hello still being checked when it passes (the
+      // database is slow, or a flood is queued ahead) is answered unavailable; the node retries.
+      auto ph = self->state.ph;
+      if (ph == node_session_state::phase::awaiting_hello)
         close_with(self, protocol::encode_error(protocol::code::hello_required, "no hello within the hello timeout"),
                    "hello_timeout");
+      else if (ph == node_session_state::phase::authenticating)
+        close_with(self, protocol::encode_error(protocol::code::unavailable, "try again later"), "handshake_timeout");
+    },
+    [=](resume_atom) {
+      self->state.waiting = false;
+      maybe_resume(self);
+    },
+    [=](paused_atom) {
+      auto& s = self->state;
+      if (!s.paused || s.ph == node_session_state::phase::closing)
+        return;
+      send_paused_notice(self);
+      caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), s.opts.heartbeat_interval, paused_atom::value);
     },
     [=](idle_atom) {
       auto& s = self->state;
       if (s.ph != node_session_state::phase::active)
         return;
+      if (s.paused)
+        s.last_frame = self->clock().now(); // not idle: we are not reading
       auto idle = self->clock().now() - s.last_frame;
       if (idle >= s.opts.idle_timeout)
         close_with(self, protocol::encode_close(protocol::close_reason::idle_timeout),

@@ -10,13 +10,20 @@
 
 #include <chrono>
 #include <cstdint>
+#include <atomic>
+#include <memory>
+
+namespace nodecoord {
+class ingest_budget;
+}
 
 namespace nodecoord {
 
 struct session_options {
   uint64_t max_frame_bytes = 1024 * 1024;
+  uint64_t max_hello_bytes = 16 * 1024; // before authentication (docs/protocol.md, limits)
   uint64_t max_outbound_bytes = 4 * 1024 * 1024;
-  std::chrono::milliseconds hello_timeout{10000};
+  std::chrono::milliseconds hello_timeout{10000}; // the whole handshake, hello to welcome
   std::chrono::milliseconds heartbeat_interval{10000};
   std::chrono::milliseconds idle_timeout{30000};
   uint32_t max_protocol_errors = 10;
@@ -24,6 +31,12 @@ struct session_options {
   storage_actor storage;
   tracker_actor tracker; // null: every backfill_response is unknown_request
   clock_fn clock = system_now; // server_time in frames
+  /// Frames handed to storage and not settled, fleet-wide; over its limits sessions stop
+  /// reading (backpressure). Null: no limit (tests of other things).
+  std::shared_ptr<ingest_budget> ingest;
+  /// Connections that have not authenticated yet, fleet-wide (the acceptor's count); the
+  /// session gives its place back when it leaves the handshake. Null: not counted.
+  std::shared_ptr<std::atomic<int64_t>> handshakes;
 };
 
 /// Moves the connection `hdl` from `acceptor` into a new node_session broker.

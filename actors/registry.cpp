@@ -1,5 +1,7 @@
 #include "actors/registry.hpp"
 
+#include "common/auth_limiter.hpp"
+
 #include "common/api_key.hpp"
 #include "common/log.hpp"
 #include "protocol/codec.hpp"
@@ -9,6 +11,9 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
+#include <deque>
+#include <functional>
+#include <memory>
 #include <unordered_map>
 
 namespace nodecoord {
@@ -25,16 +30,14 @@ struct registry_state {
     std::string connected_at;
     std::string peer;
   };
-  struct failures {
-    sys_time window_start;
-    uint32_t count = 0;
-  };
 
   registry_options opts;
   std::unordered_map<std::string, entry> nodes;            // node_id -> live session
   std::unordered_map<caf::actor_id, std::string> by_actor; // session actor -> node_id
   std::unordered_map<std::string, std::string> seen;       // node_id -> last frame time
-  std::unordered_map<std::string, failures> auth_failures; // peer -> failures this minute
+  std::unique_ptr<auth_limiter> limiter;                   // failed hellos per address
+  uint32_t lookups = 0;                                    // key lookups in storage now
+  std::deque<std::function<void()>> waiting_lookups;       // hellos waiting for a lookup slot
   std::string disabled_since;                              // last poll time
   std::vector<caf::actor> subscribers;                     // node_up / node_down
   storage::nodes_end_sessions ended;                       // not yet sent (see settle_atom)
@@ -55,30 +58,34 @@ auth_result auth_failed() {
 }
 
 bool rate_limited(self_ptr self, const std::string& peer) {
-  auto& st = self->state;
-  auto it = st.auth_failures.find(peer);
-  if (it == st.auth_failures.end())
-    return false;
-  if (st.opts.clock() - it->second.window_start >= std::chrono::minutes(1)) {
-    st.auth_failures.erase(it);
-    return false;
-  }
-  return it->second.count >= st.opts.auth_failures_per_minute;
+  return self->state.limiter->limited(peer, self->state.opts.clock());
 }
 
 void count_failure(self_ptr self, const auth_request& req, const char* why) {
-  auto& st = self->state;
-  auto now = st.opts.clock();
-  auto& f = st.auth_failures[req.peer];
-  if (f.count == 0 || now - f.window_start >= std::chrono::minutes(1)) {
-    f.window_start = now;
-    f.count = 0;
-  }
-  ++f.count;
-  // The bound keeps a scan of many addresses from growing the map forever.
-  if (st.auth_failures.size() > 100000)
-    st.auth_failures.clear();
+  self->state.limiter->failed(req.peer, self->state.opts.clock());
   log::info("authentication failed", {{"node", req.node_name}, {"peer", req.peer}, {"why", why}});
+}
+
+/// Runs `lookup` now if fewer than max_lookups are in storage, else when one finishes.
+void with_lookup_slot(self_ptr self, std::function<void()> lookup) {
+  auto& st = self->state;
+  if (st.lookups < st.opts.max_lookups) {
+    ++st.lookups;
+    lookup();
+  } else {
+    st.waiting_lookups.push_back(std::move(lookup));
+  }
+}
+
+void lookup_done(self_ptr self) {
+  auto& st = self->state;
+  if (!st.waiting_lookups.empty()) {
+    auto next = std::move(st.waiting_lookups.front());
+    st.waiting_lookups.pop_front();
+    next(); // takes over the slot
+  } else {
+    --st.lookups;
+  }
 }
 
 void register_session(self_ptr self, const storage::node_record& node, int64_t epoch,
@@ -186,6 +193,7 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
   auto& st = self->state;
   st.opts = std::move(opts);
   st.disabled_since = format_time(st.opts.clock());
+  st.limiter = std::make_unique<auth_limiter>(st.opts.auth_failures_per_minute, st.opts.auth_limiter_capacity);
   // Stopping: the session ends already received still reach storage (the settle message queued
   // for them would come after this exit).
   self->set_exit_handler([=](caf::exit_msg& m) {
@@ -220,9 +228,15 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
         rp.deliver(auth_failed());
         return rp;
       }
+      with_lookup_slot(self, [=]() mutable {
       self->request(self->state.opts.storage, caf::infinite, storage::node_lookup_by_key{key->key_id})
         .then(
           [=](const storage::node_lookup_by_key::result_type& r) mutable {
+            lookup_done(self);
+            if (rate_limited(self, req.peer)) { // failures that were looked up meanwhile count
+              rp.deliver(auth_failed());
+              return;
+            }
             const char* why = nullptr;
             if (!r.found)
               why = "unknown key id";
@@ -240,9 +254,11 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
             begin_session(self, rp, r.node, r.node.session_epoch, session, req.peer, req.capabilities, 1000);
           },
           [=](caf::error& e) mutable {
+            lookup_done(self);
             log::warn("authentication lookup failed", {{"error", to_string(e)}});
             rp.deliver(auth_result{false, protocol::code::unavailable, "try again later", "", 0});
           });
+      });
       return rp;
     },
     [=](ended_atom, const std::string& node_id, int64_t epoch, const std::string& reason) {

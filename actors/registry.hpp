@@ -21,6 +21,11 @@ struct registry_options {
   /// Failed authentications tolerated per peer address per minute; beyond it every hello from
   /// that address fails at once, without a database lookup.
   uint32_t auth_failures_per_minute = 20;
+  /// Addresses the failure limit tracks at once (common/auth_limiter.hpp).
+  size_t auth_limiter_capacity = 65536;
+  /// Key lookups in storage at once; further hellos wait their turn here, so a flood of random
+  /// keys cannot put more than this many lookups ahead of the data writes.
+  uint32_t max_lookups = 64;
   /// How long session ends are gathered before they are written as one operation; 0: as soon as
   /// the mailbox has been worked off.
   std::chrono::milliseconds coalesce_window{0};

@@ -109,6 +109,9 @@ caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op 
   q.item.fail = [rp](const std::string& msg) mutable {
     rp.deliver(caf::make_error(caf::sec::runtime_error, msg));
   };
+  q.item.abandon = [rp](const std::string& msg) mutable {
+    rp.deliver(caf::make_error(caf::sec::request_receiver_down, msg));
+  };
   q.touches_attempts = !(std::is_same_v<Op, storage::node_touch> || std::is_same_v<Op, storage::node_end_session>
                          || std::is_same_v<Op, storage::nodes_end_sessions> || std::is_same_v<Op, storage::job_insert>
                          || std::is_same_v<Op, storage::job_update>);
@@ -174,6 +177,9 @@ caf::typed_response_promise<storage::reset_requests::result_type> enqueue_reset(
   jobs.item.fail = [rp](const std::string& msg) mutable {
     rp.deliver(caf::make_error(caf::sec::runtime_error, msg));
   };
+  jobs.item.abandon = [rp](const std::string& msg) mutable {
+    rp.deliver(caf::make_error(caf::sec::request_receiver_down, msg));
+  };
   jobs.touches_attempts = false;
   push(self, std::move(attempts), place::ahead);
   push(self, std::move(jobs));
@@ -223,12 +229,14 @@ void fail_fatally(self_ptr self, const std::string& why) {
   st.inflight.clear();
   st.queue.clear();
   st.urgent = 0;
+  // Not the operations' fault: they are answered as such (request_receiver_down), not as
+  // refused (runtime_error), so no session tells its node to drop what it sent.
   for (auto& item : inflight)
-    if (item.fail)
-      item.fail(why);
+    if (item.abandon)
+      item.abandon(why);
   for (auto& q : queue)
-    if (q.item.fail)
-      q.item.fail(why);
+    if (q.item.abandon)
+      q.item.abandon(why);
   self->quit(caf::make_error(caf::sec::runtime_error, why));
 }
 
@@ -353,6 +361,7 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
       q.item.run = [](storage::op_context&) {};
       q.item.deliver = [rp]() mutable { rp.deliver(true); };
       q.item.fail = [rp](const std::string&) mutable { rp.deliver(false); };
+      q.item.abandon = q.item.fail;
       push(self, std::move(q));
       return rp;
     },

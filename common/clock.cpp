@@ -92,6 +92,11 @@ std::optional<sys_time> parse_time(std::string_view s) {
     return std::nullopt;
   auto t = sys_days{ymd} + hours{h} + minutes{mi} + seconds{sec} + milliseconds{ms}
            - minutes{offset_min};
+  // Years 0001-9999 in UTC, what both backends store and format_time writes back (PostgreSQL
+  // has no year 0; five-digit years do not sort as text).
+  auto utc_year = int(year_month_day{floor<days>(t)}.year());
+  if (utc_year < 1 || utc_year > 9999)
+    return std::nullopt;
   return time_point_cast<milliseconds>(t);
 }
 

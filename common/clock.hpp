@@ -19,7 +19,8 @@ sys_time system_now();
 std::string format_time(sys_time t);
 
 /// Accepts RFC 3339 with 'Z' or a numeric offset, optional fraction (truncated to ms), and the
-/// space-separated form PostgreSQL prints ("2026-01-09 12:00:00.5+00").
+/// space-separated form PostgreSQL prints ("2026-01-09 12:00:00.5+00"). Only years 0001-9999
+/// once in UTC: what both backends store.
 std::optional<sys_time> parse_time(std::string_view s);
 
 } // namespace nodecoord

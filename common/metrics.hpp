@@ -57,6 +57,11 @@ struct daemon_metrics {
   std::array<std::atomic<uint64_t>, static_cast<size_t>(frame_kind::count_)> frames{};
   labeled_counter protocol_errors;           // by error code
   std::atomic<uint64_t> acks_delayed{0};     // ack_delayed notices: heartbeats waiting for commits
+  std::atomic<int64_t> sessions_paused{0};   // sessions not reading now (backpressure)
+  std::atomic<uint64_t> session_pauses{0};   // times a session stopped reading
+  std::atomic<int64_t> handshakes{0};        // connections not authenticated yet
+  std::atomic<uint64_t> ingest_bytes{0};     // frames' bytes handed to storage, not settled
+  std::atomic<uint64_t> ingest_frames{0};
   histogram batch_size{{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000}};
   histogram commit_seconds{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
 

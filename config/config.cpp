@@ -384,6 +384,7 @@ private:
        {
          {"listen", [&c](L& l, const N& n, const K& k) { return l.address(n, k, c.server.listen); }},
          {"max_connections", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_connections, 1); }},
+         {"max_handshakes", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_handshakes, 1); }},
          {"max_frame_bytes", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_frame_bytes, 1024); }},
          {"max_outbound_bytes",
           [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_outbound_bytes, 1024); }},
@@ -398,6 +399,10 @@ private:
        {
          {"url", [&c](L& l, const N& n, const K& k) { return l.storage_url(n, k, c.storage.url); }},
          {"batch_max", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.storage.batch_max, 1); }},
+         {"max_queued_bytes",
+          [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.storage.max_queued_bytes, 1024); }},
+         {"max_queued_frames",
+          [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.storage.max_queued_frames, 1); }},
          {"connect_timeout", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.storage.connect_timeout); }},
          {"reconnect_initial", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.storage.reconnect_initial); }},
          {"reconnect_max", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.storage.reconnect_max); }},
@@ -585,6 +590,7 @@ daemon_config default_config() {
   daemon_config c;
   c.server.listen = default_endpoint(defaults::listen);
   c.server.max_connections = defaults::max_connections;
+  c.server.max_handshakes = defaults::max_handshakes;
   c.server.max_frame_bytes = defaults::max_frame_bytes;
   c.server.max_outbound_bytes = defaults::max_outbound_bytes;
   c.server.hello_timeout = defaults::hello_timeout;
@@ -595,6 +601,8 @@ daemon_config default_config() {
 
   c.storage.url = defaults::storage_url;
   c.storage.batch_max = defaults::batch_max;
+  c.storage.max_queued_bytes = defaults::max_queued_bytes;
+  c.storage.max_queued_frames = defaults::max_queued_frames;
   c.storage.connect_timeout = defaults::connect_timeout;
   c.storage.reconnect_initial = defaults::reconnect_initial;
   c.storage.reconnect_max = defaults::reconnect_max;

@@ -22,6 +22,7 @@ struct endpoint {
 struct server_config {
   endpoint listen;
   uint32_t max_connections;
+  uint32_t max_handshakes;
   uint64_t max_frame_bytes;
   uint64_t max_outbound_bytes;
   duration hello_timeout;
@@ -34,6 +35,8 @@ struct server_config {
 struct storage_config {
   std::string url;
   uint32_t batch_max;
+  uint64_t max_queued_bytes;
+  uint64_t max_queued_frames;
   duration connect_timeout;
   duration reconnect_initial;
   duration reconnect_max;

@@ -11,6 +11,10 @@ using namespace std::chrono_literals;
 // [server]
 inline constexpr const char* listen = "127.0.0.1:7400";
 inline constexpr uint32_t max_connections = 10000;
+inline constexpr uint32_t max_handshakes = 1000;          // connections not authenticated yet
+// Not configurable: a connection's buffer before authentication (a hello and what is pipelined
+// behind it).
+inline constexpr uint64_t max_hello_bytes = 16 * 1024;
 inline constexpr uint64_t max_frame_bytes = 1024 * 1024;        // 1 MiB
 inline constexpr uint64_t max_outbound_bytes = 4 * 1024 * 1024; // 4 MiB
 inline constexpr auto hello_timeout = 10s;
@@ -24,6 +28,10 @@ inline constexpr auto shutdown_timeout = 15s;
 // --state-dir, or the working directory).
 inline constexpr const char* storage_url = "sqlite://nodecoord.db";
 inline constexpr uint32_t batch_max = 1000;
+// Node frames handed to storage and not committed yet, fleet-wide: over either bound sessions
+// stop reading (backpressure). 10,000 nodes with a few frames each in flight fit.
+inline constexpr uint64_t max_queued_bytes = 256ull * 1024 * 1024;
+inline constexpr uint64_t max_queued_frames = 100000;
 inline constexpr auto connect_timeout = 5s;
 inline constexpr auto reconnect_initial = 100ms;
 inline constexpr auto reconnect_max = 10s;

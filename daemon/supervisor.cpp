@@ -7,6 +7,7 @@
 #include "actors/storage.hpp"
 #include "actors/tracker.hpp"
 #include "common/clock.hpp"
+#include "common/ingest_budget.hpp"
 #include "common/log.hpp"
 #include "config/defaults.hpp"
 #include "daemon/logging.hpp"
@@ -105,6 +106,9 @@ void reload(self_ptr self) {
       differs(now.server.listen.to_string() != next.server.listen.to_string(), "server.listen");
       differs(now.admin.listen.to_string() != next.admin.listen.to_string(), "admin.listen");
       differs(now.storage.batch_max != next.storage.batch_max, "storage.batch_max");
+      differs(now.storage.max_queued_bytes != next.storage.max_queued_bytes, "storage.max_queued_bytes");
+      differs(now.storage.max_queued_frames != next.storage.max_queued_frames, "storage.max_queued_frames");
+      differs(now.server.max_handshakes != next.server.max_handshakes, "server.max_handshakes");
       auto& b = now.backfill;
       auto& nb = next.backfill;
       differs(b.reconcile_interval != nb.reconcile_interval || b.batch_size != nb.batch_size
@@ -273,6 +277,9 @@ void start_listening(self_ptr self) {
   ao.host = cfg.server.listen.host;
   ao.port = cfg.server.listen.port;
   ao.max_connections = cfg.server.max_connections;
+  ao.max_handshakes = cfg.server.max_handshakes;
+  ao.session.ingest = std::make_shared<ingest_budget>(
+    ingest_budget::limits{cfg.storage.max_queued_bytes, cfg.storage.max_queued_frames});
   ao.session.max_frame_bytes = cfg.server.max_frame_bytes;
   ao.session.max_outbound_bytes = cfg.server.max_outbound_bytes;
   ao.session.hello_timeout = cfg.server.hello_timeout;

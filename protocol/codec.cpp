@@ -19,6 +19,9 @@ namespace {
 // much beyond max_frame_bytes.
 constexpr size_t max_name = 255;
 constexpr size_t max_text = 4096;
+// Counters (seq, log_count): exact in a double, so JavaScript agents and JSON tools agree, and
+// far from INT64_MAX, so `log_max_seq + 1` cannot overflow in C++ or SQL.
+constexpr int64_t max_counter = int64_t{1} << 53;
 
 /// Thrown inside decode() for a field that is missing or ill-typed; becomes bad_frame.
 struct field_error {
@@ -64,7 +67,8 @@ public:
     return s;
   }
 
-  int64_t integer(const char* key, int64_t min, bool required = true, int64_t dflt = 0) const {
+  int64_t integer(const char* key, int64_t min, bool required = true, int64_t dflt = 0,
+                  int64_t max = std::numeric_limits<int64_t>::max()) const {
     auto* v = find(key);
     if (!v) {
       if (required)
@@ -78,6 +82,8 @@ public:
     auto x = v->get<int64_t>();
     if (x < min)
       fail(key, "must be at least " + std::to_string(min));
+    if (x > max)
+      fail(key, "must be at most " + std::to_string(max));
     return x;
   }
 
@@ -96,7 +102,7 @@ public:
       return s;
     auto t = parse_time(s);
     if (!t)
-      fail(key, "expected an RFC 3339 time such as 2026-01-09T12:00:00.000Z");
+      fail(key, "expected an RFC 3339 time in years 0001-9999 (UTC) such as 2026-01-09T12:00:00.000Z");
     return format_time(*t);
   }
 
@@ -165,7 +171,7 @@ std::optional<node_message> decode_typed(const std::string& type, const json& j)
   }
   if (type == "heartbeat") {
     reader r(j, "heartbeat");
-    return heartbeat{r.integer("seq", 0)};
+    return heartbeat{r.integer("seq", 0, true, 0, max_counter)};
   }
   if (type == "attempt") {
     reader r(j, "attempt");
@@ -184,7 +190,7 @@ std::optional<node_message> decode_typed(const std::string& type, const json& j)
     l.attempt_id = r.uuid("attempt_id");
     l.entries = decode_objects<log_line>(r, "logs", "entries", [](const reader& er) {
       log_line line;
-      line.seq = er.integer("seq", 0);
+      line.seq = er.integer("seq", 0, true, 0, max_counter);
       line.ts = er.time("ts", true);
       line.stream = er.one_of("stream", {"stdout", "stderr", "system"});
       auto* text = er.find("line");
@@ -204,7 +210,7 @@ std::optional<node_message> decode_typed(const std::string& type, const json& j)
       res.attempt_id = er.uuid("attempt_id");
       res.ok = er.boolean("ok");
       // ok is a claim about data; log_count is the evidence the coordinator checks it against.
-      res.log_count = er.integer("log_count", 0, res.ok);
+      res.log_count = er.integer("log_count", 0, res.ok, 0, max_counter);
       res.error = er.str("error", max_text, false);
       return res;
     });
@@ -213,6 +219,61 @@ std::optional<node_message> decode_typed(const std::string& type, const json& j)
   if (type == "bye") {
     reader r(j, "bye");
     return bye{r.str("reason", max_text, false)};
+  }
+  return std::nullopt;
+}
+
+/// What neither backend stores faithfully, anywhere in a frame: nesting deeper than max_depth
+/// (serializing it again would recurse that deep) and U+0000 in a string or key (PostgreSQL's
+/// text and JSONB refuse it). Iterative, so a frame nested 400,000 deep costs a loop, not the
+/// stack. Returns the problem, naming the value ("logs.entries[3].line: ...").
+std::optional<std::string> unsafe_value(const json& frame, const std::string& type) {
+  struct node {
+    const json* v;
+    size_t parent;          // index into `seen`; npos for the frame
+    const std::string* key; // in an object, else null
+    size_t index;           // in an array
+    size_t depth;           // the frame is level 1
+  };
+  constexpr auto none = std::string::npos;
+  std::vector<node> seen{{&frame, none, nullptr, 0, 1}};
+  std::vector<size_t> todo{0};
+  auto path = [&](size_t i, const std::string* bad_key) {
+    std::vector<std::string> parts;
+    auto part = [](const std::string& k) {
+      return k.size() > 64 || k.find('\0') != std::string::npos ? std::string("?") : k;
+    };
+    if (bad_key)
+      parts.push_back("." + part(*bad_key));
+    for (; i != 0; i = seen[i].parent)
+      parts.push_back(seen[i].key ? "." + part(*seen[i].key) : "[" + std::to_string(seen[i].index) + "]");
+    std::string out = type;
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it)
+      out += *it;
+    return out;
+  };
+  while (!todo.empty()) {
+    auto i = todo.back();
+    todo.pop_back();
+    auto [v, parent, key, index, depth] = seen[i];
+    if (v->is_string()) {
+      if (v->get_ref<const std::string&>().find('\0') != std::string::npos)
+        return path(i, nullptr) + ": contains \\u0000, which the database cannot store";
+      continue;
+    }
+    if (!v->is_structured())
+      continue;
+    if (depth > max_depth)
+      return path(i, nullptr) + ": nested deeper than " + std::to_string(max_depth) + " levels";
+    size_t n = 0, first = todo.size();
+    for (auto c = v->begin(); c != v->end(); ++c, ++n) {
+      const std::string* k = v->is_object() ? &c.key() : nullptr;
+      if (k && k->find('\0') != std::string::npos)
+        return path(i, k) + ": a key contains \\u0000, which the database cannot store";
+      seen.push_back({&*c, i, k, n, depth + 1});
+      todo.push_back(seen.size() - 1);
+    }
+    std::reverse(todo.begin() + static_cast<std::ptrdiff_t>(first), todo.end()); // report in order
   }
   return std::nullopt;
 }
@@ -238,6 +299,9 @@ decode_result decode(std::string_view line) {
   if (t == j.end() || !t->is_string())
     return decode_error{code::bad_frame, "missing string field 'type'", ""};
   const auto& type = t->get_ref<const std::string&>();
+  bool plain_type = type.size() <= 64 && type.find('\0') == std::string::npos;
+  if (auto why = unsafe_value(j, plain_type ? type : "frame"))
+    return decode_error{code::bad_frame, *why, plain_type ? type : ""};
   try {
     if (auto m = decode_typed(type, j))
       return std::move(*m);

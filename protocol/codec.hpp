@@ -13,6 +13,9 @@
 namespace nodecoord::protocol {
 
 inline constexpr int64_t version = 1;
+/// Deepest nesting of arrays and objects in a frame, the frame object itself being level 1
+/// (docs/protocol.md, limits). Deeper frames are refused as bad_frame.
+inline constexpr size_t max_depth = 32;
 
 // --- error codes and close reasons (DESIGN §2) ---
 namespace code {
@@ -26,6 +29,9 @@ inline constexpr const char* forbidden = "forbidden";
 inline constexpr const char* unknown_request = "unknown_request";
 inline constexpr const char* unknown_attempt = "unknown_attempt";
 inline constexpr const char* unavailable = "unavailable";
+// The database refused the frame's values (a statement error of this frame alone): not stored,
+// and resending it unchanged cannot help.
+inline constexpr const char* refused = "refused";
 // Not an error of the node: acknowledgements wait for the database (docs/protocol.md).
 inline constexpr const char* ack_delayed = "ack_delayed";
 } // namespace code
@@ -47,6 +53,10 @@ inline constexpr const char* disabled = "disabled";
 class line_splitter {
 public:
   explicit line_splitter(size_t max_frame_bytes) : max_(max_frame_bytes) {}
+
+  /// The longest line from now on (a session raises it after authentication).
+  void set_max(size_t max_frame_bytes) { max_ = max_frame_bytes; }
+  size_t max() const { return max_; }
 
   enum class status { ok, too_large };
 

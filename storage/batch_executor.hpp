@@ -38,6 +38,8 @@ struct batch_item {
   /// Adjacent items with the same non-null runner run together through it instead of `run`.
   group_runner group = nullptr;
   std::shared_ptr<group_member> member;
+  /// Never applied because the storage stops for good (not the operation's fault); optional.
+  std::function<void(const std::string&)> abandon;
 };
 
 enum class stop_reason { none, connection, transient };

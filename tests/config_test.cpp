@@ -44,6 +44,7 @@ void check_same(const daemon_config& a, const daemon_config& b) {
   BOOST_TEST(a.server.listen.host == b.server.listen.host);
   BOOST_TEST(a.server.listen.port == b.server.listen.port);
   BOOST_TEST(a.server.max_connections == b.server.max_connections);
+  BOOST_TEST(a.server.max_handshakes == b.server.max_handshakes);
   BOOST_TEST(a.server.max_frame_bytes == b.server.max_frame_bytes);
   BOOST_TEST(a.server.max_outbound_bytes == b.server.max_outbound_bytes);
   BOOST_TEST(a.server.hello_timeout.count() == b.server.hello_timeout.count());
@@ -53,6 +54,8 @@ void check_same(const daemon_config& a, const daemon_config& b) {
   BOOST_TEST(a.server.shutdown_timeout.count() == b.server.shutdown_timeout.count());
   BOOST_TEST(a.storage.url == b.storage.url);
   BOOST_TEST(a.storage.batch_max == b.storage.batch_max);
+  BOOST_TEST(a.storage.max_queued_bytes == b.storage.max_queued_bytes);
+  BOOST_TEST(a.storage.max_queued_frames == b.storage.max_queued_frames);
   BOOST_TEST(a.storage.connect_timeout.count() == b.storage.connect_timeout.count());
   BOOST_TEST(a.storage.reconnect_initial.count() == b.storage.reconnect_initial.count());
   BOOST_TEST(a.storage.reconnect_max.count() == b.storage.reconnect_max.count());
@@ -160,9 +163,11 @@ BOOST_AUTO_TEST_CASE(example_file_lists_every_key_uncommented) {
   BOOST_TEST_REQUIRE(in.good());
   const std::vector<std::pair<std::string, std::vector<std::string>>> schema = {
     {"server",
-     {"listen", "max_connections", "max_frame_bytes", "max_outbound_bytes", "hello_timeout", "heartbeat_interval",
+     {"listen", "max_connections", "max_handshakes", "max_frame_bytes", "max_outbound_bytes", "hello_timeout", "heartbeat_interval",
       "idle_timeout", "max_protocol_errors", "shutdown_timeout"}},
-    {"storage", {"url", "batch_max", "connect_timeout", "reconnect_initial", "reconnect_max"}},
+    {"storage",
+     {"url", "batch_max", "max_queued_bytes", "max_queued_frames", "connect_timeout", "reconnect_initial",
+      "reconnect_max"}},
     {"backfill",
      {"reconcile_interval", "batch_size", "request_timeout", "max_failures", "reconnect_rate",
       "max_inflight_per_node"}},

@@ -247,8 +247,12 @@ std::vector<bad_value> integer_bad(bool non_negative) {
   return v;
 }
 
+const std::string nul_refused = "contains \\u0000, which the database cannot store";
+
 std::vector<bad_value> string_bad(bool non_empty) {
-  std::vector<bad_value> v{{5, "expected a string"},
+  std::vector<bad_value> v{{std::string("a\0b", 3), nul_refused},
+                           {std::string(1, '\0'), nul_refused},
+                           {5, "expected a string"},
                            {true, "expected a string"},
                            {json::array({"a"}), "expected a string"},
                            {json::object({{"a", "b"}}), "expected a string"}};
@@ -270,6 +274,22 @@ std::vector<bad_value> uuid_bad() {
   return v;
 }
 
+/// `levels` arrays nested in each other: [[[...]]].
+json nested(size_t levels) {
+  json j = json::array();
+  for (size_t i = 1; i < levels; ++i)
+    j = json::array({std::move(j)});
+  return j;
+}
+
+/// A counter (seq, log_count): 0 to 2^53.
+std::vector<bad_value> counter_bad() {
+  auto v = integer_bad(true);
+  v.push_back({(int64_t{1} << 53) + 1, "must be at most 9007199254740992"});
+  v.push_back({std::numeric_limits<int64_t>::max(), "must be at most 9007199254740992"});
+  return v;
+}
+
 std::vector<bad_value> object_bad() {
   return {{"{}", "expected an object"},
           {5, "expected an object"},
@@ -278,15 +298,19 @@ std::vector<bad_value> object_bad() {
 }
 
 std::vector<bad_value> time_bad() {
-  const std::string rfc = "expected an RFC 3339 time such as 2026-01-09T12:00:00.000Z";
+  const std::string rfc = "expected an RFC 3339 time in years 0001-9999 (UTC) such as 2026-01-09T12:00:00.000Z";
   auto v = string_bad(false);
   for (auto* t : {"yesterday", "2026-01-09", "2026-01-09T12:00:00", "2026-01-09T12:00Z",
                   "2026-01-09T12:00:00.Z", "2026-01-09T12:00:00ZZ", "2026-01-09T12:00:00Z ",
                   "2026-02-30T12:00:00Z", "2026-13-01T12:00:00Z", "2026-01-09T24:00:00Z",
                   "2026-01-09T12:60:00Z", "2026-01-09T12:00:61Z", "2026-01-09X12:00:00Z",
                   "2026/01/09T12:00:00Z", "2026-01-09T12:00:00+1:00", "2026-01-09T12:00:00+01:0",
-                  "1736424000"})
+                  "1736424000",
+                  // Outside years 0001-9999 once in UTC: PostgreSQL refuses what SQLite would store.
+                  "0000-01-01T00:00:00Z", "0000-12-31T23:59:59Z", "0001-01-01T00:30:00+01:00",
+                  "9999-12-31T23:30:00-01:00", "10000-01-01T00:00:00Z"})
     v.push_back({t, rfc});
+  v.push_back({std::string("2026-01-09T12:00:00Z\0", 21), "contains \\u0000, which the database cannot store"});
   v.push_back({json(1736424000), "expected a string"});
   v.push_back({"2026-01-09T12:00:00." + std::string(60, '0') + "Z", "longer than 64 bytes"});
   return v;
@@ -591,8 +615,8 @@ BOOST_AUTO_TEST_CASE(hello_with_another_protocol_decodes_and_the_session_refuses
 BOOST_AUTO_TEST_CASE(heartbeat_seq) {
   BOOST_TEST(decode_as<p::heartbeat>(R"({"type":"heartbeat","seq":0})").seq == 0);
   BOOST_TEST(decode_as<p::heartbeat>(R"({"seq":42,"type":"heartbeat"})").seq == 42);
-  BOOST_TEST(decode_as<p::heartbeat>(R"({"type":"heartbeat","seq":9223372036854775807})").seq
-             == std::numeric_limits<int64_t>::max());
+  BOOST_TEST(decode_as<p::heartbeat>(R"({"type":"heartbeat","seq":9007199254740992})").seq
+             == int64_t{1} << 53); // the largest counter (2^53)
   BOOST_TEST(decode_as<p::heartbeat>(" \t{ \"type\" : \"heartbeat\" , \"seq\" : 5 } ").seq == 5);
 }
 
@@ -675,7 +699,7 @@ BOOST_AUTO_TEST_CASE(logs_with_several_entries) {
       R"({"seq":0,"ts":"2026-01-09T12:00:01Z","stream":"stdout","line":"building"},)"
       R"({"seq":1,"ts":"2026-01-09T13:00:02.5+01:00","stream":"stderr","line":"warning: \"x\"\n\ttab"},)"
       R"({"seq":2,"ts":"2026-01-09T12:00:03.000Z","stream":"system","line":""},)"
-      R"({"seq":3,"ts":"2026-01-09T12:00:04.000Z","stream":"stdout","line":"\u00fcnic\u00f6de \u2713 \ud83d\ude00 nul:\u0000."}]})");
+      R"({"seq":3,"ts":"2026-01-09T12:00:04.000Z","stream":"stdout","line":"\u00fcnic\u00f6de \u2713 \ud83d\ude00 ."}]})");
   BOOST_TEST(l.attempt_id == A1);
   BOOST_REQUIRE_EQUAL(l.entries.size(), 4u);
   BOOST_TEST(l.entries[0].seq == 0);
@@ -688,7 +712,7 @@ BOOST_AUTO_TEST_CASE(logs_with_several_entries) {
   BOOST_TEST(l.entries[1].line == "warning: \"x\"\n\ttab");
   BOOST_TEST(l.entries[2].stream == "system");
   BOOST_TEST(l.entries[2].line == ""); // an empty log line is a line
-  BOOST_TEST(l.entries[3].line == "\xc3\xbc" "nic\xc3\xb6" "de \xe2\x9c\x93 \xf0\x9f\x98\x80 nul:"s + '\0' + ".");
+  BOOST_TEST(l.entries[3].line == "\xc3\xbc" "nic\xc3\xb6" "de \xe2\x9c\x93 \xf0\x9f\x98\x80 ."s);
 }
 
 BOOST_AUTO_TEST_CASE(logs_with_no_entries_and_long_lines) {
@@ -866,7 +890,7 @@ BOOST_AUTO_TEST_CASE(hello_fields) {
 }
 
 BOOST_AUTO_TEST_CASE(heartbeat_fields) {
-  check_fields(base_heartbeat(), "heartbeat", {{"/seq", "heartbeat.seq", presence::required, integer_bad(true)}});
+  check_fields(base_heartbeat(), "heartbeat", {{"/seq", "heartbeat.seq", presence::required, counter_bad()}});
 }
 
 BOOST_AUTO_TEST_CASE(attempt_fields) {
@@ -899,7 +923,7 @@ BOOST_AUTO_TEST_CASE(logs_fields) {
                 {"/entries/0", "logs.entries[0]", presence::value_only,
                  {{5, "expected an object"}, {"x", "expected an object"}, {json::array(), "expected an object"}}},
                 {"/entries/1", "logs.entries[1]", presence::value_only, {{nullptr, "expected an object"}}},
-                {"/entries/0/seq", "logs.entries[0].seq", presence::required, integer_bad(true)},
+                {"/entries/0/seq", "logs.entries[0].seq", presence::required, counter_bad()},
                 {"/entries/1/seq", "logs.entries[1].seq", presence::required, {{-1, "must be at least 0"}}},
                 {"/entries/0/ts", "logs.entries[0].ts", presence::required,
                  with(time_bad(), {{"", "must not be empty"}})},
@@ -935,7 +959,7 @@ BOOST_AUTO_TEST_CASE(backfill_response_fields) {
                  {{"false", "expected true or false"}}},
                 // ok: true REQUIRES log_count (the evidence rule)
                 {"/results/0/log_count", "backfill_response.results[0].log_count", presence::required,
-                 integer_bad(true)},
+                 counter_bad()},
                 {"/results/0/error", "backfill_response.results[0].error", presence::optional,
                  with(string_bad(false), {{std::string(4097, 'e'), "longer than 4096 bytes"}})},
                 {"/results/1/error", "backfill_response.results[1].error", presence::optional,
@@ -971,7 +995,7 @@ BOOST_AUTO_TEST_CASE(ok_true_without_log_count_is_refused_evidence_rule) {
 // An offset that is cut off or out of range is not a time; before this test parse_time accepted
 // "+01:" (as +01:00), "+99:00" and "+01:75" and shifted the time by the nonsense amount.
 BOOST_AUTO_TEST_CASE(malformed_time_offsets_are_refused) {
-  const std::string rfc = "expected an RFC 3339 time such as 2026-01-09T12:00:00.000Z";
+  const std::string rfc = "expected an RFC 3339 time in years 0001-9999 (UTC) such as 2026-01-09T12:00:00.000Z";
   for (auto* t : {"2026-01-09T12:00:00+01:", "2026-01-09T12:00:00+24:00", "2026-01-09T12:00:00+99:00",
                   "2026-01-09T12:00:00-01:60", "2026-01-09T12:00:00+01:75"}) {
     json j = base_attempt();
@@ -1029,6 +1053,77 @@ BOOST_AUTO_TEST_CASE(string_limits_are_in_bytes_and_inclusive) {
   check_bad_frame(h, "hello", "hello.node: longer than 255 bytes");
   h["node"] = e128.substr(2); // 254 bytes
   BOOST_TEST(decode_json<p::hello>(h).node == e128.substr(2));
+}
+
+// Issue 15: a hello whose capabilities nest ~400,000 deep (800 KB, under max_frame_bytes) crashed
+// the daemon with a stack overflow when it was serialized again. Depth is checked without
+// recursion, anywhere in the frame, and the deepest value is named.
+BOOST_AUTO_TEST_CASE(nesting_deeper_than_the_limit_is_refused_without_recursion) {
+  const std::string deep = std::string(400000, '[') + std::string(400000, ']');
+  check_refused(R"({"type":"hello","protocol":1,"node":"n","key":"k","capabilities":{"x":)" + deep + "}}",
+                p::code::bad_frame, "hello", "hello.capabilities.x" + [] {
+                  std::string path;
+                  for (int i = 0; i < 30; ++i)
+                    path += "[0]";
+                  return path;
+                }() + ": nested deeper than 32 levels");
+  check_refused(R"({"type":"attempt","attempt_id":")" + A1 + R"(","task_id":"t","state":"queued","meta":{"a":)"
+                  + deep + "}}",
+                p::code::bad_frame, "attempt", "attempt.meta.a[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
+                                              "[0][0][0][0][0][0][0][0][0][0][0][0]: nested deeper than 32 levels");
+  // Deep where no field is read, and in an unknown frame type: refused all the same.
+  check_refused(R"({"type":"heartbeat","seq":1,"extra":)" + deep + "}", p::code::bad_frame, "heartbeat",
+                "heartbeat.extra[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
+                "[0][0][0][0]: nested deeper than 32 levels");
+  check_refused(R"({"type":"nope","x":)" + deep + "}", p::code::bad_frame, "nope",
+                "nope.x[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
+                "[0]: nested deeper than 32 levels");
+  // Exactly 32 levels (the frame, meta, 30 arrays) is accepted and survives encoding.
+  json j = base_attempt();
+  j["meta"] = json::object({{"a", nested(30)}});
+  check_accepted(j.dump());
+  auto m = std::get<p::attempt>(std::get<p::node_message>(p::decode(j.dump())));
+  BOOST_TEST(json::parse(m.meta) == j["meta"]);
+  j["meta"] = json::object({{"a", nested(31)}});
+  BOOST_TEST_REQUIRE(std::holds_alternative<p::decode_error>(p::decode(j.dump())));
+  // Objects count as levels as well as arrays.
+  json o = json::object();
+  for (int i = 0; i < 31; ++i)
+    o = json::object({{"o", std::move(o)}});
+  j["meta"] = o;
+  BOOST_TEST_REQUIRE(std::holds_alternative<p::decode_error>(p::decode(j.dump())));
+}
+
+// PostgreSQL's text and JSONB cannot hold U+0000; SQLite can. Refused anywhere, named exactly.
+BOOST_AUTO_TEST_CASE(nul_characters_are_refused_anywhere_in_a_frame) {
+  json j = base_attempt();
+  j["meta"] = json::object({{"a", json::array({1, std::string("x\0", 2)})}});
+  check_bad_frame(j, "attempt", "attempt.meta.a[1]: " + nul_refused);
+  j["meta"] = json::object({{std::string("k\0", 2), 1}});
+  check_bad_frame(j, "attempt", "attempt.meta.?: a key contains \\u0000, which the database cannot store");
+  json h = base_hello();
+  h["capabilities"] = json::object({{"labels", json::array({"linux", std::string("\0", 1)})}});
+  check_bad_frame(h, "hello", "hello.capabilities.labels[1]: " + nul_refused);
+  // The escaped form on the wire is what a node sends.
+  check_refused(R"({"type":"bye","reason":"a\u0000b"})", p::code::bad_frame, "bye", "bye.reason: " + nul_refused);
+  // An escaped backslash followed by "u0000" is six ordinary characters.
+  check_accepted(R"({"type":"bye","reason":"a\\u0000b"})");
+  // Unknown fields too: nothing is ignored that could be stored later.
+  check_refused(R"({"type":"heartbeat","seq":1,"x":"\u0000"})", p::code::bad_frame, "heartbeat",
+                "heartbeat.x: " + nul_refused);
+}
+
+BOOST_AUTO_TEST_CASE(counters_and_times_at_their_bounds_are_accepted) {
+  check_accepted(R"({"type":"heartbeat","seq":9007199254740992})");
+  json l = base_logs();
+  l["entries"][0]["seq"] = int64_t{1} << 53;
+  l["entries"][0]["ts"] = "0001-01-01T00:00:00.000Z";
+  l["entries"][1]["ts"] = "9999-12-31T23:59:59.999Z";
+  check_accepted(l.dump());
+  json a = base_attempt();
+  a["started_at"] = "0001-01-01T01:00:00+01:00";
+  a["finished_at"] = "9999-12-31T22:59:59-01:00";
+  check_accepted(a.dump());
 }
 
 BOOST_AUTO_TEST_CASE(first_bad_field_is_named_in_field_order) {
@@ -1190,7 +1285,7 @@ BOOST_AUTO_TEST_CASE(hello_round_trip) {
 }
 
 BOOST_AUTO_TEST_CASE(heartbeat_round_trip) {
-  for (int64_t seq : {int64_t(0), int64_t(1), std::numeric_limits<int64_t>::max()}) {
+  for (int64_t seq : {int64_t(0), int64_t(1), int64_t{1} << 53}) {
     auto line = p::encode_heartbeat(seq);
     auto j = parse_line(line);
     BOOST_TEST(keys_of(j) == (std::set<std::string>{"type", "seq"}), boost::test_tools::per_element());
@@ -1216,7 +1311,7 @@ BOOST_AUTO_TEST_CASE(logs_round_trip) {
             {{0, "2026-01-09T12:00:00.000Z", "stdout", "plain"},
              {1, "2026-01-09T12:00:00.001Z", "stderr", "quotes \" backslash \\ tab \t newline \n cr \r"},
              {2, "2026-01-09T12:00:00.002Z", "system", ""},
-             {3, "2026-01-09T12:00:00.003Z", "stdout", "\xc3\xbc \xe2\x9c\x93 \xf0\x9f\x98\x80 nul:"s + '\0'}}};
+             {3, "2026-01-09T12:00:00.003Z", "stdout", "\xc3\xbc \xe2\x9c\x93 \xf0\x9f\x98\x80"s}}};
   auto line = p::encode_logs(l);
   auto j = parse_line(line);
   BOOST_TEST(j["entries"].size() == 4u);
@@ -1230,7 +1325,7 @@ BOOST_AUTO_TEST_CASE(backfill_response_round_trip) {
                          {{A1, true, 12, ""},
                           {A2, false, 0, "attempt not found"},
                           {N1, true, 0, ""},
-                          {A1, true, std::numeric_limits<int64_t>::max(), "with a note"}}};
+                          {A1, true, int64_t{1} << 53, "with a note"}}};
   auto line = p::encode_backfill_response(r);
   auto j = parse_line(line);
   BOOST_TEST(j["results"][0]["log_count"] == 12);

@@ -85,8 +85,9 @@ void coordinator_link::on_error(const json& f, link_event& ev) {
     ev.what = link_event::kind::refused;
     return;
   }
-  if (code == protocol::code::forbidden && !ref.empty()) {
-    // Another node owns this attempt id: resending cannot help.
+  if ((code == protocol::code::forbidden || code == protocol::code::refused) && !ref.empty()) {
+    // Another node owns this attempt id, or the database refused these values: resending the
+    // same cannot help (a later change of the attempt is sent again).
     store_.give_up(ref);
     return;
   }

@@ -233,7 +233,8 @@ void maybe_resume(self_ptr self) {
   auto& st = self->state;
   if (!st.paused || st.ph == node_session_state::phase::closing)
     return;
-  if (st.unsettled_bytes > st.own.max_bytes / 4 * 3 || st.unsettled_frames > st.own.max_frames / 4 * 3)
+  if (st.unsettled_bytes > st.own.max_bytes - st.own.max_bytes / 4
+      || st.unsettled_frames > st.own.max_frames - st.own.max_frames / 4)
     return; // our own settles will call again
   if (st.opts.ingest && !st.opts.ingest->resumable()) {
     if (!st.waiting) {

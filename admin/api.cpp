@@ -475,6 +475,16 @@ http_response api::metrics() {
   w.family("nodecoord_heartbeat_acks_delayed_total", "counter",
            "ack_delayed notices: heartbeat acks held while the frames before them wait for a commit.");
   w.sample("nodecoord_heartbeat_acks_delayed_total", static_cast<double>(m.acks_delayed.load()));
+  w.family("nodecoord_handshakes", "gauge", "Connections that have not authenticated yet.");
+  w.sample("nodecoord_handshakes", static_cast<double>(m.handshakes.load()));
+  w.family("nodecoord_ingest_frames", "gauge", "Node frames handed to storage and not committed yet (backpressure).");
+  w.sample("nodecoord_ingest_frames", static_cast<double>(m.ingest_frames.load()));
+  w.family("nodecoord_ingest_bytes", "gauge", "Bytes of those frames.");
+  w.sample("nodecoord_ingest_bytes", static_cast<double>(m.ingest_bytes.load()));
+  w.family("nodecoord_sessions_paused", "gauge", "Sessions not reading their socket now (backpressure).");
+  w.sample("nodecoord_sessions_paused", static_cast<double>(m.sessions_paused.load()));
+  w.family("nodecoord_session_pauses_total", "counter", "Times a session stopped reading (backpressure).");
+  w.sample("nodecoord_session_pauses_total", static_cast<double>(m.session_pauses.load()));
   try {
     auto t = backend_.tracker();
     w.family("nodecoord_backfill_requests_total", "counter", "Backfill requests by outcome.");

@@ -35,7 +35,7 @@ bool ingest_budget::over() const {
 }
 
 bool ingest_budget::resumable_locked() const {
-  return bytes_ <= limits_.max_bytes / 4 * 3 && frames_ <= limits_.max_frames / 4 * 3;
+  return bytes_ <= limits_.max_bytes - limits_.max_bytes / 4 && frames_ <= limits_.max_frames - limits_.max_frames / 4;
 }
 
 bool ingest_budget::resumable() const {

@@ -2,12 +2,16 @@
 #define BOOST_TEST_MODULE common_test
 #include <boost/test/unit_test.hpp>
 
+#include "common/auth_limiter.hpp"
 #include "common/clock.hpp"
+#include "common/ingest_budget.hpp"
 #include "common/ids.hpp"
 #include "common/log.hpp"
 #include "storage/url.hpp"
 
+#include <chrono>
 #include <set>
+#include <string>
 
 using namespace nodecoord;
 
@@ -80,4 +84,98 @@ BOOST_AUTO_TEST_CASE(storage_urls) {
   BOOST_TEST(opt.connect_string.find("options='-c search_path=x'") != std::string::npos);
   for (auto bad : {"mysql://x", "sqlite://", "postgresql://", "postgresql://h/db?bogus_option=1", ""})
     BOOST_CHECK_THROW(storage::parse_storage_url(bad, "", std::chrono::seconds(1)), std::invalid_argument);
+}
+
+// --- the auth-failure limiter (issue 15) ----------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(auth_limiter_counts_ipv4_per_address_and_ipv6_per_64) {
+  BOOST_TEST(auth_limiter::key_of("203.0.113.7") == "203.0.113.7");
+  BOOST_TEST(auth_limiter::key_of("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64");
+  BOOST_TEST(auth_limiter::key_of("[2001:db8:1:2:ffff:ffff:ffff:ffff]") == "2001:db8:1:2::/64");
+  BOOST_TEST(auth_limiter::key_of("fe80::1%eth0") == "fe80::/64");
+  BOOST_TEST(auth_limiter::key_of("::ffff:192.0.2.1") == "192.0.2.1");
+  BOOST_TEST(auth_limiter::key_of("::1") == "::/64");
+}
+
+BOOST_AUTO_TEST_CASE(auth_limiter_limits_an_address_for_its_minute_only) {
+  auth_limiter l(3, 100);
+  auto t = sys_time{} + std::chrono::hours(1000);
+  for (int i = 0; i < 3; ++i) {
+    BOOST_TEST(!l.limited("198.51.100.1", t));
+    l.failed("198.51.100.1", t);
+  }
+  BOOST_TEST(l.limited("198.51.100.1", t));
+  BOOST_TEST(!l.limited("198.51.100.2", t), "another address is not limited");
+  // Another host of the same /64 shares the limit; another /64 does not.
+  for (int i = 0; i < 3; ++i)
+    l.failed("2001:db8::" + std::to_string(i + 1), t);
+  BOOST_TEST(l.limited("2001:db8::99", t));
+  BOOST_TEST(!l.limited("2001:db8:0:1::1", t));
+  BOOST_TEST(l.limited("198.51.100.1", t + std::chrono::seconds(59)));
+  BOOST_TEST(!l.limited("198.51.100.1", t + std::chrono::seconds(60)), "a new minute");
+}
+
+// Before issue 15 the limiter cleared its whole table after 100,000 addresses: an attacker with
+// many addresses reset everyone's limit, its own included.
+BOOST_AUTO_TEST_CASE(auth_limiter_memory_is_bounded_and_cannot_be_flushed) {
+  auth_limiter l(3, 50);
+  auto t = sys_time{} + std::chrono::hours(1000);
+  for (int i = 0; i < 3; ++i)
+    l.failed("192.0.2.1", t);
+  BOOST_TEST_REQUIRE(l.limited("192.0.2.1", t));
+  for (int i = 0; i < 10000; ++i)
+    l.failed("10." + std::to_string(i / 65536) + "." + std::to_string(i / 256 % 256) + "." + std::to_string(i % 256),
+             t + std::chrono::milliseconds(i));
+  BOOST_TEST(l.tracked() <= 50u);
+  BOOST_TEST(l.limited("192.0.2.1", t + std::chrono::seconds(30)), "still limited after 10,000 other addresses");
+  BOOST_TEST(l.overflowed() > 0u);
+  // New addresses share the overflow window, which the flood used up: limited too.
+  BOOST_TEST(l.limited("172.16.0.1", t + std::chrono::seconds(30)));
+  // A minute later the table is swept and everything starts over.
+  auto later = t + std::chrono::minutes(2);
+  l.failed("172.16.0.1", later);
+  BOOST_TEST(l.tracked() == 1u);
+  BOOST_TEST(!l.limited("192.0.2.1", later));
+  BOOST_TEST(!l.limited("172.16.0.1", later));
+}
+
+// --- the ingest budget (backpressure, issue 15) ---------------------------------------------
+
+BOOST_AUTO_TEST_CASE(ingest_budget_is_over_at_either_limit_and_resumable_under_three_quarters) {
+  ingest_budget b({1000, 10});
+  BOOST_TEST(!b.over());
+  for (int i = 0; i < 9; ++i)
+    b.take(10);
+  BOOST_TEST(!b.over());
+  b.take(10);
+  BOOST_TEST(b.over(), "10 frames");
+  BOOST_TEST(!b.resumable());
+  int woken = 0;
+  b.wait([&] { ++woken; });
+  b.wait([&] { ++woken; });
+  BOOST_TEST(b.waiting() == 2u);
+  std::vector<std::function<void()>> wake;
+  wake = b.give(10);
+  BOOST_TEST(wake.empty(), "9 frames are still over three quarters");
+  wake = b.give(10); // 8 of 10: resumable
+  BOOST_TEST(wake.size() == 2u);
+  for (auto& w : wake)
+    w();
+  BOOST_TEST(woken == 2);
+  BOOST_TEST(b.waiting() == 0u);
+  b.wait([&] { ++woken; });
+  BOOST_TEST(woken == 3, "under the mark: woken at once");
+  b.take(990);
+  BOOST_TEST(b.over(), "bytes");
+  BOOST_TEST(b.bytes() == 1070u);
+  BOOST_TEST(b.frames() == 9u);
+}
+
+BOOST_AUTO_TEST_CASE(a_session_gets_a_share_of_the_fleet_budget) {
+  auto own = ingest_budget::per_session({256ull << 20, 100000});
+  BOOST_TEST(own.max_bytes == 16ull << 20);
+  BOOST_TEST(own.max_frames == 6250u);
+  auto small = ingest_budget::per_session({1 << 20, 100});
+  BOOST_TEST(small.max_bytes == 1u << 20, "never more than the fleet's");
+  BOOST_TEST(small.max_frames == 100u);
 }

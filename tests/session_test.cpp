@@ -9,6 +9,7 @@
 #include "actors/tracker.hpp"
 #include "common/api_key.hpp"
 #include "common/ids.hpp"
+#include "common/ingest_budget.hpp"
 #include "protocol/codec.hpp"
 #include "storage/query.hpp"
 #include "test_db.hpp"
@@ -52,8 +53,10 @@ struct session_fixture {
   }
 
   /// `db`: a database an earlier fixture used (a restarted coordinator); `fault_hook`: storage's.
+  /// `tweak`: changes the acceptor's (and so every session's) options before it starts.
   explicit session_fixture(uint32_t max_connections = 100, std::shared_ptr<test::test_database> db = nullptr,
-                           std::function<void(storage::batch_executor::fault_point)> fault_hook = {})
+                           std::function<void(storage::batch_executor::fault_point)> fault_hook = {},
+                           std::function<void(acceptor_options&)> tweak = {})
     : db_owner(db ? std::move(db) : std::make_shared<test::test_database>(storage::backend::sqlite)), t(*db_owner),
       sys(init(cfg)), self(sys, true),
       sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())),
@@ -86,6 +89,8 @@ struct session_fixture {
     ao.session.storage = storage;
     ao.session.tracker = tracker;
     ao.session.clock = t.clock.fn();
+    if (tweak)
+      tweak(ao);
     acceptor = spawn_acceptor(sys, ao);
     run();
   }
@@ -862,4 +867,165 @@ BOOST_AUTO_TEST_CASE(a_crash_before_the_commit_leaves_everything_with_the_agent)
     auto held_by_agent = st.attempt(a);
     BOOST_TEST(held_by_agent->announced_version == held_by_agent->version);
   }
+}
+
+// --- hostile peers (issue 15) ------------------------------------------------------------------
+
+// test-gaps 2: before the welcome a connection holds at most max_hello_bytes: a longer hello line
+// is frame_too_large, and frames pipelined behind the hello beyond it are hello_required.
+BOOST_AUTO_TEST_CASE(before_the_welcome_a_connection_holds_at_most_the_hello_limit) {
+  session_fixture f(100, nullptr, {}, [](acceptor_options& o) { o.session.max_hello_bytes = 1024; });
+  auto n = f.add_node("alpha");
+  auto c = f.connect();
+  f.send(c, protocol::encode_hello({protocol::version, n.name, n.key, "test",
+                                    R"({"pad":")" + std::string(1100, 'x') + R"("})"}));
+  auto out = f.frames(c);
+  BOOST_TEST_REQUIRE(types_of(out) == strings{"error:frame_too_large"});
+  BOOST_TEST(out[0]["message"].get<std::string>().find("before authentication") != std::string::npos);
+  BOOST_TEST(f.closed(c));
+  // A hello within the limit, then 1,100 bytes of frames sent before the welcome came.
+  auto c2 = f.connect();
+  auto a = new_uuid();
+  std::string pipelined;
+  for (int i = 0; i < 4; ++i)
+    pipelined += protocol::encode_attempt({a, std::string(250, 't'), "running", "", "", ""});
+  f.send(c2, f.hello_line(n) + pipelined);
+  out = f.frames(c2);
+  BOOST_TEST_REQUIRE(types_of(out) == strings{"error:hello_required"});
+  BOOST_TEST(f.closed(c2));
+  BOOST_TEST(!f.t.run(storage::attempt_get{a}).found);
+  // After the welcome the frame limit is max_frame_bytes (4096 here), not the hello limit.
+  auto [c3, w] = f.login(n);
+  f.send(c3, protocol::encode_attempt({a, std::string(250, 't'), "running", "", "",
+                                       R"({"pad":")" + std::string(3000, 'x') + R"("})"})
+               + protocol::encode_heartbeat(1));
+  BOOST_TEST(types_of(f.frames(c3)) == strings{"ack:1"});
+  BOOST_TEST(f.t.run(storage::attempt_get{a}).found);
+}
+
+// test-gaps 3: forbidden, unknown_attempt, refused and bad_frame count toward
+// max_protocol_errors (3 here); unknown_request does not.
+BOOST_AUTO_TEST_CASE(which_errors_count_toward_max_protocol_errors) {
+  session_fixture f;
+  f.t.exec_sql("CREATE TRIGGER refuse_poison BEFORE INSERT ON attempt_logs WHEN NEW.line = 'poison' "
+               "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+  auto a = f.add_node("alpha");
+  auto b = f.add_node("beta");
+  auto [ca, wa] = f.login(a);
+  auto [cb, wb] = f.login(b);
+  auto x = new_uuid();
+  const std::string ts = "2026-01-09T12:00:00.000Z";
+  f.send(ca, protocol::encode_attempt({x, "t", "running", "", "", ""}));
+  for (int i = 0; i < 5; ++i)
+    f.send(cb, protocol::encode_backfill_response({new_uuid(), {{x, true, 0, ""}}}));
+  f.send(cb, protocol::encode_heartbeat(1));
+  BOOST_TEST(types_of(f.frames(cb)) == (strings{"error:unknown_request", "error:unknown_request", "error:unknown_request",
+                                                 "error:unknown_request", "error:unknown_request", "ack:1"}));
+  BOOST_TEST(!f.closed(cb), "unknown_request does not count");
+  f.send(cb, protocol::encode_attempt({x, "t", "failed", "", "", ""}));             // forbidden
+  f.send(cb, protocol::encode_logs({new_uuid(), {{0, ts, "stdout", "x"}}}));       // unknown_attempt
+  BOOST_TEST(types_of(f.frames(cb)) == (strings{"error:forbidden", "error:unknown_attempt"}));
+  BOOST_TEST(!f.closed(cb));
+  auto y = new_uuid();
+  f.send(cb, protocol::encode_attempt({y, "t", "running", "", "", ""}));
+  f.send(cb, protocol::encode_logs({y, {{0, ts, "stdout", "poison"}}}));            // refused: the third
+  auto out = f.frames(cb);
+  BOOST_TEST(types_of(out) == (strings{"error:refused", "close"}));
+  BOOST_TEST(f.closed(cb));
+  // The other session is untouched.
+  f.send(ca, protocol::encode_heartbeat(2));
+  BOOST_TEST(types_of(f.frames(ca)) == strings{"ack:2"});
+}
+
+// A cap on connections that have not authenticated: a flood of hellos cannot hold every slot.
+BOOST_AUTO_TEST_CASE(max_handshakes_refuses_unauthenticated_connections_beyond_it) {
+  session_fixture f(100, nullptr, {}, [](acceptor_options& o) { o.max_handshakes = 3; });
+  auto n = f.add_node("alpha");
+  auto c1 = f.connect();
+  auto c2 = f.connect();
+  auto c3 = f.connect();
+  auto c4 = f.connect();
+  BOOST_TEST(!f.closed(c1));
+  BOOST_TEST(!f.closed(c3));
+  BOOST_TEST(f.closed(c4), "the fourth unauthenticated connection is closed at once");
+  BOOST_TEST(f.mpx.output_buffer(c4).empty());
+  // Authenticating frees a place: c1 is welcomed, a new connection is accepted.
+  f.send(c1, f.hello_line(n));
+  BOOST_TEST(types_of(f.frames(c1)) == strings{"welcome"});
+  auto c5 = f.connect();
+  BOOST_TEST(!f.closed(c5));
+  // So does failing, or timing out: c2 fails, c3 and c5 time out; three new ones fit again.
+  f.send(c2, f.hello_line(n, "ncak_bogus.bogus"));
+  BOOST_TEST(f.closed(c2));
+  f.advance(6s);
+  BOOST_TEST(f.closed(c3));
+  BOOST_TEST(f.closed(c5));
+  auto c6 = f.connect();
+  auto c7 = f.connect();
+  auto c8 = f.connect();
+  BOOST_TEST(!f.closed(c6));
+  BOOST_TEST(!f.closed(c8));
+  BOOST_TEST(f.closed(f.connect()));
+  BOOST_TEST(!f.closed(c1), "the authenticated session is not counted");
+  acceptor_stats s;
+  auto rh = f.self->request(f.acceptor, caf::infinite, stats_atom::value);
+  f.run();
+  rh.receive([&](acceptor_stats& x) { s = x; }, [](caf::error&) { BOOST_FAIL("stats"); });
+  BOOST_TEST(s.refused_handshakes == 2u);
+  (void)c7;
+}
+
+// Backpressure: over its share of the ingest budget a session stops reading (the bytes stay in
+// the socket), tells its node it waits every heartbeat interval, is not closed for idleness, and
+// reads everything once the database commits again. Nothing is lost or reordered.
+BOOST_AUTO_TEST_CASE(a_session_over_its_budget_stops_reading_until_storage_catches_up) {
+  held_commits held;
+  auto budget = std::make_shared<ingest_budget>(ingest_budget::limits{1 << 20, 8}); // a session: 8 frames
+  session_fixture f(100, nullptr, held.hook(), [budget](acceptor_options& o) { o.session.ingest = budget; });
+  auto n = f.add_node("alpha");
+  auto idle = f.add_node("idle");
+  auto [c, w] = f.login(n);
+  auto [ci, wi] = f.login(idle);
+  *held.hold = true;
+  auto a = new_uuid();
+  const std::string ts = "2026-01-09T12:00:00.000Z";
+  std::string batch = protocol::encode_attempt({a, "t", "running", "", "", ""});
+  for (int s = 0; s < 7; ++s)
+    batch += protocol::encode_logs({a, {{s, ts, "stdout", "line " + std::to_string(s)}}});
+  f.send(c, batch); // 8 frames: the session's whole share
+  BOOST_TEST(budget->frames() == 8u);
+  BOOST_TEST(f.mpx.passive_mode(c), "not reading");
+  // More arrives: it stays in the socket, unread.
+  std::string more;
+  for (int s = 7; s < 20; ++s)
+    more += protocol::encode_logs({a, {{s, ts, "stdout", "line " + std::to_string(s)}}});
+  f.send(c, more + protocol::encode_heartbeat(1));
+  BOOST_TEST(budget->frames() == 8u, "nothing more was read");
+  // The idle session's heartbeats are answered as always.
+  f.send(ci, protocol::encode_heartbeat(1));
+  BOOST_TEST(types_of(f.frames(ci)) == strings{"ack:1"});
+  // Long past idle_timeout (30 s): ack_delayed every heartbeat interval, never closed.
+  for (int i = 0; i < 5; ++i) {
+    f.advance(10s);
+    BOOST_TEST(types_of(f.frames(c)) == strings{"error:ack_delayed"});
+    f.send(ci, protocol::encode_heartbeat(2 + i)); // keeps the idle session alive
+    f.frames(ci);
+  }
+  BOOST_TEST(!f.closed(c));
+  BOOST_TEST(f.row(n).status == "online");
+  // The database commits again: the session reads on, every line is stored once, in order.
+  *held.hold = false;
+  for (int i = 0; i < 10 && budget->frames() > 0; ++i)
+    f.advance(2s);
+  BOOST_TEST(budget->frames() == 0u);
+  BOOST_TEST(!f.mpx.passive_mode(c), "reading again");
+  auto out = f.frames(c);
+  BOOST_TEST(types_of(out) == strings{"ack:1"}, json(out).dump());
+  strings stored;
+  for (auto& l : f.t.run(storage::logs_get{a, -1, 100}))
+    stored.push_back(std::to_string(l.seq) + " " + l.line);
+  strings expected;
+  for (int s = 0; s < 20; ++s)
+    expected.push_back(std::to_string(s) + " line " + std::to_string(s));
+  BOOST_TEST(stored == expected, boost::test_tools::per_element());
 }

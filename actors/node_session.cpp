@@ -107,7 +107,14 @@ void terminate(self_ptr self, const std::string& reason) {
   }
   log::debug("session closed", {{"node", st.node_name}, {"epoch", st.epoch}, {"peer", st.peer}, {"reason", reason}});
   self->close(st.hdl);
-  self->quit();
+  if (st.paused) {
+    st.paused = false;
+    metrics::daemon().sessions_paused.fetch_sub(1, std::memory_order_relaxed);
+  }
+  // Frames handed on stay counted in the ingest budget until storage answers them, or a node
+  // could reconnect in a loop and grow the storage queue past its bound: wait for the answers.
+  if (st.unsettled_frames == 0)
+    self->quit();
 }
 
 void protocol_error(self_ptr self, const std::string& code, const std::string& message, const std::string& ref) {
@@ -285,6 +292,11 @@ void settle(self_ptr self, protocol::ack_gate::ticket t, uint64_t bytes) {
   if (st.opts.ingest)
     for (auto& wake : st.opts.ingest->give(bytes))
       wake();
+  if (st.ph == node_session_state::phase::closing) {
+    if (st.unsettled_frames == 0)
+      self->quit(); // the connection is gone; this was the last answer it waited for
+    return;
+  }
   maybe_resume(self);
 }
 

@@ -58,7 +58,7 @@ struct storage_state {
   size_t queued() const { return inflight.size() + queue.size(); }
 
   ~storage_state() {
-    if (queued() > 0)
+    if (queued() > 0) // not through the exit handler (which answers them)
       log::error("storage stopped with operations not applied", {{"count", queued()}});
   }
 };
@@ -212,6 +212,24 @@ void mark_unavailable(self_ptr self, const std::string& why) {
   schedule_reconnect(self);
 }
 
+/// Answers every operation not applied as abandoned (request_receiver_down): the storage stops.
+/// Not the operations' fault, so no session tells its node to drop what it sent; and no caller
+/// (a session waiting to give its frames' budget back) waits forever.
+void abandon_all(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  auto inflight = std::move(st.inflight);
+  auto queue = std::move(st.queue);
+  st.inflight.clear();
+  st.queue.clear();
+  st.urgent = 0;
+  for (auto& item : inflight)
+    if (item.abandon)
+      item.abandon(why);
+  for (auto& q : queue)
+    if (q.item.abandon)
+      q.item.abandon(why);
+}
+
 /// A problem retrying cannot fix (a newer schema, a migration the database refuses).
 void fail_fatally(self_ptr self, const std::string& why) {
   auto& st = self->state;
@@ -224,19 +242,7 @@ void fail_fatally(self_ptr self, const std::string& why) {
     st.startup->deliver(caf::make_error(caf::sec::runtime_error, why));
     st.startup.reset();
   }
-  auto inflight = std::move(st.inflight);
-  auto queue = std::move(st.queue);
-  st.inflight.clear();
-  st.queue.clear();
-  st.urgent = 0;
-  // Not the operations' fault: they are answered as such (request_receiver_down), not as
-  // refused (runtime_error), so no session tells its node to drop what it sent.
-  for (auto& item : inflight)
-    if (item.abandon)
-      item.abandon(why);
-  for (auto& q : queue)
-    if (q.item.abandon)
-      q.item.abandon(why);
+  abandon_all(self, why);
   self->quit(caf::make_error(caf::sec::runtime_error, why));
 }
 
@@ -330,6 +336,13 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
   st.db = std::make_unique<storage::database>(st.opts.url, st.opts.clock);
   st.exec = std::make_unique<storage::batch_executor>(*st.db);
   st.exec->fault_hook = st.opts.fault_hook;
+  self->set_exit_handler([=](caf::exit_msg& m) {
+    if (self->state.queued() > 0) {
+      log::error("storage stopped with operations not applied", {{"count", self->state.queued()}});
+      abandon_all(self, "the storage stopped");
+    }
+    self->quit(m.reason);
+  });
   return {
     [=](startup_atom) -> caf::typed_response_promise<startup_report> {
       auto rp = self->make_response_promise<startup_report>();

@@ -10,10 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdio>
 #include <limits>
 #include <map>
 #include <set>
 #include <stdexcept>
+
+#include <unistd.h>
 
 namespace nodecoord::storage {
 
@@ -947,7 +950,12 @@ bundle::import_bundle::result_type execute(op_context& c, const bundle::import_b
 bundle::export_file::result_type execute(op_context& c, const bundle::export_file& op) {
   if (!op.out)
     throw std::invalid_argument("export_file: no output file");
+  // A batch that stopped (a lost connection, a serialization failure) runs again with the same
+  // file: start it over, and cut what the earlier try wrote, or a shorter second try would leave
+  // the end of the first one behind its last line.
   std::rewind(op.out.get());
+  if (::ftruncate(::fileno(op.out.get()), 0) != 0)
+    throw std::runtime_error("bundle export: cannot truncate the temporary file");
   bundle::counts written;
   bool first = true;
   bundle::write_all(c, op.created_at, [&](const std::string& l) {

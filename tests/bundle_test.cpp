@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -412,6 +413,56 @@ NC_BOTH_BACKENDS(a_retried_export_file_starts_its_spool_over) {
   BOOST_TEST((second == expected), "the spool holds " << second.size() << " bytes, the bundle is " << expected.size());
   BOOST_TEST(std::holds_alternative<b::parsed>(b::parse(second)));
   BOOST_TEST(written.logs == t.run(b::export_counts{}).logs);
+}
+
+namespace {
+
+/// `text` with every UUID in it spelt in upper case.
+std::string upper_case_uuids(const std::string& text) {
+  std::string out = text;
+  for (size_t i = 0; i + 36 <= out.size(); ++i)
+    if (is_uuid(std::string_view(out).substr(i, 36))) {
+      for (size_t k = i; k < i + 36; ++k)
+        out[k] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[k])));
+      i += 35;
+    }
+  return out;
+}
+
+} // namespace
+
+// Ids in a bundle are kept in one spelling, lower case, whatever case the file uses: SQLite
+// compares text exactly, PostgreSQL reads UUIDs back in lower case, and the admin API, the
+// tracker and the nodes all use the lower-case form.
+NC_BOTH_BACKENDS(upper_case_ids_in_a_bundle_are_stored_in_lower_case) {
+  auto s = populate(t);
+  auto text = export_all(t);
+  auto upper = upper_case_uuids(text);
+  BOOST_TEST_REQUIRE(upper != text);
+  BOOST_TEST_REQUIRE(upper.find(s.a1[0]) == std::string::npos);
+  auto n = counts_of(s);
+  // The same rows as the source: all skipped, none conflicting.
+  auto again = import(t, upper);
+  BOOST_TEST(again.nodes == k(0, n.nodes, 0));
+  BOOST_TEST(again.attempts == k(0, n.attempts, 0));
+  BOOST_TEST(again.logs == k(0, n.logs, 0));
+  BOOST_TEST(again.jobs == k(0, n.jobs, 0));
+  // Into an empty database: the rows of the lower-case bundle, references intact.
+  test_database dst(t.kind());
+  auto r = import(dst, upper);
+  BOOST_TEST(r.nodes == k(n.nodes, 0, 0));
+  BOOST_TEST(r.attempts == k(n.attempts, 0, 0));
+  BOOST_TEST(r.logs == k(n.logs, 0, 0));
+  BOOST_TEST(r.jobs == k(n.jobs, 0, 0));
+  test_database lower(t.kind());
+  import(lower, text);
+  BOOST_TEST(masked_dump(dst) == masked_dump(lower));
+  BOOST_TEST(export_all(dst) == export_all(lower));
+  auto a = dst.run(attempt_get{s.a1[0]});
+  BOOST_TEST_REQUIRE(a.found);
+  BOOST_TEST(a.attempt.id == s.a1[0]);
+  BOOST_TEST(a.attempt.node_id == s.n1.id);
+  BOOST_TEST(a.attempt.log_count == 250);
 }
 
 NC_BOTH_BACKENDS(round_trip_into_an_empty_database_and_twice) {

@@ -32,6 +32,8 @@ const std::vector<std::string> job_types = {"backfill", "reconcile", "bundle_exp
 // looks back at).
 constexpr auto keep_finished = std::chrono::hours(24 * 7);
 constexpr auto keep_failed = std::chrono::hours(24 * 30);
+// The largest older_than: 100 years (larger ages would put the cutoff before year 1 or overflow).
+constexpr std::chrono::milliseconds max_prune_age = std::chrono::hours(24 * 36500);
 
 json text_or_null(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
 
@@ -106,6 +108,15 @@ std::optional<std::string> param(const http_request& req, const std::string& nam
   return lo->second;
 }
 
+/// An id as the database and the actors spell it: lower case. UUIDs are case-insensitive, but
+/// SQLite compares text exactly and PostgreSQL reads them back in lower case, so an id compared
+/// in the caller's spelling (an upper-case UUID) finds nothing, or finds the row in storage while
+/// the tracker looks for another string. Every id that enters the API goes through here first.
+std::string lower_id(std::string id) {
+  std::transform(id.begin(), id.end(), id.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return id;
+}
+
 /// Parameters must be among `known`: a misspelt filter is an error, not "no filter".
 void only_params(const http_request& req, const std::vector<std::string>& known) {
   for (auto& [k, v] : req.params)
@@ -145,17 +156,31 @@ std::vector<std::string> list_of(const http_request& req, const std::string& nam
   auto v = param(req, name);
   if (!v)
     return out;
-  std::stringstream ss(*v);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
+  if (v->empty())
+    bad_request(name + " is empty; allowed: " + join(allowed));
+  size_t start = 0;
+  for (;;) {
+    auto comma = v->find(',', start);
+    auto item = v->substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (item.empty())
+      bad_request(name + " has an empty item in '" + *v + "'; allowed: " + join(allowed));
     if (std::find(allowed.begin(), allowed.end(), item) == allowed.end())
       bad_request("unknown " + name + " '" + item + "'; allowed: " + join(allowed));
     if (std::find(out.begin(), out.end(), item) == out.end())
       out.push_back(item);
+    if (comma == std::string::npos)
+      break;
+    start = comma + 1;
   }
-  if (out.empty())
-    bad_request(name + " is empty; allowed: " + join(allowed));
   return out;
+}
+
+/// The node named by the parameter `name`, as a node name: 400 if it cannot be one.
+std::optional<std::string> node_param(const http_request& req, const std::string& name) {
+  auto v = param(req, name);
+  if (v && !valid_node_name(*v))
+    bad_request(name + " must be a node name (letters, digits, - _ . only, 1 to 255 characters), not '" + *v + "'");
+  return v;
 }
 
 std::vector<std::string> split_path(const std::string& path) {
@@ -287,25 +312,27 @@ http_response api::route(const http_request& req) {
   if (seg.size() >= 2 && seg[1] == "nodes") {
     if (seg.size() == 2) {
       if (m == "GET")
-        return list_nodes();
+        return (only_params(req, {}), list_nodes());
       if (m == "POST")
-        return create_node(req);
+        return (only_params(req, {}), create_node(req));
       return method_not_allowed("GET, POST");
     }
     if (seg.size() == 3)
-      return m == "GET" ? show_node(seg[2]) : method_not_allowed("GET");
+      return m == "GET" ? (only_params(req, {}), show_node(seg[2])) : method_not_allowed("GET");
     if (seg.size() == 4 && (seg[3] == "disable" || seg[3] == "enable" || seg[3] == "rotate-key"))
-      return m == "POST" ? node_action(seg[2], seg[3]) : method_not_allowed("POST");
+      return m == "POST" ? (only_params(req, {}), node_action(seg[2], seg[3])) : method_not_allowed("POST");
   }
   if (seg.size() >= 2 && seg[1] == "attempts") {
     if (seg.size() == 2)
       return m == "GET" ? list_attempts(req) : method_not_allowed("GET");
+    // The id in one spelling before anything looks it up (see lower_id).
+    auto id = seg.size() >= 3 ? lower_id(seg[2]) : std::string();
     if (seg.size() == 3)
-      return m == "GET" ? show_attempt(seg[2]) : method_not_allowed("GET");
+      return m == "GET" ? (only_params(req, {}), show_attempt(id)) : method_not_allowed("GET");
     if (seg.size() == 4 && seg[3] == "backfill")
-      return m == "POST" ? backfill_attempt(seg[2]) : method_not_allowed("POST");
+      return m == "POST" ? (only_params(req, {}), backfill_attempt(id)) : method_not_allowed("POST");
     if (seg.size() == 4 && seg[3] == "requeue")
-      return m == "POST" ? requeue_attempt(seg[2]) : method_not_allowed("POST");
+      return m == "POST" ? (only_params(req, {}), requeue_attempt(id)) : method_not_allowed("POST");
   }
   if (seg.size() == 2 && seg[1] == "jobs") {
     if (m == "GET")
@@ -633,10 +660,12 @@ http_response api::list_attempts(const http_request& req) {
   op.sync_state = one_of(req, "sync_state", sync_states);
   op.state = one_of(req, "state", attempt_states);
   op.limit = limit_param(req);
-  op.after_id = param(req, "after").value_or("");
-  if (!op.after_id.empty() && !is_uuid(op.after_id))
-    bad_request("after must be the 'next' value of the previous page (an attempt id), not '" + op.after_id + "'");
-  if (auto name = param(req, "node"))
+  if (auto after = param(req, "after")) {
+    if (!is_uuid(*after))
+      bad_request("after must be the 'next' value of the previous page (an attempt id), not '" + *after + "'");
+    op.after_id = lower_id(*after);
+  }
+  if (auto name = node_param(req, "node"))
     op.node_id = find_node(backend_, *name).id;
   auto rows = backend_.attempts(op);
   json out = json::object();
@@ -716,15 +745,20 @@ http_response api::list_jobs(const http_request& req) {
   q.statuses = list_of(req, "status", job_statuses);
   q.types = list_of(req, "type", job_types);
   q.limit = limit_param(req);
-  if (auto name = param(req, "node"))
-    q.node_id = find_node(backend_, *name).id;
   if (auto before = param(req, "before")) {
+    // "<created_at>,<job id>": both halves checked here, so the database never sees junk (a
+    // non-UUID id is an error on PostgreSQL and a meaningless text comparison on SQLite).
     auto comma = before->find(',');
-    if (comma == std::string::npos || !parse_time(before->substr(0, comma)))
-      bad_request("before must be the 'next' value of the previous page, not '" + *before + "'");
-    q.before_created_at = before->substr(0, comma);
-    q.before_id = before->substr(comma + 1);
+    auto at = comma == std::string::npos ? std::nullopt : parse_time(before->substr(0, comma));
+    auto id = comma == std::string::npos ? std::string() : before->substr(comma + 1);
+    if (!at || !is_uuid(id))
+      bad_request("before must be the 'next' value of the previous page (<created_at>,<job id>), not '" + *before
+                  + "'");
+    q.before_created_at = format_time(*at);
+    q.before_id = lower_id(id);
   }
+  if (auto name = node_param(req, "node"))
+    q.node_id = find_node(backend_, *name).id;
   auto rows = backend_.jobs(q);
   json out = json::object();
   auto& arr = out["jobs"] = json::array();
@@ -751,6 +785,10 @@ http_response api::prune_jobs(const http_request& req) {
     auto age = parse_age(*older);
     if (!age)
       bad_request("older_than must be a duration such as 7d, 24h or 90m, not '" + *older + "'");
+    // A cutoff before the first job ever written is not a filter but an overflow.
+    if (*age > max_prune_age)
+      bad_request("older_than must be at most " + std::to_string(max_prune_age.count() / (24 * 3600 * 1000))
+                  + "d, not '" + *older + "'");
     deleted = backend_.prune(storage::jobs_prune{statuses, types, cutoff(*age)}).deleted;
   } else {
     // Default retention: failed jobs 30 days, other finished jobs 7 days.

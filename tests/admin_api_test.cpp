@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <chrono>
 #include <map>
 
@@ -40,6 +41,7 @@ struct fake_backend final : backend {
   std::vector<storage::attempt_list> attempt_queries;
   std::vector<storage::job_query> job_queries;
   std::vector<std::string> closed;
+  std::vector<std::string> requeues;
 
   void need_storage() {
     if (storage_down)
@@ -129,6 +131,7 @@ struct fake_backend final : backend {
   }
   storage::attempt_requeue::result_type requeue(const std::string& id) override {
     need_storage();
+    requeues.push_back(id);
     auto it = attempts_by_id.find(id);
     if (it == attempts_by_id.end())
       return {};
@@ -180,7 +183,11 @@ struct fake_backend final : backend {
       throw unavailable("tracker: timed out");
     return tracker_now;
   }
-  order_result backfill(const std::string&) override { return next_order; }
+  order_result backfill(const std::string& id) override {
+    backfills.push_back(id);
+    return next_order;
+  }
+  std::vector<std::string> backfills;
   void backfill_async(const std::string& id) override { async_backfills.push_back(id); }
 };
 
@@ -444,6 +451,133 @@ BOOST_AUTO_TEST_CASE(jobs_list_validates_filters_and_pages) {
     BOOST_TEST(error(call("GET", std::string("/api/jobs?") + q), 400) == "bad_request", q);
   BOOST_TEST(error(call("GET", "/api/jobs?node=ghost"), 404) == "not_found");
 }
+
+
+namespace {
+
+std::string upper(std::string s) {
+  for (auto& c : s)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+} // namespace
+
+// An upper-case UUID is the same id: the backend only ever sees the lower-case form (the
+// database and the tracker compare ids as text in that form; see admin_e2e_test for what went
+// wrong on PostgreSQL before).
+BOOST_AUTO_TEST_CASE(ids_reach_the_backend_in_lower_case_from_every_entry_point) {
+  auto c = add_attempt("complete", "node-a");
+  auto lower_answer = call("GET", "/api/attempts/" + c.id);
+  auto upper_answer = call("GET", "/api/attempts/" + upper(c.id));
+  BOOST_TEST(upper_answer.status == 200, upper_answer.body);
+  BOOST_TEST(upper_answer.body == lower_answer.body);
+  // Reading a partial attempt asks for it by its lower-case id.
+  auto p = add_attempt("partial", "node-a");
+  b.live.push_back({"node-a", "a", 1, "", ""});
+  BOOST_TEST(data(call("GET", "/api/attempts/" + upper(p.id)))["backfill"]["requested"] == true);
+  BOOST_TEST(b.async_backfills == std::vector<std::string>{p.id});
+  BOOST_TEST(call("POST", "/api/attempts/" + upper(p.id) + "/backfill").status == 202);
+  BOOST_TEST(b.backfills == std::vector<std::string>{p.id});
+  auto f = add_attempt("failed");
+  auto requeued = call("POST", "/api/attempts/" + upper(f.id) + "/requeue");
+  BOOST_TEST(requeued.status == 200, requeued.body);
+  BOOST_TEST(b.requeues == std::vector<std::string>{f.id});
+  BOOST_TEST(data(requeued)["attempt"]["id"] == f.id);
+  // Cursors: the attempt page's after, the job page's before.
+  data(call("GET", "/api/attempts?after=" + upper(c.id)));
+  BOOST_TEST(b.attempt_queries.back().after_id == c.id);
+  auto job = new_uuid();
+  data(call("GET", "/api/jobs?before=2026-01-02T00:00:00.000Z," + upper(job)));
+  BOOST_TEST(b.job_queries.back().before_id == job);
+  // Mixed case too.
+  auto mixed = p.id;
+  mixed[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(mixed[0])));
+  mixed[35] = static_cast<char>(std::toupper(static_cast<unsigned char>(mixed[35])));
+  BOOST_TEST(call("POST", "/api/attempts/" + mixed + "/backfill").status == 202);
+  BOOST_TEST(b.backfills.back() == p.id);
+}
+
+// Junk, overflow, negative and empty values of every query parameter: 400 bad_request whose
+// message names the parameter, never a 500 (or a 503 from a database that choked on it).
+BOOST_AUTO_TEST_CASE(every_query_parameter_refuses_junk_overflow_negative_and_empty_with_400) {
+  call("POST", "/api/nodes", R"({"name":"alpha"})");
+  const std::string t0 = "2026-01-02T00:00:00.000Z";
+  const std::string id = new_uuid();
+  struct bad {
+    std::string method, target, names;
+  };
+  std::vector<bad> cases = {
+    {"GET", "/api/jobs?before=" + t0 + ",junk", "before"},
+    {"GET", "/api/jobs?before=" + t0 + ",", "before"},
+    {"GET", "/api/jobs?before=" + t0, "before"},
+    {"GET", "/api/jobs?before=," + id, "before"},
+    {"GET", "/api/jobs?before=", "before"},
+    {"GET", "/api/jobs?before=2026-02-30T00:00:00.000Z," + id, "before"},
+    {"GET", "/api/jobs?before=99999-01-01T00:00:00.000Z," + id, "before"},
+    {"GET", "/api/jobs?before=" + t0 + "," + id + "x", "before"},
+    {"GET", "/api/jobs?limit=", "limit"},
+    {"GET", "/api/jobs?limit=-1", "limit"},
+    {"GET", "/api/jobs?limit=0", "limit"},
+    {"GET", "/api/jobs?limit=99999999999999999999", "limit"},
+    {"GET", "/api/jobs?limit=1e3", "limit"},
+    {"GET", "/api/jobs?limit=+5", "limit"},
+    {"GET", "/api/jobs?status=", "status"},
+    {"GET", "/api/jobs?status=failed,", "status"},
+    {"GET", "/api/jobs?status=,failed", "status"},
+    {"GET", "/api/jobs?status=failed,,succeeded", "status"},
+    {"GET", "/api/jobs?type=", "type"},
+    {"GET", "/api/jobs?type=backfill,", "type"},
+    {"GET", "/api/jobs?node=", "node"},
+    {"GET", "/api/jobs?node=a%20b", "node"},
+    {"GET", "/api/jobs?node=" + std::string(300, 'a'), "node"},
+    {"GET", "/api/attempts?after=", "after"},
+    {"GET", "/api/attempts?after=junk", "after"},
+    {"GET", "/api/attempts?after=" + id + "0", "after"},
+    {"GET", "/api/attempts?limit=", "limit"},
+    {"GET", "/api/attempts?limit=-5", "limit"},
+    {"GET", "/api/attempts?limit=18446744073709551617", "limit"},
+    {"GET", "/api/attempts?sync_state=", "sync_state"},
+    {"GET", "/api/attempts?state=", "state"},
+    {"GET", "/api/attempts?node=", "node"},
+    {"GET", "/api/attempts?node=no%2Fslash", "node"},
+    {"DELETE", "/api/jobs?older_than=", "older_than"},
+    {"DELETE", "/api/jobs?older_than=-1d", "older_than"},
+    {"DELETE", "/api/jobs?older_than=99999d", "older_than"},
+    {"DELETE", "/api/jobs?older_than=99999999999999999999h", "older_than"},
+    {"DELETE", "/api/jobs?older_than=9223372036854775807ms", "older_than"},
+    {"DELETE", "/api/jobs?older_than=2562047788015h", "older_than"},
+    {"DELETE", "/api/jobs?older_than=7d&status=", "status"},
+    {"DELETE", "/api/jobs?older_than=7d&type=,", "type"},
+    {"POST", "/api/bundle?dry_run=", "dry_run"},
+    {"POST", "/api/bundle?dry_run=2", "dry_run"},
+    {"POST", "/api/bundle?dry_run=-1", "dry_run"},
+    {"GET", "/api/nodes?x=1", "x"},
+    {"GET", "/api/nodes/alpha?verbose=1", "verbose"},
+    {"GET", "/api/attempts/" + id + "?x=", "x"},
+    {"POST", "/api/attempts/" + id + "/backfill?force=1", "force"},
+  };
+  for (auto& c : cases) {
+    auto r = call(c.method, c.target);
+    BOOST_TEST(r.status == 400, c.method << " " << c.target << ": " << r.status << " " << r.body);
+    auto j = json::parse(r.body, nullptr, false);
+    BOOST_TEST_REQUIRE(!j.is_discarded(), r.body);
+    BOOST_TEST(j["ok"] == false);
+    BOOST_TEST(j["error"]["code"] == "bad_request", c.target);
+    auto message = j["error"]["message"].get<std::string>();
+    BOOST_TEST(message.find(c.names) != std::string::npos, c.target << ": " << message);
+  }
+  BOOST_TEST(b.prunes.empty());
+  // The largest values that are allowed still pass.
+  data(call("DELETE", "/api/jobs?older_than=36500d"));
+  data(call("GET", "/api/jobs?limit=1000&before=" + t0 + "," + id));
+  BOOST_TEST(b.job_queries.back().before_created_at == t0);
+  // A time in another spelling is the same instant, in the stored form.
+  data(call("GET", "/api/jobs?before=2026-01-02T01:00:00+01:00," + id));
+  data(call("GET", "/api/jobs?before=2026-01-02T00:00:00Z," + id));
+  BOOST_TEST(b.job_queries.back().before_created_at == t0);
+}
+
 
 BOOST_AUTO_TEST_CASE(prune_needs_a_filter_and_never_touches_open_jobs) {
   BOOST_TEST(error(call("DELETE", "/api/jobs"), 400) == "bad_request");

@@ -13,6 +13,8 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <sstream>
 
@@ -466,4 +468,152 @@ BOOST_AUTO_TEST_CASE(readiness_follows_the_database_even_when_nothing_is_written
   BOOST_TEST(eventually([&] { return http(d, "GET", "/readyz").status == 200; }, 30s));
   BOOST_TEST(http(d, "GET", "/api/nodes").status == 200);
   d.stop();
+}
+
+// --- ids in any case (both backends) -----------------------------------------------------------
+
+namespace {
+
+std::string upper(std::string s) {
+  for (auto& ch : s)
+    ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+/// Answers a request with a failure for each of its attempts: they go back to partial.
+void refuse_all(node_client& c, const json& req) {
+  protocol::backfill_response resp;
+  resp.request_id = req["request_id"].get<std::string>();
+  for (auto& id : req["attempt_ids"])
+    resp.results.push_back({id.get<std::string>(), false, 0, "disk gone"});
+  c.send_line(protocol::encode_backfill_response(resp));
+}
+
+/// "sync_state | backfill_request_id | job status" of an attempt, read from the database: a
+/// request the daemon made is pending with its job in the ledger; "stuck" would be pending with
+/// no job ("NULL" as the job's status).
+std::string backfill_view(daemon_under_test& d, const std::string& attempt) {
+  auto rows = d.rows("SELECT a.sync_state, CAST(a.backfill_request_id AS TEXT), j.status FROM node_task_attempts a "
+                     "LEFT JOIN jobs j ON j.id = a.backfill_request_id WHERE a.id = '" + attempt + "'");
+  return rows.empty() ? "(none)" : rows[0];
+}
+
+/// The daemon's request for `id` is live everywhere: the row is pending under `request`, the job
+/// is running, the tracker holds it and the node got it. Then the node refuses it: partial again.
+void requested_then_refused(daemon_under_test& d, node_client& c, const std::string& id, const std::string& request) {
+  std::string view;
+  BOOST_TEST(eventually([&] {
+               view = backfill_view(d, id);
+               return view == "pending_backfill | " + request + " | running";
+             }),
+             "attempt " << id << " is " << view << " (want pending_backfill | " << request << " | running)");
+  auto in_flight = ok_data(http(d, "GET", "/api/overview"))["requests"]["in_flight"];
+  BOOST_TEST(in_flight == 1, in_flight.dump());
+  auto req = next_request(c);
+  BOOST_TEST(req["request_id"] == request);
+  BOOST_TEST(req["attempt_ids"] == json::array({id}));
+  refuse_all(c, req);
+  BOOST_TEST_REQUIRE(eventually([&] { return sync_state(d, id) == "partial"; }), backfill_view(d, id));
+}
+
+void ids_in_upper_case(daemon_under_test& d) {
+  auto n = d.add_node("alpha");
+  auto c = connect_and_hello(d, n);
+  c.aside_types = {};
+  // The reconnect trigger runs once after the welcome; with nothing stored it marks nothing.
+  BOOST_TEST_REQUIRE(d.process().wait_for_stderr("status=nothing_to_mark", frame_bound),
+                     "the reconnect trigger did not run; stderr:\n" << d.process().stderr_tail());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back(new_uuid());
+    c.send_line(protocol::encode_attempt({ids.back(), "task-" + std::to_string(i), "running", "", "", ""}));
+  }
+  c.heartbeat_roundtrip(1);
+  BOOST_TEST_REQUIRE(eventually([&] {
+    return d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'partial'") == 4;
+  }));
+  std::sort(ids.begin(), ids.end());
+  const auto partial = ids[0], complete = ids[1], failed = ids[2];
+  {
+    auto s = d.db();
+    *s << "UPDATE node_task_attempts SET sync_state = 'complete' WHERE id = '" + complete + "'";
+    *s << "UPDATE node_task_attempts SET sync_state = 'failed', backfill_failures = 5 WHERE id = '" + failed + "'";
+  }
+
+  // Reading: the same answer in either case (an attempt that asks for nothing when read).
+  auto lower_get = http(d, "GET", "/api/attempts/" + complete);
+  auto upper_get = http(d, "GET", "/api/attempts/" + upper(complete));
+  BOOST_TEST(lower_get.status == 200, lower_get.body);
+  BOOST_TEST(upper_get.status == lower_get.status, upper_get.body);
+  BOOST_TEST(upper_get.body == lower_get.body);
+  auto unknown = new_uuid();
+  BOOST_TEST(http(d, "GET", "/api/attempts/" + upper(unknown)).status == 404);
+
+  // Reading a partial attempt in upper case asks its node for it: a real request, with its job.
+  auto read = ok_data(http(d, "GET", "/api/attempts/" + upper(partial)));
+  BOOST_TEST(read["attempt"]["id"] == partial);
+  BOOST_TEST(read["backfill"]["requested"] == true, read.dump());
+  std::string request;
+  BOOST_TEST_REQUIRE(eventually([&] {
+    auto r = d.rows("SELECT CAST(backfill_request_id AS TEXT) FROM node_task_attempts WHERE id = '" + partial
+                    + "' AND sync_state = 'pending_backfill'");
+    request = r.empty() ? "" : r[0];
+    return !request.empty();
+  }),
+                     "reading " << upper(partial) << " requested nothing: " << backfill_view(d, partial));
+  requested_then_refused(d, c, partial, request);
+
+  // On-demand backfill in upper case: 202 and a request that exists everywhere; asking again
+  // while it is live is a conflict, as in lower case.
+  auto posted = http(d, "POST", "/api/attempts/" + upper(partial) + "/backfill");
+  BOOST_TEST_REQUIRE(posted.status == 202, posted.body);
+  auto job_id = ok_data(posted)["job_id"].get<std::string>();
+  auto again = http(d, "POST", "/api/attempts/" + upper(partial) + "/backfill");
+  BOOST_TEST(again.status == 409, again.body);
+  requested_then_refused(d, c, partial, job_id);
+  BOOST_TEST(http(d, "POST", "/api/attempts/" + upper(unknown) + "/backfill").status == 404);
+  BOOST_TEST(http(d, "POST", "/api/attempts/" + upper(complete) + "/backfill").status == 409);
+
+  // Requeue in upper case.
+  auto not_failed = http(d, "POST", "/api/attempts/" + upper(partial) + "/requeue");
+  BOOST_TEST(not_failed.status == 409, not_failed.body);
+  auto requeued = http(d, "POST", "/api/attempts/" + upper(failed) + "/requeue");
+  BOOST_TEST_REQUIRE(requeued.status == 200, requeued.body);
+  BOOST_TEST(ok_data(requeued)["attempt"]["id"] == failed);
+  BOOST_TEST(sync_state(d, failed) == "partial");
+  BOOST_TEST(http(d, "POST", "/api/attempts/" + upper(unknown) + "/requeue").status == 404);
+
+  // Cursors in upper case page exactly as in lower case.
+  auto after_lower = ok_data(http(d, "GET", "/api/attempts?after=" + ids[0]));
+  auto after_upper = ok_data(http(d, "GET", "/api/attempts?after=" + upper(ids[0])));
+  BOOST_TEST(after_lower["attempts"].size() == 3u);
+  BOOST_TEST(after_upper == after_lower);
+  auto page = ok_data(http(d, "GET", "/api/jobs?type=backfill&limit=1"));
+  BOOST_TEST_REQUIRE(page["next"].is_string(), page.dump());
+  auto cursor = page["next"].get<std::string>();
+  auto before_lower = ok_data(http(d, "GET", "/api/jobs?type=backfill&before=" + cursor));
+  auto comma = cursor.find(',');
+  auto before_upper =
+    ok_data(http(d, "GET", "/api/jobs?type=backfill&before=" + cursor.substr(0, comma + 1) + upper(cursor.substr(comma + 1))));
+  BOOST_TEST(before_lower["jobs"].size() == 1u);
+  BOOST_TEST(before_upper == before_lower);
+
+  // Nothing is left half-requested.
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'") == 0);
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM jobs WHERE status = 'running'") == 0);
+  c.close();
+  d.stop();
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(upper_case_ids_sqlite) {
+  daemon_under_test d(base_settings(), "", backfill_toml);
+  ids_in_upper_case(d);
+}
+
+BOOST_AUTO_TEST_CASE(upper_case_ids_postgresql) {
+  test_database pg(storage::backend::postgresql);
+  daemon_under_test d(base_settings(), pg.url(), backfill_toml);
+  ids_in_upper_case(d);
 }

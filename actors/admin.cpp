@@ -199,7 +199,7 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
   st.server = std::make_unique<httplib::Server>();
   auto& srv = *st.server;
   srv.new_task_queue = [] { return new httplib::ThreadPool(defaults::admin_threads); };
-  srv.set_payload_max_length(defaults::bundle_import_max_bytes);
+  srv.set_payload_max_length(opts.max_body_bytes);
   srv.set_read_timeout(30, 0);
   srv.set_write_timeout(30, 0);
   srv.set_keep_alive_max_count(100);
@@ -211,6 +211,18 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
   srv.Put(".*", handler);
   srv.Patch(".*", handler);
   srv.Options(".*", handler);
+  // cpp-httplib answers some requests itself, with an empty body: a body over the payload limit
+  // (413, checked against Content-Length before the body is read), a request it cannot parse.
+  // The error handler sees every answer of 400 and above, the API's own included: only an empty
+  // body is replaced, by the API's envelope.
+  srv.set_error_handler(httplib::Server::HandlerWithResponse([limit = opts.max_body_bytes](const httplib::Request&,
+                                                                                          httplib::Response& res) {
+    if (!res.body.empty())
+      return httplib::Server::HandlerResponse::Unhandled;
+    auto out = admin::transport_error(res.status, limit);
+    res.set_content(out.body, out.content_type);
+    return httplib::Server::HandlerResponse::Handled;
+  }));
   srv.set_logger([](const httplib::Request& req, const httplib::Response& res) {
     log::debug("admin request", {{"method", req.method}, {"path", req.path}, {"status", res.status}});
   });

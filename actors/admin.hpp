@@ -3,6 +3,7 @@
 // threads; each request becomes a call of admin::api, whose backend asks the actors with a
 // timeout. It changes state only through those actors.
 #include "actors/actors.hpp"
+#include "config/defaults.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -14,6 +15,7 @@ struct admin_options {
   std::string host = "127.0.0.1";
   uint16_t port = 0; // 0: any free port (ask with port_atom)
   std::string token; // empty: no token required
+  uint64_t max_body_bytes = defaults::admin_max_body_bytes; // larger bodies: 413
   std::string started_at;
   storage_actor storage;
   registry_actor registry;

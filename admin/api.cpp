@@ -225,6 +225,22 @@ json counts_object(const std::vector<std::pair<std::string, int64_t>>& pairs, co
 
 } // namespace
 
+http_response transport_error(int status, uint64_t body_limit) {
+  switch (status) {
+    case 413: {
+      auto mib = body_limit / (1024 * 1024);
+      return failure(413, "payload_too_large",
+                     "the request body is over the limit of " + std::to_string(body_limit) + " bytes"
+                       + (mib * 1024 * 1024 == body_limit && mib > 0 ? " (" + std::to_string(mib) + " MiB)" : ""),
+                     json{{"limit_bytes", body_limit}});
+    }
+    case 400: return failure(400, "bad_request", "the request is not valid HTTP");
+    case 414: return failure(414, "uri_too_long", "the request line is too long");
+    case 404: return failure(404, "not_found", "no route");
+    default: return failure(status, "http_error", "the request was refused (HTTP " + std::to_string(status) + ")");
+  }
+}
+
 bool valid_node_name(const std::string& name) {
   if (name.empty() || name.size() > 255)
     return false;

@@ -139,6 +139,10 @@ private:
   bool listening_ = true;
 };
 
+/// The envelope for an error cpp-httplib answers on its own, before any route runs (its own body
+/// is empty): 413 for a body over `body_limit` bytes, 400 for a request it cannot parse, ...
+http_response transport_error(int status, uint64_t body_limit);
+
 /// Letters, digits, '-', '_', '.'; 1 to 255 characters.
 bool valid_node_name(const std::string& name);
 

@@ -422,6 +422,8 @@ private:
        {
          {"listen", [&c](L& l, const N& n, const K& k) { return l.address(n, k, c.admin.listen); }},
          {"token_file", [&c](L& l, const N& n, const K& k) { return l.text(n, k, c.admin.token_file); }},
+         {"max_body_bytes",
+          [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.admin.max_body_bytes, 1024); }},
        }},
       {"log",
        {
@@ -616,6 +618,7 @@ daemon_config default_config() {
 
   c.admin.listen = default_endpoint(defaults::admin_listen);
   c.admin.token_file = defaults::admin_token_file;
+  c.admin.max_body_bytes = defaults::admin_max_body_bytes;
 
   c.log.level = *lookup(log_levels, defaults::log_level);
   c.log.format = *lookup(log_formats, defaults::log_format);

@@ -54,6 +54,7 @@ struct backfill_config {
 struct admin_config {
   endpoint listen;
   std::string token_file; // empty: no token (allowed only on loopback)
+  uint64_t max_body_bytes; // larger request bodies (bundle imports) are refused with 413
 };
 
 enum class log_level { trace, debug, info, warn, error };

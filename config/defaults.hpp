@@ -50,13 +50,15 @@ inline constexpr auto coalesce_window = 10ms;
 // [admin]
 inline constexpr const char* admin_listen = "127.0.0.1:7401";
 inline constexpr const char* admin_token_file = "";
+// admin.max_body_bytes: the largest request body (a bundle import).
+inline constexpr uint64_t admin_max_body_bytes = 512ull * 1024 * 1024; // 512 MiB
+
 // Not configurable: the admin API's own limits.
 inline constexpr auto overview_cache = 5s;        // counts and sizes are re-read at most this often
 inline constexpr auto admin_part_timeout = 2s;    // each actor asked for a part of an answer
 inline constexpr auto admin_write_timeout = 30s;  // an operation that writes (create, prune, import)
 inline constexpr auto readiness_probe_every = 1s; // /readyz asks the database at most this often
 inline constexpr auto bundle_timeout = 10min;     // an export or import holds the storage actor this long at most
-inline constexpr uint64_t bundle_import_max_bytes = 512ull * 1024 * 1024;
 inline constexpr int64_t admin_page_max = 1000;   // attempts and jobs per page
 inline constexpr int64_t admin_page_default = 100;
 inline constexpr size_t admin_threads = 8;        // concurrent HTTP requests

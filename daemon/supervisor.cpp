@@ -105,6 +105,7 @@ void reload(self_ptr self) {
       differs(now.storage.url != next.storage.url, "storage.url");
       differs(now.server.listen.to_string() != next.server.listen.to_string(), "server.listen");
       differs(now.admin.listen.to_string() != next.admin.listen.to_string(), "admin.listen");
+      differs(now.admin.max_body_bytes != next.admin.max_body_bytes, "admin.max_body_bytes");
       differs(now.storage.batch_max != next.storage.batch_max, "storage.batch_max");
       differs(now.storage.max_queued_bytes != next.storage.max_queued_bytes, "storage.max_queued_bytes");
       differs(now.storage.max_queued_frames != next.storage.max_queued_frames, "storage.max_queued_frames");
@@ -223,6 +224,7 @@ void start_admin(self_ptr self, uint16_t node_port) {
   ao.host = cfg.admin.listen.host;
   ao.port = cfg.admin.listen.port;
   ao.token = st.opts.admin_token;
+  ao.max_body_bytes = cfg.admin.max_body_bytes;
   ao.started_at = st.started_at;
   ao.storage = st.storage;
   ao.registry = st.registry;

@@ -578,6 +578,22 @@ BOOST_AUTO_TEST_CASE(every_query_parameter_refuses_junk_overflow_negative_and_em
   BOOST_TEST(b.job_queries.back().before_created_at == t0);
 }
 
+BOOST_AUTO_TEST_CASE(errors_cpp_httplib_answers_itself_get_the_envelope) {
+  auto big = transport_error(413, 512ull * 1024 * 1024);
+  BOOST_TEST(big.status == 413);
+  BOOST_TEST(big.content_type == "application/json");
+  auto j = json::parse(big.body);
+  BOOST_TEST(j["ok"] == false);
+  BOOST_TEST(j["error"]["code"] == "payload_too_large");
+  auto message = j["error"]["message"].get<std::string>();
+  BOOST_TEST(message.find("536870912 bytes") != std::string::npos, message);
+  BOOST_TEST(message.find("512 MiB") != std::string::npos, message);
+  BOOST_TEST(j["error"]["detail"]["limit_bytes"] == 536870912u);
+  BOOST_TEST(json::parse(transport_error(413, 1000).body)["error"]["message"].get<std::string>().find("1000 bytes")
+             != std::string::npos);
+  for (int status : {400, 404, 414, 431, 500})
+    BOOST_TEST(json::parse(transport_error(status, 1).body)["ok"] == false, status);
+}
 
 BOOST_AUTO_TEST_CASE(prune_needs_a_filter_and_never_touches_open_jobs) {
   BOOST_TEST(error(call("DELETE", "/api/jobs"), 400) == "bad_request");

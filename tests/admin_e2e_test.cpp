@@ -18,6 +18,12 @@
 #include <fstream>
 #include <sstream>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 using namespace nodecoord;
 using namespace nodecoord::test;
 
@@ -470,7 +476,7 @@ BOOST_AUTO_TEST_CASE(readiness_follows_the_database_even_when_nothing_is_written
   d.stop();
 }
 
-// --- ids in any case (both backends) -----------------------------------------------------------
+// --- issue 15 part 5: ids in any case, bad parameters, oversized bodies (both backends) --------
 
 namespace {
 
@@ -605,6 +611,148 @@ void ids_in_upper_case(daemon_under_test& d) {
   d.stop();
 }
 
+struct raw_answer {
+  int status = 0;
+  std::string headers;
+  std::string body;
+};
+
+/// One raw HTTP exchange, so the request says exactly what the test wants (Content-Length
+/// included); reads one answer (headers and its Content-Length of body).
+raw_answer raw_exchange(uint16_t port, const std::string& head, const std::string& body) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  BOOST_TEST_REQUIRE(fd >= 0);
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } guard{fd};
+  timeval tv{20, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_TEST_REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  auto out = head + "\r\n\r\n" + body;
+  BOOST_TEST_REQUIRE(::send(fd, out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size()));
+  std::string in;
+  char buf[4096];
+  raw_answer a;
+  for (;;) {
+    auto split = in.find("\r\n\r\n");
+    if (split != std::string::npos) {
+      a.headers = in.substr(0, split);
+      auto at = a.headers.find("Content-Length: ");
+      size_t length = at == std::string::npos ? 0 : std::stoul(a.headers.substr(at + 16));
+      if (in.size() >= split + 4 + length) {
+        a.body = in.substr(split + 4, length);
+        break;
+      }
+    }
+    auto n = ::recv(fd, buf, sizeof buf, 0);
+    BOOST_TEST_REQUIRE(n > 0, "the connection ended before a whole answer: " << in);
+    in.append(buf, static_cast<size_t>(n));
+  }
+  BOOST_TEST_REQUIRE(a.headers.rfind("HTTP/1.1 ", 0) == 0, a.headers);
+  a.status = std::stoi(a.headers.substr(9, 3));
+  return a;
+}
+
+/// `d`'s configuration with `line` added to its [admin] table (before it starts).
+void admin_setting(daemon_under_test& d, const std::string& line) {
+  std::ifstream in(d.config());
+  std::stringstream text;
+  text << in.rdbuf();
+  auto t = text.str();
+  auto at = t.find("[admin]\n");
+  BOOST_TEST_REQUIRE(at != std::string::npos);
+  t.insert(at + 8, line + "\n");
+  std::ofstream(d.config()) << t;
+}
+
+void bad_parameters_and_oversized_bodies(daemon_under_test& d) {
+  admin_setting(d, "max_body_bytes = 4096");
+  d.start();
+  d.add_node("alpha");
+  // A junk job id in the jobs cursor: 400 naming the parameter (it was a 500).
+  const std::string t0 = "2026-01-09T12:00:00.000Z";
+  const std::string id = new_uuid();
+  struct bad {
+    std::string method, target, name;
+  };
+  std::vector<bad> cases = {
+    {"GET", "/api/jobs?before=" + t0 + ",junk", "before"},
+    {"GET", "/api/jobs?before=" + t0 + ",", "before"},
+    {"GET", "/api/jobs?before=" + t0 + "," + id + "'", "before"},
+    {"GET", "/api/jobs?before=9999-99-99T00:00:00.000Z," + id, "before"},
+    {"GET", "/api/jobs?limit=99999999999999999999", "limit"},
+    {"GET", "/api/jobs?limit=-1", "limit"},
+    {"GET", "/api/jobs?status=failed,", "status"},
+    {"GET", "/api/jobs?node=", "node"},
+    {"GET", "/api/attempts?after=", "after"},
+    {"GET", "/api/attempts?after=junk", "after"},
+    {"GET", "/api/attempts?node=", "node"},
+    {"DELETE", "/api/jobs?older_than=9223372036854775807ms", "older_than"},
+    {"DELETE", "/api/jobs?older_than=99999d", "older_than"},
+    {"DELETE", "/api/jobs?older_than=-7d", "older_than"},
+    {"POST", "/api/bundle?dry_run=", "dry_run"},
+  };
+  for (auto& c : cases) {
+    auto a = http(d, c.method, c.target);
+    BOOST_TEST(a.status == 400, c.method << " " << c.target << ": " << a.status << " " << a.body);
+    BOOST_TEST_REQUIRE(!a.j.is_discarded(), c.target << ": not JSON: " << a.body);
+    BOOST_TEST(a.j["ok"] == false, a.body);
+    BOOST_TEST(a.j["error"]["code"] == "bad_request", a.body);
+    BOOST_TEST((a.j["error"]["message"].is_string()
+                && a.j["error"]["message"].get<std::string>().find(c.name) != std::string::npos),
+               a.body);
+  }
+  // The daemon is fine afterwards: a well-formed cursor and a prune with a sane age work.
+  BOOST_TEST(http(d, "GET", "/api/jobs?before=" + t0 + "," + id).status == 200);
+  BOOST_TEST(http(d, "DELETE", "/api/jobs?older_than=36500d").status == 200);
+
+  // A body over admin.max_body_bytes (4096 here): 413 in the envelope, the limit in its message.
+  const uint64_t limit = 4096;
+  auto bundle_of = [](size_t size) {
+    std::string b = "{\"type\":\"manifest\"}\n";
+    return b + std::string(size - b.size(), 'x');
+  };
+  for (auto path : {"/api/bundle?dry_run=1", "/api/nodes"}) {
+    auto a = raw_exchange(d.admin_port(),
+                          std::string("POST ") + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            "Content-Type: application/x-ndjson\r\nContent-Length: " + std::to_string(limit + 1),
+                          bundle_of(limit + 1));
+    BOOST_TEST(a.status == 413, path << ": " << a.headers << "\n" << a.body);
+    BOOST_TEST(a.headers.find("Content-Type: application/json") != std::string::npos, a.headers);
+    auto body = json::parse(a.body, nullptr, false);
+    BOOST_TEST_REQUIRE(!body.is_discarded(), path << ": not JSON: '" << a.body << "'");
+    BOOST_TEST(body["ok"] == false);
+    BOOST_TEST(body["error"]["code"] == "payload_too_large", a.body);
+    auto message = body["error"]["message"].get<std::string>();
+    BOOST_TEST(message.find("limit of 4096 bytes") != std::string::npos, message);
+    BOOST_TEST(body["error"]["detail"]["limit_bytes"] == limit, a.body);
+  }
+  // At the limit the body is read (and this one is not a bundle: 400 naming its line).
+  auto at_limit = raw_exchange(d.admin_port(),
+                               "POST /api/bundle?dry_run=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+                                 + std::to_string(limit),
+                               bundle_of(limit));
+  BOOST_TEST(at_limit.status == 400, at_limit.headers << "\n" << at_limit.body);
+  BOOST_TEST(at_limit.body.find("line ") != std::string::npos, at_limit.body);
+  // nodecoordctl shows the message.
+  temp_dir files("nodecoord-big");
+  auto big = files.write("big.ndjson", bundle_of(limit + 100));
+  auto refused = ctl_any({"--admin", d.admin_url(), "bundle", "import", big});
+  BOOST_TEST(refused.code != 0);
+  BOOST_TEST(refused.err.find("4096 bytes") != std::string::npos, refused.err);
+  // The API's own errors keep their bodies (the error handler fills only empty ones).
+  auto missing = http(d, "GET", "/api/nodes/ghost");
+  BOOST_TEST(missing.status == 404);
+  BOOST_TEST(missing.j["error"]["message"] == "no node named 'ghost'", missing.body);
+  BOOST_TEST(http(d, "GET", "/api/nodes").status == 200);
+  d.stop();
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_CASE(upper_case_ids_sqlite) {
@@ -616,4 +764,15 @@ BOOST_AUTO_TEST_CASE(upper_case_ids_postgresql) {
   test_database pg(storage::backend::postgresql);
   daemon_under_test d(base_settings(), pg.url(), backfill_toml);
   ids_in_upper_case(d);
+}
+
+BOOST_AUTO_TEST_CASE(bad_parameters_are_400_and_oversized_bodies_413_in_the_envelope_sqlite) {
+  daemon_under_test d(base_settings(), "", backfill_toml);
+  bad_parameters_and_oversized_bodies(d);
+}
+
+BOOST_AUTO_TEST_CASE(bad_parameters_are_400_and_oversized_bodies_413_in_the_envelope_postgresql) {
+  test_database pg(storage::backend::postgresql);
+  daemon_under_test d(base_settings(), pg.url(), backfill_toml);
+  bad_parameters_and_oversized_bodies(d);
 }

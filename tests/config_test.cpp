@@ -68,6 +68,7 @@ void check_same(const daemon_config& a, const daemon_config& b) {
   BOOST_TEST(a.admin.listen.host == b.admin.listen.host);
   BOOST_TEST(a.admin.listen.port == b.admin.listen.port);
   BOOST_TEST(a.admin.token_file == b.admin.token_file);
+  BOOST_TEST(a.admin.max_body_bytes == b.admin.max_body_bytes);
   BOOST_TEST(to_string(a.log.level) == to_string(b.log.level));
   BOOST_TEST(to_string(a.log.format) == to_string(b.log.format));
 }
@@ -148,6 +149,7 @@ BOOST_AUTO_TEST_CASE(default_config_matches_defaults_hpp) {
   BOOST_TEST(c.admin.listen.host == "127.0.0.1");
   BOOST_TEST(c.admin.listen.port == 7401);
   BOOST_TEST(c.admin.token_file == "");
+  BOOST_TEST(c.admin.max_body_bytes == 536870912u);
   BOOST_TEST((c.log.level == log_level::info));
   BOOST_TEST((c.log.format == log_format::text));
 }
@@ -171,7 +173,7 @@ BOOST_AUTO_TEST_CASE(example_file_lists_every_key_uncommented) {
     {"backfill",
      {"reconcile_interval", "batch_size", "request_timeout", "max_failures", "reconnect_rate",
       "max_inflight_per_node"}},
-    {"admin", {"listen", "token_file"}},
+    {"admin", {"listen", "token_file", "max_body_bytes"}},
     {"log", {"level", "format"}},
   };
   // table -> keys assigned (not in comments) in that table
@@ -238,6 +240,7 @@ max_inflight_per_node = 14
 [admin]
 listen = "0.0.0.0:9001"
 token_file = "/etc/nodecoord/admin.token"
+max_body_bytes = 2048
 
 [log]
 level = "debug"
@@ -269,6 +272,7 @@ format = "json"
   BOOST_TEST(c.admin.listen.host == "0.0.0.0");
   BOOST_TEST(c.admin.listen.port == 9001);
   BOOST_TEST(c.admin.token_file == "/etc/nodecoord/admin.token");
+  BOOST_TEST(c.admin.max_body_bytes == 2048u);
   BOOST_TEST((c.log.level == log_level::debug));
   BOOST_TEST((c.log.format == log_format::json));
 }
@@ -361,6 +365,7 @@ BOOST_AUTO_TEST_CASE(out_of_range_values) {
     {"[server]\nlisten = \"127.0.0.1:70000\"\n", "server.listen", 2, 10, "port must be between 0 and 65535 (got 70000)"},
     {"[admin]\nlisten = \"[::1]:65536\"\n", "admin.listen", 2, 10, "port must be between 0 and 65535"},
     {"[server]\nmax_connections = 0\n", "server.max_connections", 2, 19, "out of range: must be at least 1 (got 0)"},
+    {"[admin]\nmax_body_bytes = 1023\n", "admin.max_body_bytes", 2, 18, "out of range: must be at least 1024 (got 1023)"},
     {"[server]\nmax_connections = 4294967296\n", "server.max_connections", 2, 19,
      "out of range: must be at most 4294967295 (got 4294967296)"},
     {"[server]\nmax_connections = -1\n", "server.max_connections", 2, 19, "must be at least 1 (got -1)"},

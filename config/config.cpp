@@ -252,8 +252,10 @@ public:
       }
       for (auto&& [vkey, vnode] : *tbl) {
         std::string dotted = tname + "." + std::string{vkey.str()};
+        // A copy: clang before 16 cannot capture a structured binding in a lambda.
+        std::string_view vname = vkey.str();
         auto field = std::find_if(spec->keys.begin(), spec->keys.end(),
-                                  [&](const key_spec& k) { return k.name == vkey.str(); });
+                                  [&](const key_spec& k) { return k.name == vname; });
         if (field == spec->keys.end()) {
           unknown_key(vkey, vnode, schema, &*spec);
           continue;

@@ -1,0 +1,397 @@
+// libFuzzer target: the admin API's request handling (admin/api.hpp: admin::api::handle) against
+// a fake backend with canned data, so the target is pure: routing, path segments, query
+// parameters, bodies (node creation, bundle import), tokens and the error envelope.
+//
+// Input format (readable, so seeds can be written by hand):
+//   byte 0            flags: which backend calls fail, whether a token is required, ...
+//   METHOD SP TARGET  up to the first '\n'; TARGET is path[?query], both percent-decoded the way
+//                     cpp-httplib does (query: '&'-separated k=v, '+' is a space)
+//   AUTHORIZATION     the next line (the Authorization header; empty: none)
+//   BODY              the rest
+// Checks: no 500 (an exception escaped the parsing), only the statuses docs/admin-api.md lists,
+// every JSON body valid with the envelope's shape, and every value the API hands the backend
+// valid for the database (limits in range, UUIDs, times the storage can bind).
+#include "admin/api.hpp"
+#include "common/clock.hpp"
+#include "common/ids.hpp"
+#include "config/defaults.hpp"
+#include "fuzz/known_issue.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+#include <string>
+#include <string_view>
+
+using namespace nodecoord;
+using namespace nodecoord::admin;
+using json = nlohmann::json;
+
+namespace {
+
+[[noreturn]] void fail(const char* what, std::string_view a = {}, std::string_view b = {}) {
+  std::fprintf(stderr, "fuzz_admin_request: %s\n  a: %.*s\n  b: %.*s\n", what, static_cast<int>(a.size()),
+               a.data(), static_cast<int>(b.size()), b.data());
+  std::abort();
+}
+
+void check(bool ok, const char* what, std::string_view a = {}, std::string_view b = {}) {
+  if (!ok)
+    fail(what, a, b);
+}
+
+/// A value the API handed the backend that a real database would refuse: the API should have
+/// answered 400 itself. Thrown out of the backend (handle() then answers 500); the harness
+/// reports it by name.
+struct bad_value {
+  const char* issue;
+};
+
+const std::string node_id = "0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e";
+const std::string attempt_partial = "3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a5b6c7d";
+const std::string attempt_failed = "7d3c2e1a-5b4f-4c6e-9a8b-1f2e3d4c5b6a";
+
+struct fake_backend final : backend {
+  uint8_t flags = 0;
+  bool storage_down() const { return flags & 0x01; }
+  bool tracker_down() const { return flags & 0x02; }
+  bool connected_node() const { return flags & 0x08; }
+  order_status order() const { return static_cast<order_status>((flags >> 4) % 8); }
+
+  void need_storage() const {
+    if (storage_down())
+      throw unavailable("storage: timed out");
+  }
+  static void need_time(const std::string& t, const char* issue) {
+    if (!parse_time(t))
+      throw bad_value{issue};
+  }
+
+  storage::node_record node_row(const std::string& name) const {
+    storage::node_record n;
+    n.id = node_id;
+    n.name = name;
+    n.status = "online";
+    n.session_epoch = 3;
+    n.connected_at = "2026-01-09T11:00:00.000Z";
+    n.last_seen_at = "2026-01-09T12:00:00.000Z";
+    n.capabilities = R"({"slots":4,"labels":["linux"]})";
+    n.created_at = "2026-01-01T00:00:00.000Z";
+    return n;
+  }
+  storage::attempt_record attempt_row(const std::string& id) const {
+    storage::attempt_record a;
+    a.id = id;
+    a.node_id = node_id;
+    a.task_id = "build-1187";
+    a.state = "succeeded";
+    a.sync_state = id == attempt_failed ? "failed" : "partial";
+    a.log_count = 44;
+    a.meta = id == attempt_partial ? "not json {" : R"({"exit_code":0})";
+    a.created_at = "2026-01-09T11:40:00.000Z";
+    a.updated_at = "2026-01-09T11:52:13.500Z";
+    return a;
+  }
+  storage::job_record job_row(int i) const {
+    storage::job_record j;
+    j.id = i == 0 ? "c0ffee00-1234-4abc-8def-0123456789ab" : "c0ffee00-1234-4abc-8def-0123456789ac";
+    j.type = "backfill";
+    j.status = "succeeded";
+    j.node_id = node_id;
+    j.attempt_count = 2;
+    j.detail = R"({"trigger":"reconnect"})";
+    j.created_at = "2026-01-09T12:00:00.000Z";
+    return j;
+  }
+
+  storage_status storage_state() override {
+    need_storage();
+    return {true, "sqlite", "sqlite://x", "", 6, 0, {}};
+  }
+  bool ping() override {
+    need_storage();
+    return true;
+  }
+  storage::count_summary::result_type counts() override {
+    need_storage();
+    storage::count_summary::result_type r;
+    r.nodes_by_status = {{"online", 1}, {"offline", 2}};
+    r.attempts_by_sync_state = {{"partial", 2}, {"complete", 5}};
+    r.jobs_by_status_type = {{"succeeded/backfill", 3}, {"odd", 1}};
+    r.log_lines = 1234;
+    return r;
+  }
+  storage::database_size::result_type sizes() override {
+    need_storage();
+    return {4096, {{"nodes", 1024}, {"jobs", 2048}}};
+  }
+  storage::node_list::result_type nodes() override {
+    need_storage();
+    return {node_row("build-07"), node_row("build-08")};
+  }
+  storage::node_lookup_by_name::result_type node(const std::string& name) override {
+    need_storage();
+    if (name != "build-07")
+      return {};
+    return {true, node_row(name)};
+  }
+  storage::node_create::result_type create_node(const storage::node_create& op) override {
+    need_storage();
+    if (!valid_node_name(op.name))
+      throw bad_value{"create_node: invalid name"};
+    if (op.name == "build-07")
+      return {};
+    return {true, node_row(op.name)};
+  }
+  storage::node_disable::result_type disable_node(const std::string& name) override {
+    need_storage();
+    if (name != "build-07")
+      return {};
+    return {true, node_row(name)};
+  }
+  storage::node_enable::result_type enable_node(const std::string& name) override { return disable_node(name); }
+  storage::node_set_key::result_type set_key(const storage::node_set_key& op) override {
+    return disable_node(op.name);
+  }
+  storage::attempt_list::result_type attempts(const storage::attempt_list& op) override {
+    need_storage();
+    if (op.limit < 1 || op.limit > defaults::admin_page_max)
+      throw bad_value{"attempt_list: limit out of range"};
+    if (!op.after_id.empty() && !is_uuid(op.after_id))
+      throw bad_value{"attempt_list: after is not a UUID"};
+    storage::attempt_list::result_type out;
+    for (auto* id : {&attempt_partial, &attempt_failed})
+      if (static_cast<int64_t>(out.size()) < op.limit)
+        out.push_back(attempt_row(*id));
+    return out;
+  }
+  storage::attempt_get::result_type attempt(const std::string& id) override {
+    need_storage();
+    if (!is_uuid(id))
+      throw bad_value{"attempt_get: not a UUID"};
+    if (id != attempt_partial && id != attempt_failed)
+      return {};
+    return {true, attempt_row(id)};
+  }
+  storage::attempt_requeue::result_type requeue(const std::string& id) override {
+    need_storage();
+    if (id != attempt_partial && id != attempt_failed)
+      return {};
+    return {true, id == attempt_failed};
+  }
+  storage::job_query::result_type jobs(const storage::job_query& op) override {
+    need_storage();
+    if (op.limit < 1 || op.limit > defaults::admin_page_max)
+      throw bad_value{"job_query: limit out of range"};
+    if (!op.before_created_at.empty()) {
+      need_time(op.before_created_at, "job_query: before is not a time");
+      // jobs.id is a UUID column on PostgreSQL: "id < :bid" with a non-UUID fails there.
+      if (!is_uuid(op.before_id))
+        throw bad_value{"job_query: before's id is not a UUID"};
+    }
+    storage::job_query::result_type out;
+    for (int i = 0; i < 2 && static_cast<int64_t>(out.size()) < op.limit; ++i)
+      out.push_back(job_row(i));
+    return out;
+  }
+  storage::jobs_prune::result_type prune(const storage::jobs_prune& op) override {
+    need_storage();
+    for (auto& s : op.statuses)
+      if (s == "queued" || s == "running")
+        throw bad_value{"jobs_prune: would prune live jobs"};
+    // created_at < :cutoff, bound as TIMESTAMPTZ on PostgreSQL and compared as text on SQLite.
+    if (!op.older_than.empty())
+      need_time(op.older_than, "jobs_prune: older_than cutoff is not a time the storage can read back");
+    return {1};
+  }
+  storage::job_insert::result_type insert_job(const storage::job_insert& op) override {
+    need_storage();
+    check(!json::parse(op.job.detail, nullptr, false).is_discarded(), "job detail is not JSON", op.job.detail);
+    return {true};
+  }
+  storage::job_update::result_type update_job(const storage::job_update& op) override {
+    need_storage();
+    check(!json::parse(op.detail, nullptr, false).is_discarded(), "job detail is not JSON", op.detail);
+    return {true};
+  }
+  storage::bundle::counts export_bundle(const storage::bundle::export_file& op) override {
+    need_storage();
+    const std::string text = storage::bundle::manifest_line({0, 0, 0, 0}, op.created_at) + "\n";
+    std::fwrite(text.data(), 1, text.size(), op.out.get());
+    return {0, 0, 0, 0};
+  }
+  storage::bundle::import_bundle::result_type import_bundle(const storage::bundle::import_bundle& op) override {
+    need_storage();
+    check(op.bundle != nullptr, "import_bundle without a bundle");
+    if (!op.bundle->attempts.empty() && (flags & 0x04))
+      throw std::runtime_error("line 3: attempt: node exists nowhere");
+    storage::bundle::import_bundle::result_type r;
+    r.nodes.inserted = static_cast<int64_t>(op.bundle->nodes.size());
+    r.attempts.inserted = static_cast<int64_t>(op.bundle->attempts.size());
+    r.logs.inserted = static_cast<int64_t>(op.bundle->logs.size());
+    r.jobs.inserted = static_cast<int64_t>(op.bundle->jobs.size());
+    return r;
+  }
+  std::vector<nodecoord::connected_node> connected() override {
+    if (!connected_node())
+      return {};
+    return {{node_id, "build-07", 3, "2026-01-09T11:00:00.000Z", "127.0.0.1:5555"}};
+  }
+  bool close_session(const std::string&) override { return connected_node(); }
+  tracker_status tracker() override {
+    if (tracker_down())
+      throw unavailable("tracker: timed out");
+    tracker_status t;
+    t.requests.push_back({"c0ffee00-1234-4abc-8def-0123456789ab", node_id, 3, "reconnect", true, 2, 1500});
+    return t;
+  }
+  order_result backfill(const std::string& id) override {
+    if (!is_uuid(id))
+      throw bad_value{"backfill: not a UUID"};
+    return {order(), "c0ffee00-1234-4abc-8def-0123456789ab", 1, (flags & 0x04) ? "" : "some reason"};
+  }
+  void backfill_async(const std::string& id) override {
+    if (!is_uuid(id))
+      throw bad_value{"backfill_async: not a UUID"};
+  }
+};
+
+int hex(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/// cpp-httplib's decode_url: %XX (bad escapes kept as they are), '+' as a space in queries.
+std::string decode_url(std::string_view s, bool plus_is_space) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+      i += 2;
+    } else if (plus_is_space && s[i] == '+') {
+      out += ' ';
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::string_view next_line(std::string_view& rest) {
+  auto nl = rest.find('\n');
+  auto line = rest.substr(0, nl);
+  rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+  return line;
+}
+
+const std::set<int> allowed_statuses{200, 201, 202, 400, 401, 403, 404, 405, 409, 503};
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1)
+    return 0;
+  fake_backend b;
+  b.flags = data[0];
+  std::string_view rest(reinterpret_cast<const char*>(data) + 1, size - 1);
+  auto request_line = next_line(rest);
+  auto auth = next_line(rest);
+
+  http_request req;
+  auto sp = request_line.find(' ');
+  req.method = std::string(request_line.substr(0, sp));
+  auto target = sp == std::string_view::npos ? std::string_view{} : request_line.substr(sp + 1);
+  auto q = target.find('?');
+  req.path = decode_url(target.substr(0, q), false);
+  if (q != std::string_view::npos) {
+    auto query = target.substr(q + 1);
+    while (!query.empty()) {
+      auto amp = query.find('&');
+      auto kv = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+      auto eq = kv.find('=');
+      req.params.emplace(decode_url(kv.substr(0, eq), true),
+                         eq == std::string_view::npos ? std::string{} : decode_url(kv.substr(eq + 1), true));
+    }
+  }
+  req.authorization = std::string(auth);
+  req.body = std::string(rest);
+
+  api_options opts;
+  opts.version = "0.1.0";
+  opts.started_at = "2026-01-01T00:00:00.000Z";
+  // Each call is a second later: the overview cache and the readiness probe expire now and then.
+  auto ticks = std::make_shared<int64_t>(0);
+  opts.steady_now = [ticks] { return std::chrono::steady_clock::time_point{} + std::chrono::seconds(++*ticks); };
+  opts.wall_now = [] { return std::string("2026-01-09T12:00:00.000Z"); };
+  opts.dashboard_html = "<html></html>";
+  if (b.flags & 0x80)
+    opts.token = "0123456789abcdef-token";
+  api a(b, opts);
+  a.set_listening(!(b.flags & 0x04));
+
+  http_response r;
+  try {
+    r = a.handle(req);
+  } catch (const bad_value& e) {
+    // handle() catches std::exception only; bad_value is not one, so it lands here.
+    fuzz::known_issue(e.issue);
+    return 0;
+  } catch (const json::type_error& e) {
+    // Error messages quote the path, a parameter or the method; JSON-encoding one that is not
+    // UTF-8 throws type_error 316, here from inside handle()'s own catch handler, so it escapes
+    // handle() (docs/reliability.md, fuzzing finding 2).
+    if (e.id != 316)
+      throw;
+    fuzz::known_issue("admin: a message with invalid UTF-8 escapes handle()");
+    return 0;
+  }
+  if (r.status == 500 && r.body.find("type_error.316") != std::string::npos) {
+    fuzz::known_issue("admin: a message with invalid UTF-8 answers 500");
+    return 0;
+  }
+  if (r.status == 500 && req.path == "/api/bundle" && r.body.find("out_of_range.406") != std::string::npos) {
+    // POST /api/bundle: bundle::parse lets "number overflow" escape (finding 1): 500, not 400.
+    fuzz::known_issue("bundle::parse lets nlohmann out_of_range escape");
+    return 0;
+  }
+  if (r.status == 500) {
+    fail("500: an exception escaped the request handling", req.method + " " + req.path, r.body);
+  }
+  check(allowed_statuses.count(r.status) > 0, "unexpected status", std::to_string(r.status), r.body);
+  if (r.stream) {
+    std::string all;
+    for (int i = 0; i < 1000; ++i) {
+      std::string chunk;
+      bool more = r.stream(chunk);
+      all += chunk;
+      if (!more)
+        break;
+    }
+    check(!all.empty() && all.back() == '\n', "streamed export does not end with a newline", all);
+    return 0;
+  }
+  if (r.content_type == "application/json") {
+    auto j = json::parse(r.body, nullptr, false);
+    check(!j.is_discarded() && j.is_object() && j.contains("ok") && j["ok"].is_boolean(),
+          "response is not the JSON envelope", r.body);
+    bool ok = j["ok"].get<bool>();
+    check(ok == (r.status < 400), "envelope ok disagrees with the status", r.body);
+    if (!ok)
+      check(j.contains("error") && j["error"].is_object() && j["error"].contains("code")
+              && j["error"]["code"].is_string() && j["error"]["message"].is_string(),
+            "error envelope without code and message", r.body);
+    else
+      check(j.contains("data"), "ok envelope without data", r.body);
+  }
+  return 0;
+}

@@ -20,6 +20,8 @@ if [ "${1:-all}" != build ]; then
     systemd postgresql-15 postgresql-client-15 iproute2
     # tests: headless Chromium renders the dashboard (tests/dashboard_test.cpp)
     chromium
+    # tests: the libFuzzer targets (fuzz/, clang's libFuzzer, ASan and UBSan runtimes)
+    clang-14 libclang-rt-14-dev
   )
 fi
 

@@ -34,7 +34,8 @@ inline http_response failure(int status, const std::string& code, const std::str
   nlohmann::json err{{"code", code}, {"message", message}};
   if (!detail.is_null())
     err["detail"] = detail;
-  r.body = nlohmann::json{{"ok", false}, {"error", err}}.dump();
+  // The message may quote what the client sent (a path, a parameter), which need not be UTF-8.
+  r.body = nlohmann::json{{"ok", false}, {"error", err}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return r;
 }
 

@@ -2,11 +2,14 @@
 
 #include "common/clock.hpp"
 #include "common/ids.hpp"
+#include "common/json_limits.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
+
+static_assert(nodecoord::protocol::max_depth == nodecoord::max_json_depth);
 #include <limits>
 
 namespace nodecoord::protocol {
@@ -223,61 +226,6 @@ std::optional<node_message> decode_typed(const std::string& type, const json& j)
   return std::nullopt;
 }
 
-/// What neither backend stores faithfully, anywhere in a frame: nesting deeper than max_depth
-/// (serializing it again would recurse that deep) and U+0000 in a string or key (PostgreSQL's
-/// text and JSONB refuse it). Iterative, so a frame nested 400,000 deep costs a loop, not the
-/// stack. Returns the problem, naming the value ("logs.entries[3].line: ...").
-std::optional<std::string> unsafe_value(const json& frame, const std::string& type) {
-  struct node {
-    const json* v;
-    size_t parent;          // index into `seen`; npos for the frame
-    const std::string* key; // in an object, else null
-    size_t index;           // in an array
-    size_t depth;           // the frame is level 1
-  };
-  constexpr auto none = std::string::npos;
-  std::vector<node> seen{{&frame, none, nullptr, 0, 1}};
-  std::vector<size_t> todo{0};
-  auto path = [&](size_t i, const std::string* bad_key) {
-    std::vector<std::string> parts;
-    auto part = [](const std::string& k) {
-      return k.size() > 64 || k.find('\0') != std::string::npos ? std::string("?") : k;
-    };
-    if (bad_key)
-      parts.push_back("." + part(*bad_key));
-    for (; i != 0; i = seen[i].parent)
-      parts.push_back(seen[i].key ? "." + part(*seen[i].key) : "[" + std::to_string(seen[i].index) + "]");
-    std::string out = type;
-    for (auto it = parts.rbegin(); it != parts.rend(); ++it)
-      out += *it;
-    return out;
-  };
-  while (!todo.empty()) {
-    auto i = todo.back();
-    todo.pop_back();
-    auto [v, parent, key, index, depth] = seen[i];
-    if (v->is_string()) {
-      if (v->get_ref<const std::string&>().find('\0') != std::string::npos)
-        return path(i, nullptr) + ": contains \\u0000, which the database cannot store";
-      continue;
-    }
-    if (!v->is_structured())
-      continue;
-    if (depth > max_depth)
-      return path(i, nullptr) + ": nested deeper than " + std::to_string(max_depth) + " levels";
-    size_t n = 0, first = todo.size();
-    for (auto c = v->begin(); c != v->end(); ++c, ++n) {
-      const std::string* k = v->is_object() ? &c.key() : nullptr;
-      if (k && k->find('\0') != std::string::npos)
-        return path(i, k) + ": a key contains \\u0000, which the database cannot store";
-      seen.push_back({&*c, i, k, n, depth + 1});
-      todo.push_back(seen.size() - 1);
-    }
-    std::reverse(todo.begin() + static_cast<std::ptrdiff_t>(first), todo.end()); // report in order
-  }
-  return std::nullopt;
-}
-
 std::string line_of(const json& j) {
   // Invalid UTF-8 cannot reach here (decode rejects it), but a server string could carry it;
   // replace rather than throw.
@@ -300,7 +248,7 @@ decode_result decode(std::string_view line) {
     return decode_error{code::bad_frame, "missing string field 'type'", ""};
   const auto& type = t->get_ref<const std::string&>();
   bool plain_type = type.size() <= 64 && type.find('\0') == std::string::npos;
-  if (auto why = unsafe_value(j, plain_type ? type : "frame"))
+  if (auto why = unsafe_json(j, plain_type ? type : "frame", max_depth))
     return decode_error{code::bad_frame, *why, plain_type ? type : ""};
   try {
     if (auto m = decode_typed(type, j))

@@ -14,8 +14,8 @@ namespace nodecoord::protocol {
 
 inline constexpr int64_t version = 1;
 /// Deepest nesting of arrays and objects in a frame, the frame object itself being level 1
-/// (docs/protocol.md, limits). Deeper frames are refused as bad_frame.
-inline constexpr size_t max_depth = 32;
+/// (docs/protocol.md, limits). Deeper frames are refused as bad_frame. Bundles use the same.
+inline constexpr size_t max_depth = 32; // = max_json_depth (common/json_limits.hpp)
 
 // --- error codes and close reasons (DESIGN §2) ---
 namespace code {

@@ -1,5 +1,7 @@
 #include "storage/bundle.hpp"
 
+#include "common/json_limits.hpp"
+
 #include "common/clock.hpp"
 #include "common/ids.hpp"
 #include "storage/dialect.hpp"
@@ -486,9 +488,13 @@ parsed parse_lines(std::string_view text) {
     ojson j;
     try {
       j = ojson::parse(raw);
-    } catch (const ojson::parse_error& e) {
+    } catch (const ojson::exception& e) { // parse_error, and out_of_range for "1e400"
       fail(number, std::string("not valid JSON: ") + e.what());
     }
+    // The same check as for frames: nothing either backend refuses, nothing deep enough to
+    // recurse on when a document is serialized again.
+    if (auto why = unsafe_json(j, "record", max_json_depth))
+      fail(number, *why);
     if (!j.is_object())
       fail(number, "not a JSON object");
     auto t = j.find("type");

@@ -274,6 +274,15 @@ BOOST_AUTO_TEST_CASE(health_page_and_unknown_routes) {
   BOOST_TEST(error(call("POST", "/api/overview"), 405) == "method_not_allowed");
 }
 
+// Fuzzing finding 2 (issue 15): an error message quoting bytes that are not UTF-8 (a decoded
+// path or parameter) threw while being encoded, and the request answered 500 with no body.
+BOOST_AUTO_TEST_CASE(errors_quoting_invalid_utf8_are_still_json) {
+  BOOST_TEST(error(call("GET", "/\xff"), 404) == "not_found");
+  BOOST_TEST(error(call("GET", "/api/nodes/\xff\xfe"), 404) != "");
+  BOOST_TEST(error(call("GET", "/api/attempts?sync_state=\xff"), 400) == "bad_request");
+  BOOST_TEST(error(call("\xff", "/api/nodes"), 405) == "method_not_allowed");
+}
+
 BOOST_AUTO_TEST_CASE(token_required_when_configured) {
   auto o = opts();
   o.token = "s3cret-token-0123456789";

@@ -630,6 +630,13 @@ NC_BOTH_BACKENDS(corrupted_bundles_are_rejected_with_their_line) {
   BOOST_TEST(parse_ok(crlf)->logs.size() == static_cast<size_t>(s.logs));
   expect(with(4, "{\"type\":\"attempt\",\"id\":"), 5, "not valid JSON");
   expect(with(2, R"({"type":"widget","id":1})"), 3, "unknown type \"widget\"");
+  // Issue 15 (fuzzing findings 1 and 3): a number too large for a double is not valid JSON, not
+  // an escaping exception; nesting is limited as in frames (a 100,000-deep meta overflowed the
+  // stack when it was serialized again); U+0000 anywhere is refused before any SQL.
+  expect(with(4, R"({"type":"attempt","id":1e400})"), 5, "not valid JSON");
+  expect(with(4, R"({"type":"attempt","meta":{"a":)" + std::string(100000, '[') + std::string(100000, ']') + "}}"), 5,
+         "nested deeper than 32 levels");
+  expect(with(4, R"({"type":"attempt","task_id":"t\u0000"})"), 5, "record.task_id: contains \\u0000");
   expect(with(2, R"([1,2])"), 3, "not a JSON object");
   expect(with(2, R"({"id":1})"), 3, "missing field \"type\"");
   expect(edited(0, [](auto& o) { o["version"] = 2; }), 1, "bundle version 2 is newer");
@@ -655,7 +662,7 @@ NC_BOTH_BACKENDS(corrupted_bundles_are_rejected_with_their_line) {
   expect(edited(first_log + 3, [](auto& o) { o["ts"] = "yesterday"; }), first_log + 4,
          "log: field \"ts\" must be an RFC 3339 time");
   expect(edited(first_log + 3, [](auto& o) { o["seq"] = -1; }), first_log + 4, "field \"seq\" must be between 0");
-  expect(edited(first_log + 3, [](auto& o) { o["line"] = std::string("a\0b", 3); }), first_log + 4, "NUL");
+  expect(edited(first_log + 3, [](auto& o) { o["line"] = std::string("a\0b", 3); }), first_log + 4, "record.line: contains \\u0000");
   expect(edited(1, [](auto& o) { o["status"] = "gone"; }), 2, "node: field \"status\" must be one of");
   expect(edited(1, [](auto& o) { o["name"] = ""; }), 2, "node: field \"name\" must not be empty");
   expect(edited(good.size() - 1, [](auto& o) { o["job_type"] = "cleanup"; }), good.size(), "job: field \"job_type\"");

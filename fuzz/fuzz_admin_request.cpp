@@ -15,6 +15,7 @@
 #include "common/clock.hpp"
 #include "common/ids.hpp"
 #include "config/defaults.hpp"
+#include "fuzz/check.hpp"
 #include "fuzz/known_issue.hpp"
 
 #include <nlohmann/json.hpp>
@@ -33,16 +34,8 @@ using json = nlohmann::json;
 
 namespace {
 
-[[noreturn]] void fail(const char* what, std::string_view a = {}, std::string_view b = {}) {
-  std::fprintf(stderr, "fuzz_admin_request: %s\n  a: %.*s\n  b: %.*s\n", what, static_cast<int>(a.size()),
-               a.data(), static_cast<int>(b.size()), b.data());
-  std::abort();
-}
-
-void check(bool ok, const char* what, std::string_view a = {}, std::string_view b = {}) {
-  if (!ok)
-    fail(what, a, b);
-}
+using nodecoord::fuzz::check;
+using nodecoord::fuzz::fail;
 
 /// A value the API handed the backend that a real database would refuse: the API should have
 /// answered 400 itself. Thrown out of the backend (handle() then answers 500); the harness

@@ -5,6 +5,7 @@
 // line(record)); that text must parse, to the same records (compared through their lines), with
 // the same line numbers: an export must always be importable. A refused bundle's error must name
 // a line of the input ("line N: ..." with 1 <= N <= lines + 1).
+#include "fuzz/check.hpp"
 #include "fuzz/known_issue.hpp"
 #include "storage/bundle.hpp"
 
@@ -20,16 +21,8 @@ using namespace nodecoord::storage;
 
 namespace {
 
-[[noreturn]] void fail(const char* what, std::string_view a = {}, std::string_view b = {}) {
-  std::fprintf(stderr, "fuzz_bundle: %s\n  a: %.*s\n  b: %.*s\n", what, static_cast<int>(a.size()), a.data(),
-               static_cast<int>(b.size()), b.data());
-  std::abort();
-}
-
-void check(bool ok, const char* what, std::string_view a = {}, std::string_view b = {}) {
-  if (!ok)
-    fail(what, a, b);
-}
+using nodecoord::fuzz::check;
+using nodecoord::fuzz::fail;
 
 /// The export of a parsed bundle, in the order write_all uses, and the lines of each kind.
 struct exported {

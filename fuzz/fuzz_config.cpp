@@ -6,6 +6,7 @@
 // the text; loading is deterministic; a parsed duration formats and parses back to itself.
 #include "config/config.hpp"
 #include "config/duration.hpp"
+#include "fuzz/check.hpp"
 #include "fuzz/known_issue.hpp"
 
 #include <chrono>
@@ -19,16 +20,8 @@ using namespace nodecoord::config;
 
 namespace {
 
-[[noreturn]] void fail(const char* what, std::string_view a = {}, std::string_view b = {}) {
-  std::fprintf(stderr, "fuzz_config: %s\n  a: %.*s\n  b: %.*s\n", what, static_cast<int>(a.size()), a.data(),
-               static_cast<int>(b.size()), b.data());
-  std::abort();
-}
-
-void check(bool ok, const char* what, std::string_view a = {}, std::string_view b = {}) {
-  if (!ok)
-    fail(what, a, b);
-}
+using nodecoord::fuzz::check;
+using nodecoord::fuzz::fail;
 
 constexpr duration max_duration = std::chrono::hours{24 * 365};
 

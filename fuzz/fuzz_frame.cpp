@@ -8,6 +8,7 @@
 // 2. line_splitter over the input in pseudo-random chunkings (max_frame_bytes and the chunking
 //    seed are taken from the end of the input): the lines and the overflow must equal a
 //    one-shot reference split, whatever the chunking; every line is decoded as well.
+#include "fuzz/check.hpp"
 #include "fuzz/known_issue.hpp"
 #include "protocol/codec.hpp"
 
@@ -26,16 +27,8 @@ namespace p = nodecoord::protocol;
 
 namespace {
 
-[[noreturn]] void fail(const char* what, std::string_view a = {}, std::string_view b = {}) {
-  std::fprintf(stderr, "fuzz_frame: %s\n  a: %.*s\n  b: %.*s\n", what, static_cast<int>(a.size()), a.data(),
-               static_cast<int>(b.size()), b.data());
-  std::abort();
-}
-
-void check(bool ok, const char* what, std::string_view a = {}, std::string_view b = {}) {
-  if (!ok)
-    fail(what, a, b);
-}
+using nodecoord::fuzz::check;
+using nodecoord::fuzz::fail;
 
 /// One line: exactly one '\n', at the end, and the text before it is a JSON object.
 std::string_view one_json_line(const std::string& s, const char* what) {

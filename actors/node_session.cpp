@@ -49,6 +49,7 @@ struct node_session_state {
   ingest_budget::limits own{0, 0};
   bool paused = false;
   bool waiting = false; // a wake is registered with the fleet's budget
+  bool paused_timer = false; // one notice timer, however often the session pauses
   bool in_handshake = true; // holds a place in the acceptor's handshake count
 };
 
@@ -276,7 +277,10 @@ void maybe_pause(self_ptr self) {
   metrics::daemon().session_pauses.fetch_add(1, std::memory_order_relaxed);
   self->halt(st.hdl);
   // The node hears from us while we do not read, so it does not take us for a dead link.
-  caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), st.opts.heartbeat_interval, paused_atom::value);
+  if (!st.paused_timer) {
+    st.paused_timer = true;
+    caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), st.opts.heartbeat_interval, paused_atom::value);
+  }
   maybe_resume(self); // registers the wake if only the fleet is over
 }
 
@@ -502,8 +506,10 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
     },
     [=](paused_atom) {
       auto& s = self->state;
+      s.paused_timer = false;
       if (!s.paused || s.ph == node_session_state::phase::closing)
         return;
+      s.paused_timer = true;
       send_paused_notice(self);
       caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), s.opts.heartbeat_interval, paused_atom::value);
     },

@@ -24,8 +24,9 @@ struct registry_options {
   /// Addresses the failure limit tracks at once (common/auth_limiter.hpp).
   size_t auth_limiter_capacity = 65536;
   /// Key lookups in storage at once; further hellos wait their turn here, so a flood of random
-  /// keys cannot put more than this many lookups ahead of the data writes.
-  uint32_t max_lookups = 64;
+  /// keys cannot put more than this many lookups ahead of the data writes. The daemon uses one
+  /// storage batch (storage.batch_max): one transaction of lookups at most.
+  uint32_t max_lookups = 1000;
   /// How long session ends are gathered before they are written as one operation; 0: as soon as
   /// the mailbox has been worked off.
   std::chrono::milliseconds coalesce_window{0};

@@ -271,6 +271,7 @@ void start_listening(self_ptr self) {
   registry_options ro;
   ro.storage = st.storage;
   ro.coalesce_window = defaults::coalesce_window;
+  ro.max_lookups = cfg.storage.batch_max;
   st.registry = spawn_registry(self->system(), ro);
   // The tracker first: it knows a session before the scheduler orders anything for it.
   self->send(st.registry, subscribe_atom::value, caf::actor_cast<caf::actor>(st.tracker));

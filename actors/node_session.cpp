@@ -241,8 +241,7 @@ void maybe_resume(self_ptr self) {
   auto& st = self->state;
   if (!st.paused || st.ph == node_session_state::phase::closing)
     return;
-  if (st.unsettled_bytes > st.own.max_bytes - st.own.max_bytes / 4
-      || st.unsettled_frames > st.own.max_frames - st.own.max_frames / 4)
+  if (!ingest_budget::under_resume_mark(st.own, st.unsettled_bytes, st.unsettled_frames))
     return; // our own settles will call again
   if (st.opts.ingest && !st.opts.ingest->resumable()) {
     if (!st.waiting) {
@@ -269,7 +268,7 @@ void maybe_pause(self_ptr self) {
     return;
   if (st.unsettled_frames == 0)
     return; // nothing of ours waits: heartbeats of an idle session are never held back
-  bool own_full = st.unsettled_bytes >= st.own.max_bytes || st.unsettled_frames >= st.own.max_frames;
+  bool own_full = ingest_budget::at_limit(st.own, st.unsettled_bytes, st.unsettled_frames);
   if (!own_full && !(st.opts.ingest && st.opts.ingest->over()))
     return;
   st.paused = true;

@@ -31,11 +31,19 @@ std::vector<std::function<void()>> ingest_budget::give(uint64_t bytes) {
 
 bool ingest_budget::over() const {
   std::lock_guard lock(mu_);
-  return bytes_ >= limits_.max_bytes || frames_ >= limits_.max_frames;
+  return at_limit(limits_, bytes_, frames_);
 }
 
 bool ingest_budget::resumable_locked() const {
-  return bytes_ <= limits_.max_bytes - limits_.max_bytes / 4 && frames_ <= limits_.max_frames - limits_.max_frames / 4;
+  return under_resume_mark(limits_, bytes_, frames_);
+}
+
+bool ingest_budget::at_limit(const limits& l, uint64_t bytes, uint64_t frames) {
+  return bytes >= l.max_bytes || frames >= l.max_frames;
+}
+
+bool ingest_budget::under_resume_mark(const limits& l, uint64_t bytes, uint64_t frames) {
+  return bytes <= l.max_bytes - l.max_bytes / 4 && frames <= l.max_frames - l.max_frames / 4;
 }
 
 bool ingest_budget::resumable() const {

@@ -45,6 +45,9 @@ public:
 
   /// A session's own share of the fleet's limits: one node cannot take everything.
   static limits per_session(const limits& fleet);
+  /// The marks, for the fleet's counts here and for a session's own against its share.
+  static bool at_limit(const limits& l, uint64_t bytes, uint64_t frames);
+  static bool under_resume_mark(const limits& l, uint64_t bytes, uint64_t frames);
 
 private:
   bool resumable_locked() const;

@@ -282,6 +282,14 @@ public:
     return last;
   }
 
+  /// Waits until the reconnect trigger of `node_id`'s new session ran and found nothing partial:
+  /// after this, attempts the test sends are not marked by that trigger behind its back.
+  void wait_reconnect_trigger(const std::string& node_id) {
+    BOOST_TEST_REQUIRE(
+      proc_->wait_for_stderr("trigger=reconnect node_id=" + node_id + " status=nothing_to_mark", frame_bound),
+      "the reconnect trigger did not run for " << node_id << "; stderr:\n" << proc_->stderr_tail());
+  }
+
   node_row wait_offline(const std::string& name, const std::string& reason) {
     return wait_node(name, [&](const node_row& r) { return r.status == "offline" && r.disconnect_reason == reason; },
                      ("offline with reason " + reason).c_str());

@@ -89,12 +89,6 @@ void require_closed(node_client& c) {
 /// The reconnect trigger runs once, shortly after a welcome, and requests the node's partial
 /// attempts. For a node with none yet, waits until it has run (and found nothing), so it cannot
 /// mark attempts the test sends afterwards: under load it can run late.
-void wait_reconnect_trigger(daemon_under_test& d, const std::string& node_id) {
-  BOOST_TEST_REQUIRE(
-    d.process().wait_for_stderr("trigger=reconnect node_id=" + node_id + " status=nothing_to_mark", frame_bound),
-    "the reconnect trigger did not run for " << node_id << "; stderr:\n" << d.process().stderr_tail());
-}
-
 /// Connects and authenticates `n`; requires welcome with session `epoch`.
 node_client connect_node(daemon_under_test& d, const node_info& n, int64_t epoch) {
   node_client c(d.port());
@@ -206,7 +200,7 @@ BOOST_AUTO_TEST_CASE(a_session_from_hello_to_bye_stores_exactly_what_was_sent) {
   BOOST_TEST(online.status == "online", online);
   BOOST_TEST(online.epoch == 1, online);
 
-  wait_reconnect_trigger(d, alpha.id); // it must not mark the attempts sent below
+  d.wait_reconnect_trigger(alpha.id); // it must not mark the attempts sent below
 
   // Heartbeats: each ack echoes its seq.
   for (int64_t seq : {int64_t{0}, int64_t{1}, int64_t{2}, int64_t{41}, int64_t{9000000000}})
@@ -542,7 +536,7 @@ BOOST_AUTO_TEST_CASE(foreign_attempts_unknown_attempts_and_unknown_requests_chan
 
   auto ca = connect_node(d, alpha, 1);
   auto cb = connect_node(d, beta, 1);
-  wait_reconnect_trigger(d, alpha.id); // it must not mark alpha's attempt after the snapshot below
+  d.wait_reconnect_trigger(alpha.id); // it must not mark alpha's attempt after the snapshot below
   const auto a = new_uuid();
   ca.send_line(attempt_frame(a, "task-a", "running", "2026-01-09T11:40:00.000Z"));
   ca.send_line(logs_frame(a, 0, 1));

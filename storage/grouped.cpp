@@ -31,12 +31,8 @@ struct attempt_fields {
 struct attempt_row {
   bool exists = false;
   bool is_new = false; // inserted by this run
-  std::string owner;
-  std::string sync_state;
-  std::string request_id; // backfill_request_id; "" for NULL
-  int64_t log_count = 0;
+  sync_row sync;       // what the rules of DESIGN §3 read and write (storage/sync_rules.hpp)
   int64_t max_seq = -1;
-  int64_t failures = 0;
   // What the run's upserts set: task and state from the last one, times and meta from the last
   // one that had them (each upsert COALESCEs over the stored value).
   bool upserted = false;
@@ -92,26 +88,25 @@ bool apply(attempt_fields& f, const attempt_upsert& u) {
   return changed;
 }
 
-/// Any change on the node takes a `complete` attempt back to `partial`, so the next trigger
-/// verifies it again (completion of a queued or running attempt is provisional), and a `failed`
-/// one too, with its failures forgotten: it changed, so it may well succeed now.
+/// Any change on the node reopens a complete or failed attempt (sync_rules::reopen).
 bool reopen(attempt_row& a) {
-  if (a.sync_state != "complete" && a.sync_state != "failed")
+  if (!sync_rules::reopen(a.sync))
     return false;
-  a.sync_state = "partial";
-  a.failures = 0;
   a.changed = true;
   return true;
 }
 
 void read_row(const soci::row& r, attempt_row& a) {
   a.exists = true;
-  a.owner = col_str(r, 1);
-  a.sync_state = col_str(r, 2);
-  a.request_id = col_str(r, 3);
-  a.log_count = col_int(r, 4);
+  a.sync.owner = col_str(r, 1);
+  auto state = parse_sync_state(col_str(r, 2));
+  if (!state) // the schema's CHECK allows only the four
+    throw std::runtime_error("attempt " + col_str(r, 0) + " has sync_state '" + col_str(r, 2) + "'");
+  a.sync.state = *state;
+  a.sync.request_id = col_str(r, 3);
+  a.sync.log_count = col_int(r, 4);
   a.max_seq = col_int(r, 5, -1);
-  a.failures = col_int(r, 6);
+  a.sync.failures = col_int(r, 6);
   a.stored = {col_str(r, 7), col_str(r, 8), col_str(r, 9), col_str(r, 10), col_str(r, 11)};
   a.seen = a.stored;
 }
@@ -138,11 +133,11 @@ void read_attempts(op_context& c, attempt_rows& rows, const std::vector<std::str
 }
 
 void insert_attempts(op_context& c, const std::vector<const std::string*>& ids, const attempt_rows& rows) {
-  in_slices(ids.size(), c.d.rows_per_statement(9, rows_per_statement), [&](size_t from, size_t to) {
+  in_slices(ids.size(), c.d.rows_per_statement(10, rows_per_statement), [&](size_t from, size_t to) {
     std::string values;
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
-      values += (i == from ? "(:i" : ", (:i") + n + ", :o" + n + ", :k" + n + ", :s" + n + ", 'partial', :b"
+      values += (i == from ? "(:i" : ", (:i") + n + ", :o" + n + ", :k" + n + ", :s" + n + ", :y" + n + ", :b"
                 + n + ", :f" + n + ", " + c.d.json_param("m" + n) + ", :c" + n + ", :u" + n + ")";
     }
     query q(c.sql, "INSERT INTO node_task_attempts (id, node_id, task_id, state, sync_state, started_at, "
@@ -150,9 +145,9 @@ void insert_attempts(op_context& c, const std::vector<const std::string*>& ids, 
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
       auto& a = rows.at(*ids[i]);
-      q.bind("i" + n, *ids[i]).bind("o" + n, a.owner).bind("k" + n, a.run.task_id).bind("s" + n, a.run.state)
-        .bind_nullable("b" + n, a.run.started_at).bind_nullable("f" + n, a.run.finished_at)
-        .bind_nullable("m" + n, a.run.meta).bind("c" + n, c.now_text).bind("u" + n, c.now_text);
+      q.bind("i" + n, *ids[i]).bind("o" + n, a.sync.owner).bind("k" + n, a.run.task_id).bind("s" + n, a.run.state)
+        .bind("y" + n, std::string(to_string(a.sync.state))).bind_nullable("b" + n, a.run.started_at)
+        .bind_nullable("f" + n, a.run.finished_at).bind_nullable("m" + n, a.run.meta).bind("c" + n, c.now_text).bind("u" + n, c.now_text);
     }
     q.exec();
   });
@@ -206,8 +201,9 @@ void update_states(op_context& c, const std::vector<const std::string*>& ids, co
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
       auto& a = rows.at(*ids[i]);
-      q.bind("i" + n, *ids[i]).bind("s" + n, a.sync_state).bind_nullable("r" + n, a.request_id)
-        .bind("c" + n, a.log_count).bind("m" + n, a.max_seq).bind("f" + n, a.failures)
+      q.bind("i" + n, *ids[i]).bind("s" + n, std::string(to_string(a.sync.state)))
+        .bind_nullable("r" + n, a.sync.request_id).bind("c" + n, a.sync.log_count).bind("m" + n, a.max_seq)
+        .bind("f" + n, a.sync.failures)
         .bind("d" + n, int64_t{a.completed ? 1 : 0});
     }
     q.exec();
@@ -293,14 +289,13 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
       auto& op = u->op;
       auto& a = rows.at(op.attempt_id);
       u->result = {};
-      if (a.exists && a.owner != op.node_id) {
+      if (a.exists && a.sync.owner != op.node_id) {
         u->result.status = write_status::forbidden; // an attempt of another node is not touched
         continue;
       }
       if (!a.exists) {
         a.exists = a.is_new = true;
-        a.owner = op.node_id;
-        a.sync_state = "partial"; // a new attempt starts partial
+        a.sync = sync_rules::created(op.node_id);
         u->result.created = true;
         created.push_back(&rows.find(op.attempt_id)->first);
       }
@@ -317,7 +312,7 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
       l->result.status = write_status::unknown_attempt;
       continue;
     }
-    if (a.owner != l->op.node_id) {
+    if (a.sync.owner != l->op.node_id) {
       l->result.status = write_status::forbidden;
       continue;
     }
@@ -336,8 +331,8 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
   // the operations before it left.
   std::map<std::string, std::set<std::string>> pending; // request id -> attempts pending under it
   for (auto& [id, a] : rows)
-    if (!a.request_id.empty())
-      pending[a.request_id].insert(id);
+    if (!a.sync.request_id.empty())
+      pending[a.sync.request_id].insert(id);
   std::vector<job_finish> jobs;
   for (size_t k = 0; k < ms.size(); ++k) {
     if (auto* u = dynamic_cast<op_member<attempt_upsert>*>(ms[k])) {
@@ -356,7 +351,7 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
       // to the frame's largest seq (a line that conflicted was stored, so its seq is below it).
       l->result.inserted = new_lines[k];
       l->result.reopened = reopen(a);
-      a.log_count += new_lines[k];
+      a.sync.log_count += new_lines[k];
       for (auto& e : l->op.entries)
         a.max_seq = std::max(a.max_seq, e.seq);
       a.changed = true;
@@ -373,41 +368,29 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
     // it already refuses every other session's answer.
     std::set<std::string> mine;
     for (auto& id : pending[op.request_id])
-      if (rows.at(id).owner == op.node_id)
+      if (sync_rules::pending_under(rows.at(id).sync, op.request_id, op.node_id))
         mine.insert(id);
-    std::map<std::string, const backfill_item*> answers;
+    std::map<std::string, node_answer> answers;
     for (auto& item : op.results) {
       if (!mine.count(item.attempt_id)) {
         out.attempts.push_back({item.attempt_id, backfill_outcome::stale});
         ++out.stale;
         continue;
       }
-      answers.emplace(item.attempt_id, &item); // a duplicate result for an attempt is ignored
+      answers.emplace(item.attempt_id, node_answer{item.ok, item.log_count}); // a duplicate is ignored
     }
     for (auto& id : mine) {
       auto& a = rows.at(id);
       auto i = answers.find(id);
-      // Rule 2: ok needs evidence: at least as many lines stored as the node says it has.
-      bool ok = i != answers.end() && i->second->ok && a.log_count >= i->second->log_count;
-      backfill_outcome outcome;
-      if (ok) {
-        outcome = backfill_outcome::completed;
-        a.sync_state = "complete";
-        a.failures = 0;
-        a.completed = true;
-        ++out.completed;
-      } else if (a.failures + 1 >= op.max_failures) { // rule 3
-        outcome = backfill_outcome::failed;
-        a.sync_state = "failed";
-        ++a.failures;
-        ++out.failed;
-      } else {
-        outcome = backfill_outcome::reset;
-        a.sync_state = "partial";
-        ++a.failures;
-        ++out.reset;
+      // Rules 2 and 3; an attempt the response leaves out counts as a failure.
+      auto outcome = sync_rules::answer(a.sync, i == answers.end() ? std::nullopt : std::optional(i->second),
+                                        op.max_failures);
+      switch (outcome) {
+        case backfill_outcome::completed: ++out.completed; a.completed = true; break;
+        case backfill_outcome::failed: ++out.failed; break;
+        case backfill_outcome::reset: ++out.reset; break;
+        case backfill_outcome::stale: break; // not reached: `mine` holds pending rows only
       }
-      a.request_id.clear();
       a.changed = true;
       pending[op.request_id].erase(id);
       out.attempts.push_back({id, outcome});
@@ -498,7 +481,7 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
   std::vector<std::string> chosen;
   select.each([&](const soci::row& r) {
     auto& op = live.at(col_str(r, 1))->op;
-    if (col_int(r, 2) <= request_size(op.limit, col_int(r, 3), op.max_failures))
+    if (col_int(r, 2) <= sync_rules::request_size(op.limit, col_int(r, 3), op.max_failures))
       chosen.push_back(col_str(r, 0));
   });
   if (chosen.empty())

@@ -361,16 +361,6 @@ logs_get::result_type execute(op_context& c, const logs_get& op) {
 
 // --- backfill --------------------------------------------------------------------------------
 
-int64_t request_size(int64_t limit, int64_t failures, int64_t max_failures) {
-  if (limit <= 1 || failures <= 0)
-    return std::max<int64_t>(limit, 1);
-  if (max_failures <= 1 || failures >= max_failures - 1)
-    return 1;
-  auto exponent = static_cast<double>(max_failures - 1 - failures) / static_cast<double>(max_failures - 1);
-  auto size = static_cast<int64_t>(std::floor(std::pow(static_cast<double>(limit), exponent) + 1e-9));
-  return std::clamp<int64_t>(size, 1, limit);
-}
-
 // attempt_upsert, logs_insert, apply_backfill and mark_pending by limit: storage/grouped.cpp.
 
 mark_pending::result_type mark_pending_by_ids(op_context& c, const mark_pending& op) {
@@ -424,7 +414,9 @@ void reset_request_attempts(op_context& c, const reset_requests& op, reset_reque
                      + dialect::int_param("c2") + ", backfill_request_id = NULL, updated_at = :now "
                      "WHERE backfill_request_id IN " + query::in_list("i", chunk.size()) + " RETURNING sync_state");
     q.bind("c1", count).bind("max", op.max_failures).bind("c2", count).bind("now", c.now_text).bind_list("i", chunk);
-    q.each([&](const soci::row& r) { ++(col_str(r, 0) == "failed" ? out.attempts_failed : out.attempts_reset); });
+    q.each([&](const soci::row& r) {
+      ++(parse_sync_state(col_str(r, 0)) == sync_state::failed ? out.attempts_failed : out.attempts_reset);
+    });
   }
 }
 
@@ -577,16 +569,6 @@ const char* to_string(write_status s) {
     case write_status::ok: return "ok";
     case write_status::forbidden: return "forbidden";
     case write_status::unknown_attempt: return "unknown_attempt";
-  }
-  return "?";
-}
-
-const char* to_string(backfill_outcome o) {
-  switch (o) {
-    case backfill_outcome::completed: return "completed";
-    case backfill_outcome::reset: return "reset";
-    case backfill_outcome::failed: return "failed";
-    case backfill_outcome::stale: return "stale";
   }
   return "?";
 }

@@ -5,6 +5,7 @@
 //
 // Times are RFC 3339 UTC text (common/clock.hpp); an empty string means NULL.
 #include "common/clock.hpp"
+#include "storage/sync_rules.hpp"
 
 #include <cstdint>
 #include <string>
@@ -271,7 +272,7 @@ struct mark_pending {
   /// With no attempt_ids: mark up to `limit` of the node's oldest `partial` attempts (selected
   /// and marked in one transaction; storage is the only writer of these rows). Only attempts
   /// with as many failures as the oldest one go together, and fewer of them the more failures
-  /// they have (request_size), so a poison attempt is isolated before it fails the others.
+  /// they have (sync_rules::request_size), so a poison attempt is isolated before it fails the others.
   int64_t limit = 0;
   int64_t max_failures = 5;
   struct marked_attempt {
@@ -283,26 +284,12 @@ struct mark_pending {
   };
 };
 
-/// How many attempts a request by limit takes when they have `failures` failures each: `limit`
-/// without failures, falling geometrically to 1 at `max_failures - 1` (limit 100, max 5: 100, 31,
-/// 10, 3, 1). An expired request counts a failure for every attempt in it; asking for suspects in
-/// ever smaller groups lets the ones batched with a poison attempt complete, and an attempt is
-/// only ever failed by a request it was alone in (for max_failures ≥ 2).
-int64_t request_size(int64_t limit, int64_t failures, int64_t max_failures);
-
 /// One per-attempt result of a backfill_response.
 struct backfill_item {
   std::string attempt_id;
   bool ok = false;
   int64_t log_count = 0; // what the node says it has; evidence needs stored >= this
   std::string error;
-};
-
-enum class backfill_outcome : uint8_t {
-  completed, // ok and evidence holds
-  reset,     // back to partial (failure result, missing evidence or missing result)
-  failed,    // reached max_failures: terminal until an operator requeues it
-  stale,     // not pending under this request/node: nothing changed (rule 1)
 };
 
 /// Applies a backfill_response (rules 1-3). Every attempt still pending under the request gets
@@ -444,8 +431,6 @@ job_query::result_type execute(op_context&, const job_query&);
 count_summary::result_type execute(op_context&, const count_summary&);
 
 const char* to_string(write_status);
-const char* to_string(backfill_outcome);
-
 /// True for the job statuses after which a job never changes.
 bool is_final_job_status(const std::string& status);
 

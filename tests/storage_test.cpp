@@ -12,6 +12,7 @@
 #include <soci/soci.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <random>
 
@@ -637,25 +638,94 @@ NC_BOTH_BACKENDS(an_expired_request_counts_a_failure_a_session_end_does_not) {
   BOOST_TEST(get(t, x).backfill_failures == 3);
 }
 
-BOOST_AUTO_TEST_CASE(request_size_falls_to_one_before_the_last_failure) {
-  BOOST_TEST(request_size(100, 0, 5) == 100);
-  BOOST_TEST(request_size(100, 1, 5) == 31);
-  BOOST_TEST(request_size(100, 2, 5) == 10);
-  BOOST_TEST(request_size(100, 3, 5) == 3);
-  BOOST_TEST(request_size(100, 4, 5) == 1);
-  BOOST_TEST(request_size(100, 9, 5) == 1);
-  BOOST_TEST(request_size(8, 1, 3) == 2);
-  BOOST_TEST(request_size(8, 2, 3) == 1);
-  BOOST_TEST(request_size(100, 1, 2) == 1);
-  BOOST_TEST(request_size(100, 1, 1) == 1);
-  BOOST_TEST(request_size(1, 0, 5) == 1);
-  BOOST_TEST(request_size(0, 0, 5) == 1);
-  for (int64_t limit : {1, 2, 7, 100, 1000})
-    for (int64_t max = 1; max <= 8; ++max)
-      for (int64_t f = 1; f < max; ++f) {
-        BOOST_TEST(request_size(limit, f, max) <= request_size(limit, f - 1, max));
-        BOOST_TEST(request_size(limit, f, max) >= 1);
+// The SQL of every operation that moves sync_state does what storage/sync_rules.hpp says, from
+// every starting state (tests/sync_rules_test.cpp checks the functions themselves).
+NC_BOTH_BACKENDS(sql_agrees_with_sync_rules) {
+  const int64_t max = 3;
+  auto a = add_node(t, "alpha");
+  auto b = add_node(t, "beta");
+  auto epoch = begin_session(t, a);
+  namespace rules = sync_rules;
+  struct event {
+    const char* name;
+    // Runs the operation on attempt `id` (pending under `req` if pending) holding `stored` lines.
+    std::function<void(const std::string& id, const std::string& req, int64_t stored)> sql;
+    std::function<void(sync_row&, const std::string& marked_as)> rule;
+  };
+  const std::string mark_req_text = "mark";
+  std::string mark_req; // the request id a mark used (a new one each case)
+  std::vector<event> events{
+    {"a new line", [&](auto& id, auto&, int64_t stored) { t.run(logs_insert{a.id, id, lines(stored, stored + 1)}); },
+     [](sync_row& r, auto&) { rules::reopen(r); ++r.log_count; }},
+    {"a new state", [&](auto& id, auto&, int64_t) { t.run(attempt_upsert{a.id, id, "task-1", "failed", "", "", ""}); },
+     [](sync_row& r, auto&) { rules::reopen(r); }},
+    {"the same record again", [&](auto& id, auto&, int64_t) { t.run(attempt_upsert{a.id, id, "task-1", "running", "", "", ""}); },
+     [](sync_row&, auto&) {}},
+    {"a mark by id", [&](auto& id, auto&, int64_t) { t.run(mark_pending{mark_req, a.id, epoch, {id}}); },
+     [](sync_row& r, auto& m) { rules::mark(r, m); }},
+    {"a mark by limit", [&](auto&, auto&, int64_t) {
+       mark_pending op{mark_req, a.id, epoch, {}};
+       op.limit = 10;
+       op.max_failures = max;
+       t.run(op);
+     },
+     [](sync_row& r, auto& m) { rules::mark(r, m); }},
+    {"ok with evidence", [&](auto& id, auto& req, int64_t stored) { t.run(apply_backfill{req, a.id, {{id, true, stored, ""}}, max}); },
+     [](sync_row& r, auto&) { if (r.state == sync_state::pending_backfill) rules::answer(r, node_answer{true, r.log_count}, max); }},
+    {"ok without evidence", [&](auto& id, auto& req, int64_t stored) { t.run(apply_backfill{req, a.id, {{id, true, stored + 1, ""}}, max}); },
+     [](sync_row& r, auto&) { if (r.state == sync_state::pending_backfill) rules::answer(r, node_answer{true, r.log_count + 1}, max); }},
+    {"a failure result", [&](auto& id, auto& req, int64_t) { t.run(apply_backfill{req, a.id, {{id, false, 0, "gone"}}, max}); },
+     [](sync_row& r, auto&) { if (r.state == sync_state::pending_backfill) rules::answer(r, node_answer{false, 0}, max); }},
+    {"no result for it", [&](auto&, auto& req, int64_t) { t.run(apply_backfill{req, a.id, {}, max}); },
+     [](sync_row& r, auto&) { if (r.state == sync_state::pending_backfill) rules::answer(r, std::nullopt, max); }},
+    {"a foreign sender", [&](auto& id, auto& req, int64_t stored) { t.run(apply_backfill{req, b.id, {{id, true, stored, ""}}, max}); },
+     [](sync_row& r, auto&) { BOOST_TEST(!rules::pending_under(r, r.request_id, "beta's id")); }},
+    {"an expired request", [&](auto&, auto& req, int64_t) { t.run(reset_requests{{req}, "expired", "deadline", true, max}); },
+     [](sync_row& r, auto&) { rules::end_request(r, true, max); }},
+    {"a session end", [&](auto&, auto& req, int64_t) { t.run(reset_requests{{req}, "cancelled", "session ended", false, max}); },
+     [](sync_row& r, auto&) { rules::end_request(r, false, max); }},
+    {"a requeue", [&](auto& id, auto&, int64_t) { t.run(attempt_requeue{id}); },
+     [](sync_row& r, auto&) { rules::requeue(r); }},
+    {"a restart", [&](auto&, auto&, int64_t) { t.run(reset_all_pending{}); },
+     [](sync_row& r, auto&) { rules::recover(r); }},
+  };
+  const sync_state states[] = {sync_state::partial, sync_state::pending_backfill, sync_state::complete,
+                               sync_state::failed};
+  int cases = 0;
+  for (auto& e : events)
+    for (auto s : states)
+      for (int64_t failures : {int64_t{0}, max - 1}) {
+        if (s == sync_state::failed && failures == 0)
+          continue; // failed means max_failures reached (or an operator's doing): take max - 1 only
+        // A fresh attempt with two lines, put into the starting state directly.
+        auto id = add_attempt(t, a);
+        t.run(logs_insert{a.id, id, lines(0, 2)});
+        auto req = new_uuid();
+        mark_req = new_uuid();
+        t.exec_sql("UPDATE node_task_attempts SET sync_state = '" + std::string(to_string(s))
+                   + "', backfill_request_id = " + (s == sync_state::pending_backfill ? "'" + req + "'" : "NULL")
+                   + ", backfill_failures = " + std::to_string(failures) + " WHERE id = '" + id + "'");
+        sync_row expected;
+        expected.state = s;
+        expected.request_id = s == sync_state::pending_backfill ? req : "";
+        expected.owner = a.id;
+        expected.log_count = 2;
+        expected.failures = failures;
+        e.rule(expected, mark_req);
+        e.sql(id, req, 2);
+        auto got = get(t, id);
+        std::string what = std::string(e.name) + " on " + to_string(s) + " with " + std::to_string(failures)
+                           + " failures";
+        BOOST_TEST(got.sync_state == to_string(expected.state), what);
+        BOOST_TEST(got.backfill_request_id == expected.request_id, what);
+        BOOST_TEST(got.backfill_failures == expected.failures, what);
+        BOOST_TEST(got.log_count == expected.log_count, what);
+        ++cases;
+        // Leave no partial attempt behind for the next case's mark by limit.
+        t.exec_sql("UPDATE node_task_attempts SET sync_state = 'complete', backfill_request_id = NULL "
+                   "WHERE id = '" + id + "'");
       }
+  BOOST_TEST(cases == static_cast<int>(events.size()) * 7);
 }
 
 // Marks by limit take the oldest partial attempts with as many failures as the oldest one, and

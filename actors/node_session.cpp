@@ -20,6 +20,7 @@ namespace {
 using hello_timeout_atom = caf::atom_constant<caf::atom("hellotmo")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using paused_atom = caf::atom_constant<caf::atom("paused")>;
+using rearm_atom = caf::atom_constant<caf::atom("rearm")>;
 
 struct node_session_state {
   static inline const char* name = "node_session";
@@ -51,6 +52,10 @@ struct node_session_state {
   bool waiting = false; // a wake is registered with the fleet's budget
   bool paused_timer = false; // one notice timer, however often the session pauses
   bool in_handshake = true; // holds a place in the acceptor's handshake count
+  // Resuming (see rearm_reading): which resume the pending checks belong to, and whether a read
+  // has come in since it.
+  uint64_t resumes = 0;
+  bool read_since_resume = false;
 };
 
 using self_ptr = caf::io::stateful_broker<node_session_state>*;
@@ -233,6 +238,24 @@ void handle_line(self_ptr self, std::string_view line) {
 
 // --- backpressure ----------------------------------------------------------------------------
 
+/// CAF 0.17 loses a trigger that follows a halt too closely: halt() only queues the removal of
+/// the read event (applied when the multiplexer's loop iteration ends, which then also clears
+/// the stream's reader), and trigger() does nothing while that reader is still set. A session
+/// paused and resumed within one iteration (its settles arrive in the same batch as the data
+/// that paused it) would then never read again, and be closed as idle. So after each resume it
+/// triggers again, at growing intervals, until a read shows that reading works: a trigger
+/// while reading is a no-op. The last check comes before the idle timeout could close it.
+void rearm_reading(self_ptr self) {
+  auto& st = self->state;
+  st.read_since_resume = false;
+  auto gen = ++st.resumes;
+  auto me = caf::actor_cast<caf::actor>(self);
+  for (auto after : {caf::actor_clock::duration_type{std::chrono::milliseconds(5)},
+                     caf::actor_clock::duration_type{std::chrono::milliseconds(100)},
+                     caf::actor_clock::duration_type{st.opts.heartbeat_interval}})
+    caf::delayed_anon_send(me, after, rearm_atom::value, gen);
+}
+
 void send_paused_notice(self_ptr self);
 
 /// Reads again if this session and the fleet are back under their resume marks; if only the
@@ -258,6 +281,7 @@ void maybe_resume(self_ptr self) {
   st.last_frame = self->clock().now(); // a paused session was not idle
   metrics::daemon().sessions_paused.fetch_sub(1, std::memory_order_relaxed);
   self->trigger(st.hdl);
+  rearm_reading(self);
 }
 
 /// Stops reading the socket while this session or the fleet has too much handed on and not
@@ -468,6 +492,7 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
       auto& s = self->state;
       if (s.ph == node_session_state::phase::closing)
         return;
+      s.read_since_resume = true;
       auto status = s.splitter.feed(std::string_view(msg.buf.data(), msg.buf.size()),
                                     [&](std::string_view line) { handle_line(self, line); });
       if (status == protocol::line_splitter::status::too_large && s.ph != node_session_state::phase::closing)
@@ -498,6 +523,13 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
                    "hello_timeout");
       else if (ph == node_session_state::phase::authenticating)
         close_with(self, protocol::encode_error(protocol::code::unavailable, "try again later"), "handshake_timeout");
+    },
+    [=](rearm_atom, uint64_t gen) {
+      auto& s = self->state;
+      if (gen != s.resumes || s.paused || s.read_since_resume || s.ph == node_session_state::phase::closing)
+        return; // a newer resume, paused again, reading works, or gone
+      metrics::daemon().read_rearms.fetch_add(1, std::memory_order_relaxed);
+      self->trigger(s.hdl);
     },
     [=](resume_atom) {
       self->state.waiting = false;

@@ -1,5 +1,7 @@
 #include "actors/storage.hpp"
 
+#include "storage/op_queue.hpp"
+
 #include "common/log.hpp"
 #include "common/metrics.hpp"
 #include "storage/grouped.hpp"
@@ -22,15 +24,7 @@ namespace nodecoord {
 
 namespace {
 
-/// A queued operation and what the queue needs to know to place one ahead of it.
-struct queued_item {
-  storage::batch_item item;
-  // False only for operations that touch neither attempts nor logs (session ends, last-seen
-  // updates, job writes): an attempt reset may go ahead of them (see enqueue_reset).
-  bool touches_attempts = true;
-  // The batch ends after this item, so it commits without waiting for what follows.
-  bool commit_after = false;
-};
+using queued_item = storage::op_queue::entry;
 
 struct storage_state {
   static inline const char* name = "storage";
@@ -40,9 +34,7 @@ struct storage_state {
   std::unique_ptr<storage::batch_executor> exec;
   // Operations whose batch was attempted but not settled (front of the line), then the rest.
   std::vector<storage::batch_item> inflight;
-  std::deque<queued_item> queue;
-  // The first `urgent` of `queue` are handshakes (see enqueue_urgent).
-  size_t urgent = 0;
+  storage::op_queue queue; // its ordering policy: storage/op_queue.hpp
   bool available = false;
   bool migrated = false;
   bool flush_pending = false;
@@ -73,34 +65,19 @@ void schedule_flush(self_ptr self) {
   }
 }
 
-// front: before everything (startup recovery); urgent: after the handshakes already queued;
-// ahead: after the last queued item that touches attempts (and after the handshakes).
-enum class place { back, front, urgent, ahead };
+using storage::queue_place;
 
-void push(self_ptr self, queued_item item, place where = place::back) {
-  auto& st = self->state;
-  if (where == place::front) {
-    st.queue.push_front(std::move(item));
-    if (st.urgent)
-      ++st.urgent; // still in front of the handshakes, which stay next
-  } else if (where == place::urgent) {
-    st.queue.insert(st.queue.begin() + static_cast<long>(st.urgent), std::move(item));
-    ++st.urgent;
-  } else if (where == place::ahead) {
-    auto pos = st.queue.size();
-    while (pos > st.urgent && !st.queue[pos - 1].touches_attempts)
-      --pos;
-    st.queue.insert(st.queue.begin() + static_cast<long>(pos), std::move(item));
-  } else {
-    st.queue.push_back(std::move(item));
-  }
+void push(self_ptr self, queued_item item, queue_place where = queue_place::back) {
+  self->state.queue.push(std::move(item), where);
   // Everything already in the mailbox arrives before this flush message: that is the batch.
   schedule_flush(self);
 }
 
+/// Queues an operation where its type says (storage/op_queue.hpp): in arrival order; a
+/// handshake ahead of queued data, so a node is not kept waiting for its welcome behind a backlog
+/// of other nodes' attempts and logs; a bundle in a transaction of its own.
 template <class Op>
-caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op op,
-                                                              place where = place::back) {
+caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op op) {
   using result = typename Op::result_type;
   auto rp = self->make_response_promise<result>();
   queued_item q;
@@ -112,31 +89,13 @@ caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op 
   q.item.abandon = [rp](const std::string& msg) mutable {
     rp.deliver(caf::make_error(caf::sec::request_receiver_down, msg));
   };
-  q.touches_attempts = !(std::is_same_v<Op, storage::node_touch> || std::is_same_v<Op, storage::node_end_session>
-                         || std::is_same_v<Op, storage::nodes_end_sessions> || std::is_same_v<Op, storage::job_insert>
-                         || std::is_same_v<Op, storage::job_update>);
-  push(self, std::move(q), where);
-  return rp;
-}
-
-/// A handshake (hello lookup, session begin) goes ahead of queued data operations, so a node
-/// is not kept waiting for its welcome behind a backlog of other nodes' attempts and logs. It
-/// depends on nothing queued: a session writes data only after its welcome, and a session end
-/// still queued is harmless after a newer begin (the epoch rule).
-template <class Op>
-caf::typed_response_promise<typename Op::result_type> enqueue_urgent(self_ptr self, Op op) {
-  return enqueue(self, std::move(op), place::urgent);
-}
-
-/// A long operation (a bundle) in a transaction of its own: what is queued before it commits
-/// first, and a failure of it is not re-run with others' (batch isolation would run it twice).
-template <class Op>
-caf::typed_response_promise<typename Op::result_type> enqueue_alone(self_ptr self, Op op) {
-  auto& st = self->state;
-  if (!st.queue.empty())
-    st.queue.back().commit_after = true;
-  auto rp = enqueue(self, std::move(op));
-  st.queue.back().commit_after = true;
+  q.touches_attempts = storage::touches_attempts<Op>();
+  if constexpr (storage::own_transaction<Op>()) {
+    self->state.queue.push_alone(std::move(q));
+    schedule_flush(self);
+  } else {
+    push(self, std::move(q), storage::place_of<Op>());
+  }
   return rp;
 }
 
@@ -181,7 +140,7 @@ caf::typed_response_promise<storage::reset_requests::result_type> enqueue_reset(
     rp.deliver(caf::make_error(caf::sec::request_receiver_down, msg));
   };
   jobs.touches_attempts = false;
-  push(self, std::move(attempts), place::ahead);
+  push(self, std::move(attempts), queue_place::ahead);
   push(self, std::move(jobs));
   return rp;
 }
@@ -218,10 +177,8 @@ void mark_unavailable(self_ptr self, const std::string& why) {
 void abandon_all(self_ptr self, const std::string& why) {
   auto& st = self->state;
   auto inflight = std::move(st.inflight);
-  auto queue = std::move(st.queue);
+  auto queue = st.queue.take_all();
   st.inflight.clear();
-  st.queue.clear();
-  st.urgent = 0;
   for (auto& item : inflight)
     if (item.abandon)
       item.abandon(why);
@@ -295,15 +252,7 @@ void flush(self_ptr self) {
     if (!st.available)
       return;
   }
-  while (st.inflight.size() < st.opts.batch_max && !st.queue.empty()) {
-    auto last = st.queue.front().commit_after;
-    st.inflight.push_back(std::move(st.queue.front().item));
-    st.queue.pop_front();
-    if (st.urgent)
-      --st.urgent;
-    if (last)
-      break;
-  }
+  st.queue.take_batch(st.inflight, st.opts.batch_max);
   auto commits_before = st.exec->stats().transactions;
   auto rep = st.exec->execute(st.inflight);
   if (st.exec->stats().transactions != commits_before) {
@@ -364,7 +313,7 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
         }
       };
       item.fail = [self](const std::string& why) { fail_fatally(self, "startup recovery failed: " + why); };
-      push(self, std::move(q), place::front);
+      push(self, std::move(q), queue_place::front);
       try_connect(self);
       return rp;
     },
@@ -396,14 +345,14 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
       try_connect(self);
     },
     [=](storage::node_create& op) { return enqueue(self, std::move(op)); },
-    [=](storage::node_lookup_by_key& op) { return enqueue_urgent(self, std::move(op)); },
+    [=](storage::node_lookup_by_key& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_lookup_by_name& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_list& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_disable& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_enable& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_set_key& op) { return enqueue(self, std::move(op)); },
     [=](storage::nodes_disabled_since& op) { return enqueue(self, std::move(op)); },
-    [=](storage::node_begin_session& op) { return enqueue_urgent(self, std::move(op)); },
+    [=](storage::node_begin_session& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_end_session& op) { return enqueue(self, std::move(op)); },
     [=](storage::nodes_end_sessions& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_touch& op) { return enqueue(self, std::move(op)); },
@@ -425,8 +374,8 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
     [=](storage::jobs_prune& op) { return enqueue(self, std::move(op)); },
     [=](storage::database_size& op) { return enqueue(self, std::move(op)); },
     [=](storage::ping& op) { return enqueue(self, std::move(op)); },
-    [=](storage::bundle::export_file& op) { return enqueue_alone(self, std::move(op)); },
-    [=](storage::bundle::import_bundle& op) { return enqueue_alone(self, std::move(op)); },
+    [=](storage::bundle::export_file& op) { return enqueue(self, std::move(op)); },
+    [=](storage::bundle::import_bundle& op) { return enqueue(self, std::move(op)); },
   };
 }
 

@@ -528,6 +528,10 @@ http_response api::metrics() {
   w.sample("nodecoord_sessions_paused", static_cast<double>(m.sessions_paused.load()));
   w.family("nodecoord_session_pauses_total", "counter", "Times a session stopped reading (backpressure).");
   w.sample("nodecoord_session_pauses_total", static_cast<double>(m.session_pauses.load()));
+  w.family("nodecoord_session_read_rearms_total", "counter",
+           "Reads triggered again after a resume because none had come in yet (mostly an idle node; "
+           "sometimes a lost trigger, which this repairs).");
+  w.sample("nodecoord_session_read_rearms_total", static_cast<double>(m.read_rearms.load()));
   try {
     auto t = backend_.tracker();
     w.family("nodecoord_backfill_requests_total", "counter", "Backfill requests by outcome.");

@@ -166,6 +166,7 @@ std::variant<parsed, parse_error> parse(std::string_view text);
 /// statements inside SAVEPOINT nc_bundle_dry and rolls back to it: the counts are exact and
 /// nothing changes.
 struct import_bundle {
+  static constexpr bool own_transaction = true; // storage/op_queue.hpp
   std::shared_ptr<const parsed> bundle;
   bool dry_run = false;
   struct result_type {
@@ -181,6 +182,7 @@ struct import_bundle {
 /// manifest's counts and every reference agree with the lines (the admin API spools the export
 /// to a temporary file and streams it from there).
 struct export_file {
+  static constexpr bool own_transaction = true; // storage/op_queue.hpp
   std::shared_ptr<std::FILE> out;
   std::string created_at;
   using result_type = counts;

@@ -98,6 +98,7 @@ struct node_create {
 
 /// Finds a node by the key id of its API key (the handshake).
 struct node_lookup_by_key {
+  static constexpr bool handshake = true; // storage/op_queue.hpp
   std::string key_id;
   struct result_type {
     bool found = false;
@@ -148,6 +149,7 @@ struct nodes_disabled_since {
 /// Starts a session: compare-and-set of session_epoch from `expected_epoch` to expected+1, and the
 /// row goes online. Fails if another session won the race or the node is disabled.
 struct node_begin_session {
+  static constexpr bool handshake = true; // storage/op_queue.hpp
   std::string node_id;
   int64_t expected_epoch = 0;
   std::string capabilities; // JSON object from the hello; empty keeps the stored value
@@ -160,6 +162,7 @@ struct node_begin_session {
 /// Ends a session: the row goes offline only if `epoch` is still the node's current one, so a
 /// superseded session's cleanup never touches the newer session (lessons.md: reconnect clobber).
 struct node_end_session {
+  static constexpr bool touches_attempts = false; // storage/op_queue.hpp
   std::string node_id;
   int64_t epoch = 0;
   std::string reason;
@@ -170,6 +173,7 @@ struct node_end_session {
 
 /// Ends many sessions (a disconnect storm) in a few statements, with node_end_session's rule.
 struct nodes_end_sessions {
+  static constexpr bool touches_attempts = false; // storage/op_queue.hpp
   std::vector<node_end_session> sessions;
   struct result_type {
     int64_t applied = 0;
@@ -178,6 +182,7 @@ struct nodes_end_sessions {
 
 /// Batched last_seen_at update (heartbeats never write a row each, DESIGN §3 rule 7).
 struct node_touch {
+  static constexpr bool touches_attempts = false; // storage/op_queue.hpp
   struct seen {
     std::string node_id;
     std::string at;
@@ -354,6 +359,7 @@ struct attempt_requeue {
 // --- jobs ------------------------------------------------------------------------------------
 
 struct job_insert {
+  static constexpr bool touches_attempts = false; // storage/op_queue.hpp
   job_record job; // created_at defaults to now
   struct result_type {
     bool inserted = false;
@@ -363,6 +369,7 @@ struct job_insert {
 /// Sets status (and detail / error when non-empty). `started_at` is set when it becomes running,
 /// `finished_at` when it reaches a final status. Only a job that is not final yet is changed.
 struct job_update {
+  static constexpr bool touches_attempts = false; // storage/op_queue.hpp
   std::string id;
   std::string status;
   std::string detail;

@@ -10,6 +10,7 @@
 #include "common/api_key.hpp"
 #include "common/ids.hpp"
 #include "common/ingest_budget.hpp"
+#include "common/metrics.hpp"
 #include "protocol/codec.hpp"
 #include "storage/query.hpp"
 #include "test_db.hpp"
@@ -1028,4 +1029,39 @@ BOOST_AUTO_TEST_CASE(a_session_over_its_budget_stops_reading_until_storage_catch
   for (int s = 0; s < 20; ++s)
     expected.push_back(std::to_string(s) + " line " + std::to_string(s));
   BOOST_TEST(stored == expected, boost::test_tools::per_element());
+}
+
+// CAF 0.17 can lose a trigger that follows a halt within one multiplexer iteration (see
+// rearm_reading in actors/node_session.cpp). Simulated here: right after the resume the
+// connection is passive again, as if the trigger had been dropped. The session triggers again
+// when no read came in, and reads what the node sends; without that it would sit unread until
+// the idle timeout closed it.
+BOOST_AUTO_TEST_CASE(a_resume_whose_trigger_is_lost_is_repaired) {
+  held_commits held;
+  auto budget = std::make_shared<ingest_budget>(ingest_budget::limits{1 << 20, 8}); // a session: 8 frames
+  session_fixture f(100, nullptr, held.hook(), [budget](acceptor_options& o) { o.session.ingest = budget; });
+  auto n = f.add_node("alpha");
+  auto [c, w] = f.login(n);
+  *held.hold = true;
+  auto a = new_uuid();
+  const std::string ts = "2026-01-09T12:00:00.000Z";
+  std::string batch = protocol::encode_attempt({a, "t", "running", "", "", ""});
+  for (int s = 0; s < 7; ++s)
+    batch += protocol::encode_logs({a, {{s, ts, "stdout", "line " + std::to_string(s)}}});
+  f.send(c, batch); // exactly its share: paused, nothing else waits in the socket
+  BOOST_TEST_REQUIRE(f.mpx.passive_mode(c), "not reading");
+  *held.hold = false;
+  for (int i = 0; i < 10 && budget->frames() > 0; ++i)
+    f.advance(2s);
+  BOOST_TEST_REQUIRE(budget->frames() == 0u);
+  BOOST_TEST_REQUIRE(!f.mpx.passive_mode(c), "resumed");
+  f.mpx.passive_mode(c) = true; // the trigger did not take
+  f.send(c, protocol::encode_logs({a, {{7, ts, "stdout", "line 7"}}}) + protocol::encode_heartbeat(5));
+  BOOST_TEST(f.frames(c).empty(), "unread while the trigger is lost");
+  f.advance(std::chrono::milliseconds(5));
+  BOOST_TEST(!f.mpx.passive_mode(c), "triggered again");
+  BOOST_TEST(types_of(f.frames(c)) == strings{"ack:5"});
+  BOOST_TEST(f.t.run(storage::logs_get{a, -1, 100}).size() == 8u);
+  BOOST_TEST(!f.closed(c));
+  BOOST_TEST(metrics::daemon().read_rearms.load() >= 1u);
 }

@@ -1,4 +1,5 @@
 #include "actors/registry.hpp"
+#include "common/states.hpp"
 
 #include "common/auth_limiter.hpp"
 
@@ -244,7 +245,7 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
               why = "wrong key";
             else if (r.node.name != req.node_name)
               why = "key belongs to another node";
-            else if (r.node.status == "disabled")
+            else if (is(r.node.status, node_status::disabled))
               why = "node disabled";
             if (why) {
               count_failure(self, req, why);

@@ -1,4 +1,5 @@
 #include "actors/scheduler.hpp"
+#include "common/states.hpp"
 
 #include "backfill/pacer.hpp"
 #include "common/ids.hpp"
@@ -70,7 +71,7 @@ void finish_pass(self_ptr self, std::string error) {
   ++st.counters.reconcile_passes;
   auto waiters = std::move(st.pass_waiters);
   st.pass_waiters.clear();
-  storage::job_update done{report.job_id, report.error.empty() ? "succeeded" : "failed", pass_detail(report),
+  storage::job_update done{report.job_id, to_string(report.error.empty() ? job_status::succeeded : job_status::failed), pass_detail(report),
                            report.error};
   self->request(st.opts.storage, caf::infinite, std::move(done))
     .then([](const storage::job_update::result_type&) {},
@@ -177,7 +178,7 @@ scheduler_actor::behavior_type scheduler_impl(self_ptr self, scheduler_options o
               rp.deliver(order_result{order_status::not_found, "", 0, "no attempt " + attempt_id});
               return;
             }
-            if (a.attempt.sync_state != "partial") {
+            if (!is(a.attempt.sync_state, sync_state::partial)) {
               auto why = "the attempt is " + a.attempt.sync_state;
               if (!a.attempt.backfill_request_id.empty())
                 why += " (request " + a.attempt.backfill_request_id + ")";

@@ -1,4 +1,5 @@
 #include "actors/tracker.hpp"
+#include "common/states.hpp"
 
 #include "backfill/request_book.hpp"
 #include "common/ids.hpp"
@@ -96,7 +97,7 @@ void send_resets(self_ptr self) {
     storage::reset_requests op{std::move(ids), key.first, key.second};
     // Rule 3: a request that expires counts a failure for each attempt in it (a poison attempt
     // that makes its node time out ends `failed`); a session that ended counts nothing.
-    op.count_failure = key.first == "expired";
+    op.count_failure = is(key.first, job_status::expired);
     op.max_failures = self->state.opts.max_failures;
     send_reset(self, std::move(op));
   }

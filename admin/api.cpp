@@ -1,4 +1,5 @@
 #include "admin/api.hpp"
+#include "common/states.hpp"
 #include "admin/envelope.hpp"
 
 #include "common/api_key.hpp"
@@ -22,12 +23,11 @@ using json = nlohmann::json;
 
 namespace {
 
-const std::vector<std::string> sync_states = {"partial", "pending_backfill", "complete", "failed"};
-const std::vector<std::string> attempt_states = {"queued", "running", "succeeded", "failed", "cancelled"};
-const std::vector<std::string> node_statuses = {"online", "offline", "disabled"};
-const std::vector<std::string> job_statuses = {"queued",    "running", "succeeded", "failed",
-                                               "cancelled", "expired", "abandoned"};
-const std::vector<std::string> job_types = {"backfill", "reconcile", "bundle_export", "bundle_import"};
+const std::vector<std::string> sync_states = all_names<sync_state>();
+const std::vector<std::string> attempt_states = all_names<attempt_state>();
+const std::vector<std::string> node_statuses = all_names<node_status>();
+const std::vector<std::string> job_statuses = all_names<job_status>();
+const std::vector<std::string> job_types = all_names<job_type>();
 // Prune without older_than: failed jobs are kept longer than the rest (they are what an operator
 // looks back at).
 constexpr auto keep_finished = std::chrono::hours(24 * 7);
@@ -703,7 +703,7 @@ http_response api::show_attempt(const std::string& id) {
   if (!r.found)
     not_found("no attempt " + id);
   json backfill = nullptr;
-  if (r.attempt.sync_state == "partial") {
+  if (is(r.attempt.sync_state, sync_state::partial)) {
     // Reading an incomplete attempt asks its node for it, without making the reader wait.
     bool connected = false;
     try {
@@ -797,7 +797,7 @@ http_response api::prune_jobs(const http_request& req) {
   if (statuses.empty() && types.empty() && !older)
     bad_request("refusing to prune without a filter: give status, type or older_than");
   for (auto& s : statuses)
-    if (s == "queued" || s == "running")
+    if (!is_final(*parse<job_status>(s))) // list_of checked the spelling
       bad_request("queued and running jobs are never pruned");
   auto cutoff = [&](std::chrono::milliseconds age) { return format_time(system_now() - age); };
   int64_t deleted = 0;
@@ -815,9 +815,10 @@ http_response api::prune_jobs(const http_request& req) {
     std::vector<std::string> failed, rest;
     auto wanted = statuses.empty() ? job_statuses : statuses;
     for (auto& s : wanted) {
-      if (s == "failed")
+      auto status = *parse<job_status>(s);
+      if (status == job_status::failed)
         failed.push_back(s);
-      else if (s != "queued" && s != "running")
+      else if (is_final(status))
         rest.push_back(s);
     }
     if (!failed.empty())

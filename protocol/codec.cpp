@@ -1,5 +1,7 @@
 #include "protocol/codec.hpp"
 
+#include "common/states.hpp"
+
 #include "common/clock.hpp"
 #include "common/ids.hpp"
 #include "common/json_limits.hpp"
@@ -118,13 +120,14 @@ public:
     return v->dump();
   }
 
-  std::string one_of(const char* key, std::initializer_list<const char*> allowed) const {
+  template <class Names>
+  std::string one_of(const char* key, const Names& allowed) const {
     auto s = str(key, 32);
-    for (auto* a : allowed)
+    for (std::string_view a : allowed)
       if (s == a)
         return s;
     std::string list;
-    for (auto* a : allowed)
+    for (std::string_view a : allowed)
       list += (list.empty() ? "" : ", ") + std::string(a);
     fail(key, "expected one of " + list);
   }
@@ -181,7 +184,7 @@ std::optional<node_message> decode_typed(const std::string& type, const json& j)
     attempt a;
     a.attempt_id = r.uuid("attempt_id");
     a.task_id = r.str("task_id", max_name);
-    a.state = r.one_of("state", {"queued", "running", "succeeded", "failed", "cancelled"});
+    a.state = r.one_of("state", names_of<attempt_state>());
     a.started_at = r.time("started_at", false);
     a.finished_at = r.time("finished_at", false);
     a.meta = r.object_text("meta");
@@ -195,7 +198,7 @@ std::optional<node_message> decode_typed(const std::string& type, const json& j)
       log_line line;
       line.seq = er.integer("seq", 0, true, 0, max_counter);
       line.ts = er.time("ts", true);
-      line.stream = er.one_of("stream", {"stdout", "stderr", "system"});
+      line.stream = er.one_of("stream", std::array<std::string_view, 3>{"stdout", "stderr", "system"});
       auto* text = er.find("line");
       if (!text || !text->is_string())
         er.fail("line", "expected a string");

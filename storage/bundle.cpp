@@ -1,6 +1,7 @@
 #include "storage/bundle.hpp"
 
 #include "common/json_limits.hpp"
+#include "common/states.hpp"
 
 #include "common/clock.hpp"
 #include "common/ids.hpp"
@@ -240,13 +241,18 @@ std::string json_quoted(const std::string& s) {
   return ojson(s).dump(-1, ' ', false, ojson::error_handler_t::replace);
 }
 
-const std::set<std::string> node_statuses{"online", "offline", "disabled"};
-const std::set<std::string> attempt_states{"queued", "running", "succeeded", "failed", "cancelled"};
-const std::set<std::string> sync_states{"partial", "pending_backfill", "complete", "failed"};
+template <named_state E>
+std::set<std::string> name_set() {
+  auto names = all_names<E>();
+  return {names.begin(), names.end()};
+}
+
+const std::set<std::string> node_statuses = name_set<node_status>();
+const std::set<std::string> attempt_states = name_set<attempt_state>();
+const std::set<std::string> sync_states = name_set<sync_state>();
 const std::set<std::string> streams{"stdout", "stderr", "system"};
-const std::set<std::string> job_types{"backfill", "reconcile", "bundle_export", "bundle_import"};
-const std::set<std::string> job_statuses{"queued", "running", "succeeded", "failed", "cancelled", "expired",
-                                         "abandoned"};
+const std::set<std::string> job_types = name_set<job_type>();
+const std::set<std::string> job_statuses = name_set<job_status>();
 
 std::string list(const std::set<std::string>& values) {
   std::string out;
@@ -417,7 +423,7 @@ attempt_record read_attempt_line(const fields& f) {
   a.sync_state = f.one_of("sync_state", sync_states);
   a.backfill_request_id = f.uuid("backfill_request_id", true);
   // The schema's CHECK, said with the line number.
-  if ((a.sync_state == "pending_backfill") != !a.backfill_request_id.empty())
+  if (is(a.sync_state, sync_state::pending_backfill) != !a.backfill_request_id.empty())
     f.fail_field("backfill_request_id", "must be set exactly when sync_state is pending_backfill");
   a.sync_requested_at = f.time("sync_requested_at", true);
   a.last_full_sync_at = f.time("last_full_sync_at", true);
@@ -571,24 +577,24 @@ bool same_document(const std::string& a, const std::string& b) {
 
 /// What a bundle row becomes when it is written.
 std::string imported_status(const node_record& n) {
-  return n.disabled_at.empty() ? "offline" : "disabled";
+  return to_string(n.disabled_at.empty() ? node_status::offline : node_status::disabled);
 }
 
 attempt_record imported(attempt_record a) {
-  if (a.sync_state == "pending_backfill") {
-    a.sync_state = "partial"; // no request survives
+  if (is(a.sync_state, sync_state::pending_backfill)) {
+    a.sync_state = to_string(sync_state::partial); // no request survives (sync_rules::recover)
     a.backfill_request_id.clear();
   }
   return a;
 }
 
 job_record imported(job_record j, const std::string& exported_at) {
-  if (j.status == "queued" || j.status == "running") {
+  if (!is_final(*parse<job_status>(j.status))) { // read_job_line checked the spelling
     if (j.error.empty())
       j.error = "imported while " + j.status;
     if (j.finished_at.empty())
       j.finished_at = exported_at;
-    j.status = "abandoned";
+    j.status = to_string(job_status::abandoned);
   }
   return j;
 }

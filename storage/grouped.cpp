@@ -99,7 +99,7 @@ bool reopen(attempt_row& a) {
 void read_row(const soci::row& r, attempt_row& a) {
   a.exists = true;
   a.sync.owner = col_str(r, 1);
-  auto state = parse_sync_state(col_str(r, 2));
+  auto state = parse<sync_state>(col_str(r, 2));
   if (!state) // the schema's CHECK allows only the four
     throw std::runtime_error("attempt " + col_str(r, 0) + " has sync_state '" + col_str(r, 2) + "'");
   a.sync.state = *state;

@@ -415,7 +415,7 @@ void reset_request_attempts(op_context& c, const reset_requests& op, reset_reque
                      "WHERE backfill_request_id IN " + query::in_list("i", chunk.size()) + " RETURNING sync_state");
     q.bind("c1", count).bind("max", op.max_failures).bind("c2", count).bind("now", c.now_text).bind_list("i", chunk);
     q.each([&](const soci::row& r) {
-      ++(parse_sync_state(col_str(r, 0)) == sync_state::failed ? out.attempts_failed : out.attempts_reset);
+      ++(parse<sync_state>(col_str(r, 0)) == sync_state::failed ? out.attempts_failed : out.attempts_reset);
     });
   }
 }
@@ -471,7 +471,8 @@ attempt_requeue::result_type execute(op_context& c, const attempt_requeue& op) {
 // --- jobs ------------------------------------------------------------------------------------
 
 bool is_final_job_status(const std::string& s) {
-  return s == "succeeded" || s == "failed" || s == "cancelled" || s == "expired" || s == "abandoned";
+  auto status = parse<job_status>(s);
+  return status && is_final(*status);
 }
 
 job_insert::result_type execute(op_context& c, const job_insert& op) {
@@ -493,7 +494,7 @@ job_insert::result_type execute(op_context& c, const job_insert& op) {
     .bind_nullable("detail", j.detail)
     .bind_nullable("err", j.error)
     .bind("created", j.created_at.empty() ? c.now_text : j.created_at)
-    .bind_nullable("started", j.started_at.empty() && j.status == "running" ? c.now_text : j.started_at)
+    .bind_nullable("started", j.started_at.empty() && is(j.status, job_status::running) ? c.now_text : j.started_at)
     .bind_nullable("finished", j.finished_at.empty() && is_final_job_status(j.status) ? c.now_text
                                                                                    : j.finished_at)
     .exec();
@@ -506,7 +507,7 @@ job_update::result_type execute(op_context& c, const job_update& op) {
     set += ", detail = " + c.d.json_param("detail");
   if (!op.error.empty())
     set += ", error = :err";
-  if (op.status == "running")
+  if (is(op.status, job_status::running))
     set += ", started_at = COALESCE(started_at, " + c.d.ts_param("now") + ")";
   else if (is_final_job_status(op.status))
     set += ", finished_at = :now";
@@ -517,7 +518,7 @@ job_update::result_type execute(op_context& c, const job_update& op) {
     q.bind("detail", op.detail);
   if (!op.error.empty())
     q.bind("err", op.error);
-  if (op.status == "running" || is_final_job_status(op.status))
+  if (is(op.status, job_status::running) || is_final_job_status(op.status))
     q.bind("now", c.now_text);
   return {q.exec() == 1};
 }

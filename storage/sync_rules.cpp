@@ -5,23 +5,6 @@
 
 namespace nodecoord::storage {
 
-const char* to_string(sync_state s) {
-  switch (s) {
-    case sync_state::partial: return "partial";
-    case sync_state::pending_backfill: return "pending_backfill";
-    case sync_state::complete: return "complete";
-    case sync_state::failed: return "failed";
-  }
-  return "?";
-}
-
-std::optional<sync_state> parse_sync_state(std::string_view text) {
-  for (auto s : {sync_state::partial, sync_state::pending_backfill, sync_state::complete, sync_state::failed})
-    if (text == to_string(s))
-      return s;
-  return std::nullopt;
-}
-
 const char* to_string(backfill_outcome o) {
   switch (o) {
     case backfill_outcome::completed: return "completed";

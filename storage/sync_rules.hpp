@@ -4,19 +4,14 @@
 // the set-based statements (mark by limit, reset_requests, requeue, recovery) state the same
 // rules in SQL, and tests/sync_rules_test.cpp (the functions) and tests/storage_test.cpp (the
 // SQL, on both backends) check both against the same table.
+#include "common/states.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 
 namespace nodecoord::storage {
-
-enum class sync_state : uint8_t { partial, pending_backfill, complete, failed };
-
-/// The column's spelling ("partial", "pending_backfill", "complete", "failed").
-const char* to_string(sync_state);
-/// Parses the column's spelling; nullopt for anything else.
-std::optional<sync_state> parse_sync_state(std::string_view);
 
 /// What became of one attempt pending under a request when its response was applied.
 enum class backfill_outcome : uint8_t {

@@ -91,7 +91,7 @@ void refuse(node_client& c, const json& req, const std::string& id) {
   c.send_line(protocol::encode_backfill_response(resp));
 }
 
-std::string sync_state(daemon_under_test& d, const std::string& attempt) {
+std::string sync_state_of(daemon_under_test& d, const std::string& attempt) {
   auto rows = d.rows("SELECT sync_state FROM node_task_attempts WHERE id = '" + attempt + "'");
   return rows.empty() ? "(none)" : rows[0];
 }
@@ -241,7 +241,7 @@ BOOST_AUTO_TEST_CASE(on_demand_backfill_requeue_and_metrics) {
   auto id = new_uuid();
   c.send_line(protocol::encode_attempt({id, "task", "running", "", "", ""}));
   c.heartbeat_roundtrip(1);
-  BOOST_TEST_REQUIRE(eventually([&] { return sync_state(d, id) == "partial"; }));
+  BOOST_TEST_REQUIRE(eventually([&] { return sync_state_of(d, id) == "partial"; }));
   auto attempt = ok_data(http(d, "GET", "/api/attempts/" + id));
   BOOST_TEST(attempt["attempt"]["sync_state"] == "partial");
   BOOST_TEST(attempt["backfill"]["requested"] == true);
@@ -253,7 +253,7 @@ BOOST_AUTO_TEST_CASE(on_demand_backfill_requeue_and_metrics) {
   BOOST_TEST(again.status == 409, again.body);
   // Answer with a failure: back to partial, one failure counted.
   refuse(c, req, id);
-  BOOST_TEST_REQUIRE(eventually([&] { return sync_state(d, id) == "partial"; }));
+  BOOST_TEST_REQUIRE(eventually([&] { return sync_state_of(d, id) == "partial"; }));
   auto posted = http(d, "POST", "/api/attempts/" + id + "/backfill");
   BOOST_TEST_REQUIRE(posted.status == 202, posted.body);
   auto job_id = ok_data(posted)["job_id"].get<std::string>();
@@ -271,7 +271,7 @@ BOOST_AUTO_TEST_CASE(on_demand_backfill_requeue_and_metrics) {
   BOOST_TEST(ctl_any({"--admin", d.admin_url(), "requeue", new_uuid()}).code == 4);
   c.close();
   d.wait_offline("alpha", "socket_closed");
-  BOOST_TEST_REQUIRE(eventually([&] { return sync_state(d, id) == "partial"; }));
+  BOOST_TEST_REQUIRE(eventually([&] { return sync_state_of(d, id) == "partial"; }));
   // Offline node: 409.
   auto offline = http(d, "POST", "/api/attempts/" + id + "/backfill");
   BOOST_TEST(offline.status == 409, offline.body);
@@ -285,7 +285,7 @@ BOOST_AUTO_TEST_CASE(on_demand_backfill_requeue_and_metrics) {
   BOOST_TEST(requeued["attempt"]["sync_state"] == "partial");
   BOOST_TEST(requeued["attempt"]["backfill_failures"] == 0);
   BOOST_TEST(requeued["attempt"]["sync_state"] == "partial");
-  BOOST_TEST(sync_state(d, id) == "partial");
+  BOOST_TEST(sync_state_of(d, id) == "partial");
   auto listed = d.ctl({"attempts", "list", "--node", "alpha", "--sync-state", "partial"});
   BOOST_TEST_REQUIRE(listed["attempts"].size() == 1u);
   BOOST_TEST(listed["attempts"][0]["id"] == id);
@@ -514,7 +514,7 @@ void requested_then_refused(daemon_under_test& d, node_client& c, const std::str
   BOOST_TEST(req["request_id"] == request);
   BOOST_TEST(req["attempt_ids"] == json::array({id}));
   refuse_all(c, req);
-  BOOST_TEST_REQUIRE(eventually([&] { return sync_state(d, id) == "partial"; }), backfill_view(d, id));
+  BOOST_TEST_REQUIRE(eventually([&] { return sync_state_of(d, id) == "partial"; }), backfill_view(d, id));
 }
 
 void ids_in_upper_case(daemon_under_test& d) {
@@ -580,7 +580,7 @@ void ids_in_upper_case(daemon_under_test& d) {
   auto requeued = http(d, "POST", "/api/attempts/" + upper(failed) + "/requeue");
   BOOST_TEST_REQUIRE(requeued.status == 200, requeued.body);
   BOOST_TEST(ok_data(requeued)["attempt"]["id"] == failed);
-  BOOST_TEST(sync_state(d, failed) == "partial");
+  BOOST_TEST(sync_state_of(d, failed) == "partial");
   BOOST_TEST(http(d, "POST", "/api/attempts/" + upper(unknown) + "/requeue").status == 404);
 
   // Cursors in upper case page exactly as in lower case.

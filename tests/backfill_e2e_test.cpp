@@ -64,7 +64,7 @@ void answer(node_client& c, const json& req, const std::map<std::string, node_at
   c.send_line(protocol::encode_backfill_response(resp));
 }
 
-std::string sync_state(daemon_under_test& d, const std::string& attempt) {
+std::string sync_state_of(daemon_under_test& d, const std::string& attempt) {
   auto rows = d.rows("SELECT sync_state FROM node_task_attempts WHERE id = '" + attempt + "'");
   return rows.empty() ? "(none)" : rows[0];
 }
@@ -114,8 +114,8 @@ void reports_with_gaps_then_reconnect_backfills_everything(const std::string& st
     answer(c, req, have);
   }
   for (auto& [id, a] : have)
-    BOOST_TEST_REQUIRE(eventually([&] { return sync_state(d, id) == "complete"; }),
-                       "attempt " << id << " is " << sync_state(d, id) << "; stderr:\n" << d.process().stderr_tail());
+    BOOST_TEST_REQUIRE(eventually([&] { return sync_state_of(d, id) == "complete"; }),
+                       "attempt " << id << " is " << sync_state_of(d, id) << "; stderr:\n" << d.process().stderr_tail());
   // Exactly the node's lines, each once.
   for (auto& [id, a] : have) {
     auto stored = d.rows("SELECT seq, stream, line FROM attempt_logs WHERE attempt_id = '" + id + "' ORDER BY seq");
@@ -142,17 +142,17 @@ void a_request_in_flight_at_a_crash_is_recovered_at_restart(const std::string& s
   // Whatever this session was asked is reset when it leaves; reconnect to be asked.
   c.close();
   d.wait_offline("alpha", "socket_closed");
-  BOOST_TEST_REQUIRE(eventually([&] { return sync_state(d, id) == "partial"; }));
+  BOOST_TEST_REQUIRE(eventually([&] { return sync_state_of(d, id) == "partial"; }));
   auto c2 = connect_and_hello(d, n);
   auto req = next_request(c2);
   BOOST_TEST_REQUIRE(req["attempt_ids"] == json::array({id}));
-  BOOST_TEST_REQUIRE(sync_state(d, id) == "pending_backfill");
+  BOOST_TEST_REQUIRE(sync_state_of(d, id) == "pending_backfill");
   d.process().send_signal(SIGKILL);
   d.process().wait_exit(exit_bound);
   c2.close();
   // The restarted daemon resets before it listens: by "ready" the row is partial again.
   d.start();
-  BOOST_TEST(sync_state(d, id) == "partial");
+  BOOST_TEST(sync_state_of(d, id) == "partial");
   auto job = d.rows("SELECT status FROM jobs WHERE id = '" + req["request_id"].get<std::string>() + "'");
   BOOST_TEST_REQUIRE(job.size() == 1u);
   BOOST_TEST(job[0] == "abandoned");
@@ -163,7 +163,7 @@ void a_request_in_flight_at_a_crash_is_recovered_at_restart(const std::string& s
   BOOST_TEST(again["request_id"] != req["request_id"]);
   std::map<std::string, node_attempt> have{{id, {id, make_lines(2, "x")}}};
   answer(c3, again, have);
-  BOOST_TEST(eventually([&] { return sync_state(d, id) == "complete"; }));
+  BOOST_TEST(eventually([&] { return sync_state_of(d, id) == "complete"; }));
   c3.close();
   d.stop();
 }
@@ -189,10 +189,10 @@ void a_node_that_never_answers_one_attempt_does_not_hold_up_the_others(const std
   auto poison = order[0];
   int poison_requests = 0, answered = 0;
   auto settled = [&] {
-    if (sync_state(d, poison) != "failed")
+    if (sync_state_of(d, poison) != "failed")
       return false;
     for (auto& id : order)
-      if (id != poison && sync_state(d, id) != "complete")
+      if (id != poison && sync_state_of(d, id) != "complete")
         return false;
     return true;
   };
@@ -209,7 +209,7 @@ void a_node_that_never_answers_one_attempt_does_not_hold_up_the_others(const std
     answer(c, *f, have);
     ++answered;
   }
-  BOOST_TEST_REQUIRE(settled(), "poison " << sync_state(d, poison) << ", requests with it " << poison_requests
+  BOOST_TEST_REQUIRE(settled(), "poison " << sync_state_of(d, poison) << ", requests with it " << poison_requests
                                           << ", answered " << answered << "; stderr:\n" << d.process().stderr_tail());
   BOOST_TEST(poison_requests == 3, "8, then 2, then the poison alone");
   auto failures = d.rows("SELECT backfill_failures FROM node_task_attempts WHERE id = '" + poison + "'");

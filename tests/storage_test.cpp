@@ -54,7 +54,7 @@ attempt_record get(test_database& t, const std::string& id) {
   return r.attempt;
 }
 
-std::string job_status(test_database& t, const std::string& id) {
+std::string job_status_of(test_database& t, const std::string& id) {
   std::string s;
   query(t.db().session(), "SELECT status FROM jobs WHERE id = :id").bind("id", id).each([&](const soci::row& r) {
     s = col_str(r, 0);
@@ -332,7 +332,7 @@ NC_BOTH_BACKENDS(mark_pending_cas_from_partial_only) {
   BOOST_TEST(get(t, x).sync_state == "pending_backfill");
   BOOST_TEST(get(t, x).backfill_request_id == r1);
   BOOST_TEST(get(t, foreign).sync_state == "partial");
-  BOOST_TEST(job_status(t, r1) == "running");
+  BOOST_TEST(job_status_of(t, r1) == "running");
   BOOST_TEST(count(t, "SELECT attempt_count FROM jobs WHERE id = '" + r1 + "'") == 2);
   // Rule 4: an attempt is never in two live requests.
   auto r2 = new_uuid();
@@ -340,7 +340,7 @@ NC_BOTH_BACKENDS(mark_pending_cas_from_partial_only) {
   BOOST_TEST(m2.marked.empty());
   BOOST_TEST(get(t, x).backfill_request_id == r1);
   // Nothing marked: no job left behind.
-  BOOST_TEST(job_status(t, r2).empty());
+  BOOST_TEST(job_status_of(t, r2).empty());
   // A request under a stale epoch marks nothing.
   auto w = add_attempt(t, a);
   BOOST_TEST(t.run(mark_pending{new_uuid(), a.id, epoch + 1, {w}}).marked.empty());
@@ -395,7 +395,7 @@ NC_BOTH_BACKENDS(apply_backfill_rules_1_to_3) {
   BOOST_TEST(get(t, short_logs).backfill_failures == 1);
   BOOST_TEST(get(t, failing).backfill_failures == 1); // rule 3
   BOOST_TEST(get(t, unanswered).sync_state == "partial");
-  BOOST_TEST(job_status(t, req) == "failed");
+  BOOST_TEST(job_status_of(t, req) == "failed");
   BOOST_TEST(count(t, "SELECT COUNT(*) FROM jobs WHERE detail IS NOT NULL") == 1);
   // Rule 1: the same response again (duplicate) changes nothing.
   auto before = t.dump();
@@ -415,7 +415,7 @@ NC_BOTH_BACKENDS(apply_backfill_all_ok_succeeds_job) {
   t.run(mark_pending{req, a.id, epoch, {x}});
   auto r = t.run(apply_backfill{req, a.id, {{x, true, 2, ""}}, 5});
   BOOST_TEST(r.job_status == "succeeded");
-  BOOST_TEST(job_status(t, req) == "succeeded");
+  BOOST_TEST(job_status_of(t, req) == "succeeded");
   BOOST_TEST(get(t, x).sync_state == "complete");
 }
 
@@ -441,7 +441,7 @@ NC_BOTH_BACKENDS(foreign_late_and_stale_epoch_responses_change_nothing) {
   BOOST_TEST(r.stale == 1);
   BOOST_TEST(get(t, x).sync_state == "pending_backfill");
   BOOST_TEST(get(t, x).backfill_request_id == req2);
-  BOOST_TEST(job_status(t, req) == "cancelled");
+  BOOST_TEST(job_status_of(t, req) == "cancelled");
 }
 
 NC_BOTH_BACKENDS(a_response_applied_after_its_node_reconnected_still_counts) {
@@ -461,7 +461,7 @@ NC_BOTH_BACKENDS(a_response_applied_after_its_node_reconnected_still_counts) {
   BOOST_TEST(r.reset == 1);
   BOOST_TEST(get(t, x).sync_state == "complete");
   BOOST_TEST(get(t, y).sync_state == "partial");
-  BOOST_TEST(job_status(t, req) == "failed");
+  BOOST_TEST(job_status_of(t, req) == "failed");
 }
 
 NC_BOTH_BACKENDS(max_failures_makes_attempt_failed_and_requeue) {
@@ -612,7 +612,7 @@ NC_BOTH_BACKENDS(an_expired_request_counts_a_failure_a_session_end_does_not) {
     op.count_failure = expire;
     op.max_failures = 3;
     auto r = t.run(op);
-    BOOST_TEST(job_status(t, req) == op.job_status);
+    BOOST_TEST(job_status_of(t, req) == op.job_status);
     return r;
   };
   for (int i = 0; i < 4; ++i) {
@@ -792,15 +792,15 @@ NC_BOTH_BACKENDS(reset_requests_and_reset_all_pending) {
   BOOST_TEST(r.jobs_finished == 1);
   BOOST_TEST(get(t, x).sync_state == "partial");
   BOOST_TEST(get(t, z).sync_state == "complete");
-  BOOST_TEST(job_status(t, r1) == "expired");
-  BOOST_TEST(job_status(t, r3) == "succeeded");
+  BOOST_TEST(job_status_of(t, r1) == "expired");
+  BOOST_TEST(job_status_of(t, r3) == "succeeded");
   // Startup: every pending row back to partial, open jobs abandoned, online nodes offline.
   auto all = t.run(reset_all_pending{});
   BOOST_TEST(all.attempts_reset == 1);
   BOOST_TEST(all.jobs_abandoned == 1);
   BOOST_TEST(all.nodes_offlined == 1);
   BOOST_TEST(get(t, y).sync_state == "partial");
-  BOOST_TEST(job_status(t, r2) == "abandoned");
+  BOOST_TEST(job_status_of(t, r2) == "abandoned");
   BOOST_TEST(t.run(node_lookup_by_name{"alpha"}).node.disconnect_reason == "restart");
   BOOST_TEST(count(t, "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'") == 0);
   BOOST_TEST(t.run(reset_all_pending{}).attempts_reset == 0);

@@ -7,13 +7,18 @@
 #include "storage/sync_rules.hpp"
 
 #include <ostream>
+#include <set>
+#include <string>
 #include <vector>
 
+using namespace nodecoord;
 using namespace nodecoord::storage;
 namespace rules = nodecoord::storage::sync_rules;
 
-namespace nodecoord::storage {
+namespace nodecoord {
 std::ostream& operator<<(std::ostream& os, sync_state s) { return os << to_string(s); }
+} // namespace nodecoord
+namespace nodecoord::storage {
 std::ostream& operator<<(std::ostream& os, backfill_outcome o) { return os << to_string(o); }
 std::ostream& operator<<(std::ostream& os, const sync_row& r) {
   return os << "{" << r.state << " req=" << (r.request_id.empty() ? "-" : r.request_id) << " owner=" << r.owner
@@ -43,10 +48,45 @@ const sync_state all_states[] = {sync_state::partial, sync_state::pending_backfi
 
 BOOST_AUTO_TEST_CASE(sync_state_spellings_round_trip) {
   for (auto s : all_states)
-    BOOST_TEST((parse_sync_state(to_string(s)) == s));
+    BOOST_TEST((parse<sync_state>(to_string(s)) == s));
   BOOST_TEST(std::string(to_string(sync_state::pending_backfill)) == "pending_backfill");
   for (auto bad : {"", "Partial", "pending", "complete ", "done"})
-    BOOST_TEST(!parse_sync_state(bad).has_value(), bad);
+    BOOST_TEST(!parse<sync_state>(bad).has_value(), bad);
+}
+
+// Every status enum: one spelling each, parsed back, nothing else parsed.
+template <class E>
+void round_trips() {
+  std::set<std::string> seen;
+  for (auto name : names_of<E>()) {
+    auto e = parse<E>(name);
+    BOOST_TEST_REQUIRE(e.has_value(), name);
+    BOOST_TEST(std::string(to_string(*e)) == std::string(name));
+    BOOST_TEST(seen.insert(std::string(name)).second, "spelled twice: " << name);
+    BOOST_TEST(is(name, *e));
+  }
+  BOOST_TEST(!parse<E>("").has_value());
+  BOOST_TEST(!parse<E>("RUNNING").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(every_status_enum_round_trips) {
+  round_trips<sync_state>();
+  round_trips<attempt_state>();
+  round_trips<node_status>();
+  round_trips<job_type>();
+  round_trips<job_status>();
+  BOOST_TEST(names_of<job_status>().size() == 7u);
+  BOOST_TEST(std::string(to_string(node_status::disabled)) == "disabled");
+  // Final states: what never changes again.
+  for (auto s : {job_status::queued, job_status::running})
+    BOOST_TEST(!is_final(s));
+  for (auto s : {job_status::succeeded, job_status::failed, job_status::cancelled, job_status::expired,
+                 job_status::abandoned})
+    BOOST_TEST(is_final(s));
+  for (auto s : {attempt_state::queued, attempt_state::running})
+    BOOST_TEST(!is_final(s));
+  for (auto s : {attempt_state::succeeded, attempt_state::failed, attempt_state::cancelled})
+    BOOST_TEST(is_final(s));
 }
 
 BOOST_AUTO_TEST_CASE(a_new_attempt_starts_partial) {

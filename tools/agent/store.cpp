@@ -1,5 +1,7 @@
 #include "tools/agent/store.hpp"
 
+#include "common/states.hpp"
+
 #include "common/clock.hpp"
 #include "common/ids.hpp"
 #include "storage/query.hpp"
@@ -20,11 +22,12 @@ using storage::col_str;
 using storage::query;
 
 bool is_attempt_state(const std::string& s) {
-  return s == "queued" || s == "running" || s == "succeeded" || s == "failed" || s == "cancelled";
+  return parse<attempt_state>(s).has_value();
 }
 
 bool is_final_state(const std::string& s) {
-  return s == "succeeded" || s == "failed" || s == "cancelled";
+  auto state = parse<attempt_state>(s);
+  return state && is_final(*state);
 }
 
 std::string valid_utf8(const std::string& s) {
@@ -143,7 +146,7 @@ std::string store::start_attempt(const std::string& task_id, const std::string& 
       .bind("id", id)
       .bind("task", valid_utf8(task_id))
       .bind("state", state)
-      .bind_nullable("started", state == "queued" ? "" : now)
+      .bind_nullable("started", is(state, attempt_state::queued) ? "" : now)
       .bind_nullable("finished", is_final_state(state) ? now : "")
       .bind_nullable("meta", meta)
       .bind("now", now)
@@ -164,7 +167,7 @@ void store::set_state(const std::string& attempt_id, const std::string& state, c
                           "finished_at = CASE WHEN :final = 1 THEN COALESCE(finished_at, :now) ELSE finished_at END, "
                           "meta = COALESCE(:meta, meta) WHERE id = :id")
                .bind("state", state)
-               .bind_nullable("started", state == "queued" ? "" : now)
+               .bind_nullable("started", is(state, attempt_state::queued) ? "" : now)
                .bind("final", int64_t{is_final_state(state) ? 1 : 0})
                .bind("now", now)
                .bind_nullable("meta", meta)

@@ -131,10 +131,10 @@ using storage_actor = caf::typed_actor<
 using registry_actor = caf::typed_actor<
   // Authenticate a hello and register the session (a caf::actor: node_session broker).
   caf::replies_to<hello_atom, auth_request, caf::actor>::with<auth_result>,
-  // A session ended (node_id, epoch, reason): offline only if the epoch is still current.
-  caf::reacts_to<ended_atom, std::string, int64_t, std::string>,
-  // A frame arrived from (node_id, epoch): last_seen_at, flushed in batches.
-  caf::reacts_to<seen_atom, std::string, int64_t>,
+  // A session ended (reason): offline only if the epoch is still current.
+  caf::reacts_to<ended_atom, session_ref, std::string>,
+  // A frame arrived from the session: last_seen_at, flushed in batches.
+  caf::reacts_to<seen_atom, session_ref>,
   // Internal: write the batched last_seen_at.
   caf::reacts_to<flush_atom>,
   // Internal: write the session ends gathered since the last one, as one operation.
@@ -147,8 +147,8 @@ using registry_actor = caf::typed_actor<
   caf::replies_to<shutdown_atom>::with<uint64_t>,
   // The connected nodes.
   caf::replies_to<caf::get_atom>::with<std::vector<connected_node>>,
-  // Receive (node_up_atom, node_id, epoch, session) after every welcome and (node_down_atom, node_id,
-  // epoch, reason) for every ended session, superseded ones included (tracker, scheduler).
+  // Receive (node_up_atom, session_ref, broker) after every welcome and (node_down_atom, session_ref,
+  // reason) for every ended session, superseded ones included (tracker, scheduler).
   caf::reacts_to<subscribe_atom, caf::actor>>;
 
 
@@ -157,16 +157,15 @@ using registry_actor = caf::typed_actor<
 using tracker_actor = caf::typed_actor<
   // Mark, record the job and send a backfill_request; answers once marked and handed over.
   caf::replies_to<backfill_order>::with<order_result>,
-  // A backfill_response (node_id, epoch, request_id, results): true once applied and committed;
+  // A backfill_response (session, request_id, results): true once applied and committed;
   // false = unknown_request.
-  caf::replies_to<response_atom, std::string, int64_t, std::string,
-                  std::vector<storage::backfill_item>>::with<bool>,
-  // The session could not write the request (request_id, node_id, epoch): reset at once.
-  caf::reacts_to<sendfail_atom, std::string, std::string, int64_t>,
-  // From the registry: a session began (node_id, epoch, session broker).
-  caf::reacts_to<node_up_atom, std::string, int64_t, caf::actor>,
-  // From the registry: a session ended (node_id, epoch, reason).
-  caf::reacts_to<node_down_atom, std::string, int64_t, std::string>,
+  caf::replies_to<response_atom, session_ref, std::string, std::vector<storage::backfill_item>>::with<bool>,
+  // The session could not write the request (session, request_id): reset at once.
+  caf::reacts_to<sendfail_atom, session_ref, std::string>,
+  // From the registry: a session began (session, its broker).
+  caf::reacts_to<node_up_atom, session_ref, caf::actor>,
+  // From the registry: a session ended (session, reason).
+  caf::reacts_to<node_down_atom, session_ref, std::string>,
   // Expire the requests past their deadline (its own timer; the reconcile asks too).
   caf::reacts_to<expire_atom>,
   // Internal: send the resets gathered since the last one, coalesced.
@@ -184,10 +183,10 @@ using scheduler_actor = caf::typed_actor<
   caf::replies_to<backfill_atom, std::string>::with<order_result>,
   // Run a reconcile pass now (or join the running one); answers when it is done.
   caf::replies_to<reconcile_atom>::with<reconcile_report>,
-  // From the registry: a session began (node_id, epoch, session broker): queue its reconnect request.
-  caf::reacts_to<node_up_atom, std::string, int64_t, caf::actor>,
-  // From the registry: a session ended (node_id, epoch, reason).
-  caf::reacts_to<node_down_atom, std::string, int64_t, std::string>,
+  // From the registry: a session began (session, its broker): queue its reconnect request.
+  caf::reacts_to<node_up_atom, session_ref, caf::actor>,
+  // From the registry: a session ended (session, reason).
+  caf::reacts_to<node_down_atom, session_ref, std::string>,
   // Internal: the next paced reconnect request is due.
   caf::reacts_to<pace_atom>,
   // Internal: reconcile_interval elapsed.
@@ -206,8 +205,8 @@ using admin_actor = caf::typed_actor<
 
 // node_session (a dynamically typed broker, one per connection) accepts:
 //   (caf::close_atom, std::string reason)  write close{reason} and disconnect;
-//   (backfill_atom, request_id, node_id, epoch, frame)  write a backfill_request frame; if it
-//                                          cannot, tell the tracker (sendfail_atom).
+//   (backfill_atom, backfill_delivery)     write a backfill_request frame; if it cannot (not
+//                                          this session), tell the tracker (sendfail_atom).
 // acceptor (a dynamically typed broker) accepts:
 //   (port_atom) -> uint16_t                 the port it listens on;
 //   (stats_atom) -> acceptor_stats          counters;
@@ -252,6 +251,8 @@ NODECOORD_LOCAL_OP(reset_requests)
 NODECOORD_LOCAL_OP(attempt_requeue)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::nodes_with_partial)
 NODECOORD_LOCAL_TYPE(std::vector<nodecoord::storage::backfill_item>)
+NODECOORD_LOCAL_TYPE(nodecoord::session_ref)
+NODECOORD_LOCAL_TYPE(nodecoord::backfill_delivery)
 NODECOORD_LOCAL_TYPE(nodecoord::backfill_order)
 NODECOORD_LOCAL_TYPE(nodecoord::order_result)
 NODECOORD_LOCAL_TYPE(nodecoord::tracker_status)

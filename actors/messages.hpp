@@ -10,6 +10,22 @@
 
 namespace nodecoord {
 
+/// One session of one node: what a request, a frame or a session event belongs to. The epoch
+/// fences it: news of an older session than the current one changes nothing.
+struct session_ref {
+  std::string node_id;
+  int64_t epoch = 0;
+
+  bool operator==(const session_ref&) const = default;
+};
+
+/// A backfill_request frame for a session to write (tracker -> node_session).
+struct backfill_delivery {
+  session_ref to;
+  std::string request_id;
+  std::string frame; // the encoded line
+};
+
 /// What the storage actor reports about itself (readiness, metrics).
 struct storage_status {
   bool available = false;  // connected and migrated: "database unavailable" otherwise

@@ -107,7 +107,7 @@ void terminate(self_ptr self, const std::string& reason) {
   bool was_active = st.ph == node_session_state::phase::active;
   st.ph = node_session_state::phase::closing;
   if (was_active) {
-    self->send(st.opts.registry, ended_atom::value, st.node_id, st.epoch, reason);
+    self->send(st.opts.registry, ended_atom::value, session_ref{st.node_id, st.epoch}, reason);
     metrics::daemon().sessions.fetch_sub(1, std::memory_order_relaxed);
     metrics::daemon().disconnects.inc(reason);
   }
@@ -165,7 +165,7 @@ void handle_line(self_ptr self, std::string_view line) {
       // more often buys nothing and costs a scheduled message per heartbeat.
       if (st.last_frame - st.last_seen_report >= std::chrono::seconds(5)) {
         st.last_seen_report = st.last_frame;
-        self->send(st.opts.registry, seen_atom::value, st.node_id, st.epoch);
+        self->send(st.opts.registry, seen_atom::value, session_ref{st.node_id, st.epoch});
       }
       auto decoded = protocol::decode(line);
       if (auto* err = std::get_if<protocol::decode_error>(&decoded)) {
@@ -451,7 +451,7 @@ void handle_active(self_ptr self, protocol::node_message&& msg, uint64_t bytes) 
         // sees them (the tracker's apply reaches storage after them). The tracker answers once
         // the response is applied (committed), so a heartbeat after it waits for that too.
         auto t = hand_on(self, bytes);
-        self->request(st.opts.tracker, caf::infinite, response_atom::value, st.node_id, st.epoch, request_id,
+        self->request(st.opts.tracker, caf::infinite, response_atom::value, session_ref{st.node_id, st.epoch}, request_id,
                       std::move(items))
           .then(
             [=](bool known) {
@@ -506,13 +506,12 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
     [=](caf::close_atom, const std::string& reason) {
       close_with(self, protocol::encode_close(reason), reason);
     },
-    [=](backfill_atom, const std::string& request_id, const std::string& node_id, int64_t epoch,
-        const std::string& line) {
+    [=](backfill_atom, const backfill_delivery& d) {
       // A request this session cannot deliver is reset at once (lessons.md: mark then fail to send).
       auto& s = self->state;
-      bool mine = s.ph == node_session_state::phase::active && s.node_id == node_id && s.epoch == epoch;
-      if ((!mine || !write_line(self, line)) && s.opts.tracker)
-        self->send(s.opts.tracker, sendfail_atom::value, request_id, node_id, epoch);
+      bool mine = s.ph == node_session_state::phase::active && d.to == session_ref{s.node_id, s.epoch};
+      if ((!mine || !write_line(self, d.frame)) && s.opts.tracker)
+        self->send(s.opts.tracker, sendfail_atom::value, d.to, d.request_id);
     },
     [=](hello_timeout_atom) {
       // A deadline for the whole handshake: a hello still being checked when it passes (the

@@ -117,7 +117,7 @@ void begin_session(self_ptr self, promise rp, storage::node_record node, int64_t
           rp.deliver(auth_result{true, "", "", node.id, r.epoch});
           // After the answer: whatever node_up causes (a backfill_request) reaches the session
           // after it has written its welcome.
-          self->state.publish(node_up_atom::value, node.id, r.epoch, session);
+          self->state.publish(node_up_atom::value, session_ref{node.id, r.epoch}, session);
           return;
         }
         // Another hello of this node won the compare-and-set: take the next epoch. Each retry
@@ -140,7 +140,7 @@ void end_session(self_ptr self, const std::string& node_id, int64_t epoch, const
   auto& st = self->state;
   // Every ended session, current or superseded: its requests are keyed by epoch, so the tracker
   // can always drop them safely.
-  st.publish(node_down_atom::value, node_id, epoch, reason);
+  st.publish(node_down_atom::value, session_ref{node_id, epoch}, reason);
   auto it = st.nodes.find(node_id);
   if (it == st.nodes.end() || it->second.epoch != epoch) {
     // A superseded session: the newer one owns the node's entry and row.
@@ -262,14 +262,14 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
       });
       return rp;
     },
-    [=](ended_atom, const std::string& node_id, int64_t epoch, const std::string& reason) {
-      end_session(self, node_id, epoch, reason);
+    [=](ended_atom, const session_ref& who, const std::string& reason) {
+      end_session(self, who.node_id, who.epoch, reason);
     },
-    [=](seen_atom, const std::string& node_id, int64_t epoch) {
+    [=](seen_atom, const session_ref& who) {
       auto& s = self->state;
-      auto it = s.nodes.find(node_id);
-      if (it != s.nodes.end() && it->second.epoch == epoch)
-        s.seen[node_id] = format_time(s.opts.clock());
+      auto it = s.nodes.find(who.node_id);
+      if (it != s.nodes.end() && it->second.epoch == who.epoch)
+        s.seen[who.node_id] = format_time(s.opts.clock());
     },
     [=](settle_atom) { write_session_ends(self); },
     [=](flush_atom) {

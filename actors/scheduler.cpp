@@ -211,19 +211,19 @@ scheduler_actor::behavior_type scheduler_impl(self_ptr self, scheduler_options o
       self->delayed_send(self, self->state.opts.reconcile_interval, tick_atom::value);
       start_pass(self);
     },
-    [=](node_up_atom, const std::string& node_id, int64_t epoch, const caf::actor&) {
+    [=](node_up_atom, const session_ref& who, const caf::actor&) {
       auto& cur = self->state;
-      auto& e = cur.connected[node_id];
-      if (e > epoch)
+      auto& e = cur.connected[who.node_id];
+      if (e > who.epoch)
         return;
-      e = epoch;
-      cur.reconnect_queue.emplace_back(node_id, epoch);
+      e = who.epoch;
+      cur.reconnect_queue.emplace_back(who.node_id, who.epoch);
       arm_pace(self);
     },
-    [=](node_down_atom, const std::string& node_id, int64_t epoch, const std::string&) {
+    [=](node_down_atom, const session_ref& who, const std::string&) {
       auto& cur = self->state;
-      auto c = cur.connected.find(node_id);
-      if (c != cur.connected.end() && c->second == epoch)
+      auto c = cur.connected.find(who.node_id);
+      if (c != cur.connected.end() && c->second == who.epoch)
         cur.connected.erase(c);
     },
     [=](pace_atom) {

@@ -185,7 +185,8 @@ void place_order(self_ptr self, caf::typed_response_promise<order_result> rp, ba
         arm_deadline_timer(self);
         ++cur.counters.requested;
         // The session is known: a request lives only while its session does.
-        caf::anon_send(cur.sessions.at(node_id).handle, backfill_atom::value, id, node_id, req_epoch, line);
+        caf::anon_send(cur.sessions.at(node_id).handle, backfill_atom::value,
+                       backfill_delivery{session_ref{node_id, req_epoch}, id, line});
         log::info("backfill requested", {{"node_id", node_id}, {"epoch", req_epoch}, {"request", id},
                                          {"attempts", count}, {"trigger", trigger}});
         rp.deliver(order_result{order_status::requested, id, count, ""});
@@ -250,11 +251,13 @@ tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
       place_order(self, rp, std::move(order));
       return rp;
     },
-    [=](response_atom, const std::string& node_id, int64_t epoch, const std::string& request_id,
+    [=](response_atom, const session_ref& from, const std::string& request_id,
         std::vector<storage::backfill_item>& items) -> caf::result<bool> {
-      return handle_response(self, node_id, epoch, request_id, std::move(items));
+      return handle_response(self, from.node_id, from.epoch, request_id, std::move(items));
     },
-    [=](sendfail_atom, const std::string& request_id, const std::string& node_id, int64_t epoch) {
+    [=](sendfail_atom, const session_ref& to, const std::string& request_id) {
+      const auto& node_id = to.node_id;
+      const auto epoch = to.epoch;
       // lessons.md "mark then fail to send": a request the node never got is reset at once.
       auto& st = self->state;
       auto* r = st.book.find(request_id);
@@ -264,7 +267,9 @@ tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
       ++st.counters.send_failures;
       reset(self, {*taken}, "cancelled", "send failed");
     },
-    [=](node_up_atom, const std::string& node_id, int64_t epoch, caf::actor session) {
+    [=](node_up_atom, const session_ref& who, caf::actor session) {
+      const auto& node_id = who.node_id;
+      const auto epoch = who.epoch;
       auto& st = self->state;
       auto& s = st.sessions[node_id];
       if (s.epoch > epoch)
@@ -275,7 +280,9 @@ tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
       st.counters.cancelled += older.size();
       reset(self, older, "cancelled", "superseded");
     },
-    [=](node_down_atom, const std::string& node_id, int64_t epoch, const std::string& reason) {
+    [=](node_down_atom, const session_ref& who, const std::string& reason) {
+      const auto& node_id = who.node_id;
+      const auto epoch = who.epoch;
       auto& st = self->state;
       auto taken = st.book.take_session(node_id, epoch);
       st.counters.cancelled += taken.size();

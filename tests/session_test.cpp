@@ -444,8 +444,8 @@ BOOST_FIXTURE_TEST_CASE(late_cleanup_of_an_old_epoch_does_not_clobber, session_f
   auto [new_conn, w2] = login(n);
   // The old connection's cleanup is delivered only now (lessons.md: the server noticed the dead
   // socket minutes after the node had reconnected), twice, with a socket-closed reason.
-  caf::anon_send(registry, ended_atom::value, n.id, int64_t{1}, std::string("socket_closed"));
-  caf::anon_send(registry, ended_atom::value, n.id, int64_t{1}, std::string("idle_timeout"));
+  caf::anon_send(registry, ended_atom::value, session_ref{n.id, int64_t{1}}, std::string("socket_closed"));
+  caf::anon_send(registry, ended_atom::value, session_ref{n.id, int64_t{1}}, std::string("idle_timeout"));
   run();
   auto r = row(n);
   BOOST_TEST(r.status == "online");
@@ -457,7 +457,7 @@ BOOST_FIXTURE_TEST_CASE(late_cleanup_of_an_old_epoch_does_not_clobber, session_f
   send(new_conn, protocol::encode_heartbeat(1));
   BOOST_TEST(frames(new_conn).at(0)["type"] == "heartbeat_ack");
   // The current epoch's end does apply.
-  caf::anon_send(registry, ended_atom::value, n.id, int64_t{2}, std::string("socket_closed"));
+  caf::anon_send(registry, ended_atom::value, session_ref{n.id, int64_t{2}}, std::string("socket_closed"));
   run();
   BOOST_TEST(row(n).status == "offline");
   BOOST_TEST(row(n).disconnect_reason == "socket_closed");
@@ -552,7 +552,7 @@ BOOST_FIXTURE_TEST_CASE(session_ends_received_before_the_registry_stops_are_writ
   BOOST_TEST(row(n).status == "online");
   // The end and the exit are both in the registry's mailbox before it runs: the end is gathered
   // for one batched write, and the exit must not drop it.
-  caf::anon_send(registry, ended_atom::value, row(n).id, row(n).session_epoch, std::string("socket_closed"));
+  caf::anon_send(registry, ended_atom::value, session_ref{row(n).id, row(n).session_epoch}, std::string("socket_closed"));
   caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);
   run();
   BOOST_TEST(row(n).status == "offline");
@@ -570,11 +570,15 @@ BOOST_FIXTURE_TEST_CASE(node_up_and_down_for_every_session_epoch, session_fixtur
   std::vector<std::string> events;
   while (!sub->mailbox().empty())
     sub->receive(
-      [&](node_up_atom, const std::string& id, int64_t epoch, const caf::actor&) {
+      [&](node_up_atom, const session_ref& who, const caf::actor&) {
+        const auto& id = who.node_id;
+        auto epoch = who.epoch;
         BOOST_TEST(id == n.id);
         events.push_back("up " + std::to_string(epoch));
       },
-      [&](node_down_atom, const std::string& id, int64_t epoch, const std::string& reason) {
+      [&](node_down_atom, const session_ref& who, const std::string& reason) {
+        const auto& id = who.node_id;
+        auto epoch = who.epoch;
         BOOST_TEST(id == n.id);
         events.push_back("down " + std::to_string(epoch) + " " + reason);
       });

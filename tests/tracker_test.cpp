@@ -68,9 +68,11 @@ struct session_log {
 caf::behavior fake_session(caf::event_based_actor* self, std::shared_ptr<session_log> log, tracker_actor tracker,
                            std::string node_id, int64_t epoch) {
   return {
-    [=](backfill_atom, const std::string& rid, const std::string& nid, int64_t ep, const std::string& line) {
-      if (log->fail_sends || nid != node_id || ep != epoch) {
-        self->send(tracker, sendfail_atom::value, rid, nid, ep);
+    [=](backfill_atom, const backfill_delivery& d) {
+      const auto& rid = d.request_id;
+      const auto& line = d.frame;
+      if (log->fail_sends || d.to != session_ref{node_id, epoch}) {
+        self->send(tracker, sendfail_atom::value, d.to, rid);
         return;
       }
       log->requests.push_back(json::parse(line));
@@ -78,7 +80,7 @@ caf::behavior fake_session(caf::event_based_actor* self, std::shared_ptr<session
     [=](respond_atom, const std::string& rid, std::vector<storage::backfill_item>& items) {
       auto idx = log->responses->size();
       log->responses->push_back({rid, node_id, epoch, items, std::nullopt});
-      self->request(tracker, caf::infinite, response_atom::value, node_id, epoch, rid, std::move(items))
+      self->request(tracker, caf::infinite, response_atom::value, session_ref{node_id, epoch}, rid, std::move(items))
         .then([=](bool known) { (*log->responses)[idx].known = known; });
     },
   };
@@ -169,17 +171,17 @@ struct fixture {
     n.log = std::make_shared<session_log>();
     n.session = sys.spawn(fake_session, n.log, tracker, n.id, n.epoch);
     sessions.push_back(n.session);
-    caf::anon_send(tracker, node_up_atom::value, n.id, n.epoch, n.session);
+    caf::anon_send(tracker, node_up_atom::value, session_ref{n.id, n.epoch}, n.session);
     if (scheduler)
-      caf::anon_send(scheduler, node_up_atom::value, n.id, n.epoch, n.session);
+      caf::anon_send(scheduler, node_up_atom::value, session_ref{n.id, n.epoch}, n.session);
     run();
   }
 
   void disconnect(const node& n, int64_t epoch = 0, const std::string& reason = "socket_closed") {
     auto e = epoch ? epoch : n.epoch;
-    caf::anon_send(tracker, node_down_atom::value, n.id, e, reason);
+    caf::anon_send(tracker, node_down_atom::value, session_ref{n.id, e}, reason);
     if (scheduler)
-      caf::anon_send(scheduler, node_down_atom::value, n.id, e, reason);
+      caf::anon_send(scheduler, node_down_atom::value, session_ref{n.id, e}, reason);
     run();
   }
 
@@ -214,7 +216,7 @@ struct fixture {
   bool respond(const std::string& node_id, int64_t epoch, const std::string& rid,
                std::vector<storage::backfill_item> items) {
     bool known = false;
-    auto rh = self->request(tracker, caf::infinite, response_atom::value, node_id, epoch, rid, std::move(items));
+    auto rh = self->request(tracker, caf::infinite, response_atom::value, session_ref{node_id, epoch}, rid, std::move(items));
     run();
     rh.receive([&](bool k) { known = k; }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
     return known;
@@ -336,9 +338,9 @@ TRACKER_CASE(response_then_disconnect_keeps_the_completion) {
   BOOST_TEST_REQUIRE(r.status == order_status::requested);
   // Both in the tracker's mailbox before it runs: the response came first, so it is applied
   // first, and the disconnect finds nothing left to reset.
-  auto rh = f.self->request(f.tracker, caf::infinite, response_atom::value, n.id, n.epoch, r.request_id,
+  auto rh = f.self->request(f.tracker, caf::infinite, response_atom::value, session_ref{n.id, n.epoch}, r.request_id,
                             std::vector<storage::backfill_item>{ok(a, 2)});
-  caf::anon_send(f.tracker, node_down_atom::value, n.id, n.epoch, std::string("socket_closed"));
+  caf::anon_send(f.tracker, node_down_atom::value, session_ref{n.id, n.epoch}, std::string("socket_closed"));
   f.run();
   rh.receive([](bool known) { BOOST_TEST(known); }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
   BOOST_TEST(f.row(a).sync_state == "complete");
@@ -369,7 +371,7 @@ void disconnect_storm(fixture& f, std::chrono::milliseconds window) {
   auto before = items();
   auto down = [&](size_t from, size_t to) {
     for (size_t i = from; i < to; ++i)
-      caf::anon_send(f.tracker, node_down_atom::value, nodes[i].id, nodes[i].epoch,
+      caf::anon_send(f.tracker, node_down_atom::value, session_ref{nodes[i].id, nodes[i].epoch},
                      std::string(i % 4 ? "socket_closed" : "heartbeat_timeout"));
   };
   if (window.count() == 0) {
@@ -414,7 +416,7 @@ TRACKER_CASE(resets_gathered_before_the_tracker_stops_are_sent) {
   auto a = f.attempt(n, 1);
   auto r = f.order(n, {a});
   BOOST_TEST_REQUIRE(r.status == order_status::requested);
-  caf::anon_send(f.tracker, node_down_atom::value, n.id, n.epoch, std::string("socket_closed"));
+  caf::anon_send(f.tracker, node_down_atom::value, session_ref{n.id, n.epoch}, std::string("socket_closed"));
   caf::anon_send_exit(f.tracker, caf::exit_reason::user_shutdown);
   f.run();
   BOOST_TEST(f.row(a).sync_state == "partial");
@@ -731,7 +733,7 @@ TRACKER_CASE(a_session_that_ends_while_marking_leaves_nothing_pending) {
   // The order and the disconnect are both queued before anything runs: the mark reaches
   // storage first, the reset right after it.
   auto rh = f.self->request(f.tracker, caf::infinite, backfill_order{n.id, 0, {a}, 0, "test"});
-  caf::anon_send(f.tracker, node_down_atom::value, n.id, n.epoch, std::string("socket_closed"));
+  caf::anon_send(f.tracker, node_down_atom::value, session_ref{n.id, n.epoch}, std::string("socket_closed"));
   f.run();
   rh.receive([](order_result& r) { BOOST_TEST(r.status == order_status::offline); },
              [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
@@ -750,7 +752,7 @@ TRACKER_CASE(shutdown_applies_received_responses_then_resets_the_rest) {
   auto c = f.attempt(m, 1);
   auto ra = f.order(n, {a});
   auto rc = f.order(m, {c});
-  auto rh = f.self->request(f.tracker, caf::infinite, response_atom::value, n.id, n.epoch, ra.request_id,
+  auto rh = f.self->request(f.tracker, caf::infinite, response_atom::value, session_ref{n.id, n.epoch}, ra.request_id,
                             std::vector<storage::backfill_item>{ok(a, 1)});
   auto sh = f.self->request(f.tracker, caf::infinite, shutdown_atom::value);
   f.run();
@@ -993,14 +995,14 @@ const std::string expect_complete = "expect:complete";
 const std::string expect_either = "expect:either";
 
 struct schedule_model {
-  struct session_ref {
+  struct model_session {
     std::shared_ptr<session_log> log;
     caf::actor actor;
   };
   struct node_model {
     fixture::node n;
     bool connected = false;
-    std::vector<session_ref> sessions; // every session it ever had
+    std::vector<model_session> sessions; // every session it ever had
   };
   std::vector<node_model> nodes;
   std::map<std::string, std::string> owner;           // attempt -> node_id
@@ -1136,9 +1138,9 @@ void run_schedule(fixture& f, std::mt19937_64& rng, int schedule) {
     // As the registry: the epoch compare-and-set through storage, then node_up; the older
     // session (if any) ends afterwards.
     caf::anon_send(f.storage, storage::node_begin_session{nm.n.id, expected, ""});
-    caf::anon_send(f.tracker, node_up_atom::value, nm.n.id, nm.n.epoch, nm.n.session);
+    caf::anon_send(f.tracker, node_up_atom::value, session_ref{nm.n.id, nm.n.epoch}, nm.n.session);
     if (nm.connected)
-      caf::anon_send(f.tracker, node_down_atom::value, nm.n.id, expected, std::string("superseded"));
+      caf::anon_send(f.tracker, node_down_atom::value, session_ref{nm.n.id, expected}, std::string("superseded"));
     nm.connected = true;
   };
   auto new_line = [&](const std::string& a, const char* text) {
@@ -1158,7 +1160,7 @@ void run_schedule(fixture& f, std::mt19937_64& rng, int schedule) {
       begin(nm);
     } else if (r < 0.22) {
       if (nm.connected) {
-        caf::anon_send(f.tracker, node_down_atom::value, nm.n.id, nm.n.epoch, std::string("socket_closed"));
+        caf::anon_send(f.tracker, node_down_atom::value, session_ref{nm.n.id, nm.n.epoch}, std::string("socket_closed"));
         nm.connected = false;
       }
     } else if (r < 0.42) {
@@ -1170,7 +1172,7 @@ void run_schedule(fixture& f, std::mt19937_64& rng, int schedule) {
       caf::anon_send(f.tracker, std::move(o));
     } else if (r < 0.72) {
       // Answer a request one of the node's sessions got: maybe an old session's, maybe again.
-      std::vector<std::pair<schedule_model::session_ref*, const json*>> frames;
+      std::vector<std::pair<schedule_model::model_session*, const json*>> frames;
       for (auto& sref : nm.sessions)
         for (auto& fr : sref.log->requests)
           frames.emplace_back(&sref, &fr);
@@ -1207,7 +1209,7 @@ void run_schedule(fixture& f, std::mt19937_64& rng, int schedule) {
   // Everyone leaves: nothing may stay pending.
   for (auto& nm : m.nodes)
     if (nm.connected)
-      caf::anon_send(f.tracker, node_down_atom::value, nm.n.id, nm.n.epoch, std::string("socket_closed"));
+      caf::anon_send(f.tracker, node_down_atom::value, session_ref{nm.n.id, nm.n.epoch}, std::string("socket_closed"));
   while (run_random_once(f, rng))
     ;
   check_promise(f, m, schedule);

@@ -13,6 +13,7 @@
 // frame arrived). One thread, epoll, non-blocking sockets; no CAF.
 #include "common/api_key.hpp"
 #include "common/clock.hpp"
+#include "common/states.hpp"
 #include "config/config.hpp"
 #include "config/duration.hpp"
 #include "nodecoord/version.hpp"
@@ -109,7 +110,7 @@ int run_provision(const provision_args& a, bool as_json) {
         auto r = storage::execute(c, storage::node_set_key{o.name, key.key_id, key.key_hash});
         if (!r.found)
           throw std::runtime_error("node " + o.name + ": neither created nor found");
-        if (r.node.status == "disabled") {
+        if (is(r.node.status, node_status::disabled)) {
           storage::execute(c, storage::node_enable{o.name});
           o.enabled = true;
         }

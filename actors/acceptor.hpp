@@ -1,6 +1,7 @@
 #pragma once
 // acceptor (DESIGN §1): owns the listening socket, forks one node_session per connection and
 // refuses connections beyond max_connections (closed at once, counted).
+#include "config/defaults.hpp"
 #include "actors/node_session.hpp"
 
 #include <caf/fwd.hpp>
@@ -12,8 +13,8 @@ namespace nodecoord {
 struct acceptor_options {
   std::string host = "127.0.0.1";
   uint16_t port = 0; // 0: any free port (ask with port_atom)
-  uint32_t max_connections = 10000;
-  uint32_t max_handshakes = 1000; // connections not authenticated yet (a flood of hellos)
+  uint32_t max_connections = defaults::max_connections;
+  uint32_t max_handshakes = defaults::max_handshakes; // connections not authenticated yet (a flood of hellos)
   session_options session;
 };
 

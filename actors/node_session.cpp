@@ -161,9 +161,9 @@ void handle_line(self_ptr self, std::string_view line) {
       return;
     case phase::active: {
       st.last_frame = self->clock().now();
-      // last_seen_at comes from frames only. The registry writes it every 5 s, so reporting
-      // more often buys nothing and costs a scheduled message per heartbeat.
-      if (st.last_frame - st.last_seen_report >= std::chrono::seconds(5)) {
+      // last_seen_at comes from frames only. The registry writes it every seen_flush, so
+      // reporting more often buys nothing and costs a message per heartbeat.
+      if (st.last_frame - st.last_seen_report >= st.opts.seen_report) {
         st.last_seen_report = st.last_frame;
         self->send(st.opts.registry, seen_atom::value, session_ref{st.node_id, st.epoch});
       }

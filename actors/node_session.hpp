@@ -2,6 +2,7 @@
 // node_session (DESIGN §1-2): one broker per TCP connection. Framing, decode/encode, the
 // handshake, heartbeats, the idle timer, a bounded outbound buffer and the protocol-error budget.
 // Its handlers never block and never talk SQL: data frames go to storage as messages.
+#include "config/defaults.hpp"
 #include "actors/actors.hpp"
 #include "common/clock.hpp"
 
@@ -20,13 +21,15 @@ class ingest_budget;
 namespace nodecoord {
 
 struct session_options {
-  uint64_t max_frame_bytes = 1024 * 1024;
-  uint64_t max_hello_bytes = 16 * 1024; // before authentication (docs/protocol.md, limits)
-  uint64_t max_outbound_bytes = 4 * 1024 * 1024;
-  std::chrono::milliseconds hello_timeout{10000}; // the whole handshake, hello to welcome
-  std::chrono::milliseconds heartbeat_interval{10000};
-  std::chrono::milliseconds idle_timeout{30000};
-  uint32_t max_protocol_errors = 10;
+  uint64_t max_frame_bytes = defaults::max_frame_bytes;
+  uint64_t max_hello_bytes = defaults::max_hello_bytes; // before authentication (docs/protocol.md, limits)
+  uint64_t max_outbound_bytes = defaults::max_outbound_bytes;
+  std::chrono::milliseconds hello_timeout{defaults::hello_timeout}; // the whole handshake, hello to welcome
+  std::chrono::milliseconds heartbeat_interval{defaults::heartbeat_interval};
+  std::chrono::milliseconds idle_timeout{defaults::idle_timeout};
+  uint32_t max_protocol_errors = defaults::max_protocol_errors;
+  /// How often a session reports that its node was seen (the registry writes it this often).
+  std::chrono::milliseconds seen_report{defaults::seen_flush};
   registry_actor registry;
   storage_actor storage;
   tracker_actor tracker; // null: every backfill_response is unknown_request

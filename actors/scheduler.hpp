@@ -4,6 +4,7 @@
 // Periodic: every reconcile_interval, expire overdue requests, then page (keyset) through online
 // nodes with partial attempts. On-demand: one attempt now (the admin API). The tracker owns the
 // requests; the scheduler only decides when to ask.
+#include "config/defaults.hpp"
 #include "actors/actors.hpp"
 
 #include <caf/fwd.hpp>
@@ -16,10 +17,10 @@ namespace nodecoord {
 struct scheduler_options {
   storage_actor storage;
   tracker_actor tracker;
-  std::chrono::milliseconds reconcile_interval{std::chrono::seconds(60)};
-  uint32_t batch_size = 100;
-  uint32_t reconnect_rate = 50; // reconnect requests per second, whole fleet
-  uint32_t page_size = 500;     // nodes per reconcile page
+  std::chrono::milliseconds reconcile_interval{defaults::reconcile_interval};
+  uint32_t batch_size = defaults::batch_size;
+  uint32_t reconnect_rate = defaults::reconnect_rate; // reconnect requests per second, whole fleet
+  uint32_t page_size = defaults::reconcile_page_size; // nodes per reconcile page
   uint64_t seed = 0;            // jitter; 0: random
 };
 

@@ -3,6 +3,7 @@
 // arrival order in batches (one transaction each), and answers each one after its batch commits.
 // While the database is unreachable it reconnects with backoff; operations wait, none is dropped
 // or applied twice.
+#include "config/defaults.hpp"
 #include "actors/actors.hpp"
 #include "common/clock.hpp"
 #include "storage/batch_executor.hpp"
@@ -17,9 +18,9 @@ namespace nodecoord {
 
 struct storage_options {
   storage::storage_url url;
-  uint32_t batch_max = 1000;
-  std::chrono::milliseconds reconnect_initial{100};
-  std::chrono::milliseconds reconnect_max{10000};
+  uint32_t batch_max = defaults::batch_max;
+  std::chrono::milliseconds reconnect_initial{defaults::reconnect_initial};
+  std::chrono::milliseconds reconnect_max{defaults::reconnect_max};
   clock_fn clock = system_now;
   /// Tests: called around COMMIT (may throw storage::simulated_connection_loss).
   std::function<void(storage::batch_executor::fault_point)> fault_hook;

@@ -4,6 +4,7 @@
 // node's session, and turns responses, session ends, failed sends and deadlines into storage
 // transitions. Everything it sends to storage goes in one order, so a reset never overtakes a
 // response that arrived before it (lessons.md: the promise).
+#include "config/defaults.hpp"
 #include "actors/actors.hpp"
 
 #include <caf/fwd.hpp>
@@ -17,9 +18,9 @@ namespace nodecoord {
 
 struct tracker_options {
   storage_actor storage;
-  std::chrono::milliseconds request_timeout{std::chrono::seconds(120)};
-  uint32_t max_failures = 5;
-  uint32_t max_inflight_per_node = 2;
+  std::chrono::milliseconds request_timeout{defaults::request_timeout};
+  uint32_t max_failures = defaults::max_failures;
+  uint32_t max_inflight_per_node = defaults::max_inflight_per_node;
   /// How long resets are gathered before they go to storage as one operation; 0: as soon as the
   /// mailbox has been worked off.
   std::chrono::milliseconds coalesce_window{0};

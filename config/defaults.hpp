@@ -2,6 +2,7 @@
 // Every default of nodecoordd in one place. config/nodecoord.example.toml lists the same values;
 // tests/config_test.cpp checks that the example file parses to exactly these.
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 
 namespace nodecoord::defaults {
@@ -43,9 +44,20 @@ inline constexpr auto request_timeout = 120s;
 inline constexpr uint32_t max_failures = 5;
 inline constexpr uint32_t reconnect_rate = 50; // requests per second, whole fleet
 inline constexpr uint32_t max_inflight_per_node = 2;
+// Not configurable: nodes per page of a reconcile pass.
+inline constexpr uint32_t reconcile_page_size = 500;
 // Not configurable: how long the tracker gathers request resets (and the registry session ends)
 // before writing them as one operation, so a disconnect storm is a few statements.
 inline constexpr auto coalesce_window = 10ms;
+
+// Not configurable: the registry's own rhythm. last_seen_at is written every seen_flush, so a
+// session reports a frame's arrival at most that often (more would buy nothing).
+inline constexpr auto seen_flush = 5s;
+inline constexpr auto disabled_poll = 2s; // how soon a node an operator disabled is disconnected
+// Not configurable: failed hellos tolerated per address (IPv6: per /64) a minute, and how many
+// addresses the limiter tracks at once (common/auth_limiter.hpp).
+inline constexpr uint32_t auth_failures_per_minute = 20;
+inline constexpr size_t auth_limiter_capacity = 65536;
 
 // [admin]
 inline constexpr const char* admin_listen = "127.0.0.1:7401";

@@ -28,7 +28,7 @@ namespace {
 // Lines keep the order of their fields (and JSON documents the order of their keys) as written.
 using ojson = nlohmann::ordered_json;
 
-constexpr size_t ids_per_statement = 500;
+constexpr size_t ids_per_statement = statement_limits::ids;
 
 void check_cursor(const std::string& id, const char* what) {
   if (!id.empty() && !is_uuid(id))

@@ -7,6 +7,16 @@
 
 namespace nodecoord::storage {
 
+/// How many rows one statement takes on PostgreSQL (dialect::rows_per_statement gives SQLite
+/// fewer), well below SQLite's 32,766 and PostgreSQL's 65,535 parameters. The one place these
+/// sizes are set.
+namespace statement_limits {
+inline constexpr size_t ids = 500;       // IN (...) lists of keys
+inline constexpr size_t rows = 100;      // multi-row INSERT / UPDATE … FROM VALUES
+inline constexpr size_t log_lines = 200; // 5 parameters a line
+inline constexpr size_t ops = 200;       // marks, and jobs finished by responses
+} // namespace statement_limits
+
 struct dialect {
   backend kind;
   const char* uuid;      // column type of ids

@@ -15,11 +15,10 @@ namespace nodecoord::storage {
 
 namespace {
 
-// Bounded statements: well below SQLite's 32766 and PostgreSQL's 65535 parameters.
-constexpr size_t ids_per_statement = 500;
-constexpr size_t rows_per_statement = 100; // multi-row INSERT / UPDATE … FROM VALUES
-constexpr size_t logs_per_statement = 200; // 5 parameters a line
-constexpr size_t ops_per_statement = 200;  // marks, and jobs finished by responses
+constexpr size_t ids_per_statement = statement_limits::ids;
+constexpr size_t rows_per_statement = statement_limits::rows;
+constexpr size_t logs_per_statement = statement_limits::log_lines;
+constexpr size_t ops_per_statement = statement_limits::ops;
 
 // --- attempts: attempt_upsert, logs_insert and apply_backfill -----------------------------------
 

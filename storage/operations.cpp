@@ -18,7 +18,7 @@ namespace nodecoord::storage {
 namespace {
 
 // Bounded IN lists: well below SQLite's 32766 and PostgreSQL's 65535 parameter limits.
-constexpr size_t in_chunk = 500;
+constexpr size_t in_chunk = statement_limits::ids;
 
 node_lookup_by_key::result_type find_node(op_context& c, const std::string& column,
                                           const std::string& value) {

@@ -5,6 +5,7 @@
 //
 // Times are RFC 3339 UTC text (common/clock.hpp); an empty string means NULL.
 #include "common/clock.hpp"
+#include "config/defaults.hpp"
 #include "storage/sync_rules.hpp"
 
 #include <cstdint>
@@ -279,7 +280,7 @@ struct mark_pending {
   /// with as many failures as the oldest one go together, and fewer of them the more failures
   /// they have (sync_rules::request_size), so a poison attempt is isolated before it fails the others.
   int64_t limit = 0;
-  int64_t max_failures = 5;
+  int64_t max_failures = defaults::max_failures;
   struct marked_attempt {
     std::string attempt_id;
     int64_t logs_after = -1; // highest contiguous stored seq from 0; -1: none
@@ -304,7 +305,7 @@ struct apply_backfill {
   std::string request_id;
   std::string node_id; // the sender: only its rows pending under the request change
   std::vector<backfill_item> results;
-  int64_t max_failures = 5;
+  int64_t max_failures = defaults::max_failures;
   struct attempt_result {
     std::string attempt_id;
     backfill_outcome outcome = backfill_outcome::stale;
@@ -328,7 +329,7 @@ struct reset_requests {
   std::string job_status = "cancelled";
   std::string reason;
   bool count_failure = false;
-  int64_t max_failures = 5;
+  int64_t max_failures = defaults::max_failures;
   struct result_type {
     int64_t attempts_reset = 0;  // back to partial
     int64_t attempts_failed = 0; // reached max_failures

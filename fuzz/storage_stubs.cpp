@@ -2,8 +2,7 @@
 // captures structured bindings in lambdas, a C++20 feature clang has from 16 on). storage/grouped.cpp,
 // which the bundle code pulls in, refers to two of its functions; the fuzz targets never run a
 // storage operation, so these stand-ins only satisfy the linker and abort if ever called.
-#include "storage/grouped.hpp"
-#include "storage/operations.hpp"
+#include "storage/operations_sql.hpp"
 
 #include <cstdio>
 #include <cstdlib>

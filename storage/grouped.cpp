@@ -1,6 +1,7 @@
 #include "storage/grouped.hpp"
 
 #include "storage/dialect.hpp"
+#include "storage/operations_sql.hpp"
 #include "storage/query.hpp"
 
 #include <nlohmann/json.hpp>

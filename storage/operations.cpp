@@ -2,7 +2,8 @@
 
 #include "common/ids.hpp"
 #include "storage/dialect.hpp"
-#include "storage/grouped.hpp"
+#include "storage/group_support.hpp"
+#include "storage/operations_sql.hpp"
 #include "storage/query.hpp"
 #include "storage/records.hpp"
 

@@ -10,11 +10,13 @@
 //             reported (evidence, CAS on request id and node), and the job finished as succeeded.
 #include "common/clock.hpp"
 #include "common/ids.hpp"
+#include "common/states.hpp"
 #include "storage/batch_executor.hpp"
 #include "storage/database.hpp"
 #include "storage/grouped.hpp"
 #include "storage/operations.hpp"
 #include "storage/query.hpp"
+#include "storage/sync_rules.hpp"
 #include "tools/bench/db.hpp"
 #include "tools/bench/scenarios.hpp"
 #include "tools/bench/util.hpp"
@@ -406,7 +408,10 @@ mode_result run_ops(fixture& f, report& r, size_t nodes, size_t per_tx, const st
   return out;
 }
 
-/// The naive path: one autocommitted statement per attempt and transition (and per job).
+/// The naive path: the daemon's own statements (mark by ids, apply_backfill), issued one attempt
+/// and one transition at a time, each autocommitted. Per node: the epoch read the mark checks,
+/// one mark per attempt, the job; then the rows pending under the request read once, one UPDATE
+/// per attempt with the outcome of sync_rules::answer (as grouped.cpp computes it), the job.
 mode_result run_per_row(fixture& f, report& r, size_t nodes) {
   auto& db = *f.db;
   auto& sql = db.session();
@@ -417,20 +422,24 @@ mode_result run_per_row(fixture& f, report& r, size_t nodes) {
   for (auto& q : request)
     q = new_uuid();
   size_t n_marked = 0, n_completed = 0;
-  // RETURNING hands back the log counters (logs_after) in the same statement.
+  // As mark_pending_by_ids, one id at a time (RETURNING instead of its second read).
   const std::string mark = "UPDATE node_task_attempts SET sync_state = 'pending_backfill', backfill_request_id = :r, "
-                           "sync_requested_at = " + dl.ts_param("now") + ", updated_at = " + dl.ts_param("now2") +
-                           " WHERE id = :id AND node_id = :n AND sync_state = 'partial' AND EXISTS (SELECT 1 FROM "
-                           "nodes WHERE id = :n2 AND session_epoch = :e) RETURNING log_count, log_max_seq";
-  const std::string complete = "UPDATE node_task_attempts SET sync_state = 'complete', backfill_request_id = NULL, "
-                               "last_full_sync_at = " + dl.ts_param("now") + ", backfill_failures = 0, updated_at = " +
-                               dl.ts_param("now2") +
-                               " WHERE id = :id AND backfill_request_id = :r AND node_id = :n AND sync_state = "
-                               "'pending_backfill' AND log_count >= :lc AND EXISTS (SELECT 1 FROM nodes WHERE id = :n2 "
-                               "AND session_epoch = :e)";
+                           "sync_requested_at = :now, updated_at = :now2 "
+                           "WHERE node_id = :n AND sync_state = 'partial' AND id = :id RETURNING log_count, log_max_seq";
+  // As grouped.cpp's update_states, one row at a time: values computed from the row read.
+  const std::string settle = "UPDATE node_task_attempts SET sync_state = :s, backfill_request_id = NULL, "
+                             "backfill_failures = :f, last_full_sync_at = CASE WHEN :d = 1 THEN " + dl.ts_param("now") +
+                             " ELSE last_full_sync_at END, updated_at = :now2 WHERE id = :id";
   auto t0 = now_ns();
   for (size_t i = 0; i < nodes; ++i) {
     auto& node = f.nodes[i];
+    int64_t epoch = -1;
+    storage::query(sql, "SELECT session_epoch FROM nodes WHERE id = :n")
+      .bind("n", node.id)
+      .each([&](const soci::row& row) { epoch = storage::col_int(row, 0); });
+    ++out.statements;
+    if (epoch != node.epoch)
+      continue; // not this session: nothing marked (and counted as a problem below)
     size_t here = 0;
     for (auto& id : f.ids[i]) {
       auto now = format_time(db.now());
@@ -438,10 +447,8 @@ mode_result run_per_row(fixture& f, report& r, size_t nodes) {
         .bind("r", request[i])
         .bind("now", now)
         .bind("now2", now)
-        .bind("id", id)
         .bind("n", node.id)
-        .bind("n2", node.id)
-        .bind("e", node.epoch)
+        .bind("id", id)
         .each([&](const soci::row&) { ++here; });
       ++out.statements;
     }
@@ -460,20 +467,39 @@ mode_result run_per_row(fixture& f, report& r, size_t nodes) {
   auto t1 = now_ns();
   for (size_t i = 0; i < nodes; ++i) {
     auto& node = f.nodes[i];
+    // The rows pending under the request, read once (rule 1 is checked on what was read).
+    std::vector<std::pair<std::string, storage::sync_row>> rows;
+    storage::query(sql, "SELECT id, node_id, sync_state, backfill_request_id, log_count, backfill_failures "
+                        "FROM node_task_attempts WHERE backfill_request_id = :r")
+      .bind("r", request[i])
+      .each([&](const soci::row& row) {
+        storage::sync_row s;
+        s.owner = storage::col_str(row, 1);
+        s.state = parse<sync_state>(storage::col_str(row, 2)).value_or(sync_state::partial);
+        s.request_id = storage::col_str(row, 3);
+        s.log_count = storage::col_int(row, 4);
+        s.failures = storage::col_int(row, 5);
+        rows.emplace_back(storage::col_str(row, 0), std::move(s));
+      });
+    ++out.statements;
     size_t here = 0;
-    for (auto& id : f.ids[i]) {
+    for (auto& [id, s] : rows) {
+      if (!storage::sync_rules::pending_under(s, request[i], node.id))
+        continue;
+      auto outcome = storage::sync_rules::answer(s, storage::node_answer{true, logs},
+                                                 static_cast<int64_t>(f.target.cfg.backfill.max_failures));
       auto now = format_time(db.now());
-      here += static_cast<size_t>(storage::query(sql, complete)
-                                    .bind("now", now)
-                                    .bind("now2", now)
-                                    .bind("id", id)
-                                    .bind("r", request[i])
-                                    .bind("n", node.id)
-                                    .bind("lc", logs)
-                                    .bind("n2", node.id)
-                                    .bind("e", node.epoch)
-                                    .exec());
+      storage::query(sql, settle)
+        .bind("s", std::string(to_string(s.state)))
+        .bind("f", s.failures)
+        .bind("d", int64_t{outcome == storage::backfill_outcome::completed ? 1 : 0})
+        .bind("now", now)
+        .bind("now2", now)
+        .bind("id", id)
+        .exec();
       ++out.statements;
+      if (outcome == storage::backfill_outcome::completed)
+        ++here;
     }
     storage::query(sql, "UPDATE jobs SET status = 'succeeded', finished_at = " + dl.ts_param("now") +
                           ", detail = " + dl.json_param("d") + " WHERE id = :id AND status = 'running'")

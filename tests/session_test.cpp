@@ -13,6 +13,7 @@
 #include "common/metrics.hpp"
 #include "protocol/codec.hpp"
 #include "storage/query.hpp"
+#include "deterministic.hpp"
 #include "test_db.hpp"
 #include "tools/agent/link.hpp"
 #include "tools/agent/store.hpp"
@@ -42,31 +43,23 @@ namespace {
 
 constexpr uint16_t test_port = 4242; // the 0.17 test multiplexer needs a fixed port
 
-struct session_fixture {
-  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
-    cfg.load<caf::io::middleman>();
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("middleman.network-backend", caf::atom("testing"));
-    cfg.set("middleman.manual-multiplexing", true);
-    cfg.set("middleman.workers", size_t{0});
-    cfg.set("middleman.heartbeat-interval", caf::timespan{0});
-    return cfg;
-  }
+/// The database first: it outlives the actor system (the storage actor's connection).
+struct session_database {
+  explicit session_database(std::shared_ptr<test::test_database> db)
+    : db_owner(db ? std::move(db) : std::make_shared<test::test_database>(storage::backend::sqlite)), t(*db_owner) {}
+  std::shared_ptr<test::test_database> db_owner;
+  test::test_database& t;
+};
+
+struct session_fixture : session_database, test::deterministic_system {
 
   /// `db`: a database an earlier fixture used (a restarted coordinator); `fault_hook`: storage's.
   /// `tweak`: changes the acceptor's (and so every session's) options before it starts.
   explicit session_fixture(uint32_t max_connections = 100, std::shared_ptr<test::test_database> db = nullptr,
                            std::function<void(storage::batch_executor::fault_point)> fault_hook = {},
                            std::function<void(acceptor_options&)> tweak = {})
-    : db_owner(db ? std::move(db) : std::make_shared<test::test_database>(storage::backend::sqlite)), t(*db_owner),
-      sys(init(cfg)), self(sys, true),
-      sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())),
-      mpx(dynamic_cast<caf::io::network::test_multiplexer&>(sys.middleman().backend())) {
-    storage = spawn_storage(sys, storage_options{t.parsed_url(), 100, 100ms, 1s, t.clock.fn(), std::move(fault_hook)},
-                            false);
-    auto rh = self->request(storage, caf::infinite, startup_atom::value);
-    run();
-    rh.receive([](const startup_report&) {}, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    : session_database(std::move(db)), deterministic_system(io::simulated), mpx(*mpx_or_null) {
+    storage = start_storage(t, storage_options{{}, 100, 100ms, 1s, {}, std::move(fault_hook)});
     registry_options ro;
     ro.storage = storage;
     ro.clock = t.clock.fn();
@@ -107,17 +100,6 @@ struct session_fixture {
     run();
   }
 
-  /// Runs actors, brokers and simulated I/O until nothing is left to do (timers excepted).
-  void run() {
-    while (sched.try_run_once() || mpx.try_exec_runnable() || mpx.read_data() || mpx.try_accept_connection())
-      ;
-  }
-
-  /// Moves simulated time forward, firing whatever timers come due.
-  void advance(caf::timespan d) {
-    sched.clock().advance_time(d);
-    run();
-  }
 
   connection_handle connect() {
     auto c = connection_handle::from_int(next_conn++);
@@ -198,12 +180,6 @@ struct session_fixture {
     return out;
   }
 
-  std::shared_ptr<test::test_database> db_owner;
-  test::test_database& t;
-  caf::actor_system_config cfg;
-  caf::actor_system sys;
-  caf::scoped_actor self;
-  caf::scheduler::test_coordinator& sched;
   caf::io::network::test_multiplexer& mpx;
   caf::io::accept_handle acc = caf::io::accept_handle::from_int(1);
   int next_conn = 100;
@@ -1055,8 +1031,9 @@ BOOST_AUTO_TEST_CASE(a_resume_whose_trigger_is_lost_is_repaired) {
   f.send(c, batch); // exactly its share: paused, nothing else waits in the socket
   BOOST_TEST_REQUIRE(f.mpx.passive_mode(c), "not reading");
   *held.hold = false;
-  for (int i = 0; i < 10 && budget->frames() > 0; ++i)
-    f.advance(2s);
+  // Step by a millisecond, so the loss is simulated right at the resume (before any re-trigger).
+  for (int i = 0; i < 20000 && budget->frames() > 0; ++i)
+    f.advance(1ms);
   BOOST_TEST_REQUIRE(budget->frames() == 0u);
   BOOST_TEST_REQUIRE(!f.mpx.passive_mode(c), "resumed");
   f.mpx.passive_mode(c) = true; // the trigger did not take

@@ -7,6 +7,7 @@
 #include "actors/storage.hpp"
 #include "common/ids.hpp"
 #include "storage/query.hpp"
+#include "deterministic.hpp"
 #include "test_db.hpp"
 
 #include <caf/actor_system.hpp>
@@ -27,44 +28,21 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct deterministic {
-  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    return cfg;
-  }
-  deterministic()
-    : sys(init(cfg)), self(sys, true),
-      sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {}
+struct deterministic : test::deterministic_system {
   ~deterministic() {
     for (auto& a : actors)
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-    sched.run();
+    run();
   }
 
   storage_actor start(const test_database& t, storage_options opts = {}) {
-    opts.url = t.parsed_url();
-    opts.clock = t.clock.fn();
-    auto a = spawn_storage(sys, std::move(opts), false);
+    auto a = start_storage(t, std::move(opts));
     actors.push_back(caf::actor_cast<caf::actor>(a));
-    auto rh = self->request(a, caf::infinite, startup_atom::value);
-    sched.run();
-    rh.receive([](const startup_report& r) { BOOST_TEST(r.schema_to >= 1); },
-               [](caf::error& e) { BOOST_FAIL("startup failed: " << caf::to_string(e)); });
     return a;
   }
 
-  storage_status status(const storage_actor& a) {
-    storage_status out;
-    auto rh = self->request(a, caf::infinite, status_atom::value);
-    sched.run();
-    rh.receive([&](const storage_status& s) { out = s; }, [](caf::error&) { BOOST_FAIL("status failed"); });
-    return out;
-  }
+  storage_status status(const storage_actor& a) { return ask<storage_status>(a, status_atom::value); }
 
-  caf::actor_system_config cfg;
-  caf::actor_system sys;
-  caf::scoped_actor self;
-  caf::scheduler::test_coordinator& sched;
   std::vector<caf::actor> actors;
 };
 

@@ -11,6 +11,7 @@
 #include "common/api_key.hpp"
 #include "common/ids.hpp"
 #include "common/log.hpp"
+#include "deterministic.hpp"
 #include "test_db.hpp"
 
 #include <caf/actor_system.hpp>
@@ -91,12 +92,13 @@ storage::backfill_item not_ok(const std::string& id, std::string error = "not fo
   return {id, false, 0, std::move(error)};
 }
 
-struct fixture {
-  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.verbosity", caf::atom("quiet"));
-    return cfg;
-  }
+/// The database first: it outlives the actor system (the storage actor's connection).
+struct with_database {
+  explicit with_database(storage::backend b) : t(b) {}
+  test::test_database t;
+};
+
+struct fixture : with_database, test::deterministic_system {
 
   struct node {
     std::string id, name;
@@ -106,11 +108,8 @@ struct fixture {
   };
 
   explicit fixture(storage::backend b, tracker_options to = {}, std::optional<scheduler_options> so = {})
-    : t(b), sys(init(cfg)), self(sys, true), sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {
-    storage = spawn_storage(sys, storage_options{t.parsed_url(), 100, 100ms, 1s, t.clock.fn(), {}}, false);
-    auto rh = self->request(storage, caf::infinite, startup_atom::value);
-    run();
-    rh.receive([](const startup_report&) {}, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    : with_database(b) {
+    storage = start_storage(t, storage_options{{}, 100, 100ms, 1s, {}, {}});
     to.storage = storage;
     tracker = spawn_tracker(sys, to);
     if (so) {
@@ -134,27 +133,6 @@ struct fixture {
   }
 
   /// Runs every actor until nothing is left to do (timers excepted).
-  void run() {
-    while (sched.try_run_once())
-      ;
-  }
-
-  /// Moves simulated time forward, firing what comes due in time order, including timers
-  /// armed on the way (the test clock alone fires only what was due when it moved).
-  void advance(caf::timespan d) {
-    auto& clk = sched.clock();
-    auto target = clk.now() + d;
-    run();
-    while (!clk.schedule().empty() && clk.schedule().begin()->first <= target) {
-      auto at = clk.schedule().begin()->first;
-      clk.advance_time(at > clk.now() ? at - clk.now() : caf::timespan{0});
-      run();
-    }
-    if (clk.now() < target)
-      clk.advance_time(target - clk.now());
-    run();
-  }
-
   node add_node(const std::string& name) {
     auto k = generate_api_key();
     auto r = t.run(storage::node_create{name, "", k.key_id, k.key_hash});
@@ -261,11 +239,6 @@ struct fixture {
     return out;
   }
 
-  test::test_database t;
-  caf::actor_system_config cfg;
-  caf::actor_system sys;
-  caf::scoped_actor self;
-  caf::scheduler::test_coordinator& sched;
   storage_actor storage;
   tracker_actor tracker;
   scheduler_actor scheduler;

@@ -1,4 +1,5 @@
 #include "actors/admin.hpp"
+#include "actors/errors.hpp"
 
 #include "admin/api.hpp"
 #include "admin/dashboard.hpp"
@@ -73,7 +74,7 @@ public:
                [&](caf::error& e) { err = std::move(e); });
     if (out)
       return *out;
-    if (err == caf::sec::runtime_error)
+    if (is(err, storage_errc::refused)) // the database refused the bundle's rows
       throw std::runtime_error(render(err));
     throw admin::unavailable("storage: " + render(err));
   }
@@ -99,8 +100,8 @@ private:
 
   /// The storage actor's own failures carry the database's message as their context.
   std::string render(const caf::error& e) {
-    if (e == caf::sec::runtime_error && e.context().match_elements<std::string>())
-      return e.context().get_as<std::string>(0);
+    if (e.category() == storage_error_category)
+      return storage_message(e);
     if (e == caf::sec::request_timeout)
       return "no answer in time";
     return sys_.render(e);

@@ -1,5 +1,7 @@
 #include "actors/node_session.hpp"
 
+#include "actors/errors.hpp"
+
 #include "common/ingest_budget.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
@@ -371,11 +373,10 @@ void reply_write_status(self_ptr self, storage::write_status s, const std::strin
 }
 
 void storage_failed(self_ptr self, const caf::error& e, const std::string& ref) {
-  // runtime_error: this operation's own statement failed (storage logs it), the others of its
-  // batch applied. Resending the same values would fail the same way, forever: refuse it once.
-  if (e == caf::sec::runtime_error) {
-    auto why = e.context().match_elements<std::string>() ? e.context().get_as<std::string>(0) : to_string(e);
-    protocol_error(self, protocol::code::refused, "not stored, the database refused it: " + why, ref);
+  // This operation's own statement failed (storage logs it), the others of its batch applied.
+  // Resending the same values would fail the same way, forever: refuse it once.
+  if (is(e, storage_errc::refused)) {
+    protocol_error(self, protocol::code::refused, "not stored, the database refused it: " + storage_message(e), ref);
     return;
   }
   // The storage actor is gone (the daemon stops): not stored, the node resends it elsewhere.

@@ -1,5 +1,6 @@
 #include "actors/storage.hpp"
 
+#include "actors/errors.hpp"
 #include "storage/op_queue.hpp"
 
 #include "common/log.hpp"
@@ -84,10 +85,10 @@ caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op 
   auto slot = storage::bind_item(q.item, std::move(op));
   q.item.deliver = [rp, slot]() mutable { rp.deliver(std::move(slot->result)); };
   q.item.fail = [rp](const std::string& msg) mutable {
-    rp.deliver(caf::make_error(caf::sec::runtime_error, msg));
+    rp.deliver(make_error(storage_errc::refused, msg));
   };
   q.item.abandon = [rp](const std::string& msg) mutable {
-    rp.deliver(caf::make_error(caf::sec::request_receiver_down, msg));
+    rp.deliver(make_error(storage_errc::stopped, msg));
   };
   q.touches_attempts = storage::touches_attempts<Op>();
   if constexpr (storage::own_transaction<Op>()) {
@@ -131,13 +132,13 @@ caf::typed_response_promise<storage::reset_requests::result_type> enqueue_reset(
     if (sh->error.empty())
       rp.deliver(sh->out);
     else
-      rp.deliver(caf::make_error(caf::sec::runtime_error, sh->error)); // the tracker retries both
+      rp.deliver(make_error(storage_errc::refused, sh->error)); // the tracker retries both
   };
   jobs.item.fail = [rp](const std::string& msg) mutable {
-    rp.deliver(caf::make_error(caf::sec::runtime_error, msg));
+    rp.deliver(make_error(storage_errc::refused, msg));
   };
   jobs.item.abandon = [rp](const std::string& msg) mutable {
-    rp.deliver(caf::make_error(caf::sec::request_receiver_down, msg));
+    rp.deliver(make_error(storage_errc::stopped, msg));
   };
   jobs.touches_attempts = false;
   push(self, std::move(attempts), queue_place::ahead);
@@ -196,11 +197,11 @@ void fail_fatally(self_ptr self, const std::string& why) {
   log::error("storage cannot start", {{"error", why}});
   st.last_error = why;
   if (st.startup) {
-    st.startup->deliver(caf::make_error(caf::sec::runtime_error, why));
+    st.startup->deliver(make_error(storage_errc::startup, why));
     st.startup.reset();
   }
   abandon_all(self, why);
-  self->quit(caf::make_error(caf::sec::runtime_error, why));
+  self->quit(make_error(storage_errc::startup, why));
 }
 
 void try_connect(self_ptr self) {

@@ -1,5 +1,6 @@
 // nodecoordd: the coordinator daemon. This file is the process shell: command line, configuration,
 // logging, signals and the actor system's lifetime. Everything else happens in actors.
+#include "actors/errors.hpp"
 #include "common/log.hpp"
 #include "config/config.hpp"
 #include "daemon/supervisor.hpp"
@@ -182,6 +183,7 @@ int main(int argc, char** argv) {
   {
     caf::actor_system_config caf_cfg;
     caf_cfg.load<caf::io::middleman>();
+    add_storage_error_category(caf_cfg);
     // CAF's own BASP heartbeat is for CAF-to-CAF links; nodes have their own protocol.
     caf_cfg.set("middleman.heartbeat-interval", caf::timespan{0});
     // Idle scheduler workers block at once instead of polling every 50 us for ~25 ms: with a

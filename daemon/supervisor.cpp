@@ -317,7 +317,7 @@ caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
   self->monitor(st.storage);
   self->set_down_handler([=](caf::down_msg& m) {
     if (m.source == self->state.storage && !self->state.done) {
-      log::error("storage actor stopped", {{"reason", to_string(m.reason)}});
+      log::error("storage actor stopped", {{"reason", self->system().render(m.reason)}});
       systemd::notify_stopping("storage failed");
       self->state.finish(1);
       self->quit();
@@ -338,7 +338,7 @@ caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
         start_listening(self);
       },
       [=](caf::error& e) {
-        log::error("startup failed", {{"error", to_string(e)}});
+        log::error("startup failed", {{"error", self->system().render(e)}});
         self->state.finish(1);
         self->quit();
       });

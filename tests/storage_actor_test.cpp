@@ -7,6 +7,7 @@
 #include "actors/storage.hpp"
 #include "common/ids.hpp"
 #include "storage/query.hpp"
+#include "actors/errors.hpp"
 #include "deterministic.hpp"
 #include "test_db.hpp"
 
@@ -161,7 +162,11 @@ BOOST_FIXTURE_TEST_CASE(failing_operation_gets_an_error_and_the_others_apply, de
   ok1.receive([](const node_create::result_type& r) { BOOST_TEST(r.created); }, [](caf::error&) { BOOST_FAIL("ok1"); });
   bool failed = false;
   bad.receive([](const attempt_upsert::result_type&) { BOOST_FAIL("expected an error"); },
-              [&](caf::error& e) { failed = true; BOOST_TEST(caf::to_string(e).find("FOREIGN KEY") != std::string::npos); });
+              [&](caf::error& e) {
+                failed = true;
+                BOOST_TEST(is(e, storage_errc::refused), caf::to_string(e)); // the operation's data
+                BOOST_TEST(storage_message(e).find("FOREIGN KEY") != std::string::npos, storage_message(e));
+              });
   BOOST_TEST(failed);
   ok2.receive([](const node_create::result_type& r) { BOOST_TEST(r.created); }, [](caf::error&) { BOOST_FAIL("ok2"); });
 }
@@ -324,15 +329,27 @@ BOOST_FIXTURE_TEST_CASE(newer_schema_fails_startup_clearly, deterministic) {
   t.exec_sql("INSERT INTO schema_migrations (version, description, applied_at) VALUES "
              "(999, 'future', '2030-01-01T00:00:00.000Z')");
   auto st = spawn_storage(sys, storage_options{t.parsed_url(), 100, 100ms, 1s, t.clock.fn(), {}}, false);
+  // Queued before startup (it waits for the database): the fatal failure answers it.
+  auto queued = self->request(st, caf::infinite, node_create{"a", "", "ka", "h"});
   auto rh = self->request(st, caf::infinite, startup_atom::value);
   sched.run();
   bool failed = false;
   rh.receive([](const startup_report&) { BOOST_FAIL("startup should fail"); },
              [&](caf::error& e) {
                failed = true;
-               BOOST_TEST(caf::to_string(e).find("newer than this nodecoordd") != std::string::npos);
+               BOOST_TEST(is(e, storage_errc::startup), caf::to_string(e));
+               BOOST_TEST(storage_message(e).find("newer than this nodecoordd") != std::string::npos);
              });
   BOOST_TEST(failed);
+  // What was queued is answered `stopped`: not the operation's fault (a session keeps its data).
+  bool abandoned = false;
+  queued.receive([](const node_create::result_type&) { BOOST_FAIL("nothing may run on a newer schema"); },
+                 [&](caf::error& e) {
+                   abandoned = true;
+                   BOOST_TEST(is(e, storage_errc::stopped), caf::to_string(e));
+                   BOOST_TEST(!is(e, storage_errc::refused));
+                 });
+  BOOST_TEST(abandoned);
 }
 
 // --- PostgreSQL, real threads -----------------------------------------------------------------

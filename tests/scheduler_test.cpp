@@ -1,0 +1,186 @@
+// The scheduler (DESIGN §4: the three triggers and their limits) under CAF's deterministic
+// scheduler, with the tracker and a storage actor on SQLite; node sessions are fake actors
+// (tests/backfill_fixture.hpp).
+#define BOOST_TEST_MODULE scheduler_test
+#include <boost/test/unit_test.hpp>
+
+#include "backfill_fixture.hpp"
+#include "common/log.hpp"
+
+#include <set>
+
+using namespace nodecoord;
+using namespace nodecoord::test::backfill;
+using namespace std::chrono_literals;
+
+namespace nodecoord {
+inline std::ostream& operator<<(std::ostream& os, order_status s) { return os << to_string(s); }
+} // namespace nodecoord
+
+namespace {
+
+/// Warnings and errors only: a failing case prints what went wrong, not every request.
+struct quiet_log {
+  quiet_log() { log::set_level(log::level::warn); }
+};
+BOOST_TEST_GLOBAL_FIXTURE(quiet_log);
+
+} // namespace
+
+// --- scheduler -------------------------------------------------------------------------------
+
+namespace {
+
+scheduler_options sched_opts(uint32_t rate = 50, uint32_t batch = 10, uint32_t page = 500,
+                             std::chrono::milliseconds interval = std::chrono::hours(1)) {
+  scheduler_options o;
+  o.reconnect_rate = rate;
+  o.batch_size = batch;
+  o.page_size = page;
+  o.reconcile_interval = interval;
+  return o;
+}
+
+reconcile_report reconcile(fixture& f) {
+  reconcile_report out;
+  auto rh = f.self->request(f.scheduler, caf::infinite, reconcile_atom::value);
+  f.run();
+  rh.receive([&](reconcile_report& r) { out = std::move(r); }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  return out;
+}
+
+order_result on_demand(fixture& f, const std::string& attempt_id) {
+  order_result out;
+  auto rh = f.self->request(f.scheduler, caf::infinite, backfill_atom::value, attempt_id);
+  f.run();
+  rh.receive([&](order_result& r) { out = std::move(r); }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  return out;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_thousand_nodes_reconnecting_at_once_honour_reconnect_rate) {
+  constexpr int nodes = 1000;
+  constexpr uint32_t rate = 50;
+  fixture f(storage::backend::sqlite, opts(5, 2, std::chrono::hours(1)), sched_opts(rate, 10));
+  std::vector<fixture::node> ns;
+  for (int i = 0; i < nodes; ++i) {
+    ns.push_back(f.add_node("n" + std::to_string(i)));
+    f.attempt(ns.back(), 0);
+  }
+  for (auto& n : ns)
+    f.connect(n); // welcome for everyone at the same simulated instant
+  BOOST_TEST(f.status().requested == 0u, "nothing before the first paced slot");
+  // 100 ms steps: in every window since the start, at most rate * t + 2 requests.
+  uint64_t requested = 0;
+  int steps = 0;
+  while (requested < uint64_t(nodes) && steps < 400) {
+    f.advance(100ms);
+    ++steps;
+    requested = f.status().requested;
+    double t = steps * 0.1;
+    BOOST_TEST_REQUIRE(requested <= uint64_t(rate * t + 2), "at " << t << " s: " << requested << " requests");
+  }
+  BOOST_TEST(requested == uint64_t(nodes), "every node was asked");
+  BOOST_TEST(steps >= (nodes - 2) * 10 / int(rate), "the fleet was not asked faster than the rate");
+  BOOST_TEST(steps <= nodes * 10 / int(rate) + 2, "the pacer did not fall behind its rate");
+  BOOST_TEST(f.pending_rows() == nodes);
+  for (auto& n : ns)
+    BOOST_TEST_REQUIRE(n.log->requests.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_session_that_ends_in_the_reconnect_queue_uses_no_slot) {
+  fixture f(storage::backend::sqlite, opts(), sched_opts(1, 10));
+  auto gone = f.add_node("gone");
+  auto stays = f.add_node("stays");
+  f.attempt(gone, 0);
+  f.attempt(stays, 0);
+  f.connect(gone);
+  f.connect(stays);
+  f.disconnect(gone);
+  f.advance(1s); // one slot at 1/s: it goes to the session still up
+  BOOST_TEST(gone.log->requests.empty());
+  BOOST_TEST(stays.log->requests.size() == 1u);
+}
+
+TRACKER_CASE(reconcile_pages_through_connected_nodes_with_partial_attempts) {
+  fixture f(b, opts(), sched_opts(1000, 2, 3));
+  std::vector<fixture::node> ns;
+  for (int i = 0; i < 7; ++i) {
+    ns.push_back(f.add_node("p" + std::to_string(i)));
+    f.attempt(ns.back(), 0);
+    f.attempt(ns.back(), 0);
+    f.attempt(ns.back(), 0);
+  }
+  auto idle = f.add_node("idle"); // connected, nothing partial
+  auto elsewhere = f.add_node("elsewhere"); // online in the table, not connected here
+  f.attempt(elsewhere, 0);
+  BOOST_REQUIRE(f.t.run(storage::node_begin_session{elsewhere.id, 0, ""}).ok);
+  for (auto& n : ns) {
+    f.connect(n);
+    n.log->requests.clear();
+  }
+  f.connect(idle);
+  // The reconnect trigger asked for 2 of 3 each (batch_size 2); answer none of them.
+  f.advance(1s);
+  BOOST_TEST(f.pending_rows() == 14);
+  auto r = reconcile(f);
+  BOOST_TEST(r.error.empty(), r.error);
+  BOOST_TEST(r.nodes == 7u, "the 7 connected nodes with a partial attempt");
+  BOOST_TEST(r.requested == 7u);
+  BOOST_TEST(r.attempts == 7u, "the third attempt of each");
+  BOOST_TEST(r.pages >= 3u, "keyset pages of 3");
+  auto j = f.job(r.job_id);
+  BOOST_TEST_REQUIRE(j.has_value());
+  BOOST_TEST(j->type == "reconcile");
+  BOOST_TEST(j->status == "succeeded");
+  BOOST_TEST(json::parse(j->detail)["requested"] == 7);
+  BOOST_TEST(f.pending_rows() == 21);
+  BOOST_TEST(f.row(f.t.run(storage::attempts_partial_of_node{elsewhere.id, 10}).at(0)).sync_state == "partial");
+  // Nothing partial is left among connected nodes: the next pass asks for nothing.
+  auto again = reconcile(f);
+  BOOST_TEST(again.requested == 0u);
+  BOOST_TEST(f.job(again.job_id)->status == "succeeded");
+}
+
+BOOST_AUTO_TEST_CASE(reconcile_runs_every_interval_and_expires_overdue_requests_first) {
+  fixture f(storage::backend::sqlite, opts(5, 2, 30s), sched_opts(1000, 10, 500, 60s));
+  auto n = f.add_node("alpha");
+  auto a = f.attempt(n, 0);
+  f.connect(n);
+  f.advance(10ms);
+  BOOST_TEST_REQUIRE(n.log->requests.size() == 1u, "the reconnect request");
+  auto first = n.log->requests[0]["request_id"].get<std::string>();
+  BOOST_TEST(f.count_jobs("reconcile") == 0);
+  f.advance(60s); // expired at 30 s by the tracker's own timer; the pass at 60 s asks again
+  BOOST_TEST(f.count_jobs("reconcile") == 1);
+  BOOST_TEST(f.job(first)->status == "expired");
+  BOOST_TEST_REQUIRE(n.log->requests.size() == 2u);
+  BOOST_TEST(f.row(a).backfill_request_id == n.log->requests[1]["request_id"].get<std::string>());
+  f.advance(60s);
+  BOOST_TEST(f.count_jobs("reconcile") == 2);
+}
+
+TRACKER_CASE(on_demand_requests_one_attempt_now) {
+  fixture f(b, opts(), sched_opts(1000, 10));
+  auto n = f.add_node("alpha");
+  auto a = f.attempt(n, 1);
+  BOOST_TEST(on_demand(f, a).status == order_status::offline);
+  BOOST_TEST(on_demand(f, new_uuid()).status == order_status::not_found);
+  f.connect(n);
+  f.advance(10ms); // the reconnect request takes it
+  auto pending = on_demand(f, a);
+  BOOST_TEST(pending.status == order_status::not_partial);
+  BOOST_TEST(pending.request_id == f.row(a).backfill_request_id);
+  f.disconnect(n);
+  f.connect(n);
+  auto r = on_demand(f, a);
+  BOOST_TEST_REQUIRE(r.status == order_status::requested, r.message);
+  BOOST_TEST(r.attempts == 1);
+  BOOST_TEST(f.respond(n, r.request_id, {ok(a, 1)}));
+  BOOST_TEST(on_demand(f, a).status == order_status::not_partial);
+  BOOST_TEST(f.row(a).sync_state == "complete");
+}
+
+// --- randomized interleavings ----------------------------------------------------------------
+

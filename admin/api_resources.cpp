@@ -1,0 +1,269 @@
+// The admin API's resources: nodes, attempts and jobs (docs/admin-api.md). Routing, health and
+// metrics are in admin/api.cpp.
+#include "admin/api.hpp"
+#include "admin/api_support.hpp"
+
+#include "common/api_key.hpp"
+#include "common/clock.hpp"
+#include "common/ids.hpp"
+#include "config/defaults.hpp"
+#include "config/duration.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <set>
+
+namespace nodecoord::admin {
+
+using namespace detail;
+
+// --- nodes -------------------------------------------------------------------------------------
+
+namespace {
+
+struct live_view {
+  std::set<std::string> connected; // node ids
+  std::map<std::string, uint64_t> in_flight;
+};
+
+live_view live_of(backend& b) {
+  live_view v;
+  for (auto& c : b.connected())
+    v.connected.insert(c.node_id);
+  for (auto& r : b.tracker().requests)
+    ++v.in_flight[r.node_id];
+  return v;
+}
+
+json node_with_live(const storage::node_record& n, const live_view& v) {
+  auto it = v.in_flight.find(n.id);
+  return node_json(n, v.connected.count(n.id) > 0, it == v.in_flight.end() ? 0 : it->second);
+}
+
+storage::node_record find_node(backend& b, const std::string& name) {
+  auto r = b.node(name);
+  if (!r.found)
+    not_found("no node named '" + name + "'");
+  return r.node;
+}
+
+} // namespace
+
+http_response api::list_nodes() {
+  auto nodes = backend_.nodes();
+  auto live = live_of(backend_);
+  json out = json::object();
+  auto& arr = out["nodes"] = json::array();
+  for (auto& n : nodes)
+    arr.push_back(node_with_live(n, live));
+  return reply(200, std::move(out));
+}
+
+http_response api::show_node(const std::string& name) {
+  auto n = find_node(backend_, name);
+  auto live = live_of(backend_);
+  json out = node_with_live(n, live);
+  out["capabilities"] = json_or_null(n.capabilities);
+  return reply(200, {{"node", out}});
+}
+
+http_response api::create_node(const http_request& req) {
+  auto body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object())
+    bad_request("the body must be a JSON object such as {\"name\":\"node-1\"}");
+  if (!body.contains("name") || !body["name"].is_string())
+    bad_request("the body needs a string field \"name\"");
+  for (auto& [k, v] : body.items())
+    if (k != "name")
+      bad_request("unknown field \"" + k + "\"; allowed: name");
+  auto name = body["name"].get<std::string>();
+  if (!valid_node_name(name))
+    bad_request("invalid node name '" + name + "' (letters, digits, - _ . only, 1 to 255 characters)");
+  auto key = generate_api_key();
+  auto r = backend_.create_node(storage::node_create{name, "", key.key_id, key.key_hash});
+  if (!r.created)
+    conflict("a node named '" + name + "' already exists");
+  return reply(201, {{"node", node_json(r.node, false, 0)}, {"key", key.key}});
+}
+
+http_response api::node_action(const std::string& name, const std::string& action) {
+  if (action == "disable") {
+    auto r = backend_.disable_node(name);
+    if (!r.found)
+      not_found("no node named '" + name + "'");
+    bool closed = backend_.close_session(name);
+    return reply(200, {{"node", node_json(r.node, false, 0)}, {"closed_session", closed}});
+  }
+  if (action == "enable") {
+    auto r = backend_.enable_node(name);
+    if (!r.found)
+      not_found("no node named '" + name + "'");
+    return reply(200, {{"node", node_json(r.node, false, 0)}});
+  }
+  auto key = generate_api_key();
+  auto r = backend_.set_key(storage::node_set_key{name, key.key_id, key.key_hash});
+  if (!r.found)
+    not_found("no node named '" + name + "'");
+  auto live = live_of(backend_);
+  return reply(200, {{"node", node_with_live(r.node, live)}, {"key", key.key}});
+}
+
+// --- attempts ----------------------------------------------------------------------------------
+
+http_response api::list_attempts(const http_request& req) {
+  only_params(req, {"node", "sync_state", "state", "limit", "after"});
+  storage::attempt_list op;
+  op.sync_state = one_of(req, "sync_state", sync_states);
+  op.state = one_of(req, "state", attempt_states);
+  op.limit = limit_param(req);
+  if (auto after = param(req, "after")) {
+    if (!is_uuid(*after))
+      bad_request("after must be the 'next' value of the previous page (an attempt id), not '" + *after + "'");
+    op.after_id = lower_id(*after);
+  }
+  if (auto name = node_param(req, "node"))
+    op.node_id = find_node(backend_, *name).id;
+  auto rows = backend_.attempts(op);
+  json out = json::object();
+  auto& arr = out["attempts"] = json::array();
+  for (auto& a : rows)
+    arr.push_back(attempt_json(a));
+  out["next"] = static_cast<int64_t>(rows.size()) == op.limit ? json(rows.back().id) : json(nullptr);
+  return reply(200, std::move(out));
+}
+
+http_response api::show_attempt(const std::string& id) {
+  if (!is_uuid(id))
+    not_found("no attempt " + id + " (attempt ids are UUIDs)");
+  auto r = backend_.attempt(id);
+  if (!r.found)
+    not_found("no attempt " + id);
+  json backfill = nullptr;
+  if (is(r.attempt.sync_state, sync_state::partial)) {
+    // Reading an incomplete attempt asks its node for it, without making the reader wait.
+    bool connected = false;
+    try {
+      for (auto& c : backend_.connected())
+        connected = connected || c.node_id == r.attempt.node_id;
+    } catch (const unavailable&) {
+    }
+    if (connected) {
+      backend_.backfill_async(id);
+      backfill = {{"requested", true}};
+    } else {
+      backfill = {{"requested", false}, {"reason", "node offline"}};
+    }
+  }
+  return reply(200, {{"attempt", attempt_json(r.attempt)}, {"backfill", backfill}});
+}
+
+http_response api::backfill_attempt(const std::string& id) {
+  if (!is_uuid(id))
+    not_found("no attempt " + id + " (attempt ids are UUIDs)");
+  auto r = backend_.backfill(id);
+  switch (r.status) {
+    case order_status::requested:
+      return reply(202, {{"job_id", r.request_id}, {"attempts", r.attempts}});
+    case order_status::not_found:
+      not_found("no attempt " + id);
+    case order_status::offline:
+      conflict("the node of attempt " + id + " is not connected");
+    case order_status::busy:
+      conflict("the node of attempt " + id + " has max_inflight_per_node requests in flight; try again later");
+    case order_status::not_partial:
+    case order_status::nothing_to_mark:
+      conflict("attempt " + id + " is not partial" + (r.message.empty() ? "" : ": " + r.message));
+    case order_status::stopping:
+      throw unavailable("the coordinator is shutting down");
+    case order_status::error:
+      break;
+  }
+  throw unavailable(r.message.empty() ? "the backfill could not be requested" : r.message);
+}
+
+http_response api::requeue_attempt(const std::string& id) {
+  if (!is_uuid(id))
+    not_found("no attempt " + id + " (attempt ids are UUIDs)");
+  auto r = backend_.requeue(id);
+  if (!r.found)
+    not_found("no attempt " + id);
+  if (!r.requeued)
+    conflict("attempt " + id + " is not failed; only failed attempts are requeued");
+  auto a = backend_.attempt(id);
+  return reply(200, {{"attempt", attempt_json(a.attempt)}});
+}
+
+// --- jobs --------------------------------------------------------------------------------------
+
+http_response api::list_jobs(const http_request& req) {
+  only_params(req, {"status", "type", "node", "limit", "before"});
+  storage::job_query q;
+  q.statuses = list_of(req, "status", job_statuses);
+  q.types = list_of(req, "type", job_types);
+  q.limit = limit_param(req);
+  if (auto before = param(req, "before")) {
+    // "<created_at>,<job id>": both halves checked here, so the database never sees junk (a
+    // non-UUID id is an error on PostgreSQL and a meaningless text comparison on SQLite).
+    auto comma = before->find(',');
+    auto at = comma == std::string::npos ? std::nullopt : parse_time(before->substr(0, comma));
+    auto id = comma == std::string::npos ? std::string() : before->substr(comma + 1);
+    if (!at || !is_uuid(id))
+      bad_request("before must be the 'next' value of the previous page (<created_at>,<job id>), not '" + *before
+                  + "'");
+    q.before_created_at = format_time(*at);
+    q.before_id = lower_id(id);
+  }
+  if (auto name = node_param(req, "node"))
+    q.node_id = find_node(backend_, *name).id;
+  auto rows = backend_.jobs(q);
+  json out = json::object();
+  auto& arr = out["jobs"] = json::array();
+  for (auto& j : rows)
+    arr.push_back(job_json(j));
+  out["next"] = static_cast<int64_t>(rows.size()) == q.limit ? json(rows.back().created_at + "," + rows.back().id)
+                                                             : json(nullptr);
+  return reply(200, std::move(out));
+}
+
+http_response api::prune_jobs(const http_request& req) {
+  only_params(req, {"status", "type", "older_than"});
+  auto statuses = list_of(req, "status", job_statuses);
+  auto types = list_of(req, "type", job_types);
+  auto older = param(req, "older_than");
+  if (statuses.empty() && types.empty() && !older)
+    bad_request("refusing to prune without a filter: give status, type or older_than");
+  for (auto& s : statuses)
+    if (!is_final(*parse<job_status>(s))) // list_of checked the spelling
+      bad_request("queued and running jobs are never pruned");
+  auto cutoff = [&](std::chrono::milliseconds age) { return format_time(system_now() - age); };
+  int64_t deleted = 0;
+  if (older) {
+    auto age = parse_age(*older);
+    if (!age)
+      bad_request("older_than must be a duration such as 7d, 24h or 90m, not '" + *older + "'");
+    // A cutoff before the first job ever written is not a filter but an overflow.
+    if (*age > max_prune_age)
+      bad_request("older_than must be at most " + std::to_string(max_prune_age.count() / (24 * 3600 * 1000))
+                  + "d, not '" + *older + "'");
+    deleted = backend_.prune(storage::jobs_prune{statuses, types, cutoff(*age)}).deleted;
+  } else {
+    // Default retention: failed jobs 30 days, other finished jobs 7 days.
+    std::vector<std::string> failed, rest;
+    auto wanted = statuses.empty() ? job_statuses : statuses;
+    for (auto& s : wanted) {
+      auto status = *parse<job_status>(s);
+      if (status == job_status::failed)
+        failed.push_back(s);
+      else if (is_final(status))
+        rest.push_back(s);
+    }
+    if (!failed.empty())
+      deleted += backend_.prune(storage::jobs_prune{failed, types, cutoff(keep_failed)}).deleted;
+    if (!rest.empty())
+      deleted += backend_.prune(storage::jobs_prune{rest, types, cutoff(keep_finished)}).deleted;
+  }
+  return reply(200, {{"deleted", deleted}});
+}
+
+} // namespace nodecoord::admin

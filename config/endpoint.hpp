@@ -1,0 +1,22 @@
+#pragma once
+// `host:port` endpoints of the configuration ("127.0.0.1:7400", "[::1]:7400", "localhost:7400"):
+// parsing with a reason, and whether an endpoint is loopback (the admin API without a token may
+// only listen there).
+#include "config/config.hpp"
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace nodecoord::config {
+
+/// The endpoint `text` spells; nullopt with `why` set if it is not one.
+std::optional<endpoint> parse_endpoint(std::string_view text, std::string& why);
+
+/// True for localhost, 127.0.0.0/8 and ::1.
+bool is_loopback(const endpoint& ep);
+
+/// A default of config/defaults.hpp; throws std::logic_error if it does not parse (a bug).
+endpoint default_endpoint(const char* text);
+
+} // namespace nodecoord::config

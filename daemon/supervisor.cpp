@@ -4,6 +4,7 @@
 #include "actors/admin.hpp"
 #include "actors/registry.hpp"
 #include "actors/scheduler.hpp"
+#include "actors/shutdown.hpp"
 #include "actors/storage.hpp"
 #include "actors/tracker.hpp"
 #include "common/clock.hpp"
@@ -161,54 +162,12 @@ void shutdown(self_ptr self, int signo) {
     stop_all(self, 0);
     return;
   }
-  // 1. stop accepting and close every session with close{shutdown}; 2. the registry has then
-  // seen every session end and queued the offline rows; 3. the tracker resets what is in flight;
-  // 4. everything accepted so far is committed before the storage actor stops.
-  auto drain = [=] {
-    self->request(self->state.storage, caf::infinite, drain_atom::value)
-      .then(
-        [=](bool) {
-          log::info("storage drained; stopped");
-          self->send_exit(self->state.storage, caf::exit_reason::user_shutdown);
-          self->state.finish(0);
-          self->quit();
-        },
-        [=](caf::error& e) {
-          log::error("storage drain failed", {{"error", to_string(e)}});
-          self->send_exit(self->state.storage, caf::exit_reason::user_shutdown);
-          self->state.finish(1);
-          self->quit();
-        });
-  };
-  // 3. the tracker resets what is still in flight, after every response it already received
-  // (those went to storage first).
-  auto sync_tracker = [=] {
-    self->send_exit(self->state.scheduler, caf::exit_reason::user_shutdown);
-    self->request(self->state.tracker, caf::infinite, shutdown_atom::value)
-      .then(
-        [=](uint64_t n) {
-          if (n > 0)
-            log::info("in-flight backfill requests reset", {{"requests", n}});
-          self->send_exit(self->state.tracker, caf::exit_reason::user_shutdown);
-          drain();
-        },
-        [=](caf::error&) { drain(); });
-  };
-  auto sync_registry = [=] {
-    self->request(self->state.registry, caf::infinite, shutdown_atom::value)
-      .then(
-        [=](uint64_t) {
-          self->send_exit(self->state.registry, caf::exit_reason::user_shutdown);
-          sync_tracker();
-        },
-        [=](caf::error&) { sync_tracker(); });
-  };
-  self->request(st.acceptor, caf::infinite, shutdown_atom::value)
-    .then([=](uint64_t) { sync_registry(); },
-          [=](caf::error& e) {
-            log::warn("acceptor shutdown", {{"error", to_string(e)}});
-            sync_registry();
-          });
+  // The acceptor, the registry, the tracker, then storage drains (actors/shutdown.hpp).
+  shutdown_in_order(self, {st.acceptor, st.registry, st.scheduler, st.tracker, st.storage},
+                    [=](const shutdown_report& r) {
+                      self->state.finish(r.drained ? 0 : 1);
+                      self->quit();
+                    });
 }
 
 void schedule_watchdog(self_ptr self) {

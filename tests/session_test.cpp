@@ -5,6 +5,7 @@
 
 #include "actors/acceptor.hpp"
 #include "actors/registry.hpp"
+#include "actors/shutdown.hpp"
 #include "actors/storage.hpp"
 #include "actors/tracker.hpp"
 #include "common/api_key.hpp"
@@ -21,6 +22,7 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/io/network/test_multiplexer.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
@@ -1045,4 +1047,72 @@ BOOST_AUTO_TEST_CASE(a_resume_whose_trigger_is_lost_is_repaired) {
   BOOST_TEST(f.t.run(storage::logs_get{a, -1, 100}).size() == 8u);
   BOOST_TEST(!f.closed(c));
   BOOST_TEST(metrics::daemon().read_rearms.load() >= 1u);
+}
+
+// The orderly shutdown (actors/shutdown.hpp, what the supervisor runs on SIGTERM): sessions are
+// closed with close{shutdown}, the node goes offline with reason shutdown, the request in flight
+// is reset (its attempt partial again, no failure counted, its job cancelled), and a frame that
+// was accepted but not committed yet is committed before the sequence reports done.
+BOOST_AUTO_TEST_CASE(the_shutdown_sequence_commits_what_was_accepted_and_resets_requests) {
+  held_commits held;
+  session_fixture f(100, nullptr, held.hook());
+  auto n = f.add_node("alpha");
+  auto [c, w] = f.login(n);
+  auto a = new_uuid();
+  f.send(c, protocol::encode_attempt({a, "t", "running", "", "", ""}) + protocol::encode_heartbeat(1));
+  BOOST_TEST_REQUIRE(types_of(f.frames(c)) == strings{"ack:1"});
+  auto ordered = f.order(n, {a});
+  BOOST_TEST_REQUIRE(ordered.status == order_status::requested);
+  BOOST_TEST_REQUIRE(types_of(f.frames(c)) == strings{"backfill_request"});
+  *held.hold = true; // the next frame is accepted, not committed
+  auto b = new_uuid();
+  f.send(c, protocol::encode_attempt({b, "t", "running", "", "", ""}));
+  BOOST_TEST_REQUIRE(!f.t.run(storage::attempt_get{b}).found);
+
+  std::optional<shutdown_report> report;
+  auto runner = f.sys.spawn([&](caf::event_based_actor* self) -> caf::behavior {
+    shutdown_in_order(self, {f.acceptor, f.registry, scheduler_actor{}, f.tracker, f.storage},
+                      [&report](const shutdown_report& r) { report = r; });
+    return {};
+  });
+  f.run();
+  BOOST_TEST(!report.has_value(), "done before storage committed what it accepted");
+  BOOST_TEST(types_of(f.frames(c)) == strings{"close"});
+  *held.hold = false;
+  f.advance(5s); // storage's reconnect backoff, then the drain
+  BOOST_TEST_REQUIRE(report.has_value());
+  BOOST_TEST(report->sessions_closed == 1u);
+  // The session's end (stage 2) already reset its request, before the tracker's own stage ran.
+  BOOST_TEST(report->requests_reset == 0u);
+  BOOST_TEST(report->drained);
+  BOOST_TEST(f.t.run(storage::attempt_get{b}).found, "the accepted frame is committed");
+  auto ra = f.t.run(storage::attempt_get{a}).attempt;
+  BOOST_TEST(ra.sync_state == "partial");
+  BOOST_TEST(ra.backfill_failures == 0); // a shutdown is nobody's failure
+  auto job = f.t.run(storage::job_query{{}, {"backfill"}, "", "", "", 10});
+  BOOST_TEST_REQUIRE(job.size() == 1u);
+  BOOST_TEST(job[0].status == "cancelled");
+  BOOST_TEST(f.row(n).status == "offline");
+  BOOST_TEST(f.row(n).disconnect_reason == "shutdown");
+  (void)runner;
+}
+
+// A stage that is gone does not stop the sequence: storage still drains.
+BOOST_AUTO_TEST_CASE(the_shutdown_sequence_goes_on_past_a_stage_that_is_gone) {
+  session_fixture f;
+  auto n = f.add_node("alpha");
+  auto [c, w] = f.login(n);
+  caf::anon_send_exit(f.registry, caf::exit_reason::kill);
+  f.run();
+  std::optional<shutdown_report> report;
+  auto runner = f.sys.spawn([&](caf::event_based_actor* self) -> caf::behavior {
+    shutdown_in_order(self, {f.acceptor, f.registry, scheduler_actor{}, f.tracker, f.storage},
+                      [&report](const shutdown_report& r) { report = r; });
+    return {};
+  });
+  f.run();
+  BOOST_TEST_REQUIRE(report.has_value());
+  BOOST_TEST(report->sessions_closed == 1u);
+  BOOST_TEST(report->drained);
+  (void)runner;
 }

@@ -358,7 +358,8 @@ namespace {
 
 /// Runs a stream of log inserts against a detached storage actor while `disrupt` runs in the
 /// middle, then checks that every operation was answered and applied exactly once.
-void stream_through_disruption(test_database& t, const std::function<void(const storage_actor&, caf::scoped_actor&)>& disrupt) {
+storage_status stream_through_disruption(test_database& t,
+                                         const std::function<void(const storage_actor&, caf::scoped_actor&)>& disrupt) {
   auto node = t.run(node_create{"alpha", "", "kid", "h"}).node;
   std::vector<std::string> attempts;
   for (int i = 0; i < 4; ++i) {
@@ -399,10 +400,14 @@ void stream_through_disruption(test_database& t, const std::function<void(const 
     BOOST_TEST_MESSAGE("error: " << e);
   BOOST_TEST(errors.empty());
   BOOST_TEST(inserted == 2 * per_phase);
+  storage_status final_status;
+  self->request(st, 10s, status_atom::value)
+    .receive([&](const storage_status& s) { final_status = s; }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
   self->send_exit(st, caf::exit_reason::user_shutdown);
   t.db().connect();
   BOOST_TEST(count(t.db().session(), "SELECT COUNT(*) FROM attempt_logs") == 2 * per_phase);
   BOOST_TEST(count(t.db().session(), "SELECT SUM(log_count) FROM node_task_attempts") == 2 * per_phase);
+  return final_status;
 }
 
 bool wait_until_available(caf::scoped_actor& self, const storage_actor& st, bool want, std::chrono::seconds bound) {
@@ -421,13 +426,23 @@ bool wait_until_available(caf::scoped_actor& self, const storage_actor& st, bool
 
 BOOST_AUTO_TEST_CASE(postgresql_backend_killed_mid_stream_loses_nothing) {
   test_database t(backend::postgresql);
-  stream_through_disruption(t, [&](const storage_actor&, caf::scoped_actor&) {
+  uint64_t lost_before = 0;
+  auto after = stream_through_disruption(t, [&](const storage_actor& st, caf::scoped_actor& self) {
+    self->request(st, 10s, status_atom::value)
+      .receive([&](const storage_status& s) { lost_before = s.stats.connection_errors; },
+               [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
     auto cs = parse_storage_url(test::pg_base_url(), "", 5s).connect_string;
     soci::session admin(soci::postgresql, cs);
     // Kill every other connection of this database user: the storage actor's included.
-    admin << "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-             "AND datname = current_database() AND application_name = 'nodecoordd'";
+    int killed = 0;
+    admin << "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity "
+             "WHERE pid <> pg_backend_pid() AND datname = current_database() AND application_name = 'nodecoordd') x "
+             "WHERE x.gone",
+      soci::into(killed);
+    BOOST_TEST_REQUIRE(killed >= 1, "no connection of the storage actor was terminated");
   });
+  // The actor's connection was really lost (and it reconnected): the test disrupted something.
+  BOOST_TEST(after.stats.connection_errors > lost_before, "the storage actor never noticed the lost connection");
 }
 
 BOOST_AUTO_TEST_CASE(postgresql_restart_mid_stream_loses_nothing) {

@@ -52,6 +52,35 @@ BOOST_TEST_GLOBAL_FIXTURE(quiet_log);
 using namespace nodecoord::test::backfill;
 
 
+// Rule 4 (test-gaps 4): an on-demand request names attempts some of which cannot be marked (one
+// complete, one pending under another request, one of another node, one unknown); the frame the
+// node gets names exactly the one that was marked, and the job counts one.
+TRACKER_CASE(only_attempts_actually_marked_are_sent) {
+  fixture f(b, opts(5, 4));
+  auto n = f.add_node("alpha");
+  auto other = f.add_node("beta");
+  f.connect(n);
+  f.connect(other);
+  auto partial = f.attempt(n, 1);
+  auto complete = f.attempt(n, 1);
+  auto busy = f.attempt(n, 1);
+  auto foreign = f.attempt(other, 1);
+  f.t.exec_sql("UPDATE node_task_attempts SET sync_state = 'complete' WHERE id = '" + complete + "'");
+  auto first = f.order(n, {busy});
+  BOOST_TEST_REQUIRE(first.status == order_status::requested, first.message);
+  BOOST_TEST_REQUIRE(n.log->requests.size() == 1u);
+  auto r = f.order(n, {partial, complete, busy, foreign, new_uuid()});
+  BOOST_TEST_REQUIRE(r.status == order_status::requested, r.message);
+  BOOST_TEST(r.attempts == 1);
+  BOOST_TEST_REQUIRE(n.log->requests.size() == 2u);
+  BOOST_TEST((ids_of(n.log->requests[1]) == std::vector<std::string>{partial}));
+  BOOST_TEST(f.job(r.request_id)->attempt_count == 1);
+  BOOST_TEST(f.row(busy).backfill_request_id == first.request_id, "still under its first request");
+  BOOST_TEST(f.row(complete).sync_state == "complete");
+  BOOST_TEST(f.row(foreign).sync_state == "partial");
+  BOOST_TEST(other.log->requests.empty());
+}
+
 TRACKER_CASE(a_request_marks_sends_and_a_response_completes) {
   fixture f(b, opts());
   auto n = f.add_node("alpha");

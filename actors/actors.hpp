@@ -46,7 +46,6 @@ using pace_atom = caf::atom_constant<caf::atom("pace")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
 using token_atom = caf::atom_constant<caf::atom("token")>;
 
-
 /// storage: the only owner of the database session. Every operation is queued in arrival order,
 /// applied in batches (one transaction each) and answered after its batch commits.
 using storage_actor = caf::typed_actor<
@@ -125,7 +124,6 @@ using storage_actor = caf::typed_actor<
   // Import a parsed bundle in one transaction (a batch of its own).
   caf::replies_to<storage::bundle::import_bundle>::with<storage::bundle::import_bundle::result_type>>;
 
-
 /// registry: node_id -> {session, epoch}; one live session per node; turns hello and session
 /// ends into node rows (online/offline) through storage, epoch-checked.
 using registry_actor = caf::typed_actor<
@@ -151,7 +149,6 @@ using registry_actor = caf::typed_actor<
   // reason) for every ended session, superseded ones included (tracker, scheduler).
   caf::reacts_to<subscribe_atom, caf::actor>>;
 
-
 /// tracker: the one owner of request state (DESIGN §1). Turns orders, responses, session ends
 /// and deadlines into storage transitions, in order.
 using tracker_actor = caf::typed_actor<
@@ -174,7 +171,6 @@ using tracker_actor = caf::typed_actor<
   caf::replies_to<shutdown_atom>::with<uint64_t>,
   // Requests in flight and counters.
   caf::replies_to<caf::get_atom>::with<tracker_status>>;
-
 
 /// scheduler: the three backfill triggers and their limits (DESIGN §4). Holds only which
 /// sessions are up and its own queue; the tracker owns requests.
@@ -216,8 +212,8 @@ using admin_actor = caf::typed_actor<
 
 // Local-only message types (see the comment at the top).
 #define NODECOORD_LOCAL_TYPE(T) CAF_ALLOW_UNSAFE_MESSAGE_TYPE(T)
-#define NODECOORD_LOCAL_OP(op)                                                                   \
-  NODECOORD_LOCAL_TYPE(nodecoord::storage::op)                                                   \
+#define NODECOORD_LOCAL_OP(op)                                                                                         \
+  NODECOORD_LOCAL_TYPE(nodecoord::storage::op)                                                                         \
   NODECOORD_LOCAL_TYPE(nodecoord::storage::op::result_type)
 
 NODECOORD_LOCAL_TYPE(nodecoord::storage_status)

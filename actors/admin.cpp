@@ -216,22 +216,23 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
   // (413, checked against Content-Length before the body is read), a request it cannot parse.
   // The error handler sees every answer of 400 and above, the API's own included: only an empty
   // body is replaced, by the API's envelope.
-  srv.set_error_handler(httplib::Server::HandlerWithResponse([limit = opts.max_body_bytes](const httplib::Request&,
-                                                                                          httplib::Response& res) {
-    if (!res.body.empty())
-      return httplib::Server::HandlerResponse::Unhandled;
-    auto out = admin::transport_error(res.status, limit);
-    res.set_content(out.body, out.content_type);
-    return httplib::Server::HandlerResponse::Handled;
-  }));
+  srv.set_error_handler(httplib::Server::HandlerWithResponse(
+    [limit = opts.max_body_bytes](const httplib::Request&, httplib::Response& res) {
+      if (!res.body.empty())
+        return httplib::Server::HandlerResponse::Unhandled;
+      auto out = admin::transport_error(res.status, limit);
+      res.set_content(out.body, out.content_type);
+      return httplib::Server::HandlerResponse::Handled;
+    }));
   srv.set_logger([](const httplib::Request& req, const httplib::Response& res) {
     log::debug("admin request", {{"method", req.method}, {"path", req.path}, {"status", res.status}});
   });
-  int port = opts.port == 0 ? srv.bind_to_any_port(opts.host) : (srv.bind_to_port(opts.host, opts.port) ? opts.port : -1);
+  int port =
+    opts.port == 0 ? srv.bind_to_any_port(opts.host) : (srv.bind_to_port(opts.host, opts.port) ? opts.port : -1);
   if (port <= 0) {
     log::error("cannot listen for the admin API", {{"listen", opts.host + ":" + std::to_string(opts.port)}});
-    self->quit(caf::make_error(caf::sec::cannot_open_port, "admin API: cannot listen on " + opts.host + ":"
-                                                             + std::to_string(opts.port)));
+    self->quit(caf::make_error(caf::sec::cannot_open_port,
+                               "admin API: cannot listen on " + opts.host + ":" + std::to_string(opts.port)));
     return {[](port_atom) -> uint16_t { return 0; }, [](status_atom, bool) {}, [](token_atom, const std::string&) {}};
   }
   st.port = static_cast<uint16_t>(port);
@@ -250,8 +251,6 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
 
 } // namespace
 
-admin_actor spawn_admin(caf::actor_system& sys, admin_options opts) {
-  return sys.spawn(admin_impl, std::move(opts));
-}
+admin_actor spawn_admin(caf::actor_system& sys, admin_options opts) { return sys.spawn(admin_impl, std::move(opts)); }
 
 } // namespace nodecoord

@@ -13,8 +13,8 @@ namespace nodecoord {
 
 struct admin_options {
   std::string host = "127.0.0.1";
-  uint16_t port = 0; // 0: any free port (ask with port_atom)
-  std::string token; // empty: no token required
+  uint16_t port = 0;                                        // 0: any free port (ask with port_atom)
+  std::string token;                                        // empty: no token required
   uint64_t max_body_bytes = defaults::admin_max_body_bytes; // larger bodies: 413
   std::string started_at;
   storage_actor storage;

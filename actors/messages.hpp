@@ -28,12 +28,12 @@ struct backfill_delivery {
 
 /// What the storage actor reports about itself (readiness, metrics).
 struct storage_status {
-  bool available = false;  // connected and migrated: "database unavailable" otherwise
-  std::string backend;     // sqlite | postgresql
-  std::string url;         // password redacted
-  std::string last_error;  // the latest connection or transient error, if any
+  bool available = false; // connected and migrated: "database unavailable" otherwise
+  std::string backend;    // sqlite | postgresql
+  std::string url;        // password redacted
+  std::string last_error; // the latest connection or transient error, if any
   int schema_version = 0;
-  uint64_t queued = 0;     // operations waiting for a commit
+  uint64_t queued = 0; // operations waiting for a commit
   storage::executor_stats stats;
 };
 
@@ -47,8 +47,8 @@ struct startup_report {
 /// A hello, as the registry sees it.
 struct auth_request {
   std::string node_name;
-  std::string key;  // the full API key "nck_<key_id>_<secret>"
-  std::string peer; // remote address, for per-peer failure rate limiting
+  std::string key;          // the full API key "nck_<key_id>_<secret>"
+  std::string peer;         // remote address, for per-peer failure rate limiting
   std::string capabilities; // JSON object text from the hello, stored on the node row
 };
 
@@ -75,7 +75,7 @@ struct connected_node {
 struct acceptor_stats {
   uint16_t port = 0;
   uint64_t accepted = 0;
-  uint64_t refused = 0; // over max_connections
+  uint64_t refused = 0;            // over max_connections
   uint64_t refused_handshakes = 0; // over max_handshakes
   uint64_t open = 0;
 };
@@ -150,11 +150,11 @@ struct tracker_status {
 struct reconcile_report {
   std::string job_id;
   uint64_t pages = 0;
-  uint64_t nodes = 0;       // connected nodes with partial attempts
-  uint64_t requested = 0;   // requests made
-  uint64_t attempts = 0;    // attempts marked
-  uint64_t busy = 0;        // nodes at max_inflight_per_node
-  std::string error;        // non-empty: the pass stopped (job `failed`)
+  uint64_t nodes = 0;     // connected nodes with partial attempts
+  uint64_t requested = 0; // requests made
+  uint64_t attempts = 0;  // attempts marked
+  uint64_t busy = 0;      // nodes at max_inflight_per_node
+  std::string error;      // non-empty: the pass stopped (job `failed`)
 };
 
 /// What the scheduler reports about itself.

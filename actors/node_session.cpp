@@ -51,9 +51,9 @@ struct node_session_state {
   uint64_t unsettled_frames = 0;
   ingest_budget::limits own{0, 0};
   bool paused = false;
-  bool waiting = false; // a wake is registered with the fleet's budget
+  bool waiting = false;      // a wake is registered with the fleet's budget
   bool paused_timer = false; // one notice timer, however often the session pauses
-  bool in_handshake = true; // holds a place in the acceptor's handshake count
+  bool in_handshake = true;  // holds a place in the acceptor's handshake count
   // Resuming (see rearm_reading): which resume the pending checks belong to, and whether a read
   // has come in since it.
   uint64_t resumes = 0;
@@ -149,8 +149,7 @@ void handle_line(self_ptr self, std::string_view line) {
   auto& st = self->state;
   using phase = node_session_state::phase;
   switch (st.ph) {
-    case phase::closing:
-      return;
+    case phase::closing: return;
     case phase::authenticating:
       // Pipelined frames: keep them (bounded, like the hello) until the registry answered.
       st.early_bytes += line.size();
@@ -179,8 +178,7 @@ void handle_line(self_ptr self, std::string_view line) {
       maybe_pause(self);
       return;
     }
-    case phase::awaiting_hello:
-      break;
+    case phase::awaiting_hello: break;
   }
   auto decoded = protocol::decode(line);
   auto* msg = std::get_if<protocol::node_message>(&decoded);
@@ -195,15 +193,17 @@ void handle_line(self_ptr self, std::string_view line) {
   }
   if (h->protocol != protocol::version) {
     metrics::daemon().connects.inc("unsupported_protocol");
-    close_with(self, protocol::encode_error(protocol::code::unsupported_protocol,
-                                            "this coordinator speaks protocol 1, not " + std::to_string(h->protocol)),
+    close_with(self,
+               protocol::encode_error(protocol::code::unsupported_protocol,
+                                      "this coordinator speaks protocol 1, not " + std::to_string(h->protocol)),
                "unsupported_protocol");
     return;
   }
   st.ph = phase::authenticating;
   st.node_name = h->node;
-  self->request(st.opts.registry, caf::infinite, hello_atom::value, auth_request{h->node, h->key, st.peer, h->capabilities},
-                caf::actor_cast<caf::actor>(self))
+  self
+    ->request(st.opts.registry, caf::infinite, hello_atom::value,
+              auth_request{h->node, h->key, st.peer, h->capabilities}, caf::actor_cast<caf::actor>(self))
     .then(
       [=](const auth_result& r) {
         auto& s = self->state;
@@ -428,9 +428,10 @@ void handle_active(self_ptr self, protocol::node_message&& msg, uint64_t bytes) 
       } else if constexpr (std::is_same_v<T, protocol::heartbeat>) {
         heartbeat(self, m.seq);
       } else if constexpr (std::is_same_v<T, protocol::attempt>) {
-        store_frame(self, storage::attempt_upsert{st.node_id, m.attempt_id, m.task_id, m.state, m.started_at,
-                                                  m.finished_at, m.meta},
-                    bytes);
+        store_frame(
+          self,
+          storage::attempt_upsert{st.node_id, m.attempt_id, m.task_id, m.state, m.started_at, m.finished_at, m.meta},
+          bytes);
       } else if constexpr (std::is_same_v<T, protocol::logs>) {
         storage::logs_insert op{st.node_id, m.attempt_id, {}};
         op.entries.reserve(m.entries.size());
@@ -440,8 +441,8 @@ void handle_active(self_ptr self, protocol::node_message&& msg, uint64_t bytes) 
       } else if constexpr (std::is_same_v<T, protocol::backfill_response>) {
         auto request_id = m.request_id;
         if (!st.opts.tracker) {
-          write_line(self, protocol::encode_error(protocol::code::unknown_request, "no such request in flight",
-                                                  request_id));
+          write_line(self,
+                     protocol::encode_error(protocol::code::unknown_request, "no such request in flight", request_id));
           return;
         }
         std::vector<storage::backfill_item> items;
@@ -452,8 +453,9 @@ void handle_active(self_ptr self, protocol::node_message&& msg, uint64_t bytes) 
         // sees them (the tracker's apply reaches storage after them). The tracker answers once
         // the response is applied (committed), so a heartbeat after it waits for that too.
         auto t = hand_on(self, bytes);
-        self->request(st.opts.tracker, caf::infinite, response_atom::value, session_ref{st.node_id, st.epoch}, request_id,
-                      std::move(items))
+        self
+          ->request(st.opts.tracker, caf::infinite, response_atom::value, session_ref{st.node_id, st.epoch}, request_id,
+                    std::move(items))
           .then(
             [=](bool known) {
               if (!known)
@@ -462,8 +464,8 @@ void handle_active(self_ptr self, protocol::node_message&& msg, uint64_t bytes) 
               settle(self, t, bytes);
             },
             [=](caf::error& e) {
-              write_line(self, protocol::encode_error(protocol::code::unavailable, "not applied: " + to_string(e),
-                                                      request_id));
+              write_line(
+                self, protocol::encode_error(protocol::code::unavailable, "not applied: " + to_string(e), request_id));
               settle(self, t, bytes);
             });
       } else if constexpr (std::is_same_v<T, protocol::bye>) {
@@ -497,16 +499,15 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
       auto status = s.splitter.feed(std::string_view(msg.buf.data(), msg.buf.size()),
                                     [&](std::string_view line) { handle_line(self, line); });
       if (status == protocol::line_splitter::status::too_large && s.ph != node_session_state::phase::closing)
-        close_with(self,
-                   protocol::encode_error(protocol::code::frame_too_large,
-                                          "a frame is longer than " + std::to_string(s.splitter.max()) + " bytes"
-                                            + (s.ph == node_session_state::phase::active ? "" : " before authentication")),
-                   protocol::code::frame_too_large);
+        close_with(
+          self,
+          protocol::encode_error(protocol::code::frame_too_large,
+                                 "a frame is longer than " + std::to_string(s.splitter.max()) + " bytes"
+                                   + (s.ph == node_session_state::phase::active ? "" : " before authentication")),
+          protocol::code::frame_too_large);
     },
     [=](const caf::io::connection_closed_msg&) { terminate(self, "socket_closed"); },
-    [=](caf::close_atom, const std::string& reason) {
-      close_with(self, protocol::encode_close(reason), reason);
-    },
+    [=](caf::close_atom, const std::string& reason) { close_with(self, protocol::encode_close(reason), reason); },
     [=](backfill_atom, const backfill_delivery& d) {
       // A request this session cannot deliver is reset at once (lessons.md: mark then fail to send).
       auto& s = self->state;

@@ -32,7 +32,7 @@ struct session_options {
   std::chrono::milliseconds seen_report{defaults::seen_flush};
   registry_actor registry;
   storage_actor storage;
-  tracker_actor tracker; // null: every backfill_response is unknown_request
+  tracker_actor tracker;       // null: every backfill_response is unknown_request
   clock_fn clock = system_now; // server_time in frames
   /// Frames handed to storage and not settled, fleet-wide; over its limits sessions stop
   /// reading (backpressure). Null: no limit (tests of other things).

@@ -89,16 +89,15 @@ void lookup_done(self_ptr self) {
   }
 }
 
-void register_session(self_ptr self, const storage::node_record& node, int64_t epoch,
-                      const caf::actor& session, const std::string& peer) {
+void register_session(self_ptr self, const storage::node_record& node, int64_t epoch, const caf::actor& session,
+                      const std::string& peer) {
   auto& st = self->state;
   auto it = st.nodes.find(node.id);
   if (it != st.nodes.end()) {
     // The newer hello wins; the older session is told so and its later cleanup is ignored
     // because its epoch is no longer current.
     log::info("session superseded", {{"node", node.name}, {"old_epoch", it->second.epoch}, {"epoch", epoch}});
-    caf::anon_send(it->second.session, caf::close_atom::value,
-               std::string(protocol::close_reason::superseded));
+    caf::anon_send(it->second.session, caf::close_atom::value, std::string(protocol::close_reason::superseded));
     st.by_actor.erase(it->second.session.id());
   }
   st.nodes[node.id] = {session, epoch, node.name, format_time(st.opts.clock()), peer};
@@ -107,8 +106,8 @@ void register_session(self_ptr self, const storage::node_record& node, int64_t e
   log::info("node online", {{"node", node.name}, {"epoch", epoch}, {"peer", peer}});
 }
 
-void begin_session(self_ptr self, promise rp, storage::node_record node, int64_t expected,
-                   caf::actor session, std::string peer, std::string caps, int tries) {
+void begin_session(self_ptr self, promise rp, storage::node_record node, int64_t expected, caf::actor session,
+                   std::string peer, std::string caps, int tries) {
   self->request(self->state.opts.storage, caf::infinite, storage::node_begin_session{node.id, expected, caps})
     .then(
       [=](const storage::node_begin_session::result_type& r) mutable {
@@ -187,7 +186,9 @@ void flush_seen(self_ptr self) {
   st.seen.clear();
   self->request(st.opts.storage, caf::infinite, std::move(op))
     .then([](const storage::node_touch::result_type&) {},
-          [](caf::error& e) { log::warn("last_seen_at update failed", {{"error", to_string(e)}}); });
+          [](caf::error& e) {
+            log::warn("last_seen_at update failed", {{"error", to_string(e)}});
+          });
 }
 
 registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts) {
@@ -230,35 +231,35 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
         return rp;
       }
       with_lookup_slot(self, [=]() mutable {
-      self->request(self->state.opts.storage, caf::infinite, storage::node_lookup_by_key{key->key_id})
-        .then(
-          [=](const storage::node_lookup_by_key::result_type& r) mutable {
-            lookup_done(self);
-            if (rate_limited(self, req.peer)) { // failures that were looked up meanwhile count
-              rp.deliver(auth_failed());
-              return;
-            }
-            const char* why = nullptr;
-            if (!r.found)
-              why = "unknown key id";
-            else if (!api_secret_matches(key->secret, r.node.key_hash))
-              why = "wrong key";
-            else if (r.node.name != req.node_name)
-              why = "key belongs to another node";
-            else if (is(r.node.status, node_status::disabled))
-              why = "node disabled";
-            if (why) {
-              count_failure(self, req, why);
-              rp.deliver(auth_failed());
-              return;
-            }
-            begin_session(self, rp, r.node, r.node.session_epoch, session, req.peer, req.capabilities, 1000);
-          },
-          [=](caf::error& e) mutable {
-            lookup_done(self);
-            log::warn("authentication lookup failed", {{"error", to_string(e)}});
-            rp.deliver(auth_result{false, protocol::code::unavailable, "try again later", "", 0});
-          });
+        self->request(self->state.opts.storage, caf::infinite, storage::node_lookup_by_key{key->key_id})
+          .then(
+            [=](const storage::node_lookup_by_key::result_type& r) mutable {
+              lookup_done(self);
+              if (rate_limited(self, req.peer)) { // failures that were looked up meanwhile count
+                rp.deliver(auth_failed());
+                return;
+              }
+              const char* why = nullptr;
+              if (!r.found)
+                why = "unknown key id";
+              else if (!api_secret_matches(key->secret, r.node.key_hash))
+                why = "wrong key";
+              else if (r.node.name != req.node_name)
+                why = "key belongs to another node";
+              else if (is(r.node.status, node_status::disabled))
+                why = "node disabled";
+              if (why) {
+                count_failure(self, req, why);
+                rp.deliver(auth_failed());
+                return;
+              }
+              begin_session(self, rp, r.node, r.node.session_epoch, session, req.peer, req.capabilities, 1000);
+            },
+            [=](caf::error& e) mutable {
+              lookup_done(self);
+              log::warn("authentication lookup failed", {{"error", to_string(e)}});
+              rp.deliver(auth_result{false, protocol::code::unavailable, "try again later", "", 0});
+            });
       });
       return rp;
     },
@@ -287,7 +288,7 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
               auto it = self->state.nodes.find(id);
               if (it != self->state.nodes.end())
                 caf::anon_send(it->second.session, caf::close_atom::value,
-                           std::string(protocol::close_reason::disabled));
+                               std::string(protocol::close_reason::disabled));
             }
             self->delayed_send(self, self->state.opts.disabled_poll, poll_atom::value);
           },

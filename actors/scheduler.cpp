@@ -51,8 +51,8 @@ void arm_pace(self_ptr self) {
 void log_order(const char* trigger, const std::string& node_id, const order_result& r) {
   if (r.status == order_status::requested)
     return; // the tracker logs requests
-  log::debug("backfill not requested", {{"trigger", trigger}, {"node_id", node_id},
-                                        {"status", to_string(r.status)}, {"why", r.message}});
+  log::debug("backfill not requested",
+             {{"trigger", trigger}, {"node_id", node_id}, {"status", to_string(r.status)}, {"why", r.message}});
 }
 
 // --- reconcile -------------------------------------------------------------------------------
@@ -71,14 +71,18 @@ void finish_pass(self_ptr self, std::string error) {
   ++st.counters.reconcile_passes;
   auto waiters = std::move(st.pass_waiters);
   st.pass_waiters.clear();
-  storage::job_update done{report.job_id, to_string(report.error.empty() ? job_status::succeeded : job_status::failed), pass_detail(report),
-                           report.error};
+  storage::job_update done{report.job_id, to_string(report.error.empty() ? job_status::succeeded : job_status::failed),
+                           pass_detail(report), report.error};
   self->request(st.opts.storage, caf::infinite, std::move(done))
     .then([](const storage::job_update::result_type&) {},
-          [](caf::error& e) { log::warn("reconcile job not recorded", {{"error", to_string(e)}}); });
+          [](caf::error& e) {
+            log::warn("reconcile job not recorded", {{"error", to_string(e)}});
+          });
   if (report.error.empty())
-    log::info("reconcile done", {{"job", report.job_id}, {"nodes", report.nodes},
-                                 {"requested", report.requested}, {"attempts", report.attempts},
+    log::info("reconcile done", {{"job", report.job_id},
+                                 {"nodes", report.nodes},
+                                 {"requested", report.requested},
+                                 {"attempts", report.attempts},
                                  {"busy", report.busy}});
   else
     log::warn("reconcile failed", {{"job", report.job_id}, {"error", report.error}});
@@ -97,8 +101,9 @@ void page_done(self_ptr self, size_t page_len, std::string last) {
 
 void reconcile_page(self_ptr self, std::string after) {
   auto& st = self->state;
-  self->request(st.opts.storage, caf::infinite,
-                storage::nodes_with_partial{std::move(after), static_cast<int64_t>(st.opts.page_size)})
+  self
+    ->request(st.opts.storage, caf::infinite,
+              storage::nodes_with_partial{std::move(after), static_cast<int64_t>(st.opts.page_size)})
     .then(
       [=](const storage::nodes_with_partial::result_type& ids) {
         auto& cur = self->state;
@@ -116,7 +121,9 @@ void reconcile_page(self_ptr self, std::string after) {
             continue; // online in the table but not here (another instance, or just gone)
           ++cur.pass.nodes;
           ++cur.pass_outstanding;
-          self->request(cur.opts.tracker, caf::infinite, backfill_order{id, c->second, {}, cur.opts.batch_size, "reconcile"})
+          self
+            ->request(cur.opts.tracker, caf::infinite,
+                      backfill_order{id, c->second, {}, cur.opts.batch_size, "reconcile"})
             .then(
               [=](const order_result& r) {
                 auto& now_st = self->state;
@@ -191,14 +198,17 @@ scheduler_actor::behavior_type scheduler_impl(self_ptr self, scheduler_options o
               return;
             }
             ++cur.counters.on_demand_requests;
-            self->request(cur.opts.tracker, caf::infinite,
-                          backfill_order{a.attempt.node_id, c->second, {attempt_id}, 0, "on_demand"})
+            self
+              ->request(cur.opts.tracker, caf::infinite,
+                        backfill_order{a.attempt.node_id, c->second, {attempt_id}, 0, "on_demand"})
               .then([=](const order_result& r) mutable { rp.deliver(r); },
                     [=](caf::error& e) mutable {
                       rp.deliver(order_result{order_status::error, "", 0, to_string(e)});
                     });
           },
-          [=](caf::error& e) mutable { rp.deliver(order_result{order_status::error, "", 0, to_string(e)}); });
+          [=](caf::error& e) mutable {
+            rp.deliver(order_result{order_status::error, "", 0, to_string(e)});
+          });
       return rp;
     },
     [=](reconcile_atom) {
@@ -237,8 +247,9 @@ scheduler_actor::behavior_type scheduler_impl(self_ptr self, scheduler_options o
         if (c == cur.connected.end() || c->second != epoch)
           continue;
         ++cur.counters.reconnect_requests;
-        self->request(cur.opts.tracker, caf::infinite,
-                      backfill_order{node_id, epoch, {}, cur.opts.batch_size, "reconnect"})
+        self
+          ->request(cur.opts.tracker, caf::infinite,
+                    backfill_order{node_id, epoch, {}, cur.opts.batch_size, "reconnect"})
           .then([=](const order_result& r) { log_order("reconnect", node_id, r); },
                 [=](caf::error& e) {
                   log::warn("reconnect order failed", {{"node_id", node_id}, {"error", to_string(e)}});

@@ -21,7 +21,7 @@ struct scheduler_options {
   uint32_t batch_size = defaults::batch_size;
   uint32_t reconnect_rate = defaults::reconnect_rate; // reconnect requests per second, whole fleet
   uint32_t page_size = defaults::reconcile_page_size; // nodes per reconcile page
-  uint64_t seed = 0;            // jitter; 0: random
+  uint64_t seed = 0;                                  // jitter; 0: random
 };
 
 scheduler_actor spawn_scheduler(caf::actor_system& sys, scheduler_options opts);

@@ -27,9 +27,9 @@ struct shutdown_stages {
 
 /// What the sequence saw, for the log and for tests.
 struct shutdown_report {
-  uint64_t sessions_closed = 0;  // by the acceptor
-  uint64_t requests_reset = 0;   // by the tracker
-  bool drained = false;          // storage committed everything before it stopped
+  uint64_t sessions_closed = 0; // by the acceptor
+  uint64_t requests_reset = 0;  // by the tracker
+  bool drained = false;         // storage committed everything before it stopped
 };
 
 /// Runs the sequence from `self`; `done` gets the report when storage has drained (or failed to)

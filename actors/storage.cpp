@@ -84,12 +84,8 @@ caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op 
   queued_item q;
   auto slot = storage::bind_item(q.item, std::move(op));
   q.item.deliver = [rp, slot]() mutable { rp.deliver(std::move(slot->result)); };
-  q.item.fail = [rp](const std::string& msg) mutable {
-    rp.deliver(make_error(storage_errc::refused, msg));
-  };
-  q.item.abandon = [rp](const std::string& msg) mutable {
-    rp.deliver(make_error(storage_errc::stopped, msg));
-  };
+  q.item.fail = [rp](const std::string& msg) mutable { rp.deliver(make_error(storage_errc::refused, msg)); };
+  q.item.abandon = [rp](const std::string& msg) mutable { rp.deliver(make_error(storage_errc::stopped, msg)); };
   q.touches_attempts = storage::touches_attempts<Op>();
   if constexpr (storage::own_transaction<Op>()) {
     self->state.queue.push_alone(std::move(q));
@@ -110,7 +106,7 @@ caf::typed_response_promise<typename Op::result_type> enqueue(self_ptr self, Op 
 /// lets the last row leave `pending_backfill` without waiting for 10,000 session ends and job
 /// updates queued in front of it.
 caf::typed_response_promise<storage::reset_requests::result_type> enqueue_reset(self_ptr self,
-                                                                                 storage::reset_requests op) {
+                                                                                storage::reset_requests op) {
   using result = storage::reset_requests::result_type;
   auto rp = self->make_response_promise<result>();
   struct shared {
@@ -134,12 +130,8 @@ caf::typed_response_promise<storage::reset_requests::result_type> enqueue_reset(
     else
       rp.deliver(make_error(storage_errc::refused, sh->error)); // the tracker retries both
   };
-  jobs.item.fail = [rp](const std::string& msg) mutable {
-    rp.deliver(make_error(storage_errc::refused, msg));
-  };
-  jobs.item.abandon = [rp](const std::string& msg) mutable {
-    rp.deliver(make_error(storage_errc::stopped, msg));
-  };
+  jobs.item.fail = [rp](const std::string& msg) mutable { rp.deliver(make_error(storage_errc::refused, msg)); };
+  jobs.item.abandon = [rp](const std::string& msg) mutable { rp.deliver(make_error(storage_errc::stopped, msg)); };
   jobs.touches_attempts = false;
   push(self, std::move(attempts), queue_place::ahead);
   push(self, std::move(jobs));
@@ -151,12 +143,11 @@ void schedule_reconnect(self_ptr self) {
   if (st.reconnect_pending)
     return;
   st.reconnect_pending = true;
-  st.backoff = st.backoff.count() == 0 ? st.opts.reconnect_initial
-                                       : std::min(st.backoff * 2, st.opts.reconnect_max);
+  st.backoff = st.backoff.count() == 0 ? st.opts.reconnect_initial : std::min(st.backoff * 2, st.opts.reconnect_max);
   // Jitter in [backoff/2, backoff]: several instances do not retry in lockstep.
   auto half = st.backoff.count() / 2;
-  auto delay = std::chrono::milliseconds(
-    half + std::uniform_int_distribution<long long>(0, std::max<long long>(0, half))(st.rng));
+  auto delay =
+    std::chrono::milliseconds(half + std::uniform_int_distribution<long long>(0, std::max<long long>(0, half))(st.rng));
   self->delayed_send(self, delay, reconnect_atom::value);
 }
 
@@ -219,8 +210,7 @@ void try_connect(self_ptr self) {
       st.schema_from = st.db->migrate();
       st.migrated = true;
       if (st.schema_from != storage::latest_schema_version())
-        log::info("database schema migrated", {{"from", st.schema_from},
-                                               {"to", storage::latest_schema_version()}});
+        log::info("database schema migrated", {{"from", st.schema_from}, {"to", storage::latest_schema_version()}});
     } catch (const storage::schema_too_new& e) {
       fail_fatally(self, e.what());
       return;

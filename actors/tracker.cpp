@@ -34,7 +34,7 @@ struct tracker_state {
   tracker_options opts;
   backfill::request_book book;
   std::unordered_map<std::string, session> sessions; // node_id -> its current session
-  std::optional<backfill::time_point> timer_at;       // the pending expire timer
+  std::optional<backfill::time_point> timer_at;      // the pending expire timer
   // Resets storage refused: every pending row must get back to partial, so they are retried.
   std::vector<storage::reset_requests> unreset;
   // Resets not yet sent, by (job status, reason): a storm of session ends becomes one operation
@@ -119,8 +119,9 @@ void reset(self_ptr self, const std::vector<backfill::request>& requests, const 
   auto& ids = st.resets[{job_status, reason}];
   for (auto& r : requests) {
     ids.push_back(r.id);
-    log::debug("backfill request ended", {{"node_id", r.node_id}, {"epoch", r.epoch}, {"request", r.id},
-                                          {"status", job_status}, {"reason", reason}});
+    log::debug(
+      "backfill request ended",
+      {{"node_id", r.node_id}, {"epoch", r.epoch}, {"request", r.id}, {"status", job_status}, {"reason", reason}});
   }
 }
 
@@ -138,8 +139,7 @@ void place_order(self_ptr self, caf::typed_response_promise<order_result> rp, ba
   }
   auto epoch = s->second.epoch;
   if (st.book.inflight(order.node_id, epoch) >= st.opts.max_inflight_per_node) {
-    rp.deliver(order_result{order_status::busy, "", 0,
-                            "max_inflight_per_node requests are in flight for this node"});
+    rp.deliver(order_result{order_status::busy, "", 0, "max_inflight_per_node requests are in flight for this node"});
     return;
   }
   auto id = st.opts.new_request_id ? st.opts.new_request_id() : new_uuid();
@@ -187,8 +187,9 @@ void place_order(self_ptr self, caf::typed_response_promise<order_result> rp, ba
         // The session is known: a request lives only while its session does.
         caf::anon_send(cur.sessions.at(node_id).handle, backfill_atom::value,
                        backfill_delivery{session_ref{node_id, req_epoch}, id, line});
-        log::info("backfill requested", {{"node_id", node_id}, {"epoch", req_epoch}, {"request", id},
-                                         {"attempts", count}, {"trigger", trigger}});
+        log::info(
+          "backfill requested",
+          {{"node_id", node_id}, {"epoch", req_epoch}, {"request", id}, {"attempts", count}, {"trigger", trigger}});
         rp.deliver(order_result{order_status::requested, id, count, ""});
       },
       [=](caf::error& e) mutable {
@@ -208,8 +209,8 @@ caf::result<bool> handle_response(self_ptr self, const std::string& node_id, int
   auto check = st.book.answer(request_id, node_id, epoch, &r);
   if (check != backfill::answer_check::accepted) {
     ++st.counters.refused;
-    log::info("backfill response refused", {{"node_id", node_id}, {"epoch", epoch}, {"request", request_id},
-                                            {"why", backfill::to_string(check)}});
+    log::info("backfill response refused",
+              {{"node_id", node_id}, {"epoch", epoch}, {"request", request_id}, {"why", backfill::to_string(check)}});
     return false;
   }
   storage::apply_backfill op{request_id, node_id, std::move(items), st.opts.max_failures};
@@ -223,9 +224,14 @@ caf::result<bool> handle_response(self_ptr self, const std::string& node_id, int
         c.completed += static_cast<uint64_t>(res.completed);
         c.reset += static_cast<uint64_t>(res.reset);
         c.failed += static_cast<uint64_t>(res.failed);
-        log::info("backfill response applied",
-                  {{"node_id", node_id}, {"epoch", epoch}, {"request", request_id}, {"completed", res.completed},
-                   {"reset", res.reset}, {"failed", res.failed}, {"stale", res.stale}, {"job", res.job_status}});
+        log::info("backfill response applied", {{"node_id", node_id},
+                                                {"epoch", epoch},
+                                                {"request", request_id},
+                                                {"completed", res.completed},
+                                                {"reset", res.reset},
+                                                {"failed", res.failed},
+                                                {"stale", res.stale},
+                                                {"job", res.job_status}});
         rp.deliver(true);
       },
       [=](caf::error& e) mutable {

@@ -53,8 +53,8 @@ std::optional<std::chrono::milliseconds> parse_age(const std::string& text) {
   if (text.size() >= 2 && text.back() == 'd'
       && std::all_of(text.begin(), text.end() - 1, [](unsigned char c) { return std::isdigit(c) != 0; })
       && text.size() <= 6)
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::hours(24) * std::stoll(text.substr(0, text.size() - 1)));
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::hours(24)
+                                                                 * std::stoll(text.substr(0, text.size() - 1)));
   return config::parse_duration(text);
 }
 
@@ -338,11 +338,11 @@ http_response api::metrics() {
     w.sample("nodecoord_backfill_requests_total", static_cast<double>(t.answered), {{"outcome", "completed"}});
     w.sample("nodecoord_backfill_requests_total", static_cast<double>(t.expired), {{"outcome", "expired"}});
     w.sample("nodecoord_backfill_requests_total", static_cast<double>(t.cancelled), {{"outcome", "cancelled"}});
-    w.sample("nodecoord_backfill_requests_total", static_cast<double>(t.send_failures),
-             {{"outcome", "send_failed"}});
+    w.sample("nodecoord_backfill_requests_total", static_cast<double>(t.send_failures), {{"outcome", "send_failed"}});
     w.family("nodecoord_backfill_requests_in_flight", "gauge", "Backfill requests waiting for an answer.");
     w.sample("nodecoord_backfill_requests_in_flight", static_cast<double>(t.requests.size()));
-    w.family("nodecoord_backfill_attempts_total", "counter", "Attempts settled by backfill responses and expired requests.");
+    w.family("nodecoord_backfill_attempts_total", "counter",
+             "Attempts settled by backfill responses and expired requests.");
     w.sample("nodecoord_backfill_attempts_total", static_cast<double>(t.completed), {{"result", "complete"}});
     w.sample("nodecoord_backfill_attempts_total", static_cast<double>(t.reset), {{"result", "partial"}});
     w.sample("nodecoord_backfill_attempts_total", static_cast<double>(t.failed), {{"result", "failed"}});
@@ -367,8 +367,10 @@ http_response api::metrics() {
     w.family("nodecoord_storage_queued", "gauge", "Storage operations waiting for a commit.");
     w.sample("nodecoord_storage_queued", static_cast<double>(st.queued));
     w.family("nodecoord_database_errors_total", "counter", "Database errors by kind.");
-    w.sample("nodecoord_database_errors_total", static_cast<double>(st.stats.connection_errors), {{"kind", "connection"}});
-    w.sample("nodecoord_database_errors_total", static_cast<double>(st.stats.transient_errors), {{"kind", "transient"}});
+    w.sample("nodecoord_database_errors_total", static_cast<double>(st.stats.connection_errors),
+             {{"kind", "connection"}});
+    w.sample("nodecoord_database_errors_total", static_cast<double>(st.stats.transient_errors),
+             {{"kind", "transient"}});
     w.sample("nodecoord_database_errors_total", static_cast<double>(st.stats.item_errors), {{"kind", "statement"}});
     w.family("nodecoord_storage_transactions_total", "counter", "Committed storage transactions.");
     w.sample("nodecoord_storage_transactions_total", static_cast<double>(st.stats.transactions));

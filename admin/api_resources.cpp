@@ -163,21 +163,16 @@ http_response api::backfill_attempt(const std::string& id) {
     not_found("no attempt " + id + " (attempt ids are UUIDs)");
   auto r = backend_.backfill(id);
   switch (r.status) {
-    case order_status::requested:
-      return reply(202, {{"job_id", r.request_id}, {"attempts", r.attempts}});
-    case order_status::not_found:
-      not_found("no attempt " + id);
-    case order_status::offline:
-      conflict("the node of attempt " + id + " is not connected");
+    case order_status::requested: return reply(202, {{"job_id", r.request_id}, {"attempts", r.attempts}});
+    case order_status::not_found: not_found("no attempt " + id);
+    case order_status::offline: conflict("the node of attempt " + id + " is not connected");
     case order_status::busy:
       conflict("the node of attempt " + id + " has max_inflight_per_node requests in flight; try again later");
     case order_status::not_partial:
     case order_status::nothing_to_mark:
       conflict("attempt " + id + " is not partial" + (r.message.empty() ? "" : ": " + r.message));
-    case order_status::stopping:
-      throw unavailable("the coordinator is shutting down");
-    case order_status::error:
-      break;
+    case order_status::stopping: throw unavailable("the coordinator is shutting down");
+    case order_status::error: break;
   }
   throw unavailable(r.message.empty() ? "the backfill could not be requested" : r.message);
 }
@@ -221,8 +216,8 @@ http_response api::list_jobs(const http_request& req) {
   auto& arr = out["jobs"] = json::array();
   for (auto& j : rows)
     arr.push_back(job_json(j));
-  out["next"] = static_cast<int64_t>(rows.size()) == q.limit ? json(rows.back().created_at + "," + rows.back().id)
-                                                             : json(nullptr);
+  out["next"] =
+    static_cast<int64_t>(rows.size()) == q.limit ? json(rows.back().created_at + "," + rows.back().id) : json(nullptr);
   return reply(200, std::move(out));
 }
 

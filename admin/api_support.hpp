@@ -146,7 +146,7 @@ inline std::string one_of(const http_request& req, const std::string& name, cons
 
 /// A comma-separated list of values from a fixed set.
 inline std::vector<std::string> list_of(const http_request& req, const std::string& name,
-                                 const std::vector<std::string>& allowed) {
+                                        const std::vector<std::string>& allowed) {
   std::vector<std::string> out;
   auto v = param(req, name);
   if (!v)
@@ -209,7 +209,8 @@ inline std::string bearer_of(const std::string& header) {
 }
 
 /// {"a": n, ...} with every name of `all` present.
-inline json counts_object(const std::vector<std::pair<std::string, int64_t>>& pairs, const std::vector<std::string>& all) {
+inline json counts_object(const std::vector<std::pair<std::string, int64_t>>& pairs,
+                          const std::vector<std::string>& all) {
   json out = json::object();
   for (auto& k : all)
     out[k] = 0;
@@ -217,6 +218,5 @@ inline json counts_object(const std::vector<std::pair<std::string, int64_t>>& pa
     out[k] = n;
   return out;
 }
-
 
 } // namespace nodecoord::admin::detail

@@ -28,7 +28,7 @@ inline http_response reply(int status, nlohmann::json data) {
 }
 
 inline http_response failure(int status, const std::string& code, const std::string& message,
-                      const nlohmann::json& detail = nullptr) {
+                             const nlohmann::json& detail = nullptr) {
   http_response r;
   r.status = status;
   nlohmann::json err{{"code", code}, {"message", message}};

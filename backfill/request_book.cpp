@@ -64,8 +64,7 @@ std::optional<request> request_book::close(const std::string& id) {
   return take(it);
 }
 
-answer_check request_book::answer(const std::string& id, const std::string& node_id, int64_t epoch,
-                                  request* out) {
+answer_check request_book::answer(const std::string& id, const std::string& node_id, int64_t epoch, request* out) {
   auto it = requests_.find(id);
   if (it == requests_.end())
     return answer_check::unknown;

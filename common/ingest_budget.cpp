@@ -34,9 +34,7 @@ bool ingest_budget::over() const {
   return at_limit(limits_, bytes_, frames_);
 }
 
-bool ingest_budget::resumable_locked() const {
-  return under_resume_mark(limits_, bytes_, frames_);
-}
+bool ingest_budget::resumable_locked() const { return under_resume_mark(limits_, bytes_, frames_); }
 
 bool ingest_budget::at_limit(const limits& l, uint64_t bytes, uint64_t frames) {
   return bytes >= l.max_bytes || frames >= l.max_frames;

@@ -79,14 +79,13 @@ bool stderr_is_journal() {
   const char* js = std::getenv("JOURNAL_STREAM");
   if (!js)
     return false;
-  struct stat st{};
+  struct stat st {};
   if (fstat(2, &st) != 0)
     return false;
   unsigned long long dev = 0, ino = 0;
   if (std::sscanf(js, "%llu:%llu", &dev, &ino) != 2)
     return false;
-  return dev == static_cast<unsigned long long>(st.st_dev)
-         && ino == static_cast<unsigned long long>(st.st_ino);
+  return dev == static_cast<unsigned long long>(st.st_dev) && ino == static_cast<unsigned long long>(st.st_ino);
 }
 
 } // namespace

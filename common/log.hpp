@@ -41,11 +41,26 @@ bool parse_level(std::string_view s, level& out);
 
 void write(level lvl, std::string_view msg, fields fs);
 
-inline void trace(std::string_view m, fields fs = {}) { if (enabled(level::trace)) write(level::trace, m, fs); }
-inline void debug(std::string_view m, fields fs = {}) { if (enabled(level::debug)) write(level::debug, m, fs); }
-inline void info(std::string_view m, fields fs = {}) { if (enabled(level::info)) write(level::info, m, fs); }
-inline void warn(std::string_view m, fields fs = {}) { if (enabled(level::warn)) write(level::warn, m, fs); }
-inline void error(std::string_view m, fields fs = {}) { if (enabled(level::error)) write(level::error, m, fs); }
+inline void trace(std::string_view m, fields fs = {}) {
+  if (enabled(level::trace))
+    write(level::trace, m, fs);
+}
+inline void debug(std::string_view m, fields fs = {}) {
+  if (enabled(level::debug))
+    write(level::debug, m, fs);
+}
+inline void info(std::string_view m, fields fs = {}) {
+  if (enabled(level::info))
+    write(level::info, m, fs);
+}
+inline void warn(std::string_view m, fields fs = {}) {
+  if (enabled(level::warn))
+    write(level::warn, m, fs);
+}
+inline void error(std::string_view m, fields fs = {}) {
+  if (enabled(level::error))
+    write(level::error, m, fs);
+}
 
 /// Formats one line without writing it (used by write(); exposed for tests).
 std::string format_line(level lvl, std::string_view msg, fields fs, bool json, bool journal,

@@ -50,18 +50,18 @@ enum class frame_kind : uint8_t { hello, heartbeat, attempt, logs, backfill_resp
 const char* to_string(frame_kind);
 
 struct daemon_metrics {
-  std::atomic<int64_t> sessions{0};          // authenticated sessions now
-  std::atomic<uint64_t> connections{0};      // TCP connections accepted
-  labeled_counter connects;                  // hello outcomes: ok, auth_failed, ...
-  labeled_counter disconnects;               // session ends by reason
+  std::atomic<int64_t> sessions{0};     // authenticated sessions now
+  std::atomic<uint64_t> connections{0}; // TCP connections accepted
+  labeled_counter connects;             // hello outcomes: ok, auth_failed, ...
+  labeled_counter disconnects;          // session ends by reason
   std::array<std::atomic<uint64_t>, static_cast<size_t>(frame_kind::count_)> frames{};
-  labeled_counter protocol_errors;           // by error code
-  std::atomic<uint64_t> acks_delayed{0};     // ack_delayed notices: heartbeats waiting for commits
-  std::atomic<int64_t> sessions_paused{0};   // sessions not reading now (backpressure)
-  std::atomic<uint64_t> session_pauses{0};   // times a session stopped reading
-  std::atomic<uint64_t> read_rearms{0};      // reads re-triggered after a resume (node_session.cpp)
-  std::atomic<int64_t> handshakes{0};        // connections not authenticated yet
-  std::atomic<uint64_t> ingest_bytes{0};     // frames' bytes handed to storage, not settled
+  labeled_counter protocol_errors;         // by error code
+  std::atomic<uint64_t> acks_delayed{0};   // ack_delayed notices: heartbeats waiting for commits
+  std::atomic<int64_t> sessions_paused{0}; // sessions not reading now (backpressure)
+  std::atomic<uint64_t> session_pauses{0}; // times a session stopped reading
+  std::atomic<uint64_t> read_rearms{0};    // reads re-triggered after a resume (node_session.cpp)
+  std::atomic<int64_t> handshakes{0};      // connections not authenticated yet
+  std::atomic<uint64_t> ingest_bytes{0};   // frames' bytes handed to storage, not settled
   std::atomic<uint64_t> ingest_frames{0};
   histogram batch_size{{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000}};
   histogram commit_seconds{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
@@ -77,7 +77,8 @@ class text_writer {
 public:
   /// `# HELP` and `# TYPE` lines; type is counter, gauge or histogram.
   void family(const std::string& name, const std::string& type, const std::string& help);
-  void sample(const std::string& name, double value, const std::vector<std::pair<std::string, std::string>>& labels = {});
+  void sample(const std::string& name, double value,
+              const std::vector<std::pair<std::string, std::string>>& labels = {});
   void histogram(const std::string& name, const histogram::snapshot_type& h);
   const std::string& text() const { return out_; }
 

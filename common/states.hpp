@@ -49,7 +49,9 @@ struct state_names<job_status> {
 };
 
 template <class E>
-concept named_state = requires { state_names<E>::names; };
+concept named_state = requires {
+  state_names<E>::names;
+};
 
 /// The spelling of `e`.
 template <named_state E>
@@ -92,8 +94,6 @@ constexpr bool is_final(attempt_state s) {
 }
 
 /// A job in one of these states never changes again.
-constexpr bool is_final(job_status s) {
-  return s != job_status::queued && s != job_status::running;
-}
+constexpr bool is_final(job_status s) { return s != job_status::queued && s != job_status::running; }
 
 } // namespace nodecoord

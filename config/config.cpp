@@ -6,7 +6,6 @@
 
 #include <toml++/toml.h>
 
-
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -147,8 +146,8 @@ public:
         std::string dotted = tname + "." + std::string{vkey.str()};
         // A copy: clang before 16 cannot capture a structured binding in a lambda.
         std::string_view vname = vkey.str();
-        auto field = std::find_if(spec->keys.begin(), spec->keys.end(),
-                                  [&](const key_spec& k) { return k.name == vname; });
+        auto field =
+          std::find_if(spec->keys.begin(), spec->keys.end(), [&](const key_spec& k) { return k.name == vname; });
         if (field == spec->keys.end()) {
           unknown_key(vkey, vnode, schema, &*spec);
           continue;
@@ -245,13 +244,14 @@ public:
     // The URL itself is not echoed: a mistyped PostgreSQL URL may carry a password.
     auto scheme_end = url.find("://");
     if (scheme_end != std::string::npos && scheme_end > 0 && scheme_end <= 32)
-      return error(n.source(), key, "unsupported storage URL scheme " + quote(url.substr(0, scheme_end)) + "; " + expected);
+      return error(n.source(), key,
+                   "unsupported storage URL scheme " + quote(url.substr(0, scheme_end)) + "; " + expected);
     return error(n.source(), key, "unsupported storage URL; " + expected);
   }
 
   template <class Enum, size_t N>
-  bool choice(const toml::node& n, const std::string& key, const std::array<std::pair<std::string_view, Enum>, N>& table,
-              std::string_view what, Enum& out) {
+  bool choice(const toml::node& n, const std::string& key,
+              const std::array<std::pair<std::string_view, Enum>, N>& table, std::string_view what, Enum& out) {
     const auto* v = n.as_string();
     if (!v)
       return type_error(n, key, "a string (one of " + names_of(table) + ")");
@@ -278,13 +278,16 @@ private:
       {"server",
        {
          {"listen", [&c](L& l, const N& n, const K& k) { return l.address(n, k, c.server.listen); }},
-         {"max_connections", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_connections, 1); }},
+         {"max_connections",
+          [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_connections, 1); }},
          {"max_handshakes", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_handshakes, 1); }},
-         {"max_frame_bytes", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_frame_bytes, 1024); }},
+         {"max_frame_bytes",
+          [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_frame_bytes, 1024); }},
          {"max_outbound_bytes",
           [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_outbound_bytes, 1024); }},
          {"hello_timeout", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.server.hello_timeout); }},
-         {"heartbeat_interval", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.server.heartbeat_interval); }},
+         {"heartbeat_interval",
+          [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.server.heartbeat_interval); }},
          {"idle_timeout", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.server.idle_timeout); }},
          {"max_protocol_errors",
           [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_protocol_errors, 1); }},
@@ -299,7 +302,8 @@ private:
          {"max_queued_frames",
           [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.storage.max_queued_frames, 1); }},
          {"connect_timeout", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.storage.connect_timeout); }},
-         {"reconnect_initial", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.storage.reconnect_initial); }},
+         {"reconnect_initial",
+          [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.storage.reconnect_initial); }},
          {"reconnect_max", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.storage.reconnect_max); }},
        }},
       {"backfill",
@@ -309,7 +313,8 @@ private:
          {"batch_size", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.backfill.batch_size, 1); }},
          {"request_timeout", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.backfill.request_timeout); }},
          {"max_failures", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.backfill.max_failures, 1); }},
-         {"reconnect_rate", [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.backfill.reconnect_rate, 1); }},
+         {"reconnect_rate",
+          [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.backfill.reconnect_rate, 1); }},
          {"max_inflight_per_node",
           [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.backfill.max_inflight_per_node, 1); }},
        }},
@@ -522,7 +527,8 @@ load_result load_string(std::string_view text, std::string_view name) {
     root = toml::parse(text, name);
   } catch (const toml::parse_error& e) {
     const auto& where = e.source().begin;
-    result.errors.push_back(config_error{std::string{name}, where.line, where.column, {}, std::string{e.description()}});
+    result.errors.push_back(
+      config_error{std::string{name}, where.line, where.column, {}, std::string{e.description()}});
     return result;
   }
   result.errors = loader{std::string{name}, result.config}.run(root);
@@ -548,9 +554,8 @@ load_result load_file(const std::string& path) {
   }
   if (error != 0) {
     load_result result{default_config(), {}};
-    result.errors.push_back(config_error{path, 0, 0, {},
-                                         "cannot read the configuration file: "
-                                           + std::string{std::strerror(error)}});
+    result.errors.push_back(
+      config_error{path, 0, 0, {}, "cannot read the configuration file: " + std::string{std::strerror(error)}});
     return result;
   }
   return load_string(text, path);

@@ -53,7 +53,7 @@ struct backfill_config {
 
 struct admin_config {
   endpoint listen;
-  std::string token_file; // empty: no token (allowed only on loopback)
+  std::string token_file;  // empty: no token (allowed only on loopback)
   uint64_t max_body_bytes; // larger request bodies (bundle imports) are refused with 413
 };
 
@@ -82,7 +82,7 @@ struct config_error {
   std::string file;
   uint32_t line = 0;
   uint32_t column = 0;
-  std::string key;     // dotted key, e.g. "server.listen"; empty for syntax errors
+  std::string key; // dotted key, e.g. "server.listen"; empty for syntax errors
   std::string message;
   /// "file:line:column: key: message" (parts without a value are left out).
   std::string to_string() const;

@@ -12,7 +12,7 @@ using namespace std::chrono_literals;
 // [server]
 inline constexpr const char* listen = "127.0.0.1:7400";
 inline constexpr uint32_t max_connections = 10000;
-inline constexpr uint32_t max_handshakes = 1000;          // connections not authenticated yet
+inline constexpr uint32_t max_handshakes = 1000; // connections not authenticated yet
 // Not configurable: a connection's buffer before authentication (a hello and what is pipelined
 // behind it).
 inline constexpr uint64_t max_hello_bytes = 16 * 1024;
@@ -73,7 +73,7 @@ inline constexpr auto readiness_probe_every = 1s; // /readyz asks the database a
 inline constexpr auto bundle_timeout = 10min;     // an export or import holds the storage actor this long at most
 inline constexpr int64_t admin_page_max = 1000;   // attempts and jobs per page
 inline constexpr int64_t admin_page_default = 100;
-inline constexpr size_t admin_threads = 8;        // concurrent HTTP requests
+inline constexpr size_t admin_threads = 8; // concurrent HTTP requests
 
 // [log]
 inline constexpr const char* log_level = "info";

@@ -79,13 +79,12 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
       return fail(why, "unknown unit \"" + std::string{name} + "\"; " + hint);
     if (index < next_unit)
       return fail(why, "units must appear from largest to smallest (h, m, s, ms), each at most once; \""
-                           + std::string{name} + "\" is out of place");
+                         + std::string{name} + "\" is out of place");
     next_unit = index + 1;
     int64_t part = 0;
     if (count_overflow || __builtin_mul_overflow(count, units[index].millis, &part)
         || __builtin_add_overflow(total, part, &total))
-      return fail(why, "duration too large (at most " + std::to_string(std::numeric_limits<int64_t>::max())
-                           + "ms)");
+      return fail(why, "duration too large (at most " + std::to_string(std::numeric_limits<int64_t>::max()) + "ms)");
   }
   return std::chrono::milliseconds{total};
 }

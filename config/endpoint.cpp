@@ -21,8 +21,7 @@ namespace {
 std::string quote(std::string_view s) { return "\"" + std::string{s} + "\""; }
 
 bool is_host_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-'
-         || c == '_';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
 }
 
 /// Parses "host:port" / "[v6]:port". On failure returns nullopt and sets `why` (a full message).

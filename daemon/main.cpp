@@ -47,8 +47,7 @@ int check_config(const std::string& path) {
   if (!res.ok()) {
     for (auto& e : res.errors)
       std::cerr << e.to_string() << "\n";
-    std::cerr << path << ": " << res.errors.size() << " error"
-              << (res.errors.size() == 1 ? "" : "s") << "\n";
+    std::cerr << path << ": " << res.errors.size() << " error" << (res.errors.size() == 1 ? "" : "s") << "\n";
     return exit_usage;
   }
   std::cout << path << ": configuration OK\n";
@@ -114,8 +113,8 @@ int main(int argc, char** argv) {
     if (!res.ok()) {
       for (auto& e : res.errors)
         std::cerr << e.to_string() << "\n";
-      std::cerr << "nodecoordd: not starting: " << res.errors.size()
-                << " configuration error(s) in " << config_path << "\n";
+      std::cerr << "nodecoordd: not starting: " << res.errors.size() << " configuration error(s) in " << config_path
+                << "\n";
       return exit_usage;
     }
     cfg = res.config;
@@ -189,8 +188,7 @@ int main(int argc, char** argv) {
     // Idle scheduler workers block at once instead of polling every 50 us for ~25 ms: with a
     // steady trickle of messages (heartbeats) the polling never stopped (BENCHMARKS.md, CPU).
     caf_cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
-    caf_cfg.set("scheduler.max-threads",
-                static_cast<size_t>(std::max(2u, std::thread::hardware_concurrency())));
+    caf_cfg.set("scheduler.max-threads", static_cast<size_t>(std::max(2u, std::thread::hardware_concurrency())));
     caf::actor_system sys{caf_cfg};
 
     supervisor_options opts;
@@ -211,8 +209,8 @@ int main(int argc, char** argv) {
       int timeout = -1;
       if (deadline)
         timeout = static_cast<int>(std::max<long long>(
-          0, std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now())
-               .count()));
+          0,
+          std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now()).count()));
       int n = poll(fds, 2, timeout);
       if (n < 0 && errno == EINTR)
         continue;

@@ -93,8 +93,7 @@ void reload(self_ptr self) {
     if (!res.ok()) {
       for (auto& e : res.errors)
         log::error("reload: configuration error", {{"error", e.to_string()}});
-      log::warn("reload rejected; the running configuration stays in effect",
-                {{"file", st.opts.config_path}});
+      log::warn("reload rejected; the running configuration stays in effect", {{"file", st.opts.config_path}});
     } else {
       auto& now = st.opts.config;
       auto& next = res.config;
@@ -118,8 +117,8 @@ void reload(self_ptr self) {
                 || b.reconnect_rate != nb.reconnect_rate || b.max_inflight_per_node != nb.max_inflight_per_node,
               "backfill");
       // Logged before the new level applies, so a quieter level still shows the confirmation.
-      log::info("configuration reloaded", {{"file", st.opts.config_path},
-                                          {"log_level", config::to_string(next.log.level)}});
+      log::info("configuration reloaded",
+                {{"file", st.opts.config_path}, {"log_level", config::to_string(next.log.level)}});
       if (!restart_keys.empty())
         log::warn("changed settings take effect after a restart", {{"keys", restart_keys}});
       // The log settings and the admin token change at run time; the rest needs a restart.
@@ -240,8 +239,8 @@ void start_listening(self_ptr self) {
   ao.port = cfg.server.listen.port;
   ao.max_connections = cfg.server.max_connections;
   ao.max_handshakes = cfg.server.max_handshakes;
-  ao.session.ingest = std::make_shared<ingest_budget>(
-    ingest_budget::limits{cfg.storage.max_queued_bytes, cfg.storage.max_queued_frames});
+  ao.session.ingest =
+    std::make_shared<ingest_budget>(ingest_budget::limits{cfg.storage.max_queued_bytes, cfg.storage.max_queued_frames});
   ao.session.max_frame_bytes = cfg.server.max_frame_bytes;
   ao.session.max_outbound_bytes = cfg.server.max_outbound_bytes;
   ao.session.hello_timeout = cfg.server.hello_timeout;
@@ -253,13 +252,12 @@ void start_listening(self_ptr self) {
   ao.session.tracker = st.tracker;
   st.acceptor = spawn_acceptor(self->system(), ao);
   self->request(st.acceptor, std::chrono::seconds(10), port_atom::value)
-    .then(
-      [=](uint16_t port) { start_admin(self, port); },
-      [=](caf::error& e) {
-        log::error("not starting: cannot listen for nodes",
-                   {{"listen", self->state.opts.config.server.listen.to_string()}, {"error", to_string(e)}});
-        stop_all(self, 1);
-      });
+    .then([=](uint16_t port) { start_admin(self, port); },
+          [=](caf::error& e) {
+            log::error("not starting: cannot listen for nodes",
+                       {{"listen", self->state.opts.config.server.listen.to_string()}, {"error", to_string(e)}});
+            stop_all(self, 1);
+          });
 }
 
 caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
@@ -328,8 +326,6 @@ caf::actor spawn_supervisor(caf::actor_system& sys, supervisor_options opts) {
   return sys.spawn(supervisor_impl, std::move(opts));
 }
 
-void send_signal(const caf::actor& supervisor, int signo) {
-  caf::anon_send(supervisor, signal_atom::value, signo);
-}
+void send_signal(const caf::actor& supervisor, int signo) { caf::anon_send(supervisor, signal_atom::value, signo); }
 
 } // namespace nodecoord

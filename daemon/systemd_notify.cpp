@@ -15,25 +15,15 @@ void send(const std::string& msg) {
 
 } // namespace
 
-void notify_ready(std::string_view status) {
-  send("READY=1\nSTATUS=" + std::string(status));
-}
+void notify_ready(std::string_view status) { send("READY=1\nSTATUS=" + std::string(status)); }
 
-void notify_stopping(std::string_view status) {
-  send("STOPPING=1\nSTATUS=" + std::string(status));
-}
+void notify_stopping(std::string_view status) { send("STOPPING=1\nSTATUS=" + std::string(status)); }
 
-void notify_reloading() {
-  send("RELOADING=1");
-}
+void notify_reloading() { send("RELOADING=1"); }
 
-void notify_status(std::string_view status) {
-  send("STATUS=" + std::string(status));
-}
+void notify_status(std::string_view status) { send("STATUS=" + std::string(status)); }
 
-void notify_watchdog() {
-  send("WATCHDOG=1");
-}
+void notify_watchdog() { send("WATCHDOG=1"); }
 
 std::optional<std::chrono::microseconds> watchdog_interval() {
   uint64_t usec = 0;

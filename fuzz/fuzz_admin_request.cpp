@@ -147,9 +147,7 @@ struct fake_backend final : backend {
     return {true, node_row(name)};
   }
   storage::node_enable::result_type enable_node(const std::string& name) override { return disable_node(name); }
-  storage::node_set_key::result_type set_key(const storage::node_set_key& op) override {
-    return disable_node(op.name);
-  }
+  storage::node_set_key::result_type set_key(const storage::node_set_key& op) override { return disable_node(op.name); }
   storage::attempt_list::result_type attempts(const storage::attempt_list& op) override {
     need_storage();
     if (op.limit < 1 || op.limit > defaults::admin_page_max)

@@ -106,8 +106,7 @@ bool same(const p::node_message& a, const p::node_message& b) {
 void decode_and_roundtrip(std::string_view line) {
   auto r = p::decode(line);
   if (auto* err = std::get_if<p::decode_error>(&r)) {
-    check(err->code == p::code::bad_frame || err->code == p::code::unknown_type, "unexpected error code",
-          err->code);
+    check(err->code == p::code::bad_frame || err->code == p::code::unknown_type, "unexpected error code", err->code);
     // What the session writes back.
     one_json_line(p::encode_error(err->code, err->message, err->ref), "encode_error: not one JSON line");
     return;

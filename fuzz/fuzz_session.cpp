@@ -45,16 +45,16 @@ void check(bool ok, const char* what, uint64_t a = 0, uint64_t b = 0) {
 }
 
 struct model {
-  uint64_t next = 0;                   // tickets taken
-  std::set<uint64_t> open;             // taken, not settled
+  uint64_t next = 0;       // tickets taken
+  std::set<uint64_t> open; // taken, not settled
   struct held_hb {
     uint64_t barrier;
     int64_t seq;
     std::chrono::steady_clock::time_point since;
   };
   std::deque<held_hb> held;
-  std::vector<int64_t> acked;          // every ack, in the order the session writes them
-  std::vector<int64_t> heartbeats;     // every heartbeat, in arrival order
+  std::vector<int64_t> acked;      // every ack, in the order the session writes them
+  std::vector<int64_t> heartbeats; // every heartbeat, in arrival order
 
   bool settled_below(uint64_t barrier) const { return open.empty() || *open.begin() >= barrier; }
 };
@@ -78,8 +78,7 @@ struct harness {
     m.heartbeats.push_back(seq);
     bool at_once = gate.heartbeat(seq, now);
     bool want = m.held.empty() && m.open.empty();
-    check(at_once == want, "heartbeat(): acknowledged at once != nothing held and everything settled", at_once,
-          want);
+    check(at_once == want, "heartbeat(): acknowledged at once != nothing held and everything settled", at_once, want);
     if (at_once)
       m.acked.push_back(seq);
     else
@@ -146,12 +145,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case 1:
-      case 2:
-        h.frame();
-        break;
-      case 3:
-        h.heartbeat(hb_seq++);
-        break;
+      case 2: h.frame(); break;
+      case 3: h.heartbeat(hb_seq++); break;
       case 4:
       case 5: {
         // Storage answers one open frame, chosen by the input.

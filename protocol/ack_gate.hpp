@@ -51,8 +51,8 @@ private:
   };
   void compact();
 
-  ticket next_ = 0;  // the next ticket handed out
-  ticket base_ = 0;  // every ticket below base_ is settled
+  ticket next_ = 0; // the next ticket handed out
+  ticket base_ = 0; // every ticket below base_ is settled
   // Settled tickets at or above base_ (answers out of order), flags for [base_, next_) from head_.
   std::vector<uint8_t> flags_;
   size_t flags_head_ = 0;

@@ -301,9 +301,7 @@ std::string encode_error(std::string_view c, std::string_view message, std::stri
   return line_of(j);
 }
 
-std::string encode_close(std::string_view reason) {
-  return line_of({{"type", "close"}, {"reason", reason}});
-}
+std::string encode_close(std::string_view reason) { return line_of({{"type", "close"}, {"reason", reason}}); }
 
 std::string encode_hello(const hello& h) {
   json j{{"type", "hello"}, {"protocol", h.protocol}, {"node", h.node}, {"key", h.key}, {"agent", h.agent}};
@@ -312,9 +310,7 @@ std::string encode_hello(const hello& h) {
   return line_of(j);
 }
 
-std::string encode_heartbeat(int64_t seq) {
-  return line_of({{"type", "heartbeat"}, {"seq", seq}});
-}
+std::string encode_heartbeat(int64_t seq) { return line_of({{"type", "heartbeat"}, {"seq", seq}}); }
 
 std::string encode_attempt(const attempt& a) {
   json j{{"type", "attempt"}, {"attempt_id", a.attempt_id}, {"task_id", a.task_id}, {"state", a.state}};

@@ -124,15 +124,15 @@ struct heartbeat {
 struct attempt {
   std::string attempt_id;
   std::string task_id;
-  std::string state;       // queued | running | succeeded | failed | cancelled
-  std::string started_at;  // RFC 3339, normalised to UTC milliseconds; empty if absent
+  std::string state;      // queued | running | succeeded | failed | cancelled
+  std::string started_at; // RFC 3339, normalised to UTC milliseconds; empty if absent
   std::string finished_at;
-  std::string meta;        // JSON object text; empty if absent
+  std::string meta; // JSON object text; empty if absent
 };
 
 struct log_line {
   int64_t seq = 0;
-  std::string ts; // normalised RFC 3339
+  std::string ts;     // normalised RFC 3339
   std::string stream; // stdout | stderr | system
   std::string line;
 };

@@ -38,8 +38,7 @@ attempt_list::result_type execute(op_context& c, const attempt_list& op) {
     where += " AND id > :after";
   // Ids are compared as UUIDs in PostgreSQL and as text in SQLite: the same order for the
   // canonical lower-case form every id is stored in.
-  query q(c.sql, "SELECT " + attempt_columns(c.d) + " FROM node_task_attempts" + where
-                   + " ORDER BY id LIMIT :lim");
+  query q(c.sql, "SELECT " + attempt_columns(c.d) + " FROM node_task_attempts" + where + " ORDER BY id LIMIT :lim");
   if (!op.node_id.empty())
     q.bind("node", op.node_id);
   if (!op.sync_state.empty())
@@ -89,7 +88,8 @@ database_size::result_type execute(op_context& c, const database_size&) {
     // to_regclass resolves each name through the session's search_path (tests use a schema of
     // their own); a table that is not there counts 0.
     query(c.sql, "SELECT t.name, COALESCE(pg_total_relation_size(to_regclass(t.name)), 0) FROM "
-                 "(SELECT unnest(ARRAY[" + names + "]) AS name) t")
+                 "(SELECT unnest(ARRAY["
+                   + names + "]) AS name) t")
       .each([&](const soci::row& r) { sizes[col_str(r, 0)] = col_int(r, 1); });
   } else {
     query(c.sql, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
@@ -97,7 +97,8 @@ database_size::result_type execute(op_context& c, const database_size&) {
     // dbstat has one row per page of each b-tree (a table, or one of its indexes); sqlite_schema
     // says which table an index belongs to.
     query(c.sql, "SELECT m.tbl_name, SUM(s.pgsize) FROM dbstat s JOIN sqlite_schema m ON m.name = s.name "
-                 "WHERE m.tbl_name IN (" + names + ") GROUP BY m.tbl_name")
+                 "WHERE m.tbl_name IN ("
+                   + names + ") GROUP BY m.tbl_name")
       .each([&](const soci::row& r) { sizes[col_str(r, 0)] = col_int(r, 1); });
   }
   for (auto* t : data_tables)

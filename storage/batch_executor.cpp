@@ -139,8 +139,7 @@ batch_executor::tx_result batch_executor::run_transaction(std::span<batch_item> 
     ++stats_.read_only_transactions;
   stats_.last_batch_size = items.size();
   stats_.max_batch_size = std::max<uint64_t>(stats_.max_batch_size, items.size());
-  stats_.last_commit_ms =
-    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  stats_.last_commit_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   return {};
 }
 

@@ -32,9 +32,9 @@ struct group_member {
 using group_runner = void (*)(op_context&, std::span<group_member* const>);
 
 struct batch_item {
-  std::function<void(op_context&)> run;          // runs inside the transaction; stores its result
-  std::function<void()> deliver;                 // after commit: hand the stored result over
-  std::function<void(const std::string&)> fail;  // the operation failed on its own
+  std::function<void(op_context&)> run;         // runs inside the transaction; stores its result
+  std::function<void()> deliver;                // after commit: hand the stored result over
+  std::function<void(const std::string&)> fail; // the operation failed on its own
   /// Adjacent items with the same non-null runner run together through it instead of `run`.
   group_runner group = nullptr;
   std::shared_ptr<group_member> member;
@@ -52,17 +52,17 @@ struct batch_report {
 };
 
 struct executor_stats {
-  uint64_t transactions = 0;       // committed
+  uint64_t transactions = 0;           // committed
   uint64_t read_only_transactions = 0; // of those, changed nothing (no token, nothing flushed)
-  uint64_t items = 0;              // settled successfully
-  uint64_t item_errors = 0;        // settled with an error
-  uint64_t isolations = 0;         // batches re-run one by one after a statement error
+  uint64_t items = 0;                  // settled successfully
+  uint64_t item_errors = 0;            // settled with an error
+  uint64_t isolations = 0;             // batches re-run one by one after a statement error
   uint64_t connection_errors = 0;
   uint64_t transient_errors = 0;
   uint64_t in_doubt_committed = 0; // lost COMMIT acknowledgements that had committed
   uint64_t in_doubt_rolled_back = 0;
-  uint64_t groups = 0;             // runs of adjacent operations executed together
-  uint64_t grouped_items = 0;      // operations in those runs
+  uint64_t groups = 0;        // runs of adjacent operations executed together
+  uint64_t grouped_items = 0; // operations in those runs
   uint64_t last_batch_size = 0;
   uint64_t max_batch_size = 0;
   double last_commit_ms = 0;

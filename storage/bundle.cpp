@@ -38,8 +38,8 @@ void check_cursor(const std::string& id, const char* what) {
 
 /// "SELECT <columns> FROM <table> [WHERE id > :after] ORDER BY id LIMIT :lim", run.
 template <class Read, class Out>
-void read_page(op_context& c, const std::string& columns, const char* table, const std::string& after,
-               int64_t limit, Read read, Out& out) {
+void read_page(op_context& c, const std::string& columns, const char* table, const std::string& after, int64_t limit,
+               Read read, Out& out) {
   check_cursor(after, table);
   if (limit < 1)
     return;
@@ -79,10 +79,10 @@ bundle::read_logs::result_type execute(op_context& c, const bundle::read_logs& o
     return out;
   // A row-value comparison: both backends use it as a range on the primary key (attempt_id, seq).
   bool first = op.after_attempt_id.empty();
-  query q(c.sql, "SELECT attempt_id, seq, " + c.d.ts("ts") + ", stream, line FROM attempt_logs"
-                   + (first ? "" : " WHERE (attempt_id, seq) > (" + c.d.uuid_param("a") + ", "
-                                     + dialect::int_param("s") + ")")
-                   + " ORDER BY attempt_id, seq LIMIT :lim");
+  query q(c.sql,
+          "SELECT attempt_id, seq, " + c.d.ts("ts") + ", stream, line FROM attempt_logs"
+            + (first ? "" : " WHERE (attempt_id, seq) > (" + c.d.uuid_param("a") + ", " + dialect::int_param("s") + ")")
+            + " ORDER BY attempt_id, seq LIMIT :lim");
   if (!first)
     q.bind("a", op.after_attempt_id).bind("s", op.after_seq);
   q.bind("lim", op.limit).each([&](const soci::row& r) {
@@ -100,7 +100,6 @@ bundle::export_counts::result_type execute(op_context& c, const bundle::export_c
     });
   return out;
 }
-
 
 // --- import ----------------------------------------------------------------------------------
 
@@ -153,12 +152,11 @@ bool same_node(const node_record& db, const node_record& b) {
 }
 
 bool same_attempt_as(const attempt_record& db, const attempt_record& b) {
-  return db.node_id == b.node_id && db.task_id == b.task_id && db.state == b.state
-         && db.sync_state == b.sync_state && db.backfill_request_id == b.backfill_request_id
-         && db.sync_requested_at == b.sync_requested_at && db.last_full_sync_at == b.last_full_sync_at
-         && db.backfill_failures == b.backfill_failures && db.started_at == b.started_at
-         && db.finished_at == b.finished_at && same_document(db.meta, b.meta) && db.created_at == b.created_at
-         && db.updated_at == b.updated_at;
+  return db.node_id == b.node_id && db.task_id == b.task_id && db.state == b.state && db.sync_state == b.sync_state
+         && db.backfill_request_id == b.backfill_request_id && db.sync_requested_at == b.sync_requested_at
+         && db.last_full_sync_at == b.last_full_sync_at && db.backfill_failures == b.backfill_failures
+         && db.started_at == b.started_at && db.finished_at == b.finished_at && same_document(db.meta, b.meta)
+         && db.created_at == b.created_at && db.updated_at == b.updated_at;
 }
 
 bool same_attempt(const attempt_record& db, const attempt_record& b) {
@@ -166,9 +164,9 @@ bool same_attempt(const attempt_record& db, const attempt_record& b) {
 }
 
 bool same_job_as(const job_record& db, const job_record& b) {
-  return db.type == b.type && db.status == b.status && db.node_id == b.node_id
-         && db.attempt_count == b.attempt_count && same_document(db.detail, b.detail) && db.error == b.error
-         && db.created_at == b.created_at && db.started_at == b.started_at && db.finished_at == b.finished_at;
+  return db.type == b.type && db.status == b.status && db.node_id == b.node_id && db.attempt_count == b.attempt_count
+         && same_document(db.detail, b.detail) && db.error == b.error && db.created_at == b.created_at
+         && db.started_at == b.started_at && db.finished_at == b.finished_at;
 }
 
 bool same_job(const job_record& db, const job_record& b, const std::string& exported_at) {
@@ -185,8 +183,8 @@ void read_by_ids(op_context& c, const std::string& select, const std::vector<std
 /// Inserts rows in multi-row statements: `columns` names them, `row(i, n)` gives the VALUES
 /// tuple of row i with parameter suffix n, `bind(q, i, n)` binds it.
 template <class Row, class Bind>
-void insert_rows(op_context& c, const char* table, const std::string& columns, size_t params_per_row,
-                 size_t count, Row row, Bind bind) {
+void insert_rows(op_context& c, const char* table, const std::string& columns, size_t params_per_row, size_t count,
+                 Row row, Bind bind) {
   in_slices(count, c.d.rows_per_statement(params_per_row, 100), [&](size_t from, size_t to) {
     std::string values;
     for (size_t i = from; i < to; ++i)
@@ -232,7 +230,8 @@ private:
     for (auto& l : b_.logs)
       if (!bundle_attempts.count(l.record.attempt_id))
         attempts.emplace(l.record.attempt_id, std::pair{l.line, "log"});
-    auto require = [&](const char* table, const char* what, std::map<std::string, std::pair<size_t, const char*>>& refs) {
+    auto require = [&](const char* table, const char* what,
+                       std::map<std::string, std::pair<size_t, const char*>>& refs) {
       std::vector<std::string> ids;
       for (auto& [id, _] : refs)
         ids.push_back(id);
@@ -241,10 +240,10 @@ private:
       if (refs.empty())
         return;
       // The first line that names a missing one.
-      auto first = std::min_element(refs.begin(), refs.end(),
-                                    [](auto& x, auto& y) { return x.second.first < y.second.first; });
-      throw std::runtime_error("line " + std::to_string(first->second.first) + ": " + first->second.second + ": "
-                               + what + " " + first->first + " is neither in the bundle nor in the database");
+      auto first =
+        std::min_element(refs.begin(), refs.end(), [](auto& x, auto& y) { return x.second.first < y.second.first; });
+      throw std::runtime_error("line " + std::to_string(first->second.first) + ": " + first->second.second + ": " + what
+                               + " " + first->first + " is neither in the bundle nor in the database");
     };
     require("nodes", "node", nodes);
     require("node_task_attempts", "attempt", attempts);
@@ -257,8 +256,10 @@ private:
       names.push_back(n.record.name);
     }
     std::map<std::string, node_record> by_id;
-    read_by_ids(c_, "SELECT " + node_columns(c_.d) + " FROM nodes WHERE id IN ", ids,
-                [&](const soci::row& r) { auto n = read_node(r); by_id.emplace(n.id, std::move(n)); });
+    read_by_ids(c_, "SELECT " + node_columns(c_.d) + " FROM nodes WHERE id IN ", ids, [&](const soci::row& r) {
+      auto n = read_node(r);
+      by_id.emplace(n.id, std::move(n));
+    });
     std::set<std::string> taken_names;
     read_by_ids(c_, "SELECT name FROM nodes WHERE name IN ", names,
                 [&](const soci::row& r) { taken_names.insert(col_str(r, 0)); });
@@ -281,17 +282,24 @@ private:
       "last_seen_at, capabilities, created_at, disabled_at",
       12, fresh.size(),
       [&](const std::string& n) {
-        return "(:i" + n + ", :n" + n + ", :k" + n + ", '', :s" + n + ", :e" + n + ", :ca" + n + ", :da" + n
-               + ", :r" + n + ", :la" + n + ", " + c_.d.json_param("cap" + n) + ", :cr" + n + ", :di" + n + ")";
+        return "(:i" + n + ", :n" + n + ", :k" + n + ", '', :s" + n + ", :e" + n + ", :ca" + n + ", :da" + n + ", :r"
+               + n + ", :la" + n + ", " + c_.d.json_param("cap" + n) + ", :cr" + n + ", :di" + n + ")";
       },
       [&](query& q, size_t i, const std::string& n) {
         auto& r = *fresh[i];
         // A fresh key id nobody holds the secret of: an operator rotates the key to let it in.
-        q.bind("i" + n, r.id).bind("n" + n, r.name).bind("k" + n, random_hex(8)).bind("s" + n, imported_status(r))
-          .bind("e" + n, r.session_epoch).bind_nullable("ca" + n, r.connected_at)
-          .bind_nullable("da" + n, r.disconnected_at).bind_nullable("r" + n, r.disconnect_reason)
-          .bind_nullable("la" + n, r.last_seen_at).bind_nullable("cap" + n, r.capabilities)
-          .bind("cr" + n, r.created_at).bind_nullable("di" + n, r.disabled_at);
+        q.bind("i" + n, r.id)
+          .bind("n" + n, r.name)
+          .bind("k" + n, random_hex(8))
+          .bind("s" + n, imported_status(r))
+          .bind("e" + n, r.session_epoch)
+          .bind_nullable("ca" + n, r.connected_at)
+          .bind_nullable("da" + n, r.disconnected_at)
+          .bind_nullable("r" + n, r.disconnect_reason)
+          .bind_nullable("la" + n, r.last_seen_at)
+          .bind_nullable("cap" + n, r.capabilities)
+          .bind("cr" + n, r.created_at)
+          .bind_nullable("di" + n, r.disabled_at);
       });
   }
 
@@ -307,7 +315,10 @@ private:
       ids.push_back(a.record.id);
     std::map<std::string, attempt_record> by_id;
     read_by_ids(c_, "SELECT " + attempt_columns(c_.d) + " FROM node_task_attempts WHERE id IN ", ids,
-                [&](const soci::row& r) { auto a = read_attempt(r); by_id.emplace(a.id, std::move(a)); });
+                [&](const soci::row& r) {
+                  auto a = read_attempt(r);
+                  by_id.emplace(a.id, std::move(a));
+                });
     std::vector<attempt_record> fresh;
     for (auto& [line, a] : b_.attempts) {
       fate f;
@@ -330,17 +341,25 @@ private:
       "backfill_failures, log_count, log_max_seq, started_at, finished_at, meta, created_at, updated_at",
       14, fresh.size(),
       [&](const std::string& n) {
-        return "(:i" + n + ", :o" + n + ", :t" + n + ", :s" + n + ", :y" + n + ", :r" + n + ", :q" + n + ", :l"
-               + n + ", :f" + n + ", 0, NULL, :b" + n + ", :e" + n + ", " + c_.d.json_param("m" + n) + ", :c" + n
-               + ", :u" + n + ")";
+        return "(:i" + n + ", :o" + n + ", :t" + n + ", :s" + n + ", :y" + n + ", :r" + n + ", :q" + n + ", :l" + n
+               + ", :f" + n + ", 0, NULL, :b" + n + ", :e" + n + ", " + c_.d.json_param("m" + n) + ", :c" + n + ", :u"
+               + n + ")";
       },
       [&](query& q, size_t i, const std::string& n) {
         auto& a = fresh[i];
-        q.bind("i" + n, a.id).bind("o" + n, a.node_id).bind("t" + n, a.task_id).bind("s" + n, a.state)
-          .bind("y" + n, a.sync_state).bind_nullable("r" + n, a.backfill_request_id)
-          .bind_nullable("q" + n, a.sync_requested_at).bind_nullable("l" + n, a.last_full_sync_at)
-          .bind("f" + n, a.backfill_failures).bind_nullable("b" + n, a.started_at)
-          .bind_nullable("e" + n, a.finished_at).bind_nullable("m" + n, a.meta).bind("c" + n, a.created_at)
+        q.bind("i" + n, a.id)
+          .bind("o" + n, a.node_id)
+          .bind("t" + n, a.task_id)
+          .bind("s" + n, a.state)
+          .bind("y" + n, a.sync_state)
+          .bind_nullable("r" + n, a.backfill_request_id)
+          .bind_nullable("q" + n, a.sync_requested_at)
+          .bind_nullable("l" + n, a.last_full_sync_at)
+          .bind("f" + n, a.backfill_failures)
+          .bind_nullable("b" + n, a.started_at)
+          .bind_nullable("e" + n, a.finished_at)
+          .bind_nullable("m" + n, a.meta)
+          .bind("c" + n, a.created_at)
           .bind("u" + n, a.updated_at);
       });
   }
@@ -411,7 +430,8 @@ private:
     }
     std::vector<std::string> attempts(attempt_set.begin(), attempt_set.end());
     int64_t same = 0;
-    read_by_ids(c_, "SELECT attempt_id, seq, " + c_.d.ts("ts") + ", stream, line FROM attempt_logs WHERE attempt_id IN ",
+    read_by_ids(c_,
+                "SELECT attempt_id, seq, " + c_.d.ts("ts") + ", stream, line FROM attempt_logs WHERE attempt_id IN ",
                 attempts, [&](const soci::row& r) {
                   auto i = wanted.find({col_str(r, 0), col_int(r, 1)});
                   if (i != wanted.end() && i->second->ts == col_str(r, 2) && i->second->stream == col_str(r, 3)
@@ -427,8 +447,10 @@ private:
     for (auto& j : b_.jobs)
       ids.push_back(j.record.id);
     std::map<std::string, job_record> by_id;
-    read_by_ids(c_, "SELECT " + job_columns(c_.d) + " FROM jobs WHERE id IN ", ids,
-                [&](const soci::row& r) { auto j = read_job(r); by_id.emplace(j.id, std::move(j)); });
+    read_by_ids(c_, "SELECT " + job_columns(c_.d) + " FROM jobs WHERE id IN ", ids, [&](const soci::row& r) {
+      auto j = read_job(r);
+      by_id.emplace(j.id, std::move(j));
+    });
     const auto& exported_at = b_.header.created_at;
     std::vector<job_record> fresh;
     for (auto& [line, j] : b_.jobs) {
@@ -453,9 +475,16 @@ private:
       },
       [&](query& q, size_t i, const std::string& n) {
         auto& j = fresh[i];
-        q.bind("i" + n, j.id).bind("t" + n, j.type).bind("s" + n, j.status).bind_nullable("n" + n, j.node_id)
-          .bind("a" + n, j.attempt_count).bind_nullable("d" + n, j.detail).bind_nullable("e" + n, j.error)
-          .bind("c" + n, j.created_at).bind_nullable("b" + n, j.started_at).bind_nullable("f" + n, j.finished_at);
+        q.bind("i" + n, j.id)
+          .bind("t" + n, j.type)
+          .bind("s" + n, j.status)
+          .bind_nullable("n" + n, j.node_id)
+          .bind("a" + n, j.attempt_count)
+          .bind_nullable("d" + n, j.detail)
+          .bind_nullable("e" + n, j.error)
+          .bind("c" + n, j.created_at)
+          .bind_nullable("b" + n, j.started_at)
+          .bind_nullable("f" + n, j.finished_at);
       });
   }
 

@@ -103,8 +103,8 @@ std::string line(const job_record& j);
 /// A whole bundle from inside the caller's transaction, so the counts match the lines and every
 /// reference resolves: calls emit(line) for each line (no trailing newline), manifest first,
 /// then nodes, attempts, logs and jobs, each read in pages of `page` rows.
-void write_all(op_context& c, const std::string& created_at,
-               const std::function<void(const std::string&)>& emit, int64_t page = 1000);
+void write_all(op_context& c, const std::string& created_at, const std::function<void(const std::string&)>& emit,
+               int64_t page = 1000);
 
 // --- import ----------------------------------------------------------------------------------
 

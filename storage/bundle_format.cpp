@@ -27,9 +27,7 @@ namespace bundle {
 
 namespace {
 
-ojson text_or_null(const std::string& s) {
-  return s.empty() ? ojson(nullptr) : ojson(s);
-}
+ojson text_or_null(const std::string& s) { return s.empty() ? ojson(nullptr) : ojson(s); }
 
 ojson document_or_null(const std::string& text, const char* what, const std::string& id) {
   if (text.empty())
@@ -160,9 +158,7 @@ struct line_error {
   throw line_error{line, "line " + std::to_string(line) + ": " + what};
 }
 
-std::string json_quoted(const std::string& s) {
-  return ojson(s).dump(-1, ' ', false, ojson::error_handler_t::replace);
-}
+std::string json_quoted(const std::string& s) { return ojson(s).dump(-1, ' ', false, ojson::error_handler_t::replace); }
 
 template <named_state E>
 std::set<std::string> name_set() {
@@ -287,8 +283,7 @@ public:
   void add(const Key& key, size_t line, const std::string& shown) {
     auto [i, fresh] = seen_.emplace(key, line);
     if (!fresh)
-      fail(line, std::string(what_) + " " + shown + " appears twice (first on line " + std::to_string(i->second)
-                   + ")");
+      fail(line, std::string(what_) + " " + shown + " appears twice (first on line " + std::to_string(i->second) + ")");
   }
   bool contains(const Key& key) const { return seen_.count(key) > 0; }
 
@@ -394,8 +389,7 @@ void check_count(const char* what, int64_t declared, size_t found) {
 
 parsed parse_lines(std::string_view text) {
   parsed out;
-  unique_keys<std::string> node_ids("node id"), node_names("node name"), attempt_ids("attempt id"),
-    job_ids("job id");
+  unique_keys<std::string> node_ids("node id"), node_names("node name"), attempt_ids("attempt id"), job_ids("job id");
   unique_keys<std::pair<std::string, int64_t>> log_keys("log line");
   size_t number = 0;
   size_t pos = 0;
@@ -430,7 +424,8 @@ parsed parse_lines(std::string_view text) {
     if (number == 1) {
       if (type != "manifest")
         fail(1, "the first line must be the manifest ({\"type\":\"manifest\",\"format\":\"nodecoord-bundle\",...}), "
-                "not a " + json_quoted(type) + " line");
+                "not a "
+                  + json_quoted(type) + " line");
       out.header = read_manifest(j);
       have_manifest = true;
       continue;

@@ -16,9 +16,7 @@ namespace nodecoord::storage {
 
 database::database(storage_url url, clock_fn clock) : url_(std::move(url)), clock_(std::move(clock)) {}
 
-database::~database() {
-  disconnect();
-}
+database::~database() { disconnect(); }
 
 void database::connect() {
   disconnect();
@@ -59,9 +57,7 @@ void database::disconnect() noexcept {
   }
 }
 
-int database::migrate() {
-  return storage::migrate(session(), sql_dialect(), format_time(clock_()));
-}
+int database::migrate() { return storage::migrate(session(), sql_dialect(), format_time(clock_())); }
 
 soci::session& database::session() {
   if (!sql_)

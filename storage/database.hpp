@@ -8,7 +8,10 @@
 #include <memory>
 #include <string>
 
-namespace soci { class session; class soci_error; }
+namespace soci {
+class session;
+class soci_error;
+} // namespace soci
 
 namespace nodecoord::storage {
 

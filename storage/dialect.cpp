@@ -33,12 +33,9 @@ std::string dialect::uuid_param(const std::string& name) const {
   return kind == backend::sqlite ? ":" + name : "CAST(:" + name + " AS UUID)";
 }
 
-std::string dialect::int_param(const std::string& name) {
-  return "CAST(:" + name + " AS BIGINT)";
-}
+std::string dialect::int_param(const std::string& name) { return "CAST(:" + name + " AS BIGINT)"; }
 
-std::string dialect::values_table(const std::string& alias, const std::string& columns,
-                                  const std::string& rows) const {
+std::string dialect::values_table(const std::string& alias, const std::string& columns, const std::string& rows) const {
   if (kind != backend::sqlite)
     return "(VALUES " + rows + ") AS " + alias + " (" + columns + ")";
   std::string select;
@@ -62,8 +59,6 @@ size_t dialect::rows_per_statement(size_t params_per_row, size_t pg_rows) const 
   return params_per_row >= 100 ? 1 : 100 / params_per_row;
 }
 
-const dialect& dialect_for(backend b) {
-  return b == backend::sqlite ? lite : pg;
-}
+const dialect& dialect_for(backend b) { return b == backend::sqlite ? lite : pg; }
 
 } // namespace nodecoord::storage

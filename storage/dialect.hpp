@@ -42,8 +42,7 @@ struct dialect {
   size_t rows_per_statement(size_t params_per_row, size_t pg_rows) const;
   /// A derived table `alias` with `columns` from multi-row VALUES text "(..), (..)" (SQLite has
   /// no column list on VALUES, PostgreSQL no column1.. names).
-  std::string values_table(const std::string& alias, const std::string& columns,
-                           const std::string& rows) const;
+  std::string values_table(const std::string& alias, const std::string& columns, const std::string& rows) const;
 };
 
 const dialect& dialect_for(backend b);

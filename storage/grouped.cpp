@@ -51,7 +51,8 @@ using attempt_rows = std::map<std::string, attempt_row>;
 
 std::string attempt_state_columns(const dialect& d) {
   return "SELECT id, node_id, sync_state, backfill_request_id, log_count, log_max_seq, backfill_failures, "
-         "task_id, state, " + d.ts("started_at") + ", " + d.ts("finished_at") + ", " + d.json_text("meta")
+         "task_id, state, "
+         + d.ts("started_at") + ", " + d.ts("finished_at") + ", " + d.json_text("meta")
          + " FROM node_task_attempts WHERE ";
 }
 
@@ -137,17 +138,25 @@ void insert_attempts(op_context& c, const std::vector<const std::string*>& ids, 
     std::string values;
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
-      values += (i == from ? "(:i" : ", (:i") + n + ", :o" + n + ", :k" + n + ", :s" + n + ", :y" + n + ", :b"
-                + n + ", :f" + n + ", " + c.d.json_param("m" + n) + ", :c" + n + ", :u" + n + ")";
+      values += (i == from ? "(:i" : ", (:i") + n + ", :o" + n + ", :k" + n + ", :s" + n + ", :y" + n + ", :b" + n
+                + ", :f" + n + ", " + c.d.json_param("m" + n) + ", :c" + n + ", :u" + n + ")";
     }
     query q(c.sql, "INSERT INTO node_task_attempts (id, node_id, task_id, state, sync_state, started_at, "
-                   "finished_at, meta, created_at, updated_at) VALUES " + values);
+                   "finished_at, meta, created_at, updated_at) VALUES "
+                     + values);
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
       auto& a = rows.at(*ids[i]);
-      q.bind("i" + n, *ids[i]).bind("o" + n, a.sync.owner).bind("k" + n, a.run.task_id).bind("s" + n, a.run.state)
-        .bind("y" + n, std::string(to_string(a.sync.state))).bind_nullable("b" + n, a.run.started_at)
-        .bind_nullable("f" + n, a.run.finished_at).bind_nullable("m" + n, a.run.meta).bind("c" + n, c.now_text).bind("u" + n, c.now_text);
+      q.bind("i" + n, *ids[i])
+        .bind("o" + n, a.sync.owner)
+        .bind("k" + n, a.run.task_id)
+        .bind("s" + n, a.run.state)
+        .bind("y" + n, std::string(to_string(a.sync.state)))
+        .bind_nullable("b" + n, a.run.started_at)
+        .bind_nullable("f" + n, a.run.finished_at)
+        .bind_nullable("m" + n, a.run.meta)
+        .bind("c" + n, c.now_text)
+        .bind("u" + n, c.now_text);
     }
     q.exec();
   });
@@ -172,8 +181,11 @@ void update_upserted(op_context& c, const std::vector<const std::string*>& ids, 
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
       auto& a = rows.at(*ids[i]);
-      q.bind("i" + n, *ids[i]).bind("k" + n, a.run.task_id).bind("s" + n, a.run.state)
-        .bind_nullable("b" + n, a.run.started_at).bind_nullable("f" + n, a.run.finished_at)
+      q.bind("i" + n, *ids[i])
+        .bind("k" + n, a.run.task_id)
+        .bind("s" + n, a.run.state)
+        .bind_nullable("b" + n, a.run.started_at)
+        .bind_nullable("f" + n, a.run.finished_at)
         .bind_nullable("m" + n, a.run.meta);
     }
     q.exec();
@@ -187,22 +199,25 @@ void update_states(op_context& c, const std::vector<const std::string*>& ids, co
     std::string values;
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
-      values += (i == from ? "(" : ", (") + c.d.uuid_param("i" + n) + ", :s" + n + ", " + c.d.uuid_param("r" + n)
-                + ", " + dialect::int_param("c" + n) + ", " + dialect::int_param("m" + n) + ", "
-                + dialect::int_param("f" + n) + ", " + dialect::int_param("d" + n) + ")";
+      values += (i == from ? "(" : ", (") + c.d.uuid_param("i" + n) + ", :s" + n + ", " + c.d.uuid_param("r" + n) + ", "
+                + dialect::int_param("c" + n) + ", " + dialect::int_param("m" + n) + ", " + dialect::int_param("f" + n)
+                + ", " + dialect::int_param("d" + n) + ")";
     }
     query q(c.sql, "UPDATE node_task_attempts SET sync_state = v.v_sync, backfill_request_id = v.v_request, "
                    "log_count = v.v_count, log_max_seq = v.v_max, backfill_failures = v.v_failures, "
-                   "last_full_sync_at = CASE WHEN v.v_done = 1 THEN " + c.d.ts_param("now")
-                     + " ELSE last_full_sync_at END, updated_at = :now2 FROM "
+                   "last_full_sync_at = CASE WHEN v.v_done = 1 THEN "
+                     + c.d.ts_param("now") + " ELSE last_full_sync_at END, updated_at = :now2 FROM "
                      + c.d.values_table("v", "v_id, v_sync, v_request, v_count, v_max, v_failures, v_done", values)
                      + " WHERE node_task_attempts.id = v.v_id");
     q.bind("now", c.now_text).bind("now2", c.now_text);
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
       auto& a = rows.at(*ids[i]);
-      q.bind("i" + n, *ids[i]).bind("s" + n, std::string(to_string(a.sync.state)))
-        .bind_nullable("r" + n, a.sync.request_id).bind("c" + n, a.sync.log_count).bind("m" + n, a.max_seq)
+      q.bind("i" + n, *ids[i])
+        .bind("s" + n, std::string(to_string(a.sync.state)))
+        .bind_nullable("r" + n, a.sync.request_id)
+        .bind("c" + n, a.sync.log_count)
+        .bind("m" + n, a.max_seq)
         .bind("f" + n, a.sync.failures)
         .bind("d" + n, int64_t{a.completed ? 1 : 0});
     }
@@ -232,8 +247,12 @@ void finish_jobs(op_context& c, std::vector<job_finish>& jobs) {
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
       auto& j = jobs[i];
-      q.bind("a" + n, j.request_id).bind("s" + n, j.status).bind("b" + n, j.request_id).bind("d" + n, j.detail)
-        .bind("i" + n, j.request_id).bind("n" + n, j.node_id);
+      q.bind("a" + n, j.request_id)
+        .bind("s" + n, j.status)
+        .bind("b" + n, j.request_id)
+        .bind("d" + n, j.detail)
+        .bind("i" + n, j.request_id)
+        .bind("n" + n, j.node_id);
       j.result->job_status = j.status; // cleared below unless the job was still running
     }
     std::set<std::string> finished;
@@ -258,7 +277,10 @@ std::set<std::pair<std::string, int64_t>> insert_logs(op_context& c, const std::
     for (size_t i = from; i < to; ++i) {
       auto n = std::to_string(i - from);
       auto& e = *lines[i].entry;
-      q.bind("a" + n, *lines[i].attempt_id).bind("s" + n, e.seq).bind("t" + n, e.ts).bind("st" + n, e.stream)
+      q.bind("a" + n, *lines[i].attempt_id)
+        .bind("s" + n, e.seq)
+        .bind("t" + n, e.ts)
+        .bind("st" + n, e.stream)
         .bind("l" + n, e.line);
     }
     q.each([&](const soci::row& r) { inserted.emplace(col_str(r, 0), col_int(r, 1)); });
@@ -383,10 +405,13 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
       auto& a = rows.at(id);
       auto i = answers.find(id);
       // Rules 2 and 3; an attempt the response leaves out counts as a failure.
-      auto outcome = sync_rules::answer(a.sync, i == answers.end() ? std::nullopt : std::optional(i->second),
-                                        op.max_failures);
+      auto outcome =
+        sync_rules::answer(a.sync, i == answers.end() ? std::nullopt : std::optional(i->second), op.max_failures);
       switch (outcome) {
-        case backfill_outcome::completed: ++out.completed; a.completed = true; break;
+        case backfill_outcome::completed:
+          ++out.completed;
+          a.completed = true;
+          break;
         case backfill_outcome::failed: ++out.failed; break;
         case backfill_outcome::reset: ++out.reset; break;
         case backfill_outcome::stale: break; // not reached: `mine` holds pending rows only
@@ -399,11 +424,10 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
     // (foreign, duplicate, late or stale-epoch response), so its job is not this one's to finish.
     if (mine.empty())
       continue;
-    nlohmann::json detail{{"completed", out.completed}, {"reset", out.reset},
-                          {"failed", out.failed}, {"stale", out.stale}};
+    nlohmann::json detail{
+      {"completed", out.completed}, {"reset", out.reset}, {"failed", out.failed}, {"stale", out.stale}};
     jobs.push_back({op.request_id, op.node_id,
-                    (out.reset + out.failed == 0 && out.completed > 0) ? "succeeded" : "failed", detail.dump(),
-                    &out});
+                    (out.reset + out.failed == 0 && out.completed > 0) ? "succeeded" : "failed", detail.dump(), &out});
   }
   std::vector<const std::string*> upserted, changed;
   for (auto& [id, a] : rows) {
@@ -421,9 +445,7 @@ attempt_upsert::result_type execute(op_context& c, const attempt_upsert& op) {
   return execute_alone(c, op, run_attempts);
 }
 
-logs_insert::result_type execute(op_context& c, const logs_insert& op) {
-  return execute_alone(c, op, run_attempts);
-}
+logs_insert::result_type execute(op_context& c, const logs_insert& op) { return execute_alone(c, op, run_attempts); }
 
 apply_backfill::result_type execute(op_context& c, const apply_backfill& op) {
   return execute_alone(c, op, run_attempts);
@@ -470,9 +492,11 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
   query select(c.sql, "SELECT x.id, x.node_id, x.rn, x.backfill_failures FROM (SELECT id, node_id, "
                       "backfill_failures, ROW_NUMBER() OVER (PARTITION BY node_id, backfill_failures ORDER BY "
                       "created_at, id) AS rn, FIRST_VALUE(backfill_failures) OVER (PARTITION BY node_id ORDER BY "
-                      "created_at, id) AS lead_failures FROM node_task_attempts WHERE node_id IN (" + nodes
-                      + ") AND sync_state = 'partial') x WHERE x.backfill_failures = x.lead_failures AND "
-                      "x.rn <= CASE x.node_id" + limit_case + " END");
+                      "created_at, id) AS lead_failures FROM node_task_attempts WHERE node_id IN ("
+                        + nodes
+                        + ") AND sync_state = 'partial') x WHERE x.backfill_failures = x.lead_failures AND "
+                          "x.rn <= CASE x.node_id"
+                        + limit_case + " END");
   size_t n = 0;
   for (auto& [node, m] : live) {
     auto k = std::to_string(n++);
@@ -499,9 +523,12 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
   std::map<std::string, std::vector<marked_row>> by_node;
   for (auto& chunk : chunks(chosen, c.d.rows_per_statement(1, ids_per_statement))) {
     query q(c.sql, "UPDATE node_task_attempts SET sync_state = 'pending_backfill', backfill_request_id = "
-                   "CASE node_id" + request_case + " END, sync_requested_at = :now, updated_at = :now2 "
-                   "WHERE id IN " + query::in_list("i", chunk.size())
-                     + " RETURNING id, node_id, log_count, log_max_seq, " + c.d.ts("created_at"));
+                   "CASE node_id"
+                     + request_case
+                     + " END, sync_requested_at = :now, updated_at = :now2 "
+                       "WHERE id IN "
+                     + query::in_list("i", chunk.size()) + " RETURNING id, node_id, log_count, log_max_seq, "
+                     + c.d.ts("created_at"));
     q.bind("now", c.now_text).bind("now2", c.now_text).bind_list("i", chunk);
     size_t k = 0;
     for (auto& [node, m] : live) {
@@ -516,7 +543,7 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
   for (auto& [node, m] : live) {
     auto i = by_node.find(node);
     if (i == by_node.end())
-      continue; // nothing to mark: no job is left behind
+      continue;                                    // nothing to mark: no job is left behind
     std::sort(i->second.begin(), i->second.end()); // oldest first
     for (auto& row : i->second)
       m->result.marked.push_back({row.id, contiguous_high_water(c, row.id, row.count, row.max_seq)});
@@ -527,15 +554,18 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
   std::string values;
   for (size_t i = 0; i < with_job.size(); ++i) {
     auto k = std::to_string(i);
-    values += (i ? ", (:j" : "(:j") + k + ", 'backfill', 'running', :o" + k + ", :c" + k + ", :t" + k + ", :s" + k + ")";
+    values +=
+      (i ? ", (:j" : "(:j") + k + ", 'backfill', 'running', :o" + k + ", :c" + k + ", :t" + k + ", :s" + k + ")";
   }
-  query jobs(c.sql, "INSERT INTO jobs (id, type, status, node_id, attempt_count, created_at, started_at) VALUES "
-                      + values);
+  query jobs(c.sql,
+             "INSERT INTO jobs (id, type, status, node_id, attempt_count, created_at, started_at) VALUES " + values);
   for (size_t i = 0; i < with_job.size(); ++i) {
     auto k = std::to_string(i);
     auto* m = with_job[i];
-    jobs.bind("j" + k, m->op.request_id).bind("o" + k, m->op.node_id)
-      .bind("c" + k, static_cast<int64_t>(m->result.marked.size())).bind("t" + k, c.now_text)
+    jobs.bind("j" + k, m->op.request_id)
+      .bind("o" + k, m->op.node_id)
+      .bind("c" + k, static_cast<int64_t>(m->result.marked.size()))
+      .bind("t" + k, c.now_text)
       .bind("s" + k, c.now_text);
   }
   jobs.exec();
@@ -548,9 +578,11 @@ void run_marks(op_context& c, std::span<group_member* const> ms) {
   for (auto* m : ms)
     ops.push_back(&member_as<mark_pending>(m));
   // A node marked twice in a row takes its next oldest the second time: a new statement.
-  distinct_runs(ops.size(), c.d.rows_per_statement(5, ops_per_statement), [&](size_t i) { return ops[i]->op.node_id; }, [&](size_t from, size_t to) {
-    mark_distinct_nodes(c, std::span<mark_member* const>(ops.data() + from, to - from));
-  });
+  distinct_runs(
+    ops.size(), c.d.rows_per_statement(5, ops_per_statement), [&](size_t i) { return ops[i]->op.node_id; },
+    [&](size_t from, size_t to) {
+      mark_distinct_nodes(c, std::span<mark_member* const>(ops.data() + from, to - from));
+    });
 }
 
 mark_pending::result_type execute(op_context& c, const mark_pending& op) {

@@ -25,7 +25,7 @@ namespace nodecoord::storage {
 void run_attempts(op_context&, std::span<group_member* const>); // attempt_upsert, logs_insert, apply_backfill
 void run_marks(op_context&, std::span<group_member* const>);    // mark_pending by limit
 // Defined in operations.cpp (nothing there depends on this header):
-void run_key_lookups(op_context&, std::span<group_member* const>);   // node_lookup_by_key
+void run_key_lookups(op_context&, std::span<group_member* const>);    // node_lookup_by_key
 void run_session_begins(op_context&, std::span<group_member* const>); // node_begin_session
 
 template <class Op>

@@ -117,9 +117,7 @@ const std::vector<migration>& all_migrations() {
 
 } // namespace
 
-int latest_schema_version() {
-  return all_migrations().back().version;
-}
+int latest_schema_version() { return all_migrations().back().version; }
 
 int migrate(soci::session& sql, const dialect& d, const std::string& now) {
   sql << subst("CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -143,8 +141,7 @@ int migrate(soci::session& sql, const dialect& d, const std::string& now) {
       current = 0;
     if (current > latest_schema_version())
       throw schema_too_new("the database schema is at version " + std::to_string(current)
-                           + ", newer than this nodecoordd supports ("
-                           + std::to_string(latest_schema_version())
+                           + ", newer than this nodecoordd supports (" + std::to_string(latest_schema_version())
                            + "); run a newer nodecoordd or restore a matching backup");
     for (auto& m : all_migrations()) {
       if (m.version <= current)
@@ -152,8 +149,8 @@ int migrate(soci::session& sql, const dialect& d, const std::string& now) {
       for (auto& stmt : m.statements(d))
         sql << stmt;
       std::string desc = m.description;
-      sql << "INSERT INTO schema_migrations (version, description, applied_at) VALUES (:v, :d, "
-               + d.ts_param("t") + ")",
+      sql << "INSERT INTO schema_migrations (version, description, applied_at) VALUES (:v, :d, " + d.ts_param("t")
+               + ")",
         soci::use(m.version, "v"), soci::use(desc, "d"), soci::use(now, "t");
     }
     sql << "COMMIT";

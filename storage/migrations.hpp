@@ -4,7 +4,9 @@
 #include <stdexcept>
 #include <string>
 
-namespace soci { class session; }
+namespace soci {
+class session;
+}
 
 namespace nodecoord::storage {
 

@@ -22,9 +22,7 @@ void op_queue::push(entry e, queue_place where) {
       q_.insert(q_.begin() + static_cast<long>(pos), std::move(e));
       return;
     }
-    case queue_place::back:
-      q_.push_back(std::move(e));
-      return;
+    case queue_place::back: q_.push_back(std::move(e)); return;
   }
 }
 

@@ -21,8 +21,7 @@ namespace {
 // Bounded IN lists: well below SQLite's 32766 and PostgreSQL's 65535 parameter limits.
 constexpr size_t in_chunk = statement_limits::ids;
 
-node_lookup_by_key::result_type find_node(op_context& c, const std::string& column,
-                                          const std::string& value) {
+node_lookup_by_key::result_type find_node(op_context& c, const std::string& column, const std::string& value) {
   node_lookup_by_key::result_type out;
   query(c.sql, "SELECT " + node_columns(c.d) + " FROM nodes WHERE " + column + " = :v")
     .bind("v", value)
@@ -41,20 +40,18 @@ node_disable::result_type node_after(op_context& c, const std::string& name) {
 int64_t node_epoch(op_context& c, const std::string& node_id, bool& found) {
   int64_t epoch = 0;
   found = false;
-  query(c.sql, "SELECT session_epoch FROM nodes WHERE id = :id")
-    .bind("id", node_id)
-    .each([&](const soci::row& r) {
-      found = true;
-      epoch = col_int(r, 0);
-    });
+  query(c.sql, "SELECT session_epoch FROM nodes WHERE id = :id").bind("id", node_id).each([&](const soci::row& r) {
+    found = true;
+    epoch = col_int(r, 0);
+  });
   return epoch;
 }
 
 /// Runs `sql_prefix + "(:i0, ...)"` for every chunk of ids; returns the total affected rows.
 /// `binder` adds the statement's other parameters.
 template <class Binder>
-int64_t exec_in_chunks(op_context& c, const std::string& sql_prefix,
-                       const std::vector<std::string>& ids, Binder binder) {
+int64_t exec_in_chunks(op_context& c, const std::string& sql_prefix, const std::vector<std::string>& ids,
+                       Binder binder) {
   int64_t total = 0;
   for (auto& chunk : chunks(ids, c.d.rows_per_statement(1, in_chunk))) {
     query q(c.sql, sql_prefix + query::in_list("i", chunk.size()));
@@ -68,8 +65,7 @@ int64_t exec_in_chunks(op_context& c, const std::string& sql_prefix,
 } // namespace
 
 // Counters answer the common case (no gaps) without touching attempt_logs.
-int64_t contiguous_high_water(op_context& c, const std::string& attempt_id, int64_t log_count,
-                              int64_t log_max_seq) {
+int64_t contiguous_high_water(op_context& c, const std::string& attempt_id, int64_t log_count, int64_t log_max_seq) {
   if (log_count == 0)
     return -1;
   if (log_count == log_max_seq + 1)
@@ -219,8 +215,8 @@ void begin_distinct_sessions(op_context& c, std::span<op_member<node_begin_sessi
   std::vector<std::string> lost;
   for (auto* m : ops) {
     auto i = begun.find(m->op.node_id);
-    m->result = i != begun.end() ? node_begin_session::result_type{true, i->second}
-                                 : node_begin_session::result_type{false, 0};
+    m->result =
+      i != begun.end() ? node_begin_session::result_type{true, i->second} : node_begin_session::result_type{false, 0};
     if (i == begun.end())
       lost.push_back(m->op.node_id);
   }
@@ -242,9 +238,11 @@ void run_session_begins(op_context& c, std::span<group_member* const> ms) {
   for (auto* m : ms)
     ops.push_back(&member_as<node_begin_session>(m));
   // The same node twice: the second sees what the first did.
-  distinct_runs(ops.size(), c.d.rows_per_statement(4, 200), [&](size_t i) { return ops[i]->op.node_id; }, [&](size_t from, size_t to) {
-    begin_distinct_sessions(c, std::span<op_member<node_begin_session>* const>(ops.data() + from, to - from));
-  });
+  distinct_runs(
+    ops.size(), c.d.rows_per_statement(4, 200), [&](size_t i) { return ops[i]->op.node_id; },
+    [&](size_t from, size_t to) {
+      begin_distinct_sessions(c, std::span<op_member<node_begin_session>* const>(ops.data() + from, to - from));
+    });
 }
 
 node_begin_session::result_type execute(op_context& c, const node_begin_session& op) {
@@ -271,7 +269,8 @@ nodes_end_sessions::result_type execute(op_context& c, const nodes_end_sessions&
         match += (i == from ? "(id = :i" : " OR (id = :i") + n + " AND session_epoch = :e" + n + ")";
       }
       query q(c.sql, "UPDATE nodes SET status = CASE WHEN status = 'disabled' THEN 'disabled' "
-                     "ELSE 'offline' END, disconnected_at = :now, disconnect_reason = :r WHERE " + match);
+                     "ELSE 'offline' END, disconnected_at = :now, disconnect_reason = :r WHERE "
+                       + match);
       q.bind("now", c.now_text).bind_nullable("r", reason);
       for (size_t i = from; i < to; ++i) {
         auto n = std::to_string(i - from);
@@ -349,8 +348,9 @@ nodes_with_partial::result_type execute(op_context& c, const nodes_with_partial&
 
 logs_get::result_type execute(op_context& c, const logs_get& op) {
   logs_get::result_type out;
-  query(c.sql, "SELECT seq, " + c.d.ts("ts") + ", stream, line FROM attempt_logs "
-               "WHERE attempt_id = :a AND seq > :after ORDER BY seq LIMIT :lim")
+  query(c.sql, "SELECT seq, " + c.d.ts("ts")
+                 + ", stream, line FROM attempt_logs "
+                   "WHERE attempt_id = :a AND seq > :after ORDER BY seq LIMIT :lim")
     .bind("a", op.attempt_id)
     .bind("after", op.after_seq)
     .bind("lim", op.limit)
@@ -373,9 +373,10 @@ mark_pending::result_type mark_pending_by_ids(op_context& c, const mark_pending&
     return out;
   // Rule 4: only `partial` attempts of this node are marked, so an attempt is never in two
   // live requests.
-  exec_in_chunks(c, "UPDATE node_task_attempts SET sync_state = 'pending_backfill', "
-                    "backfill_request_id = :r, sync_requested_at = :now, updated_at = :now2 "
-                    "WHERE node_id = :n AND sync_state = 'partial' AND id IN ",
+  exec_in_chunks(c,
+                 "UPDATE node_task_attempts SET sync_state = 'pending_backfill', "
+                 "backfill_request_id = :r, sync_requested_at = :now, updated_at = :now2 "
+                 "WHERE node_id = :n AND sync_state = 'partial' AND id IN ",
                  op.attempt_ids, [&](query& q) {
                    q.bind("r", op.request_id).bind("now", c.now_text).bind("now2", c.now_text).bind("n", op.node_id);
                  });
@@ -385,7 +386,9 @@ mark_pending::result_type mark_pending_by_ids(op_context& c, const mark_pending&
   std::map<std::string, counters> marked;
   query(c.sql, "SELECT id, log_count, log_max_seq FROM node_task_attempts WHERE backfill_request_id = :r")
     .bind("r", op.request_id)
-    .each([&](const soci::row& r) { marked[col_str(r, 0)] = {col_int(r, 1), col_int(r, 2, -1)}; });
+    .each([&](const soci::row& r) {
+      marked[col_str(r, 0)] = {col_int(r, 1), col_int(r, 2, -1)};
+    });
   std::set<std::string> seen;
   for (auto& id : op.attempt_ids) { // in the order asked
     auto i = marked.find(id);
@@ -412,8 +415,10 @@ void reset_request_attempts(op_context& c, const reset_requests& op, reset_reque
     query q(c.sql, "UPDATE node_task_attempts SET sync_state = CASE WHEN " + dialect::int_param("c1")
                      + " = 1 AND backfill_failures + 1 >= " + dialect::int_param("max")
                      + " THEN 'failed' ELSE 'partial' END, backfill_failures = backfill_failures + "
-                     + dialect::int_param("c2") + ", backfill_request_id = NULL, updated_at = :now "
-                     "WHERE backfill_request_id IN " + query::in_list("i", chunk.size()) + " RETURNING sync_state");
+                     + dialect::int_param("c2")
+                     + ", backfill_request_id = NULL, updated_at = :now "
+                       "WHERE backfill_request_id IN "
+                     + query::in_list("i", chunk.size()) + " RETURNING sync_state");
     q.bind("c1", count).bind("max", op.max_failures).bind("c2", count).bind("now", c.now_text).bind_list("i", chunk);
     q.each([&](const soci::row& r) {
       ++(parse<sync_state>(col_str(r, 0)) == sync_state::failed ? out.attempts_failed : out.attempts_reset);
@@ -422,12 +427,12 @@ void reset_request_attempts(op_context& c, const reset_requests& op, reset_reque
 }
 
 int64_t finish_request_jobs(op_context& c, const reset_requests& op) {
-  return exec_in_chunks(
-    c, "UPDATE jobs SET status = :s, finished_at = :now, error = :e "
-       "WHERE status IN ('queued', 'running') AND id IN ",
-    op.request_ids, [&](query& q) {
-      q.bind("s", op.job_status).bind("now", c.now_text).bind_nullable("e", op.reason);
-    });
+  return exec_in_chunks(c,
+                        "UPDATE jobs SET status = :s, finished_at = :now, error = :e "
+                        "WHERE status IN ('queued', 'running') AND id IN ",
+                        op.request_ids, [&](query& q) {
+                          q.bind("s", op.job_status).bind("now", c.now_text).bind_nullable("e", op.reason);
+                        });
 }
 
 reset_requests::result_type execute(op_context& c, const reset_requests& op) {
@@ -478,15 +483,15 @@ bool is_final_job_status(const std::string& s) {
 
 job_insert::result_type execute(op_context& c, const job_insert& op) {
   int64_t exists = 0;
-  query(c.sql, "SELECT COUNT(*) FROM jobs WHERE id = :id")
-    .bind("id", op.job.id)
-    .each([&](const soci::row& r) { exists = col_int(r, 0); });
+  query(c.sql, "SELECT COUNT(*) FROM jobs WHERE id = :id").bind("id", op.job.id).each([&](const soci::row& r) {
+    exists = col_int(r, 0);
+  });
   if (exists)
     return {false};
   auto& j = op.job;
   query(c.sql, "INSERT INTO jobs (id, type, status, node_id, attempt_count, detail, error, "
                "created_at, started_at, finished_at) VALUES (:id, :type, :status, :node, :cnt, "
-               + c.d.json_param("detail") + ", :err, :created, :started, :finished)")
+                 + c.d.json_param("detail") + ", :err, :created, :started, :finished)")
     .bind("id", j.id)
     .bind("type", j.type)
     .bind("status", j.status)
@@ -496,8 +501,7 @@ job_insert::result_type execute(op_context& c, const job_insert& op) {
     .bind_nullable("err", j.error)
     .bind("created", j.created_at.empty() ? c.now_text : j.created_at)
     .bind_nullable("started", j.started_at.empty() && is(j.status, job_status::running) ? c.now_text : j.started_at)
-    .bind_nullable("finished", j.finished_at.empty() && is_final_job_status(j.status) ? c.now_text
-                                                                                   : j.finished_at)
+    .bind_nullable("finished", j.finished_at.empty() && is_final_job_status(j.status) ? c.now_text : j.finished_at)
     .exec();
   return {true};
 }
@@ -512,8 +516,9 @@ job_update::result_type execute(op_context& c, const job_update& op) {
     set += ", started_at = COALESCE(started_at, " + c.d.ts_param("now") + ")";
   else if (is_final_job_status(op.status))
     set += ", finished_at = :now";
-  query q(c.sql, "UPDATE jobs SET " + set + " WHERE id = :id AND status NOT IN "
-                 "('succeeded', 'failed', 'cancelled', 'expired', 'abandoned')");
+  query q(c.sql, "UPDATE jobs SET " + set
+                   + " WHERE id = :id AND status NOT IN "
+                     "('succeeded', 'failed', 'cancelled', 'expired', 'abandoned')");
   q.bind("s", op.status).bind("id", op.id);
   if (!op.detail.empty())
     q.bind("detail", op.detail);
@@ -533,10 +538,9 @@ job_query::result_type execute(op_context& c, const job_query& op) {
   if (!op.node_id.empty())
     where += " AND node_id = :node";
   if (!op.before_created_at.empty())
-    where += " AND (created_at < " + c.d.ts_param("b1") + " OR (created_at = "
-             + c.d.ts_param("b2") + " AND id < :bid))";
-  query q(c.sql, "SELECT " + job_columns(c.d) + " FROM jobs" + where
-                   + " ORDER BY created_at DESC, id DESC LIMIT :lim");
+    where +=
+      " AND (created_at < " + c.d.ts_param("b1") + " OR (created_at = " + c.d.ts_param("b2") + " AND id < :bid))";
+  query q(c.sql, "SELECT " + job_columns(c.d) + " FROM jobs" + where + " ORDER BY created_at DESC, id DESC LIMIT :lim");
   q.bind_list("s", op.statuses).bind_list("t", op.types);
   if (!op.node_id.empty())
     q.bind("node", op.node_id);

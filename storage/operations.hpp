@@ -12,7 +12,9 @@
 #include <string>
 #include <vector>
 
-namespace soci { class session; }
+namespace soci {
+class session;
+}
 
 namespace nodecoord::storage {
 
@@ -361,7 +363,7 @@ struct attempt_requeue {
 
 struct job_insert {
   static constexpr bool touches_attempts = false; // storage/op_queue.hpp
-  job_record job; // created_at defaults to now
+  job_record job;                                 // created_at defaults to now
   struct result_type {
     bool inserted = false;
   };

@@ -12,9 +12,9 @@
 namespace nodecoord::storage {
 
 inline std::string node_columns(const dialect& d) {
-  return "id, name, key_id, key_hash, status, session_epoch, " + d.ts("connected_at") + ", "
-         + d.ts("disconnected_at") + ", disconnect_reason, " + d.ts("last_seen_at") + ", "
-         + d.json_text("capabilities") + ", " + d.ts("created_at") + ", " + d.ts("disabled_at");
+  return "id, name, key_id, key_hash, status, session_epoch, " + d.ts("connected_at") + ", " + d.ts("disconnected_at")
+         + ", disconnect_reason, " + d.ts("last_seen_at") + ", " + d.json_text("capabilities") + ", "
+         + d.ts("created_at") + ", " + d.ts("disabled_at");
 }
 
 inline node_record read_node(const soci::row& r) {
@@ -36,11 +36,9 @@ inline node_record read_node(const soci::row& r) {
 }
 
 inline std::string attempt_columns(const dialect& d) {
-  return "id, node_id, task_id, state, sync_state, backfill_request_id, "
-         + d.ts("sync_requested_at") + ", " + d.ts("last_full_sync_at")
-         + ", backfill_failures, log_count, log_max_seq, " + d.ts("started_at") + ", "
-         + d.ts("finished_at") + ", " + d.json_text("meta") + ", " + d.ts("created_at") + ", "
-         + d.ts("updated_at");
+  return "id, node_id, task_id, state, sync_state, backfill_request_id, " + d.ts("sync_requested_at") + ", "
+         + d.ts("last_full_sync_at") + ", backfill_failures, log_count, log_max_seq, " + d.ts("started_at") + ", "
+         + d.ts("finished_at") + ", " + d.json_text("meta") + ", " + d.ts("created_at") + ", " + d.ts("updated_at");
 }
 
 inline attempt_record read_attempt(const soci::row& r) {
@@ -65,8 +63,8 @@ inline attempt_record read_attempt(const soci::row& r) {
 }
 
 inline std::string job_columns(const dialect& d) {
-  return "id, type, status, node_id, attempt_count, " + d.json_text("detail") + ", error, "
-         + d.ts("created_at") + ", " + d.ts("started_at") + ", " + d.ts("finished_at");
+  return "id, type, status, node_id, attempt_count, " + d.json_text("detail") + ", error, " + d.ts("created_at") + ", "
+         + d.ts("started_at") + ", " + d.ts("finished_at");
 }
 
 inline job_record read_job(const soci::row& r) {

@@ -8,15 +8,11 @@
 
 namespace nodecoord::storage {
 
-std::string_view to_string(backend b) {
-  return b == backend::sqlite ? "sqlite" : "postgresql";
-}
+std::string_view to_string(backend b) { return b == backend::sqlite ? "sqlite" : "postgresql"; }
 
 namespace {
 
-bool starts_with(std::string_view s, std::string_view p) {
-  return s.substr(0, p.size()) == p;
-}
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
 std::string quote_sqlite_param(const std::string& path) {
   // SOCI's sqlite3 connection string is "key=value ..."; quote paths with spaces.
@@ -62,7 +58,8 @@ storage_url parse_storage_url(std::string_view url, const std::string& state_dir
     out.kind = backend::sqlite;
     std::string path{url.substr(9)};
     if (path.empty())
-      throw std::invalid_argument("storage.url: sqlite:// needs a file path, e.g. sqlite:///var/lib/nodecoord/nodecoord.db");
+      throw std::invalid_argument(
+        "storage.url: sqlite:// needs a file path, e.g. sqlite:///var/lib/nodecoord/nodecoord.db");
     if (path.front() != '/' && !state_dir.empty())
       path = state_dir + (state_dir.back() == '/' ? "" : "/") + path;
     out.sqlite_path = path;
@@ -78,8 +75,8 @@ storage_url parse_storage_url(std::string_view url, const std::string& state_dir
     // libpq parses the URI (percent-decoding included); SOCI's PostgreSQL backend splits its
     // connection string on spaces itself, so hand it libpq's keyword='value' form instead.
     char* err = nullptr;
-    std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> opts(
-      PQconninfoParse(std::string{url}.c_str(), &err), &PQconninfoFree);
+    std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> opts(PQconninfoParse(std::string{url}.c_str(), &err),
+                                                                      &PQconninfoFree);
     if (!opts) {
       std::string why = err ? err : "out of memory";
       PQfreemem(err);

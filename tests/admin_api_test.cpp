@@ -107,9 +107,7 @@ struct fake_backend final : backend {
     return {true, it->second};
   }
   storage::node_enable::result_type enable_node(const std::string& name) override { return disable_node(name); }
-  storage::node_set_key::result_type set_key(const storage::node_set_key& op) override {
-    return disable_node(op.name);
-  }
+  storage::node_set_key::result_type set_key(const storage::node_set_key& op) override { return disable_node(op.name); }
   storage::attempt_list::result_type attempts(const storage::attempt_list& op) override {
     need_storage();
     attempt_queries.push_back(op);
@@ -382,8 +380,8 @@ BOOST_AUTO_TEST_CASE(attempts_list_checks_and_pages) {
   data(call("GET", "/api/attempts?sync_state=failed&state=succeeded"));
   BOOST_TEST(b.attempt_queries.back().sync_state == "failed");
   BOOST_TEST(b.attempt_queries.back().state == "succeeded");
-  for (auto bad : {"limit=0", "limit=1001", "limit=x", "limit=-1", "sync_state=whole", "state=done",
-                   "after=not-a-uuid", "colour=red", "limit=1&limit=2"})
+  for (auto bad : {"limit=0", "limit=1001", "limit=x", "limit=-1", "sync_state=whole", "state=done", "after=not-a-uuid",
+                   "colour=red", "limit=1&limit=2"})
     BOOST_TEST(error(call("GET", std::string("/api/attempts?") + bad), 400) == "bad_request", bad);
   auto unknown_state = json::parse(call("GET", "/api/attempts?sync_state=whole").body);
   BOOST_TEST(unknown_state["error"]["message"].get<std::string>().find("pending_backfill") != std::string::npos);
@@ -416,7 +414,7 @@ BOOST_AUTO_TEST_CASE(backfill_maps_every_order_status) {
   BOOST_TEST(accepted.status == 202);
   BOOST_TEST(data(accepted)["job_id"] == "job-1");
   std::vector<std::pair<order_status, int>> cases = {
-    {order_status::not_found, 404}, {order_status::offline, 409},  {order_status::busy, 409},
+    {order_status::not_found, 404},   {order_status::offline, 409},         {order_status::busy, 409},
     {order_status::not_partial, 409}, {order_status::nothing_to_mark, 409}, {order_status::stopping, 503},
     {order_status::error, 503}};
   for (auto [status, http] : cases) {
@@ -460,7 +458,6 @@ BOOST_AUTO_TEST_CASE(jobs_list_validates_filters_and_pages) {
     BOOST_TEST(error(call("GET", std::string("/api/jobs?") + q), 400) == "bad_request", q);
   BOOST_TEST(error(call("GET", "/api/jobs?node=ghost"), 404) == "not_found");
 }
-
 
 namespace {
 
@@ -730,13 +727,13 @@ BOOST_AUTO_TEST_CASE(metrics_are_prometheus_text) {
   auto r = call("GET", "/metrics");
   BOOST_TEST(r.status == 200);
   BOOST_TEST(r.content_type.rfind("text/plain; version=0.0.4", 0) == 0u);
-  for (auto needle : {"# TYPE nodecoord_sessions gauge", "nodecoord_disconnects_total{reason=\"idle_timeout\"} ",
-                      "nodecoord_frames_total{type=\"heartbeat\"} ",
-                      "nodecoord_backfill_requests_total{outcome=\"created\"} 7",
-                      "nodecoord_attempts{sync_state=\"partial\"} 2", "# TYPE nodecoord_storage_batch_size histogram",
-                      "nodecoord_storage_batch_size_bucket{le=\"5\"} ", "nodecoord_storage_batch_size_bucket{le=\"+Inf\"} ",
-                      "nodecoord_storage_commit_seconds_count ", "nodecoord_database_errors_total{kind=\"connection\"} 0",
-                      "nodecoord_database_up 1"})
+  for (auto needle :
+       {"# TYPE nodecoord_sessions gauge", "nodecoord_disconnects_total{reason=\"idle_timeout\"} ",
+        "nodecoord_frames_total{type=\"heartbeat\"} ", "nodecoord_backfill_requests_total{outcome=\"created\"} 7",
+        "nodecoord_attempts{sync_state=\"partial\"} 2", "# TYPE nodecoord_storage_batch_size histogram",
+        "nodecoord_storage_batch_size_bucket{le=\"5\"} ", "nodecoord_storage_batch_size_bucket{le=\"+Inf\"} ",
+        "nodecoord_storage_commit_seconds_count ", "nodecoord_database_errors_total{kind=\"connection\"} 0",
+        "nodecoord_database_up 1"})
     BOOST_TEST(r.body.find(needle) != std::string::npos, needle);
 }
 

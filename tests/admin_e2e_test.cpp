@@ -41,8 +41,8 @@ struct http_answer {
 };
 
 /// One request to the daemon's admin API; fails the test if there is no answer at all.
-http_answer http(daemon_under_test& d, const std::string& method, const std::string& path,
-                 const std::string& body = "", const std::string& token = "") {
+http_answer http(daemon_under_test& d, const std::string& method, const std::string& path, const std::string& body = "",
+                 const std::string& token = "") {
   httplib::Client cli("127.0.0.1", d.admin_port());
   cli.set_read_timeout(60, 0);
   httplib::Headers headers;
@@ -55,8 +55,8 @@ http_answer http(daemon_under_test& d, const std::string& method, const std::str
     res = cli.Post(path, headers, body, "application/json");
   else if (method == "DELETE")
     res = cli.Delete(path, headers);
-  BOOST_TEST_REQUIRE(static_cast<bool>(res), method << " " << path << ": no answer (" << httplib::to_string(res.error())
-                                                    << ")");
+  BOOST_TEST_REQUIRE(static_cast<bool>(res),
+                     method << " " << path << ": no answer (" << httplib::to_string(res.error()) << ")");
   http_answer a{res->status, res->body, json::parse(res->body, nullptr, false)};
   return a;
 }
@@ -81,7 +81,6 @@ ctl_result ctl_any(const std::vector<std::string>& args, environment env = clean
   r.err = c.stderr_text();
   return r;
 }
-
 
 /// Answers a request with a failure for `id`: the attempt goes back to partial.
 void refuse(node_client& c, const json& req, const std::string& id) {
@@ -148,8 +147,9 @@ BOOST_AUTO_TEST_CASE(nodecoordctl_provisions_and_reports_through_the_api) {
   auto disabled = d.ctl({"node", "disable", "alpha"});
   BOOST_TEST(disabled["closed_session"] == true);
   BOOST_TEST(c.wait_closed(close_bound));
-  d.wait_node("alpha", [](const node_row& r) { return r.status == "disabled" && r.disconnect_reason == "disabled"; },
-              "disabled with reason disabled");
+  d.wait_node(
+    "alpha", [](const node_row& r) { return r.status == "disabled" && r.disconnect_reason == "disabled"; },
+    "disabled with reason disabled");
   // rotate-key: the old key stops authenticating, the new one works once enabled.
   d.ctl({"node", "enable", "alpha"});
   auto rotated = d.ctl({"node", "rotate-key", "alpha"});
@@ -223,7 +223,8 @@ BOOST_AUTO_TEST_CASE(the_daemon_refuses_to_start_with_an_unusable_token_file) {
   auto short_token = dir.write("short.token", "abc\n");
   for (auto& file : {short_token, dir.file("absent.token")}) {
     auto cfg = dir.write("nodecoord.toml", "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
-                                           "token_file = \"" + file + "\"\n");
+                                           "token_file = \""
+                                             + file + "\"\n");
     child_process p(daemon_path, {"--config", cfg, "--state-dir", dir.path()}, clean_env());
     int code = p.wait_exit(exit_bound);
     BOOST_TEST(code == 1, file << ": exit " << code << "\n" << p.stderr_text());
@@ -443,8 +444,8 @@ BOOST_AUTO_TEST_CASE(readiness_follows_the_database_even_when_nothing_is_written
     const char* cmd;
     bool stopped = false;
     ~restart_guard() {
-      if (stopped)
-        [[maybe_unused]] int rc = std::system(cmd);
+      if (stopped) [[maybe_unused]]
+        int rc = std::system(cmd);
     }
   } guard{start_cmd};
   BOOST_REQUIRE_EQUAL(std::system(stop_cmd), 0);
@@ -495,7 +496,8 @@ void refuse_all(node_client& c, const json& req) {
 /// no job ("NULL" as the job's status).
 std::string backfill_view(daemon_under_test& d, const std::string& attempt) {
   auto rows = d.rows("SELECT a.sync_state, CAST(a.backfill_request_id AS TEXT), j.status FROM node_task_attempts a "
-                     "LEFT JOIN jobs j ON j.id = a.backfill_request_id WHERE a.id = '" + attempt + "'");
+                     "LEFT JOIN jobs j ON j.id = a.backfill_request_id WHERE a.id = '"
+                     + attempt + "'");
   return rows.empty() ? "(none)" : rows[0];
 }
 
@@ -529,9 +531,8 @@ void ids_in_upper_case(daemon_under_test& d) {
     c.send_line(protocol::encode_attempt({ids.back(), "task-" + std::to_string(i), "running", "", "", ""}));
   }
   c.heartbeat_roundtrip(1);
-  BOOST_TEST_REQUIRE(eventually([&] {
-    return d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'partial'") == 4;
-  }));
+  BOOST_TEST_REQUIRE(
+    eventually([&] { return d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'partial'") == 4; }));
   std::sort(ids.begin(), ids.end());
   const auto partial = ids[0], complete = ids[1], failed = ids[2];
   {
@@ -555,11 +556,11 @@ void ids_in_upper_case(daemon_under_test& d) {
   BOOST_TEST(read["backfill"]["requested"] == true, read.dump());
   std::string request;
   BOOST_TEST_REQUIRE(eventually([&] {
-    auto r = d.rows("SELECT CAST(backfill_request_id AS TEXT) FROM node_task_attempts WHERE id = '" + partial
-                    + "' AND sync_state = 'pending_backfill'");
-    request = r.empty() ? "" : r[0];
-    return !request.empty();
-  }),
+                       auto r = d.rows("SELECT CAST(backfill_request_id AS TEXT) FROM node_task_attempts WHERE id = '"
+                                       + partial + "' AND sync_state = 'pending_backfill'");
+                       request = r.empty() ? "" : r[0];
+                       return !request.empty();
+                     }),
                      "reading " << upper(partial) << " requested nothing: " << backfill_view(d, partial));
   requested_then_refused(d, c, partial, request);
 
@@ -593,8 +594,8 @@ void ids_in_upper_case(daemon_under_test& d) {
   auto cursor = page["next"].get<std::string>();
   auto before_lower = ok_data(http(d, "GET", "/api/jobs?type=backfill&before=" + cursor));
   auto comma = cursor.find(',');
-  auto before_upper =
-    ok_data(http(d, "GET", "/api/jobs?type=backfill&before=" + cursor.substr(0, comma + 1) + upper(cursor.substr(comma + 1))));
+  auto before_upper = ok_data(
+    http(d, "GET", "/api/jobs?type=backfill&before=" + cursor.substr(0, comma + 1) + upper(cursor.substr(comma + 1))));
   BOOST_TEST(before_lower["jobs"].size() == 1u);
   BOOST_TEST(before_upper == before_lower);
 
@@ -713,8 +714,10 @@ void bad_parameters_and_oversized_bodies(daemon_under_test& d) {
   };
   for (auto path : {"/api/bundle?dry_run=1", "/api/nodes"}) {
     auto a = raw_exchange(d.admin_port(),
-                          std::string("POST ") + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                            "Content-Type: application/x-ndjson\r\nContent-Length: " + std::to_string(limit + 1),
+                          std::string("POST ") + path
+                            + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                              "Content-Type: application/x-ndjson\r\nContent-Length: "
+                            + std::to_string(limit + 1),
                           bundle_of(limit + 1));
     BOOST_TEST(a.status == 413, path << ": " << a.headers << "\n" << a.body);
     BOOST_TEST(a.headers.find("Content-Type: application/json") != std::string::npos, a.headers);
@@ -727,10 +730,10 @@ void bad_parameters_and_oversized_bodies(daemon_under_test& d) {
     BOOST_TEST(body["error"]["detail"]["limit_bytes"] == limit, a.body);
   }
   // At the limit the body is read (and this one is not a bundle: 400 naming its line).
-  auto at_limit = raw_exchange(d.admin_port(),
-                               "POST /api/bundle?dry_run=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
-                                 + std::to_string(limit),
-                               bundle_of(limit));
+  auto at_limit =
+    raw_exchange(d.admin_port(),
+                 "POST /api/bundle?dry_run=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + std::to_string(limit),
+                 bundle_of(limit));
   BOOST_TEST(at_limit.status == 400, at_limit.headers << "\n" << at_limit.body);
   BOOST_TEST(at_limit.body.find("line ") != std::string::npos, at_limit.body);
   // nodecoordctl shows the message.

@@ -61,8 +61,8 @@ std::set<std::string> job_ids(test_database& t) {
   return out;
 }
 
-const std::vector<std::string> all_statuses{"queued", "running", "succeeded", "failed", "cancelled", "expired",
-                                            "abandoned"};
+const std::vector<std::string> all_statuses{"queued",    "running", "succeeded", "failed",
+                                            "cancelled", "expired", "abandoned"};
 const std::vector<std::string> all_types{"backfill", "reconcile", "bundle_export", "bundle_import"};
 
 std::string add_job(test_database& t, const std::string& status, const std::string& type,
@@ -87,8 +87,8 @@ NC_BOTH_BACKENDS(attempt_list_filters_and_keyset_paging) {
   for (int i = 0; i < 53; ++i) {
     auto& n = i % 3 == 0 ? n2 : n1;
     auto id = new_uuid();
-    auto r = t.run(attempt_upsert{n.id, id, "task-" + std::to_string(i), states[i % 5], "2026-01-09T11:00:00.000Z",
-                                  "", i % 4 == 0 ? R"({"k":1})" : ""});
+    auto r = t.run(attempt_upsert{n.id, id, "task-" + std::to_string(i), states[i % 5], "2026-01-09T11:00:00.000Z", "",
+                                  i % 4 == 0 ? R"({"k":1})" : ""});
     BOOST_REQUIRE(r.created);
     t.exec_sql(std::string("UPDATE node_task_attempts SET sync_state = '") + syncs[i % 3] + "' WHERE id = '" + id
                + "'");
@@ -99,10 +99,12 @@ NC_BOTH_BACKENDS(attempt_list_filters_and_keyset_paging) {
   }
   // Logs so the counters are not all defaults.
   auto first = expected.begin()->first;
-  BOOST_REQUIRE(t.run(logs_insert{expected.begin()->second.node_id, first,
-                                  {{0, "2026-01-09T12:00:00.000Z", "stdout", "a"},
-                                   {1, "2026-01-09T12:00:00.000Z", "stderr", "b"}}})
-                  .inserted == 2);
+  BOOST_REQUIRE(
+    t.run(logs_insert{expected.begin()->second.node_id,
+                      first,
+                      {{0, "2026-01-09T12:00:00.000Z", "stdout", "a"}, {1, "2026-01-09T12:00:00.000Z", "stderr", "b"}}})
+      .inserted
+    == 2);
   expected[first] = t.run(attempt_get{first}).attempt;
 
   // No filter: several pages, each id once, none missing, rows as attempt_get reads them.
@@ -140,8 +142,8 @@ NC_BOTH_BACKENDS(attempt_list_filters_and_keyset_paging) {
           && (filter.state.empty() || a.state == filter.state))
         want.push_back(id);
     auto got = ids_of(all_pages(t, filter, limit));
-    BOOST_TEST(got == want, "filter node=" << filter.node_id << " sync=" << filter.sync_state
-                                           << " state=" << filter.state);
+    BOOST_TEST(got == want,
+               "filter node=" << filter.node_id << " sync=" << filter.sync_state << " state=" << filter.state);
     return want.size();
   };
   BOOST_TEST(check({n2.id}, 4) == 18u);
@@ -258,6 +260,4 @@ NC_BOTH_BACKENDS(database_size_reports_the_four_tables) {
   BOOST_TEST(sum <= full.total_bytes);
 }
 
-NC_BOTH_BACKENDS(ping_answers) {
-  BOOST_TEST(t.run(ping{}) == true);
-}
+NC_BOTH_BACKENDS(ping_answers) { BOOST_TEST(t.run(ping{}) == true); }

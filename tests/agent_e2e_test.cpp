@@ -184,8 +184,10 @@ void record_some(const std::string& store, const std::string& tag, int lines) {
   agent_cli(store, {"record", "log", a, "--stream", "stderr"}, "warning: " + tag + "\n");
   agent_cli(store, {"record", "finish", a, "--state", "succeeded"});
   agent_cli(store, {"record", "start", "--task", tag + "-queued", "--state", "queued"});
-  agent_cli(store, {"run", "--task", tag + "-run", "--", "/bin/sh", "-c", "echo out-" + tag + "; echo err-" + tag + " >&2; exit 3"},
-            "", 3); // run exits with the command's code
+  agent_cli(
+    store,
+    {"run", "--task", tag + "-run", "--", "/bin/sh", "-c", "echo out-" + tag + "; echo err-" + tag + " >&2; exit 3"},
+    "", 3); // run exits with the command's code
 }
 
 struct agent_proc {
@@ -218,14 +220,14 @@ BOOST_AUTO_TEST_CASE(two_agents_cut_mid_backfill_end_with_every_line_exactly_onc
     std::vector<std::string> args{"--log-level", "debug", "connect"};
     if (agents.empty()) {
       args.insert(args.begin(), {"--store", a.store});
-      args.insert(args.end(), {"--coordinator", coordinator, "--node", name, "--key-file", key_file,
-                               "--backoff-max-ms", "1000", "--poll-interval-ms", "50"});
+      args.insert(args.end(), {"--coordinator", coordinator, "--node", name, "--key-file", key_file, "--backoff-max-ms",
+                               "1000", "--poll-interval-ms", "50"});
     } else {
       // The second agent takes everything from its TOML file.
-      auto cfg = work.write(std::string(name) + ".toml",
-                            "coordinator = \"" + coordinator + "\"\nnode = \"" + name + "\"\nkey_file = \"" + key_file
-                              + "\"\nstore = \"" + a.store + "\"\nbackoff_max_ms = 1000\npoll_interval_ms = 50\n"
-                                "[capabilities]\nslots = 4\n");
+      auto cfg = work.write(std::string(name) + ".toml", "coordinator = \"" + coordinator + "\"\nnode = \"" + name
+                                                           + "\"\nkey_file = \"" + key_file + "\"\nstore = \"" + a.store
+                                                           + "\"\nbackoff_max_ms = 1000\npoll_interval_ms = 50\n"
+                                                             "[capabilities]\nslots = 4\n");
       args.insert(args.end(), {"--config", cfg});
     }
     a.proc = std::make_unique<child_process>(agent_path, args, clean_env());
@@ -257,8 +259,9 @@ BOOST_AUTO_TEST_CASE(two_agents_cut_mid_backfill_end_with_every_line_exactly_onc
     return out;
   };
   BOOST_TEST_REQUIRE(synced, "not every attempt complete; by state: " << by_state() << "; agent 1 stderr:\n"
-                               << agents[0].proc->stderr_tail() << "\nagent 2 stderr:\n"
-                               << agents[1].proc->stderr_tail());
+                                                                      << agents[0].proc->stderr_tail()
+                                                                      << "\nagent 2 stderr:\n"
+                                                                      << agents[1].proc->stderr_tail());
   for (auto& a : agents) {
     BOOST_TEST(a.relay->cuts() == 1, a.name << ": the relay did not cut a backfill");
     BOOST_TEST(a.relay->connections() >= 2, a.name << ": the agent did not reconnect");
@@ -266,15 +269,18 @@ BOOST_AUTO_TEST_CASE(two_agents_cut_mid_backfill_end_with_every_line_exactly_onc
     auto node_id = d.node(a.name).id;
     for (auto& at : st.all_attempts()) {
       // Each line exactly once (the primary key), and exactly the agent's lines.
-      auto stored = d.rows("SELECT seq, stream, line FROM attempt_logs WHERE attempt_id = '" + at.id + "' ORDER BY seq");
+      auto stored =
+        d.rows("SELECT seq, stream, line FROM attempt_logs WHERE attempt_id = '" + at.id + "' ORDER BY seq");
       std::vector<std::string> mine;
       for (auto& l : st.logs(at.id, 0, at.log_count + 1))
         mine.push_back(std::to_string(l.seq) + " | " + l.stream + " | " + l.line);
       BOOST_TEST(stored == mine, boost::test_tools::per_element());
-      auto row = d.rows("SELECT CAST(node_id AS TEXT), task_id, state, sync_state, log_count FROM node_task_attempts WHERE id = '"
-                        + at.id + "'");
+      auto row = d.rows(
+        "SELECT CAST(node_id AS TEXT), task_id, state, sync_state, log_count FROM node_task_attempts WHERE id = '"
+        + at.id + "'");
       BOOST_REQUIRE_EQUAL(row.size(), 1u);
-      BOOST_TEST(row[0] == node_id + " | " + at.task_id + " | " + at.state + " | complete | " + std::to_string(at.log_count));
+      BOOST_TEST(row[0]
+                 == node_id + " | " + at.task_id + " | " + at.state + " | complete | " + std::to_string(at.log_count));
     }
   }
   auto caps = d.rows("SELECT capabilities FROM nodes WHERE name = 'edge-2'");
@@ -294,7 +300,8 @@ BOOST_AUTO_TEST_CASE(bad_settings_and_records_are_refused_clearly) {
   temp_dir work("agent-cli");
   auto store = work.file("s.db");
   auto key = work.write("k", "nck_0123456789abcdef_x\n");
-  auto unknown = work.write("u.toml", "coordinator = \"127.0.0.1:1\"\nnode = \"n\"\nkey_file = \"" + key + "\"\ncolour = 1\n");
+  auto unknown =
+    work.write("u.toml", "coordinator = \"127.0.0.1:1\"\nnode = \"n\"\nkey_file = \"" + key + "\"\ncolour = 1\n");
   auto wrong_type = work.write("t.toml", "coordinator = 7400\n");
   auto syntax = work.write("s.toml", "coordinator = \n");
   auto id = agent_cli(store, {"record", "start", "--task", "t"});
@@ -305,7 +312,9 @@ BOOST_AUTO_TEST_CASE(bad_settings_and_records_are_refused_clearly) {
   };
   std::vector<refusal> cases{
     {{"connect", "--coordinator", "nohost", "--node", "n", "--key-file", key}, 2, "HOST:PORT"},
-    {{"connect", "--coordinator", "127.0.0.1:1", "--node", "n", "--key-file", work.file("missing")}, 1, "cannot read the key file"},
+    {{"connect", "--coordinator", "127.0.0.1:1", "--node", "n", "--key-file", work.file("missing")},
+     1,
+     "cannot read the key file"},
     {{"connect", "--coordinator", "127.0.0.1:1", "--node", "n"}, 2, "are required"},
     {{"connect", "--config", unknown}, 1, "unknown setting 'colour'"},
     {{"connect", "--config", wrong_type}, 1, "coordinator must be a string"},
@@ -365,7 +374,8 @@ BOOST_AUTO_TEST_CASE(a_silent_coordinator_is_left_and_reconnected) {
   // connection after its silence bound (3 heartbeat intervals + 5 s) and connects again.
   BOOST_TEST(agent.wait_for_stderr("no answer from the coordinator", 30s), agent.stderr_tail());
   BOOST_TEST(eventually([&] { return relay.connections() >= 2; }, 10s));
-  d.wait_node("quiet-1", [](const node_row& r) { return r.status == "online" && r.epoch >= 2; }, "online again");
+  d.wait_node(
+    "quiet-1", [](const node_row& r) { return r.status == "online" && r.epoch >= 2; }, "online again");
   agent.send_signal(SIGTERM);
   BOOST_TEST(agent.wait_exit(15s) == 0);
   d.stop();
@@ -391,8 +401,8 @@ BOOST_AUTO_TEST_CASE(connect_and_record_open_a_fresh_store_together) {
     bool started = conn.wait_for_stderr("nodecoord-agent starting", 30s);
     if (!started || rc != 0 || rc2 != 0) {
       ++failures;
-      BOOST_TEST_MESSAGE("round " << round << ": record " << rc << " " << rec.stderr_text() << "; record " << rc2
-                                  << " " << rec2.stderr_text() << "; connect " << conn.stderr_tail());
+      BOOST_TEST_MESSAGE("round " << round << ": record " << rc << " " << rec.stderr_text() << "; record " << rc2 << " "
+                                  << rec2.stderr_text() << "; connect " << conn.stderr_tail());
     }
     if (!conn.reaped()) {
       conn.send_signal(SIGTERM);

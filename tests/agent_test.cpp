@@ -39,7 +39,7 @@ std::vector<protocol::node_message> decode_all(const std::string& out) {
 
 /// What a batch of frames carried: attempt frames and lines per attempt, heartbeats, responses.
 struct sent {
-  std::vector<std::string> attempts;             // attempt frames, in order
+  std::vector<std::string> attempts;                 // attempt frames, in order
   std::map<std::string, std::vector<int64_t>> lines; // seqs per attempt, in order
   std::vector<int64_t> heartbeats;
   std::vector<protocol::backfill_response> responses;
@@ -98,7 +98,9 @@ struct fixture {
     BOOST_REQUIRE_EQUAL(msgs.size(), 1u);
     BOOST_REQUIRE(std::holds_alternative<protocol::hello>(msgs[0]));
     std::string out;
-    auto ev = l.on_line(R"({"type":"welcome","protocol":1,"node_id":"n1","session":1,"heartbeat_interval_ms":5000,"server_time":"2026-01-09T12:00:00.000Z"})", out);
+    auto ev = l.on_line(
+      R"({"type":"welcome","protocol":1,"node_id":"n1","session":1,"heartbeat_interval_ms":5000,"server_time":"2026-01-09T12:00:00.000Z"})",
+      out);
     BOOST_REQUIRE(ev.what == link_event::kind::welcome);
     BOOST_TEST(l.heartbeat_interval_ms() == 5000);
   }
@@ -112,7 +114,9 @@ struct fixture {
     l.on_line(text, out);
     return out;
   }
-  void ack(int64_t seq) { line(R"({"type":"heartbeat_ack","seq":)" + std::to_string(seq) + R"(,"server_time":"2026-01-09T12:00:00.000Z"})"); }
+  void ack(int64_t seq) {
+    line(R"({"type":"heartbeat_ack","seq":)" + std::to_string(seq) + R"(,"server_time":"2026-01-09T12:00:00.000Z"})");
+  }
 };
 
 } // namespace
@@ -263,7 +267,7 @@ BOOST_FIXTURE_TEST_CASE(a_reconnect_sends_only_what_was_not_confirmed, fixture) 
   ack(s.heartbeats.back());
   auto lost = st.start_attempt("t2");
   st.append_logs(lost, "stdout", numbered(3));
-  parse(poll()); // sent, but the connection dies before the ack
+  parse(poll());                                           // sent, but the connection dies before the ack
   st.append_logs(done, "stdout", numbered(1, "offline ")); // written while disconnected
   connect();
   auto again = parse(poll());
@@ -305,7 +309,9 @@ BOOST_FIXTURE_TEST_CASE(ack_delayed_is_no_error_and_confirms_nothing, fixture) {
   st.append_logs(id, "stdout", numbered(3));
   auto s = parse(poll());
   std::string out;
-  auto ev = l.on_line(R"({"type":"error","code":"ack_delayed","message":"acknowledgements wait for the database","ref":"heartbeat"})", out);
+  auto ev = l.on_line(
+    R"({"type":"error","code":"ack_delayed","message":"acknowledgements wait for the database","ref":"heartbeat"})",
+    out);
   BOOST_TEST((ev.what == link_event::kind::delayed));
   BOOST_TEST(out.empty());
   BOOST_TEST(l.counters().errors == 0u);
@@ -324,7 +330,9 @@ BOOST_FIXTURE_TEST_CASE(a_forbidden_attempt_does_not_block_the_ones_behind_it, f
   auto t2 = st.start_attempt("t2");
   one.start();
   std::string out;
-  one.on_line(R"({"type":"welcome","protocol":1,"node_id":"n1","session":1,"heartbeat_interval_ms":5000,"server_time":"2026-01-09T12:00:00.000Z"})", out);
+  one.on_line(
+    R"({"type":"welcome","protocol":1,"node_id":"n1","session":1,"heartbeat_interval_ms":5000,"server_time":"2026-01-09T12:00:00.000Z"})",
+    out);
   out.clear();
   one.poll_store(out);
   auto first = parse(out).attempts;
@@ -332,7 +340,8 @@ BOOST_FIXTURE_TEST_CASE(a_forbidden_attempt_does_not_block_the_ones_behind_it, f
   auto taken = first[0]; // whichever comes first is the one another node owns
   auto mine = taken == t1 ? t2 : t1;
   out.clear();
-  one.on_line(R"({"type":"error","code":"forbidden","message":"another node's attempt","ref":")" + taken + R"("})", out);
+  one.on_line(R"({"type":"error","code":"forbidden","message":"another node's attempt","ref":")" + taken + R"("})",
+              out);
   one.poll_store(out);
   BOOST_TEST(parse(out).attempts == std::vector<std::string>{mine}, boost::test_tools::per_element());
 }
@@ -346,8 +355,9 @@ BOOST_FIXTURE_TEST_CASE(backfill_answer_honours_logs_after_and_reports_what_the_
   connect();
   ack(parse(poll()).heartbeats.back());
   std::string missing = "7d3c2e1a-5b4f-4c6e-9a8b-1f2e3d4c5b6a";
-  auto s = parse(line(R"({"type":"backfill_request","request_id":"c0ffee00-1234-4abc-8def-0123456789ab","attempt_ids":[")" + a
-                      + R"(",")" + b + R"(",")" + empty + R"(",")" + missing + R"("],"logs_after":{")" + a + R"(":6}})"));
+  auto s =
+    parse(line(R"({"type":"backfill_request","request_id":"c0ffee00-1234-4abc-8def-0123456789ab","attempt_ids":[")" + a
+               + R"(",")" + b + R"(",")" + empty + R"(",")" + missing + R"("],"logs_after":{")" + a + R"(":6}})"));
   BOOST_TEST(s.lines[a] == range(7, 10), boost::test_tools::per_element());
   BOOST_TEST(s.lines[b] == range(0, 4), boost::test_tools::per_element());
   BOOST_TEST(s.lines.count(empty) == 0u);

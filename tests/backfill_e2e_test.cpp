@@ -40,7 +40,6 @@ std::vector<protocol::log_line> make_lines(int n, const std::string& tag) {
   return out;
 }
 
-
 /// Answers a backfill_request as a correct agent does: resend the lines after logs_after, then
 /// report each attempt with the number of lines it has.
 void answer(node_client& c, const json& req, const std::map<std::string, node_attempt>& have) {
@@ -101,8 +100,11 @@ void reports_with_gaps_then_reconnect_backfills_everything(const std::string& st
   }
   d.wait_offline("alpha", "socket_closed");
   BOOST_TEST_REQUIRE(eventually([&] {
-    return d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'") == 0;
-  }), "a disconnect left rows pending; stderr:\n" << d.process().stderr_tail());
+                       return d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'")
+                              == 0;
+                     }),
+                     "a disconnect left rows pending; stderr:\n"
+                       << d.process().stderr_tail());
 
   // Second session: asked for all three, answers, and they complete.
   auto c = connect_and_hello(d, n);
@@ -115,7 +117,8 @@ void reports_with_gaps_then_reconnect_backfills_everything(const std::string& st
   }
   for (auto& [id, a] : have)
     BOOST_TEST_REQUIRE(eventually([&] { return sync_state_of(d, id) == "complete"; }),
-                       "attempt " << id << " is " << sync_state_of(d, id) << "; stderr:\n" << d.process().stderr_tail());
+                       "attempt " << id << " is " << sync_state_of(d, id) << "; stderr:\n"
+                                  << d.process().stderr_tail());
   // Exactly the node's lines, each once.
   for (auto& [id, a] : have) {
     auto stored = d.rows("SELECT seq, stream, line FROM attempt_logs WHERE attempt_id = '" + id + "' ORDER BY seq");
@@ -210,7 +213,8 @@ void a_node_that_never_answers_one_attempt_does_not_hold_up_the_others(const std
     ++answered;
   }
   BOOST_TEST_REQUIRE(settled(), "poison " << sync_state_of(d, poison) << ", requests with it " << poison_requests
-                                          << ", answered " << answered << "; stderr:\n" << d.process().stderr_tail());
+                                          << ", answered " << answered << "; stderr:\n"
+                                          << d.process().stderr_tail());
   BOOST_TEST(poison_requests == 3, "8, then 2, then the poison alone");
   auto failures = d.rows("SELECT backfill_failures FROM node_task_attempts WHERE id = '" + poison + "'");
   BOOST_TEST(failures == std::vector<std::string>{"3"});

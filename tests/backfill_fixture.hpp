@@ -47,7 +47,7 @@ struct session_log {
 /// Plays a node_session towards the tracker: takes backfill_request frames, or reports that it
 /// could not send them.
 inline caf::behavior fake_session(caf::event_based_actor* self, std::shared_ptr<session_log> log, tracker_actor tracker,
-                           std::string node_id, int64_t epoch) {
+                                  std::string node_id, int64_t epoch) {
   return {
     [=](backfill_atom, const backfill_delivery& d) {
       const auto& rid = d.request_id;
@@ -174,7 +174,8 @@ struct fixture : with_database, test::deterministic_system {
   bool respond(const std::string& node_id, int64_t epoch, const std::string& rid,
                std::vector<storage::backfill_item> items) {
     bool known = false;
-    auto rh = self->request(tracker, caf::infinite, response_atom::value, session_ref{node_id, epoch}, rid, std::move(items));
+    auto rh =
+      self->request(tracker, caf::infinite, response_atom::value, session_ref{node_id, epoch}, rid, std::move(items));
     run();
     rh.receive([&](bool k) { known = k; }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
     return known;
@@ -225,7 +226,8 @@ struct fixture : with_database, test::deterministic_system {
   std::vector<caf::actor> sessions;
 };
 
-inline tracker_options opts(uint32_t max_failures = 5, uint32_t max_inflight = 2, std::chrono::milliseconds timeout = 60s) {
+inline tracker_options opts(uint32_t max_failures = 5, uint32_t max_inflight = 2,
+                            std::chrono::milliseconds timeout = 60s) {
   tracker_options o;
   o.max_failures = max_failures;
   o.max_inflight_per_node = max_inflight;
@@ -234,14 +236,15 @@ inline tracker_options opts(uint32_t max_failures = 5, uint32_t max_inflight = 2
 }
 
 /// The attempt ids of a backfill_request frame.
-inline std::vector<std::string> ids_of(const json& frame) { return frame.at("attempt_ids").get<std::vector<std::string>>(); }
-
+inline std::vector<std::string> ids_of(const json& frame) {
+  return frame.at("attempt_ids").get<std::vector<std::string>>();
+}
 
 } // namespace nodecoord::test::backfill
 
 /// One test body, run on SQLite (NAME_sqlite) and PostgreSQL (NAME_postgresql).
-#define TRACKER_CASE(name)                                                                       \
-  static void name##_body(::nodecoord::storage::backend b);                                      \
-  BOOST_AUTO_TEST_CASE(name##_sqlite) { name##_body(::nodecoord::storage::backend::sqlite); }    \
-  BOOST_AUTO_TEST_CASE(name##_postgresql) { name##_body(::nodecoord::storage::backend::postgresql); } \
+#define TRACKER_CASE(name)                                                                                             \
+  static void name##_body(::nodecoord::storage::backend b);                                                            \
+  BOOST_AUTO_TEST_CASE(name##_sqlite) { name##_body(::nodecoord::storage::backend::sqlite); }                          \
+  BOOST_AUTO_TEST_CASE(name##_postgresql) { name##_body(::nodecoord::storage::backend::postgresql); }                  \
   static void name##_body(::nodecoord::storage::backend b)

@@ -112,7 +112,8 @@ source populate(test_database& t) {
   s.failed_request = new_uuid();
   BOOST_REQUIRE_EQUAL(t.run(mark_pending{s.failed_request, s.n2.id, e2.epoch, {s.a2[0], s.a2[1]}}).marked.size(), 2u);
   t.clock.advance(1s);
-  auto applied = t.run(apply_backfill{s.failed_request, s.n2.id, {{s.a2[0], true, 20, ""}, {s.a2[1], false, 0, "disk"}}});
+  auto applied =
+    t.run(apply_backfill{s.failed_request, s.n2.id, {{s.a2[0], true, 20, ""}, {s.a2[1], false, 0, "disk"}}});
   BOOST_REQUIRE_EQUAL(applied.completed, 1);
   BOOST_REQUIRE_EQUAL(applied.reset, 1);
   s.pending_request = new_uuid();
@@ -166,7 +167,10 @@ std::string export_paged(test_database& t, int64_t page) {
 std::string export_all(test_database& t, int64_t page = 1000) {
   std::string out;
   batch_item item;
-  item.run = [&](op_context& c) { b::write_all(c, exported_at, [&](const std::string& l) { out += l + "\n"; }, page); };
+  item.run = [&](op_context& c) {
+    b::write_all(
+      c, exported_at, [&](const std::string& l) { out += l + "\n"; }, page);
+  };
   auto errors = t.run_items(std::span<batch_item>(&item, 1));
   BOOST_REQUIRE_EQUAL(errors.at(0), "");
   return out;
@@ -242,8 +246,10 @@ void transform_like_an_import(test_database& t) {
   t.exec_sql("UPDATE node_task_attempts SET sync_state = 'partial', backfill_request_id = NULL "
              "WHERE sync_state = 'pending_backfill'");
   query(t.db().session(), "UPDATE jobs SET error = COALESCE(error, 'imported while ' || status), finished_at = "
-                          "COALESCE(finished_at, " + d.ts_param("at") + "), status = 'abandoned' "
-                          "WHERE status IN ('queued', 'running')")
+                          "COALESCE(finished_at, "
+                            + d.ts_param("at")
+                            + "), status = 'abandoned' "
+                              "WHERE status IN ('queued', 'running')")
     .bind("at", exported_at)
     .exec();
 }
@@ -254,7 +260,8 @@ void check_same_bundle(const std::string& a, const std::string& b_text) {
   BOOST_REQUIRE_EQUAL(la.size(), lb.size());
   for (size_t i = 0; i < la.size(); ++i)
     BOOST_TEST(nlohmann::json::parse(la[i]) == nlohmann::json::parse(lb[i]), "line " << i + 1 << ":\n"
-                                                                                      << la[i] << "\n" << lb[i]);
+                                                                                     << la[i] << "\n"
+                                                                                     << lb[i]);
 }
 
 b::counts counts_of(const source& s) {
@@ -280,8 +287,9 @@ NC_BOTH_BACKENDS(export_writes_every_row_once_in_pages) {
   BOOST_TEST(export_all(t) == text);
   auto lines = split_lines(text);
   BOOST_REQUIRE_EQUAL(lines.size(), 1 + 3 + 8 + s.logs + 4);
-  BOOST_TEST(lines[0] == R"({"type":"manifest","format":"nodecoord-bundle","version":1,"created_at":")" + exported_at
-                           + R"(","counts":{"nodes":3,"attempts":8,"logs":284,"jobs":4}})");
+  BOOST_TEST(lines[0]
+             == R"({"type":"manifest","format":"nodecoord-bundle","version":1,"created_at":")" + exported_at
+                  + R"(","counts":{"nodes":3,"attempts":8,"logs":284,"jobs":4}})");
   // Lines in the documented shape; no secret ever leaves.
   BOOST_TEST(text.find("key_id") == std::string::npos);
   BOOST_TEST(text.find("key_hash") == std::string::npos);
@@ -662,7 +670,8 @@ NC_BOTH_BACKENDS(corrupted_bundles_are_rejected_with_their_line) {
   expect(edited(first_log + 3, [](auto& o) { o["ts"] = "yesterday"; }), first_log + 4,
          "log: field \"ts\" must be an RFC 3339 time");
   expect(edited(first_log + 3, [](auto& o) { o["seq"] = -1; }), first_log + 4, "field \"seq\" must be between 0");
-  expect(edited(first_log + 3, [](auto& o) { o["line"] = std::string("a\0b", 3); }), first_log + 4, "record.line: contains \\u0000");
+  expect(edited(first_log + 3, [](auto& o) { o["line"] = std::string("a\0b", 3); }), first_log + 4,
+         "record.line: contains \\u0000");
   expect(edited(1, [](auto& o) { o["status"] = "gone"; }), 2, "node: field \"status\" must be one of");
   expect(edited(1, [](auto& o) { o["name"] = ""; }), 2, "node: field \"name\" must not be empty");
   expect(edited(good.size() - 1, [](auto& o) { o["job_type"] = "cleanup"; }), good.size(), "job: field \"job_type\"");
@@ -713,11 +722,13 @@ NC_BOTH_BACKENDS(corrupted_bundles_are_rejected_with_their_line) {
   // A reference to a row that is only in the database is fine: n5's attempt alone.
   auto a5 = new_uuid();
   std::string lone = b::manifest_line({0, 1, 1, 0}, exported_at) + "\n{\"type\":\"attempt\",\"id\":\"" + a5
-                     + "\",\"node_id\":\"" + n5.id + "\",\"task_id\":\"t\",\"state\":\"running\",\"sync_state\":"
+                     + "\",\"node_id\":\"" + n5.id
+                     + "\",\"task_id\":\"t\",\"state\":\"running\",\"sync_state\":"
                        "\"partial\",\"backfill_request_id\":null,\"sync_requested_at\":null,\"last_full_sync_at\":null,"
                        "\"backfill_failures\":0,\"started_at\":null,\"finished_at\":null,\"meta\":null,\"created_at\":"
                        "\"2026-01-09T12:00:00Z\",\"updated_at\":\"2026-01-09T12:00:00+00:00\"}\n"
-                     + R"({"type":"log","attempt_id":")" + a5 + R"(","seq":4,"ts":"2026-01-09T12:00:00.5Z","stream":"stdout","line":"x"})";
+                     + R"({"type":"log","attempt_id":")" + a5
+                     + R"(","seq":4,"ts":"2026-01-09T12:00:00.5Z","stream":"stdout","line":"x"})";
   auto r = import(dst, lone);
   BOOST_TEST(r.attempts == k(1, 0, 0));
   BOOST_TEST(r.logs == k(1, 0, 0));
@@ -798,13 +809,9 @@ void across(storage::backend from, storage::backend to) {
 
 } // namespace
 
-BOOST_AUTO_TEST_CASE(sqlite_to_postgresql) {
-  across(storage::backend::sqlite, storage::backend::postgresql);
-}
+BOOST_AUTO_TEST_CASE(sqlite_to_postgresql) { across(storage::backend::sqlite, storage::backend::postgresql); }
 
-BOOST_AUTO_TEST_CASE(postgresql_to_sqlite) {
-  across(storage::backend::postgresql, storage::backend::sqlite);
-}
+BOOST_AUTO_TEST_CASE(postgresql_to_sqlite) { across(storage::backend::postgresql, storage::backend::sqlite); }
 
 // --- size ------------------------------------------------------------------------------------
 

@@ -49,8 +49,9 @@ BOOST_AUTO_TEST_CASE(uuids_hashes_and_constant_time_compare) {
 
 BOOST_AUTO_TEST_CASE(log_lines_text_json_and_journal) {
   auto ts = "2026-01-09T12:00:00.000Z";
-  BOOST_TEST(log::format_line(log::level::info, "storage ready", {{"backend", "sqlite"}, {"schema", 1}}, false, false, ts)
-             == "2026-01-09T12:00:00.000Z info storage ready backend=sqlite schema=1");
+  BOOST_TEST(
+    log::format_line(log::level::info, "storage ready", {{"backend", "sqlite"}, {"schema", 1}}, false, false, ts)
+    == "2026-01-09T12:00:00.000Z info storage ready backend=sqlite schema=1");
   // Values with spaces or quotes are quoted and escaped.
   BOOST_TEST(log::format_line(log::level::warn, "x", {{"error", "a \"b\"\nc"}}, false, false, ts)
              == "2026-01-09T12:00:00.000Z warn x error=\"a \\\"b\\\"\\nc\"");
@@ -69,9 +70,12 @@ BOOST_AUTO_TEST_CASE(storage_urls) {
   BOOST_TEST((rel.kind == backend::sqlite));
   BOOST_TEST(rel.sqlite_path == "/var/lib/nodecoord/nodecoord.db");
   BOOST_TEST(rel.connect_string == "db=/var/lib/nodecoord/nodecoord.db timeout=5");
-  BOOST_TEST(storage::parse_storage_url("sqlite:///abs/x.db", "/ignored", std::chrono::seconds(5)).sqlite_path == "/abs/x.db");
-  BOOST_TEST(storage::parse_storage_url("sqlite::memory:", "", std::chrono::seconds(5)).connect_string == "db=:memory:");
-  auto pg = storage::parse_storage_url("postgresql://u:s3cret@db.example:5433/nc?sslmode=disable", "", std::chrono::milliseconds(2500));
+  BOOST_TEST(storage::parse_storage_url("sqlite:///abs/x.db", "/ignored", std::chrono::seconds(5)).sqlite_path
+             == "/abs/x.db");
+  BOOST_TEST(storage::parse_storage_url("sqlite::memory:", "", std::chrono::seconds(5)).connect_string
+             == "db=:memory:");
+  auto pg = storage::parse_storage_url("postgresql://u:s3cret@db.example:5433/nc?sslmode=disable", "",
+                                       std::chrono::milliseconds(2500));
   BOOST_TEST((pg.kind == backend::postgresql));
   BOOST_TEST(pg.connect_string.find("host='db.example'") != std::string::npos);
   BOOST_TEST(pg.connect_string.find("port='5433'") != std::string::npos);

@@ -165,8 +165,8 @@ BOOST_AUTO_TEST_CASE(example_file_lists_every_key_uncommented) {
   BOOST_TEST_REQUIRE(in.good());
   const std::vector<std::pair<std::string, std::vector<std::string>>> schema = {
     {"server",
-     {"listen", "max_connections", "max_handshakes", "max_frame_bytes", "max_outbound_bytes", "hello_timeout", "heartbeat_interval",
-      "idle_timeout", "max_protocol_errors", "shutdown_timeout"}},
+     {"listen", "max_connections", "max_handshakes", "max_frame_bytes", "max_outbound_bytes", "hello_timeout",
+      "heartbeat_interval", "idle_timeout", "max_protocol_errors", "shutdown_timeout"}},
     {"storage",
      {"url", "batch_max", "max_queued_bytes", "max_queued_frames", "connect_timeout", "reconnect_initial",
       "reconnect_max"}},
@@ -288,7 +288,8 @@ BOOST_AUTO_TEST_CASE(load_file_reads_a_real_file) {
   BOOST_TEST(e.column == 9u);
   BOOST_TEST(e.key == "log.level");
   BOOST_TEST(e.to_string()
-             == f.path + ":5:9: log.level: invalid log level \"loud\"; expected one of trace, debug, info, warn, error");
+             == f.path
+                  + ":5:9: log.level: invalid log level \"loud\"; expected one of trace, debug, info, warn, error");
 }
 
 // --- error classes ----------------------------------------------------------------------------
@@ -351,7 +352,8 @@ BOOST_AUTO_TEST_CASE(wrong_types) {
     {"[server]\nlisten = 7400\n", "server.listen", 2, 10, "expected a string like \"127.0.0.1:7400\""},
     {"[storage]\nurl = true\n", "storage.url", 2, 7, "got boolean"},
     {"[admin]\ntoken_file = [\"a\"]\n", "admin.token_file", 2, 14, "expected a string, got array"},
-    {"[log]\nlevel = 3\n", "log.level", 2, 9, "expected a string (one of trace, debug, info, warn, error), got integer"},
+    {"[log]\nlevel = 3\n", "log.level", 2, 9,
+     "expected a string (one of trace, debug, info, warn, error), got integer"},
     {"[log]\nformat = { kind = \"json\" }\n", "log.format", 2, 10, "got table"},
     {"server = 5\n", "server", 1, 10, "expected a table ([server]), got integer"},
     {"[[server]]\nlisten = \"127.0.0.1:7400\"\n", "server", 1, 1, "write [server], not [[server]]"},
@@ -362,10 +364,12 @@ BOOST_AUTO_TEST_CASE(wrong_types) {
 
 BOOST_AUTO_TEST_CASE(out_of_range_values) {
   const std::vector<expected_error> cases = {
-    {"[server]\nlisten = \"127.0.0.1:70000\"\n", "server.listen", 2, 10, "port must be between 0 and 65535 (got 70000)"},
+    {"[server]\nlisten = \"127.0.0.1:70000\"\n", "server.listen", 2, 10,
+     "port must be between 0 and 65535 (got 70000)"},
     {"[admin]\nlisten = \"[::1]:65536\"\n", "admin.listen", 2, 10, "port must be between 0 and 65535"},
     {"[server]\nmax_connections = 0\n", "server.max_connections", 2, 19, "out of range: must be at least 1 (got 0)"},
-    {"[admin]\nmax_body_bytes = 1023\n", "admin.max_body_bytes", 2, 18, "out of range: must be at least 1024 (got 1023)"},
+    {"[admin]\nmax_body_bytes = 1023\n", "admin.max_body_bytes", 2, 18,
+     "out of range: must be at least 1024 (got 1023)"},
     {"[server]\nmax_connections = 4294967296\n", "server.max_connections", 2, 19,
      "out of range: must be at most 4294967295 (got 4294967296)"},
     {"[server]\nmax_connections = -1\n", "server.max_connections", 2, 19, "must be at least 1 (got -1)"},
@@ -452,19 +456,21 @@ BOOST_AUTO_TEST_CASE(cross_field_checks) {
 }
 
 BOOST_AUTO_TEST_CASE(storage_urls) {
-  for (std::string_view url : {"sqlite://nodecoord.db"sv, "sqlite:///var/lib/nodecoord/nc.db"sv, "sqlite::memory:"sv,
-                               "postgresql://nc:secret@db.example.net:5432/nc?sslmode=require"sv,
-                               "postgres://localhost/nc"sv}) {
+  for (std::string_view url :
+       {"sqlite://nodecoord.db"sv, "sqlite:///var/lib/nodecoord/nc.db"sv, "sqlite::memory:"sv,
+        "postgresql://nc:secret@db.example.net:5432/nc?sslmode=require"sv, "postgres://localhost/nc"sv}) {
     auto r = load("[storage]\nurl = \"" + std::string{url} + "\"\n");
     BOOST_TEST(r.ok(), "url " << url << describe(r));
     BOOST_TEST(r.config.storage.url == url);
   }
   const std::vector<expected_error> cases = {
-    {"[storage]\nurl = \"mysql://nc:hunter2@db/nc\"\n", "storage.url", 2, 7, "unsupported storage URL scheme \"mysql\""},
+    {"[storage]\nurl = \"mysql://nc:hunter2@db/nc\"\n", "storage.url", 2, 7,
+     "unsupported storage URL scheme \"mysql\""},
     {"[storage]\nurl = \"nodecoord.db\"\n", "storage.url", 2, 7, "expected \"sqlite://PATH\", \"sqlite::memory:\""},
     {"[storage]\nurl = \"sqlite://\"\n", "storage.url", 2, 7, "missing database path"},
     {"[storage]\nurl = \"sqlite:nodecoord.db\"\n", "storage.url", 2, 7, "unsupported storage URL"},
-    {"[storage]\nurl = \"postgresq://u:pw@h/db\"\n", "storage.url", 2, 7, "unsupported storage URL scheme \"postgresq\""},
+    {"[storage]\nurl = \"postgresq://u:pw@h/db\"\n", "storage.url", 2, 7,
+     "unsupported storage URL scheme \"postgresq\""},
     {"[storage]\nurl = \"\"\n", "storage.url", 2, 7, "unsupported storage URL"},
   };
   for (const auto& c : cases)
@@ -620,8 +626,8 @@ BOOST_AUTO_TEST_CASE(duration_parsing_invalid) {
 
 BOOST_AUTO_TEST_CASE(duration_formatting) {
   const std::vector<std::pair<int64_t, std::string>> cases = {
-    {1'500, "1500ms"},  {60'000, "1m"},       {90'000, "1m30s"},  {0, "0s"},
-    {250, "250ms"},     {10'000, "10s"},      {3'600'000, "1h"},  {5'400'000, "1h30m"},
+    {1'500, "1500ms"},     {60'000, "1m"},           {90'000, "1m30s"},   {0, "0s"},
+    {250, "250ms"},        {10'000, "10s"},          {3'600'000, "1h"},   {5'400'000, "1h30m"},
     {3'661'000, "1h1m1s"}, {3'661'001, "3661001ms"}, {86'400'000, "24h"}, {-10'000, "-10s"},
   };
   for (const auto& [millis, text] : cases)
@@ -710,8 +716,9 @@ BOOST_AUTO_TEST_CASE(config_error_to_string) {
   // From a real load.
   auto r = load_string("[server]\nhello_timeout = 10\n", "/etc/nodecoord/nodecoord.toml");
   BOOST_TEST_REQUIRE(r.errors.size() == 1u);
-  BOOST_TEST(r.errors[0].to_string()
-             == "/etc/nodecoord/nodecoord.toml:2:17: server.hello_timeout: expected a string like \"10s\", got integer");
+  BOOST_TEST(
+    r.errors[0].to_string()
+    == "/etc/nodecoord/nodecoord.toml:2:17: server.hello_timeout: expected a string like \"10s\", got integer");
   r = load_string("[server\n", "x.toml");
   BOOST_TEST_REQUIRE(r.errors.size() == 1u);
   BOOST_TEST(r.errors[0].to_string().rfind("x.toml:1:8: ", 0) == 0u, r.errors[0].to_string());

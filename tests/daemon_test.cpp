@@ -28,9 +28,9 @@ const std::string daemon_path = NODECOORDD_PATH;
 const std::string example_config = NODECOORD_SOURCE_DIR "/config/nodecoord.example.toml";
 
 // Bounds, not delays: each wait returns as soon as its event happens.
-constexpr auto startup_bound = 30s;  // READY=1 (migrations on a fresh database included)
-constexpr auto notify_bound = 10s;   // a notification that follows a signal
-constexpr auto exit_bound = 25s;     // shutdown_timeout defaults to 15s
+constexpr auto startup_bound = 30s;    // READY=1 (migrations on a fresh database included)
+constexpr auto notify_bound = 10s;     // a notification that follows a signal
+constexpr auto exit_bound = 25s;       // shutdown_timeout defaults to 15s
 constexpr auto quick_exit_bound = 10s; // --version, --check-config, refused starts
 
 bool contains(std::string_view haystack, std::string_view needle) {
@@ -50,10 +50,9 @@ std::size_t occurrences(std::string_view haystack, std::string_view needle) {
 /// NOTIFY_SOCKET pointing at `ns` if given.
 environment daemon_env(const notify_socket* ns, environment extra = {}) {
   environment env = {
-    {"NOTIFY_SOCKET", std::nullopt},  {"WATCHDOG_USEC", std::nullopt},
-    {"WATCHDOG_PID", std::nullopt},   {"STATE_DIRECTORY", std::nullopt},
-    {"JOURNAL_STREAM", std::nullopt}, {"LISTEN_FDS", std::nullopt},
-    {"LISTEN_PID", std::nullopt},     {"LISTEN_FDNAMES", std::nullopt},
+    {"NOTIFY_SOCKET", std::nullopt},   {"WATCHDOG_USEC", std::nullopt},  {"WATCHDOG_PID", std::nullopt},
+    {"STATE_DIRECTORY", std::nullopt}, {"JOURNAL_STREAM", std::nullopt}, {"LISTEN_FDS", std::nullopt},
+    {"LISTEN_PID", std::nullopt},      {"LISTEN_FDNAMES", std::nullopt},
   };
   if (ns)
     env["NOTIFY_SOCKET"] = ns->path();
@@ -78,8 +77,8 @@ void require_ready(notify_socket& ns, child_process& d) {
   bool ready = ns.wait_for("READY=1", startup_bound);
   if (!ready) {
     ns.drain();
-    BOOST_FAIL("no READY=1 within " << startup_bound.count() << " s; datagrams:" << ns.describe()
-                                    << "\nstderr:\n" << d.stderr_tail());
+    BOOST_FAIL("no READY=1 within " << startup_bound.count() << " s; datagrams:" << ns.describe() << "\nstderr:\n"
+                                    << d.stderr_tail());
   }
   BOOST_TEST_REQUIRE(d.wait_for_stderr("nodecoordd ready", notify_bound), d.stderr_tail());
 }
@@ -88,8 +87,8 @@ void require_ready(notify_socket& ns, child_process& d) {
 /// "nodecoordd stopped" on stderr.
 void require_clean_stop(notify_socket& ns, child_process& d, int signo) {
   d.send_signal(signo);
-  BOOST_TEST(ns.wait_for("STOPPING=1", notify_bound), "no STOPPING=1 after signal " << signo
-                                                        << "; datagrams:" << ns.describe());
+  BOOST_TEST(ns.wait_for("STOPPING=1", notify_bound),
+             "no STOPPING=1 after signal " << signo << "; datagrams:" << ns.describe());
   int code = d.wait_exit(exit_bound);
   auto err = d.stderr_text();
   BOOST_TEST(code == 0, "exit code " << code << "; stderr:\n" << d.stderr_tail());
@@ -103,8 +102,8 @@ void require_clean_stop(notify_socket& ns, child_process& d, int signo) {
 void check_senders(notify_socket& ns, const child_process& d) {
   ns.drain();
   for (const auto& dg : ns.datagrams())
-    BOOST_TEST(dg.sender == d.pid(), "datagram '" << dg.text << "' came from pid " << dg.sender
-                                                   << ", the daemon is " << d.pid());
+    BOOST_TEST(dg.sender == d.pid(),
+               "datagram '" << dg.text << "' came from pid " << dg.sender << ", the daemon is " << d.pid());
 }
 
 } // namespace
@@ -115,8 +114,7 @@ BOOST_AUTO_TEST_CASE(starts_and_stops_on_sqlite_with_the_example_config) {
   temp_dir state("nodecoordd-state");
   notify_socket ns;
   auto db = state.file("nodecoord.db");
-  child_process d(daemon_path, {"--config", example_config, "--state-dir", state.path()},
-                  daemon_env(&ns));
+  child_process d(daemon_path, {"--config", example_config, "--state-dir", state.path()}, daemon_env(&ns));
 
   require_ready(ns, d);
   // The relative "sqlite://nodecoord.db" resolved against --state-dir, and the schema exists
@@ -147,10 +145,9 @@ BOOST_AUTO_TEST_CASE(starts_and_stops_on_sqlite_with_the_example_config) {
 
 BOOST_AUTO_TEST_CASE(starts_and_stops_on_postgresql) {
   const char* pg = std::getenv("NODECOORD_TEST_PG_URL");
-  BOOST_TEST_REQUIRE((pg && *pg),
-                     "NODECOORD_TEST_PG_URL is not set: this test needs a PostgreSQL database "
-                     "(scripts/run-tests.sh sets it; for a manual run, source the env file of a "
-                     "dev server). It fails rather than skips.");
+  BOOST_TEST_REQUIRE((pg && *pg), "NODECOORD_TEST_PG_URL is not set: this test needs a PostgreSQL database "
+                                  "(scripts/run-tests.sh sets it; for a manual run, source the env file of a "
+                                  "dev server). It fails rather than skips.");
   std::string url = pg;
   temp_dir dir("nodecoordd-pg");
   // The daemon migrates idempotently; the base URL's default (public) schema is fine here.
@@ -181,8 +178,7 @@ BOOST_AUTO_TEST_CASE(starts_and_stops_on_postgresql) {
 BOOST_AUTO_TEST_CASE(sigint_stops_like_sigterm) {
   temp_dir state("nodecoordd-state");
   notify_socket ns;
-  child_process d(daemon_path, {"--config", example_config, "--state-dir", state.path()},
-                  daemon_env(&ns));
+  child_process d(daemon_path, {"--config", example_config, "--state-dir", state.path()}, daemon_env(&ns));
   require_ready(ns, d);
   require_clean_stop(ns, d, SIGINT);
   // The shutdown was caused by SIGINT (strsignal: "Interrupt"), not by anything else.
@@ -211,8 +207,7 @@ BOOST_AUTO_TEST_CASE(pings_the_watchdog) {
 
 BOOST_AUTO_TEST_CASE(sighup_reloads_and_rejects_a_broken_file) {
   temp_dir dir("nodecoordd-reload");
-  auto config = dir.write("nodecoord.toml",
-                          "[storage]\nurl = \"sqlite://nodecoord.db\"\n[log]\nlevel = \"info\"\n");
+  auto config = dir.write("nodecoord.toml", "[storage]\nurl = \"sqlite://nodecoord.db\"\n[log]\nlevel = \"info\"\n");
   notify_socket ns;
   child_process d(daemon_path, {"--config", config, "--state-dir", dir.path()}, daemon_env(&ns));
   require_ready(ns, d);
@@ -344,8 +339,7 @@ BOOST_AUTO_TEST_CASE(missing_sqlite_directory_refuses_to_start) {
   temp_dir dir("nodecoordd-cli");
   // A directory that certainly does not exist: inside a fresh temp directory.
   auto missing = dir.file("nonexistent-dir");
-  auto config = dir.write("nodecoord.toml",
-                          "[storage]\nurl = " + toml_string("sqlite://" + missing + "/x.db") + "\n");
+  auto config = dir.write("nodecoord.toml", "[storage]\nurl = " + toml_string("sqlite://" + missing + "/x.db") + "\n");
   notify_socket ns;
   child_process d(daemon_path, {"--config", config, "--state-dir", dir.path()}, daemon_env(&ns));
   int code = d.wait_exit(quick_exit_bound);

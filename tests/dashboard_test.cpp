@@ -40,9 +40,9 @@ constexpr auto overview_bound = 15s;  // overview counts come from a cache refre
 
 /// Fails the test (never skips) when Chromium is not installed.
 void require_chromium() {
-  BOOST_TEST_REQUIRE(::access(chromium_path.c_str(), X_OK) == 0,
-                     "the dashboard test needs Debian's chromium at " << chromium_path
-                                                                       << " (apt-get install chromium); not found");
+  BOOST_TEST_REQUIRE(::access(chromium_path.c_str(), X_OK) == 0, "the dashboard test needs Debian's chromium at "
+                                                                   << chromium_path
+                                                                   << " (apt-get install chromium); not found");
 }
 
 /// GET `path` on the admin API: requires 200 and the envelope {"ok":true,"data":...}; the data.
@@ -85,9 +85,7 @@ std::string rendered_body(const std::string& dom) {
 }
 
 /// The start tag of <body>, e.g. `<body data-loaded="1">`.
-std::string body_tag(const std::string& body) {
-  return body.substr(0, body.find('>') + 1);
-}
+std::string body_tag(const std::string& body) { return body.substr(0, body.find('>') + 1); }
 
 std::string trim(std::string_view s) {
   const char* ws = " \t\r\n";
@@ -158,8 +156,8 @@ std::string read_file(const std::string& path) {
 // inserted as markup.
 BOOST_AUTO_TEST_CASE(dashboard_page_is_self_contained) {
   const auto page = read_file(std::string(NODECOORD_SOURCE_DIR) + "/admin/dashboard.html");
-  for (std::string_view bad : {"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
-                               "http://", "https://", "<script src", "@import", "url("})
+  for (std::string_view bad : {"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "http://",
+                               "https://", "<script src", "@import", "url("})
     BOOST_TEST(page.find(bad) == std::string::npos, "admin/dashboard.html contains '" << bad << "'");
 }
 
@@ -202,7 +200,8 @@ BOOST_AUTO_TEST_CASE(dashboard_shows_the_numbers_of_the_api) {
   const auto body = rendered_body(dom);
   const auto dom_excerpt = body.substr(0, 12000);
   BOOST_TEST_REQUIRE(body_tag(body).find("data-loaded=\"1\"") != std::string::npos,
-                     "the page never rendered a complete refresh; " << body_tag(body) << "\n" << dom_excerpt);
+                     "the page never rendered a complete refresh; " << body_tag(body) << "\n"
+                                                                    << dom_excerpt);
 
   // Every data-count number equals the overview field it names.
   const auto rendered = data_counts(body);
@@ -216,8 +215,8 @@ BOOST_AUTO_TEST_CASE(dashboard_shows_the_numbers_of_the_api) {
         BOOST_TEST(text == std::to_string(*want));
     }
   }
-  std::vector<std::string> expected{"nodes.online",     "nodes.offline",     "nodes.disabled",
-                                    "connected",        "attempts.partial",  "attempts.pending_backfill",
+  std::vector<std::string> expected{"nodes.online",      "nodes.offline",    "nodes.disabled",
+                                    "connected",         "attempts.partial", "attempts.pending_backfill",
                                     "attempts.complete", "attempts.failed",  "requests.in_flight"};
   for (const auto& j : overview.at("jobs"))
     expected.push_back("jobs." + j.at("status").get<std::string>() + "." + j.at("type").get<std::string>());

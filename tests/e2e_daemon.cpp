@@ -22,13 +22,13 @@ daemon_under_test::daemon_under_test(const settings& server, const std::string& 
 void daemon_under_test::start() {
   if (proc_ && !proc_->reaped())
     return;
-  proc_ = std::make_unique<child_process>(daemon_path,
-                                          std::vector<std::string>{"--config", config_, "--state-dir", dir_.path()},
-                                          clean_env());
+  proc_ = std::make_unique<child_process>(
+    daemon_path, std::vector<std::string>{"--config", config_, "--state-dir", dir_.path()}, clean_env());
   // "nodecoordd ready" is logged after "listening for nodes" and "admin listening", so both
   // lines are complete.
   BOOST_TEST_REQUIRE(proc_->wait_for_stderr("nodecoordd ready", startup_bound),
-                     "the daemon did not become ready; stderr:\n" << proc_->stderr_tail());
+                     "the daemon did not become ready; stderr:\n"
+                       << proc_->stderr_tail());
   auto err = proc_->stderr_text();
   port_ = port_from_log(err, "listening for nodes address=127.0.0.1:");
   admin_port_ = port_from_log(err, "admin listening address=127.0.0.1:");
@@ -38,9 +38,9 @@ void daemon_under_test::stop() {
   proc_->send_signal(SIGTERM);
   int code = proc_->wait_exit(exit_bound);
   // (A sanitizer build reports leaks and errors at exit with exit code 1: name them first.)
-  BOOST_TEST(code == 0, "exit code " << code << "; sanitizer summary:"
-                                       << lines_with(proc_->stderr_text(), "SUMMARY: ") << "\nstderr:\n"
-                                       << proc_->stderr_tail());
+  BOOST_TEST(code == 0, "exit code " << code << "; sanitizer summary:" << lines_with(proc_->stderr_text(), "SUMMARY: ")
+                                     << "\nstderr:\n"
+                                     << proc_->stderr_tail());
 }
 
 json daemon_under_test::ctl(std::vector<std::string> args) {
@@ -114,12 +114,14 @@ std::vector<std::string> daemon_under_test::rows(const std::string& sql) const {
 void daemon_under_test::wait_reconnect_trigger(const std::string& node_id) {
   BOOST_TEST_REQUIRE(
     proc_->wait_for_stderr("trigger=reconnect node_id=" + node_id + " status=nothing_to_mark", frame_bound),
-    "the reconnect trigger did not run for " << node_id << "; stderr:\n" << proc_->stderr_tail());
+    "the reconnect trigger did not run for " << node_id << "; stderr:\n"
+                                             << proc_->stderr_tail());
 }
 
 node_row daemon_under_test::wait_offline(const std::string& name, const std::string& reason) {
-  return wait_node(name, [&](const node_row& r) { return r.status == "offline" && r.disconnect_reason == reason; },
-                   ("offline with reason " + reason).c_str());
+  return wait_node(
+    name, [&](const node_row& r) { return r.status == "offline" && r.disconnect_reason == reason; },
+    ("offline with reason " + reason).c_str());
 }
 
 uint16_t daemon_under_test::port_from_log(const std::string& err, const std::string& needle) {
@@ -134,9 +136,9 @@ uint16_t daemon_under_test::port_from_log(const std::string& err, const std::str
 
 environment clean_env() {
   return {
-    {"NOTIFY_SOCKET", std::nullopt},  {"WATCHDOG_USEC", std::nullopt}, {"WATCHDOG_PID", std::nullopt},
+    {"NOTIFY_SOCKET", std::nullopt},   {"WATCHDOG_USEC", std::nullopt},  {"WATCHDOG_PID", std::nullopt},
     {"STATE_DIRECTORY", std::nullopt}, {"JOURNAL_STREAM", std::nullopt}, {"LISTEN_FDS", std::nullopt},
-    {"LISTEN_PID", std::nullopt},     {"LISTEN_FDNAMES", std::nullopt},
+    {"LISTEN_PID", std::nullopt},      {"LISTEN_FDNAMES", std::nullopt},
   };
 }
 
@@ -178,9 +180,8 @@ std::ostream& operator<<(std::ostream& os, const node_row& r) {
 
 settings base_settings() {
   return {
-    {"listen", "\"127.0.0.1:0\""},       {"hello_timeout", "\"10s\""},
-    {"heartbeat_interval", "\"200ms\""}, {"idle_timeout", "\"30s\""},
-    {"max_frame_bytes", "1048576"},      {"max_protocol_errors", "3"},
+    {"listen", "\"127.0.0.1:0\""}, {"hello_timeout", "\"10s\""},   {"heartbeat_interval", "\"200ms\""},
+    {"idle_timeout", "\"30s\""},   {"max_frame_bytes", "1048576"}, {"max_protocol_errors", "3"},
     {"max_connections", "100"},
   };
 }

@@ -36,12 +36,12 @@ extern const std::string daemon_path;
 extern const std::string ctl_path;
 
 // Bounds, not delays: each wait returns as soon as its event happens.
-inline constexpr auto startup_bound = 30s;  // "nodecoordd ready" (a fresh database is migrated first)
-inline constexpr auto frame_bound = 10s;    // a reply to a frame we sent
-inline constexpr auto close_bound = 10s;    // the server closing a socket after its last frame
-inline constexpr auto db_bound = 15s;       // state the daemon writes asynchronously (offline rows)
-inline constexpr auto exit_bound = 25s;     // shutdown_timeout defaults to 15 s
-inline constexpr auto ctl_bound = 30s;      // one nodecoordctl run
+inline constexpr auto startup_bound = 30s; // "nodecoordd ready" (a fresh database is migrated first)
+inline constexpr auto frame_bound = 10s;   // a reply to a frame we sent
+inline constexpr auto close_bound = 10s;   // the server closing a socket after its last frame
+inline constexpr auto db_bound = 15s;      // state the daemon writes asynchronously (offline rows)
+inline constexpr auto exit_bound = 25s;    // shutdown_timeout defaults to 15 s
+inline constexpr auto ctl_bound = 30s;     // one nodecoordctl run
 
 /// The environment of a child under test: nothing inherited that would change its behaviour.
 environment clean_env();
@@ -84,7 +84,6 @@ struct node_row {
 };
 
 std::ostream& operator<<(std::ostream& os, const node_row& r);
-
 
 /// Server settings of a test's configuration; a test overrides what it needs.
 using settings = std::map<std::string, std::string>;
@@ -145,7 +144,8 @@ public:
       return pred(last);
     });
     BOOST_TEST_REQUIRE(ok, "node " << name << ": " << what << " not reached within " << db_bound.count()
-                                   << " s; row: " << last << "\nstderr:\n" << proc_->stderr_tail());
+                                   << " s; row: " << last << "\nstderr:\n"
+                                   << proc_->stderr_tail());
     return last;
   }
 
@@ -165,6 +165,5 @@ private:
 
   static uint16_t port_from_log(const std::string& err, const std::string& needle);
 };
-
 
 } // namespace nodecoord::test

@@ -28,9 +28,7 @@ int remaining_ms(clock::time_point deadline) {
   return static_cast<int>(std::clamp<long long>(left + 1, 0, 24 * 3600 * 1000));
 }
 
-std::string errno_text(int e) {
-  return std::strerror(e);
-}
+std::string errno_text(int e) { return std::strerror(e); }
 
 /// A line for failure messages: long lines are cut.
 std::string shorten(std::string_view s, std::size_t max = 300) {
@@ -79,13 +77,11 @@ node_client::node_client(uint16_t port, std::chrono::milliseconds bound) : aside
   }
 }
 
-node_client::~node_client() {
-  close();
-}
+node_client::~node_client() { close(); }
 
 node_client::node_client(node_client&& other) noexcept
-    : aside_types(std::move(other.aside_types)), fd_(other.fd_), port_(other.port_), in_(std::move(other.in_)),
-      eof_(other.eof_), aside_(std::move(other.aside_)) {
+  : aside_types(std::move(other.aside_types)), fd_(other.fd_), port_(other.port_), in_(std::move(other.in_)),
+    eof_(other.eof_), aside_(std::move(other.aside_)) {
   other.fd_ = -1;
 }
 
@@ -128,8 +124,7 @@ std::size_t node_client::send_until_closed(std::string_view bytes, std::chrono::
       BOOST_FAIL("send(): " << errno_text(errno));
     int left = remaining_ms(deadline);
     if (left == 0)
-      BOOST_FAIL("could not send " << bytes.size() << " bytes within " << bound.count() << " ms (sent " << done
-                                   << ")");
+      BOOST_FAIL("could not send " << bytes.size() << " bytes within " << bound.count() << " ms (sent " << done << ")");
     pollfd p{fd_, POLLOUT, 0};
     ::poll(&p, 1, left);
     if (p.revents & (POLLERR | POLLHUP)) {
@@ -147,7 +142,7 @@ std::size_t node_client::send_until_closed(std::string_view bytes, std::chrono::
 void node_client::send_raw(std::string_view bytes, std::chrono::milliseconds bound) {
   auto sent = send_until_closed(bytes, bound);
   BOOST_REQUIRE_MESSAGE(sent == bytes.size(), "the connection closed after " << sent << " of " << bytes.size()
-                                                << " bytes of: " << shorten(bytes));
+                                                                             << " bytes of: " << shorten(bytes));
 }
 
 void node_client::send_line(std::string_view line, std::chrono::milliseconds bound) {
@@ -241,9 +236,8 @@ nlohmann::json node_client::read_frame(std::chrono::milliseconds bound) {
     if (eof_)
       BOOST_FAIL("the coordinator closed the connection without sending the expected frame"
                  << (in_.empty() ? std::string() : "; unterminated bytes: " + shorten(in_)));
-    BOOST_FAIL("no frame from the coordinator within " << bound.count() << " ms"
-                                                        << (in_.empty() ? std::string()
-                                                                        : "; partial line: " + shorten(in_)));
+    BOOST_FAIL("no frame from the coordinator within "
+               << bound.count() << " ms" << (in_.empty() ? std::string() : "; partial line: " + shorten(in_)));
   }
   return *f;
 }

@@ -27,9 +27,7 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-std::string errno_text(int e) {
-  return std::string(std::strerror(e));
-}
+std::string errno_text(int e) { return std::string(std::strerror(e)); }
 
 void close_fd(int& fd) {
   if (fd >= 0) {
@@ -49,8 +47,8 @@ std::string describe_status(int status) {
   if (WIFEXITED(status))
     return "exit code " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status))
-    return std::string("killed by signal ") + std::to_string(WTERMSIG(status)) + " ("
-           + strsignal(WTERMSIG(status)) + ")";
+    return std::string("killed by signal ") + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status))
+           + ")";
   return "status " + std::to_string(status);
 }
 
@@ -77,17 +75,14 @@ std::string make_temp_dir(std::string_view prefix, const std::string& base) {
 
 // --- temp_dir ----------------------------------------------------------------------------
 
-temp_dir::temp_dir(std::string_view prefix, bool short_path)
-    : path_(make_temp_dir(prefix, temp_base(short_path))) {}
+temp_dir::temp_dir(std::string_view prefix, bool short_path) : path_(make_temp_dir(prefix, temp_base(short_path))) {}
 
 temp_dir::~temp_dir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }
 
-std::string temp_dir::file(std::string_view name) const {
-  return path_ + "/" + std::string(name);
-}
+std::string temp_dir::file(std::string_view name) const { return path_ + "/" + std::string(name); }
 
 std::string temp_dir::write(std::string_view name, std::string_view content) const {
   auto p = file(name);
@@ -113,7 +108,7 @@ std::string temp_dir::write(std::string_view name, std::string_view content) con
 // --- child_process -----------------------------------------------------------------------
 
 child_process::child_process(std::string program, std::vector<std::string> args, environment env)
-    : program_(std::move(program)) {
+  : program_(std::move(program)) {
   // Everything the child needs is prepared before fork(): between fork() and exec() only
   // async-signal-safe calls are allowed (other threads may hold malloc's locks).
   std::vector<std::string> argv_s;
@@ -141,15 +136,14 @@ child_process::child_process(std::string program, std::vector<std::string> args,
     envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, exec_pipe[2] = {-1, -1},
-      wake_pipe[2] = {-1, -1};
+  int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, exec_pipe[2] = {-1, -1}, wake_pipe[2] = {-1, -1};
   auto close_all = [&] {
     for (int* p : {out_pipe, err_pipe, exec_pipe, wake_pipe})
       for (int i = 0; i < 2; ++i)
         close_fd(p[i]);
   };
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0
-      || ::pipe2(exec_pipe, O_CLOEXEC) != 0 || ::pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(exec_pipe, O_CLOEXEC) != 0
+      || ::pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
     int e = errno;
     close_all();
     BOOST_FAIL("pipe2: " << errno_text(e));
@@ -300,10 +294,9 @@ void child_process::kill_and_reap() {
 }
 
 void child_process::send_signal(int signo) {
-  BOOST_REQUIRE_MESSAGE(!status_, "cannot send signal " << signo << " to " << program_
-                                    << ": it already exited (" << describe_status(*status_) << ")");
-  BOOST_REQUIRE_MESSAGE(::kill(pid_, signo) == 0,
-                        "kill(" << pid_ << ", " << signo << "): " << errno_text(errno));
+  BOOST_REQUIRE_MESSAGE(!status_, "cannot send signal " << signo << " to " << program_ << ": it already exited ("
+                                                        << describe_status(*status_) << ")");
+  BOOST_REQUIRE_MESSAGE(::kill(pid_, signo) == 0, "kill(" << pid_ << ", " << signo << "): " << errno_text(errno));
 }
 
 int child_process::wait_exit(std::chrono::milliseconds bound) {
@@ -334,8 +327,7 @@ int child_process::wait_exit(std::chrono::milliseconds bound) {
     if (!exited) {
       kill_and_reap();
       stop_reader(std::chrono::seconds(2));
-      BOOST_FAIL(program_ << " did not exit within " << bound.count()
-                          << " ms; killed it. stderr:\n" << stderr_tail());
+      BOOST_FAIL(program_ << " did not exit within " << bound.count() << " ms; killed it. stderr:\n" << stderr_tail());
     }
     status_ = status;
   }
@@ -365,9 +357,8 @@ std::string child_process::stderr_tail(std::size_t max) const {
 
 bool child_process::wait_for_stderr(std::string_view needle, std::chrono::milliseconds bound) {
   std::unique_lock lock(mu_);
-  return cv_.wait_for(lock, bound, [&] {
-    return err_.find(needle) != std::string::npos || reader_done_;
-  }) && err_.find(needle) != std::string::npos;
+  return cv_.wait_for(lock, bound, [&] { return err_.find(needle) != std::string::npos || reader_done_; })
+         && err_.find(needle) != std::string::npos;
 }
 
 // --- notify_socket -----------------------------------------------------------------------
@@ -375,8 +366,7 @@ bool child_process::wait_for_stderr(std::string_view needle, std::chrono::millis
 notify_socket::notify_socket() : dir_("nodecoord-notify", true), path_(dir_.file("notify")) {
   sockaddr_un addr{};
   BOOST_REQUIRE_MESSAGE(path_.size() < sizeof addr.sun_path,
-                        "notify socket path too long for AF_UNIX: " << path_
-                          << " (set TMPDIR to a shorter directory)");
+                        "notify socket path too long for AF_UNIX: " << path_ << " (set TMPDIR to a shorter directory)");
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
   fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -388,9 +378,7 @@ notify_socket::notify_socket() : dir_("nodecoord-notify", true), path_(dir_.file
                         "bind(" << path_ << "): " << errno_text(errno));
 }
 
-notify_socket::~notify_socket() {
-  close_fd(fd_);
-}
+notify_socket::~notify_socket() { close_fd(fd_); }
 
 bool notify_socket::receive(int timeout_ms) {
   pollfd p{fd_, POLLIN, 0};
@@ -462,9 +450,8 @@ void notify_socket::drain() {
 }
 
 std::size_t notify_socket::count(std::string_view needle) const {
-  return static_cast<std::size_t>(std::count_if(received_.begin(), received_.end(), [&](const datagram& d) {
-    return d.text.find(needle) != std::string::npos;
-  }));
+  return static_cast<std::size_t>(std::count_if(
+    received_.begin(), received_.end(), [&](const datagram& d) { return d.text.find(needle) != std::string::npos; }));
 }
 
 std::string notify_socket::describe() const {

@@ -55,8 +55,7 @@ template <class T>
 T decode_as(std::string_view line) {
   auto r = p::decode(line);
   if (auto* e = std::get_if<p::decode_error>(&r))
-    BOOST_FAIL("decode refused " << printable(line) << ": " << e->code << " / " << e->message << " / ref="
-                                 << e->ref);
+    BOOST_FAIL("decode refused " << printable(line) << ": " << e->code << " / " << e->message << " / ref=" << e->ref);
   auto& m = std::get<p::node_message>(r);
   BOOST_REQUIRE_MESSAGE(std::holds_alternative<T>(m),
                         "decoded " << printable(line) << " as the wrong type: " << p::type_of(m));
@@ -76,8 +75,7 @@ p::decode_error decode_fails(std::string_view line) {
 }
 
 /// The frame is refused with exactly this code, ref and message.
-void check_refused(std::string_view line, const std::string& code, const std::string& ref,
-                   const std::string& message) {
+void check_refused(std::string_view line, const std::string& code, const std::string& ref, const std::string& message) {
   BOOST_TEST_CONTEXT("frame: " << printable(line)) {
     auto r = p::decode(line);
     if (auto* m = std::get_if<p::node_message>(&r)) {
@@ -177,13 +175,12 @@ constexpr auto too_large = p::line_splitter::status::too_large;
 // ---- base frames: every field present and valid ----
 
 json base_hello() {
-  return {{"type", "hello"},           {"protocol", 1}, {"node", "build-07"}, {"key", "nck_k1a2_s3cr3t"},
+  return {{"type", "hello"},           {"protocol", 1},
+          {"node", "build-07"},        {"key", "nck_k1a2_s3cr3t"},
           {"agent", "test-agent/1.0"}, {"capabilities", {{"slots", 4}, {"gpu", true}}}};
 }
 
-json base_heartbeat() {
-  return {{"type", "heartbeat"}, {"seq", 7}};
-}
+json base_heartbeat() { return {{"type", "heartbeat"}, {"seq", 7}}; }
 
 json base_attempt() {
   return {{"type", "attempt"},
@@ -211,9 +208,7 @@ json base_backfill_response() {
             {{"attempt_id", A2}, {"ok", false}, {"error", "attempt not found"}}}}};
 }
 
-json base_bye() {
-  return {{"type", "bye"}, {"reason", "agent stopping"}};
-}
+json base_bye() { return {{"type", "bye"}, {"reason", "agent stopping"}}; }
 
 // ---- field tables ----
 
@@ -232,14 +227,18 @@ struct field_spec {
   std::string missing_what = "missing";
 };
 
-const json too_big = json(uint64_t(1) << 63);                         // 2^63: one past int64
-const json uint_max = json(std::numeric_limits<uint64_t>::max());    // 2^64 - 1
+const json too_big = json(uint64_t(1) << 63);                     // 2^63: one past int64
+const json uint_max = json(std::numeric_limits<uint64_t>::max()); // 2^64 - 1
 
 std::vector<bad_value> integer_bad(bool non_negative) {
-  std::vector<bad_value> v{{"1", "expected an integer"},   {1.5, "expected an integer"},
-                           {1.0, "expected an integer"},   {true, "expected an integer"},
-                           {json::array(), "expected an integer"}, {json::object(), "expected an integer"},
-                           {too_big, "out of range"},      {uint_max, "out of range"}};
+  std::vector<bad_value> v{{"1", "expected an integer"},
+                           {1.5, "expected an integer"},
+                           {1.0, "expected an integer"},
+                           {true, "expected an integer"},
+                           {json::array(), "expected an integer"},
+                           {json::object(), "expected an integer"},
+                           {too_big, "out of range"},
+                           {uint_max, "out of range"}};
   if (non_negative) {
     v.push_back({-1, "must be at least 0"});
     v.push_back({std::numeric_limits<int64_t>::min(), "must be at least 0"});
@@ -264,11 +263,11 @@ std::vector<bad_value> string_bad(bool non_empty) {
 std::vector<bad_value> uuid_bad() {
   auto v = string_bad(true);
   v.push_back({"not-a-uuid", "expected a UUID"});
-  v.push_back({"0b9f3c1e6a2d4f5b8c7e1d2a3b4c5d6e", "expected a UUID"});       // no dashes
-  v.push_back({"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6g", "expected a UUID"});   // 'g'
-  v.push_back({"0b9f3c1e-6a2d-4f5b-8c7e1-d2a3b4c5d6e", "expected a UUID"});   // dash moved
-  v.push_back({" b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e", "expected a UUID"});   // space
-  v.push_back({"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6", "expected a UUID"});    // 35 chars
+  v.push_back({"0b9f3c1e6a2d4f5b8c7e1d2a3b4c5d6e", "expected a UUID"});     // no dashes
+  v.push_back({"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6g", "expected a UUID"}); // 'g'
+  v.push_back({"0b9f3c1e-6a2d-4f5b-8c7e1-d2a3b4c5d6e", "expected a UUID"}); // dash moved
+  v.push_back({" b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e", "expected a UUID"}); // space
+  v.push_back({"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6", "expected a UUID"});  // 35 chars
   v.push_back({"{0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e}", "longer than 36 bytes"});
   v.push_back({"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e0", "longer than 36 bytes"});
   return v;
@@ -300,12 +299,10 @@ std::vector<bad_value> object_bad() {
 std::vector<bad_value> time_bad() {
   const std::string rfc = "expected an RFC 3339 time in years 0001-9999 (UTC) such as 2026-01-09T12:00:00.000Z";
   auto v = string_bad(false);
-  for (auto* t : {"yesterday", "2026-01-09", "2026-01-09T12:00:00", "2026-01-09T12:00Z",
-                  "2026-01-09T12:00:00.Z", "2026-01-09T12:00:00ZZ", "2026-01-09T12:00:00Z ",
-                  "2026-02-30T12:00:00Z", "2026-13-01T12:00:00Z", "2026-01-09T24:00:00Z",
-                  "2026-01-09T12:60:00Z", "2026-01-09T12:00:61Z", "2026-01-09X12:00:00Z",
-                  "2026/01/09T12:00:00Z", "2026-01-09T12:00:00+1:00", "2026-01-09T12:00:00+01:0",
-                  "1736424000",
+  for (auto* t : {"yesterday", "2026-01-09", "2026-01-09T12:00:00", "2026-01-09T12:00Z", "2026-01-09T12:00:00.Z",
+                  "2026-01-09T12:00:00ZZ", "2026-01-09T12:00:00Z ", "2026-02-30T12:00:00Z", "2026-13-01T12:00:00Z",
+                  "2026-01-09T24:00:00Z", "2026-01-09T12:60:00Z", "2026-01-09T12:00:61Z", "2026-01-09X12:00:00Z",
+                  "2026/01/09T12:00:00Z", "2026-01-09T12:00:00+1:00", "2026-01-09T12:00:00+01:0", "1736424000",
                   // Outside years 0001-9999 once in UTC: PostgreSQL refuses what SQLite would store.
                   "0000-01-01T00:00:00Z", "0000-12-31T23:59:59Z", "0001-01-01T00:30:00+01:00",
                   "9999-12-31T23:30:00-01:00", "10000-01-01T00:00:00Z"})
@@ -318,9 +315,7 @@ std::vector<bad_value> time_bad() {
 
 /// Applies every field spec to `base` and checks the exact refusal (or acceptance).
 void check_fields(const json& base, const std::string& type, const std::vector<field_spec>& specs) {
-  BOOST_TEST_CONTEXT("base frame " << base.dump()) {
-    check_accepted(base.dump());
-  }
+  BOOST_TEST_CONTEXT("base frame " << base.dump()) { check_accepted(base.dump()); }
   for (auto& spec : specs) {
     BOOST_TEST_CONTEXT("field " << spec.name) {
       json::json_pointer ptr(spec.pointer);
@@ -556,8 +551,9 @@ BOOST_AUTO_TEST_CASE(default_max_frame_bytes_is_one_mebibyte) {
 }
 
 BOOST_AUTO_TEST_CASE(encoded_frames_survive_arbitrary_read_boundaries) {
-  p::logs l{A1, {{0, "2026-01-09T12:00:00.000Z", "stdout", "line with \n newline and \r return"},
-                 {1, "2026-01-09T12:00:00.001Z", "system", "ünïcödé ✓ 😀"}}};
+  p::logs l{A1,
+            {{0, "2026-01-09T12:00:00.000Z", "stdout", "line with \n newline and \r return"},
+             {1, "2026-01-09T12:00:00.001Z", "system", "ünïcödé ✓ 😀"}}};
   std::string stream = p::encode_heartbeat(1) + "\r\n" + p::encode_logs(l) + p::encode_bye("done");
   // Every chunk size from 1 to the whole stream, so every boundary is exercised.
   for (size_t n = 1; n <= stream.size(); n += (n < 40 ? 1 : 17)) {
@@ -584,7 +580,7 @@ BOOST_AUTO_TEST_SUITE(decode_valid)
 
 BOOST_AUTO_TEST_CASE(hello_with_capabilities) {
   auto h = decode_as<p::hello>(
-      R"({"type":"hello","protocol":1,"node":"build-07","key":"nck_k1a2_s3cr3t","agent":"nodecoord-agent/0.1.0","capabilities":{"slots":4,"gpu":true,"labels":["x","y"]}})");
+    R"({"type":"hello","protocol":1,"node":"build-07","key":"nck_k1a2_s3cr3t","agent":"nodecoord-agent/0.1.0","capabilities":{"slots":4,"gpu":true,"labels":["x","y"]}})");
   BOOST_TEST(h.protocol == 1);
   BOOST_TEST(h.node == "build-07");
   BOOST_TEST(h.key == "nck_k1a2_s3cr3t");
@@ -597,7 +593,8 @@ BOOST_AUTO_TEST_CASE(hello_without_optional_fields) {
   auto h = decode_as<p::hello>(R"({"type":"hello","protocol":1,"node":"n","key":"k"})");
   BOOST_TEST(h.agent == "");
   BOOST_TEST(h.capabilities == "");
-  auto h2 = decode_as<p::hello>(R"({"node":"n","key":"k","type":"hello","protocol":1,"agent":null,"capabilities":null})");
+  auto h2 =
+    decode_as<p::hello>(R"({"node":"n","key":"k","type":"hello","protocol":1,"agent":null,"capabilities":null})");
   BOOST_TEST(h2.agent == "");
   BOOST_TEST(h2.capabilities == "");
   auto h3 = decode_as<p::hello>(R"({"type":"hello","protocol":1,"node":"n","key":"k","capabilities":{}})");
@@ -608,8 +605,8 @@ BOOST_AUTO_TEST_CASE(hello_with_another_protocol_decodes_and_the_session_refuses
   // unsupported_protocol is the session's answer; the codec reports the number faithfully.
   BOOST_TEST(decode_as<p::hello>(R"({"type":"hello","protocol":2,"node":"n","key":"k"})").protocol == 2);
   BOOST_TEST(decode_as<p::hello>(R"({"type":"hello","protocol":0,"node":"n","key":"k"})").protocol == 0);
-  BOOST_TEST(decode_as<p::hello>(R"({"type":"hello","protocol":-9223372036854775808,"node":"n","key":"k"})")
-                 .protocol == std::numeric_limits<int64_t>::min());
+  BOOST_TEST(decode_as<p::hello>(R"({"type":"hello","protocol":-9223372036854775808,"node":"n","key":"k"})").protocol
+             == std::numeric_limits<int64_t>::min());
 }
 
 BOOST_AUTO_TEST_CASE(heartbeat_seq) {
@@ -622,7 +619,7 @@ BOOST_AUTO_TEST_CASE(heartbeat_seq) {
 
 BOOST_AUTO_TEST_CASE(attempt_with_all_fields) {
   auto a = decode_as<p::attempt>(
-      R"({"type":"attempt","attempt_id":"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e","task_id":"task-42","state":"succeeded","started_at":"2026-01-09T13:00:00+01:00","finished_at":"2026-01-09T12:05:00.25Z","meta":{"exit_code":0,"host":"h1"}})");
+    R"({"type":"attempt","attempt_id":"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e","task_id":"task-42","state":"succeeded","started_at":"2026-01-09T13:00:00+01:00","finished_at":"2026-01-09T12:05:00.25Z","meta":{"exit_code":0,"host":"h1"}})");
   BOOST_TEST(a.attempt_id == A1);
   BOOST_TEST(a.task_id == "task-42");
   BOOST_TEST(a.state == "succeeded");
@@ -633,7 +630,7 @@ BOOST_AUTO_TEST_CASE(attempt_with_all_fields) {
 
 BOOST_AUTO_TEST_CASE(attempt_without_optional_fields) {
   auto a = decode_as<p::attempt>(
-      R"({"type":"attempt","attempt_id":"0B9F3C1E-6A2D-4F5B-8C7E-1D2A3B4C5D6E","task_id":"t","state":"queued"})");
+    R"({"type":"attempt","attempt_id":"0B9F3C1E-6A2D-4F5B-8C7E-1D2A3B4C5D6E","task_id":"t","state":"queued"})");
   // Upper case is a UUID too, and the same one: ids are kept in lower case (PostgreSQL reads
   // UUIDs back in lower case, SQLite compares text exactly).
   BOOST_TEST(a.attempt_id == "0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e");
@@ -642,13 +639,13 @@ BOOST_AUTO_TEST_CASE(attempt_without_optional_fields) {
   BOOST_TEST(a.finished_at == "");
   BOOST_TEST(a.meta == "");
   auto b = decode_as<p::attempt>(
-      R"({"type":"attempt","attempt_id":"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e","task_id":"t","state":"running","started_at":null,"finished_at":null,"meta":null})");
+    R"({"type":"attempt","attempt_id":"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e","task_id":"t","state":"running","started_at":null,"finished_at":null,"meta":null})");
   BOOST_TEST(b.started_at == "");
   BOOST_TEST(b.finished_at == "");
   BOOST_TEST(b.meta == "");
   // An empty string for an optional time counts as absent.
   auto c = decode_as<p::attempt>(
-      R"({"type":"attempt","attempt_id":"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e","task_id":"t","state":"running","started_at":""})");
+    R"({"type":"attempt","attempt_id":"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e","task_id":"t","state":"running","started_at":""})");
   BOOST_TEST(c.started_at == "");
 }
 
@@ -662,21 +659,21 @@ BOOST_AUTO_TEST_CASE(attempt_every_state) {
 
 BOOST_AUTO_TEST_CASE(times_are_normalised_to_utc_milliseconds) {
   const std::vector<std::pair<std::string, std::string>> cases{
-      {"2026-01-09T13:00:00+01:00", "2026-01-09T12:00:00.000Z"},
-      {"2026-01-09T12:00:00Z", "2026-01-09T12:00:00.000Z"},
-      {"2026-01-09T12:00:00.000Z", "2026-01-09T12:00:00.000Z"},
-      {"2026-01-09t12:00:00.5z", "2026-01-09T12:00:00.500Z"},
-      {"2026-01-09T12:00:00.123456789Z", "2026-01-09T12:00:00.123Z"},
-      {"2026-01-09T12:00:00.1239Z", "2026-01-09T12:00:00.123Z"},
-      {"2026-01-09T07:30:00-04:30", "2026-01-09T12:00:00.000Z"},
-      {"2026-01-01T00:30:00+01:00", "2025-12-31T23:30:00.000Z"},
-      {"2025-12-31T23:30:00-01:00", "2026-01-01T00:30:00.000Z"},
-      {"2028-02-29T12:00:00Z", "2028-02-29T12:00:00.000Z"},
-      {"2026-01-09T12:00:00+00:00", "2026-01-09T12:00:00.000Z"},
-      {"2026-01-09T12:00:00-00:00", "2026-01-09T12:00:00.000Z"},
-      {"2026-01-09 12:00:00.5+00", "2026-01-09T12:00:00.500Z"}, // PostgreSQL's text form
-      {"2026-01-09T14:00:00+0200", "2026-01-09T12:00:00.000Z"},
-      {"2026-12-31T23:59:60Z", "2027-01-01T00:00:00.000Z"}, // a leap second lands on the next one
+    {"2026-01-09T13:00:00+01:00", "2026-01-09T12:00:00.000Z"},
+    {"2026-01-09T12:00:00Z", "2026-01-09T12:00:00.000Z"},
+    {"2026-01-09T12:00:00.000Z", "2026-01-09T12:00:00.000Z"},
+    {"2026-01-09t12:00:00.5z", "2026-01-09T12:00:00.500Z"},
+    {"2026-01-09T12:00:00.123456789Z", "2026-01-09T12:00:00.123Z"},
+    {"2026-01-09T12:00:00.1239Z", "2026-01-09T12:00:00.123Z"},
+    {"2026-01-09T07:30:00-04:30", "2026-01-09T12:00:00.000Z"},
+    {"2026-01-01T00:30:00+01:00", "2025-12-31T23:30:00.000Z"},
+    {"2025-12-31T23:30:00-01:00", "2026-01-01T00:30:00.000Z"},
+    {"2028-02-29T12:00:00Z", "2028-02-29T12:00:00.000Z"},
+    {"2026-01-09T12:00:00+00:00", "2026-01-09T12:00:00.000Z"},
+    {"2026-01-09T12:00:00-00:00", "2026-01-09T12:00:00.000Z"},
+    {"2026-01-09 12:00:00.5+00", "2026-01-09T12:00:00.500Z"}, // PostgreSQL's text form
+    {"2026-01-09T14:00:00+0200", "2026-01-09T12:00:00.000Z"},
+    {"2026-12-31T23:59:60Z", "2027-01-01T00:00:00.000Z"}, // a leap second lands on the next one
   };
   for (auto& [in, out] : cases) {
     BOOST_TEST_CONTEXT("time " << in) {
@@ -695,11 +692,11 @@ BOOST_AUTO_TEST_CASE(times_are_normalised_to_utc_milliseconds) {
 
 BOOST_AUTO_TEST_CASE(logs_with_several_entries) {
   auto l = decode_as<p::logs>(
-      R"({"type":"logs","attempt_id":"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e","entries":[)"
-      R"({"seq":0,"ts":"2026-01-09T12:00:01Z","stream":"stdout","line":"building"},)"
-      R"({"seq":1,"ts":"2026-01-09T13:00:02.5+01:00","stream":"stderr","line":"warning: \"x\"\n\ttab"},)"
-      R"({"seq":2,"ts":"2026-01-09T12:00:03.000Z","stream":"system","line":""},)"
-      R"({"seq":3,"ts":"2026-01-09T12:00:04.000Z","stream":"stdout","line":"\u00fcnic\u00f6de \u2713 \ud83d\ude00 ."}]})");
+    R"({"type":"logs","attempt_id":"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e","entries":[)"
+    R"({"seq":0,"ts":"2026-01-09T12:00:01Z","stream":"stdout","line":"building"},)"
+    R"({"seq":1,"ts":"2026-01-09T13:00:02.5+01:00","stream":"stderr","line":"warning: \"x\"\n\ttab"},)"
+    R"({"seq":2,"ts":"2026-01-09T12:00:03.000Z","stream":"system","line":""},)"
+    R"({"seq":3,"ts":"2026-01-09T12:00:04.000Z","stream":"stdout","line":"\u00fcnic\u00f6de \u2713 \ud83d\ude00 ."}]})");
   BOOST_TEST(l.attempt_id == A1);
   BOOST_REQUIRE_EQUAL(l.entries.size(), 4u);
   BOOST_TEST(l.entries[0].seq == 0);
@@ -712,12 +709,15 @@ BOOST_AUTO_TEST_CASE(logs_with_several_entries) {
   BOOST_TEST(l.entries[1].line == "warning: \"x\"\n\ttab");
   BOOST_TEST(l.entries[2].stream == "system");
   BOOST_TEST(l.entries[2].line == ""); // an empty log line is a line
-  BOOST_TEST(l.entries[3].line == "\xc3\xbc" "nic\xc3\xb6" "de \xe2\x9c\x93 \xf0\x9f\x98\x80 ."s);
+  BOOST_TEST(l.entries[3].line
+             == "\xc3\xbc"
+                "nic\xc3\xb6"
+                "de \xe2\x9c\x93 \xf0\x9f\x98\x80 ."s);
 }
 
 BOOST_AUTO_TEST_CASE(logs_with_no_entries_and_long_lines) {
-  BOOST_TEST(decode_json<p::logs>(json{{"type", "logs"}, {"attempt_id", A1}, {"entries", json::array()}})
-                 .entries.empty());
+  BOOST_TEST(
+    decode_json<p::logs>(json{{"type", "logs"}, {"attempt_id", A1}, {"entries", json::array()}}).entries.empty());
   // A log line has no limit of its own: only max_frame_bytes bounds it.
   json j = base_logs();
   j["entries"][0]["line"] = std::string(100000, 'a');
@@ -726,12 +726,12 @@ BOOST_AUTO_TEST_CASE(logs_with_no_entries_and_long_lines) {
 
 BOOST_AUTO_TEST_CASE(backfill_response_with_ok_and_failure_results) {
   auto b = decode_as<p::backfill_response>(
-      R"({"type":"backfill_response","request_id":"c0ffee00-1234-4abc-8def-0123456789ab","results":[)"
-      R"({"attempt_id":"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e","ok":true,"log_count":12},)"
-      R"({"attempt_id":"7d3c2e1a-5b4f-4c6e-9a8b-1f2e3d4c5b6a","ok":false,"error":"attempt not found"},)"
-      R"({"attempt_id":"5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b","ok":true,"log_count":0},)"
-      R"({"attempt_id":"5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b","ok":false},)"
-      R"({"attempt_id":"5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b","ok":false,"log_count":3,"error":null}]})");
+    R"({"type":"backfill_response","request_id":"c0ffee00-1234-4abc-8def-0123456789ab","results":[)"
+    R"({"attempt_id":"0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e","ok":true,"log_count":12},)"
+    R"({"attempt_id":"7d3c2e1a-5b4f-4c6e-9a8b-1f2e3d4c5b6a","ok":false,"error":"attempt not found"},)"
+    R"({"attempt_id":"5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b","ok":true,"log_count":0},)"
+    R"({"attempt_id":"5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b","ok":false},)"
+    R"({"attempt_id":"5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b","ok":false,"log_count":3,"error":null}]})");
   BOOST_TEST(b.request_id == R1);
   BOOST_REQUIRE_EQUAL(b.results.size(), 5u);
   BOOST_TEST(b.results[0].attempt_id == A1);
@@ -752,8 +752,8 @@ BOOST_AUTO_TEST_CASE(backfill_response_with_ok_and_failure_results) {
 
 BOOST_AUTO_TEST_CASE(backfill_response_with_no_results) {
   BOOST_TEST(decode_json<p::backfill_response>(
-                 json{{"type", "backfill_response"}, {"request_id", R1}, {"results", json::array()}})
-                 .results.empty());
+               json{{"type", "backfill_response"}, {"request_id", R1}, {"results", json::array()}})
+               .results.empty());
 }
 
 BOOST_AUTO_TEST_CASE(bye_with_and_without_reason) {
@@ -785,7 +785,8 @@ BOOST_AUTO_TEST_CASE(type_of_names_every_message) {
   BOOST_TEST(p::type_of(p::node_message{p::logs{}}) == "logs"s);
   BOOST_TEST(p::type_of(p::node_message{p::backfill_response{}}) == "backfill_response"s);
   BOOST_TEST(p::type_of(p::node_message{p::bye{}}) == "bye"s);
-  for (auto& base : {base_hello(), base_heartbeat(), base_attempt(), base_logs(), base_backfill_response(), base_bye()}) {
+  for (auto& base :
+       {base_hello(), base_heartbeat(), base_attempt(), base_logs(), base_backfill_response(), base_bye()}) {
     auto r = p::decode(base.dump());
     BOOST_REQUIRE(std::holds_alternative<p::node_message>(r));
     BOOST_TEST(p::type_of(std::get<p::node_message>(r)) == base["type"].get<std::string>());
@@ -799,14 +800,26 @@ BOOST_AUTO_TEST_SUITE(decode_errors)
 
 BOOST_AUTO_TEST_CASE(invalid_json) {
   const std::string msg = "not valid JSON (or not valid UTF-8)";
-  for (auto* line : {"", " ", "not json", "{", "}", R"({"type":"heartbeat","seq":1)",
-                     R"({"type":"heartbeat","seq":1}})", R"({"type":"heartbeat","seq":1} {})",
-                     R"({"type":"heartbeat","seq":1}x)", R"({"type":"heartbeat","seq":1,})",
-                     R"({'type':'heartbeat','seq':1})", R"({type:"heartbeat",seq:1})",
-                     R"({"type":"heartbeat","seq":01})", R"({"type":"heartbeat" "seq":1})",
-                     R"({"type":"heartbeat","seq":NaN})", R"({"type":"heartbeat","seq":Infinity})",
-                     R"({"type":"heartbeat","seq":1 /* comment */})", R"({"type":"heartbeat","seq":+1})",
-                     R"({"type":"bye","reason":"tab	inside"})", R"({"type":"bye","reason":"bad \q escape"})",
+  for (auto* line : {"",
+                     " ",
+                     "not json",
+                     "{",
+                     "}",
+                     R"({"type":"heartbeat","seq":1)",
+                     R"({"type":"heartbeat","seq":1}})",
+                     R"({"type":"heartbeat","seq":1} {})",
+                     R"({"type":"heartbeat","seq":1}x)",
+                     R"({"type":"heartbeat","seq":1,})",
+                     R"({'type':'heartbeat','seq':1})",
+                     R"({type:"heartbeat",seq:1})",
+                     R"({"type":"heartbeat","seq":01})",
+                     R"({"type":"heartbeat" "seq":1})",
+                     R"({"type":"heartbeat","seq":NaN})",
+                     R"({"type":"heartbeat","seq":Infinity})",
+                     R"({"type":"heartbeat","seq":1 /* comment */})",
+                     R"({"type":"heartbeat","seq":+1})",
+                     R"({"type":"bye","reason":"tab	inside"})",
+                     R"({"type":"bye","reason":"bad \q escape"})",
                      R"({"type":"bye","reason":"\u12"})"})
     check_refused(line, p::code::bad_frame, "", msg);
   // A raw control character inside a string must be escaped.
@@ -826,18 +839,19 @@ BOOST_AUTO_TEST_CASE(nul_byte_after_the_object_is_refused) {
 BOOST_AUTO_TEST_CASE(invalid_utf8_inside_a_string) {
   const std::string msg = "not valid JSON (or not valid UTF-8)";
   const std::vector<std::string> bad{
-      "\xff\xfe",         // never valid
-      "\xc0\xaf",         // overlong '/'
-      "\xe0\x80\xaf",     // overlong, 3 bytes
-      "\xed\xa0\x80",     // UTF-16 surrogate encoded in UTF-8
-      "\xf4\x90\x80\x80", // above U+10FFFF
-      "\xe2\x82",         // truncated sequence
-      "\x80",             // lone continuation byte
-      "ok\xc3",           // truncated at the end of the string
+    "\xff\xfe",         // never valid
+    "\xc0\xaf",         // overlong '/'
+    "\xe0\x80\xaf",     // overlong, 3 bytes
+    "\xed\xa0\x80",     // UTF-16 surrogate encoded in UTF-8
+    "\xf4\x90\x80\x80", // above U+10FFFF
+    "\xe2\x82",         // truncated sequence
+    "\x80",             // lone continuation byte
+    "ok\xc3",           // truncated at the end of the string
   };
   for (auto& b : bad) {
     check_refused(R"({"type":"bye","reason":")" + b + R"("})", p::code::bad_frame, "", msg);
-    check_refused(R"({"type":"logs","attempt_id":")" + A1 + R"(","entries":[{"seq":0,"ts":"2026-01-09T12:00:00Z","stream":"stdout","line":")" + b + R"("}]})",
+    check_refused(R"({"type":"logs","attempt_id":")" + A1
+                    + R"(","entries":[{"seq":0,"ts":"2026-01-09T12:00:00Z","stream":"stdout","line":")" + b + R"("}]})",
                   p::code::bad_frame, "", msg);
   }
   // ...in a key, and outside any string
@@ -856,16 +870,16 @@ BOOST_AUTO_TEST_CASE(non_object_json) {
 
 BOOST_AUTO_TEST_CASE(missing_or_non_string_type) {
   const std::string msg = "missing string field 'type'";
-  for (auto* line : {"{}", R"({"seq":1})", R"({"Type":"heartbeat","seq":1})", R"({"type":null,"seq":1})",
-                     R"({"type":1,"seq":1})", R"({"type":true})", R"({"type":["heartbeat"]})",
-                     R"({"type":{"name":"heartbeat"}})"})
+  for (auto* line :
+       {"{}", R"({"seq":1})", R"({"Type":"heartbeat","seq":1})", R"({"type":null,"seq":1})", R"({"type":1,"seq":1})",
+        R"({"type":true})", R"({"type":["heartbeat"]})", R"({"type":{"name":"heartbeat"}})"})
     check_refused(line, p::code::bad_frame, "", msg);
 }
 
 BOOST_AUTO_TEST_CASE(unknown_types) {
   // Coordinator -> node types are unknown in this direction, as is anything not exactly spelled.
-  for (auto* t : {"welcome", "heartbeat_ack", "backfill_request", "error", "close", "Hello", "HELLO",
-                  "hello ", " bye", "heartbeats", "log", "attempts", "backfill", "ping", "", "null", "h\xc3\xa9llo"}) {
+  for (auto* t : {"welcome", "heartbeat_ack", "backfill_request", "error", "close", "Hello", "HELLO", "hello ", " bye",
+                  "heartbeats", "log", "attempts", "backfill", "ping", "", "null", "h\xc3\xa9llo"}) {
     json j{{"type", t}, {"seq", 1}, {"protocol", 1}, {"node", "n"}, {"key", "k"}};
     check_refused(j.dump(), p::code::unknown_type, "", "unknown frame type '"s + t + "'");
   }
@@ -913,57 +927,71 @@ BOOST_AUTO_TEST_CASE(attempt_fields) {
 
 BOOST_AUTO_TEST_CASE(logs_fields) {
   const std::string streams = "expected one of stdout, stderr, system";
-  check_fields(base_logs(), "logs",
-               {{"/attempt_id", "logs.attempt_id", presence::required, uuid_bad()},
-                {"/entries", "logs.entries", presence::required,
-                 {{json::object(), "expected an array"},
-                  {"[]", "expected an array"},
-                  {5, "expected an array"},
-                  {json::object({{"seq", 0}}), "expected an array"}}},
-                {"/entries/0", "logs.entries[0]", presence::value_only,
-                 {{5, "expected an object"}, {"x", "expected an object"}, {json::array(), "expected an object"}}},
-                {"/entries/1", "logs.entries[1]", presence::value_only, {{nullptr, "expected an object"}}},
-                {"/entries/0/seq", "logs.entries[0].seq", presence::required, counter_bad()},
-                {"/entries/1/seq", "logs.entries[1].seq", presence::required, {{-1, "must be at least 0"}}},
-                {"/entries/0/ts", "logs.entries[0].ts", presence::required,
-                 with(time_bad(), {{"", "must not be empty"}})},
-                {"/entries/0/stream", "logs.entries[0].stream", presence::required,
-                 with(string_bad(true), {{"stdin", streams},
-                                         {"STDOUT", streams},
-                                         {"out", streams},
-                                         {std::string(33, 's'), "longer than 32 bytes"}})},
-                {"/entries/1/stream", "logs.entries[1].stream", presence::required, {{"err", streams}}},
-                {"/entries/0/line", "logs.entries[0].line", presence::required,
-                 {{5, "expected a string"}, {true, "expected a string"}, {json::array({"a"}), "expected a string"},
-                  {json::object(), "expected a string"}},
-                 "expected a string"}});
+  check_fields(
+    base_logs(), "logs",
+    {{"/attempt_id", "logs.attempt_id", presence::required, uuid_bad()},
+     {"/entries",
+      "logs.entries",
+      presence::required,
+      {{json::object(), "expected an array"},
+       {"[]", "expected an array"},
+       {5, "expected an array"},
+       {json::object({{"seq", 0}}), "expected an array"}}},
+     {"/entries/0",
+      "logs.entries[0]",
+      presence::value_only,
+      {{5, "expected an object"}, {"x", "expected an object"}, {json::array(), "expected an object"}}},
+     {"/entries/1", "logs.entries[1]", presence::value_only, {{nullptr, "expected an object"}}},
+     {"/entries/0/seq", "logs.entries[0].seq", presence::required, counter_bad()},
+     {"/entries/1/seq", "logs.entries[1].seq", presence::required, {{-1, "must be at least 0"}}},
+     {"/entries/0/ts", "logs.entries[0].ts", presence::required, with(time_bad(), {{"", "must not be empty"}})},
+     {"/entries/0/stream", "logs.entries[0].stream", presence::required,
+      with(
+        string_bad(true),
+        {{"stdin", streams}, {"STDOUT", streams}, {"out", streams}, {std::string(33, 's'), "longer than 32 bytes"}})},
+     {"/entries/1/stream", "logs.entries[1].stream", presence::required, {{"err", streams}}},
+     {"/entries/0/line",
+      "logs.entries[0].line",
+      presence::required,
+      {{5, "expected a string"},
+       {true, "expected a string"},
+       {json::array({"a"}), "expected a string"},
+       {json::object(), "expected a string"}},
+      "expected a string"}});
 }
 
 BOOST_AUTO_TEST_CASE(backfill_response_fields) {
-  check_fields(base_backfill_response(), "backfill_response",
-               {{"/request_id", "backfill_response.request_id", presence::required, uuid_bad()},
-                {"/results", "backfill_response.results", presence::required,
-                 {{json::object(), "expected an array"}, {"x", "expected an array"}, {1, "expected an array"}}},
-                {"/results/0", "backfill_response.results[0]", presence::value_only,
-                 {{5, "expected an object"}, {A1, "expected an object"}, {json::array(), "expected an object"}}},
-                {"/results/1", "backfill_response.results[1]", presence::value_only, {{nullptr, "expected an object"}}},
-                {"/results/0/attempt_id", "backfill_response.results[0].attempt_id", presence::required, uuid_bad()},
-                {"/results/1/attempt_id", "backfill_response.results[1].attempt_id", presence::required,
-                 {{"x", "expected a UUID"}}},
-                {"/results/0/ok", "backfill_response.results[0].ok", presence::required,
-                 {{"true", "expected true or false"},
-                  {1, "expected true or false"},
-                  {0, "expected true or false"},
-                  {json::object(), "expected true or false"}}},
-                {"/results/1/ok", "backfill_response.results[1].ok", presence::required,
-                 {{"false", "expected true or false"}}},
-                // ok: true REQUIRES log_count (the evidence rule)
-                {"/results/0/log_count", "backfill_response.results[0].log_count", presence::required,
-                 counter_bad()},
-                {"/results/0/error", "backfill_response.results[0].error", presence::optional,
-                 with(string_bad(false), {{std::string(4097, 'e'), "longer than 4096 bytes"}})},
-                {"/results/1/error", "backfill_response.results[1].error", presence::optional,
-                 with(string_bad(false), {{std::string(4097, 'e'), "longer than 4096 bytes"}})}});
+  check_fields(
+    base_backfill_response(), "backfill_response",
+    {{"/request_id", "backfill_response.request_id", presence::required, uuid_bad()},
+     {"/results",
+      "backfill_response.results",
+      presence::required,
+      {{json::object(), "expected an array"}, {"x", "expected an array"}, {1, "expected an array"}}},
+     {"/results/0",
+      "backfill_response.results[0]",
+      presence::value_only,
+      {{5, "expected an object"}, {A1, "expected an object"}, {json::array(), "expected an object"}}},
+     {"/results/1", "backfill_response.results[1]", presence::value_only, {{nullptr, "expected an object"}}},
+     {"/results/0/attempt_id", "backfill_response.results[0].attempt_id", presence::required, uuid_bad()},
+     {"/results/1/attempt_id",
+      "backfill_response.results[1].attempt_id",
+      presence::required,
+      {{"x", "expected a UUID"}}},
+     {"/results/0/ok",
+      "backfill_response.results[0].ok",
+      presence::required,
+      {{"true", "expected true or false"},
+       {1, "expected true or false"},
+       {0, "expected true or false"},
+       {json::object(), "expected true or false"}}},
+     {"/results/1/ok", "backfill_response.results[1].ok", presence::required, {{"false", "expected true or false"}}},
+     // ok: true REQUIRES log_count (the evidence rule)
+     {"/results/0/log_count", "backfill_response.results[0].log_count", presence::required, counter_bad()},
+     {"/results/0/error", "backfill_response.results[0].error", presence::optional,
+      with(string_bad(false), {{std::string(4097, 'e'), "longer than 4096 bytes"}})},
+     {"/results/1/error", "backfill_response.results[1].error", presence::optional,
+      with(string_bad(false), {{std::string(4097, 'e'), "longer than 4096 bytes"}})}});
 }
 
 BOOST_AUTO_TEST_CASE(bye_fields) {
@@ -974,20 +1002,20 @@ BOOST_AUTO_TEST_CASE(bye_fields) {
 
 BOOST_AUTO_TEST_CASE(ok_true_without_log_count_is_refused_evidence_rule) {
   check_refused(R"({"type":"backfill_response","request_id":")" + R1 + R"(","results":[{"attempt_id":")" + A1
-                    + R"(","ok":true}]})",
+                  + R"(","ok":true}]})",
                 p::code::bad_frame, "backfill_response", "backfill_response.results[0].log_count: missing");
   // The first offending result is named, even after good ones.
   check_refused(R"({"type":"backfill_response","request_id":")" + R1 + R"(","results":[{"attempt_id":")" + A1
-                    + R"(","ok":false},{"attempt_id":")" + A2 + R"(","ok":true,"log_count":null}]})",
+                  + R"(","ok":false},{"attempt_id":")" + A2 + R"(","ok":true,"log_count":null}]})",
                 p::code::bad_frame, "backfill_response", "backfill_response.results[1].log_count: missing");
   // A failure does not need one, but a present log_count is still validated.
   check_accepted(R"({"type":"backfill_response","request_id":")" + R1 + R"(","results":[{"attempt_id":")" + A1
                  + R"(","ok":false}]})");
   check_refused(R"({"type":"backfill_response","request_id":")" + R1 + R"(","results":[{"attempt_id":")" + A1
-                    + R"(","ok":false,"log_count":-1}]})",
+                  + R"(","ok":false,"log_count":-1}]})",
                 p::code::bad_frame, "backfill_response", "backfill_response.results[0].log_count: must be at least 0");
   check_refused(R"({"type":"backfill_response","request_id":")" + R1 + R"(","results":[{"attempt_id":")" + A1
-                    + R"(","ok":false,"log_count":"3"}]})",
+                  + R"(","ok":false,"log_count":"3"}]})",
                 p::code::bad_frame, "backfill_response", "backfill_response.results[0].log_count: expected an integer");
 }
 
@@ -1016,8 +1044,8 @@ BOOST_AUTO_TEST_CASE(integers_beyond_64_bits) {
                 "heartbeat.seq: expected an integer");
   check_refused(R"({"type":"heartbeat","seq":-0.0})", p::code::bad_frame, "heartbeat",
                 "heartbeat.seq: expected an integer");
-  check_refused(R"({"type":"hello","protocol":9223372036854775808,"node":"n","key":"k"})", p::code::bad_frame,
-                "hello", "hello.protocol: out of range");
+  check_refused(R"({"type":"hello","protocol":9223372036854775808,"node":"n","key":"k"})", p::code::bad_frame, "hello",
+                "hello.protocol: out of range");
   check_refused(R"({"type":"hello","protocol":1.0,"node":"n","key":"k"})", p::code::bad_frame, "hello",
                 "hello.protocol: expected an integer");
 }
@@ -1067,10 +1095,11 @@ BOOST_AUTO_TEST_CASE(nesting_deeper_than_the_limit_is_refused_without_recursion)
                     path += "[0]";
                   return path;
                 }() + ": nested deeper than 32 levels");
-  check_refused(R"({"type":"attempt","attempt_id":")" + A1 + R"(","task_id":"t","state":"queued","meta":{"a":)"
-                  + deep + "}}",
-                p::code::bad_frame, "attempt", "attempt.meta.a[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
-                                              "[0][0][0][0][0][0][0][0][0][0][0][0]: nested deeper than 32 levels");
+  check_refused(R"({"type":"attempt","attempt_id":")" + A1 + R"(","task_id":"t","state":"queued","meta":{"a":)" + deep
+                  + "}}",
+                p::code::bad_frame, "attempt",
+                "attempt.meta.a[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
+                "[0][0][0][0][0][0][0][0][0][0][0][0]: nested deeper than 32 levels");
   // Deep where no field is read, and in an unknown frame type: refused all the same.
   check_refused(R"({"type":"heartbeat","seq":1,"extra":)" + deep + "}", p::code::bad_frame, "heartbeat",
                 "heartbeat.extra[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
@@ -1131,7 +1160,7 @@ BOOST_AUTO_TEST_CASE(first_bad_field_is_named_in_field_order) {
   check_refused(R"({"type":"attempt","attempt_id":"x","task_id":5,"state":"done"})", p::code::bad_frame, "attempt",
                 "attempt.attempt_id: expected a UUID");
   check_refused(R"({"type":"logs","attempt_id":")" + A1
-                    + R"(","entries":[{"seq":0,"ts":"2026-01-09T12:00:00Z","stream":"stdout","line":"a"},{"seq":-5}]})",
+                  + R"(","entries":[{"seq":0,"ts":"2026-01-09T12:00:00Z","stream":"stdout","line":"a"},{"seq":-5}]})",
                 p::code::bad_frame, "logs", "logs.entries[1].seq: must be at least 0");
 }
 
@@ -1166,9 +1195,10 @@ std::set<std::string> keys_of(const json& j) {
 
 BOOST_AUTO_TEST_CASE(welcome) {
   auto j = parse_line(p::encode_welcome(N1, 17, 10000, "2026-01-09T12:00:00.000Z"));
-  BOOST_TEST(keys_of(j) == (std::set<std::string>{"type", "protocol", "node_id", "session", "heartbeat_interval_ms",
-                                                   "server_time"}),
-             boost::test_tools::per_element());
+  BOOST_TEST(
+    keys_of(j)
+      == (std::set<std::string>{"type", "protocol", "node_id", "session", "heartbeat_interval_ms", "server_time"}),
+    boost::test_tools::per_element());
   BOOST_TEST(j["type"] == "welcome");
   BOOST_TEST(j["protocol"].is_number_integer());
   BOOST_TEST(j["protocol"] == 1);
@@ -1231,20 +1261,20 @@ BOOST_AUTO_TEST_CASE(error_message_with_newline_and_invalid_utf8_stays_one_valid
 }
 
 BOOST_AUTO_TEST_CASE(every_error_code_and_close_reason) {
-  for (auto* c : {p::code::hello_required, p::code::auth_failed, p::code::unsupported_protocol, p::code::frame_too_large,
-                  p::code::bad_frame, p::code::unknown_type, p::code::forbidden, p::code::unknown_request,
-                  p::code::unknown_attempt, p::code::unavailable}) {
+  for (auto* c : {p::code::hello_required, p::code::auth_failed, p::code::unsupported_protocol,
+                  p::code::frame_too_large, p::code::bad_frame, p::code::unknown_type, p::code::forbidden,
+                  p::code::unknown_request, p::code::unknown_attempt, p::code::unavailable}) {
     auto j = parse_line(p::encode_error(c, "m"));
     BOOST_TEST(j["code"] == c);
   }
-  const std::vector<std::string> codes{p::code::hello_required, p::code::auth_failed, p::code::unsupported_protocol,
-                                       p::code::frame_too_large, p::code::bad_frame,   p::code::unknown_type,
-                                       p::code::forbidden,       p::code::unknown_request, p::code::unknown_attempt,
-                                       p::code::unavailable};
-  const std::vector<std::string> expected{"hello_required", "auth_failed",     "unsupported_protocol",
-                                          "frame_too_large", "bad_frame",      "unknown_type",
-                                          "forbidden",       "unknown_request", "unknown_attempt",
-                                          "unavailable"};
+  const std::vector<std::string> codes{
+    p::code::hello_required,  p::code::auth_failed,     p::code::unsupported_protocol,
+    p::code::frame_too_large, p::code::bad_frame,       p::code::unknown_type,
+    p::code::forbidden,       p::code::unknown_request, p::code::unknown_attempt,
+    p::code::unavailable};
+  const std::vector<std::string> expected{
+    "hello_required", "auth_failed", "unsupported_protocol", "frame_too_large", "bad_frame",
+    "unknown_type",   "forbidden",   "unknown_request",      "unknown_attempt", "unavailable"};
   BOOST_TEST(codes == expected, boost::test_tools::per_element());
   const std::vector<std::string> reasons{p::close_reason::shutdown, p::close_reason::superseded,
                                          p::close_reason::idle_timeout, p::close_reason::protocol_errors,
@@ -1294,8 +1324,8 @@ BOOST_AUTO_TEST_CASE(heartbeat_round_trip) {
 }
 
 BOOST_AUTO_TEST_CASE(attempt_round_trip) {
-  p::attempt full{A1, "task-42", "failed", "2026-01-09T12:00:00.000Z", "2026-01-09T12:05:00.250Z",
-                  R"({"exit_code":2,"why":"oom"})"};
+  p::attempt full{
+    A1, "task-42", "failed", "2026-01-09T12:00:00.000Z", "2026-01-09T12:05:00.250Z", R"({"exit_code":2,"why":"oom"})"};
   auto line = p::encode_attempt(full);
   parse_line(line);
   check_same(decode_as<p::attempt>(std::string_view(line).substr(0, line.size() - 1)), full);

@@ -120,8 +120,8 @@ BOOST_FIXTURE_TEST_CASE(every_bad_hello_is_auth_failed, fixture) {
   auto [s, log] = session();
   for (auto& [name, key] : std::vector<std::pair<std::string, std::string>>{
          {"alpha", "not a key"},
-         {"alpha", other.key},                        // another node's key
-         {"nobody", n.key},                           // a name that does not exist
+         {"alpha", other.key},                                                             // another node's key
+         {"nobody", n.key},                                                                // a name that does not exist
          {"alpha", n.key.substr(0, n.key.size() - 1) + (n.key.back() == '0' ? "1" : "0")}, // wrong secret
        }) {
     auto r = hello(name, key, s, "10.0.0." + std::to_string(name.size())); // apart from the limiter

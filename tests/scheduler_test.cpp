@@ -112,7 +112,7 @@ TRACKER_CASE(reconcile_pages_through_connected_nodes_with_partial_attempts) {
     f.attempt(ns.back(), 0);
     f.attempt(ns.back(), 0);
   }
-  auto idle = f.add_node("idle"); // connected, nothing partial
+  auto idle = f.add_node("idle");           // connected, nothing partial
   auto elsewhere = f.add_node("elsewhere"); // online in the table, not connected here
   f.attempt(elsewhere, 0);
   BOOST_REQUIRE(f.t.run(storage::node_begin_session{elsewhere.id, 0, ""}).ok);
@@ -183,4 +183,3 @@ TRACKER_CASE(on_demand_requests_one_attempt_now) {
 }
 
 // --- randomized interleavings ----------------------------------------------------------------
-

@@ -102,7 +102,6 @@ struct session_fixture : session_database, test::deterministic_system {
     run();
   }
 
-
   connection_handle connect() {
     auto c = connection_handle::from_int(next_conn++);
     mpx.add_pending_connect(acc, c);
@@ -212,8 +211,8 @@ BOOST_FIXTURE_TEST_CASE(handshake_welcome_heartbeat_and_data, session_fixture) {
   // Data frames (attempt, then its logs, one resent) reach storage; nothing is written back.
   send(c, protocol::encode_attempt({a, "task-1", "running", "", "", ""})
             + protocol::encode_logs({a, {{0, "2026-01-09T12:00:00.000Z", "stdout", "x"}}})
-            + protocol::encode_logs({a, {{0, "2026-01-09T12:00:00.000Z", "stdout", "x"},
-                                         {1, "2026-01-09T12:00:01.000Z", "stderr", "y"}}}));
+            + protocol::encode_logs(
+              {a, {{0, "2026-01-09T12:00:00.000Z", "stdout", "x"}, {1, "2026-01-09T12:00:01.000Z", "stderr", "y"}}}));
   BOOST_TEST(frames(c).empty());
   auto got = t.run(storage::attempt_get{a});
   BOOST_REQUIRE(got.found);
@@ -222,9 +221,9 @@ BOOST_FIXTURE_TEST_CASE(handshake_welcome_heartbeat_and_data, session_fixture) {
   std::vector<std::string> stored;
   for (auto& l : t.run(storage::logs_get{a, -1, 10}))
     stored.push_back(std::to_string(l.seq) + " " + l.ts + " " + l.stream + " " + l.line);
-  BOOST_TEST(stored == (std::vector<std::string>{"0 2026-01-09T12:00:00.000Z stdout x",
-                                                 "1 2026-01-09T12:00:01.000Z stderr y"}),
-             boost::test_tools::per_element());
+  BOOST_TEST(
+    stored == (std::vector<std::string>{"0 2026-01-09T12:00:00.000Z stdout x", "1 2026-01-09T12:00:01.000Z stderr y"}),
+    boost::test_tools::per_element());
   send(c, protocol::encode_bye("done"));
   BOOST_TEST(closed(c));
   BOOST_TEST(row(n).status == "offline");
@@ -338,12 +337,14 @@ BOOST_FIXTURE_TEST_CASE(bad_frames_cost_budget_then_close, session_fixture) {
   send(c, "[1,2]\n");
   auto f = frames(c);
   BOOST_TEST(f.at(0)["code"] == "bad_frame");
-  send(c, R"({"type":"teleport"})" "\n");
+  send(c, R"({"type":"teleport"})"
+          "\n");
   BOOST_TEST(frames(c).at(0)["code"] == "unknown_type");
   // The connection is kept between errors.
   send(c, protocol::encode_heartbeat(9));
   BOOST_TEST(frames(c).at(0)["type"] == "heartbeat_ack");
-  send(c, R"({"type":"heartbeat"})" "\n");
+  send(c, R"({"type":"heartbeat"})"
+          "\n");
   f = frames(c);
   BOOST_REQUIRE_EQUAL(f.size(), 2u);
   BOOST_TEST(f[0]["code"] == "bad_frame");
@@ -530,7 +531,8 @@ BOOST_FIXTURE_TEST_CASE(session_ends_received_before_the_registry_stops_are_writ
   BOOST_TEST(row(n).status == "online");
   // The end and the exit are both in the registry's mailbox before it runs: the end is gathered
   // for one batched write, and the exit must not drop it.
-  caf::anon_send(registry, ended_atom::value, session_ref{row(n).id, row(n).session_epoch}, std::string("socket_closed"));
+  caf::anon_send(registry, ended_atom::value, session_ref{row(n).id, row(n).session_epoch},
+                 std::string("socket_closed"));
   caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);
   run();
   BOOST_TEST(row(n).status == "offline");
@@ -654,9 +656,9 @@ struct held_commits {
 std::vector<std::string> types_of(const std::vector<json>& frames) {
   std::vector<std::string> out;
   for (auto& f : frames)
-    out.push_back(f["type"] == "error" ? "error:" + f["code"].get<std::string>()
+    out.push_back(f["type"] == "error"           ? "error:" + f["code"].get<std::string>()
                   : f["type"] == "heartbeat_ack" ? "ack:" + std::to_string(f["seq"].get<int64_t>())
-                                                  : f["type"].get<std::string>());
+                                                 : f["type"].get<std::string>());
   return out;
 }
 
@@ -860,8 +862,8 @@ BOOST_AUTO_TEST_CASE(before_the_welcome_a_connection_holds_at_most_the_hello_lim
   session_fixture f(100, nullptr, {}, [](acceptor_options& o) { o.session.max_hello_bytes = 1024; });
   auto n = f.add_node("alpha");
   auto c = f.connect();
-  f.send(c, protocol::encode_hello({protocol::version, n.name, n.key, "test",
-                                    R"({"pad":")" + std::string(1100, 'x') + R"("})"}));
+  f.send(c, protocol::encode_hello(
+              {protocol::version, n.name, n.key, "test", R"({"pad":")" + std::string(1100, 'x') + R"("})"}));
   auto out = f.frames(c);
   BOOST_TEST_REQUIRE(types_of(out) == strings{"error:frame_too_large"});
   BOOST_TEST(out[0]["message"].get<std::string>().find("before authentication") != std::string::npos);
@@ -879,8 +881,8 @@ BOOST_AUTO_TEST_CASE(before_the_welcome_a_connection_holds_at_most_the_hello_lim
   BOOST_TEST(!f.t.run(storage::attempt_get{a}).found);
   // After the welcome the frame limit is max_frame_bytes (4096 here), not the hello limit.
   auto [c3, w] = f.login(n);
-  f.send(c3, protocol::encode_attempt({a, std::string(250, 't'), "running", "", "",
-                                       R"({"pad":")" + std::string(3000, 'x') + R"("})"})
+  f.send(c3, protocol::encode_attempt(
+               {a, std::string(250, 't'), "running", "", "", R"({"pad":")" + std::string(3000, 'x') + R"("})"})
                + protocol::encode_heartbeat(1));
   BOOST_TEST(types_of(f.frames(c3)) == strings{"ack:1"});
   BOOST_TEST(f.t.run(storage::attempt_get{a}).found);
@@ -902,16 +904,17 @@ BOOST_AUTO_TEST_CASE(which_errors_count_toward_max_protocol_errors) {
   for (int i = 0; i < 5; ++i)
     f.send(cb, protocol::encode_backfill_response({new_uuid(), {{x, true, 0, ""}}}));
   f.send(cb, protocol::encode_heartbeat(1));
-  BOOST_TEST(types_of(f.frames(cb)) == (strings{"error:unknown_request", "error:unknown_request", "error:unknown_request",
-                                                 "error:unknown_request", "error:unknown_request", "ack:1"}));
+  BOOST_TEST(types_of(f.frames(cb))
+             == (strings{"error:unknown_request", "error:unknown_request", "error:unknown_request",
+                         "error:unknown_request", "error:unknown_request", "ack:1"}));
   BOOST_TEST(!f.closed(cb), "unknown_request does not count");
-  f.send(cb, protocol::encode_attempt({x, "t", "failed", "", "", ""}));             // forbidden
-  f.send(cb, protocol::encode_logs({new_uuid(), {{0, ts, "stdout", "x"}}}));       // unknown_attempt
+  f.send(cb, protocol::encode_attempt({x, "t", "failed", "", "", ""}));      // forbidden
+  f.send(cb, protocol::encode_logs({new_uuid(), {{0, ts, "stdout", "x"}}})); // unknown_attempt
   BOOST_TEST(types_of(f.frames(cb)) == (strings{"error:forbidden", "error:unknown_attempt"}));
   BOOST_TEST(!f.closed(cb));
   auto y = new_uuid();
   f.send(cb, protocol::encode_attempt({y, "t", "running", "", "", ""}));
-  f.send(cb, protocol::encode_logs({y, {{0, ts, "stdout", "poison"}}}));            // refused: the third
+  f.send(cb, protocol::encode_logs({y, {{0, ts, "stdout", "poison"}}})); // refused: the third
   auto out = f.frames(cb);
   BOOST_TEST(types_of(out) == (strings{"error:refused", "close"}));
   BOOST_TEST(f.closed(cb));

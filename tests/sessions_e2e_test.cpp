@@ -67,8 +67,7 @@ void require_welcome(const json& f, const std::string& node_id, int64_t epoch, i
 void require_error(const json& f, const std::string& code) {
   BOOST_TEST_REQUIRE(f.value("type", "") == "error", "expected error{" << code << "}, got " << f.dump());
   BOOST_TEST(f.value("code", "") == code, f.dump());
-  BOOST_TEST((f.contains("message") && f["message"].is_string() && !f["message"].get<std::string>().empty()),
-             f.dump());
+  BOOST_TEST((f.contains("message") && f["message"].is_string() && !f["message"].get<std::string>().empty()), f.dump());
 }
 
 void require_close(const json& f, const std::string& reason) {
@@ -78,9 +77,9 @@ void require_close(const json& f, const std::string& reason) {
 
 /// The server closes the socket after its last frame, and sends nothing more.
 void require_closed(node_client& c) {
-  BOOST_TEST_REQUIRE(c.wait_closed(close_bound), "the server did not close the connection within "
-                                                   << std::chrono::duration_cast<std::chrono::seconds>(close_bound).count()
-                                                   << " s");
+  BOOST_TEST_REQUIRE(c.wait_closed(close_bound),
+                     "the server did not close the connection within "
+                       << std::chrono::duration_cast<std::chrono::seconds>(close_bound).count() << " s");
   auto extra = c.take_frame();
   BOOST_TEST(!extra.has_value(), "unexpected frame before the close: " << (extra ? extra->dump() : ""));
   BOOST_TEST(c.buffered().empty(), "unterminated bytes before the close: " << c.buffered());
@@ -232,10 +231,12 @@ BOOST_AUTO_TEST_CASE(a_session_from_hello_to_bye_stores_exactly_what_was_sent) {
   auto attempts = d.rows("SELECT id, node_id, task_id, state, sync_state, log_count, log_max_seq, "
                          "started_at, finished_at, meta FROM node_task_attempts ORDER BY task_id");
   std::vector<std::string> expected_attempts = {
-    a1 + " | " + alpha.id + " | build-1 | succeeded | partial | 5 | 4 | 2026-01-09T11:40:00.000Z | "
-      "2026-01-09T11:52:13.500Z | {\"exit_code\":0}",
-    a2 + " | " + alpha.id + " | build-2 | failed | partial | 2 | 1 | 2026-01-09T11:55:00.000Z | "
-      "2026-01-09T11:55:02.250Z | NULL",
+    a1 + " | " + alpha.id
+      + " | build-1 | succeeded | partial | 5 | 4 | 2026-01-09T11:40:00.000Z | "
+        "2026-01-09T11:52:13.500Z | {\"exit_code\":0}",
+    a2 + " | " + alpha.id
+      + " | build-2 | failed | partial | 2 | 1 | 2026-01-09T11:55:00.000Z | "
+        "2026-01-09T11:55:02.250Z | NULL",
     a3 + " | " + alpha.id + " | build-3 | queued | partial | 0 | NULL | NULL | NULL | NULL",
   };
   BOOST_TEST(attempts == expected_attempts, boost::test_tools::per_element());
@@ -435,7 +436,8 @@ BOOST_AUTO_TEST_CASE(an_over_long_line_closes_that_connection_only) {
                        return d.count("SELECT LENGTH(line) FROM attempt_logs WHERE attempt_id = '" + a + "'")
                               == int64_t(1048576 - empty_size);
                      }),
-                     "the line of exactly max_frame_bytes was not stored; stderr:\n" << d.process().stderr_tail());
+                     "the line of exactly max_frame_bytes was not stored; stderr:\n"
+                       << d.process().stderr_tail());
 
   // 2 MiB without a newline, in two parts; the other node is served in between and after.
   std::string blob(2 * 1024 * 1024, 'x');
@@ -541,10 +543,9 @@ BOOST_AUTO_TEST_CASE(foreign_attempts_unknown_attempts_and_unknown_requests_chan
   ca.send_line(attempt_frame(a, "task-a", "running", "2026-01-09T11:40:00.000Z"));
   ca.send_line(logs_frame(a, 0, 1));
   // alpha's data is stored before beta touches it.
-  BOOST_TEST_REQUIRE(eventually([&] {
-                       return d.count("SELECT log_count FROM node_task_attempts WHERE id = '" + a + "'") == 2;
-                     }),
-                     d.process().stderr_tail());
+  BOOST_TEST_REQUIRE(
+    eventually([&] { return d.count("SELECT log_count FROM node_task_attempts WHERE id = '" + a + "'") == 2; }),
+    d.process().stderr_tail());
 
   const std::string tables[] = {
     "SELECT * FROM node_task_attempts ORDER BY id",
@@ -667,9 +668,9 @@ BOOST_AUTO_TEST_CASE(concurrent_hellos_of_one_node_each_get_a_session_and_the_ne
   std::string all;
   for (auto& r : replies)
     all += "\n  " + r.dump();
-  BOOST_TEST(sessions.size() == std::size_t(n), n << " hellos with the right key, " << sessions.size()
-                                                  << " distinct welcomes:" << all << "\ndaemon:"
-                                                  << lines_with(d.process().stderr_text(), "session refused"));
+  BOOST_TEST(sessions.size() == std::size_t(n),
+             n << " hellos with the right key, " << sessions.size() << " distinct welcomes:" << all
+               << "\ndaemon:" << lines_with(d.process().stderr_text(), "session refused"));
   int64_t newest = sessions.empty() ? -1 : *sessions.rbegin();
   for (int i = 0; i < n; ++i) {
     BOOST_TEST_CONTEXT("connection " << i << ": " << replies[i].dump()) {
@@ -737,8 +738,8 @@ BOOST_AUTO_TEST_CASE(disabling_a_connected_node_closes_its_session) {
   // The registry looks for disabled nodes every 2 s.
   require_close(c.read_frame(10s), "disabled");
   require_closed(c);
-  auto r = d.wait_node("alpha", [](const node_row& row) { return row.disconnect_reason == "disabled"; },
-                       "disconnect_reason disabled");
+  auto r = d.wait_node(
+    "alpha", [](const node_row& row) { return row.disconnect_reason == "disabled"; }, "disconnect_reason disabled");
   BOOST_TEST(r.status == "disabled", r);
   BOOST_TEST(!r.disabled_at.empty(), r);
 
@@ -794,8 +795,8 @@ BOOST_AUTO_TEST_CASE(max_connections_refuses_the_sixth_and_frees_a_slot_when_one
       ++refused;
     }
   }
-  BOOST_TEST_REQUIRE(welcome.has_value(), "no connection was accepted after closing one of five (" << refused
-                                                                                                     << " refused)");
+  BOOST_TEST_REQUIRE(welcome.has_value(),
+                     "no connection was accepted after closing one of five (" << refused << " refused)");
   BOOST_TEST_MESSAGE("refused before the slot was free: " << refused);
   // Still five: another one is refused.
   node_client extra(d.port());
@@ -808,8 +809,7 @@ BOOST_AUTO_TEST_CASE(max_connections_refuses_the_sixth_and_frees_a_slot_when_one
 BOOST_AUTO_TEST_CASE(a_thousand_concurrent_sessions) {
   constexpr std::size_t n = 1000;
   auto limit = raise_nofile();
-  BOOST_TEST_REQUIRE(limit >= n + 200, "RLIMIT_NOFILE hard limit " << limit << " is too low for " << n
-                                                                   << " sockets");
+  BOOST_TEST_REQUIRE(limit >= n + 200, "RLIMIT_NOFILE hard limit " << limit << " is too low for " << n << " sockets");
   daemon_under_test d(with(base_settings(), {{"max_connections", "2000"},
                                              {"hello_timeout", "\"60s\""},
                                              {"heartbeat_interval", "\"30s\""},
@@ -864,8 +864,8 @@ BOOST_AUTO_TEST_CASE(a_thousand_concurrent_sessions) {
   std::size_t welcomes = 0;
   for (std::size_t i = 0; i < n; ++i) {
     auto& f = *replies[i];
-    bool ok = f.value("type", "") == "welcome" && f.value("session", int64_t{-1}) == 1
-              && f.value("node_id", "") == nodes[i].id;
+    bool ok =
+      f.value("type", "") == "welcome" && f.value("session", int64_t{-1}) == 1 && f.value("node_id", "") == nodes[i].id;
     welcomes += ok;
     if (!ok)
       BOOST_TEST_MESSAGE(nodes[i].name << ": " << f.dump());
@@ -881,8 +881,8 @@ BOOST_AUTO_TEST_CASE(a_thousand_concurrent_sessions) {
 
   for (auto& c : clients)
     c.close();
-  bool all_offline = eventually([&] { return d.count("SELECT COUNT(*) FROM nodes WHERE status = 'online'") == 0; },
-                                60s);
+  bool all_offline =
+    eventually([&] { return d.count("SELECT COUNT(*) FROM nodes WHERE status = 'online'") == 0; }, 60s);
   BOOST_TEST_REQUIRE(all_offline, d.count("SELECT COUNT(*) FROM nodes WHERE status = 'online'")
                                     << " nodes still online 60 s after all sockets closed");
   BOOST_TEST(d.count("SELECT COUNT(*) FROM nodes WHERE status = 'offline' AND session_epoch = 1 "
@@ -969,15 +969,15 @@ void every_bad_value_gets_the_same_answer(const std::string& storage_url) {
      "attempt.started_at:", "0001-9999"},
     {"year 10000 after the offset", attempt_with(id, "finished_at", "\"9999-12-31T23:30:00-01:00\""),
      "attempt.finished_at:", "0001-9999"},
-    {"seq INT64_MAX", logs_with(id, "9223372036854775807", ok_ts, "\"x\""), "logs.entries[0].seq:",
-     "at most 9007199254740992"},
-    {"seq 2^53 + 1", logs_with(id, "9007199254740993", ok_ts, "\"x\""), "logs.entries[0].seq:",
-     "at most 9007199254740992"},
+    {"seq INT64_MAX", logs_with(id, "9223372036854775807", ok_ts, "\"x\""),
+     "logs.entries[0].seq:", "at most 9007199254740992"},
+    {"seq 2^53 + 1", logs_with(id, "9007199254740993", ok_ts, "\"x\""),
+     "logs.entries[0].seq:", "at most 9007199254740992"},
     {"U+0000 in a line", logs_with(id, "0", ok_ts, R"("a\u0000b")"), "logs.entries[0].line:", "\\u0000"},
-    {"a line's time in year 0", logs_with(id, "0", "0000-01-01T00:00:00Z", "\"x\""), "logs.entries[0].ts:",
-     "0001-9999"},
-    {"heartbeat seq 2^53 + 1", R"({"type":"heartbeat","seq":9007199254740993})", "heartbeat.seq:",
-     "at most 9007199254740992"},
+    {"a line's time in year 0", logs_with(id, "0", "0000-01-01T00:00:00Z", "\"x\""),
+     "logs.entries[0].ts:", "0001-9999"},
+    {"heartbeat seq 2^53 + 1", R"({"type":"heartbeat","seq":9007199254740993})",
+     "heartbeat.seq:", "at most 9007199254740992"},
     {"log_count INT64_MAX",
      R"({"type":"backfill_response","request_id":")" + new_uuid() + R"(","results":[{"attempt_id":")" + id
        + R"(","ok":true,"log_count":9223372036854775807}]})",
@@ -1007,9 +1007,9 @@ void every_bad_value_gets_the_same_answer(const std::string& storage_url) {
   c.send_line(logs_with(upper, "9007199254740992", ok_ts, "\"the last seq there is\""));
   c.heartbeat_roundtrip(++seq);
   auto as_text = [&](const char* col) {
-    return storage_url.empty() ? std::string(col)
-                               : "to_char(" + std::string(col)
-                                   + R"( AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))";
+    return storage_url.empty()
+             ? std::string(col)
+             : "to_char(" + std::string(col) + R"( AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))";
   };
   BOOST_TEST(d.rows("SELECT id, " + as_text("started_at") + ", " + as_text("finished_at") + " FROM node_task_attempts")
              == std::vector<std::string>{id + " | 0001-01-01T00:00:00.000Z | 9999-12-31T23:59:59.999Z"});
@@ -1018,8 +1018,8 @@ void every_bad_value_gets_the_same_answer(const std::string& storage_url) {
 
   // Before authentication the same check: a nested hello is refused, the daemon keeps serving.
   node_client h(d.port());
-  h.send_line(R"({"type":"hello","protocol":1,"node":"alpha","key":")" + alpha.key
-              + R"(","capabilities":{"x":)" + std::string(4000, '[') + std::string(4000, ']') + "}}");
+  h.send_line(R"({"type":"hello","protocol":1,"node":"alpha","key":")" + alpha.key + R"(","capabilities":{"x":)"
+              + std::string(4000, '[') + std::string(4000, ']') + "}}");
   auto refused = h.read_frame(frame_bound);
   require_error(refused, "hello_required");
   BOOST_TEST(refused.value("message", "").find("nested deeper than 32 levels") != std::string::npos, refused.dump());
@@ -1032,9 +1032,7 @@ void every_bad_value_gets_the_same_answer(const std::string& storage_url) {
 
 } // namespace
 
-BOOST_AUTO_TEST_CASE(every_bad_value_gets_the_same_answer_sqlite) {
-  every_bad_value_gets_the_same_answer("");
-}
+BOOST_AUTO_TEST_CASE(every_bad_value_gets_the_same_answer_sqlite) { every_bad_value_gets_the_same_answer(""); }
 
 BOOST_AUTO_TEST_CASE(every_bad_value_gets_the_same_answer_postgresql) {
   test_database t(storage::backend::postgresql);

@@ -113,7 +113,8 @@ BOOST_FIXTURE_TEST_CASE(batch_max_splits_batches_preserving_order, deterministic
   auto st = start(t, o);
   std::vector<decltype(self->request(st, caf::infinite, node_create{}))> creates;
   for (int i = 0; i < 20; ++i)
-    creates.push_back(self->request(st, caf::infinite, node_create{"n" + std::to_string(i), "", "k" + std::to_string(i), "h"}));
+    creates.push_back(
+      self->request(st, caf::infinite, node_create{"n" + std::to_string(i), "", "k" + std::to_string(i), "h"}));
   // Arrives after the creates, so it must see all of them.
   auto list = self->request(st, caf::infinite, node_list{});
   auto before = status(st).stats.transactions;
@@ -234,10 +235,12 @@ BOOST_FIXTURE_TEST_CASE(lost_commit_ack_delivers_results_without_reapplying, det
   BOOST_TEST(!status(st).available);
   sched.trigger_timeout();
   sched.run();
-  h.receive([](const apply_backfill::result_type& r) {
-    BOOST_TEST(r.reset == 1);
-    BOOST_TEST(r.job_status == "failed");
-  }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  h.receive(
+    [](const apply_backfill::result_type& r) {
+      BOOST_TEST(r.reset == 1);
+      BOOST_TEST(r.job_status == "failed");
+    },
+    [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
   BOOST_TEST(count(t.db().session(), "SELECT backfill_failures FROM node_task_attempts") == 1);
   BOOST_TEST(status(st).stats.in_doubt_committed == 1u);
 }
@@ -267,11 +270,12 @@ BOOST_FIXTURE_TEST_CASE(reset_goes_ahead_of_session_ends_but_not_of_a_queued_res
   storage_options o;
   o.fault_hook = [&](batch_executor::fault_point p) {
     if (p == batch_executor::fault_point::after_commit)
-      commits.push_back({count(t.db().session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'"),
-                         count(t.db().session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'partial'"),
-                         count(t.db().session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'"),
-                         count(t.db().session(), "SELECT COUNT(*) FROM nodes WHERE status = 'online'"),
-                         count(t.db().session(), "SELECT COUNT(*) FROM jobs WHERE status = 'running'")});
+      commits.push_back(
+        {count(t.db().session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'"),
+         count(t.db().session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'partial'"),
+         count(t.db().session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'"),
+         count(t.db().session(), "SELECT COUNT(*) FROM nodes WHERE status = 'online'"),
+         count(t.db().session(), "SELECT COUNT(*) FROM jobs WHERE status = 'running'")});
   };
   auto st = start(t, o);
   auto a = make_pending_attempt(t, "alpha");
@@ -291,10 +295,12 @@ BOOST_FIXTURE_TEST_CASE(reset_goes_ahead_of_session_ends_but_not_of_a_queued_res
   touch.receive([](const node_touch::result_type&) {}, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
   other_job.receive([](const job_update::result_type& r) { BOOST_TEST(!r.updated); },
                     [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
-  reset.receive([](const reset_requests::result_type& r) {
-    BOOST_TEST(r.attempts_reset == 1); // beta's; alpha's was completed by the answer
-    BOOST_TEST(r.jobs_finished == 1);
-  }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  reset.receive(
+    [](const reset_requests::result_type& r) {
+      BOOST_TEST(r.attempts_reset == 1); // beta's; alpha's was completed by the answer
+      BOOST_TEST(r.jobs_finished == 1);
+    },
+    [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
   BOOST_REQUIRE_EQUAL(commits.size(), 2u);
   // First commit: the answer, then the attempts half of the reset; nodes and jobs untouched yet.
   BOOST_TEST(commits[0].pending == 0);
@@ -316,11 +322,13 @@ BOOST_FIXTURE_TEST_CASE(startup_resets_pending_rows_and_abandons_jobs, determini
   actors.push_back(caf::actor_cast<caf::actor>(st));
   auto rh = self->request(st, caf::infinite, startup_atom::value);
   sched.run();
-  rh.receive([](const startup_report& r) {
-    BOOST_TEST(r.recovery.attempts_reset == 1);
-    BOOST_TEST(r.recovery.jobs_abandoned == 1);
-    BOOST_TEST(r.recovery.nodes_offlined == 1);
-  }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  rh.receive(
+    [](const startup_report& r) {
+      BOOST_TEST(r.recovery.attempts_reset == 1);
+      BOOST_TEST(r.recovery.jobs_abandoned == 1);
+      BOOST_TEST(r.recovery.nodes_offlined == 1);
+    },
+    [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
   BOOST_TEST(count(t.db().session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'partial'") == 1);
 }
 
@@ -376,9 +384,8 @@ storage_status stream_through_disruption(test_database& t,
   o.reconnect_initial = 20ms;
   o.reconnect_max = 200ms;
   auto st = spawn_storage(sys, o, true);
-  self->request(st, 30s, startup_atom::value).receive([](const startup_report&) {}, [](caf::error& e) {
-    BOOST_FAIL("startup: " << caf::to_string(e));
-  });
+  self->request(st, 30s, startup_atom::value)
+    .receive([](const startup_report&) {}, [](caf::error& e) { BOOST_FAIL("startup: " << caf::to_string(e)); });
   constexpr int per_phase = 300;
   int64_t inserted = 0;
   std::vector<std::string> errors;
@@ -414,7 +421,8 @@ bool wait_until_available(caf::scoped_actor& self, const storage_actor& st, bool
   auto until = std::chrono::steady_clock::now() + bound;
   while (std::chrono::steady_clock::now() < until) {
     bool got = !want;
-    self->request(st, 10s, status_atom::value).receive([&](const storage_status& s) { got = s.available; }, [](caf::error&) {});
+    self->request(st, 10s, status_atom::value)
+      .receive([&](const storage_status& s) { got = s.available; }, [](caf::error&) {});
     if (got == want)
       return true;
     std::this_thread::sleep_for(10ms); // polling a real server's state, not waiting for an actor
@@ -448,7 +456,8 @@ BOOST_AUTO_TEST_CASE(postgresql_backend_killed_mid_stream_loses_nothing) {
 BOOST_AUTO_TEST_CASE(postgresql_restart_mid_stream_loses_nothing) {
   const char* stop = std::getenv("NODECOORD_TEST_PG_STOP");
   const char* start_cmd = std::getenv("NODECOORD_TEST_PG_START");
-  BOOST_REQUIRE_MESSAGE(stop && start_cmd, "NODECOORD_TEST_PG_STOP/START are not set (run through scripts/run-tests.sh)");
+  BOOST_REQUIRE_MESSAGE(stop && start_cmd,
+                        "NODECOORD_TEST_PG_STOP/START are not set (run through scripts/run-tests.sh)");
   test_database t(backend::postgresql);
   stream_through_disruption(t, [&](const storage_actor& st, caf::scoped_actor& self) {
     BOOST_REQUIRE_EQUAL(std::system(stop), 0);

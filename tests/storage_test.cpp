@@ -190,8 +190,7 @@ NC_BOTH_BACKENDS(attempt_upsert_with_owner_check) {
   auto a = add_node(t, "alpha");
   auto b = add_node(t, "beta");
   auto id = new_uuid();
-  auto r = t.run(attempt_upsert{a.id, id, "task-7", "running", "2026-01-09T11:00:00.000Z", "",
-                                R"({"exit": null})"});
+  auto r = t.run(attempt_upsert{a.id, id, "task-7", "running", "2026-01-09T11:00:00.000Z", "", R"({"exit": null})"});
   BOOST_TEST(r.created);
   auto at = get(t, id);
   BOOST_TEST(at.sync_state == "partial");
@@ -257,7 +256,7 @@ NC_BOTH_BACKENDS(logs_insert_large_frame_with_repeats_and_gaps) {
   auto id = add_attempt(t, a);
   BOOST_TEST(t.run(logs_insert{a.id, id, lines(100, 120)}).inserted == 20);
   auto frame = lines(0, 450);
-  frame.push_back(frame[7]);             // the same line twice in one frame
+  frame.push_back(frame[7]);              // the same line twice in one frame
   frame.back().line = "a different text"; // the first copy wins: seq is the identity
   auto more = lines(460, 470);
   frame.insert(frame.begin(), more.begin(), more.end()); // out of order, with a gap 450..459
@@ -378,10 +377,11 @@ NC_BOTH_BACKENDS(apply_backfill_rules_1_to_3) {
   auto req = new_uuid();
   BOOST_REQUIRE_EQUAL(t.run(mark_pending{req, a.id, epoch, {good, short_logs, failing, unanswered}}).marked.size(), 4u);
   t.clock.advance(std::chrono::seconds(2));
-  auto r = t.run(apply_backfill{req, a.id,
-                                {{good, true, 3, ""}, {short_logs, true, 5, ""},
-                                 {failing, false, 0, "not found"}, {new_uuid(), true, 0, ""}},
-                                5});
+  auto r = t.run(apply_backfill{
+    req,
+    a.id,
+    {{good, true, 3, ""}, {short_logs, true, 5, ""}, {failing, false, 0, "not found"}, {new_uuid(), true, 0, ""}},
+    5});
   BOOST_TEST(r.completed == 1);
   BOOST_TEST(r.reset == 3); // missing evidence, failure result, no result at all
   BOOST_TEST(r.failed == 0);
@@ -655,34 +655,83 @@ NC_BOTH_BACKENDS(sql_agrees_with_sync_rules) {
   const std::string mark_req_text = "mark";
   std::string mark_req; // the request id a mark used (a new one each case)
   std::vector<event> events{
-    {"a new line", [&](auto& id, auto&, int64_t stored) { t.run(logs_insert{a.id, id, lines(stored, stored + 1)}); },
-     [](sync_row& r, auto&) { rules::reopen(r); ++r.log_count; }},
-    {"a new state", [&](auto& id, auto&, int64_t) { t.run(attempt_upsert{a.id, id, "task-1", "failed", "", "", ""}); },
+    {"a new line",
+     [&](auto& id, auto&, int64_t stored) {
+       t.run(logs_insert{a.id, id, lines(stored, stored + 1)});
+     },
+     [](sync_row& r, auto&) {
+       rules::reopen(r);
+       ++r.log_count;
+     }},
+    {"a new state",
+     [&](auto& id, auto&, int64_t) {
+       t.run(attempt_upsert{a.id, id, "task-1", "failed", "", "", ""});
+     },
      [](sync_row& r, auto&) { rules::reopen(r); }},
-    {"the same record again", [&](auto& id, auto&, int64_t) { t.run(attempt_upsert{a.id, id, "task-1", "running", "", "", ""}); },
+    {"the same record again",
+     [&](auto& id, auto&, int64_t) {
+       t.run(attempt_upsert{a.id, id, "task-1", "running", "", "", ""});
+     },
      [](sync_row&, auto&) {}},
-    {"a mark by id", [&](auto& id, auto&, int64_t) { t.run(mark_pending{mark_req, a.id, epoch, {id}}); },
+    {"a mark by id",
+     [&](auto& id, auto&, int64_t) {
+       t.run(mark_pending{mark_req, a.id, epoch, {id}});
+     },
      [](sync_row& r, auto& m) { rules::mark(r, m); }},
-    {"a mark by limit", [&](auto&, auto&, int64_t) {
+    {"a mark by limit",
+     [&](auto&, auto&, int64_t) {
        mark_pending op{mark_req, a.id, epoch, {}};
        op.limit = 10;
        op.max_failures = max;
        t.run(op);
      },
      [](sync_row& r, auto& m) { rules::mark(r, m); }},
-    {"ok with evidence", [&](auto& id, auto& req, int64_t stored) { t.run(apply_backfill{req, a.id, {{id, true, stored, ""}}, max}); },
-     [](sync_row& r, auto&) { if (r.state == sync_state::pending_backfill) rules::answer(r, node_answer{true, r.log_count}, max); }},
-    {"ok without evidence", [&](auto& id, auto& req, int64_t stored) { t.run(apply_backfill{req, a.id, {{id, true, stored + 1, ""}}, max}); },
-     [](sync_row& r, auto&) { if (r.state == sync_state::pending_backfill) rules::answer(r, node_answer{true, r.log_count + 1}, max); }},
-    {"a failure result", [&](auto& id, auto& req, int64_t) { t.run(apply_backfill{req, a.id, {{id, false, 0, "gone"}}, max}); },
-     [](sync_row& r, auto&) { if (r.state == sync_state::pending_backfill) rules::answer(r, node_answer{false, 0}, max); }},
-    {"no result for it", [&](auto&, auto& req, int64_t) { t.run(apply_backfill{req, a.id, {}, max}); },
-     [](sync_row& r, auto&) { if (r.state == sync_state::pending_backfill) rules::answer(r, std::nullopt, max); }},
-    {"a foreign sender", [&](auto& id, auto& req, int64_t stored) { t.run(apply_backfill{req, b.id, {{id, true, stored, ""}}, max}); },
+    {"ok with evidence",
+     [&](auto& id, auto& req, int64_t stored) {
+       t.run(apply_backfill{req, a.id, {{id, true, stored, ""}}, max});
+     },
+     [](sync_row& r, auto&) {
+       if (r.state == sync_state::pending_backfill)
+         rules::answer(r, node_answer{true, r.log_count}, max);
+     }},
+    {"ok without evidence",
+     [&](auto& id, auto& req, int64_t stored) {
+       t.run(apply_backfill{req, a.id, {{id, true, stored + 1, ""}}, max});
+     },
+     [](sync_row& r, auto&) {
+       if (r.state == sync_state::pending_backfill)
+         rules::answer(r, node_answer{true, r.log_count + 1}, max);
+     }},
+    {"a failure result",
+     [&](auto& id, auto& req, int64_t) {
+       t.run(apply_backfill{req, a.id, {{id, false, 0, "gone"}}, max});
+     },
+     [](sync_row& r, auto&) {
+       if (r.state == sync_state::pending_backfill)
+         rules::answer(r, node_answer{false, 0}, max);
+     }},
+    {"no result for it",
+     [&](auto&, auto& req, int64_t) {
+       t.run(apply_backfill{req, a.id, {}, max});
+     },
+     [](sync_row& r, auto&) {
+       if (r.state == sync_state::pending_backfill)
+         rules::answer(r, std::nullopt, max);
+     }},
+    {"a foreign sender",
+     [&](auto& id, auto& req, int64_t stored) {
+       t.run(apply_backfill{req, b.id, {{id, true, stored, ""}}, max});
+     },
      [](sync_row& r, auto&) { BOOST_TEST(!rules::pending_under(r, r.request_id, "beta's id")); }},
-    {"an expired request", [&](auto&, auto& req, int64_t) { t.run(reset_requests{{req}, "expired", "deadline", true, max}); },
+    {"an expired request",
+     [&](auto&, auto& req, int64_t) {
+       t.run(reset_requests{{req}, "expired", "deadline", true, max});
+     },
      [](sync_row& r, auto&) { rules::end_request(r, true, max); }},
-    {"a session end", [&](auto&, auto& req, int64_t) { t.run(reset_requests{{req}, "cancelled", "session ended", false, max}); },
+    {"a session end",
+     [&](auto&, auto& req, int64_t) {
+       t.run(reset_requests{{req}, "cancelled", "session ended", false, max});
+     },
      [](sync_row& r, auto&) { rules::end_request(r, false, max); }},
     {"a requeue", [&](auto& id, auto&, int64_t) { t.run(attempt_requeue{id}); },
      [](sync_row& r, auto&) { rules::requeue(r); }},
@@ -714,8 +763,8 @@ NC_BOTH_BACKENDS(sql_agrees_with_sync_rules) {
         e.rule(expected, mark_req);
         e.sql(id, req, 2);
         auto got = get(t, id);
-        std::string what = std::string(e.name) + " on " + to_string(s) + " with " + std::to_string(failures)
-                           + " failures";
+        std::string what =
+          std::string(e.name) + " on " + to_string(s) + " with " + std::to_string(failures) + " failures";
         BOOST_TEST(got.sync_state == to_string(expected.state), what);
         BOOST_TEST(got.backfill_request_id == expected.request_id, what);
         BOOST_TEST(got.backfill_failures == expected.failures, what);
@@ -723,7 +772,8 @@ NC_BOTH_BACKENDS(sql_agrees_with_sync_rules) {
         ++cases;
         // Leave no partial attempt behind for the next case's mark by limit.
         t.exec_sql("UPDATE node_task_attempts SET sync_state = 'complete', backfill_request_id = NULL "
-                   "WHERE id = '" + id + "'");
+                   "WHERE id = '"
+                   + id + "'");
       }
   BOOST_TEST(cases == static_cast<int>(events.size()) * 7);
 }
@@ -913,10 +963,11 @@ struct op_stream {
         break;
       }
       case 2: {
-        auto m = bind_item(it, attempt_upsert{pick(node_ids), pick(attempt_ids), "task", num(0, 1) ? "running" : "succeeded",
-                                              num(0, 1) ? "2026-01-09T11:00:00.000Z" : "",
-                                              num(0, 1) ? "2026-01-09T11:0" + std::to_string(num(1, 9)) + ":00.000Z" : "",
-                                              num(0, 1) ? R"({"n": )" + std::to_string(num(0, 9)) + "}" : ""});
+        auto m =
+          bind_item(it, attempt_upsert{pick(node_ids), pick(attempt_ids), "task", num(0, 1) ? "running" : "succeeded",
+                                       num(0, 1) ? "2026-01-09T11:00:00.000Z" : "",
+                                       num(0, 1) ? "2026-01-09T11:0" + std::to_string(num(1, 9)) + ":00.000Z" : "",
+                                       num(0, 1) ? R"({"n": )" + std::to_string(num(0, 9)) + "}" : ""});
         it.deliver = [m, set] {
           set(std::string("upsert ") + to_string(m->result.status) + " " + std::to_string(m->result.created) + " "
               + std::to_string(m->result.reopened));
@@ -1078,23 +1129,32 @@ NC_BOTH_BACKENDS(batching_equals_one_by_one) {
                          [&](const std::string& r) { return r.find(what) != std::string::npos; });
   };
   for (auto what : {":completed", ":reset", ":failed", ":stale", "apply succeeded", "apply failed", "logs ok",
-                    "logs forbidden", "logs unknown_attempt", "upsert forbidden", "upsert ok 1", "requeue 1",
-                    "begin 1", "begin 0", "lookup 1", "lookup 0"}) {
+                    "logs forbidden", "logs unknown_attempt", "upsert forbidden", "upsert ok 1", "requeue 1", "begin 1",
+                    "begin 0", "lookup 1", "lookup 0"}) {
     BOOST_TEST_INFO(what);
     BOOST_TEST(has(what) > 0);
   }
-  BOOST_TEST(std::count_if(all_results.begin(), all_results.end(), [](const std::string& r) {
-                return r.starts_with("logs ok") && r.ends_with(" 1"); // reopened
-              }) > 0);
-  BOOST_TEST(std::count_if(all_results.begin(), all_results.end(), [](const std::string& r) {
-                return r.starts_with("upsert ok 0 1"); // a change reopened a complete or failed attempt
-              }) > 0);
-  BOOST_TEST(std::count_if(all_results.begin(), all_results.end(), [](const std::string& r) {
-                return r.starts_with("reset ") && r.substr(r.find(' ', 6) + 1, 1) != "0"; // an expiry failed some
-              }) > 0);
-  BOOST_TEST(std::count_if(all_results.begin(), all_results.end(), [](const std::string& r) {
-                return r.starts_with("mark ") && r.find(":-1") == std::string::npos; // logs_after >= 0
-              }) > 0);
+  BOOST_TEST(std::count_if(all_results.begin(), all_results.end(),
+                           [](const std::string& r) {
+                             return r.starts_with("logs ok") && r.ends_with(" 1"); // reopened
+                           })
+             > 0);
+  BOOST_TEST(std::count_if(all_results.begin(), all_results.end(),
+                           [](const std::string& r) {
+                             return r.starts_with("upsert ok 0 1"); // a change reopened a complete or failed attempt
+                           })
+             > 0);
+  BOOST_TEST(std::count_if(all_results.begin(), all_results.end(),
+                           [](const std::string& r) {
+                             return r.starts_with("reset ")
+                                    && r.substr(r.find(' ', 6) + 1, 1) != "0"; // an expiry failed some
+                           })
+             > 0);
+  BOOST_TEST(std::count_if(all_results.begin(), all_results.end(),
+                           [](const std::string& r) {
+                             return r.starts_with("mark ") && r.find(":-1") == std::string::npos; // logs_after >= 0
+                           })
+             > 0);
   // Groups did run (and not only one-operation runs).
   BOOST_TEST(t.executor().stats().groups - before.groups > 100);
   BOOST_TEST(t.executor().stats().grouped_items - before.grouped_items > 400);

@@ -80,8 +80,8 @@ BOOST_AUTO_TEST_CASE(every_status_enum_round_trips) {
   // Final states: what never changes again.
   for (auto s : {job_status::queued, job_status::running})
     BOOST_TEST(!is_final(s));
-  for (auto s : {job_status::succeeded, job_status::failed, job_status::cancelled, job_status::expired,
-                 job_status::abandoned})
+  for (auto s :
+       {job_status::succeeded, job_status::failed, job_status::cancelled, job_status::expired, job_status::abandoned})
     BOOST_TEST(is_final(s));
   for (auto s : {attempt_state::queued, attempt_state::running})
     BOOST_TEST(!is_final(s));

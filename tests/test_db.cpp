@@ -33,7 +33,8 @@ std::string pg_base_url() {
 test_database::test_database(storage::backend b, manual_clock c) : clock(std::move(c)), kind_(b) {
   if (b == storage::backend::sqlite) {
     // tmpfs when there is one: SQLite's fsync per commit costs nothing there.
-    std::string tmpl = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm/nodecoord-test.XXXXXX" : "/tmp/nodecoord-test.XXXXXX";
+    std::string tmpl =
+      ::access("/dev/shm", W_OK) == 0 ? "/dev/shm/nodecoord-test.XXXXXX" : "/tmp/nodecoord-test.XXXXXX";
     dir_ = mkdtemp(tmpl.data());
     url_ = "sqlite://" + dir_ + "/test.db";
   } else {
@@ -41,8 +42,7 @@ test_database::test_database(storage::backend b, manual_clock c) : clock(std::mo
     schema_ = "t_" + random_hex(6);
     soci::session admin(soci::postgresql, pg_connect_string(base));
     admin << "CREATE SCHEMA " + schema_;
-    url_ = base + (base.find('?') == std::string::npos ? "?" : "&")
-           + "options=-c%20search_path%3D" + schema_;
+    url_ = base + (base.find('?') == std::string::npos ? "?" : "&") + "options=-c%20search_path%3D" + schema_;
   }
   db_ = std::make_unique<storage::database>(parsed_url(), clock.fn());
   db_->connect();
@@ -86,19 +86,20 @@ std::string test_database::dump() {
     const char* order;
   };
   std::vector<table> tables{
-    {"nodes", "id, name, key_id, key_hash, status, session_epoch, " + d.ts("connected_at") + ", "
-                + d.ts("disconnected_at") + ", disconnect_reason, " + d.ts("last_seen_at") + ", "
-                + d.ts("created_at") + ", " + d.ts("disabled_at") + ", " + d.json_text("capabilities"),
+    {"nodes",
+     "id, name, key_id, key_hash, status, session_epoch, " + d.ts("connected_at") + ", " + d.ts("disconnected_at")
+       + ", disconnect_reason, " + d.ts("last_seen_at") + ", " + d.ts("created_at") + ", " + d.ts("disabled_at") + ", "
+       + d.json_text("capabilities"),
      "id"},
-    {"node_task_attempts", "id, node_id, task_id, state, sync_state, backfill_request_id, "
-                             + d.ts("sync_requested_at") + ", " + d.ts("last_full_sync_at")
-                             + ", backfill_failures, log_count, log_max_seq, " + d.ts("started_at")
-                             + ", " + d.ts("finished_at") + ", " + d.ts("created_at") + ", "
-                             + d.ts("updated_at"),
+    {"node_task_attempts",
+     "id, node_id, task_id, state, sync_state, backfill_request_id, " + d.ts("sync_requested_at") + ", "
+       + d.ts("last_full_sync_at") + ", backfill_failures, log_count, log_max_seq, " + d.ts("started_at") + ", "
+       + d.ts("finished_at") + ", " + d.ts("created_at") + ", " + d.ts("updated_at"),
      "id"},
     {"attempt_logs", "attempt_id, seq, " + d.ts("ts") + ", stream, line", "attempt_id, seq"},
-    {"jobs", "id, type, status, node_id, attempt_count, " + d.json_text("detail") + ", error, "
-               + d.ts("created_at") + ", " + d.ts("started_at") + ", " + d.ts("finished_at"),
+    {"jobs",
+     "id, type, status, node_id, attempt_count, " + d.json_text("detail") + ", error, " + d.ts("created_at") + ", "
+       + d.ts("started_at") + ", " + d.ts("finished_at"),
      "id"},
   };
   std::string out;
@@ -119,8 +120,6 @@ std::string test_database::dump() {
   return out;
 }
 
-void test_database::exec_sql(const std::string& sql) {
-  db_->session() << sql;
-}
+void test_database::exec_sql(const std::string& sql) { db_->session() << sql; }
 
 } // namespace nodecoord::test

@@ -81,14 +81,14 @@ private:
 } // namespace nodecoord::test
 
 /// Defines one test body and registers it twice: NAME_sqlite and NAME_postgresql.
-#define NC_BOTH_BACKENDS(name)                                                                   \
-  static void name##_body(::nodecoord::test::test_database& t);                                 \
-  BOOST_AUTO_TEST_CASE(name##_sqlite) {                                                          \
-    ::nodecoord::test::test_database t(::nodecoord::storage::backend::sqlite);                   \
-    name##_body(t);                                                                              \
-  }                                                                                              \
-  BOOST_AUTO_TEST_CASE(name##_postgresql) {                                                      \
-    ::nodecoord::test::test_database t(::nodecoord::storage::backend::postgresql);               \
-    name##_body(t);                                                                              \
-  }                                                                                              \
+#define NC_BOTH_BACKENDS(name)                                                                                         \
+  static void name##_body(::nodecoord::test::test_database& t);                                                        \
+  BOOST_AUTO_TEST_CASE(name##_sqlite) {                                                                                \
+    ::nodecoord::test::test_database t(::nodecoord::storage::backend::sqlite);                                         \
+    name##_body(t);                                                                                                    \
+  }                                                                                                                    \
+  BOOST_AUTO_TEST_CASE(name##_postgresql) {                                                                            \
+    ::nodecoord::test::test_database t(::nodecoord::storage::backend::postgresql);                                     \
+    name##_body(t);                                                                                                    \
+  }                                                                                                                    \
   static void name##_body([[maybe_unused]] ::nodecoord::test::test_database& t)

@@ -51,7 +51,6 @@ BOOST_TEST_GLOBAL_FIXTURE(quiet_log);
 
 using namespace nodecoord::test::backfill;
 
-
 // Rule 4 (test-gaps 4): an on-demand request names attempts some of which cannot be marked (one
 // complete, one pending under another request, one of another node, one unknown); the frame the
 // node gets names exactly the one that was marked, and the job counts one.
@@ -661,28 +660,29 @@ void check_promise(fixture& f, schedule_model& m, int schedule) {
   // are exactly the rows pending under it.
   std::map<std::string, uint64_t> pending_under;
   soci::rowset<soci::row> rows = (sql.prepare << "SELECT id, node_id, sync_state, COALESCE(backfill_request_id, '') "
-                                                 "FROM node_task_attempts WHERE id IN " + in_list(m.attempts));
+                                                 "FROM node_task_attempts WHERE id IN "
+                                                   + in_list(m.attempts));
   for (auto& r : rows) {
     if (r.get<std::string>(2) != "pending_backfill")
       continue;
     auto rid = r.get<std::string>(3);
     auto it = live.find(rid);
     BOOST_TEST_REQUIRE((it != live.end()), "schedule " << schedule << ": attempt " << r.get<std::string>(0)
-                                                     << " is pending under " << rid << ", which is not live");
+                                                       << " is pending under " << rid << ", which is not live");
     BOOST_TEST_REQUIRE(it->second.node_id == r.get<std::string>(1), "schedule " << schedule);
     ++pending_under[rid];
   }
   for (auto& [rid, r] : live)
     BOOST_TEST_REQUIRE(pending_under[rid] == r.attempts, "schedule " << schedule << ": live request " << rid << " has "
-                                                                      << r.attempts << " attempts, "
-                                                                      << pending_under[rid] << " pending under it");
+                                                                     << r.attempts << " attempts, "
+                                                                     << pending_under[rid] << " pending under it");
   // 2. Every (attempt, request) enters pending at most once and leaves it exactly once unless
   // the request is still live: no reset or completion happens twice.
   std::map<std::pair<std::string, std::string>, int> in, out;
   std::map<std::pair<std::string, std::string>, std::string> left_to;
   soci::rowset<soci::row> tr = (sql.prepare << "SELECT attempt_id, old_state, new_state, COALESCE(old_req, ''), "
                                                "COALESCE(new_req, ''), synced FROM transitions WHERE attempt_id IN "
-                                               + in_list(m.attempts) + " ORDER BY n");
+                                                 + in_list(m.attempts) + " ORDER BY n");
   for (auto& r : tr) {
     auto a = r.get<std::string>(0);
     if (r.get<std::string>(2) == "pending_backfill")
@@ -699,7 +699,8 @@ void check_promise(fixture& f, schedule_model& m, int schedule) {
     int o = out.count(key) ? out[key] : 0;
     bool is_live = live.count(key.second) > 0;
     BOOST_TEST_REQUIRE(o == (is_live ? 0 : 1), "schedule " << schedule << ": attempt " << key.first << " left request "
-                                                          << key.second << " " << o << " times (live " << is_live << ")");
+                                                           << key.second << " " << o << " times (live " << is_live
+                                                           << ")");
   }
   for (auto& [key, n] : out)
     BOOST_TEST_REQUIRE(in.count(key) == 1u, "schedule " << schedule << ": left a request it never entered");
@@ -725,13 +726,14 @@ void check_promise(fixture& f, schedule_model& m, int schedule) {
       soci::rowset<soci::row> js = (sql.prepare << "SELECT status FROM jobs WHERE id = '" + rid + "'");
       for (auto& r : js)
         job = r.get<std::string>(0);
-      BOOST_TEST_REQUIRE((left == left_to.end() || left->second == "partial"
-                          || (left->second == "failed" && job == "expired")),
-                         "schedule " << schedule << ": " << a << " left " << rid << " for " << left->second
-                                     << " without an accepted response (job " << job << ")");
+      BOOST_TEST_REQUIRE(
+        (left == left_to.end() || left->second == "partial" || (left->second == "failed" && job == "expired")),
+        "schedule " << schedule << ": " << a << " left " << rid << " for " << left->second
+                    << " without an accepted response (job " << job << ")");
       continue;
     }
-    BOOST_TEST_REQUIRE((left != left_to.end()), "schedule " << schedule << ": accepted response left " << a << " pending");
+    BOOST_TEST_REQUIRE((left != left_to.end()),
+                       "schedule " << schedule << ": accepted response left " << a << " pending");
     const storage::backfill_item* item = nullptr;
     for (auto& it : acc->second->items)
       if (it.attempt_id == a)
@@ -779,7 +781,8 @@ void run_schedule(fixture& f, std::mt19937_64& rng, int schedule) {
     auto& seqs = m.sent_seqs[a];
     int64_t next = seqs.empty() ? 0 : *seqs.rbegin() + 1;
     seqs.insert(next);
-    caf::anon_send(f.storage, storage::logs_insert{m.owner[a], a, {{next, "2026-01-09T12:00:00.000Z", "stdout", text}}});
+    caf::anon_send(f.storage,
+                   storage::logs_insert{m.owner[a], a, {{next, "2026-01-09T12:00:00.000Z", "stdout", text}}});
   };
   for (auto& nm : m.nodes)
     begin(nm);
@@ -792,7 +795,8 @@ void run_schedule(fixture& f, std::mt19937_64& rng, int schedule) {
       begin(nm);
     } else if (r < 0.22) {
       if (nm.connected) {
-        caf::anon_send(f.tracker, node_down_atom::value, session_ref{nm.n.id, nm.n.epoch}, std::string("socket_closed"));
+        caf::anon_send(f.tracker, node_down_atom::value, session_ref{nm.n.id, nm.n.epoch},
+                       std::string("socket_closed"));
         nm.connected = false;
       }
     } else if (r < 0.42) {
@@ -887,9 +891,10 @@ BOOST_AUTO_TEST_CASE(randomized_interleavings_keep_the_promise) {
   }
   auto st = f.status();
   BOOST_TEST_MESSAGE("schedules: " << schedules << ", requests: " << st.requested << ", applied: " << st.answered
-                                   << ", refused: " << st.refused << ", expired: " << st.expired << ", cancelled: "
-                                   << st.cancelled << ", send failures: " << st.send_failures << ", completed: "
-                                   << st.completed << ", reset: " << st.reset << ", failed: " << st.failed);
+                                   << ", refused: " << st.refused << ", expired: " << st.expired
+                                   << ", cancelled: " << st.cancelled << ", send failures: " << st.send_failures
+                                   << ", completed: " << st.completed << ", reset: " << st.reset
+                                   << ", failed: " << st.failed);
   // The schedules went down every path (a generator that never got there proves nothing).
   BOOST_TEST(st.answered > 0u);
   BOOST_TEST(st.refused > 0u);

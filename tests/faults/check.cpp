@@ -31,8 +31,8 @@ bool same_meta(const std::string& store, const std::string& db) {
 
 std::string row_text(const attempt_record& r) {
   std::ostringstream os;
-  os << "coordinator{node=" << r.node_id << " task=" << r.task_id << " state=" << r.state
-     << " sync=" << r.sync_state << " request=" << (r.backfill_request_id.empty() ? "-" : r.backfill_request_id)
+  os << "coordinator{node=" << r.node_id << " task=" << r.task_id << " state=" << r.state << " sync=" << r.sync_state
+     << " request=" << (r.backfill_request_id.empty() ? "-" : r.backfill_request_id)
      << " failures=" << r.backfill_failures << " log_count=" << r.log_count << " log_max_seq=" << r.log_max_seq
      << " started=" << r.started_at << " finished=" << r.finished_at << " meta=" << r.meta
      << " sync_requested=" << r.sync_requested_at << " last_full_sync=" << r.last_full_sync_at
@@ -55,8 +55,8 @@ std::string store_text(const agent::attempt_row& a) {
 std::string line_text(const std::string& who, int64_t seq, const std::string& ts, const std::string& stream,
                       const std::string& line) {
   auto shown = line.size() > 60 ? line.substr(0, 60) + "..." : line;
-  return who + "[" + std::to_string(seq) + " " + ts + " " + stream + " " + nlohmann::json(shown).dump(
-    -1, ' ', false, nlohmann::json::error_handler_t::replace) + "]";
+  return who + "[" + std::to_string(seq) + " " + ts + " " + stream + " "
+         + nlohmann::json(shown).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "]";
 }
 
 /// What differs between the store's attempt and the coordinator's row (empty: nothing).
@@ -85,8 +85,8 @@ std::string node_history(soci::session& sql, const storage::dialect& d, const st
                           "ORDER BY created_at DESC LIMIT 8")
     .bind("n", node_id)
     .each([&](const soci::row& r) {
-      out += " job{" + storage::col_str(r, 0) + " " + storage::col_str(r, 1) + " attempts="
-             + storage::col_str(r, 2) + " " + storage::col_str(r, 3) + " " + storage::col_str(r, 4) + "}";
+      out += " job{" + storage::col_str(r, 0) + " " + storage::col_str(r, 1) + " attempts=" + storage::col_str(r, 2)
+             + " " + storage::col_str(r, 3) + " " + storage::col_str(r, 4) + "}";
     });
   return out.empty() ? " (no unsuccessful backfill jobs)" : out;
 }
@@ -102,8 +102,7 @@ std::string check_report::counts() const {
   std::ostringstream os;
   os << "missing=" << missing.size() << " truncated=" << truncated.size() << " bad_lines=" << bad_lines.size()
      << " wrong_fields=" << wrong_fields.size() << " stuck=" << stuck.size() << " pending=" << pending.size()
-     << " extra_attempts=" << extra_attempts.size() << " open_jobs=" << open_jobs.size()
-     << " failed=" << failed.size();
+     << " extra_attempts=" << extra_attempts.size() << " open_jobs=" << open_jobs.size() << " failed=" << failed.size();
   return os.str();
 }
 
@@ -140,8 +139,7 @@ std::string check_report::fingerprint() const {
          + std::to_string(unconfirmed);
 }
 
-check_report check_round(const storage::storage_url& url, const std::vector<agent_ref>& agents, bool lines,
-                         bool jobs) {
+check_report check_round(const storage::storage_url& url, const std::vector<agent_ref>& agents, bool lines, bool jobs) {
   check_report rep;
   rep.lines_compared = lines;
   rep.jobs_checked = jobs;

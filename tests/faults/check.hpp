@@ -59,8 +59,7 @@ struct check_report {
 
 /// Reads everything once. `lines`: compare every line (expensive); `jobs`: check open jobs
 /// (only meaningful after the daemon stopped).
-check_report check_round(const storage::storage_url& url, const std::vector<agent_ref>& agents, bool lines,
-                         bool jobs);
+check_report check_round(const storage::storage_url& url, const std::vector<agent_ref>& agents, bool lines, bool jobs);
 
 /// One line per finding list of `items`, at most `first` of them.
 std::string list_findings(const std::vector<finding>& items, size_t first);

@@ -32,10 +32,10 @@ namespace {
 const std::string agent_path = NODECOORD_AGENT_PATH;
 using steady = std::chrono::steady_clock;
 
-constexpr auto agent_exit_bound = 15s;  // SIGTERM: bye, then exit
-constexpr auto kill_bound = 15s;        // SIGKILL: reaped
-constexpr auto recorders_bound = 60s;   // recorders give their open attempts a final state
-constexpr auto pg_command_bound = 90s;  // pg_ctl -w stop / start
+constexpr auto agent_exit_bound = 15s; // SIGTERM: bye, then exit
+constexpr auto kill_bound = 15s;       // SIGKILL: reaped
+constexpr auto recorders_bound = 60s;  // recorders give their open attempts a final state
+constexpr auto pg_command_bound = 90s; // pg_ctl -w stop / start
 constexpr auto quiet_window = 12s;     // settle: nothing moved for this long (6 reconcile passes)
 constexpr auto ack_bound = 5s;         // an ack-timed kill waits this long for an ack of data
 
@@ -50,9 +50,7 @@ round_options command_line_options() {
   return {};
 }
 
-double seconds_since(steady::time_point t) {
-  return std::chrono::duration<double>(steady::now() - t).count();
-}
+double seconds_since(steady::time_point t) { return std::chrono::duration<double>(steady::now() - t).count(); }
 
 std::string fixed1(double v) {
   std::ostringstream os;
@@ -250,8 +248,7 @@ private:
 
   void fault_phase() {
     fault_started_ = steady::now();
-    while (daemon_kills_ < opts_.daemon_kills || pg_restarts_ < opts_.pg_restarts
-           || agent_kills_ < opts_.agent_kills) {
+    while (daemon_kills_ < opts_.daemon_kills || pg_restarts_ < opts_.pg_restarts || agent_kills_ < opts_.agent_kills) {
       // The schedule itself.
       std::this_thread::sleep_for(std::chrono::milliseconds(uniform(opts_.gap_min_ms, opts_.gap_max_ms)));
       for (auto& r : recorders_)
@@ -267,8 +264,11 @@ private:
         acked_kills_ += on_ack;
         // Wall-clock times, to set against the rows' times in a failure report.
         say("daemon kill " + std::to_string(daemon_kills_) + "/" + std::to_string(opts_.daemon_kills) + " at "
-            + killed_at_ + (on_ack ? " right after an ack" : timed ? " (no ack came: at once)" : "") + "; run "
-            + std::to_string(daemon_runs_) + " ready at " + format_time(system_now()) + "; " + progress());
+            + killed_at_
+            + (on_ack  ? " right after an ack"
+               : timed ? " (no ack came: at once)"
+                       : "")
+            + "; run " + std::to_string(daemon_runs_) + " ready at " + format_time(system_now()) + "; " + progress());
       } else if (pick < left_d + left_p) {
         auto down = format_time(system_now());
         restart_postgresql();
@@ -347,8 +347,8 @@ private:
         auto full = check_round(url_, refs_, true, false);
         if (full.clean()) {
           settle_seconds_ = seconds_since(started);
-          say("settled after " + fixed1(*settle_seconds_) + " s: " + std::to_string(full.attempts)
-              + " attempts, " + std::to_string(full.lines) + " lines");
+          say("settled after " + fixed1(*settle_seconds_) + " s: " + std::to_string(full.attempts) + " attempts, "
+              + std::to_string(full.lines) + " lines");
           return;
         }
         // Every attempt looks complete and right, but lines differ: that will not heal.
@@ -358,8 +358,7 @@ private:
       bool still = quick.db_partial == 0 && quick.pending.empty() && quick.unconfirmed == 0;
       if (still && steady::now() - moved >= quiet_window) {
         say("settle: nothing is partial or pending, every agent's data is confirmed, nothing moved for "
-            + std::to_string(quiet_window.count()) + " s: the coordinator will not change any more: "
-            + quick.counts());
+            + std::to_string(quiet_window.count()) + " s: the coordinator will not change any more: " + quick.counts());
         return;
       }
       if (auto c = quick.counts(); c != last_print) {
@@ -389,12 +388,10 @@ private:
       relay_connections += a.relay->connections();
     std::ostringstream line;
     line << "SUMMARY backend=" << name() << " seed=" << opts_.seed << " agents=" << agents_.size()
-         << " attempts=" << r.attempts << " lines=" << r.lines << " daemon_kills=" << daemon_kills_
-         << " (ack-timed " << acked_kills_ << ") pg_restarts=" << pg_restarts_ << " agent_kills=" << agent_kills_
-         << " cuts=" << cuts()
-         << " connections=" << relay_connections << std::setprecision(1) << std::fixed
-         << " fault_s=" << fault_seconds_ << " settle_s="
-         << (settle_seconds_ ? fixed1(*settle_seconds_) : std::string("unsettled")) << " " << r.counts()
+         << " attempts=" << r.attempts << " lines=" << r.lines << " daemon_kills=" << daemon_kills_ << " (ack-timed "
+         << acked_kills_ << ") pg_restarts=" << pg_restarts_ << " agent_kills=" << agent_kills_ << " cuts=" << cuts()
+         << " connections=" << relay_connections << std::setprecision(1) << std::fixed << " fault_s=" << fault_seconds_
+         << " settle_s=" << (settle_seconds_ ? fixed1(*settle_seconds_) : std::string("unsettled")) << " " << r.counts()
          << " anomalies=" << anomalies_.size();
     say(line.str());
     if (!opts_.summary.empty()) {
@@ -471,10 +468,6 @@ private:
 
 } // namespace
 
-BOOST_AUTO_TEST_CASE(round_sqlite) {
-  fault_round(storage::backend::sqlite, command_line_options()).run();
-}
+BOOST_AUTO_TEST_CASE(round_sqlite) { fault_round(storage::backend::sqlite, command_line_options()).run(); }
 
-BOOST_AUTO_TEST_CASE(round_postgresql) {
-  fault_round(storage::backend::postgresql, command_line_options()).run();
-}
+BOOST_AUTO_TEST_CASE(round_postgresql) { fault_round(storage::backend::postgresql, command_line_options()).run(); }

@@ -11,20 +11,20 @@ namespace nodecoord::faults {
 struct round_options {
   int agents = 4;
   int daemon_kills = 30;
-  int pg_restarts = 5;     // PostgreSQL rounds only
+  int pg_restarts = 5; // PostgreSQL rounds only
   int agent_kills = 3;
   double cuts_per_minute = 6; // per relay; 0: no cuts
   int settle_bound_s = 240;
-  uint64_t seed = 0;       // 0: a random seed (always printed)
-  int burst_max = 300;     // lines per recorder burst: 1 .. burst_max
-  int gap_min_ms = 1500;   // between two fault events
+  uint64_t seed = 0;     // 0: a random seed (always printed)
+  int burst_max = 300;   // lines per recorder burst: 1 .. burst_max
+  int gap_min_ms = 1500; // between two fault events
   int gap_max_ms = 4000;
   // When a daemon kill lands: `random` (whenever its turn comes), `ack` (right after the daemon
   // acknowledged a heartbeat that followed data frames; faults/relay.hpp), `mixed` (either, by
   // coin toss).
   std::string kill_timing = "mixed";
-  std::string summary;     // write the summary as JSON here
-  std::string log_dir;     // keep every daemon and agent log here
+  std::string summary; // write the summary as JSON here
+  std::string log_dir; // keep every daemon and agent log here
 };
 
 /// Parses `args` (what follows `--`); throws std::invalid_argument naming the bad argument.

@@ -13,7 +13,7 @@ using steady = std::chrono::steady_clock;
 
 struct open_attempt {
   std::string id;
-  std::string state; // queued | running
+  std::string state;                // queued | running
   steady::time_point quiet_until{}; // a long step without output (a compile, a download)
 };
 
@@ -29,8 +29,8 @@ std::string random_line(std::mt19937_64& rng, int64_t n) {
     case 4: return std::string(static_cast<size_t>(200 + pick(1800)), static_cast<char>('a' + pick(26)));
     default: break;
   }
-  static const char* words[] = {"compiling", "linking", "test", "passed", "warning:", "error:", "ok",
-                                "src/main.cpp", "[ 42%]", "Building", "CXX", "object", "done", "retry"};
+  static const char* words[] = {"compiling",    "linking", "test",     "passed", "warning:", "error:", "ok",
+                                "src/main.cpp", "[ 42%]",  "Building", "CXX",    "object",   "done",   "retry"};
   std::string s = "#" + std::to_string(n);
   for (int w = pick(12); w >= 0; --w)
     s += std::string(" ") + words[pick(static_cast<int>(std::size(words)))];

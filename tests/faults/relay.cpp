@@ -20,7 +20,7 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-constexpr size_t buffer_cap = 1 << 20;               // per direction: then the source is not read
+constexpr size_t buffer_cap = 1 << 20;                    // per direction: then the source is not read
 constexpr auto cut_flush_bound = std::chrono::seconds(1); // the prefix of a cut reaches its side
 
 void set_nonblocking(int fd) {
@@ -102,7 +102,7 @@ struct conn {
   int fd[2] = {-1, -1}; // [0] agent, [1] daemon
   flow f[2];            // [0] agent -> daemon, [1] daemon -> agent
   frame_watch watch;
-  int cutting = -1;     // a cut happened in this direction: flush it, then close
+  int cutting = -1; // a cut happened in this direction: flush it, then close
   steady::time_point cut_at{};
   bool dead = false;
 };
@@ -129,8 +129,7 @@ fault_relay::fault_relay(std::shared_ptr<std::atomic<uint16_t>> target, uint64_t
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0
-      || listen(listen_fd_, 64) != 0)
+  if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listen_fd_, 64) != 0)
     throw std::runtime_error("relay: cannot listen on 127.0.0.1:0");
   socklen_t len = sizeof a;
   getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);

@@ -27,7 +27,7 @@ namespace nodecoord::faults {
 
 /// Shared by the relays of a round; see above.
 struct ack_trigger {
-  std::atomic<pid_t> pid{0};     // the daemon to kill
+  std::atomic<pid_t> pid{0}; // the daemon to kill
   std::atomic<bool> armed{false};
   std::atomic<bool> fired{false};
   std::atomic<int64_t> fired_at_ms{0}; // system clock, ms since the epoch

@@ -127,7 +127,7 @@ bool wait_or_stop(int stop_fd, milliseconds d) {
 
 /// How one connection ended.
 struct session_end {
-  bool stop = false;        // the agent is stopping
+  bool stop = false; // the agent is stopping
   bool welcomed = false;
   bool long_backoff = false; // refused, disabled, superseded: retrying soon would not help
   steady::duration up{};
@@ -210,9 +210,7 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
               next_heartbeat = steady::now() + milliseconds(l.heartbeat_interval_ms());
               next_poll = steady::now(); // catch up at once
               break;
-            case link_event::kind::closing:
-              close_reason = ev.detail;
-              break;
+            case link_event::kind::closing: close_reason = ev.detail; break;
             case link_event::kind::refused:
               log::error("coordinator refused the session", {{"code", ev.detail}, {"message", ev.message}});
               end.long_backoff = true;

@@ -14,12 +14,12 @@ namespace nodecoord::agent {
 struct loop_options {
   std::string host = "127.0.0.1";
   uint16_t port = 7400;
-  std::chrono::milliseconds poll_interval{200};     // how often the store is read for new records
+  std::chrono::milliseconds poll_interval{200}; // how often the store is read for new records
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds backoff_initial{500};
   std::chrono::milliseconds backoff_max{30000};
-  std::chrono::milliseconds stable_after{10000};    // a session this long resets the backoff
-  std::chrono::milliseconds bye_bound{2000};        // at shutdown: flush the bye for at most this
+  std::chrono::milliseconds stable_after{10000}; // a session this long resets the backoff
+  std::chrono::milliseconds bye_bound{2000};     // at shutdown: flush the bye for at most this
   // Silence (not even a heartbeat ack) for 3 heartbeat intervals + connect_timeout: reconnect.
 };
 

@@ -39,10 +39,10 @@ struct link_options {
 struct link_event {
   enum class kind {
     none,
-    welcome,  // the session is up
-    closing,  // `close{reason}`: the coordinator ends the connection
-    refused,  // an error during the handshake (auth_failed, unsupported_protocol, …)
-    delayed,  // `error{ack_delayed}`: acks wait for the coordinator's database; keep waiting
+    welcome, // the session is up
+    closing, // `close{reason}`: the coordinator ends the connection
+    refused, // an error during the handshake (auth_failed, unsupported_protocol, …)
+    delayed, // `error{ack_delayed}`: acks wait for the coordinator's database; keep waiting
   };
   kind what = kind::none;
   std::string detail; // close reason or error code

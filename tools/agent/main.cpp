@@ -154,8 +154,9 @@ int connect_command(connect_args a, const std::string& store_path) {
   log::info("nodecoord-agent starting", {{"node", a.node}, {"coordinator", a.coordinator}, {"store", store_path}});
   auto rc = agent::run_connection_loop(l, lo, stop_pipe[0]);
   auto& c = l.counters();
-  log::info("nodecoord-agent stopped", {{"attempts_sent", c.attempts_sent}, {"lines_sent", c.lines_sent},
-                                         {"requests_answered", c.requests_answered}});
+  log::info(
+    "nodecoord-agent stopped",
+    {{"attempts_sent", c.attempts_sent}, {"lines_sent", c.lines_sent}, {"requests_answered", c.requests_answered}});
   return rc;
 }
 

@@ -21,9 +21,7 @@ using storage::col_int;
 using storage::col_str;
 using storage::query;
 
-bool is_attempt_state(const std::string& s) {
-  return parse<attempt_state>(s).has_value();
-}
+bool is_attempt_state(const std::string& s) { return parse<attempt_state>(s).has_value(); }
 
 bool is_final_state(const std::string& s) {
   auto state = parse<attempt_state>(s);
@@ -218,7 +216,9 @@ std::vector<log_row> store::logs(const std::string& attempt_id, int64_t from, in
     .bind("a", attempt_id)
     .bind("f", from)
     .bind("t", to)
-    .each([&](const soci::row& r) { out.push_back({col_int(r, 0), col_str(r, 1), col_str(r, 2), col_str(r, 3)}); });
+    .each([&](const soci::row& r) {
+      out.push_back({col_int(r, 0), col_str(r, 1), col_str(r, 2), col_str(r, 3)});
+    });
   return out;
 }
 

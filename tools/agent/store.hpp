@@ -25,9 +25,9 @@ struct attempt_row {
   std::string state; // queued | running | succeeded | failed | cancelled
   std::string started_at;
   std::string finished_at;
-  std::string meta; // JSON object text, or empty
-  int64_t version = 0;   // +1 on every change of the fields above
-  int64_t log_count = 0; // lines 0 .. log_count-1 exist
+  std::string meta;              // JSON object text, or empty
+  int64_t version = 0;           // +1 on every change of the fields above
+  int64_t log_count = 0;         // lines 0 .. log_count-1 exist
   int64_t announced_version = 0; // the coordinator confirmed receiving this version
   int64_t delivered_logs = 0;    // ... and lines 0 .. delivered_logs-1
 };
@@ -64,8 +64,7 @@ public:
   /// if not empty. Throws store_error for an unknown attempt or state.
   void set_state(const std::string& attempt_id, const std::string& state, const std::string& meta = {});
   /// Appends lines in one transaction, numbered after the existing ones. Returns the first seq.
-  int64_t append_logs(const std::string& attempt_id, const std::string& stream,
-                      const std::vector<std::string>& lines);
+  int64_t append_logs(const std::string& attempt_id, const std::string& stream, const std::vector<std::string>& lines);
 
   std::optional<attempt_row> attempt(const std::string& id);
   /// Lines with seq in [from, to), in order.

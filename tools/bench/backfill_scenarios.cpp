@@ -73,8 +73,9 @@ int64_t sum_over_nodes(storage::database& db, const std::vector<bench_node>& nod
                        const std::string& table = "node_task_attempts", const std::string& where = "") {
   int64_t total = 0;
   for (auto& chunk : storage::chunks(node_ids(nodes), in_chunk))
-    storage::query(db.session(), "SELECT " + expr + " FROM " + table + " WHERE node_id IN " +
-                                   storage::query::in_list("n", chunk.size()) + (where.empty() ? "" : " AND " + where))
+    storage::query(db.session(), "SELECT " + expr + " FROM " + table + " WHERE node_id IN "
+                                   + storage::query::in_list("n", chunk.size())
+                                   + (where.empty() ? "" : " AND " + where))
       .bind_list("n", chunk)
       .each([&](const soci::row& r) { total += storage::col_int(r, 0); });
   return total;
@@ -84,8 +85,8 @@ int64_t sum_over_nodes(storage::database& db, const std::vector<bench_node>& nod
 int64_t online_nodes(storage::database& db, const std::vector<bench_node>& nodes) {
   int64_t total = 0;
   for (auto& chunk : storage::chunks(node_ids(nodes), in_chunk))
-    storage::query(db.session(), "SELECT COUNT(*) FROM nodes WHERE status = 'online' AND id IN " +
-                                   storage::query::in_list("n", chunk.size()))
+    storage::query(db.session(), "SELECT COUNT(*) FROM nodes WHERE status = 'online' AND id IN "
+                                   + storage::query::in_list("n", chunk.size()))
       .bind_list("n", chunk)
       .each([&](const soci::row& r) { total += storage::col_int(r, 0); });
   return total;
@@ -106,9 +107,7 @@ int64_t get(const std::map<std::string, int64_t>& m, const std::string& k) {
   return i == m.end() ? 0 : i->second;
 }
 
-double secs(int64_t ns) {
-  return static_cast<double>(ns) / 1e9;
-}
+double secs(int64_t ns) { return static_cast<double>(ns) / 1e9; }
 
 /// Serves `l` until `done()` holds or the deadline passes, checking every `step_ns`.
 bool serve_until(load& l, int64_t deadline_ns, int64_t step_ns, const std::function<bool()>& done) {
@@ -128,8 +127,8 @@ public:
   enum class mode { seed, answer, silent };
 
   bench_nodes(const attempt_table& ids, const backfill_args& a, mode m, size_t nodes)
-      : ids_(ids), a_(a), mode_(m), welcome_at_(nodes, 0), first_request_seen_(nodes, false),
-        ts_(format_time(system_now())) {
+    : ids_(ids), a_(a), mode_(m), welcome_at_(nodes, 0), first_request_seen_(nodes, false),
+      ts_(format_time(system_now())) {
     for (size_t i = 0; i < ids_.size(); ++i)
       for (size_t j = 0; j < ids_[i].size(); ++j)
         owner_[ids_[i][j]] = {static_cast<uint32_t>(i), static_cast<uint32_t>(j)};
@@ -279,8 +278,8 @@ job_figures read_jobs(storage::database& db, const std::vector<std::string>& ids
   job_figures out;
   const auto& dl = db.sql_dialect();
   for (auto& chunk : storage::chunks(ids, in_chunk))
-    storage::query(db.session(), "SELECT status, " + dl.ts("created_at") + ", " + dl.ts("finished_at") +
-                                   " FROM jobs WHERE id IN " + storage::query::in_list("j", chunk.size()))
+    storage::query(db.session(), "SELECT status, " + dl.ts("created_at") + ", " + dl.ts("finished_at")
+                                   + " FROM jobs WHERE id IN " + storage::query::in_list("j", chunk.size()))
       .bind_list("j", chunk)
       .each([&](const soci::row& r) {
         ++out.found;
@@ -307,11 +306,12 @@ void poll_rows(report& r, const count_poller& p) {
 }
 
 void check_database_is_ours(storage::database& db, const std::vector<bench_node>& nodes) {
-  auto pending = query_int(db.session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'");
+  auto pending =
+    query_int(db.session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'");
   if (pending > 0)
-    throw usage_error("the database holds " + std::to_string(pending) +
-                      " pending_backfill attempts of other nodes (is another daemon or bench using it?); "
-                      "the backfill scenarios poll whole-table counts and need a database without them");
+    throw usage_error("the database holds " + std::to_string(pending)
+                      + " pending_backfill attempts of other nodes (is another daemon or bench using it?); "
+                        "the backfill scenarios poll whole-table counts and need a database without them");
   (void)nodes;
 }
 
@@ -375,18 +375,18 @@ int run_backfill(const db_args& d, const socket_args& s, const backfill_args& a,
       return seen_attempts == total && seen_lines == want_lines;
     });
     if (!stored)
-      r.problem("phase 1: the database holds " + std::to_string(seen_attempts) + " of " + std::to_string(total) +
-                " attempts and " + std::to_string(seen_lines) + " of " + std::to_string(want_lines) +
-                " log lines after --timeout");
+      r.problem("phase 1: the database holds " + std::to_string(seen_attempts) + " of " + std::to_string(total)
+                + " attempts and " + std::to_string(seen_lines) + " of " + std::to_string(want_lines)
+                + " log lines after --timeout");
     l1.drain();
     l1.close_all(true);
     trailing_rows(r, l1);
     // The daemon resets whatever it asked phase 1 for once the sessions are gone.
     std::map<std::string, int64_t> counts;
     bool settled = stored && serve_until(l1, now_ns() + timeout_ns, 50'000'000, [&] {
-      counts = state_counts(db, nodes);
-      return get(counts, "partial") == total && online_nodes(db, nodes) == 0;
-    });
+                     counts = state_counts(db, nodes);
+                     return get(counts, "partial") == total && online_nodes(db, nodes) == 0;
+                   });
     if (stored && !settled)
       r.problem("phase 1: attempts did not all return to partial (" + states_text(counts) + ")");
     phase1_ns = now_ns() - t0;
@@ -534,9 +534,11 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
   // The daemon sends a request only after its mark committed, so once every attempt has been
   // requested, every attempt is pending (checked once below). No polling here: a count over
   // the growing pending rows would take CPU from the daemon while it marks.
-  bool all_requested = l.run_until(t0 + timeout_ns, [&] { return silent.attempts_requested >= static_cast<uint64_t>(total); });
+  bool all_requested =
+    l.run_until(t0 + timeout_ns, [&] { return silent.attempts_requested >= static_cast<uint64_t>(total); });
   auto t_pending = now_ns();
-  auto pending_before = query_int(db.session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'");
+  auto pending_before =
+    query_int(db.session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'");
   r.number("time first connect -> all requested", "time_to_pending_s", secs(t_pending - t0), 3, "s");
   r.number("connect time (first connect to last welcome)", "connect_time_s",
            secs(l.last_welcome_ns() > l.first_connect_ns() ? l.last_welcome_ns() - l.first_connect_ns() : 0), 3, "s");
@@ -546,9 +548,9 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
   if (!all_requested || pending_before != total) {
     r.problem((silent.requests == 0 ? std::string("no backfill_request arrived (does this nodecoordd have the "
                                                   "tracker?); ")
-                                    : std::string()) +
-              std::to_string(silent.attempts_requested) + " attempts requested and " + std::to_string(pending_before) +
-              " pending_backfill of " + std::to_string(total) + " after --timeout");
+                                    : std::string())
+              + std::to_string(silent.attempts_requested) + " attempts requested and " + std::to_string(pending_before)
+              + " pending_backfill of " + std::to_string(total) + " after --timeout");
     l.drop_all();
     trailing_rows(r, l);
     if (!a.keep)
@@ -599,13 +601,13 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
     return online == 0 && running == 0;
   });
   if (!quiet)
-    r.problem(std::to_string(online) + " nodes still online and " + std::to_string(running) +
-              " jobs still running after --timeout");
+    r.problem(std::to_string(online) + " nodes still online and " + std::to_string(running)
+              + " jobs still running after --timeout");
   auto counts = state_counts(db, nodes);
   r.text("attempts by sync_state after the storm", "storm_end_states", states_text(counts));
   if (get(counts, "partial") != total)
-    r.problem("after the storm " + std::to_string(get(counts, "partial")) + " of " + std::to_string(total) +
-              " attempts are partial");
+    r.problem("after the storm " + std::to_string(get(counts, "partial")) + " of " + std::to_string(total)
+              + " attempts are partial");
   auto jobs = sum_over_nodes(db, nodes, "COUNT(*)", "jobs", "status = 'cancelled'");
   r.count("jobs cancelled", "jobs_cancelled", static_cast<uint64_t>(jobs));
 
@@ -623,16 +625,16 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
     for (auto& chunk : storage::chunks(node_ids(nodes), in_chunk))
       remarked += storage::query(db.session(), "UPDATE node_task_attempts SET sync_state = 'pending_backfill', "
                                                "backfill_request_id = node_id, sync_requested_at = :now, "
-                                               "updated_at = :now2 WHERE sync_state = 'partial' AND node_id IN " +
-                                                 storage::query::in_list("n", chunk.size()))
+                                               "updated_at = :now2 WHERE sync_state = 'partial' AND node_id IN "
+                                                 + storage::query::in_list("n", chunk.size()))
                     .bind("now", now)
                     .bind("now2", now)
                     .bind_list("n", chunk)
                     .exec();
     db.session() << "COMMIT";
     if (remarked != total)
-      r.problem("comparison: " + std::to_string(remarked) + " of " + std::to_string(total) +
-                " rows marked pending again");
+      r.problem("comparison: " + std::to_string(remarked) + " of " + std::to_string(total)
+                + " rows marked pending again");
     return remarked == total;
   };
   auto pending_now = [&] {
@@ -660,8 +662,8 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
     auto now = format_time(db.now());
     auto u0 = now_ns();
     auto reset = storage::query(db.session(), "UPDATE node_task_attempts SET sync_state = 'partial', "
-                                              "backfill_request_id = NULL, updated_at = " + dl.ts_param("now") +
-                                                " WHERE sync_state = 'pending_backfill'")
+                                              "backfill_request_id = NULL, updated_at = "
+                                                + dl.ts_param("now") + " WHERE sync_state = 'pending_backfill'")
                    .bind("now", now)
                    .exec();
     auto u1 = now_ns();
@@ -689,11 +691,12 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
     }
     for (auto& n : fresh) {
       if (!coalesced)
-        items.push_back({[id = n.id](storage::op_context& c) {
-                           storage::execute(c, storage::reset_requests{{id}, "cancelled", "session ended: socket_closed"});
-                         },
-                         {},
-                         {}});
+        items.push_back(
+          {[id = n.id](storage::op_context& c) {
+             storage::execute(c, storage::reset_requests{{id}, "cancelled", "session ended: socket_closed"});
+           },
+           {},
+           {}});
       items.push_back({[id = n.id, epoch = n.epoch](storage::op_context& c) {
                          storage::execute(c, storage::node_end_session{id, epoch, "socket_closed"});
                        },

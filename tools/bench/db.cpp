@@ -45,8 +45,8 @@ void in_transaction(storage::database& db, F&& f) {
 std::vector<bench_node> lookup(storage::database& db, const std::vector<std::string>& names) {
   std::map<std::string, bench_node> found;
   for (auto& chunk : storage::chunks(names, in_chunk)) {
-    storage::query(db.session(), "SELECT id, name, session_epoch FROM nodes WHERE name IN " +
-                                   storage::query::in_list("n", chunk.size()))
+    storage::query(db.session(), "SELECT id, name, session_epoch FROM nodes WHERE name IN "
+                                   + storage::query::in_list("n", chunk.size()))
       .bind_list("n", chunk)
       .each([&](const soci::row& r) {
         bench_node n{storage::col_str(r, 1), storage::col_str(r, 0), storage::col_int(r, 2)};
@@ -119,13 +119,15 @@ cleared clear_nodes(storage::database& db, const std::vector<bench_node>& nodes)
     for (auto& chunk : storage::chunks(ids, in_chunk)) {
       auto list = storage::query::in_list("n", chunk.size());
       out.log_lines += storage::query(db.session(), "DELETE FROM attempt_logs WHERE attempt_id IN "
-                                                    "(SELECT id FROM node_task_attempts WHERE node_id IN " + list + ")")
+                                                    "(SELECT id FROM node_task_attempts WHERE node_id IN "
+                                                      + list + ")")
                          .bind_list("n", chunk)
                          .exec();
       out.attempts += storage::query(db.session(), "DELETE FROM node_task_attempts WHERE node_id IN " + list)
                         .bind_list("n", chunk)
                         .exec();
-      out.jobs += storage::query(db.session(), "DELETE FROM jobs WHERE node_id IN " + list).bind_list("n", chunk).exec();
+      out.jobs +=
+        storage::query(db.session(), "DELETE FROM jobs WHERE node_id IN " + list).bind_list("n", chunk).exec();
     }
   });
   return out;
@@ -184,8 +186,8 @@ int64_t seed_attempts(storage::database& db, const std::vector<bench_node>& node
 std::map<std::string, int64_t> state_counts(storage::database& db, const std::vector<bench_node>& nodes) {
   std::map<std::string, int64_t> out;
   for (auto& chunk : storage::chunks(ids_of(nodes), in_chunk))
-    storage::query(db.session(), "SELECT sync_state, COUNT(*) FROM node_task_attempts WHERE node_id IN " +
-                                   storage::query::in_list("n", chunk.size()) + " GROUP BY sync_state")
+    storage::query(db.session(), "SELECT sync_state, COUNT(*) FROM node_task_attempts WHERE node_id IN "
+                                   + storage::query::in_list("n", chunk.size()) + " GROUP BY sync_state")
       .bind_list("n", chunk)
       .each([&](const soci::row& r) { out[storage::col_str(r, 0)] += storage::col_int(r, 1); });
   return out;
@@ -207,13 +209,13 @@ void settle_tables(storage::database& db) {
 
 row_inserter::row_inserter(soci::session& sql, std::string head, size_t columns, size_t rows_per_statement,
                            std::vector<std::string> casts)
-    : sql_(sql), head_(std::move(head)), columns_(columns), per_statement_(std::max<size_t>(rows_per_statement, 1)),
-      casts_(std::move(casts)), sqlite_(sql.get_backend_name() == "sqlite3") {}
+  : sql_(sql), head_(std::move(head)), columns_(columns), per_statement_(std::max<size_t>(rows_per_statement, 1)),
+    casts_(std::move(casts)), sqlite_(sql.get_backend_name() == "sqlite3") {}
 
 void row_inserter::add(std::vector<value> row) {
   if (row.size() != columns_)
-    throw std::logic_error("row_inserter: " + std::to_string(row.size()) + " values for " +
-                           std::to_string(columns_) + " columns");
+    throw std::logic_error("row_inserter: " + std::to_string(row.size()) + " values for " + std::to_string(columns_)
+                           + " columns");
   rows_.push_back(std::move(row));
 }
 
@@ -273,11 +275,9 @@ int64_t row_inserter::flush() {
 // --- count_poller ------------------------------------------------------------------------------
 
 count_poller::count_poller(storage::storage_url url, std::string count_sql, int64_t interval_ns)
-    : url_(std::move(url)), sql_text_(std::move(count_sql)), interval_ns_(interval_ns) {}
+  : url_(std::move(url)), sql_text_(std::move(count_sql)), interval_ns_(interval_ns) {}
 
-count_poller::~count_poller() {
-  stop();
-}
+count_poller::~count_poller() { stop(); }
 
 void count_poller::start() {
   db_ = std::make_unique<storage::database>(url_, system_now);

@@ -17,7 +17,9 @@
 #include <variant>
 #include <vector>
 
-namespace soci { class session; }
+namespace soci {
+class session;
+}
 
 namespace nodecoord::bench {
 

@@ -36,9 +36,7 @@ namespace {
 
 constexpr size_t max_line = 1 << 20; // a coordinator frame longer than this is a protocol problem
 
-std::string errno_text(int err) {
-  return std::strerror(err);
-}
+std::string errno_text(int err) { return std::strerror(err); }
 
 /// The integer after `"seq":` in a heartbeat_ack line, or -1.
 int64_t find_seq(std::string_view line) {
@@ -286,9 +284,7 @@ void load::on_readable(uint32_t idx) {
     // End of stream or a reset.
     std::string why = n == 0 ? "closed" : "recv: " + errno_text(errno);
     switch (c.st) {
-      case state::closing:
-        finish(idx);
-        return;
+      case state::closing: finish(idx); return;
       case state::hello_sent:
         // An error frame (auth_refused) is counted when it arrives; a bare close is a failure too.
         if (c.last_close_reason.empty()) {
@@ -300,8 +296,7 @@ void load::on_readable(uint32_t idx) {
         return;
       case state::active:
         ++counters_.closed_by_peer;
-        fail(idx, "session ended by coordinator: " +
-                    (c.last_close_reason.empty() ? why : c.last_close_reason));
+        fail(idx, "session ended by coordinator: " + (c.last_close_reason.empty() ? why : c.last_close_reason));
         return;
       default:
         ++counters_.io_errors;
@@ -444,8 +439,9 @@ void load::send_lines(uint32_t idx) {
   protocol::logs frame{c.attempt_id, {}};
   auto ts = format_time(system_now());
   for (int64_t i = 0; i < opts_.lines_per_heartbeat; ++i, ++c.next_line)
-    frame.entries.push_back({c.next_line, ts, "stdout", "bench steady line " + std::to_string(c.next_line) +
-                                                          " of a session that streams while it heartbeats"});
+    frame.entries.push_back(
+      {c.next_line, ts, "stdout",
+       "bench steady line " + std::to_string(c.next_line) + " of a session that streams while it heartbeats"});
   counters_.lines_sent += static_cast<uint64_t>(opts_.lines_per_heartbeat);
   send_frame(idx, protocol::encode_logs(frame));
 }

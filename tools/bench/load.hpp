@@ -43,14 +43,14 @@ public:
 
 struct load_options {
   sockaddr_in coordinator{};
-  std::vector<node_key> keys;        // one session per key, in this order
-  size_t concurrency = 200;          // connections between connect() and welcome at once
-  std::vector<in_addr> sources;      // local addresses to bind, round robin; empty: kernel's choice
+  std::vector<node_key> keys;   // one session per key, in this order
+  size_t concurrency = 200;     // connections between connect() and welcome at once
+  std::vector<in_addr> sources; // local addresses to bind, round robin; empty: kernel's choice
   int64_t welcome_timeout_ns = 30'000'000'000;
   int64_t ack_timeout_ns = 5'000'000'000;
   int64_t heartbeat_interval_ns = 0; // 0: heartbeat_interval_ms from each welcome (keepalive)
   std::string agent = "nodecoord-bench";
-  session_hooks* hooks = nullptr;    // null: backfill_request frames are ignored
+  session_hooks* hooks = nullptr; // null: backfill_request frames are ignored
   /// > 0: before each heartbeat, a `logs` frame of this many lines of the session's own attempt
   /// (its `attempt` frame goes first, once), so an ack waits for the commit of real data.
   int64_t lines_per_heartbeat = 0;
@@ -66,13 +66,13 @@ struct load_counters {
   uint64_t closed_by_peer = 0;   // the coordinator closed an authenticated session
   uint64_t error_frames = 0;     // error frames after welcome
   uint64_t unexpected_frames = 0;
-  uint64_t io_errors = 0;        // send/recv failures
+  uint64_t io_errors = 0; // send/recv failures
   uint64_t heartbeats_sent = 0;
   uint64_t acks = 0;
-  uint64_t lost_acks = 0;        // no ack within ack_timeout (or the session ended first)
-  uint64_t late_acks = 0;        // an ack for a heartbeat already counted as lost
+  uint64_t lost_acks = 0; // no ack within ack_timeout (or the session ended first)
+  uint64_t late_acks = 0; // an ack for a heartbeat already counted as lost
   uint64_t heartbeats_in_window = 0;
-  uint64_t lines_sent = 0;       // lines_per_heartbeat
+  uint64_t lines_sent = 0; // lines_per_heartbeat
 };
 
 class load {
@@ -129,7 +129,7 @@ private:
     std::string in;
     std::string out;
     std::deque<std::pair<int64_t, int64_t>> inflight; // (seq, sent at)
-    std::string attempt_id; // lines_per_heartbeat: the attempt its lines belong to
+    std::string attempt_id;                           // lines_per_heartbeat: the attempt its lines belong to
     int64_t next_line = 0;
     std::string last_close_reason;
   };
@@ -178,8 +178,8 @@ private:
   int64_t first_connect_ = 0;
   int64_t last_welcome_ = 0;
   std::priority_queue<timer, std::vector<timer>, std::greater<>> timers_;
-  std::deque<pending_ack> acks_due_;   // in send order, so deadlines are ordered
-  std::deque<uint32_t> welcome_due_;   // in start order
+  std::deque<pending_ack> acks_due_; // in send order, so deadlines are ordered
+  std::deque<uint32_t> welcome_due_; // in start order
   load_counters counters_;
   std::map<std::string, uint64_t> problems_;
   std::vector<double> welcome_us_;

@@ -240,11 +240,11 @@ int run_connect(const load_args& a, bool as_json) {
   if (daemon.enabled()) {
     rss_after = daemon.rss();
     r.row("daemon RSS before", "daemon_rss_before_kib", *rss_before, kib_text(static_cast<double>(*rss_before)));
-    r.row("daemon RSS with sessions open", "daemon_rss_after_kib", *rss_after, kib_text(static_cast<double>(*rss_after)));
-    double per = l.counters().authenticated
-                   ? (static_cast<double>(*rss_after) - static_cast<double>(*rss_before)) /
-                       static_cast<double>(l.counters().authenticated)
-                   : 0.0;
+    r.row("daemon RSS with sessions open", "daemon_rss_after_kib", *rss_after,
+          kib_text(static_cast<double>(*rss_after)));
+    double per = l.counters().authenticated ? (static_cast<double>(*rss_after) - static_cast<double>(*rss_before))
+                                                / static_cast<double>(l.counters().authenticated)
+                                            : 0.0;
     r.number("RSS per session", "rss_per_session_kib", per, 2, "KiB");
     if (auto fds = count_open_fds(a.pid))
       r.count("daemon open fds", "daemon_open_fds", *fds);
@@ -254,7 +254,9 @@ int run_connect(const load_args& a, bool as_json) {
   l.close_all(true);
   if (daemon.enabled()) {
     // What is left once the sessions are gone (a leak shows here).
-    struct timespec ts{static_cast<time_t>(settle / 1'000'000'000), static_cast<long>(settle % 1'000'000'000)};
+    struct timespec ts {
+      static_cast<time_t>(settle / 1'000'000'000), static_cast<long>(settle % 1'000'000'000)
+    };
     nanosleep(&ts, nullptr);
     auto rss_closed = daemon.rss();
     r.row("daemon RSS after close", "daemon_rss_closed_kib", rss_closed, kib_text(static_cast<double>(rss_closed)));
@@ -431,8 +433,8 @@ int run_reconnect_storm(const load_args& a, bool as_json) {
   first.open_all();
   r.count("sessions before the storm", "sessions_before", first.counters().authenticated);
   if (first.counters().authenticated != a.nodes)
-    r.problem("only " + std::to_string(first.counters().authenticated) + " of " + std::to_string(a.nodes) +
-              " sessions came up before the storm");
+    r.problem("only " + std::to_string(first.counters().authenticated) + " of " + std::to_string(a.nodes)
+              + " sessions came up before the storm");
   first.run_until(now_ns() + settle);
   double cpu0 = daemon.enabled() ? daemon.cpu() : 0.0;
   auto t0 = now_ns();
@@ -488,7 +490,9 @@ int main(int argc, char** argv) {
   auto add_load_options = [&](CLI::App* sub) {
     sub->add_option("--coordinator", la.coordinator, "nodecoordd node address HOST:PORT")->required();
     sub->add_option("--keys", la.keys_path, "keys file (NAME<TAB>KEY lines) from provision")->required();
-    sub->add_option("--nodes", la.nodes, "number of sessions (the first N keys)")->required()->check(CLI::Range(1, 10'000'000));
+    sub->add_option("--nodes", la.nodes, "number of sessions (the first N keys)")
+      ->required()
+      ->check(CLI::Range(1, 10'000'000));
     sub->add_option("--pid", la.pid, "daemon process id: report its RSS (and CPU) from /proc");
     sub->add_option("--concurrency", la.concurrency, "connections between connect() and welcome at once (default 200)");
     sub->add_option("--sources", la.sources,
@@ -524,10 +528,13 @@ int main(int argc, char** argv) {
   limit_args lim;
   auto* limit = app.add_subcommand("limit", "the backfill's row transitions as direct set-based SQL in large "
                                             "transactions: the database's own rate (no daemon)");
-  limit->add_option("--nodes", lim.nodes, "bench nodes (created if missing; default 1000)")->check(CLI::Range(1, 1'000'000));
-  limit->add_option("--attempts", lim.attempts, "partial attempts per node (default 10)")->check(CLI::Range(1, 100'000));
+  limit->add_option("--nodes", lim.nodes, "bench nodes (created if missing; default 1000)")
+    ->check(CLI::Range(1, 1'000'000));
+  limit->add_option("--attempts", lim.attempts, "partial attempts per node (default 10)")
+    ->check(CLI::Range(1, 100'000));
   limit->add_option("--logs", lim.logs, "log lines stored per attempt before the backfill (default 10)");
-  limit->add_option("--missing", lim.missing, "log lines per attempt the backfill inserts, timed apart (default 10; 0: none)");
+  limit->add_option("--missing", lim.missing,
+                    "log lines per attempt the backfill inserts, timed apart (default 10; 0: none)");
   limit->add_option("--tx-nodes", lim.tx_nodes, "nodes per transaction (default 0: all in one)");
   limit->add_option("--prefix", lim.prefix, "node name prefix (default limit-)");
   limit->add_option("--line-bytes", lim.line_bytes, "bytes per log line (default 80)");
@@ -537,8 +544,10 @@ int main(int argc, char** argv) {
   auto* storage_cmd = app.add_subcommand(
     "storage", "the same transitions through the storage operations: batched (the batch executor) against per-row "
                "(one autocommitted statement per attempt), ratio from one run (no daemon)");
-  storage_cmd->add_option("--nodes", sp.nodes, "bench nodes (created if missing; default 1000)")->check(CLI::Range(1, 1'000'000));
-  storage_cmd->add_option("--attempts", sp.attempts, "partial attempts per node (default 10)")->check(CLI::Range(1, 100'000));
+  storage_cmd->add_option("--nodes", sp.nodes, "bench nodes (created if missing; default 1000)")
+    ->check(CLI::Range(1, 1'000'000));
+  storage_cmd->add_option("--attempts", sp.attempts, "partial attempts per node (default 10)")
+    ->check(CLI::Range(1, 100'000));
   storage_cmd->add_option("--logs", sp.logs, "log lines stored per attempt (default 10)");
   storage_cmd->add_option("--slow-nodes", sp.slow_nodes,
                           "nodes the per-row and per-op modes transition (default 100; 0: all)");
@@ -551,7 +560,9 @@ int main(int argc, char** argv) {
     so.nodes = default_nodes;
     sub->add_option("--coordinator", so.coordinator, "nodecoordd node address HOST:PORT")->required();
     sub->add_option("--keys", so.keys_path, "keys file (NAME<TAB>KEY lines) from provision")->required();
-    sub->add_option("--nodes", so.nodes, "number of nodes (the first N keys; default " + std::to_string(default_nodes) + ")")
+    sub
+      ->add_option("--nodes", so.nodes,
+                   "number of nodes (the first N keys; default " + std::to_string(default_nodes) + ")")
       ->check(CLI::Range(1, 10'000'000));
     sub->add_option("--pid", so.pid, "daemon process id: report its CPU and RSS from /proc");
     sub->add_option("--concurrency", so.concurrency, "connections between connect() and welcome at once (default 200)");
@@ -565,7 +576,8 @@ int main(int argc, char** argv) {
                                                   "backfill_request: attempts completed/s, request latency");
   add_socket_options(backfill, bso, 1000);
   backfill->add_option("--attempts", bf.attempts, "attempts per node (default 10)")->check(CLI::Range(1, 100'000));
-  backfill->add_option("--logs", bf.logs, "log lines per attempt on the node (default 20)")->check(CLI::Range(1, 1'000'000));
+  backfill->add_option("--logs", bf.logs, "log lines per attempt on the node (default 20)")
+    ->check(CLI::Range(1, 1'000'000));
   backfill->add_option("--sent-logs", bf.sent_logs, "of those, sent live in phase 1 (default 10)");
   backfill->add_option("--line-bytes", bf.line_bytes, "bytes per log line (default 80)");
   backfill->add_option("--frame-lines", bf.frame_lines, "log lines per logs frame at most (default 500)");

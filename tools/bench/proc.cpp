@@ -14,9 +14,7 @@ namespace nodecoord::bench {
 
 namespace {
 
-std::string proc_path(int pid, const char* file) {
-  return "/proc/" + std::to_string(pid) + "/" + file;
-}
+std::string proc_path(int pid, const char* file) { return "/proc/" + std::to_string(pid) + "/" + file; }
 
 /// The first number after "Key:" in /proc/PID/status.
 std::optional<uint64_t> status_field(int pid, std::string_view key) {
@@ -38,13 +36,9 @@ std::optional<uint64_t> status_field(int pid, std::string_view key) {
 
 } // namespace
 
-std::optional<uint64_t> read_rss_kib(int pid) {
-  return status_field(pid, "VmRSS");
-}
+std::optional<uint64_t> read_rss_kib(int pid) { return status_field(pid, "VmRSS"); }
 
-std::optional<uint64_t> read_threads(int pid) {
-  return status_field(pid, "Threads");
-}
+std::optional<uint64_t> read_threads(int pid) { return status_field(pid, "Threads"); }
 
 std::optional<double> read_cpu_seconds(int pid) {
   std::ifstream in(proc_path(pid, "stat"));

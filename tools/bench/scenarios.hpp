@@ -24,12 +24,12 @@ struct db_args {
 struct limit_args {
   std::string prefix = "limit-"; // the bench's own nodes, created if missing
   size_t nodes = 1000;
-  size_t attempts = 10;  // per node
-  size_t logs = 10;      // log lines stored per attempt before the backfill
-  size_t missing = 10;   // log lines per attempt the backfill adds (0: transitions only)
-  size_t tx_nodes = 0;   // nodes per transaction (0: all in one)
+  size_t attempts = 10; // per node
+  size_t logs = 10;     // log lines stored per attempt before the backfill
+  size_t missing = 10;  // log lines per attempt the backfill adds (0: transitions only)
+  size_t tx_nodes = 0;  // nodes per transaction (0: all in one)
   size_t line_bytes = 80;
-  bool keep = false;     // leave the rows behind
+  bool keep = false; // leave the rows behind
 };
 int run_limit(const db_args& d, const limit_args& a, bool as_json);
 
@@ -38,9 +38,9 @@ struct storage_path_args {
   size_t nodes = 1000;
   size_t attempts = 10;
   size_t logs = 10;
-  size_t slow_nodes = 100;    // nodes the per-row and per-op modes transition (they are slow)
+  size_t slow_nodes = 100; // nodes the per-row and per-op modes transition (they are slow)
   std::string modes = "batched,per-row";
-  size_t batch = 0;           // operations per transaction in batched mode (0: storage.batch_max)
+  size_t batch = 0; // operations per transaction in batched mode (0: storage.batch_max)
   size_t line_bytes = 80;
   bool keep = false;
 };
@@ -59,20 +59,20 @@ struct socket_args {
 };
 
 struct backfill_args {
-  size_t attempts = 10;      // per node
-  size_t logs = 20;          // log lines each attempt has on its node
-  size_t sent_logs = 10;     // of those, sent live in phase 1 (the rest is missing)
+  size_t attempts = 10;  // per node
+  size_t logs = 20;      // log lines each attempt has on its node
+  size_t sent_logs = 10; // of those, sent live in phase 1 (the rest is missing)
   size_t line_bytes = 80;
-  size_t frame_lines = 500;  // log lines per logs frame at most
+  size_t frame_lines = 500;    // log lines per logs frame at most
   bool resend_attempts = true; // answer a request with the attempt frame too, then the logs
-  std::string poll = "10ms"; // database poll interval
+  std::string poll = "10ms";   // database poll interval
   std::string timeout = "300s";
   bool keep = false;
 };
 int run_backfill(const db_args& d, const socket_args& s, const backfill_args& a, bool as_json);
 
 struct storm_args {
-  size_t attempts = 10;      // per node, all pending when the sockets drop
+  size_t attempts = 10; // per node, all pending when the sockets drop
   std::string poll = "10ms";
   std::string timeout = "300s";
   size_t direct_repeats = 3; // direct UPDATEs timed for the comparison

@@ -66,8 +66,8 @@ fixture open_fixture(const db_args& d, const std::string& prefix, size_t nodes, 
   f.nodes = ensure_nodes(*f.db, prefix, nodes);
   f.setup_s = static_cast<double>(now_ns() - t0) / 1e9;
   seed(f);
-  f.other_attempts = query_int(f.db->session(), "SELECT COUNT(*) FROM node_task_attempts") -
-                     static_cast<int64_t>(nodes * spec.attempts);
+  f.other_attempts =
+    query_int(f.db->session(), "SELECT COUNT(*) FROM node_task_attempts") - static_cast<int64_t>(nodes * spec.attempts);
   return f;
 }
 
@@ -79,7 +79,8 @@ void fixture_rows(report& r, const fixture& f, size_t nodes, const std::string& 
   r.count("attempts per node", "attempts_per_node", f.spec.attempts);
   r.count("attempts", "attempts", nodes * f.spec.attempts);
   r.count("log lines stored per attempt", "logs_per_attempt", f.spec.logs);
-  r.count("other attempts in the database", "other_attempts", static_cast<uint64_t>(std::max<int64_t>(f.other_attempts, 0)));
+  r.count("other attempts in the database", "other_attempts",
+          static_cast<uint64_t>(std::max<int64_t>(f.other_attempts, 0)));
   r.number("setup (untimed: nodes, clear, seed)", "setup_s", f.setup_s, 2, "s");
 }
 
@@ -103,9 +104,7 @@ bool check_complete(report& r, fixture& f, const std::vector<bench_node>& nodes,
   return true;
 }
 
-double rate(double n, double secs) {
-  return secs > 0 ? n / secs : 0.0;
-}
+double rate(double n, double secs) { return secs > 0 ? n / secs : 0.0; }
 
 std::string detail_json(size_t completed) {
   return R"({"completed":)" + std::to_string(completed) + R"(,"reset":0,"failed":0,"stale":0})";
@@ -129,10 +128,10 @@ int run_limit(const db_args& d, const limit_args& a, bool as_json) {
   // Staging tables for what the coordinator ships to the database: the requests (one per node)
   // and the nodes' per-attempt results. Session-local, created outside the timed part.
   const std::string uuid = dl.uuid;
-  sql << "CREATE TEMP TABLE IF NOT EXISTS bench_req (request_id " + uuid + " NOT NULL, node_id " + uuid +
-           " NOT NULL, epoch BIGINT NOT NULL, chunk BIGINT NOT NULL)";
-  sql << "CREATE TEMP TABLE IF NOT EXISTS bench_res (attempt_id " + uuid + " NOT NULL, request_id " + uuid +
-           " NOT NULL, node_id " + uuid + " NOT NULL, log_count BIGINT NOT NULL, chunk BIGINT NOT NULL)";
+  sql << "CREATE TEMP TABLE IF NOT EXISTS bench_req (request_id " + uuid + " NOT NULL, node_id " + uuid
+           + " NOT NULL, epoch BIGINT NOT NULL, chunk BIGINT NOT NULL)";
+  sql << "CREATE TEMP TABLE IF NOT EXISTS bench_res (attempt_id " + uuid + " NOT NULL, request_id " + uuid
+           + " NOT NULL, node_id " + uuid + " NOT NULL, log_count BIGINT NOT NULL, chunk BIGINT NOT NULL)";
   sql << "DELETE FROM bench_req";
   sql << "DELETE FROM bench_res";
   sql << "CREATE INDEX IF NOT EXISTS bench_req_chunk ON bench_req (chunk, request_id)";
@@ -173,11 +172,11 @@ int run_limit(const db_args& d, const limit_args& a, bool as_json) {
       if (pg)
         sql << "ANALYZE bench_req";
       marked += storage::query(sql, "UPDATE node_task_attempts AS a SET sync_state = 'pending_backfill', "
-                                    "backfill_request_id = r.request_id, sync_requested_at = " + dl.ts_param("now") +
-                                    ", updated_at = " + dl.ts_param("now2") +
-                                    " FROM bench_req AS r JOIN nodes AS n ON n.id = r.node_id AND "
-                                    "n.session_epoch = r.epoch WHERE r.chunk = :c AND a.node_id = r.node_id "
-                                    "AND a.sync_state = 'partial'")
+                                    "backfill_request_id = r.request_id, sync_requested_at = "
+                                      + dl.ts_param("now") + ", updated_at = " + dl.ts_param("now2")
+                                      + " FROM bench_req AS r JOIN nodes AS n ON n.id = r.node_id AND "
+                                        "n.session_epoch = r.epoch WHERE r.chunk = :c AND a.node_id = r.node_id "
+                                        "AND a.sync_state = 'partial'")
                   .bind("now", now)
                   .bind("now2", now)
                   .bind("c", ch)
@@ -193,10 +192,11 @@ int run_limit(const db_args& d, const limit_args& a, bool as_json) {
         });
       jobs_inserted += storage::query(sql, "INSERT INTO jobs (id, type, status, node_id, attempt_count, created_at, "
                                            "started_at) SELECT r.request_id, 'backfill', 'running', r.node_id, "
-                                           "COUNT(a.id), " + dl.ts_param("now") + ", " + dl.ts_param("now2") +
-                                           " FROM bench_req AS r JOIN node_task_attempts AS a ON "
-                                           "a.backfill_request_id = r.request_id WHERE r.chunk = :c "
-                                           "GROUP BY r.request_id, r.node_id")
+                                           "COUNT(a.id), "
+                                             + dl.ts_param("now") + ", " + dl.ts_param("now2")
+                                             + " FROM bench_req AS r JOIN node_task_attempts AS a ON "
+                                               "a.backfill_request_id = r.request_id WHERE r.chunk = :c "
+                                               "GROUP BY r.request_id, r.node_id")
                          .bind("now", now)
                          .bind("now2", now)
                          .bind("c", ch)
@@ -220,8 +220,9 @@ int run_limit(const db_args& d, const limit_args& a, bool as_json) {
       lines_inserted += lines.written();
       storage::query(sql, "UPDATE node_task_attempts SET log_count = log_count + :m, log_max_seq = CASE WHEN "
                           "log_max_seq IS NULL OR log_max_seq < :mx THEN :mx2 ELSE log_max_seq END, "
-                          "updated_at = " + dl.ts_param("now") +
-                          " WHERE backfill_request_id IN (SELECT request_id FROM bench_req WHERE chunk = :c)")
+                          "updated_at = "
+                            + dl.ts_param("now")
+                            + " WHERE backfill_request_id IN (SELECT request_id FROM bench_req WHERE chunk = :c)")
         .bind("m", static_cast<int64_t>(a.missing))
         .bind("mx", total_logs - 1)
         .bind("mx2", total_logs - 1)
@@ -250,22 +251,23 @@ int run_limit(const db_args& d, const limit_args& a, bool as_json) {
       res.flush();
       if (pg)
         sql << "ANALYZE bench_res"; // a temporary table has no statistics of its own
-      completed += storage::query(sql, "UPDATE node_task_attempts AS a SET sync_state = 'complete', "
-                                       "backfill_request_id = NULL, last_full_sync_at = " + dl.ts_param("now") +
-                                       ", backfill_failures = 0, updated_at = " + dl.ts_param("now2") +
-                                       " FROM bench_res AS r JOIN bench_req AS q ON q.request_id = r.request_id "
-                                       "JOIN nodes AS n ON n.id = q.node_id AND n.session_epoch = q.epoch "
-                                       "WHERE r.chunk = :c AND a.id = r.attempt_id AND "
-                                       "a.backfill_request_id = r.request_id AND a.node_id = r.node_id AND "
-                                       "a.sync_state = 'pending_backfill' AND a.log_count >= r.log_count")
-                     .bind("now", now)
-                     .bind("now2", now)
-                     .bind("c", ch)
-                     .exec();
-      jobs_finished += storage::query(sql, "UPDATE jobs SET status = 'succeeded', finished_at = " + dl.ts_param("now") +
-                                           ", detail = " + dl.json_param("d") +
-                                           " WHERE status = 'running' AND id IN "
-                                           "(SELECT request_id FROM bench_req WHERE chunk = :c)")
+      completed +=
+        storage::query(sql, "UPDATE node_task_attempts AS a SET sync_state = 'complete', "
+                            "backfill_request_id = NULL, last_full_sync_at = "
+                              + dl.ts_param("now") + ", backfill_failures = 0, updated_at = " + dl.ts_param("now2")
+                              + " FROM bench_res AS r JOIN bench_req AS q ON q.request_id = r.request_id "
+                                "JOIN nodes AS n ON n.id = q.node_id AND n.session_epoch = q.epoch "
+                                "WHERE r.chunk = :c AND a.id = r.attempt_id AND "
+                                "a.backfill_request_id = r.request_id AND a.node_id = r.node_id AND "
+                                "a.sync_state = 'pending_backfill' AND a.log_count >= r.log_count")
+          .bind("now", now)
+          .bind("now2", now)
+          .bind("c", ch)
+          .exec();
+      jobs_finished += storage::query(sql, "UPDATE jobs SET status = 'succeeded', finished_at = " + dl.ts_param("now")
+                                             + ", detail = " + dl.json_param("d")
+                                             + " WHERE status = 'running' AND id IN "
+                                               "(SELECT request_id FROM bench_req WHERE chunk = :c)")
                          .bind("now", now)
                          .bind("d", detail_json(a.attempts))
                          .bind("c", ch)
@@ -305,8 +307,8 @@ int run_limit(const db_args& d, const limit_args& a, bool as_json) {
   if (marked != static_cast<int64_t>(m))
     r.problem(std::to_string(marked) + " of " + std::to_string(static_cast<int64_t>(m)) + " attempts marked");
   if (jobs_inserted != static_cast<int64_t>(a.nodes) || jobs_finished != static_cast<int64_t>(a.nodes))
-    r.problem("jobs inserted/finished " + std::to_string(jobs_inserted) + "/" + std::to_string(jobs_finished) +
-              ", expected " + std::to_string(a.nodes));
+    r.problem("jobs inserted/finished " + std::to_string(jobs_inserted) + "/" + std::to_string(jobs_finished)
+              + ", expected " + std::to_string(a.nodes));
   check_complete(r, f, f.nodes, "limit");
   sql << "DROP TABLE bench_res";
   sql << "DROP TABLE bench_req";
@@ -354,8 +356,8 @@ mode_result run_ops(fixture& f, report& r, size_t nodes, size_t per_tx, const st
         if (!e.empty())
           throw std::runtime_error(mode + ": an operation failed: " + e);
       if (rep.done != n)
-        throw std::runtime_error(mode + ": the executor settled " + std::to_string(rep.done) + " of " +
-                                 std::to_string(n) + " operations");
+        throw std::runtime_error(mode + ": the executor settled " + std::to_string(rep.done) + " of "
+                                 + std::to_string(n) + " operations");
     }
   };
 
@@ -403,8 +405,8 @@ mode_result run_ops(fixture& f, report& r, size_t nodes, size_t per_tx, const st
     n_completed += static_cast<size_t>(applied[i].completed);
   }
   if (n_marked != out.attempts || n_completed != out.attempts)
-    r.problem(mode + ": " + std::to_string(n_marked) + " marked, " + std::to_string(n_completed) + " completed of " +
-              std::to_string(out.attempts));
+    r.problem(mode + ": " + std::to_string(n_marked) + " marked, " + std::to_string(n_completed) + " completed of "
+              + std::to_string(out.attempts));
   return out;
 }
 
@@ -423,13 +425,14 @@ mode_result run_per_row(fixture& f, report& r, size_t nodes) {
     q = new_uuid();
   size_t n_marked = 0, n_completed = 0;
   // As mark_pending_by_ids, one id at a time (RETURNING instead of its second read).
-  const std::string mark = "UPDATE node_task_attempts SET sync_state = 'pending_backfill', backfill_request_id = :r, "
-                           "sync_requested_at = :now, updated_at = :now2 "
-                           "WHERE node_id = :n AND sync_state = 'partial' AND id = :id RETURNING log_count, log_max_seq";
+  const std::string mark =
+    "UPDATE node_task_attempts SET sync_state = 'pending_backfill', backfill_request_id = :r, "
+    "sync_requested_at = :now, updated_at = :now2 "
+    "WHERE node_id = :n AND sync_state = 'partial' AND id = :id RETURNING log_count, log_max_seq";
   // As grouped.cpp's update_states, one row at a time: values computed from the row read.
   const std::string settle = "UPDATE node_task_attempts SET sync_state = :s, backfill_request_id = NULL, "
-                             "backfill_failures = :f, last_full_sync_at = CASE WHEN :d = 1 THEN " + dl.ts_param("now") +
-                             " ELSE last_full_sync_at END, updated_at = :now2 WHERE id = :id";
+                             "backfill_failures = :f, last_full_sync_at = CASE WHEN :d = 1 THEN "
+                             + dl.ts_param("now") + " ELSE last_full_sync_at END, updated_at = :now2 WHERE id = :id";
   auto t0 = now_ns();
   for (size_t i = 0; i < nodes; ++i) {
     auto& node = f.nodes[i];
@@ -501,8 +504,8 @@ mode_result run_per_row(fixture& f, report& r, size_t nodes) {
       if (outcome == storage::backfill_outcome::completed)
         ++here;
     }
-    storage::query(sql, "UPDATE jobs SET status = 'succeeded', finished_at = " + dl.ts_param("now") +
-                          ", detail = " + dl.json_param("d") + " WHERE id = :id AND status = 'running'")
+    storage::query(sql, "UPDATE jobs SET status = 'succeeded', finished_at = " + dl.ts_param("now")
+                          + ", detail = " + dl.json_param("d") + " WHERE id = :id AND status = 'running'")
       .bind("now", format_time(db.now()))
       .bind("d", detail_json(here))
       .bind("id", request[i])
@@ -515,8 +518,8 @@ mode_result run_per_row(fixture& f, report& r, size_t nodes) {
   out.complete_s = static_cast<double>(t2 - t1) / 1e9;
   out.transactions = out.statements; // each one its own (autocommit)
   if (n_marked != out.attempts || n_completed != out.attempts)
-    r.problem("per-row: " + std::to_string(n_marked) + " marked, " + std::to_string(n_completed) + " completed of " +
-              std::to_string(out.attempts));
+    r.problem("per-row: " + std::to_string(n_marked) + " marked, " + std::to_string(n_completed) + " completed of "
+              + std::to_string(out.attempts));
   return out;
 }
 
@@ -566,8 +569,7 @@ int run_storage_path(const db_args& d, const storage_path_args& a, bool as_json)
   }
 
   fixture_rows(r, f, a.nodes, a.prefix);
-  r.text("mark selection", "mark_selection",
-         "mark_pending with limit (one statement)");
+  r.text("mark selection", "mark_selection", "mark_pending with limit (one statement)");
   r.count("batched: operations per transaction", "batch", batch);
   auto find = [&](const std::string& m) -> const mode_result* {
     for (auto& x : results)

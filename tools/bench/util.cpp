@@ -21,9 +21,7 @@ namespace nodecoord::bench {
 
 // --- report -------------------------------------------------------------------------------------
 
-report::report(std::string scenario) : scenario_(std::move(scenario)) {
-  json_["scenario"] = scenario_;
-}
+report::report(std::string scenario) : scenario_(std::move(scenario)) { json_["scenario"] = scenario_; }
 
 void report::row(const std::string& label, const std::string& key, nlohmann::json value, const std::string& text) {
   rows_.emplace_back(label, text);
@@ -34,24 +32,18 @@ void report::count(const std::string& label, const std::string& key, uint64_t v)
   row(label, key, v, std::to_string(v));
 }
 
-void report::number(const std::string& label, const std::string& key, double v, int decimals,
-                    const std::string& unit) {
+void report::number(const std::string& label, const std::string& key, double v, int decimals, const std::string& unit) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(decimals) << v;
   if (!unit.empty())
     s << " " << unit;
   double scale = std::pow(10.0, decimals);
-  row(label, key, std::isfinite(v) ? nlohmann::json(std::round(v * scale) / scale) : nlohmann::json(nullptr),
-      s.str());
+  row(label, key, std::isfinite(v) ? nlohmann::json(std::round(v * scale) / scale) : nlohmann::json(nullptr), s.str());
 }
 
-void report::text(const std::string& label, const std::string& key, const std::string& v) {
-  row(label, key, v, v);
-}
+void report::text(const std::string& label, const std::string& key, const std::string& v) { row(label, key, v, v); }
 
-void report::heading(const std::string& title) {
-  rows_.emplace_back(std::string(), title);
-}
+void report::heading(const std::string& title) { rows_.emplace_back(std::string(), title); }
 
 void report::problems(const std::map<std::string, uint64_t>& p) {
   for (auto& [what, n] : p)
@@ -73,7 +65,8 @@ void report::print(bool as_json) {
   for (auto& [label, v] : rows_)
     width = std::max(width, label.size());
   std::cout << "nodecoord-bench " << version << " " << scenario_ << "\n";
-  std::cout << std::left << std::setw(static_cast<int>(width) + 2) << "metric" << "value\n";
+  std::cout << std::left << std::setw(static_cast<int>(width) + 2) << "metric"
+            << "value\n";
   std::cout << std::string(width + 2 + 24, '-') << "\n";
   for (auto& [label, v] : rows_) {
     if (label.empty())
@@ -209,8 +202,8 @@ std::vector<node_key> read_keys(const std::string& path, size_t nodes) {
     keys.push_back({line.substr(0, tab), line.substr(tab + 1)});
   }
   if (keys.size() < nodes)
-    throw usage_error(path + " holds " + std::to_string(keys.size()) + " keys, fewer than --nodes " +
-                      std::to_string(nodes));
+    throw usage_error(path + " holds " + std::to_string(keys.size()) + " keys, fewer than --nodes "
+                      + std::to_string(nodes));
   return keys;
 }
 
@@ -222,8 +215,8 @@ uint64_t raise_nofile(size_t sessions) {
   }
   getrlimit(RLIMIT_NOFILE, &lim);
   if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < sessions + 32)
-    throw usage_error("the open file limit (" + std::to_string(lim.rlim_cur) + ") is too low for " +
-                      std::to_string(sessions) + " sessions; raise the hard limit (ulimit -Hn)");
+    throw usage_error("the open file limit (" + std::to_string(lim.rlim_cur) + ") is too low for "
+                      + std::to_string(sessions) + " sessions; raise the hard limit (ulimit -Hn)");
   return lim.rlim_cur;
 }
 
@@ -270,8 +263,8 @@ void session_rows(report& r, const load& l, size_t requested) {
   r.count("hello refused", "hello_refused", c.auth_refused);
   r.count("welcome timeouts", "welcome_timeouts", c.welcome_timeouts);
   if (c.authenticated != requested)
-    r.problem(std::to_string(requested - c.authenticated) + " of " + std::to_string(requested) +
-              " sessions did not authenticate");
+    r.problem(std::to_string(requested - c.authenticated) + " of " + std::to_string(requested)
+              + " sessions did not authenticate");
 }
 
 void trailing_rows(report& r, const load& l) {

@@ -84,8 +84,8 @@ void sleep_ns(int64_t ns);
 struct daemon_probe {
   int pid = 0;
   bool enabled() const { return pid > 0; }
-  uint64_t rss() const;  // KiB; throws if the daemon is gone
-  double cpu() const;    // utime + stime seconds; throws if the daemon is gone
+  uint64_t rss() const;              // KiB; throws if the daemon is gone
+  double cpu() const;                // utime + stime seconds; throws if the daemon is gone
   void static_rows(report& r) const; // fd limit, threads
 };
 

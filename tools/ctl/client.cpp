@@ -61,7 +61,8 @@ void parse_url(const std::string& url, target& t) {
 
 } // namespace
 
-target resolve_target(const std::string& admin_flag, const std::string& token_file_flag, const std::string& config_path) {
+target resolve_target(const std::string& admin_flag, const std::string& token_file_flag,
+                      const std::string& config_path) {
   target t;
   std::string url = admin_flag;
   if (url.empty())

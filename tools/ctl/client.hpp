@@ -35,7 +35,8 @@ struct target {
 /// --admin URL (or $NODECOORD_ADMIN), else admin.listen of the configuration file; the token from
 /// --token-file, $NODECOORD_ADMIN_TOKEN, or admin.token_file of the configuration. Throws
 /// api_failure(exit_usage) on a bad URL or an unreadable token file.
-target resolve_target(const std::string& admin_flag, const std::string& token_file_flag, const std::string& config_path);
+target resolve_target(const std::string& admin_flag, const std::string& token_file_flag,
+                      const std::string& config_path);
 
 class client {
 public:

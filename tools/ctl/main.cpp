@@ -73,8 +73,7 @@ void print_status(const json& d) {
     auto& a = d["attempts"];
     std::cout << "attempts:  " << text(a.value("partial", json(0))) << " partial, "
               << text(a.value("pending_backfill", json(0))) << " pending_backfill, "
-              << text(a.value("complete", json(0))) << " complete, " << text(a.value("failed", json(0)))
-              << " failed\n";
+              << text(a.value("complete", json(0))) << " complete, " << text(a.value("failed", json(0))) << " failed\n";
   }
   if (d.contains("requests"))
     std::cout << "requests:  " << text(d["requests"].value("in_flight", json(0))) << " in flight, oldest "
@@ -126,8 +125,8 @@ void print_node(const json& n) {
 void print_attempts(const json& d) {
   std::vector<std::vector<std::string>> rows;
   for (auto& a : d["attempts"])
-    rows.push_back({text(a["id"]), text(a["task_id"]), text(a["state"]), text(a["sync_state"]),
-                    text(a["log_count"]), text(a["backfill_failures"]), text(a["updated_at"])});
+    rows.push_back({text(a["id"]), text(a["task_id"]), text(a["state"]), text(a["sync_state"]), text(a["log_count"]),
+                    text(a["backfill_failures"]), text(a["updated_at"])});
   table({"ID", "TASK", "STATE", "SYNC", "LOGS", "FAILURES", "UPDATED"}, rows);
   if (!d["next"].is_null())
     std::cout << "more: --after " << text(d["next"]) << "\n";
@@ -136,8 +135,8 @@ void print_attempts(const json& d) {
 void print_jobs(const json& d) {
   std::vector<std::vector<std::string>> rows;
   for (auto& j : d["jobs"])
-    rows.push_back({text(j["id"]), text(j["type"]), text(j["status"]), text(j["attempt_count"]),
-                    text(j["created_at"]), text(j["finished_at"]), text(j["error"])});
+    rows.push_back({text(j["id"]), text(j["type"]), text(j["status"]), text(j["attempt_count"]), text(j["created_at"]),
+                    text(j["finished_at"]), text(j["error"])});
   table({"ID", "TYPE", "STATUS", "ATTEMPTS", "CREATED", "FINISHED", "ERROR"}, rows);
   if (!d["next"].is_null())
     std::cout << "more: --before " << text(d["next"]) << "\n";
@@ -264,12 +263,13 @@ int main(int argc, char** argv) {
                     << "\nThe old key no longer authenticates; the key is shown only this once.\n";
       });
     } else if (attempts_list->parsed()) {
-      print(api.call("GET", "/api/attempts" + query({{"node", a_node},
-                                                      {"sync_state", a_sync},
-                                                      {"state", a_state},
-                                                      {"limit", a_limit},
-                                                      {"after", a_after}})),
-            print_attempts);
+      print(
+        api.call(
+          "GET",
+          "/api/attempts"
+            + query(
+              {{"node", a_node}, {"sync_state", a_sync}, {"state", a_state}, {"limit", a_limit}, {"after", a_after}})),
+        print_attempts);
     } else if (attempts_show->parsed()) {
       print(api.call("GET", "/api/attempts/" + url_encode(attempt_id)), [](const json& d) {
         print_node(d["attempt"]);
@@ -277,20 +277,20 @@ int main(int argc, char** argv) {
           std::cout << "backfill: " << d["backfill"].dump() << "\n";
       });
     } else if (backfill->parsed()) {
-      print(api.call("POST", "/api/attempts/" + url_encode(attempt_id) + "/backfill"), [&](const json& d) {
-        std::cout << "backfill requested: job " << text(d["job_id"]) << "\n";
-      });
+      print(api.call("POST", "/api/attempts/" + url_encode(attempt_id) + "/backfill"),
+            [&](const json& d) { std::cout << "backfill requested: job " << text(d["job_id"]) << "\n"; });
     } else if (requeue->parsed()) {
       print(api.call("POST", "/api/attempts/" + url_encode(attempt_id) + "/requeue"), [&](const json& d) {
         std::cout << "attempt " << attempt_id << " is " << text(d["attempt"]["sync_state"]) << " again\n";
       });
     } else if (jobs_list->parsed()) {
-      print(api.call("GET", "/api/jobs" + query({{"status", j_status},
-                                                {"type", j_type},
-                                                {"node", j_node},
-                                                {"limit", j_limit},
-                                                {"before", j_before}})),
-            print_jobs);
+      print(
+        api.call(
+          "GET",
+          "/api/jobs"
+            + query(
+              {{"status", j_status}, {"type", j_type}, {"node", j_node}, {"limit", j_limit}, {"before", j_before}})),
+        print_jobs);
     } else if (jobs_prune->parsed()) {
       print(api.call("DELETE", "/api/jobs" + query({{"status", j_status}, {"type", j_type}, {"older_than", j_older}})),
             [](const json& d) { std::cout << "deleted " << text(d["deleted"]) << " jobs\n"; });
@@ -328,16 +328,15 @@ int main(int argc, char** argv) {
         throw api_failure(exit_usage, "file", "cannot read " + file);
       std::stringstream ss;
       ss << in.rdbuf();
-      print(api.call("POST", std::string("/api/bundle?dry_run=") + (dry_run ? "1" : "0"), ss.str(),
-                     "application/x-ndjson"),
-            [&](const json& d) {
-              std::cout << (dry_run ? "dry run (nothing changed): " : "imported: ") << "job " << text(d["job_id"])
-                        << "\n";
-              std::vector<std::vector<std::string>> rows;
-              for (auto& [kind, c] : d["counts"].items())
-                rows.push_back({kind, text(c["inserted"]), text(c["skipped"]), text(c["conflicting"])});
-              table({"TYPE", "INSERTED", "SKIPPED", "CONFLICTING"}, rows);
-            });
+      print(
+        api.call("POST", std::string("/api/bundle?dry_run=") + (dry_run ? "1" : "0"), ss.str(), "application/x-ndjson"),
+        [&](const json& d) {
+          std::cout << (dry_run ? "dry run (nothing changed): " : "imported: ") << "job " << text(d["job_id"]) << "\n";
+          std::vector<std::vector<std::string>> rows;
+          for (auto& [kind, c] : d["counts"].items())
+            rows.push_back({kind, text(c["inserted"]), text(c["skipped"]), text(c["conflicting"])});
+          table({"TYPE", "INSERTED", "SKIPPED", "CONFLICTING"}, rows);
+        });
     }
     return exit_ok;
   } catch (const api_failure& e) {

@@ -8,6 +8,7 @@
 #include "actors/tracker.hpp"
 #include "common/api_key.hpp"
 #include "common/ids.hpp"
+#include "common/log.hpp"
 #include "deterministic.hpp"
 #include "test_db.hpp"
 
@@ -17,12 +18,24 @@
 #include <soci/soci.h>
 
 #include <map>
+#include <ostream>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+namespace nodecoord {
+inline std::ostream& operator<<(std::ostream& os, order_status s) { return os << to_string(s); }
+} // namespace nodecoord
+
 namespace nodecoord::test::backfill {
+
+/// Warnings and errors only: a failing case prints what went wrong, not every request. (Each
+/// test module including this header gets it once.)
+struct quiet_log {
+  quiet_log() { log::set_level(log::level::warn); }
+};
+BOOST_TEST_GLOBAL_FIXTURE(quiet_log);
 
 using namespace std::chrono_literals;
 using json = nlohmann::json;

@@ -13,20 +13,6 @@ using namespace nodecoord;
 using namespace nodecoord::test::backfill;
 using namespace std::chrono_literals;
 
-namespace nodecoord {
-inline std::ostream& operator<<(std::ostream& os, order_status s) { return os << to_string(s); }
-} // namespace nodecoord
-
-namespace {
-
-/// Warnings and errors only: a failing case prints what went wrong, not every request.
-struct quiet_log {
-  quiet_log() { log::set_level(log::level::warn); }
-};
-BOOST_TEST_GLOBAL_FIXTURE(quiet_log);
-
-} // namespace
-
 // --- scheduler -------------------------------------------------------------------------------
 
 namespace {

@@ -35,20 +35,6 @@ using namespace nodecoord;
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
-namespace nodecoord {
-inline std::ostream& operator<<(std::ostream& os, order_status s) { return os << to_string(s); }
-} // namespace nodecoord
-
-namespace {
-
-/// Warnings and errors only: a failing case prints what went wrong, not every request.
-struct quiet_log {
-  quiet_log() { log::set_level(log::level::warn); }
-};
-BOOST_TEST_GLOBAL_FIXTURE(quiet_log);
-
-} // namespace
-
 using namespace nodecoord::test::backfill;
 
 // Rule 4 (test-gaps 4): an on-demand request names attempts some of which cannot be marked (one

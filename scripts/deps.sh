@@ -22,6 +22,8 @@ if [ "${1:-all}" != build ]; then
     chromium
     # tests: the libFuzzer targets (fuzz/, clang's libFuzzer, ASan and UBSan runtimes)
     clang-14 libclang-rt-14-dev
+    # tests: the format check (scripts/format.sh --check, ctest `format`)
+    clang-format-14
   )
 fi
 

@@ -9,7 +9,11 @@ if [ -z "$fmt" ]; then
   echo "scripts/format.sh: clang-format-14 is not installed (apt-get install clang-format-14)" >&2
   exit 2
 fi
-mapfile -t files < <(git ls-files '*.cpp' '*.hpp')
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  mapfile -t files < <(git ls-files '*.cpp' '*.hpp')
+else # a source tarball: every C++ file but build trees
+  mapfile -t files < <(find . -path './build*' -prune -o \( -name '*.cpp' -o -name '*.hpp' \) -print | sed 's|^\./||' | sort)
+fi
 if [ "${1:-}" = "--check" ]; then
   bad=0
   for f in "${files[@]}"; do

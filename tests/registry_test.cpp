@@ -61,15 +61,8 @@ struct fixture : with_database, test::deterministic_system {
     run();
   }
 
-  struct node {
-    std::string id, name, key;
-  };
-  node add_node(const std::string& name) {
-    auto k = generate_api_key();
-    auto r = t.run(storage::node_create{name, "", k.key_id, k.key_hash});
-    BOOST_REQUIRE(r.created);
-    return {r.node.id, name, k.key};
-  }
+  using node = test::test_node;
+  node add_node(const std::string& name) { return test::add_test_node(t, name); }
 
   /// A stand-in session actor and what it receives.
   std::pair<caf::actor, inbox> session() {

@@ -132,16 +132,9 @@ struct session_fixture : session_database, test::deterministic_system {
   /// The coordinator closed `c` (graceful shutdown of the scribe).
   bool closed(connection_handle c) { return mpx.stopped_reading(c); }
 
-  struct node {
-    std::string id, name, key;
-  };
+  using node = test::test_node;
 
-  node add_node(const std::string& name) {
-    auto k = generate_api_key();
-    auto r = t.run(storage::node_create{name, "", k.key_id, k.key_hash});
-    BOOST_REQUIRE(r.created);
-    return {r.node.id, name, k.key};
-  }
+  node add_node(const std::string& name) { return test::add_test_node(t, name); }
 
   std::string hello_line(const node& n, const std::string& key = "") {
     return protocol::encode_hello({protocol::version, n.name, key.empty() ? n.key : key, "test", ""});
@@ -961,6 +954,14 @@ BOOST_AUTO_TEST_CASE(max_handshakes_refuses_unauthenticated_connections_beyond_i
   (void)c7;
 }
 
+/// Attempt `a` and its lines 0..6: eight frames, a session's whole share in the backpressure tests.
+std::string eight_frames(const std::string& a) {
+  std::string batch = protocol::encode_attempt({a, "t", "running", "", "", ""});
+  for (int s = 0; s < 7; ++s)
+    batch += protocol::encode_logs({a, {{s, "2026-01-09T12:00:00.000Z", "stdout", "line " + std::to_string(s)}}});
+  return batch;
+}
+
 // Backpressure: over its share of the ingest budget a session stops reading (the bytes stay in
 // the socket), tells its node it waits every heartbeat interval, is not closed for idleness, and
 // reads everything once the database commits again. Nothing is lost or reordered.
@@ -975,10 +976,7 @@ BOOST_AUTO_TEST_CASE(a_session_over_its_budget_stops_reading_until_storage_catch
   *held.hold = true;
   auto a = new_uuid();
   const std::string ts = "2026-01-09T12:00:00.000Z";
-  std::string batch = protocol::encode_attempt({a, "t", "running", "", "", ""});
-  for (int s = 0; s < 7; ++s)
-    batch += protocol::encode_logs({a, {{s, ts, "stdout", "line " + std::to_string(s)}}});
-  f.send(c, batch); // 8 frames: the session's whole share
+  f.send(c, eight_frames(a)); // the session's whole share
   BOOST_TEST(budget->frames() == 8u);
   BOOST_TEST(f.mpx.passive_mode(c), "not reading");
   // More arrives: it stays in the socket, unread.
@@ -1030,10 +1028,7 @@ BOOST_AUTO_TEST_CASE(a_resume_whose_trigger_is_lost_is_repaired) {
   *held.hold = true;
   auto a = new_uuid();
   const std::string ts = "2026-01-09T12:00:00.000Z";
-  std::string batch = protocol::encode_attempt({a, "t", "running", "", "", ""});
-  for (int s = 0; s < 7; ++s)
-    batch += protocol::encode_logs({a, {{s, ts, "stdout", "line " + std::to_string(s)}}});
-  f.send(c, batch); // exactly its share: paused, nothing else waits in the socket
+  f.send(c, eight_frames(a)); // exactly its share: paused, nothing else waits in the socket
   BOOST_TEST_REQUIRE(f.mpx.passive_mode(c), "not reading");
   *held.hold = false;
   // Step by a millisecond, so the loss is simulated right at the resume (before any re-trigger).

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "common/api_key.hpp"
 #include "common/ids.hpp"
 #include "storage/query.hpp"
 
@@ -121,5 +122,12 @@ std::string test_database::dump() {
 }
 
 void test_database::exec_sql(const std::string& sql) { db_->session() << sql; }
+
+test_node add_test_node(test_database& t, const std::string& name) {
+  auto k = generate_api_key();
+  auto r = t.run(storage::node_create{name, "", k.key_id, k.key_hash});
+  BOOST_REQUIRE_MESSAGE(r.created, "node " << name << " was not created");
+  return {r.node.id, name, k.key};
+}
 
 } // namespace nodecoord::test

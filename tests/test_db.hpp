@@ -78,6 +78,14 @@ private:
   std::unique_ptr<storage::batch_executor> exec_;
 };
 
+/// A node created directly in the database, with the full API key a hello presents.
+struct test_node {
+  std::string id, name, key;
+};
+
+/// Creates node `name` with a fresh API key (fails the test if the name is taken).
+test_node add_test_node(test_database& t, const std::string& name);
+
 } // namespace nodecoord::test
 
 /// Defines one test body and registers it twice: NAME_sqlite and NAME_postgresql.

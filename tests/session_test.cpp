@@ -166,6 +166,19 @@ struct session_fixture : session_database, test::deterministic_system {
     return out;
   }
 
+  /// Starts the orderly shutdown (actors/shutdown.hpp) from an actor of its own; `report` is set
+  /// when the sequence is done. (The actor takes an argument: CAF 0.17 dereferences a null tuple
+  /// when a function actor takes none, which UBSan reports.)
+  caf::actor start_shutdown(std::optional<shutdown_report>& report) {
+    return sys.spawn(
+      [&](caf::event_based_actor* self, int) -> caf::behavior {
+        shutdown_in_order(self, {acceptor, registry, scheduler_actor{}, tracker, storage},
+                          [&report](const shutdown_report& r) { report = r; });
+        return {};
+      },
+      0);
+  }
+
   std::vector<connected_node> connected() {
     std::vector<connected_node> out;
     auto rh = self->request(registry, caf::infinite, caf::get_atom::value);
@@ -1068,15 +1081,7 @@ BOOST_AUTO_TEST_CASE(the_shutdown_sequence_commits_what_was_accepted_and_resets_
   BOOST_TEST_REQUIRE(!f.t.run(storage::attempt_get{b}).found);
 
   std::optional<shutdown_report> report;
-  // (An argument: CAF 0.17 dereferences a null tuple when a function actor takes none, which
-  // UBSan reports.)
-  auto runner = f.sys.spawn(
-    [&](caf::event_based_actor* self, int) -> caf::behavior {
-      shutdown_in_order(self, {f.acceptor, f.registry, scheduler_actor{}, f.tracker, f.storage},
-                        [&report](const shutdown_report& r) { report = r; });
-      return {};
-    },
-    0);
+  auto runner = f.start_shutdown(report);
   f.run();
   BOOST_TEST(!report.has_value(), "done before storage committed what it accepted");
   BOOST_TEST(types_of(f.frames(c)) == strings{"close"});
@@ -1107,15 +1112,7 @@ BOOST_AUTO_TEST_CASE(the_shutdown_sequence_goes_on_past_a_stage_that_is_gone) {
   caf::anon_send_exit(f.registry, caf::exit_reason::kill);
   f.run();
   std::optional<shutdown_report> report;
-  // (An argument: CAF 0.17 dereferences a null tuple when a function actor takes none, which
-  // UBSan reports.)
-  auto runner = f.sys.spawn(
-    [&](caf::event_based_actor* self, int) -> caf::behavior {
-      shutdown_in_order(self, {f.acceptor, f.registry, scheduler_actor{}, f.tracker, f.storage},
-                        [&report](const shutdown_report& r) { report = r; });
-      return {};
-    },
-    0);
+  auto runner = f.start_shutdown(report);
   f.run();
   BOOST_TEST_REQUIRE(report.has_value());
   BOOST_TEST(report->sessions_closed == 1u);

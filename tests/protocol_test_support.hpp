@@ -72,7 +72,8 @@ inline p::decode_error decode_fails(std::string_view line) {
 }
 
 /// The frame is refused with exactly this code, ref and message.
-inline void check_refused(std::string_view line, const std::string& code, const std::string& ref, const std::string& message) {
+inline void check_refused(std::string_view line, const std::string& code, const std::string& ref,
+                          const std::string& message) {
   BOOST_TEST_CONTEXT("frame: " << printable(line)) {
     auto r = p::decode(line);
     if (auto* m = std::get_if<p::node_message>(&r)) {

@@ -68,14 +68,13 @@ inline int64_t count(test_database& t, const std::string& sql) {
   return n;
 }
 
-
 /// Completes `id` through a one-attempt backfill (mark, then an ok with `log_count` lines).
-inline void complete(test_database& t, const node_record& n, int64_t epoch, const std::string& id, int64_t log_count = 0) {
+inline void complete(test_database& t, const node_record& n, int64_t epoch, const std::string& id,
+                     int64_t log_count = 0) {
   auto req = new_uuid();
   BOOST_REQUIRE_EQUAL(t.run(mark_pending{req, n.id, epoch, {id}}).marked.size(), 1u);
   BOOST_REQUIRE_EQUAL(t.run(apply_backfill{req, n.id, {{id, true, log_count, ""}}, 5}).completed, 1);
   BOOST_REQUIRE_EQUAL(get(t, id).sync_state, "complete");
 }
-
 
 } // namespace storage_test

@@ -80,8 +80,8 @@ inline caf::behavior fake_session(caf::event_based_actor* self, std::shared_ptr<
   };
 }
 
-storage::backfill_item ok(const std::string& id, int64_t log_count) { return {id, true, log_count, ""}; }
-storage::backfill_item not_ok(const std::string& id, std::string error = "not found") {
+inline storage::backfill_item ok(const std::string& id, int64_t log_count) { return {id, true, log_count, ""}; }
+inline storage::backfill_item not_ok(const std::string& id, std::string error = "not found") {
   return {id, false, 0, std::move(error)};
 }
 

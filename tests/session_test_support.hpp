@@ -246,5 +246,4 @@ inline connection_handle agent_connects(session_fixture& f, agent::coordinator_l
   return c;
 }
 
-
 } // namespace session_test

@@ -83,8 +83,8 @@ inline node_client connect_node(daemon_under_test& d, const node_info& n, int64_
 }
 
 inline std::string attempt_frame(const std::string& id, const std::string& task, const std::string& state,
-                          const std::string& started = "", const std::string& finished = "",
-                          const std::string& meta = "") {
+                                 const std::string& started = "", const std::string& finished = "",
+                                 const std::string& meta = "") {
   protocol::attempt a;
   a.attempt_id = id;
   a.task_id = task;
@@ -101,7 +101,7 @@ inline std::string line_text(const std::string& attempt, int64_t seq) {
 }
 
 inline std::string logs_frame(const std::string& attempt, int64_t from, int64_t to_inclusive,
-                       const std::string& text_suffix = "") {
+                              const std::string& text_suffix = "") {
   protocol::logs l;
   l.attempt_id = attempt;
   for (int64_t s = from; s <= to_inclusive; ++s)
@@ -153,6 +153,5 @@ inline std::vector<node_info> provision_directly(const daemon_under_test& d, std
   }
   return nodes;
 }
-
 
 } // namespace sessions_e2e

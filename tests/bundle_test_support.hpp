@@ -63,7 +63,8 @@ inline std::string add_attempt(test_database& t, const node_record& n, int i) {
   return id;
 }
 
-inline int64_t add_lines(test_database& t, const node_record& n, const std::string& attempt, std::vector<log_entry> lines) {
+inline int64_t add_lines(test_database& t, const node_record& n, const std::string& attempt,
+                         std::vector<log_entry> lines) {
   auto r = t.run(logs_insert{n.id, attempt, lines});
   BOOST_REQUIRE(r.status == write_status::ok);
   return r.inserted;
@@ -271,6 +272,5 @@ inline b::counts counts_of(const source& s) {
 inline b::import_bundle::result_type::kind k(int64_t inserted, int64_t skipped, int64_t conflicting) {
   return {inserted, skipped, conflicting};
 }
-
 
 } // namespace bundle_test

@@ -1,0 +1,257 @@
+#pragma once
+
+// admin_api_test's fake backend (a small in-memory database that records what the API asks of it)
+// and the fixture that calls admin::api::handle. fuzz/fuzz_admin_request.cpp has a different fake:
+// canned rows, and every value it is handed checked against what the database accepts.
+
+#include "admin/api.hpp"
+#include "common/ids.hpp"
+#include "common/metrics.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cctype>
+#include <chrono>
+#include <map>
+
+using namespace nodecoord;
+using namespace nodecoord::admin;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace admin_api_test {
+
+struct fake_backend final : backend {
+  // What the fake database holds.
+  std::map<std::string, storage::node_record> nodes_by_name;
+  std::map<std::string, storage::attempt_record> attempts_by_id;
+  std::vector<storage::job_record> job_rows;
+  std::vector<connected_node> live;
+  tracker_status tracker_now;
+  storage_status storage_now{true, "sqlite", "sqlite://x", "", 6, 0, {}};
+  order_result next_order{order_status::requested, "job-1", 1, ""};
+  bool storage_down = false; // every storage call throws unavailable
+  bool tracker_down = false;
+  bool ping_ok = true;
+  // What the API asked.
+  int counts_calls = 0;
+  int ping_calls = 0;
+  std::vector<std::string> async_backfills;
+  std::vector<storage::jobs_prune> prunes;
+  std::vector<storage::attempt_list> attempt_queries;
+  std::vector<storage::job_query> job_queries;
+  std::vector<std::string> closed;
+  std::vector<std::string> requeues;
+
+  void need_storage() {
+    if (storage_down)
+      throw unavailable("storage: timed out");
+  }
+
+  storage_status storage_state() override {
+    need_storage();
+    return storage_now;
+  }
+  bool ping() override {
+    ++ping_calls;
+    need_storage();
+    return ping_ok;
+  }
+  storage::count_summary::result_type counts() override {
+    ++counts_calls;
+    need_storage();
+    storage::count_summary::result_type r;
+    r.nodes_by_status = {{"offline", static_cast<int64_t>(nodes_by_name.size())}};
+    r.attempts_by_sync_state = {{"partial", 2}, {"complete", 5}};
+    r.jobs_by_status_type = {{"succeeded/backfill", 3}};
+    return r;
+  }
+  storage::database_size::result_type sizes() override {
+    need_storage();
+    return {4096, {{"nodes", 1024}, {"jobs", 2048}}};
+  }
+  storage::node_list::result_type nodes() override {
+    need_storage();
+    storage::node_list::result_type out;
+    for (auto& [n, r] : nodes_by_name)
+      out.push_back(r);
+    return out;
+  }
+  storage::node_lookup_by_name::result_type node(const std::string& name) override {
+    need_storage();
+    auto it = nodes_by_name.find(name);
+    if (it == nodes_by_name.end())
+      return {};
+    return {true, it->second};
+  }
+  storage::node_create::result_type create_node(const storage::node_create& op) override {
+    need_storage();
+    storage::node_create::result_type r;
+    if (nodes_by_name.count(op.name))
+      return r;
+    storage::node_record n;
+    n.id = new_uuid();
+    n.name = op.name;
+    n.status = "offline";
+    nodes_by_name[op.name] = n;
+    r.created = true;
+    r.node = n;
+    return r;
+  }
+  storage::node_disable::result_type disable_node(const std::string& name) override {
+    need_storage();
+    auto it = nodes_by_name.find(name);
+    if (it == nodes_by_name.end())
+      return {};
+    it->second.status = "disabled";
+    return {true, it->second};
+  }
+  storage::node_enable::result_type enable_node(const std::string& name) override { return disable_node(name); }
+  storage::node_set_key::result_type set_key(const storage::node_set_key& op) override { return disable_node(op.name); }
+  storage::attempt_list::result_type attempts(const storage::attempt_list& op) override {
+    need_storage();
+    attempt_queries.push_back(op);
+    storage::attempt_list::result_type out;
+    for (auto& [id, a] : attempts_by_id)
+      if (id > op.after_id && static_cast<int64_t>(out.size()) < op.limit)
+        out.push_back(a);
+    return out;
+  }
+  storage::attempt_get::result_type attempt(const std::string& id) override {
+    need_storage();
+    auto it = attempts_by_id.find(id);
+    storage::attempt_get::result_type r;
+    if (it != attempts_by_id.end()) {
+      r.found = true;
+      r.attempt = it->second;
+    }
+    return r;
+  }
+  storage::attempt_requeue::result_type requeue(const std::string& id) override {
+    need_storage();
+    requeues.push_back(id);
+    auto it = attempts_by_id.find(id);
+    if (it == attempts_by_id.end())
+      return {};
+    if (it->second.sync_state != "failed")
+      return {true, false};
+    it->second.sync_state = "partial";
+    return {true, true};
+  }
+  storage::job_query::result_type jobs(const storage::job_query& op) override {
+    need_storage();
+    job_queries.push_back(op);
+    storage::job_query::result_type out;
+    for (auto& j : job_rows)
+      if (static_cast<int64_t>(out.size()) < op.limit)
+        out.push_back(j);
+    return out;
+  }
+  storage::jobs_prune::result_type prune(const storage::jobs_prune& op) override {
+    need_storage();
+    prunes.push_back(op);
+    return {static_cast<int64_t>(op.statuses.size())};
+  }
+  storage::job_insert::result_type insert_job(const storage::job_insert&) override { return {true}; }
+  storage::job_update::result_type update_job(const storage::job_update&) override { return {true}; }
+  storage::bundle::counts export_bundle(const storage::bundle::export_file& op) override {
+    need_storage();
+    const std::string text = "{\"type\":\"manifest\"}\n";
+    std::fwrite(text.data(), 1, text.size(), op.out.get());
+    return {1, 0, 0, 0};
+  }
+  storage::bundle::import_bundle::result_type import_bundle(const storage::bundle::import_bundle& op) override {
+    need_storage();
+    if (import_throws)
+      throw std::runtime_error("line 3: attempt: node 123 exists nowhere");
+    storage::bundle::import_bundle::result_type r;
+    r.nodes.inserted = static_cast<int64_t>(op.bundle->nodes.size());
+    last_dry_run = op.dry_run;
+    return r;
+  }
+  bool import_throws = false;
+  bool last_dry_run = false;
+  std::vector<connected_node> connected() override { return live; }
+  bool close_session(const std::string& name) override {
+    closed.push_back(name);
+    return true;
+  }
+  tracker_status tracker() override {
+    if (tracker_down)
+      throw unavailable("tracker: timed out");
+    return tracker_now;
+  }
+  order_result backfill(const std::string& id) override {
+    backfills.push_back(id);
+    return next_order;
+  }
+  std::vector<std::string> backfills;
+  void backfill_async(const std::string& id) override { async_backfills.push_back(id); }
+};
+
+struct fixture {
+  fake_backend b;
+  std::chrono::steady_clock::time_point now{};
+  api_options opts() {
+    api_options o;
+    o.version = "9.9.9";
+    o.started_at = "2026-01-01T00:00:00.000Z";
+    o.steady_now = [this] { return now; };
+    o.wall_now = [] { return std::string("2026-01-02T00:00:00.000Z"); };
+    o.dashboard_html = "<html>dash</html>";
+    return o;
+  }
+  api a{b, opts()};
+
+  http_response call(const std::string& method, const std::string& target, const std::string& body = "",
+                     const std::string& auth = "") {
+    http_request r;
+    r.method = method;
+    auto q = target.find('?');
+    r.path = target.substr(0, q);
+    if (q != std::string::npos) {
+      std::string rest = target.substr(q + 1);
+      size_t at = 0;
+      while (at <= rest.size()) {
+        auto amp = rest.find('&', at);
+        auto kv = rest.substr(at, amp == std::string::npos ? std::string::npos : amp - at);
+        auto eq = kv.find('=');
+        r.params.emplace(kv.substr(0, eq), eq == std::string::npos ? "" : kv.substr(eq + 1));
+        if (amp == std::string::npos)
+          break;
+        at = amp + 1;
+      }
+    }
+    r.body = body;
+    r.authorization = auth;
+    return a.handle(r);
+  }
+  json data(const http_response& r) {
+    auto j = json::parse(r.body);
+    BOOST_TEST_REQUIRE(j["ok"].get<bool>(), r.body);
+    return j["data"];
+  }
+  /// The error code of a failed answer, after checking its status.
+  std::string error(const http_response& r, int status) {
+    BOOST_TEST(r.status == status, "status " << r.status << " body " << r.body);
+    auto j = json::parse(r.body);
+    BOOST_TEST_REQUIRE(!j["ok"].get<bool>(), r.body);
+    BOOST_TEST(!j["error"]["message"].get<std::string>().empty());
+    return j["error"]["code"].get<std::string>();
+  }
+
+  storage::attempt_record add_attempt(const std::string& sync_state, const std::string& node_id = "n-1") {
+    storage::attempt_record a;
+    a.id = new_uuid();
+    a.node_id = node_id;
+    a.task_id = "t";
+    a.state = "running";
+    a.sync_state = sync_state;
+    a.meta = "{\"k\":1}";
+    b.attempts_by_id[a.id] = a;
+    return a;
+  }
+};
+
+
+} // namespace admin_api_test

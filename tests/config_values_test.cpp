@@ -1,0 +1,198 @@
+#include <boost/test/unit_test.hpp>
+
+// The configuration's value types: durations, endpoints, error and log-level formatting, and
+// where the state directory comes from.
+
+#include "config_test_support.hpp"
+
+using namespace config_test;
+
+// --- durations --------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(duration_parsing_valid) {
+  const std::vector<std::pair<std::string, int64_t>> cases = {
+    {"250ms", 250},
+    {"10s", 10'000},
+    {"5m", 300'000},
+    {"1h", 3'600'000},
+    {"1m30s", 90'000},
+    {"1h1m1s1ms", 3'661'001},
+    {"2h30m", 9'000'000},
+    {"1s500ms", 1'500},
+    {"0s", 0},
+    {"0ms", 0},
+    {"007s", 7'000},
+    {"90s", 90'000},
+    {"9223372036854775807ms", INT64_MAX},
+  };
+  for (const auto& [text, millis] : cases) {
+    std::string why = "untouched";
+    auto d = parse_duration(text, &why);
+    BOOST_TEST_CONTEXT("input: \"" << text << "\"") {
+      BOOST_TEST_REQUIRE(d.has_value(), "why: " << why);
+      BOOST_TEST(d->count() == millis);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(duration_parsing_invalid) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+    {"", "empty duration"},
+    {"-5s", "negative durations are not allowed"},
+    {"+5s", "a sign is not allowed"},
+    {"10", "missing unit after 10"},
+    {"1m30", "missing unit after 30"},
+    {"10d", "unknown unit \"d\""},
+    {"10S", "unknown unit \"S\""},
+    {"10sec", "unknown unit \"sec\""},
+    {"10us", "unknown unit \"us\""},
+    {"10 s", "whitespace is not allowed"},
+    {" 10s", "whitespace is not allowed"},
+    {"10s ", "whitespace is not allowed"},
+    {"1.5s", "fractional values are not allowed"},
+    {"s", "expected a number"},
+    {"10s%", "unexpected character '%'"},
+    {"30s1m", "units must appear from largest to smallest"},
+    {"1s1s", "units must appear from largest to smallest"},
+    {"9223372036854775808ms", "duration too large"},
+    {"2562047788016h", "duration too large"},
+    {"99999999999999999999999s", "duration too large"},
+    {"9223372036854775s1000ms", "duration too large"},
+  };
+  for (const auto& [text, reason] : cases) {
+    BOOST_TEST_CONTEXT("input: \"" << text << "\"") {
+      std::string why;
+      auto d = parse_duration(text, &why);
+      BOOST_TEST(!d.has_value());
+      BOOST_TEST(contains(why, reason), "why: " << why);
+      BOOST_TEST(!parse_duration(text).has_value()); // `why` is optional
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(duration_formatting) {
+  const std::vector<std::pair<int64_t, std::string>> cases = {
+    {1'500, "1500ms"},     {60'000, "1m"},           {90'000, "1m30s"},   {0, "0s"},
+    {250, "250ms"},        {10'000, "10s"},          {3'600'000, "1h"},   {5'400'000, "1h30m"},
+    {3'661'000, "1h1m1s"}, {3'661'001, "3661001ms"}, {86'400'000, "24h"}, {-10'000, "-10s"},
+  };
+  for (const auto& [millis, text] : cases)
+    BOOST_TEST(format_duration(std::chrono::milliseconds{millis}) == text, "for " << millis << "ms");
+  // Round trip.
+  for (int64_t millis : {int64_t{1}, int64_t{999}, int64_t{1'000}, int64_t{61'000}, int64_t{3'599'999},
+                         int64_t{7'200'000}, int64_t{INT64_MAX}}) {
+    auto back = parse_duration(format_duration(std::chrono::milliseconds{millis}));
+    BOOST_TEST_REQUIRE(back.has_value(), "for " << millis << "ms");
+    BOOST_TEST(back->count() == millis);
+  }
+}
+
+// --- endpoints --------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(endpoint_parsing_valid) {
+  struct valid {
+    std::string text;
+    std::string host;
+    uint16_t port;
+    std::string printed;
+  };
+  const std::vector<valid> cases = {
+    {"127.0.0.1:7400", "127.0.0.1", 7400, "127.0.0.1:7400"},
+    {"127.0.0.1:0", "127.0.0.1", 0, "127.0.0.1:0"}, // any free port
+    {"0.0.0.0:1", "0.0.0.0", 1, "0.0.0.0:1"},
+    {"localhost:65535", "localhost", 65535, "localhost:65535"},
+    {"node-1.example.net:8080", "node-1.example.net", 8080, "node-1.example.net:8080"},
+    {"[::1]:7400", "::1", 7400, "[::1]:7400"},
+    {"[::]:7400", "::", 7400, "[::]:7400"},
+    {"[2001:db8::17]:443", "2001:db8::17", 443, "[2001:db8::17]:443"},
+    {"[fe80::1%eth0]:7400", "fe80::1%eth0", 7400, "[fe80::1%eth0]:7400"},
+    {"127.0.0.1:07400", "127.0.0.1", 7400, "127.0.0.1:7400"},
+  };
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT("listen = \"" << c.text << "\"") {
+      auto r = load("[server]\nlisten = \"" + c.text + "\"\n");
+      BOOST_TEST_REQUIRE(r.ok(), "errors:" << describe(r));
+      BOOST_TEST(r.config.server.listen.host == c.host);
+      BOOST_TEST(r.config.server.listen.port == c.port);
+      BOOST_TEST(r.config.server.listen.to_string() == c.printed);
+    }
+  }
+  BOOST_TEST(default_config().server.listen.to_string() == "127.0.0.1:7400");
+  BOOST_TEST(default_config().admin.listen.to_string() == "127.0.0.1:7401");
+}
+
+BOOST_AUTO_TEST_CASE(endpoint_parsing_invalid) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+    {"", "empty address"},
+    {"::1:7400", "IPv6 addresses must be written in brackets"},
+    {"127.0.0.1", "missing port"},
+    {":7400", "missing host"},
+    {"127.0.0.1:", "the port must be a number"},
+    {"127.0.0.1:http", "the port must be a number"},
+    {"127.0.0.1:-1", "the port must be a number"},
+    {"127.0.0.1:65536", "port must be between 0 and 65535 (got 65536)"},
+    {"127.0.0.1:99999999999999999999999", "port must be between 0 and 65535"},
+    {"[::1]7400", "missing port after ']'"},
+    {"[::1]", "missing port after ']'"},
+    {"[::1:7400", "missing ']'"},
+    {"[]:7400", "missing host"},
+    {"[zz::1]:7400", "is not an IPv6 address"},
+    {"[127.0.0.1]:7400", "is not an IPv6 address"},
+    {"256.0.0.1:7400", "is not an IPv4 address"},
+    {"*:7400", "is not a host name or IP address"},
+    {"my host:7400", "is not a host name or IP address"},
+  };
+  for (const auto& [text, reason] : cases) {
+    check_single_error({"[server]\nlisten = \"" + text + "\"\n", "server.listen", 2, 10, reason});
+    check_single_error({"[admin]\nlisten = \"" + text + "\"\n", "admin.listen", 2, 10, reason});
+  }
+}
+
+// --- formatting -------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(config_error_to_string) {
+  BOOST_TEST((config_error{"/etc/nc.toml", 3, 7, "server.listen", "bad"}.to_string())
+             == "/etc/nc.toml:3:7: server.listen: bad");
+  BOOST_TEST((config_error{"/etc/nc.toml", 3, 7, "", "syntax"}.to_string()) == "/etc/nc.toml:3:7: syntax");
+  BOOST_TEST((config_error{"/etc/nc.toml", 0, 0, "", "cannot read"}.to_string()) == "/etc/nc.toml: cannot read");
+  BOOST_TEST((config_error{"/etc/nc.toml", 0, 0, "log.level", "bad"}.to_string()) == "/etc/nc.toml: log.level: bad");
+  BOOST_TEST((config_error{"/etc/nc.toml", 4, 0, "log.level", "bad"}.to_string()) == "/etc/nc.toml:4: log.level: bad");
+  BOOST_TEST((config_error{"", 4, 2, "log.level", "bad"}.to_string()) == "4:2: log.level: bad");
+  BOOST_TEST((config_error{"", 0, 0, "", "bad"}.to_string()) == "bad");
+  // From a real load.
+  auto r = load_string("[server]\nhello_timeout = 10\n", "/etc/nodecoord/nodecoord.toml");
+  BOOST_TEST_REQUIRE(r.errors.size() == 1u);
+  BOOST_TEST(
+    r.errors[0].to_string()
+    == "/etc/nodecoord/nodecoord.toml:2:17: server.hello_timeout: expected a string like \"10s\", got integer");
+  r = load_string("[server\n", "x.toml");
+  BOOST_TEST_REQUIRE(r.errors.size() == 1u);
+  BOOST_TEST(r.errors[0].to_string().rfind("x.toml:1:8: ", 0) == 0u, r.errors[0].to_string());
+}
+
+BOOST_AUTO_TEST_CASE(log_names) {
+  const std::vector<std::pair<std::string, log_level>> levels = {
+    {"trace", log_level::trace}, {"debug", log_level::debug}, {"info", log_level::info},
+    {"warn", log_level::warn},   {"error", log_level::error},
+  };
+  for (const auto& [name, level] : levels) {
+    BOOST_TEST(to_string(level) == name);
+    auto r = load("[log]\nlevel = \"" + name + "\"\n");
+    BOOST_TEST_REQUIRE(r.ok(), describe(r));
+    BOOST_TEST((r.config.log.level == level), name);
+  }
+  BOOST_TEST(to_string(log_format::text) == "text");
+  BOOST_TEST(to_string(log_format::json) == "json");
+  auto r = load("[log]\nformat = \"json\"\n");
+  BOOST_TEST_REQUIRE(r.ok(), describe(r));
+  BOOST_TEST((r.config.log.format == log_format::json));
+}
+
+BOOST_AUTO_TEST_CASE(state_dir_flag_then_systemd_then_working_directory) {
+  using nodecoord::config::resolve_state_dir;
+  ::setenv("STATE_DIRECTORY", "/var/lib/nodecoord:/var/lib/other", 1);
+  BOOST_TEST(resolve_state_dir("/srv/state") == "/srv/state");
+  BOOST_TEST(resolve_state_dir("") == "/var/lib/nodecoord"); // the first of several
+  ::unsetenv("STATE_DIRECTORY");
+  BOOST_TEST(resolve_state_dir("").empty());
+}

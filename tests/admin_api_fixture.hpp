@@ -253,5 +253,4 @@ struct fixture {
   }
 };
 
-
 } // namespace admin_api_test

@@ -29,9 +29,9 @@ using namespace nodecoord::test;
 namespace admin_e2e {
 
 inline const std::string backfill_toml = "[backfill]\n"
-                                  "reconnect_rate = 1000\n"
-                                  "request_timeout = \"60s\"\n"
-                                  "reconcile_interval = \"1h\"\n";
+                                         "reconnect_rate = 1000\n"
+                                         "request_timeout = \"60s\"\n"
+                                         "reconcile_interval = \"1h\"\n";
 
 struct http_answer {
   int status = 0;
@@ -40,8 +40,8 @@ struct http_answer {
 };
 
 /// One request to the daemon's admin API; fails the test if there is no answer at all.
-inline http_answer http(daemon_under_test& d, const std::string& method, const std::string& path, const std::string& body = "",
-                 const std::string& token = "") {
+inline http_answer http(daemon_under_test& d, const std::string& method, const std::string& path,
+                        const std::string& body = "", const std::string& token = "") {
   httplib::Client cli("127.0.0.1", d.admin_port());
   cli.set_read_timeout(60, 0);
   httplib::Headers headers;
@@ -102,6 +102,5 @@ inline double metric(const std::string& text, const std::string& sample) {
   auto start = at + sample.size() + 2;
   return std::stod(text.substr(start, text.find('\n', start) - start));
 }
-
 
 } // namespace admin_e2e

@@ -29,7 +29,6 @@ using namespace std::literals;
 
 namespace config_test {
 
-
 inline const std::string example_path = NODECOORD_SOURCE_DIR "/config/nodecoord.example.toml";
 
 inline std::string describe(const load_result& r) {
@@ -121,6 +120,5 @@ struct temp_file {
     rmdir(dir.c_str());
   }
 };
-
 
 } // namespace config_test

@@ -11,6 +11,7 @@
 //   disconnect-storm  N nodes with pending requests drop at once: time until no row is
 //                     pending_backfill, against one direct UPDATE of the same rows (daemon running)
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace nodecoord::bench {
@@ -79,5 +80,32 @@ struct storm_args {
   bool keep = false;
 };
 int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool as_json);
+
+/// The socket scenarios' arguments (connect, steady, admin, reconnect-storm; load_scenarios.cpp).
+struct load_args {
+  std::string coordinator;
+  std::string keys_path;
+  size_t nodes = 0;
+  int pid = 0;
+  size_t concurrency = 200;
+  std::string sources = "auto";
+  std::string welcome_timeout = "30s";
+  // connect
+  std::string settle = "1s";
+  // steady
+  std::string interval = "10s";
+  std::string duration = "60s";
+  std::string warmup = "0s";
+  std::string ack_timeout = "5s";
+  int64_t lines = 0;
+  // admin
+  std::string admin_url;
+  size_t requests = 200;
+};
+
+int run_connect(const load_args& a, bool as_json);
+int run_steady(const load_args& a, bool as_json);
+int run_admin(const load_args& a, bool as_json);
+int run_reconnect_storm(const load_args& a, bool as_json);
 
 } // namespace nodecoord::bench

@@ -1,6 +1,6 @@
 // The scheduler (DESIGN §4: the three triggers and their limits) under CAF's deterministic
 // scheduler, with the tracker and a storage actor on SQLite; node sessions are fake actors
-// (tests/backfill_fixture.hpp).
+// (tests/support/backfill_fixture.hpp).
 #define BOOST_TEST_MODULE scheduler_test
 #include <boost/test/unit_test.hpp>
 

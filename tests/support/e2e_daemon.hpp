@@ -1,7 +1,7 @@
 #pragma once
 // The real nodecoordd for end-to-end tests: its own state directory and configuration, started
 // and stopped as a child process, nodecoordctl against the same files, and bounded polls of the
-// database it writes. Built once (tests/e2e_daemon.cpp, library nc_test_e2e) for every end-to-end
+// database it writes. Built once (tests/support/e2e_daemon.cpp, library nc_test_e2e) for every end-to-end
 // test.
 #include "common/api_key.hpp"
 #include "common/ids.hpp"

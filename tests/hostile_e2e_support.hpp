@@ -187,5 +187,4 @@ struct fast_writer {
   }
 };
 
-
 } // namespace hostile_e2e

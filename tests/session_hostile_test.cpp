@@ -74,44 +74,6 @@ BOOST_AUTO_TEST_CASE(which_errors_count_toward_max_protocol_errors) {
   BOOST_TEST(types_of(f.frames(ca)) == strings{"ack:2"});
 }
 
-// A cap on connections that have not authenticated: a flood of hellos cannot hold every slot.
-BOOST_AUTO_TEST_CASE(max_handshakes_refuses_unauthenticated_connections_beyond_it) {
-  session_fixture f(100, nullptr, {}, [](acceptor_options& o) { o.max_handshakes = 3; });
-  auto n = f.add_node("alpha");
-  auto c1 = f.connect();
-  auto c2 = f.connect();
-  auto c3 = f.connect();
-  auto c4 = f.connect();
-  BOOST_TEST(!f.closed(c1));
-  BOOST_TEST(!f.closed(c3));
-  BOOST_TEST(f.closed(c4), "the fourth unauthenticated connection is closed at once");
-  BOOST_TEST(f.mpx.output_buffer(c4).empty());
-  // Authenticating frees a place: c1 is welcomed, a new connection is accepted.
-  f.send(c1, f.hello_line(n));
-  BOOST_TEST(types_of(f.frames(c1)) == strings{"welcome"});
-  auto c5 = f.connect();
-  BOOST_TEST(!f.closed(c5));
-  // So does failing, or timing out: c2 fails, c3 and c5 time out; three new ones fit again.
-  f.send(c2, f.hello_line(n, "ncak_bogus.bogus"));
-  BOOST_TEST(f.closed(c2));
-  f.advance(6s);
-  BOOST_TEST(f.closed(c3));
-  BOOST_TEST(f.closed(c5));
-  auto c6 = f.connect();
-  auto c7 = f.connect();
-  auto c8 = f.connect();
-  BOOST_TEST(!f.closed(c6));
-  BOOST_TEST(!f.closed(c8));
-  BOOST_TEST(f.closed(f.connect()));
-  BOOST_TEST(!f.closed(c1), "the authenticated session is not counted");
-  acceptor_stats s;
-  auto rh = f.self->request(f.acceptor, caf::infinite, stats_atom::value);
-  f.run();
-  rh.receive([&](acceptor_stats& x) { s = x; }, [](caf::error&) { BOOST_FAIL("stats"); });
-  BOOST_TEST(s.refused_handshakes == 2u);
-  (void)c7;
-}
-
 /// Attempt `a` and its lines 0..6: eight frames, a session's whole share in the backpressure tests.
 std::string eight_frames(const std::string& a) {
   std::string batch = protocol::encode_attempt({a, "t", "running", "", "", ""});

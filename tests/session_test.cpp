@@ -310,39 +310,6 @@ BOOST_FIXTURE_TEST_CASE(last_seen_is_flushed_in_batches, session_fixture) {
   BOOST_TEST(row(b).last_seen_at == "2026-01-09T12:00:06.000Z");
 }
 
-BOOST_AUTO_TEST_CASE(max_connections_refuses_extra_connections) {
-  session_fixture fx(2);
-  auto c1 = fx.connect();
-  auto c2 = fx.connect();
-  auto c3 = fx.connect();
-  BOOST_TEST(!fx.closed(c1));
-  BOOST_TEST(!fx.closed(c2));
-  BOOST_TEST(fx.closed(c3));
-  BOOST_TEST(fx.mpx.output_buffer(c3).empty()); // closed at once: nothing written
-  acceptor_stats s;
-  auto rh = fx.self->request(fx.acceptor, caf::infinite, stats_atom::value);
-  fx.run();
-  rh.receive([&](const acceptor_stats& x) { s = x; }, [](caf::error&) { BOOST_FAIL("stats"); });
-  BOOST_TEST(s.refused == 1u);
-  BOOST_TEST(s.open == 2u);
-}
-
-BOOST_FIXTURE_TEST_CASE(shutdown_closes_every_session, session_fixture) {
-  auto n = add_node("alpha");
-  auto [c, w] = login(n);
-  auto idle = connect();
-  auto rh = self->request(acceptor, caf::infinite, shutdown_atom::value);
-  run();
-  rh.receive([](uint64_t) {}, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
-  auto f = frames(c);
-  BOOST_REQUIRE_EQUAL(f.size(), 1u);
-  BOOST_TEST(f[0]["reason"] == "shutdown");
-  BOOST_TEST(closed(c));
-  BOOST_TEST(closed(idle));
-  BOOST_TEST(row(n).status == "offline");
-  BOOST_TEST(row(n).disconnect_reason == "shutdown");
-}
-
 BOOST_FIXTURE_TEST_CASE(session_ends_received_before_the_registry_stops_are_written, session_fixture) {
   auto n = add_node("alpha");
   auto [c, w] = login(n);

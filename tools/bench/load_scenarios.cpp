@@ -61,7 +61,6 @@ void common_rows(report& r, const load_args& a, const load_options& o, uint64_t 
   r.count("bench fd limit", "bench_fd_limit", nofile);
 }
 
-
 } // namespace
 
 int run_connect(const load_args& a, bool as_json) {
@@ -327,6 +326,5 @@ int run_reconnect_storm(const load_args& a, bool as_json) {
   r.print(as_json);
   return r.valid() ? exit_ok : exit_invalid;
 }
-
 
 } // namespace nodecoord::bench

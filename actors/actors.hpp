@@ -45,6 +45,8 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using pace_atom = caf::atom_constant<caf::atom("pace")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
 using token_atom = caf::atom_constant<caf::atom("token")>;
+using signal_atom = caf::atom_constant<caf::atom("signal")>;
+using watchdog_atom = caf::atom_constant<caf::atom("watchdog")>;
 
 /// storage: the only owner of the database session. Every operation is queued in arrival order,
 /// applied in batches (one transaction each) and answered after its batch commits.
@@ -198,6 +200,13 @@ using admin_actor = caf::typed_actor<
   caf::reacts_to<status_atom, bool>,
   // A new admin token (SIGHUP); empty: none required.
   caf::reacts_to<token_atom, std::string>>;
+
+/// supervisor: starts the actors in order, reloads the configuration, shuts down in order.
+using supervisor_actor = caf::typed_actor<
+  // A signal the process received: SIGHUP reloads, SIGTERM and SIGINT shut down in order.
+  caf::reacts_to<signal_atom, int>,
+  // Internal: half the watchdog interval elapsed; WATCHDOG=1 if storage answers in time.
+  caf::reacts_to<watchdog_atom>>;
 
 // node_session (a dynamically typed broker, one per connection) accepts:
 //   (caf::close_atom, std::string reason)  write close{reason} and disconnect;

@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 
 #include <caf/event_based_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 
 #include <memory>
@@ -11,23 +12,27 @@ namespace nodecoord {
 
 namespace {
 
+// Templated on the actor that runs the sequence: the supervisor (typed) or a test's helper.
+template <class Self>
 struct run {
-  caf::event_based_actor* self;
+  Self* self;
   shutdown_stages stages;
   std::function<void(const shutdown_report&)> done;
   shutdown_report report;
 };
 
-using run_ptr = std::shared_ptr<run>;
+template <class Self>
+using run_ptr = std::shared_ptr<run<Self>>;
 
-template <class Handle>
-void stop(const run_ptr& r, const Handle& h) {
+template <class Self, class Handle>
+void stop(const run_ptr<Self>& r, const Handle& h) {
   if (h)
     r->self->send_exit(h, caf::exit_reason::user_shutdown);
 }
 
 // 4. Everything accepted so far is committed before the storage actor stops.
-void drain(run_ptr r) {
+template <class Self>
+void drain(run_ptr<Self> r) {
   if (!r->stages.storage) {
     r->done(r->report);
     return;
@@ -49,7 +54,8 @@ void drain(run_ptr r) {
 
 // 3. The scheduler stops ordering; the tracker resets what is still in flight, after every
 // response it already received (those went to storage first).
-void sync_tracker(run_ptr r) {
+template <class Self>
+void sync_tracker(run_ptr<Self> r) {
   stop(r, r->stages.scheduler);
   if (!r->stages.tracker) {
     drain(r);
@@ -71,7 +77,8 @@ void sync_tracker(run_ptr r) {
 }
 
 // 2. The registry has seen every session end and writes the offline rows.
-void sync_registry(run_ptr r) {
+template <class Self>
+void sync_registry(run_ptr<Self> r) {
   if (!r->stages.registry) {
     sync_tracker(r);
     return;
@@ -88,11 +95,9 @@ void sync_registry(run_ptr r) {
       });
 }
 
-} // namespace
-
-void shutdown_in_order(caf::event_based_actor* self, const shutdown_stages& stages,
-                       std::function<void(const shutdown_report&)> done) {
-  auto r = std::make_shared<run>(run{self, stages, std::move(done), {}});
+template <class Self>
+void start(Self* self, const shutdown_stages& stages, std::function<void(const shutdown_report&)> done) {
+  auto r = std::make_shared<run<Self>>(run<Self>{self, stages, std::move(done), {}});
   // 1. Stop accepting and close every session with close{shutdown}.
   if (!stages.acceptor) {
     sync_registry(r);
@@ -108,6 +113,18 @@ void shutdown_in_order(caf::event_based_actor* self, const shutdown_stages& stag
         log::warn("acceptor shutdown", {{"error", to_string(e)}});
         sync_registry(r);
       });
+}
+
+} // namespace
+
+void shutdown_in_order(caf::event_based_actor* self, const shutdown_stages& stages,
+                       std::function<void(const shutdown_report&)> done) {
+  start(self, stages, std::move(done));
+}
+
+void shutdown_in_order(supervisor_actor::pointer self, const shutdown_stages& stages,
+                       std::function<void(const shutdown_report&)> done) {
+  start(self, stages, std::move(done));
 }
 
 } // namespace nodecoord

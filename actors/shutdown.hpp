@@ -1,6 +1,7 @@
 #pragma once
 // The daemon's orderly shutdown (DESIGN §1 Shutdown) as one sequence over the actors, apart from
-// the supervisor that starts them, so it is tested on its own (tests/shutdown_test.cpp):
+// the supervisor that starts them, so it is tested on its own (tests/session_ack_test.cpp; the
+// supervisor running it in tests/supervisor_test.cpp):
 // 1. the acceptor stops accepting and closes every session with close{shutdown};
 // 2. the registry has then seen every session end: it writes the offline rows;
 // 3. the scheduler stops ordering; the tracker resets what is still in flight, after every
@@ -35,6 +36,8 @@ struct shutdown_report {
 /// Runs the sequence from `self`; `done` gets the report when storage has drained (or failed to)
 /// and every stage has been told to exit.
 void shutdown_in_order(caf::event_based_actor* self, const shutdown_stages& stages,
+                       std::function<void(const shutdown_report&)> done);
+void shutdown_in_order(supervisor_actor::pointer self, const shutdown_stages& stages,
                        std::function<void(const shutdown_report&)> done);
 
 } // namespace nodecoord

@@ -3,8 +3,9 @@
 #include "actors/errors.hpp"
 #include "common/log.hpp"
 #include "config/config.hpp"
-#include "daemon/supervisor.hpp"
+#include "actors/supervisor.hpp"
 #include "daemon/logging.hpp"
+#include "daemon/systemd_notify.hpp"
 #include "nodecoord/version.hpp"
 #include "storage/url.hpp"
 
@@ -196,6 +197,12 @@ int main(int argc, char** argv) {
     opts.config_path = config_path;
     opts.state_dir = state_dir;
     opts.admin_token = admin_token;
+    opts.hooks.ready = [](const std::string& status) { systemd::notify_ready(status); };
+    opts.hooks.reloading = [] { systemd::notify_reloading(); };
+    opts.hooks.stopping = [](const std::string& status) { systemd::notify_stopping(status); };
+    opts.hooks.watchdog = [] { systemd::notify_watchdog(); };
+    opts.hooks.watchdog_interval = systemd::watchdog_interval();
+    opts.hooks.apply_log = [](const config::log_config& l) { apply_log_config(l); };
     opts.on_done = [&exit_code, done_fd](int code) {
       exit_code = code;
       uint64_t one = 1;
@@ -237,7 +244,7 @@ int main(int argc, char** argv) {
           }
           deadline = std::chrono::steady_clock::now() + cfg.server.shutdown_timeout;
         }
-        send_signal(supervisor, signo);
+        caf::anon_send(supervisor, signal_atom::value, signo);
       }
     }
     result = exit_code;

@@ -6,6 +6,7 @@
 #include "config/config.hpp"
 #include "config/defaults.hpp"
 #include "config/duration.hpp"
+#include "config/reload.hpp"
 
 #include <unistd.h>
 

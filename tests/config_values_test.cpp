@@ -196,3 +196,34 @@ BOOST_AUTO_TEST_CASE(state_dir_flag_then_systemd_then_working_directory) {
   ::unsetenv("STATE_DIRECTORY");
   BOOST_TEST(resolve_state_dir("").empty());
 }
+
+// SIGHUP applies [log] and admin.token_file at once; every other change is named as needing a
+// restart, in file order (actors/supervisor.cpp logs them).
+BOOST_AUTO_TEST_CASE(reload_names_every_change_that_needs_a_restart) {
+  auto load = [](const std::string& toml) {
+    auto r = load_string(toml, "reload.toml");
+    BOOST_TEST_REQUIRE(r.ok(), toml);
+    return r.config;
+  };
+  auto base = load("");
+  BOOST_TEST(restart_needed(base, base).empty());
+  auto changed = [&](const std::string& toml) { return restart_needed(base, load(toml)); };
+  using v = std::vector<std::string>;
+  BOOST_TEST(changed("[log]\nlevel = \"debug\"\nformat = \"json\"\n").empty());
+  BOOST_TEST(changed("[admin]\ntoken_file = \"/etc/nodecoord/admin.token\"\nlisten = \"127.0.0.1:9999\"\n")
+               == v{"admin.listen"},
+             boost::test_tools::per_element());
+  BOOST_TEST(
+    changed("[server]\nlisten = \"127.0.0.1:7001\"\nmax_connections = 7\nmax_handshakes = 9\n"
+            "idle_timeout = \"99s\"\nshutdown_timeout = \"3s\"\n")
+      == (v{"server.listen", "server.max_connections", "server.max_handshakes", "server", "server.shutdown_timeout"}),
+    boost::test_tools::per_element());
+  BOOST_TEST(
+    changed("[storage]\nurl = \"sqlite:///x.db\"\nbatch_max = 10\nmax_queued_bytes = 1048576\n"
+            "max_queued_frames = 100\nreconnect_max = \"9s\"\n")
+      == (v{"storage.url", "storage.batch_max", "storage.max_queued_bytes", "storage.max_queued_frames", "storage"}),
+    boost::test_tools::per_element());
+  BOOST_TEST(changed("[backfill]\nmax_failures = 9\n") == v{"backfill"}, boost::test_tools::per_element());
+  BOOST_TEST(changed("[admin]\nmax_body_bytes = 1048576\n") == v{"admin.max_body_bytes"},
+             boost::test_tools::per_element());
+}

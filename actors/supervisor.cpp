@@ -1,4 +1,4 @@
-#include "daemon/supervisor.hpp"
+#include "actors/supervisor.hpp"
 
 #include "actors/acceptor.hpp"
 #include "actors/admin.hpp"
@@ -11,13 +11,12 @@
 #include "common/ingest_budget.hpp"
 #include "common/log.hpp"
 #include "config/defaults.hpp"
-#include "daemon/logging.hpp"
-#include "daemon/systemd_notify.hpp"
+#include "config/reload.hpp"
 
 #include <caf/actor_system.hpp>
-#include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include <csignal>
 #include <optional>
@@ -25,9 +24,6 @@
 namespace nodecoord {
 
 namespace {
-
-using signal_atom = caf::atom_constant<caf::atom("signal")>;
-using watchdog_atom = caf::atom_constant<caf::atom("watchdog")>;
 
 struct supervisor_state {
   static inline const char* name = "supervisor";
@@ -42,7 +38,6 @@ struct supervisor_state {
   bool ready = false;
   bool stopping = false;
   bool done = false;
-  std::optional<std::chrono::microseconds> watchdog;
 
   void finish(int code) {
     if (!done) {
@@ -54,7 +49,7 @@ struct supervisor_state {
   }
 };
 
-using self_ptr = caf::stateful_actor<supervisor_state>*;
+using self_ptr = supervisor_actor::stateful_pointer<supervisor_state>;
 
 /// SIGHUP: the admin token is read again (a rotated token needs no restart); a file that cannot
 /// be used keeps the token in effect.
@@ -85,7 +80,7 @@ void reload(self_ptr self) {
     log::info("reload ignored: shutting down");
     return;
   }
-  systemd::notify_reloading();
+  st.opts.hooks.reloading();
   if (st.opts.config_path.empty()) {
     log::info("reload: no configuration file; nothing to do");
   } else {
@@ -98,37 +93,21 @@ void reload(self_ptr self) {
       auto& now = st.opts.config;
       auto& next = res.config;
       std::string restart_keys;
-      auto differs = [&](bool changed, const char* key) {
-        if (changed)
-          restart_keys += (restart_keys.empty() ? "" : ",") + std::string(key);
-      };
-      differs(now.storage.url != next.storage.url, "storage.url");
-      differs(now.server.listen.to_string() != next.server.listen.to_string(), "server.listen");
-      differs(now.admin.listen.to_string() != next.admin.listen.to_string(), "admin.listen");
-      differs(now.admin.max_body_bytes != next.admin.max_body_bytes, "admin.max_body_bytes");
-      differs(now.storage.batch_max != next.storage.batch_max, "storage.batch_max");
-      differs(now.storage.max_queued_bytes != next.storage.max_queued_bytes, "storage.max_queued_bytes");
-      differs(now.storage.max_queued_frames != next.storage.max_queued_frames, "storage.max_queued_frames");
-      differs(now.server.max_handshakes != next.server.max_handshakes, "server.max_handshakes");
-      auto& b = now.backfill;
-      auto& nb = next.backfill;
-      differs(b.reconcile_interval != nb.reconcile_interval || b.batch_size != nb.batch_size
-                || b.request_timeout != nb.request_timeout || b.max_failures != nb.max_failures
-                || b.reconnect_rate != nb.reconnect_rate || b.max_inflight_per_node != nb.max_inflight_per_node,
-              "backfill");
+      for (auto& k : config::restart_needed(now, next))
+        restart_keys += (restart_keys.empty() ? "" : ",") + k;
       // Logged before the new level applies, so a quieter level still shows the confirmation.
       log::info("configuration reloaded",
                 {{"file", st.opts.config_path}, {"log_level", config::to_string(next.log.level)}});
       if (!restart_keys.empty())
         log::warn("changed settings take effect after a restart", {{"keys", restart_keys}});
       // The log settings and the admin token change at run time; the rest needs a restart.
-      apply_log_config(next.log);
+      st.opts.hooks.apply_log(next.log);
       now.log = next.log;
       reload_admin_token(self, next.admin.token_file);
     }
   }
   if (st.ready)
-    systemd::notify_ready("ready");
+    st.opts.hooks.ready("ready");
 }
 
 /// Startup failed or was interrupted: stop whatever was spawned.
@@ -152,7 +131,7 @@ void shutdown(self_ptr self, int signo) {
   if (st.stopping)
     return;
   st.stopping = true;
-  systemd::notify_stopping("stopping");
+  st.opts.hooks.stopping("stopping");
   log::info("shutting down", {{"signal", strsignal(signo)}});
   if (st.admin)
     self->send(st.admin, status_atom::value, false); // /readyz: 503 from now on
@@ -170,8 +149,8 @@ void shutdown(self_ptr self, int signo) {
 }
 
 void schedule_watchdog(self_ptr self) {
-  if (self->state.watchdog)
-    self->delayed_send(self, *self->state.watchdog / 2, watchdog_atom::value);
+  if (auto w = self->state.opts.hooks.watchdog_interval)
+    self->delayed_send(self, *w / 2, watchdog_atom::value);
 }
 
 /// After the acceptor listens: the admin API; READY=1 once both listen.
@@ -188,7 +167,7 @@ void start_admin(self_ptr self, uint16_t node_port) {
   ao.registry = st.registry;
   ao.tracker = st.tracker;
   ao.scheduler = st.scheduler;
-  st.admin = spawn_admin(self->system(), ao);
+  st.admin = st.opts.spawn_admin(self->system(), ao);
   self->request(st.admin, std::chrono::seconds(10), port_atom::value)
     .then(
       [=](uint16_t) {
@@ -197,8 +176,7 @@ void start_admin(self_ptr self, uint16_t node_port) {
           return;
         s.ready = true;
         log::info("nodecoordd ready", {{"listen", s.opts.config.server.listen.host + ":" + std::to_string(node_port)}});
-        systemd::notify_ready("ready; listening on port " + std::to_string(node_port));
-        s.watchdog = systemd::watchdog_interval();
+        s.opts.hooks.ready("ready; listening on port " + std::to_string(node_port));
         schedule_watchdog(self);
       },
       [=](caf::error& e) {
@@ -260,7 +238,7 @@ void start_listening(self_ptr self) {
           });
 }
 
-caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
+supervisor_actor::behavior_type supervisor_impl(self_ptr self, supervisor_options opts) {
   auto& st = self->state;
   st.opts = std::move(opts);
   st.started_at = format_time(system_now());
@@ -270,12 +248,12 @@ caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
   so.batch_max = cfg.storage.batch_max;
   so.reconnect_initial = cfg.storage.reconnect_initial;
   so.reconnect_max = cfg.storage.reconnect_max;
-  st.storage = spawn_storage(self->system(), so);
+  st.storage = spawn_storage(self->system(), so, st.opts.detached_storage);
   self->monitor(st.storage);
   self->set_down_handler([=](caf::down_msg& m) {
     if (m.source == self->state.storage && !self->state.done) {
       log::error("storage actor stopped", {{"reason", self->system().render(m.reason)}});
-      systemd::notify_stopping("storage failed");
+      self->state.opts.hooks.stopping("storage failed");
       self->state.finish(1);
       self->quit();
     }
@@ -310,9 +288,10 @@ caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
       // A fixed period, and WATCHDOG=1 only when the storage actor answers within it: a stuck
       // storage gets the daemon restarted.
       schedule_watchdog(self);
-      auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*self->state.watchdog / 2);
+      auto timeout =
+        std::chrono::duration_cast<std::chrono::milliseconds>(*self->state.opts.hooks.watchdog_interval / 2);
       self->request(self->state.storage, timeout, status_atom::value)
-        .then([=](const storage_status&) { systemd::notify_watchdog(); },
+        .then([=](const storage_status&) { self->state.opts.hooks.watchdog(); },
               [=](caf::error& e) {
                 log::warn("watchdog: storage did not answer", {{"error", to_string(e)}});
               });
@@ -322,10 +301,8 @@ caf::behavior supervisor_impl(self_ptr self, supervisor_options opts) {
 
 } // namespace
 
-caf::actor spawn_supervisor(caf::actor_system& sys, supervisor_options opts) {
+supervisor_actor spawn_supervisor(caf::actor_system& sys, supervisor_options opts) {
   return sys.spawn(supervisor_impl, std::move(opts));
 }
-
-void send_signal(const caf::actor& supervisor, int signo) { caf::anon_send(supervisor, signal_atom::value, signo); }
 
 } // namespace nodecoord

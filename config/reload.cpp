@@ -1,0 +1,41 @@
+#include "config/reload.hpp"
+
+namespace nodecoord::config {
+
+std::vector<std::string> restart_needed(const daemon_config& now, const daemon_config& next) {
+  std::vector<std::string> keys;
+  auto differs = [&](bool changed, const char* key) {
+    if (changed)
+      keys.emplace_back(key);
+  };
+  auto& s = now.server;
+  auto& ns = next.server;
+  differs(s.listen.to_string() != ns.listen.to_string(), "server.listen");
+  differs(s.max_connections != ns.max_connections, "server.max_connections");
+  differs(s.max_handshakes != ns.max_handshakes, "server.max_handshakes");
+  differs(s.max_frame_bytes != ns.max_frame_bytes || s.max_outbound_bytes != ns.max_outbound_bytes
+            || s.hello_timeout != ns.hello_timeout || s.heartbeat_interval != ns.heartbeat_interval
+            || s.idle_timeout != ns.idle_timeout || s.max_protocol_errors != ns.max_protocol_errors,
+          "server");
+  differs(s.shutdown_timeout != ns.shutdown_timeout, "server.shutdown_timeout");
+  auto& st = now.storage;
+  auto& nst = next.storage;
+  differs(st.url != nst.url, "storage.url");
+  differs(st.batch_max != nst.batch_max, "storage.batch_max");
+  differs(st.max_queued_bytes != nst.max_queued_bytes, "storage.max_queued_bytes");
+  differs(st.max_queued_frames != nst.max_queued_frames, "storage.max_queued_frames");
+  differs(st.connect_timeout != nst.connect_timeout || st.reconnect_initial != nst.reconnect_initial
+            || st.reconnect_max != nst.reconnect_max,
+          "storage");
+  auto& b = now.backfill;
+  auto& nb = next.backfill;
+  differs(b.reconcile_interval != nb.reconcile_interval || b.batch_size != nb.batch_size
+            || b.request_timeout != nb.request_timeout || b.max_failures != nb.max_failures
+            || b.reconnect_rate != nb.reconnect_rate || b.max_inflight_per_node != nb.max_inflight_per_node,
+          "backfill");
+  differs(now.admin.listen.to_string() != next.admin.listen.to_string(), "admin.listen");
+  differs(now.admin.max_body_bytes != next.admin.max_body_bytes, "admin.max_body_bytes");
+  return keys;
+}
+
+} // namespace nodecoord::config

@@ -102,35 +102,7 @@ struct session_fixture : session_database, test::deterministic_system {
     run();
   }
 
-  connection_handle connect() {
-    auto c = connection_handle::from_int(next_conn++);
-    mpx.add_pending_connect(acc, c);
-    run();
-    return c;
-  }
-
-  void send(connection_handle c, const std::string& bytes) {
-    mpx.virtual_send(c, std::vector<char>(bytes.begin(), bytes.end()));
-    run();
-  }
-
-  /// The frames the coordinator wrote to `c` since the last call.
-  std::vector<json> frames(connection_handle c) {
-    auto& out = mpx.output_buffer(c);
-    std::string text(out.begin(), out.end());
-    out.clear();
-    std::vector<json> result;
-    size_t pos = 0;
-    for (auto nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', pos)) {
-      result.push_back(json::parse(text.substr(pos, nl - pos)));
-      pos = nl + 1;
-    }
-    BOOST_TEST(pos == text.size()); // every frame ends with '\n'
-    return result;
-  }
-
-  /// The coordinator closed `c` (graceful shutdown of the scribe).
-  bool closed(connection_handle c) { return mpx.stopped_reading(c); }
+  connection_handle connect() { return connect_to(acc); }
 
   using node = test::test_node;
 
@@ -189,7 +161,6 @@ struct session_fixture : session_database, test::deterministic_system {
 
   caf::io::network::test_multiplexer& mpx;
   caf::io::accept_handle acc = caf::io::accept_handle::from_int(1);
-  int next_conn = 100;
   storage_actor storage;
   registry_actor registry;
   tracker_actor tracker;

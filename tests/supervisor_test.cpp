@@ -108,30 +108,7 @@ struct supervisor_fixture : supervisor_database, test::deterministic_system {
     run();
   }
 
-  connection_handle connect() {
-    auto c = connection_handle::from_int(next_conn++);
-    mpx.add_pending_connect(acc, c);
-    run();
-    return c;
-  }
-
-  void send(connection_handle c, const std::string& bytes) {
-    mpx.virtual_send(c, std::vector<char>(bytes.begin(), bytes.end()));
-    run();
-  }
-
-  std::vector<json> frames(connection_handle c) {
-    auto& out = mpx.output_buffer(c);
-    std::string text(out.begin(), out.end());
-    out.clear();
-    std::vector<json> result;
-    size_t pos = 0;
-    for (auto nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', pos)) {
-      result.push_back(json::parse(text.substr(pos, nl - pos)));
-      pos = nl + 1;
-    }
-    return result;
-  }
+  connection_handle connect() { return connect_to(acc); }
 
   /// Writes `text` as the configuration file the supervisor re-reads on SIGHUP.
   std::string write_config(const std::string& text) {
@@ -144,7 +121,6 @@ struct supervisor_fixture : supervisor_database, test::deterministic_system {
   test::temp_dir dir;
   caf::io::network::test_multiplexer& mpx;
   caf::io::accept_handle acc = caf::io::accept_handle::from_int(1);
-  int next_conn = 100;
   supervisor_actor sup;
 };
 
@@ -176,7 +152,7 @@ BOOST_FIXTURE_TEST_CASE(starts_in_order_and_shuts_down_in_order_on_sigterm, supe
   BOOST_TEST_REQUIRE(!out.empty());
   BOOST_TEST(out.back()["type"] == "close");
   BOOST_TEST(out.back()["reason"] == "shutdown");
-  BOOST_TEST(mpx.stopped_reading(c));
+  BOOST_TEST(closed(c));
   auto row = t.run(storage::node_lookup_by_name{"alpha"});
   BOOST_TEST(row.node.status == "offline");
   BOOST_TEST(row.node.disconnect_reason == "shutdown");
@@ -208,8 +184,7 @@ BOOST_FIXTURE_TEST_CASE(an_admin_api_that_cannot_listen_stops_everything_with_ex
   BOOST_TEST(rec->on_done_calls == 1);
 }
 
-BOOST_FIXTURE_TEST_CASE(sighup_applies_the_log_settings_and_the_token_and_rejects_a_broken_file,
-                        supervisor_fixture) {
+BOOST_FIXTURE_TEST_CASE(sighup_applies_the_log_settings_and_the_token_and_rejects_a_broken_file, supervisor_fixture) {
   auto o = options();
   auto token_path = dir.path() + "/admin.token";
   std::ofstream(token_path) << "0123456789abcdef-first\n";

@@ -49,6 +49,39 @@ void deterministic_system::advance(caf::timespan d) {
   run();
 }
 
+caf::io::network::test_multiplexer& deterministic_system::mpx() {
+  BOOST_REQUIRE_MESSAGE(mpx_or_null, "connections need deterministic_system(io::simulated)");
+  return *mpx_or_null;
+}
+
+caf::io::connection_handle deterministic_system::connect_to(caf::io::accept_handle acc) {
+  auto c = caf::io::connection_handle::from_int(next_connection_++);
+  mpx().add_pending_connect(acc, c);
+  run();
+  return c;
+}
+
+void deterministic_system::send(caf::io::connection_handle c, const std::string& bytes) {
+  mpx().virtual_send(c, std::vector<char>(bytes.begin(), bytes.end()));
+  run();
+}
+
+std::vector<nlohmann::json> deterministic_system::frames(caf::io::connection_handle c) {
+  auto& out = mpx().output_buffer(c);
+  std::string text(out.begin(), out.end());
+  out.clear();
+  std::vector<nlohmann::json> result;
+  size_t pos = 0;
+  for (auto nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', pos)) {
+    result.push_back(nlohmann::json::parse(text.substr(pos, nl - pos)));
+    pos = nl + 1;
+  }
+  BOOST_TEST(pos == text.size(), "every frame ends with a newline");
+  return result;
+}
+
+bool deterministic_system::closed(caf::io::connection_handle c) { return mpx().stopped_reading(c); }
+
 storage_actor deterministic_system::start_storage(const test_database& t, storage_options opts) {
   opts.url = t.parsed_url();
   opts.clock = t.clock.fn();

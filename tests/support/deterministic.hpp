@@ -14,8 +14,12 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace nodecoord::test {
 
@@ -44,6 +48,20 @@ public:
     return std::move(*out);
   }
 
+  // With io::simulated: connections to a broker listening on `acc` (mpx.provide_acceptor).
+
+  /// A new connection to `acc`, accepted and run.
+  caf::io::connection_handle connect_to(caf::io::accept_handle acc);
+
+  /// `bytes` arrive on `c`; everything runs.
+  void send(caf::io::connection_handle c, const std::string& bytes);
+
+  /// The JSON lines written to `c` since the last call; every one must end with '\n'.
+  std::vector<nlohmann::json> frames(caf::io::connection_handle c);
+
+  /// The broker closed `c` (stopped reading it).
+  bool closed(caf::io::connection_handle c);
+
   /// Spawns a storage actor on `t` (not detached) and runs its startup; fails the test if it fails.
   storage_actor start_storage(const test_database& t, storage_options opts = {});
 
@@ -54,6 +72,8 @@ public:
   caf::io::network::test_multiplexer* mpx_or_null; // with io::simulated only
 
 private:
+  int next_connection_ = 100;
+  caf::io::network::test_multiplexer& mpx();
   static caf::actor_system_config& init(caf::actor_system_config& cfg, io with);
 };
 

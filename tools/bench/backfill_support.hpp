@@ -1,6 +1,7 @@
 #pragma once
-// What the backfill and disconnect-storm scenarios share: socket options, counts over the bench's
-// nodes, and the simulated nodes that seed, answer or ignore backfill requests.
+// What the socket scenarios share (the load options from the common flags) and what the backfill
+// and disconnect-storm scenarios share: counts over the bench's nodes, and the simulated nodes
+// that seed, answer or ignore backfill requests.
 
 #include "common/clock.hpp"
 #include "protocol/codec.hpp"

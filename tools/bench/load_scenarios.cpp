@@ -10,6 +10,7 @@
 #include "storage/operations.hpp"
 #include "tools/bench/load.hpp"
 #include "tools/bench/proc.hpp"
+#include "tools/bench/backfill_support.hpp"
 #include "tools/bench/scenarios.hpp"
 
 #include <httplib.h>
@@ -41,16 +42,9 @@ namespace nodecoord::bench {
 namespace {
 
 load_options make_options(const load_args& a) {
-  load_options o;
-  o.coordinator = parse_coordinator(a.coordinator);
-  o.keys = read_keys(a.keys_path, a.nodes);
-  if (a.concurrency == 0)
-    throw usage_error("--concurrency must be at least 1");
-  o.concurrency = a.concurrency;
-  o.sources = choose_sources(a.sources, o.coordinator, a.nodes);
-  o.welcome_timeout_ns = duration_ns(a.welcome_timeout, "--welcome-timeout");
-  o.ack_timeout_ns = duration_ns(a.ack_timeout, "--ack-timeout");
+  auto o = socket_options(a);
   o.agent = std::string("nodecoord-bench/") + version;
+  o.max_wait_ns = load_options{}.max_wait_ns; // the backfill scenarios' 5 ms poll does not apply
   return o;
 }
 

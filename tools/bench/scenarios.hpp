@@ -82,21 +82,13 @@ struct storm_args {
 int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool as_json);
 
 /// The socket scenarios' arguments (connect, steady, admin, reconnect-storm; load_scenarios.cpp).
-struct load_args {
-  std::string coordinator;
-  std::string keys_path;
-  size_t nodes = 0;
-  int pid = 0;
-  size_t concurrency = 200;
-  std::string sources = "auto";
-  std::string welcome_timeout = "30s";
+struct load_args : socket_args {
   // connect
   std::string settle = "1s";
   // steady
   std::string interval = "10s";
   std::string duration = "60s";
   std::string warmup = "0s";
-  std::string ack_timeout = "5s";
   int64_t lines = 0;
   // admin
   std::string admin_url;

@@ -3,6 +3,7 @@
 #include "config/defaults.hpp"
 #include "config/duration.hpp"
 #include "config/endpoint.hpp"
+#include "config/toml_guard.hpp"
 
 #include <toml++/toml.h>
 
@@ -522,9 +523,14 @@ daemon_config default_config() {
 
 load_result load_string(std::string_view text, std::string_view name) {
   load_result result{default_config(), {}};
+  auto guarded = guard_toml_text(text);
+  if (guarded.line != 0) {
+    result.errors.push_back(config_error{std::string{name}, guarded.line, guarded.column, {}, guarded.message});
+    return result;
+  }
   toml::table root;
   try {
-    root = toml::parse(text, name);
+    root = toml::parse(guarded.text, name);
   } catch (const toml::parse_error& e) {
     const auto& where = e.source().begin;
     result.errors.push_back(

@@ -16,7 +16,6 @@
 #include "common/ids.hpp"
 #include "config/defaults.hpp"
 #include "fuzz/check.hpp"
-#include "fuzz/known_issue.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -6,7 +6,6 @@
 // the same line numbers: an export must always be importable. A refused bundle's error must name
 // a line of the input ("line N: ..." with 1 <= N <= lines + 1).
 #include "fuzz/check.hpp"
-#include "fuzz/known_issue.hpp"
 #include "storage/bundle.hpp"
 
 #include <nlohmann/json.hpp>

@@ -7,7 +7,6 @@
 #include "config/config.hpp"
 #include "config/duration.hpp"
 #include "fuzz/check.hpp"
-#include "fuzz/known_issue.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -80,45 +79,12 @@ void check_errors(const load_result& r, std::string_view text) {
   }
 }
 
-/// Debian 12's toml++ 3.3.0 reaches TOML_UNREACHABLE (__builtin_unreachable: undefined
-/// behaviour) in impl::is_non_ascii_horizontal_whitespace() for a code point of U+00A1-U+0499,
-/// U+2D4E-U+3147 or U+FB56-U+FEFE where it looks for whitespace (upstream
-/// marzer/tomlplusplus#190 and #295, fixed by #305, not in 3.3.0). Third-party: the harness
-/// skips such text so that the search goes on (NODECOORD_FUZZ_STRICT=1: abort).
-bool has_toml_unreachable_code_point(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    auto b = static_cast<unsigned char>(s[i]);
-    char32_t c = 0;
-    size_t n = 1;
-    if (b < 0x80) {
-      c = b;
-    } else if ((b & 0xE0) == 0xC0) {
-      c = b & 0x1F;
-      n = 2;
-    } else if ((b & 0xF0) == 0xE0) {
-      c = b & 0x0F;
-      n = 3;
-    } else if ((b & 0xF8) == 0xF0) {
-      c = b & 0x07;
-      n = 4;
-    }
-    for (size_t k = 1; k < n && i + k < s.size(); ++k)
-      c = (c << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-    i += n;
-    if ((c >= 0xA1 && c <= 0x499) || (c >= 0x2D4E && c <= 0x3147 && c != 0x3000) || (c >= 0xFB56 && c <= 0xFEFE))
-      return true;
-  }
-  return false;
-}
-
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  if (has_toml_unreachable_code_point(text)) {
-    nodecoord::fuzz::known_issue("toml++ 3.3.0 TOML_UNREACHABLE in is_non_ascii_horizontal_whitespace");
-    return 0;
-  }
+  // Finding 7 (toml++ 3.3.0's undefined whitespace test) is guarded by config/toml_guard.hpp now:
+  // no skip, so an unguarded path aborts here as UBSan's report.
   auto r = load_string(text, "fuzz.toml");
   check_errors(r, text);
   if (r.ok())

@@ -9,7 +9,6 @@
 //    seed are taken from the end of the input): the lines and the overflow must equal a
 //    one-shot reference split, whatever the chunking; every line is decoded as well.
 #include "fuzz/check.hpp"
-#include "fuzz/known_issue.hpp"
 #include "protocol/codec.hpp"
 
 #include <fuzzer/FuzzedDataProvider.h>

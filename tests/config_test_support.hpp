@@ -7,6 +7,7 @@
 #include "config/defaults.hpp"
 #include "config/duration.hpp"
 #include "config/reload.hpp"
+#include "config/toml_guard.hpp"
 
 #include <unistd.h>
 

@@ -227,3 +227,39 @@ BOOST_AUTO_TEST_CASE(reload_names_every_change_that_needs_a_restart) {
   BOOST_TEST(changed("[admin]\nmax_body_bytes = 1048576\n") == v{"admin.max_body_bytes"},
              boost::test_tools::per_element());
 }
+
+// Fuzzing finding 7 (docs/reliability.md): toml++ 3.3.0 has undefined behaviour for some code
+// points where it looks for whitespace. The guard blanks them in comments and refuses them
+// anywhere else with their position, before toml++ sees them.
+BOOST_AUTO_TEST_CASE(code_points_toml_cannot_read_safely_are_refused_outside_comments) {
+  // Exactly the unreachable branch of toml++'s generated function, at every range's edges.
+  for (char32_t c : {0xA1, 0x499, 0x2C5E, 0x2FFF, 0x3001, 0x3057, 0xFB26, 0xFEFE})
+    BOOST_TEST(toml_unsafe_code_point(c), std::hex << static_cast<uint32_t>(c));
+  for (char32_t c : {0x41, 0xA0, 0x49A, 0x2C5D, 0x3000, 0x3058, 0x4E2D, 0xFB25, 0xFEFF, 0x1F600})
+    BOOST_TEST(!toml_unsafe_code_point(c), std::hex << static_cast<uint32_t>(c));
+
+  auto refused_at = [](const std::string& text, uint32_t line, uint32_t column, const std::string& code) {
+    auto r = load_string(text, "guard.toml");
+    BOOST_TEST_REQUIRE(r.errors.size() == 1u, text);
+    BOOST_TEST(r.errors[0].line == line, text);
+    BOOST_TEST(r.errors[0].column == column, text);
+    BOOST_TEST(r.errors[0].message.find("the character " + code + " is only allowed in comments") != std::string::npos,
+               r.errors[0].to_string());
+  };
+  refused_at("\xef\xb9\xbf[server]\n", 1, 1, "U+FE7F");                               // the fuzzer's reproducer
+  refused_at("[storage]\nurl = \"sqlite:///tmp/caf\xc3\xa9.db\"\n", 2, 25, "U+00E9"); // in a string
+  refused_at("[server]\nmax_connections = 5 \xc2\xa1\n", 2, 21, "U+00A1");            // after a value
+  refused_at("a = \"# not a comment \xc2\xa1\"\n", 1, 22, "U+00A1");
+  refused_at("a = '''\nx\n  \xe3\x80\x81'''\n", 3, 3, "U+3001"); // multi-line literal
+  refused_at("a = \"\\\" \xc2\xa1\"\n", 1, 9, "U+00A1");         // an escaped quote does not end the string
+
+  // In comments they are fine (blanked before parsing), whatever quotes the comment holds.
+  auto ok = load_string("# caf\xc3\xa9 \"quoted\xc2\xa1 ' \xef\xb9\xbf\n[server]\nmax_connections = 5 # \xc3\xa9\n",
+                        "guard.toml");
+  BOOST_TEST_REQUIRE(ok.ok(), (ok.errors.empty() ? "" : ok.errors[0].to_string()));
+  BOOST_TEST(ok.config.server.max_connections == 5u);
+  // Other non-ASCII text in strings reaches the configuration unchanged.
+  auto cjk = load_string("[storage]\nurl = \"sqlite:///tmp/\xe4\xb8\xad.db\"\n", "guard.toml");
+  BOOST_TEST_REQUIRE(cjk.ok(), (cjk.errors.empty() ? "" : cjk.errors[0].to_string()));
+  BOOST_TEST(cjk.config.storage.url == "sqlite:///tmp/\xe4\xb8\xad.db");
+}

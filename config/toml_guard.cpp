@@ -76,8 +76,7 @@ toml_guard_result guard_toml_text(std::string_view text) {
         else if (ch == '\'')
           in = lexeme::literal;
         break;
-      case lexeme::comment:
-        break;
+      case lexeme::comment: break;
       case lexeme::basic:
       case lexeme::multi_basic:
         if (ch == '\\' && i + 1 < text.size() && (text[i + 1] == '"' || text[i + 1] == '\\'))

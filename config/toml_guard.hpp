@@ -15,10 +15,10 @@ namespace nodecoord::config {
 bool toml_unsafe_code_point(char32_t c);
 
 struct toml_guard_result {
-  std::string text;     // what toml++ may parse (the input, unsafe code points in comments blanked)
-  uint32_t line = 0;    // 0: no error; else the 1-based position of the first refused code point
-  uint32_t column = 0;  // in code points, as toml++ counts them
-  std::string message;  // why it was refused
+  std::string text;    // what toml++ may parse (the input, unsafe code points in comments blanked)
+  uint32_t line = 0;   // 0: no error; else the 1-based position of the first refused code point
+  uint32_t column = 0; // in code points, as toml++ counts them
+  std::string message; // why it was refused
 };
 
 toml_guard_result guard_toml_text(std::string_view text);

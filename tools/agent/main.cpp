@@ -9,6 +9,7 @@
 //   nodecoord-agent run --task TASK -- CMD ARGS…        one attempt: CMD's stdout/stderr as lines
 //   nodecoord-agent list                                the store's attempts
 #include "common/log.hpp"
+#include "config/toml_guard.hpp"
 #include "nodecoord/version.hpp"
 #include "tools/agent/connection.hpp"
 #include "tools/agent/link.hpp"
@@ -25,6 +26,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <unistd.h>
 
 using namespace nodecoord;
@@ -62,9 +64,18 @@ std::string trim(std::string s) {
 
 /// Fills what the command line left empty from the TOML file (flags win).
 void apply_config(connect_args& a, std::string& store_path, bool store_given) {
+  std::ifstream in(a.config, std::ios::binary);
+  if (!in)
+    throw std::runtime_error(a.config + ": cannot read the configuration file");
+  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // toml++ 3.3.0 has undefined behaviour for some code points (config/toml_guard.hpp).
+  auto guarded = config::guard_toml_text(raw);
+  if (guarded.line != 0)
+    throw std::runtime_error(a.config + ":" + std::to_string(guarded.line) + ":" + std::to_string(guarded.column) + ": "
+                             + guarded.message);
   toml::table t;
   try {
-    t = toml::parse_file(a.config);
+    t = toml::parse(guarded.text, a.config);
   } catch (const toml::parse_error& e) {
     std::ostringstream os;
     os << e.source().begin;

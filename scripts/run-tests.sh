@@ -2,7 +2,7 @@
 # The test command (also what .ci/run runs). Works from any directory.
 #   BUILD_DIR=dir            build directory (default: build, or build-asan with sanitizers)
 #   NODECOORD_SANITIZE=1     build with AddressSanitizer + UndefinedBehaviorSanitizer
-#   NODECOORD_FUZZ_SECONDS=N each libFuzzer target runs N seconds after ctest (default 30; 0: skip);
+#   NODECOORD_FUZZ_SECONDS=N each libFuzzer target runs N seconds after ctest (default 60; 0: skip);
 #                            needs clang (deps.sh installs clang-14); builds in build-fuzz
 #   extra arguments          passed to ctest (e.g. -R storage)
 set -euo pipefail
@@ -24,7 +24,7 @@ cat <<EOF
    2. configure + build everything in $BUILD_DIR (RelWithDebInfo, sanitizers $sanitize, -j2)
    3. start a throwaway PostgreSQL 15 on loopback (tests/pg_test_server.sh)
    4. ctest --output-on-failure -j2; PostgreSQL is stopped and removed on exit
-   5. fuzz/build.sh build-fuzz, then fuzz/run.sh: each libFuzzer target for ${NODECOORD_FUZZ_SECONDS:-30}s (clang, ASan, UBSan)
+   5. fuzz/build.sh build-fuzz, then fuzz/run.sh: each libFuzzer target for ${NODECOORD_FUZZ_SECONDS:-60}s (clang, ASan, UBSan)
 EOF
 
 echo "== 1. dependencies"
@@ -49,7 +49,7 @@ ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error -j2 "$@" || s
 echo "== ctest exit status: $status"
 
 # A filtered run (ctest arguments) skips the fuzz step unless NODECOORD_FUZZ_SECONDS is set.
-fuzz_seconds=${NODECOORD_FUZZ_SECONDS:-30}
+fuzz_seconds=${NODECOORD_FUZZ_SECONDS:-60}
 if [ $# -gt 0 ] && [ -z "${NODECOORD_FUZZ_SECONDS:-}" ]; then
   echo "== 5. fuzz: skipped (ctest arguments given; set NODECOORD_FUZZ_SECONDS to run it)"
 elif [ "$fuzz_seconds" = 0 ]; then

@@ -81,18 +81,22 @@ struct supervisor_fixture : supervisor_database, test::deterministic_system {
     o.hooks.apply_log = [r](const config::log_config& l) {
       r->events.push_back("log: " + std::string(config::to_string(l.level)));
     };
+    // The stand-in takes an argument: CAF 0.17 dereferences a null tuple when a function actor
+    // takes none, which UBSan reports.
     o.spawn_admin = [r, admin_listens](caf::actor_system& s, admin_options) {
-      return s.spawn([r, admin_listens](admin_actor::pointer) -> admin_actor::behavior_type {
-        return {
-          [=](port_atom) -> caf::result<uint16_t> {
-            if (!admin_listens)
-              return caf::make_error(caf::sec::cannot_open_port, "stand-in admin API cannot listen");
-            return uint16_t{8080};
-          },
-          [=](status_atom, bool accepting) { r->admin_accepting.push_back(accepting); },
-          [=](token_atom, const std::string& token) { r->admin_tokens.push_back(token); },
-        };
-      });
+      return s.spawn(
+        [r, admin_listens](admin_actor::pointer, int) -> admin_actor::behavior_type {
+          return {
+            [=](port_atom) -> caf::result<uint16_t> {
+              if (!admin_listens)
+                return caf::make_error(caf::sec::cannot_open_port, "stand-in admin API cannot listen");
+              return uint16_t{8080};
+            },
+            [=](status_atom, bool accepting) { r->admin_accepting.push_back(accepting); },
+            [=](token_atom, const std::string& token) { r->admin_tokens.push_back(token); },
+          };
+        },
+        0);
     };
     return o;
   }

@@ -74,6 +74,7 @@ fi
 
 for i in $(seq 1 "$runs"); do
   log=$out/daemon-$i.log
+  : >"$log" # exists before the daemon starts: the port is read from it at once
   env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u STATE_DIRECTORY \
     "$daemon_bin" --config "$out/nodecoord.toml" --state-dir "$out/state" 2>"$log" </dev/null &
   daemon_pid=$!

@@ -103,6 +103,7 @@ tail -n 3 "$out/provision.txt"
 
 start_daemon() { # start_daemon LOG: starts nodecoordd, sets daemon_pid and port
   local log=$1
+  : >"$log" # exists before the daemon starts: the port is read from it at once
   env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u STATE_DIRECTORY \
     "$daemon_bin" --config "$out/nodecoord.toml" --state-dir "$out/state" 2>"$log" </dev/null &
   daemon_pid=$!

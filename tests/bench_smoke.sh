@@ -43,6 +43,9 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 EOF
 
+# The log exists before the daemon starts: the port is read from it at once (a background job's
+# redirection may not have created it yet, and sed on a missing file would end the script).
+: >"$tmp/daemon.log"
 # Environment that would change the daemon's behaviour is not inherited.
 env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u STATE_DIRECTORY -u LISTEN_FDS -u LISTEN_PID \
   "$daemon_bin" --config "$tmp/nodecoord.toml" --state-dir "$tmp/state" 2>"$tmp/daemon.log" </dev/null &

@@ -62,6 +62,12 @@ for t in "${targets[@]}"; do
     tail -60 "$work/$t.log"
     ls "$ARTIFACT_DIR"/"$t"-* 2>/dev/null | sed 's/^/   reproducer: /'
     failed+=("$t")
+  elif ! grep -qE "^Done [0-9]+ runs" "$work/$t.log"; then
+    # No "Done N runs": libFuzzer was stopped (a signal, e.g. SIGUSR1 or SIGINT, exits 0 or 72)
+    # before its time or run budget; the run proves nothing.
+    echo "== $t: INTERRUPTED (exit $status, no 'Done N runs'); log tail:"
+    tail -20 "$work/$t.log"
+    failed+=("$t(interrupted)")
   else
     echo "== $t: ok"
   fi
@@ -70,4 +76,4 @@ if [ ${#failed[@]} -ne 0 ]; then
   echo "fuzz/run.sh: FAILED: ${failed[*]}" >&2
   exit 1
 fi
-echo "fuzz/run.sh: all ${#targets[@]} targets ran ${SECONDS_PER_TARGET}s without a finding"
+echo "fuzz/run.sh: all ${#targets[@]} targets ran to their budget (${SECONDS_PER_TARGET}s${FUZZ_ARGS:+, $FUZZ_ARGS}) without a finding"

@@ -125,13 +125,7 @@ BOOST_AUTO_TEST_CASE(a_session_over_its_budget_stops_reading_until_storage_catch
   BOOST_TEST(!f.mpx.passive_mode(c), "reading again");
   auto out = f.frames(c);
   BOOST_TEST(types_of(out) == strings{"ack:1"}, json(out).dump());
-  strings stored;
-  for (auto& l : f.t.run(storage::logs_get{a, -1, 100}))
-    stored.push_back(std::to_string(l.seq) + " " + l.line);
-  strings expected;
-  for (int s = 0; s < 20; ++s)
-    expected.push_back(std::to_string(s) + " line " + std::to_string(s));
-  BOOST_TEST(stored == expected, boost::test_tools::per_element());
+  BOOST_TEST(stored_lines(f.t, a) == numbered_lines(20), boost::test_tools::per_element());
 }
 
 // CAF 0.17 can lose a trigger that follows a halt within one multiplexer iteration (see
@@ -162,13 +156,7 @@ BOOST_AUTO_TEST_CASE(a_resume_whose_trigger_is_lost_is_repaired) {
   f.advance(std::chrono::milliseconds(5));
   BOOST_TEST(!f.mpx.passive_mode(c), "triggered again");
   BOOST_TEST(types_of(f.frames(c)) == strings{"ack:5"});
-  strings texts;
-  for (auto& l : f.t.run(storage::logs_get{a, -1, 100}))
-    texts.push_back(std::to_string(l.seq) + " " + l.line);
-  strings expected;
-  for (int s = 0; s < 8; ++s)
-    expected.push_back(std::to_string(s) + " line " + std::to_string(s));
-  BOOST_TEST(texts == expected, boost::test_tools::per_element());
+  BOOST_TEST(stored_lines(f.t, a) == numbered_lines(8), boost::test_tools::per_element());
   BOOST_TEST(!f.closed(c));
   BOOST_TEST(metrics::daemon().read_rearms.load() >= 1u);
 }

@@ -190,6 +190,22 @@ inline std::vector<std::string> types_of(const std::vector<json>& frames) {
 
 using strings = std::vector<std::string>;
 
+/// The stored lines of attempt `a` as "seq text", in seq order.
+inline strings stored_lines(test::test_database& t, const std::string& a) {
+  strings out;
+  for (auto& l : t.run(storage::logs_get{a, -1, 1000}))
+    out.push_back(std::to_string(l.seq) + " " + l.line);
+  return out;
+}
+
+/// "0 line 0" .. "n-1 line n-1": the lines the backpressure tests send.
+inline strings numbered_lines(int n) {
+  strings out;
+  for (int s = 0; s < n; ++s)
+    out.push_back(std::to_string(s) + " line " + std::to_string(s));
+  return out;
+}
+
 /// Hands every frame the coordinator wrote to `c` to the agent's link; what the link answers
 /// is sent back (and the exchange repeated until nobody has more to say).
 inline void converse(session_fixture& f, connection_handle c, agent::coordinator_link& link, std::string out = {}) {

@@ -88,9 +88,6 @@ public:
   order_result backfill(const std::string& attempt_id) override {
     return ask<order_result>(scheduler_, "scheduler", write, backfill_atom::value, attempt_id);
   }
-  void backfill_async(const std::string& attempt_id) override {
-    caf::anon_send(scheduler_, backfill_atom::value, attempt_id);
-  }
 
 private:
   static constexpr milliseconds part = std::chrono::duration_cast<milliseconds>(defaults::admin_part_timeout);
@@ -166,6 +163,9 @@ admin::http_request to_request(const httplib::Request& req) {
     r.params.emplace(k, v);
   r.body = req.body;
   r.authorization = req.get_header_value("Authorization");
+  r.host = req.get_header_value("Host");
+  r.origin = req.get_header_value("Origin");
+  r.content_type = req.get_header_value("Content-Type");
   return r;
 }
 
@@ -196,6 +196,8 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
   ao.version = version;
   ao.started_at = opts.started_at;
   ao.dashboard_html = admin::dashboard_html();
+  ao.browser.listen_host = opts.host;
+  ao.browser.allowed_hosts = opts.allowed_hosts;
   st.api = std::make_unique<admin::api>(*st.backend, std::move(ao));
   st.server = std::make_unique<httplib::Server>();
   auto& srv = *st.server;

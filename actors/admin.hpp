@@ -16,6 +16,7 @@ struct admin_options {
   uint16_t port = 0;                                        // 0: any free port (ask with port_atom)
   std::string token;                                        // empty: no token required
   uint64_t max_body_bytes = defaults::admin_max_body_bytes; // larger bodies: 413
+  std::vector<std::string> allowed_hosts;                   // names accepted in Host (browser_guard.hpp)
   std::string started_at;
   storage_actor storage;
   registry_actor registry;

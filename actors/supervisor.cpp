@@ -162,6 +162,7 @@ void start_admin(self_ptr self, uint16_t node_port) {
   ao.port = cfg.admin.listen.port;
   ao.token = st.opts.admin_token;
   ao.max_body_bytes = cfg.admin.max_body_bytes;
+  ao.allowed_hosts = cfg.admin.allowed_hosts;
   ao.started_at = st.started_at;
   ao.storage = st.storage;
   ao.registry = st.registry;

@@ -77,6 +77,10 @@ void api::set_listening(bool v) {
 std::string api::now_text() const { return opts_.wall_now(); }
 
 http_response api::handle(const http_request& req) {
+  // Before anything else, the token included: a browser page must not even learn whether it is
+  // needed.
+  if (auto refused = check_browser(opts_.browser, req.method, req.host, req.origin, req.content_type))
+    return failure(refused->status, refused->code, refused->message);
   // The process answers: no token, no actor.
   if (req.path == "/healthz" && req.method == "GET")
     return reply(200, {{"status", "alive"}});

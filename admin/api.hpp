@@ -4,6 +4,7 @@
 // parameter check and error status is unit-tested against a fake backend (tests/admin_api_test.cpp).
 // The admin actor (actors/admin.cpp) connects it to cpp-httplib and to the real actors.
 #include "actors/messages.hpp"
+#include "admin/browser_guard.hpp"
 #include "storage/admin_ops.hpp"
 #include "storage/bundle.hpp"
 
@@ -25,6 +26,9 @@ struct http_request {
   std::multimap<std::string, std::string> params;
   std::string body;
   std::string authorization; // the Authorization header, if any
+  std::string host;          // the Host header, if any
+  std::string origin;        // the Origin header, if any
+  std::string content_type;  // the Content-Type header, if any
 };
 
 struct http_response {
@@ -74,8 +78,6 @@ public:
   virtual tracker_status tracker() = 0;
   /// On-demand backfill of one attempt; waits for the order's result.
   virtual order_result backfill(const std::string& attempt_id) = 0;
-  /// The same without waiting (reading a partial attempt).
-  virtual void backfill_async(const std::string& attempt_id) = 0;
 };
 
 struct api_options {
@@ -85,6 +87,7 @@ struct api_options {
   std::function<std::chrono::steady_clock::time_point()> steady_now = [] { return std::chrono::steady_clock::now(); };
   std::function<std::string()> wall_now; // RFC 3339 now; default: the system clock
   std::string dashboard_html;            // served at GET /
+  browser_policy browser;                // Host, Origin and Content-Type checks (browser_guard.hpp)
 };
 
 class api {

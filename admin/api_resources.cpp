@@ -139,23 +139,9 @@ http_response api::show_attempt(const std::string& id) {
   auto r = backend_.attempt(id);
   if (!r.found)
     not_found("no attempt " + id);
-  json backfill = nullptr;
-  if (is(r.attempt.sync_state, sync_state::partial)) {
-    // Reading an incomplete attempt asks its node for it, without making the reader wait.
-    bool connected = false;
-    try {
-      for (auto& c : backend_.connected())
-        connected = connected || c.node_id == r.attempt.node_id;
-    } catch (const unavailable&) {
-    }
-    if (connected) {
-      backend_.backfill_async(id);
-      backfill = {{"requested", true}};
-    } else {
-      backfill = {{"requested", false}, {"reason", "node offline"}};
-    }
-  }
-  return reply(200, {{"attempt", attempt_json(r.attempt)}, {"backfill", backfill}});
+  // Reading has no side effect (a page could make a browser read): asking the node for a partial
+  // attempt is POST /api/attempts/{id}/backfill.
+  return reply(200, {{"attempt", attempt_json(r.attempt)}});
 }
 
 http_response api::backfill_attempt(const std::string& id) {

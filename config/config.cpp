@@ -216,6 +216,35 @@ public:
     return true;
   }
 
+  bool host_list(const toml::node& n, const std::string& key, std::vector<std::string>& out) {
+    const auto* arr = n.as_array();
+    if (!arr)
+      return type_error(n, key, "an array of host names like [\"coord.example.org\"]");
+    std::vector<std::string> names;
+    bool ok = true;
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const auto& item = *arr->get(i);
+      const auto* v = item.as_string();
+      std::string why;
+      if (!v) {
+        ok = type_error(item, key + "[" + std::to_string(i) + "]", "a string");
+        continue;
+      }
+      if (!valid_host_name(v->get(), why)) {
+        ok = error(item.source(), key + "[" + std::to_string(i) + "]", quote(v->get()) + " " + why);
+        continue;
+      }
+      std::string name = v->get();
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      if (std::find(names.begin(), names.end(), name) == names.end())
+        names.push_back(std::move(name));
+    }
+    if (ok)
+      out = std::move(names);
+    return ok;
+  }
+
   bool text(const toml::node& n, const std::string& key, std::string& out) {
     const auto* v = n.as_string();
     if (!v)
@@ -325,6 +354,7 @@ private:
          {"token_file", [&c](L& l, const N& n, const K& k) { return l.text(n, k, c.admin.token_file); }},
          {"max_body_bytes",
           [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.admin.max_body_bytes, 1024); }},
+         {"allowed_hosts", [&c](L& l, const N& n, const K& k) { return l.host_list(n, k, c.admin.allowed_hosts); }},
        }},
       {"log",
        {

@@ -53,8 +53,10 @@ struct backfill_config {
 
 struct admin_config {
   endpoint listen;
-  std::string token_file;  // empty: no token (allowed only on loopback)
-  uint64_t max_body_bytes; // larger request bodies (bundle imports) are refused with 413
+  std::string token_file;                 // empty: no token (allowed only on loopback)
+  uint64_t max_body_bytes;                // larger request bodies (bundle imports) are refused with 413
+  std::vector<std::string> allowed_hosts; // names besides IP literals, localhost and listen's host
+                                          // that the Host header may carry (DNS rebinding)
 };
 
 enum class log_level { trace, debug, info, warn, error };

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <stdexcept>
 
@@ -123,6 +124,49 @@ endpoint default_endpoint(const char* text) {
   if (!ep)
     throw std::logic_error("invalid default address in config/defaults.hpp: " + why);
   return *ep;
+}
+
+namespace {
+
+bool ip_literal_text(const std::string& host) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+} // namespace
+
+bool valid_host_name(std::string_view name, std::string& why) {
+  if (ip_literal_text(std::string(name)))
+    return true;
+  if (name.empty() || name.size() > 253) {
+    why = "must be a host name of 1 to 253 characters";
+    return false;
+  }
+  size_t label = 0;
+  for (size_t i = 0; i < name.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c == '.') {
+      if (label == 0) {
+        why = "has an empty label";
+        return false;
+      }
+      label = 0;
+      continue;
+    }
+    if (!(std::isalnum(c) || c == '-')) {
+      why = "may hold only letters, digits, '-' and '.' (no port, no scheme, no wildcard)";
+      return false;
+    }
+    if (++label > 63) {
+      why = "has a label longer than 63 characters";
+      return false;
+    }
+  }
+  if (label == 0) {
+    why = "ends with '.'";
+    return false;
+  }
+  return true;
 }
 
 } // namespace nodecoord::config

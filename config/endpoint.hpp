@@ -16,6 +16,10 @@ std::optional<endpoint> parse_endpoint(std::string_view text, std::string& why);
 /// True for localhost, 127.0.0.0/8 and ::1.
 bool is_loopback(const endpoint& ep);
 
+/// A valid entry for [admin] allowed_hosts: a DNS name (letters, digits, '-', '.'; labels of at
+/// most 63 characters, 253 in all) or an IP literal; `why` says what is wrong otherwise.
+bool valid_host_name(std::string_view name, std::string& why);
+
 /// A default of config/defaults.hpp; throws std::logic_error if it does not parse (a bug).
 endpoint default_endpoint(const char* text);
 

@@ -35,6 +35,7 @@ std::vector<std::string> restart_needed(const daemon_config& now, const daemon_c
           "backfill");
   differs(now.admin.listen.to_string() != next.admin.listen.to_string(), "admin.listen");
   differs(now.admin.max_body_bytes != next.admin.max_body_bytes, "admin.max_body_bytes");
+  differs(now.admin.allowed_hosts != next.admin.allowed_hosts, "admin.allowed_hosts");
   return keys;
 }
 

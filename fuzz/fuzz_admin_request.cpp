@@ -1,12 +1,15 @@
 // libFuzzer target: the admin API's request handling (admin/api.hpp: admin::api::handle) against
 // a fake backend with canned data, so the target is pure: routing, path segments, query
-// parameters, bodies (node creation, bundle import), tokens and the error envelope.
+// parameters, bodies (node creation, bundle import), tokens, the browser checks (Host, Origin,
+// Content-Type) and the error envelope.
 //
 // Input format (readable, so seeds can be written by hand):
 //   byte 0            flags: which backend calls fail, whether a token is required, ...
 //   METHOD SP TARGET  up to the first '\n'; TARGET is path[?query], both percent-decoded the way
 //                     cpp-httplib does (query: '&'-separated k=v, '+' is a space)
 //   AUTHORIZATION     the next line (the Authorization header; empty: none)
+//   HEADERS           then any lines "Host: …", "Origin: …", "Content-Type: …" (without one,
+//                     Content-Type is application/json, so the routes behind the check are reached)
 //   BODY              the rest
 // Checks: no 500 (an exception escaped the parsing), only the statuses docs/admin-api.md lists,
 // every JSON body valid with the envelope's shape, and every value the API hands the backend
@@ -244,10 +247,6 @@ struct fake_backend final : backend {
       throw bad_value{"backfill: not a UUID"};
     return {order(), "c0ffee00-1234-4abc-8def-0123456789ab", 1, (flags & 0x04) ? "" : "some reason"};
   }
-  void backfill_async(const std::string& id) override {
-    if (!is_uuid(id))
-      throw bad_value{"backfill_async: not a UUID"};
-  }
 };
 
 int hex(char c) {
@@ -283,7 +282,7 @@ std::string_view next_line(std::string_view& rest) {
   return line;
 }
 
-const std::set<int> allowed_statuses{200, 201, 202, 400, 401, 403, 404, 405, 409, 503};
+const std::set<int> allowed_statuses{200, 201, 202, 400, 401, 403, 404, 405, 409, 415, 503};
 
 } // namespace
 
@@ -314,6 +313,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   req.authorization = std::string(auth);
+  req.content_type = "application/json";
+  for (;;) {
+    auto before = rest;
+    auto line = next_line(rest);
+    auto header = [&](std::string_view name, std::string& out) {
+      if (line.substr(0, name.size()) != name)
+        return false;
+      out = std::string(line.substr(name.size()));
+      return true;
+    };
+    if (!header("Host: ", req.host) && !header("Origin: ", req.origin) && !header("Content-Type: ", req.content_type)) {
+      rest = before;
+      break;
+    }
+  }
   req.body = std::string(rest);
 
   api_options opts;
@@ -324,6 +338,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   opts.steady_now = [ticks] { return std::chrono::steady_clock::time_point{} + std::chrono::seconds(++*ticks); };
   opts.wall_now = [] { return std::string("2026-01-09T12:00:00.000Z"); };
   opts.dashboard_html = "<html></html>";
+  opts.browser.listen_host = "127.0.0.1";
+  opts.browser.allowed_hosts = {"coord.example.org"};
   if (b.flags & 0x80)
     opts.token = "0123456789abcdef-token";
   api a(b, opts);
@@ -342,6 +358,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fail("500: an exception escaped the request handling", req.method + " " + req.path, r.body);
   }
   check(allowed_statuses.count(r.status) > 0, "unexpected status", std::to_string(r.status), r.body);
+  // Whatever else happens, a name that is not ours never gets an answer from a route.
+  if (r.status < 400)
+    check(req.host.empty() || host_allowed(opts.browser, req.host), "answered a foreign Host", req.host, r.body);
   if (r.stream) {
     std::string all;
     for (int i = 0; i < 1000; ++i) {

@@ -36,12 +36,12 @@ struct fake_backend final : backend {
   // What the API asked.
   int counts_calls = 0;
   int ping_calls = 0;
-  std::vector<std::string> async_backfills;
   std::vector<storage::jobs_prune> prunes;
   std::vector<storage::attempt_list> attempt_queries;
   std::vector<storage::job_query> job_queries;
   std::vector<std::string> closed;
   std::vector<std::string> requeues;
+  std::vector<std::string> key_sets; // names whose key was replaced
 
   void need_storage() {
     if (storage_down)
@@ -106,8 +106,22 @@ struct fake_backend final : backend {
     it->second.status = "disabled";
     return {true, it->second};
   }
-  storage::node_enable::result_type enable_node(const std::string& name) override { return disable_node(name); }
-  storage::node_set_key::result_type set_key(const storage::node_set_key& op) override { return disable_node(op.name); }
+  storage::node_enable::result_type enable_node(const std::string& name) override {
+    need_storage();
+    auto it = nodes_by_name.find(name);
+    if (it == nodes_by_name.end())
+      return {};
+    it->second.status = "offline";
+    return {true, it->second};
+  }
+  storage::node_set_key::result_type set_key(const storage::node_set_key& op) override {
+    need_storage();
+    auto it = nodes_by_name.find(op.name);
+    if (it == nodes_by_name.end())
+      return {};
+    key_sets.push_back(op.name);
+    return {true, it->second};
+  }
   storage::attempt_list::result_type attempts(const storage::attempt_list& op) override {
     need_storage();
     attempt_queries.push_back(op);
@@ -186,7 +200,6 @@ struct fake_backend final : backend {
     return next_order;
   }
   std::vector<std::string> backfills;
-  void backfill_async(const std::string& id) override { async_backfills.push_back(id); }
 };
 
 struct fixture {
@@ -203,8 +216,10 @@ struct fixture {
   }
   api a{b, opts()};
 
-  http_response call(const std::string& method, const std::string& target, const std::string& body = "",
-                     const std::string& auth = "") {
+  /// The request a command-line client sends: no Host, no Origin, JSON content type on
+  /// mutations.
+  http_request request(const std::string& method, const std::string& target, const std::string& body = "",
+                       const std::string& auth = "") {
     http_request r;
     r.method = method;
     auto q = target.find('?');
@@ -224,7 +239,13 @@ struct fixture {
     }
     r.body = body;
     r.authorization = auth;
-    return a.handle(r);
+    if (method != "GET")
+      r.content_type = "application/json";
+    return r;
+  }
+  http_response call(const std::string& method, const std::string& target, const std::string& body = "",
+                     const std::string& auth = "") {
+    return a.handle(request(method, target, body, auth));
   }
   json data(const http_response& r) {
     auto j = json::parse(r.body);

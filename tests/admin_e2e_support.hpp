@@ -53,7 +53,7 @@ inline http_answer http(daemon_under_test& d, const std::string& method, const s
   else if (method == "POST")
     res = cli.Post(path, headers, body, "application/json");
   else if (method == "DELETE")
-    res = cli.Delete(path, headers);
+    res = cli.Delete(path, headers, std::string{}, "application/json");
   BOOST_TEST_REQUIRE(static_cast<bool>(res),
                      method << " " << path << ": no answer (" << httplib::to_string(res.error()) << ")");
   http_answer a{res->status, res->body, json::parse(res->body, nullptr, false)};

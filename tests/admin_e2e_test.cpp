@@ -141,7 +141,7 @@ BOOST_AUTO_TEST_CASE(on_demand_backfill_requeue_and_metrics) {
   auto n = d.add_node("alpha");
   auto c = connect_and_hello(d, n);
   c.aside_types = {};
-  // Only the GET below may ask for the attempt: the session's reconnect trigger runs first.
+  // Only the POST below may ask for the attempt: the session's reconnect trigger runs first.
   d.wait_reconnect_trigger(n.id);
   auto id = new_uuid();
   c.send_line(protocol::encode_attempt({id, "task", "running", "", "", ""}));
@@ -149,9 +149,11 @@ BOOST_AUTO_TEST_CASE(on_demand_backfill_requeue_and_metrics) {
   BOOST_TEST_REQUIRE(eventually([&] { return sync_state_of(d, id) == "partial"; }));
   auto attempt = ok_data(http(d, "GET", "/api/attempts/" + id));
   BOOST_TEST(attempt["attempt"]["sync_state"] == "partial");
-  BOOST_TEST(attempt["backfill"]["requested"] == true);
-  // Reading it asked the node; the request arrives without any POST.
+  // Reading it asked nothing (issue 17: no side effects on GET); asking is a POST.
+  auto first = http(d, "POST", "/api/attempts/" + id + "/backfill");
+  BOOST_TEST_REQUIRE(first.status == 202, first.body);
   auto req = next_request(c);
+  BOOST_TEST(req["request_id"] == ok_data(first)["job_id"]);
   BOOST_TEST(req["attempt_ids"] == json::array({id}));
   // While that request is live, another on-demand request for it is a conflict.
   auto again = http(d, "POST", "/api/attempts/" + id + "/backfill");

@@ -61,7 +61,7 @@ BOOST_AUTO_TEST_CASE(example_file_lists_every_key_uncommented) {
     {"backfill",
      {"reconcile_interval", "batch_size", "request_timeout", "max_failures", "reconnect_rate",
       "max_inflight_per_node"}},
-    {"admin", {"listen", "token_file", "max_body_bytes"}},
+    {"admin", {"listen", "token_file", "max_body_bytes", "allowed_hosts"}},
     {"log", {"level", "format"}},
   };
   // table -> keys assigned (not in comments) in that table
@@ -129,6 +129,7 @@ max_inflight_per_node = 14
 listen = "0.0.0.0:9001"
 token_file = "/etc/nodecoord/admin.token"
 max_body_bytes = 2048
+allowed_hosts = ["Coord.Example.org", "10.0.0.1", "coord.example.org", "::1"]
 
 [log]
 level = "debug"
@@ -161,6 +162,9 @@ format = "json"
   BOOST_TEST(c.admin.listen.port == 9001);
   BOOST_TEST(c.admin.token_file == "/etc/nodecoord/admin.token");
   BOOST_TEST(c.admin.max_body_bytes == 2048u);
+  // Lower case, each name once.
+  BOOST_TEST(c.admin.allowed_hosts == (std::vector<std::string>{"coord.example.org", "10.0.0.1", "::1"}),
+             boost::test_tools::per_element());
   BOOST_TEST((c.log.level == log_level::debug));
   BOOST_TEST((c.log.format == log_format::json));
 }
@@ -245,6 +249,9 @@ BOOST_AUTO_TEST_CASE(wrong_types) {
     {"[log]\nformat = { kind = \"json\" }\n", "log.format", 2, 10, "got table"},
     {"server = 5\n", "server", 1, 10, "expected a table ([server]), got integer"},
     {"[[server]]\nlisten = \"127.0.0.1:7400\"\n", "server", 1, 1, "write [server], not [[server]]"},
+    {"[admin]\nallowed_hosts = \"coord.example.org\"\n", "admin.allowed_hosts", 2, 17,
+     "expected an array of host names like [\"coord.example.org\"], got string"},
+    {"[admin]\nallowed_hosts = [\"a\", 7]\n", "admin.allowed_hosts[1]", 2, 23, "expected a string, got integer"},
   };
   for (const auto& c : cases)
     check_single_error(c);
@@ -281,6 +288,16 @@ BOOST_AUTO_TEST_CASE(out_of_range_values) {
      "invalid log level \"verbose\"; expected one of trace, debug, info, warn, error"},
     {"[log]\nlevel = \"INFO\"\n", "log.level", 2, 9, "invalid log level \"INFO\""},
     {"[log]\nformat = \"xml\"\n", "log.format", 2, 10, "invalid log format \"xml\"; expected one of text, json"},
+    // allowed_hosts holds names: no port, scheme or wildcard, valid DNS labels.
+    {"[admin]\nallowed_hosts = [\"coord.example.org:7401\"]\n", "admin.allowed_hosts[0]", 2, 18,
+     "\"coord.example.org:7401\" may hold only letters, digits, '-' and '.' (no port, no scheme, no wildcard)"},
+    {"[admin]\nallowed_hosts = [\"ok.example\", \"*.example.org\"]\n", "admin.allowed_hosts[1]", 2, 32, "no wildcard"},
+    {"[admin]\nallowed_hosts = [\"http://x\"]\n", "admin.allowed_hosts[0]", 2, 18, "no scheme"},
+    {"[admin]\nallowed_hosts = [\"a..b\"]\n", "admin.allowed_hosts[0]", 2, 18, "has an empty label"},
+    {"[admin]\nallowed_hosts = [\"\"]\n", "admin.allowed_hosts[0]", 2, 18, "1 to 253 characters"},
+    {"[admin]\nallowed_hosts = [\"x.\"]\n", "admin.allowed_hosts[0]", 2, 18, "ends with '.'"},
+    {"[admin]\nallowed_hosts = [\"" + std::string(64, 'a') + ".example\"]\n", "admin.allowed_hosts[0]", 2, 18,
+     "label longer than 63"},
   };
   for (const auto& c : cases)
     check_single_error(c);

@@ -73,6 +73,7 @@ inline void check_same(const daemon_config& a, const daemon_config& b) {
   BOOST_TEST(a.admin.listen.port == b.admin.listen.port);
   BOOST_TEST(a.admin.token_file == b.admin.token_file);
   BOOST_TEST(a.admin.max_body_bytes == b.admin.max_body_bytes);
+  BOOST_TEST(a.admin.allowed_hosts == b.admin.allowed_hosts, boost::test_tools::per_element());
   BOOST_TEST(to_string(a.log.level) == to_string(b.log.level));
   BOOST_TEST(to_string(a.log.format) == to_string(b.log.format));
 }

@@ -226,6 +226,8 @@ BOOST_AUTO_TEST_CASE(reload_names_every_change_that_needs_a_restart) {
   BOOST_TEST(changed("[backfill]\nmax_failures = 9\n") == v{"backfill"}, boost::test_tools::per_element());
   BOOST_TEST(changed("[admin]\nmax_body_bytes = 1048576\n") == v{"admin.max_body_bytes"},
              boost::test_tools::per_element());
+  BOOST_TEST(changed("[admin]\nallowed_hosts = [\"coord.example.org\"]\n") == v{"admin.allowed_hosts"},
+             boost::test_tools::per_element());
 }
 
 // Fuzzing finding 7 (docs/reliability.md): toml++ 3.3.0 has undefined behaviour for some code

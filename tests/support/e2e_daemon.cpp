@@ -6,12 +6,15 @@ const std::string daemon_path = NODECOORDD_PATH;
 const std::string ctl_path = NODECOORDCTL_PATH;
 
 daemon_under_test::daemon_under_test(const settings& server, const std::string& storage_url,
-                                     const std::string& extra_toml)
+                                     const std::string& extra_toml, const settings& admin)
   : dir_("nodecoord-e2e") {
   std::string text = "[server]\n";
   for (auto& [k, v] : server)
     text += k + " = " + v + "\n";
-  text += "[admin]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"debug\"\n";
+  text += "[admin]\nlisten = \"127.0.0.1:0\"\n";
+  for (auto& [k, v] : admin)
+    text += k + " = " + v + "\n";
+  text += "[log]\nlevel = \"debug\"\n";
   if (!storage_url.empty())
     text += "[storage]\nurl = \"" + storage_url + "\"\n";
   text += extra_toml;

@@ -94,11 +94,12 @@ settings with(settings s, const settings& changes);
 
 /// One nodecoordd with its own state directory and configuration; nodecoordctl runs against
 /// the same files. Storage: SQLite at <dir>/nodecoord.db, or `storage_url` (e.g. a PostgreSQL
-/// test schema). `extra_toml` is appended to the configuration (other tables).
+/// test schema). `extra_toml` is appended to the configuration (other tables); `admin` adds keys to
+/// its [admin] table.
 class daemon_under_test {
 public:
   explicit daemon_under_test(const settings& server = base_settings(), const std::string& storage_url = "",
-                             const std::string& extra_toml = "");
+                             const std::string& extra_toml = "", const settings& admin = {});
 
   const std::string& state_dir() const { return dir_.path(); }
   const std::string& config() const { return config_; }

@@ -142,7 +142,7 @@ nlohmann::json client::call(const std::string& method, const std::string& path, 
   else if (method == "POST")
     res = cli.Post(path, body, content_type);
   else if (method == "DELETE")
-    res = cli.Delete(path);
+    res = cli.Delete(path, httplib::Headers{}, std::string{}, "application/json");
   else
     throw std::logic_error("unsupported method " + method);
   if (!res)

@@ -98,29 +98,24 @@ struct fake_backend final : backend {
     r.node = n;
     return r;
   }
-  storage::node_disable::result_type disable_node(const std::string& name) override {
+  /// The node named `name` after `change`, or not found.
+  template <class Change>
+  storage::node_disable::result_type change_node(const std::string& name, Change change) {
     need_storage();
     auto it = nodes_by_name.find(name);
     if (it == nodes_by_name.end())
       return {};
-    it->second.status = "disabled";
+    change(it->second);
     return {true, it->second};
+  }
+  storage::node_disable::result_type disable_node(const std::string& name) override {
+    return change_node(name, [](storage::node_record& n) { n.status = "disabled"; });
   }
   storage::node_enable::result_type enable_node(const std::string& name) override {
-    need_storage();
-    auto it = nodes_by_name.find(name);
-    if (it == nodes_by_name.end())
-      return {};
-    it->second.status = "offline";
-    return {true, it->second};
+    return change_node(name, [](storage::node_record& n) { n.status = "offline"; });
   }
   storage::node_set_key::result_type set_key(const storage::node_set_key& op) override {
-    need_storage();
-    auto it = nodes_by_name.find(op.name);
-    if (it == nodes_by_name.end())
-      return {};
-    key_sets.push_back(op.name);
-    return {true, it->second};
+    return change_node(op.name, [&](storage::node_record&) { key_sets.push_back(op.name); });
   }
   storage::attempt_list::result_type attempts(const storage::attempt_list& op) override {
     need_storage();

@@ -31,9 +31,10 @@ BOOST_AUTO_TEST_CASE(a_browser_page_can_neither_change_nor_read_anything) {
   BOOST_TEST(code_of(cli.Post("/api/nodes/alpha/rotate-key", "a=b", "application/x-www-form-urlencoded"))
              == "415 unsupported_media_type");
   BOOST_TEST(code_of(cli.Post("/api/nodes/alpha/disable", "{}", "text/plain")) == "415 unsupported_media_type");
-  BOOST_TEST(code_of(cli.Post("/api/nodes", "--x\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nbeta\r\n--x--\r\n",
-                              "multipart/form-data; boundary=x"))
-             == "415 unsupported_media_type");
+  BOOST_TEST(
+    code_of(cli.Post("/api/nodes", "--x\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nbeta\r\n--x--\r\n",
+                     "multipart/form-data; boundary=x"))
+    == "415 unsupported_media_type");
   BOOST_TEST(code_of(cli.Post("/api/nodes/alpha/disable", {{"Origin", "http://evil.example"}}, "", "application/json"))
              == "403 forbidden_origin");
   BOOST_TEST(code_of(cli.Delete("/api/jobs?status=succeeded", {{"Origin", "null"}}, "", "application/json"))

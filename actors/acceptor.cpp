@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "common/metrics.hpp"
+#include "tls/context.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/io/broker.hpp>
@@ -52,8 +53,15 @@ caf::behavior acceptor_impl(self_ptr self, acceptor_options opts) {
   }
   st.doorman = res->first;
   st.stats.port = res->second;
+  auto tls_mode = [&]() -> std::string {
+    auto t = st.opts.session.tls ? st.opts.session.tls->get() : tls::server_setting::value{};
+    if (!t.ctx)
+      return "off";
+    return std::string(t.required ? "required" : "optional") + (t.ctx->verifies_clients() ? ",mutual" : "");
+  };
   log::info("listening for nodes", {{"address", st.opts.host + ":" + std::to_string(st.stats.port)},
-                                    {"max_connections", st.opts.max_connections}});
+                                    {"max_connections", st.opts.max_connections},
+                                    {"tls", tls_mode()}});
   self->set_down_handler([=](caf::down_msg& m) {
     auto& s = self->state;
     if (s.sessions.erase(m.source.id()) > 0)

@@ -7,6 +7,7 @@
 #include "common/metrics.hpp"
 #include "protocol/ack_gate.hpp"
 #include "protocol/codec.hpp"
+#include "tls/stream.hpp"
 
 #include <caf/io/broker.hpp>
 #include <caf/io/receive_policy.hpp>
@@ -58,11 +59,41 @@ struct node_session_state {
   // has come in since it.
   uint64_t resumes = 0;
   bool read_since_resume = false;
+  // TLS (issue 17): the first byte decides; then every byte both ways goes through the stream.
+  bool transport_known = false;
+  std::unique_ptr<tls::stream> tls;
+  bool tls_verifies_clients = false;
 };
 
 using self_ptr = caf::io::stateful_broker<node_session_state>*;
 
 void terminate(self_ptr self, const std::string& reason);
+
+/// Moves what the TLS stream has for the network (records, handshake messages, alerts) into the
+/// socket's buffer.
+void flush_tls(self_ptr self) {
+  auto& st = self->state;
+  if (!st.tls || st.tls->output_size() == 0)
+    return;
+  std::string out;
+  st.tls->take_output(out);
+  auto& buf = self->wr_buf(st.hdl);
+  buf.insert(buf.end(), out.begin(), out.end());
+  self->flush(st.hdl);
+}
+
+/// Bytes for the node, encrypted when the link is TLS.
+void put(self_ptr self, std::string_view bytes) {
+  auto& st = self->state;
+  if (st.tls) {
+    st.tls->send(bytes);
+    flush_tls(self);
+    return;
+  }
+  auto& buf = self->wr_buf(st.hdl);
+  buf.insert(buf.end(), bytes.begin(), bytes.end());
+  self->flush(st.hdl);
+}
 
 /// Queues one encoded frame. A node that does not read fills its buffer: past
 /// max_outbound_bytes it is disconnected (slow_consumer) rather than buffered forever.
@@ -70,23 +101,24 @@ bool write_line(self_ptr self, const std::string& line) {
   auto& st = self->state;
   if (st.ph == node_session_state::phase::closing)
     return false;
-  auto& buf = self->wr_buf(st.hdl);
-  if (buf.size() + line.size() > st.opts.max_outbound_bytes) {
+  if (self->wr_buf(st.hdl).size() + line.size() > st.opts.max_outbound_bytes) {
     terminate(self, "slow_consumer");
     return false;
   }
-  buf.insert(buf.end(), line.begin(), line.end());
-  self->flush(st.hdl);
+  put(self, line);
   return true;
 }
 
 /// Writes a last frame (error or close), then closes: the data is sent before the FIN.
 void close_with(self_ptr self, const std::string& line, const std::string& reason) {
-  if (self->state.ph == node_session_state::phase::closing)
+  auto& st = self->state;
+  if (st.ph == node_session_state::phase::closing)
     return;
-  auto& buf = self->wr_buf(self->state.hdl);
-  buf.insert(buf.end(), line.begin(), line.end()); // a small frame may exceed the bound once
-  self->flush(self->state.hdl);
+  put(self, line); // a small frame may exceed the bound once
+  if (st.tls && st.tls->open()) {
+    st.tls->shutdown(); // close_notify: the node can tell our close from a cut connection
+    flush_tls(self);
+  }
   terminate(self, reason);
 }
 
@@ -197,6 +229,17 @@ void handle_line(self_ptr self, std::string_view line) {
                protocol::encode_error(protocol::code::unsupported_protocol,
                                       "this coordinator speaks protocol 1, not " + std::to_string(h->protocol)),
                "unsupported_protocol");
+    return;
+  }
+  // Mutual TLS: the certificate must name the node, in addition to its key (a stolen key alone
+  // is not enough).
+  if (st.tls_verifies_clients && !st.tls->peer_certificate_names(h->node)) {
+    metrics::daemon().connects.inc("certificate_mismatch");
+    log::warn("hello refused: the client certificate does not name the node", {{"node", h->node}, {"peer", st.peer}});
+    close_with(self,
+               protocol::encode_error(protocol::code::auth_failed,
+                                      "the client certificate does not name node '" + h->node + "'"),
+               "certificate_mismatch");
     return;
   }
   st.ph = phase::authenticating;
@@ -475,6 +518,29 @@ void handle_active(self_ptr self, protocol::node_message&& msg, uint64_t bytes) 
     std::move(msg));
 }
 
+/// The first byte tells a TLS client (a handshake record) from a plain one ('{'). With a
+/// certificate configured and TLS required, a plain client gets close{tls_required} in clear
+/// text, the only thing it can read. False when the connection is being closed.
+bool choose_transport(self_ptr self, unsigned char first) {
+  auto& st = self->state;
+  st.transport_known = true;
+  tls::server_setting::value setting;
+  if (st.opts.tls)
+    setting = st.opts.tls->get();
+  if (setting.ctx && tls::starts_tls(first)) {
+    st.tls = std::make_unique<tls::stream>(setting.ctx);
+    st.tls_verifies_clients = setting.ctx->verifies_clients();
+    return true;
+  }
+  if (setting.ctx && setting.required) {
+    metrics::daemon().connects.inc(protocol::close_reason::tls_required);
+    close_with(self, protocol::encode_close(protocol::close_reason::tls_required),
+               protocol::close_reason::tls_required);
+    return false;
+  }
+  return true;
+}
+
 caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, session_options opts) {
   auto& st = self->state;
   st.opts = std::move(opts);
@@ -496,8 +562,22 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
       if (s.ph == node_session_state::phase::closing)
         return;
       s.read_since_resume = true;
-      auto status = s.splitter.feed(std::string_view(msg.buf.data(), msg.buf.size()),
-                                    [&](std::string_view line) { handle_line(self, line); });
+      std::string_view data(msg.buf.data(), msg.buf.size());
+      if (!s.transport_known && !data.empty() && !choose_transport(self, static_cast<unsigned char>(data[0])))
+        return;
+      std::string plain;
+      if (s.tls) {
+        bool ok = s.tls->receive(data, plain);
+        flush_tls(self); // handshake messages, or the alert that ends a failed stream
+        if (!ok) {
+          metrics::daemon().tls_failures.fetch_add(1, std::memory_order_relaxed);
+          log::info("TLS failed", {{"node", s.node_name}, {"peer", s.peer}, {"error", s.tls->error()}});
+          terminate(self, "tls_error");
+          return;
+        }
+        data = plain;
+      }
+      auto status = s.splitter.feed(data, [&](std::string_view line) { handle_line(self, line); });
       if (status == protocol::line_splitter::status::too_large && s.ph != node_session_state::phase::closing)
         close_with(
           self,
@@ -507,6 +587,7 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
           protocol::code::frame_too_large);
     },
     [=](const caf::io::connection_closed_msg&) { terminate(self, "socket_closed"); },
+    // (A TLS close_notify from the node is followed by its FIN: connection_closed_msg.)
     [=](caf::close_atom, const std::string& reason) { close_with(self, protocol::encode_close(reason), reason); },
     [=](backfill_atom, const backfill_delivery& d) {
       // A request this session cannot deliver is reset at once (lessons.md: mark then fail to send).

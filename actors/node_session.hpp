@@ -16,7 +16,10 @@
 
 namespace nodecoord {
 class ingest_budget;
+namespace tls {
+class server_setting;
 }
+} // namespace nodecoord
 
 namespace nodecoord {
 
@@ -40,6 +43,9 @@ struct session_options {
   /// Connections that have not authenticated yet, fleet-wide (the acceptor's count); the
   /// session gives its place back when it leaves the handshake. Null: not counted.
   std::shared_ptr<std::atomic<int64_t>> handshakes;
+  /// TLS on this port ([server.tls]), read once per connection; a reload replaces its value.
+  /// Null: plain TCP only.
+  std::shared_ptr<tls::server_setting> tls;
 };
 
 /// Moves the connection `hdl` from `acceptor` into a new node_session broker.

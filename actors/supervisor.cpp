@@ -74,6 +74,27 @@ void reload_admin_token(self_ptr self, const std::string& path) {
   log::info("admin token reloaded", {{"token", token.empty() ? "none" : "required"}});
 }
 
+/// SIGHUP: [server.tls] is read again (a rotated certificate needs no restart). New connections
+/// get the new context; live sessions keep theirs. Unusable files keep the running setting.
+void reload_node_tls(self_ptr self, const config::tls_config& next) {
+  auto& st = self->state;
+  std::string why;
+  auto setting = tls::node_port_setting(next, why);
+  if (!setting) {
+    log::error("reload: TLS not changed", {{"error", why}});
+    return;
+  }
+  st.opts.node_tls->set(*setting);
+  st.opts.config.server.tls = next;
+  if (setting->ctx)
+    log::info("TLS reloaded", {{"cert_file", next.cert_file},
+                               {"not_after", setting->ctx->not_after()},
+                               {"mutual", setting->ctx->verifies_clients()},
+                               {"required", setting->required}});
+  else
+    log::info("TLS off: the node port speaks plain TCP");
+}
+
 void reload(self_ptr self) {
   auto& st = self->state;
   if (st.stopping) {
@@ -104,6 +125,7 @@ void reload(self_ptr self) {
       st.opts.hooks.apply_log(next.log);
       now.log = next.log;
       reload_admin_token(self, next.admin.token_file);
+      reload_node_tls(self, next.server.tls);
     }
   }
   if (st.ready)
@@ -229,6 +251,7 @@ void start_listening(self_ptr self) {
   ao.session.registry = st.registry;
   ao.session.storage = st.storage;
   ao.session.tracker = st.tracker;
+  ao.session.tls = st.opts.node_tls;
   st.acceptor = spawn_acceptor(self->system(), ao);
   self->request(st.acceptor, std::chrono::seconds(10), port_atom::value)
     .then([=](uint16_t port) { start_admin(self, port); },
@@ -242,6 +265,8 @@ void start_listening(self_ptr self) {
 supervisor_actor::behavior_type supervisor_impl(self_ptr self, supervisor_options opts) {
   auto& st = self->state;
   st.opts = std::move(opts);
+  if (!st.opts.node_tls)
+    st.opts.node_tls = std::make_shared<tls::server_setting>();
   st.started_at = format_time(system_now());
   auto& cfg = st.opts.config;
   storage_options so;

@@ -7,6 +7,7 @@
 #include "actors/actors.hpp"
 #include "actors/admin.hpp"
 #include "config/config.hpp"
+#include "tls/context.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -32,6 +33,9 @@ struct supervisor_options {
   std::string config_path; // re-read on SIGHUP; empty: defaults only
   std::string state_dir;
   std::string admin_token; // the content of admin.token_file; empty: no token
+  /// TLS on the node port, built from [server.tls] by the caller (which refuses to start when its
+  /// files are unusable); rebuilt on SIGHUP. Null: plain TCP until a reload configures TLS.
+  std::shared_ptr<tls::server_setting> node_tls;
   /// Called once when the supervisor is done, with the process exit code.
   std::function<void(int)> on_done = [](int) {};
   supervisor_hooks hooks;

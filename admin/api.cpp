@@ -335,6 +335,10 @@ http_response api::metrics() {
            "Reads triggered again after a resume because none had come in yet (mostly an idle node; "
            "sometimes a lost trigger, which this repairs).");
   w.sample("nodecoord_session_read_rearms_total", static_cast<double>(m.read_rearms.load()));
+  w.family("nodecoord_tls_failures_total", "counter",
+           "Node connections whose TLS stream failed: a refused handshake (wrong CA, expired or missing "
+           "certificate, version) or records that do not decrypt.");
+  w.sample("nodecoord_tls_failures_total", static_cast<double>(m.tls_failures.load()));
   try {
     auto t = backend_.tracker();
     w.family("nodecoord_backfill_requests_total", "counter", "Backfill requests by outcome.");

@@ -60,6 +60,7 @@ struct daemon_metrics {
   std::atomic<int64_t> sessions_paused{0}; // sessions not reading now (backpressure)
   std::atomic<uint64_t> session_pauses{0}; // times a session stopped reading
   std::atomic<uint64_t> read_rearms{0};    // reads re-triggered after a resume (node_session.cpp)
+  std::atomic<uint64_t> tls_failures{0};   // TLS streams that failed (handshake refused, bad records)
   std::atomic<int64_t> handshakes{0};      // connections not authenticated yet
   std::atomic<uint64_t> ingest_bytes{0};   // frames' bytes handed to storage, not settled
   std::atomic<uint64_t> ingest_frames{0};

@@ -245,6 +245,55 @@ public:
     return ok;
   }
 
+  bool boolean(const toml::node& n, const std::string& key, bool& out) {
+    const auto* v = n.as_boolean();
+    if (!v)
+      return type_error(n, key, "true or false");
+    out = v->get();
+    return true;
+  }
+
+  bool one_of(const toml::node& n, const std::string& key, const std::vector<std::string>& allowed,
+              std::string_view what, std::string& out) {
+    std::string list;
+    for (auto& a : allowed)
+      list += (list.empty() ? "" : ", ") + quote(a);
+    const auto* v = n.as_string();
+    if (!v)
+      return type_error(n, key, "a string (one of " + list + ")");
+    if (std::find(allowed.begin(), allowed.end(), v->get()) == allowed.end())
+      return error(n.source(), key,
+                   "invalid " + std::string{what} + " " + quote(v->get()) + "; expected one of " + list);
+    out = v->get();
+    return true;
+  }
+
+  /// A table inside a table ([server.tls]): its keys read like a table's, unknown ones refused.
+  bool subtable(const toml::node& n, const std::string& key, std::vector<key_spec> keys) {
+    const auto* tbl = n.as_table();
+    if (!tbl)
+      return type_error(n, key, "a table ([" + key + "])");
+    const std::vector<table_spec> specs{{key, std::move(keys)}};
+    bool ok = true;
+    for (auto&& [vkey, vnode] : *tbl) {
+      std::string dotted = key + "." + std::string{vkey.str()};
+      std::string_view vname = vkey.str();
+      const auto& fields = specs.front().keys;
+      auto field = std::find_if(fields.begin(), fields.end(), [&](const key_spec& f) { return f.name == vname; });
+      if (field == fields.end()) {
+        unknown_key(vkey, vnode, specs, &specs.front());
+        ok = false;
+        continue;
+      }
+      seen_[dotted] = seen{vnode.source(), true};
+      if (!field->read(*this, vnode, dotted)) {
+        seen_[dotted].ok = false;
+        ok = false;
+      }
+    }
+    return ok;
+  }
+
   bool text(const toml::node& n, const std::string& key, std::string& out) {
     const auto* v = n.as_string();
     if (!v)
@@ -322,6 +371,21 @@ private:
          {"max_protocol_errors",
           [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_protocol_errors, 1); }},
          {"shutdown_timeout", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.server.shutdown_timeout); }},
+         {"tls",
+          [&c](L& l, const N& n, const K& k) {
+            return l.subtable(
+              n, k,
+              {{"cert_file", [&c](L& l2, const N& n2, const K& k2) { return l2.text(n2, k2, c.server.tls.cert_file); }},
+               {"key_file", [&c](L& l2, const N& n2, const K& k2) { return l2.text(n2, k2, c.server.tls.key_file); }},
+               {"client_ca_file",
+                [&c](L& l2, const N& n2, const K& k2) { return l2.text(n2, k2, c.server.tls.client_ca_file); }},
+               {"min_version",
+                [&c](L& l2, const N& n2, const K& k2) {
+                  return l2.one_of(n2, k2, {"1.2", "1.3"}, "TLS version", c.server.tls.min_version);
+                }},
+               {"required",
+                [&c](L& l2, const N& n2, const K& k2) { return l2.boolean(n2, k2, c.server.tls.required); }}});
+          }},
        }},
       {"storage",
        {
@@ -454,6 +518,17 @@ private:
              "server.heartbeat_interval",
              "out of range: must be less than server.idle_timeout = " + format_duration(s.idle_timeout) + " (got "
                + format_duration(s.heartbeat_interval) + ")");
+    const auto& t = s.tls;
+    relation(t.cert_file.empty() == t.key_file.empty(),
+             t.cert_file.empty() ? "server.tls.key_file" : "server.tls.cert_file",
+             t.cert_file.empty() ? "is set, so server.tls.cert_file must be set too"
+                                 : "is set, so server.tls.key_file must be set too",
+             t.cert_file.empty() ? "server.tls.cert_file" : "server.tls.key_file",
+             t.cert_file.empty() ? "must be set because server.tls.key_file is"
+                                 : "must be set because server.tls.cert_file is");
+    relation(t.client_ca_file.empty() || t.enabled(), "server.tls.client_ca_file",
+             "needs server.tls.cert_file and key_file (mutual TLS is TLS first)", "server.tls.cert_file",
+             "must be set because server.tls.client_ca_file is");
     const auto& st = cfg_.storage;
     relation(st.reconnect_initial <= st.reconnect_max, "storage.reconnect_initial",
              "out of range: must not exceed storage.reconnect_max = " + format_duration(st.reconnect_max) + " (got "
@@ -526,6 +601,8 @@ daemon_config default_config() {
   c.server.idle_timeout = defaults::idle_timeout;
   c.server.max_protocol_errors = defaults::max_protocol_errors;
   c.server.shutdown_timeout = defaults::shutdown_timeout;
+  c.server.tls.min_version = defaults::tls_min_version;
+  c.server.tls.required = defaults::tls_required;
 
   c.storage.url = defaults::storage_url;
   c.storage.batch_max = defaults::batch_max;

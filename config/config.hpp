@@ -19,6 +19,17 @@ struct endpoint {
   std::string to_string() const;
 };
 
+/// [server.tls] (docs/configuration.md, "TLS"). The files are checked when the daemon builds its
+/// TLS context (startup, --check-config, SIGHUP), not here.
+struct tls_config {
+  std::string cert_file; // empty: no TLS on the node port
+  std::string key_file;
+  std::string client_ca_file; // non-empty: mutual TLS
+  std::string min_version;    // "1.2" or "1.3"
+  bool required;              // with a certificate: refuse plain connections (close{tls_required})
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct server_config {
   endpoint listen;
   uint32_t max_connections;
@@ -30,6 +41,7 @@ struct server_config {
   duration idle_timeout;
   uint32_t max_protocol_errors;
   duration shutdown_timeout;
+  tls_config tls;
 };
 
 struct storage_config {

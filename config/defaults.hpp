@@ -59,6 +59,10 @@ inline constexpr auto disabled_poll = 2s; // how soon a node an operator disable
 inline constexpr uint32_t auth_failures_per_minute = 20;
 inline constexpr size_t auth_limiter_capacity = 65536;
 
+// [server.tls]
+inline constexpr const char* tls_min_version = "1.2";
+inline constexpr bool tls_required = true; // once a certificate is configured
+
 // [admin]
 inline constexpr const char* admin_listen = "127.0.0.1:7401";
 inline constexpr const char* admin_token_file = "";

@@ -8,6 +8,7 @@
 #include "daemon/systemd_notify.hpp"
 #include "nodecoord/version.hpp"
 #include "storage/url.hpp"
+#include "tls/context.hpp"
 
 #include <CLI/App.hpp>
 #include <CLI/Config.hpp>
@@ -51,7 +52,17 @@ int check_config(const std::string& path) {
     std::cerr << path << ": " << res.errors.size() << " error" << (res.errors.size() == 1 ? "" : "s") << "\n";
     return exit_usage;
   }
-  std::cout << path << ": configuration OK\n";
+  // The files the configuration names: readable, the key matches its certificate, not expired.
+  std::string why;
+  auto node_tls = tls::node_port_setting(res.config.server.tls, why);
+  if (!node_tls) {
+    std::cerr << path << ": " << why << "\n";
+    return exit_usage;
+  }
+  std::cout << path << ": configuration OK";
+  if (node_tls->ctx)
+    std::cout << " (TLS certificate valid until " << node_tls->ctx->not_after() << ")";
+  std::cout << "\n";
   return exit_ok;
 }
 
@@ -146,6 +157,16 @@ int main(int argc, char** argv) {
     }
     admin_token = *token;
   }
+  auto node_tls = std::make_shared<tls::server_setting>();
+  {
+    std::string why;
+    auto setting = tls::node_port_setting(cfg.server.tls, why);
+    if (!setting) {
+      log::error("not starting", {{"error", why}});
+      return exit_failure;
+    }
+    node_tls->set(*setting);
+  }
   log::info("nodecoordd starting", {{"version", version},
                                     {"pid", static_cast<int64_t>(getpid())},
                                     {"config", config_path.empty() ? "(built-in defaults)" : config_path},
@@ -197,6 +218,7 @@ int main(int argc, char** argv) {
     opts.config_path = config_path;
     opts.state_dir = state_dir;
     opts.admin_token = admin_token;
+    opts.node_tls = node_tls;
     opts.hooks.ready = [](const std::string& status) { systemd::notify_ready(status); };
     opts.hooks.reloading = [] { systemd::notify_reloading(); };
     opts.hooks.stopping = [](const std::string& status) { systemd::notify_stopping(status); };

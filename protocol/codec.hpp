@@ -42,6 +42,7 @@ inline constexpr const char* superseded = "superseded";
 inline constexpr const char* idle_timeout = "idle_timeout";
 inline constexpr const char* protocol_errors = "protocol_errors";
 inline constexpr const char* disabled = "disabled";
+inline constexpr const char* tls_required = "tls_required";
 } // namespace close_reason
 
 // --- framing ---

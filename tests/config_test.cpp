@@ -23,6 +23,10 @@ BOOST_AUTO_TEST_CASE(default_config_matches_defaults_hpp) {
   BOOST_TEST(c.server.idle_timeout.count() == 30'000);
   BOOST_TEST(c.server.max_protocol_errors == 10u);
   BOOST_TEST(c.server.shutdown_timeout.count() == 15'000);
+  BOOST_TEST(!c.server.tls.enabled());
+  BOOST_TEST(c.server.tls.min_version == "1.2");
+  BOOST_TEST(c.server.tls.required);
+  BOOST_TEST(c.admin.allowed_hosts.empty());
   BOOST_TEST(c.storage.url == "sqlite://nodecoord.db");
   BOOST_TEST(c.storage.batch_max == 1000u);
   BOOST_TEST(c.storage.connect_timeout.count() == 5'000);
@@ -55,6 +59,7 @@ BOOST_AUTO_TEST_CASE(example_file_lists_every_key_uncommented) {
     {"server",
      {"listen", "max_connections", "max_handshakes", "max_frame_bytes", "max_outbound_bytes", "hello_timeout",
       "heartbeat_interval", "idle_timeout", "max_protocol_errors", "shutdown_timeout"}},
+    {"server.tls", {"cert_file", "key_file", "client_ca_file", "min_version", "required"}},
     {"storage",
      {"url", "batch_max", "max_queued_bytes", "max_queued_frames", "connect_timeout", "reconnect_initial",
       "reconnect_max"}},
@@ -110,6 +115,13 @@ idle_timeout = "1m30s"
 max_protocol_errors = 3
 shutdown_timeout = "1h"
 
+[server.tls]
+cert_file = "/etc/nodecoord/tls/server.crt"
+key_file = "/etc/nodecoord/tls/server.key"
+client_ca_file = "/etc/nodecoord/tls/ca.crt"
+min_version = "1.3"
+required = false
+
 [storage]
 url = "postgresql://nc@db:5432/nc"
 batch_max = 7
@@ -147,6 +159,12 @@ format = "json"
   BOOST_TEST(c.server.idle_timeout.count() == 90'000);
   BOOST_TEST(c.server.max_protocol_errors == 3u);
   BOOST_TEST(c.server.shutdown_timeout.count() == 3'600'000);
+  BOOST_TEST(c.server.tls.enabled());
+  BOOST_TEST(c.server.tls.cert_file == "/etc/nodecoord/tls/server.crt");
+  BOOST_TEST(c.server.tls.key_file == "/etc/nodecoord/tls/server.key");
+  BOOST_TEST(c.server.tls.client_ca_file == "/etc/nodecoord/tls/ca.crt");
+  BOOST_TEST(c.server.tls.min_version == "1.3");
+  BOOST_TEST(!c.server.tls.required);
   BOOST_TEST(c.storage.url == "postgresql://nc@db:5432/nc");
   BOOST_TEST(c.storage.batch_max == 7u);
   BOOST_TEST(c.storage.connect_timeout.count() == 250);
@@ -214,6 +232,9 @@ BOOST_AUTO_TEST_CASE(unknown_tables_and_keys) {
     {"[server]\n  lsiten = \"127.0.0.1:7400\"\n", "server.lsiten", 2, 3, "did you mean 'listen'?"},
     // edit distance 2
     {"[backfill]\nbatch_sz = 5\n", "backfill.batch_sz", 2, 1, "did you mean 'batch_size'?"},
+    // in a table inside a table
+    {"[server.tls]\ncert_fil = \"/c\"\n", "server.tls.cert_fil", 2, 1,
+     "unknown key 'cert_fil' in [server.tls] (did you mean 'cert_file'?)"},
     // a typo of a table
     {"[servr]\nlisten = \"127.0.0.1:7400\"\n", "servr", 1, 2, "unknown key 'servr' (did you mean 'server'?)"},
     // nothing close: no suggestion
@@ -223,7 +244,7 @@ BOOST_AUTO_TEST_CASE(unknown_tables_and_keys) {
     // a key outside any table
     {"listen = \"127.0.0.1:7400\"\n", "listen", 1, 1, "(did you mean 'server.listen' or 'admin.listen'?)"},
     // a sub-table nobody asked for
-    {"[server.tls]\ncert = \"x\"\n", "server.tls", 1, 9, "unknown key 'tls' in [server]"},
+    {"[server.ssl]\ncert = \"x\"\n", "server.ssl", 1, 9, "unknown key 'ssl' in [server] (did you mean 'tls'?)"},
     // a dotted key
     {"[storage]\npool.size = 5\n", "storage.pool", 2, 1, "unknown key 'pool' in [storage]"},
   };
@@ -249,6 +270,8 @@ BOOST_AUTO_TEST_CASE(wrong_types) {
     {"[log]\nformat = { kind = \"json\" }\n", "log.format", 2, 10, "got table"},
     {"server = 5\n", "server", 1, 10, "expected a table ([server]), got integer"},
     {"[[server]]\nlisten = \"127.0.0.1:7400\"\n", "server", 1, 1, "write [server], not [[server]]"},
+    {"[server.tls]\nrequired = \"yes\"\n", "server.tls.required", 2, 12, "expected true or false, got string"},
+    {"[server]\ntls = 1\n", "server.tls", 2, 7, "expected a table ([server.tls]), got integer"},
     {"[admin]\nallowed_hosts = \"coord.example.org\"\n", "admin.allowed_hosts", 2, 17,
      "expected an array of host names like [\"coord.example.org\"], got string"},
     {"[admin]\nallowed_hosts = [\"a\", 7]\n", "admin.allowed_hosts[1]", 2, 23, "expected a string, got integer"},
@@ -288,6 +311,8 @@ BOOST_AUTO_TEST_CASE(out_of_range_values) {
      "invalid log level \"verbose\"; expected one of trace, debug, info, warn, error"},
     {"[log]\nlevel = \"INFO\"\n", "log.level", 2, 9, "invalid log level \"INFO\""},
     {"[log]\nformat = \"xml\"\n", "log.format", 2, 10, "invalid log format \"xml\"; expected one of text, json"},
+    {"[server.tls]\nmin_version = \"1.1\"\n", "server.tls.min_version", 2, 15,
+     "invalid TLS version \"1.1\"; expected one of \"1.2\", \"1.3\""},
     // allowed_hosts holds names: no port, scheme or wildcard, valid DNS labels.
     {"[admin]\nallowed_hosts = [\"coord.example.org:7401\"]\n", "admin.allowed_hosts[0]", 2, 18,
      "\"coord.example.org:7401\" may hold only letters, digits, '-' and '.' (no port, no scheme, no wildcard)"},
@@ -342,15 +367,24 @@ BOOST_AUTO_TEST_CASE(cross_field_checks) {
     {"[admin]\nlisten = \"0.0.0.0:7401\"\n", "admin.listen", 2, 10,
      "is not a loopback address, so admin.token_file must be set"},
     {"[admin]\nlisten = \"[::]:7401\"\ntoken_file = \"\"\n", "admin.listen", 2, 10, "is not a loopback address"},
+    // TLS: a certificate needs its key and the other way round; mutual TLS needs TLS.
+    {"[server.tls]\ncert_file = \"/c.crt\"\n", "server.tls.cert_file", 2, 13,
+     "is set, so server.tls.key_file must be set too"},
+    {"[server.tls]\nkey_file = \"/c.key\"\n", "server.tls.key_file", 2, 12,
+     "is set, so server.tls.cert_file must be set too"},
+    {"[server.tls]\nclient_ca_file = \"/ca.crt\"\n", "server.tls.client_ca_file", 2, 18,
+     "needs server.tls.cert_file and key_file"},
   };
   for (const auto& c : cases)
     check_single_error(c);
   // Equal values are fine where the rule allows them.
-  for (std::string_view text : {"[server]\nmax_frame_bytes = 4096\nmax_outbound_bytes = 4096\n"sv,
-                                "[storage]\nreconnect_initial = \"10s\"\nreconnect_max = \"10s\"\n"sv,
-                                "[admin]\nlisten = \"0.0.0.0:7401\"\ntoken_file = \"/run/token\"\n"sv,
-                                "[admin]\nlisten = \"localhost:7401\"\n"sv, "[admin]\nlisten = \"[::1]:7401\"\n"sv,
-                                "[admin]\nlisten = \"127.1.2.3:7401\"\n"sv}) {
+  for (std::string_view text :
+       {"[server]\nmax_frame_bytes = 4096\nmax_outbound_bytes = 4096\n"sv,
+        "[storage]\nreconnect_initial = \"10s\"\nreconnect_max = \"10s\"\n"sv,
+        "[admin]\nlisten = \"0.0.0.0:7401\"\ntoken_file = \"/run/token\"\n"sv,
+        "[admin]\nlisten = \"localhost:7401\"\n"sv, "[admin]\nlisten = \"[::1]:7401\"\n"sv,
+        "[admin]\nlisten = \"127.1.2.3:7401\"\n"sv,
+        "[server.tls]\ncert_file = \"/c.crt\"\nkey_file = \"/c.key\"\nclient_ca_file = \"/ca\"\n"sv}) {
     auto r = load(text);
     BOOST_TEST(r.ok(), "input: " << text << "errors:" << describe(r));
   }

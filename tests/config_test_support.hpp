@@ -56,6 +56,11 @@ inline void check_same(const daemon_config& a, const daemon_config& b) {
   BOOST_TEST(a.server.idle_timeout.count() == b.server.idle_timeout.count());
   BOOST_TEST(a.server.max_protocol_errors == b.server.max_protocol_errors);
   BOOST_TEST(a.server.shutdown_timeout.count() == b.server.shutdown_timeout.count());
+  BOOST_TEST(a.server.tls.cert_file == b.server.tls.cert_file);
+  BOOST_TEST(a.server.tls.key_file == b.server.tls.key_file);
+  BOOST_TEST(a.server.tls.client_ca_file == b.server.tls.client_ca_file);
+  BOOST_TEST(a.server.tls.min_version == b.server.tls.min_version);
+  BOOST_TEST(a.server.tls.required == b.server.tls.required);
   BOOST_TEST(a.storage.url == b.storage.url);
   BOOST_TEST(a.storage.batch_max == b.storage.batch_max);
   BOOST_TEST(a.storage.max_queued_bytes == b.storage.max_queued_bytes);

@@ -7,6 +7,7 @@
 
 #include "nodecoord/version.hpp"
 #include "process.hpp"
+#include "test_certs.hpp"
 
 #include <unistd.h>
 
@@ -279,6 +280,36 @@ BOOST_AUTO_TEST_CASE(check_config_on_a_missing_file) {
   BOOST_TEST(code == 2, "exit code " << code << "; stderr:\n" << err);
   BOOST_TEST(contains(err, path + ": cannot read the configuration file: No such file or directory"), err);
   BOOST_TEST(!contains(d.stdout_text(), "configuration OK"), d.stdout_text());
+}
+
+// Issue 17: --check-config checks the TLS files (readable, the key matches, not expired), and
+// the daemon refuses to start with files it cannot use.
+BOOST_AUTO_TEST_CASE(check_config_checks_the_tls_files_and_the_daemon_refuses_unusable_ones) {
+  const auto& certs = nodecoord::test::test_certs::get();
+  temp_dir dir("nodecoordd-check");
+  auto tls_config = [&](const std::string& cert, const std::string& key) {
+    return dir.write("tls.toml", "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert_file = \"" + certs.crt(cert)
+                                   + "\"\nkey_file = \"" + certs.key(key) + "\"\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+  };
+  {
+    child_process d(daemon_path, {"--check-config", tls_config("server", "server")}, daemon_env(nullptr));
+    BOOST_TEST(d.wait_exit(quick_exit_bound) == 0, d.stderr_text());
+    BOOST_TEST(contains(d.stdout_text(), "configuration OK (TLS certificate valid until 20"), d.stdout_text());
+  }
+  const std::vector<std::pair<std::pair<std::string, std::string>, std::string>> bad = {
+    {{"expired", "expired"},
+     "server.tls.cert_file: the certificate in " + certs.crt("expired") + " expired at 2020-01-02T00:00:00Z"},
+    {{"server", "server2"}, "server.tls.key_file: " + certs.key("server2") + " does not belong to the certificate"},
+  };
+  for (auto& [files, message] : bad) {
+    auto path = tls_config(files.first, files.second);
+    child_process check(daemon_path, {"--check-config", path}, daemon_env(nullptr));
+    BOOST_TEST(check.wait_exit(quick_exit_bound) == 2, check.stderr_text());
+    BOOST_TEST(contains(check.stderr_text(), message), check.stderr_text());
+    child_process start(daemon_path, {"--config", path, "--state-dir", dir.path()}, daemon_env(nullptr));
+    BOOST_TEST(start.wait_exit(quick_exit_bound) == 1, start.stderr_text());
+    BOOST_TEST(contains(start.stderr_text(), message), start.stderr_text());
+  }
 }
 
 // --- command line and refused starts -----------------------------------------------------

@@ -12,6 +12,7 @@
 #include "deterministic.hpp"
 #include "process.hpp"
 #include "protocol/codec.hpp"
+#include "test_certs.hpp"
 #include "test_db.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -219,6 +220,48 @@ BOOST_FIXTURE_TEST_CASE(sighup_applies_the_log_settings_and_the_token_and_reject
   signal(SIGHUP);
   BOOST_TEST(rec->events == (strings{"reloading", "log: info", "ready: ready"}), boost::test_tools::per_element());
   BOOST_TEST(rec->admin_tokens.size() == 1u);
+  BOOST_TEST(!rec->exit_code.has_value());
+}
+
+// Issue 17: SIGHUP rebuilds the node port's TLS context from [server.tls]; unusable files keep
+// the running one, and a configuration without a certificate turns TLS off.
+BOOST_FIXTURE_TEST_CASE(sighup_rebuilds_the_tls_context_and_keeps_it_when_the_files_are_unusable, supervisor_fixture) {
+  const auto& certs = test::test_certs::get();
+  auto o = options();
+  o.config_path = write_config("");
+  auto setting = std::make_shared<tls::server_setting>();
+  o.node_tls = setting;
+  start(std::move(o));
+  BOOST_TEST(setting->get().ctx == nullptr);
+  auto tls_toml = [&](const std::string& cert, const std::string& extra = "") {
+    return "[server.tls]\ncert_file = \"" + certs.crt(cert) + "\"\nkey_file = \"" + certs.key(cert) + "\"\n" + extra;
+  };
+  write_config(tls_toml("server", "required = false\n"));
+  signal(SIGHUP);
+  auto first = setting->get();
+  BOOST_TEST_REQUIRE(first.ctx != nullptr);
+  BOOST_TEST(!first.required);
+  BOOST_TEST(!first.ctx->verifies_clients());
+  // Rotation, with mutual TLS.
+  write_config(tls_toml("server2", "client_ca_file = \"" + certs.crt("ca") + "\"\n"));
+  signal(SIGHUP);
+  auto second = setting->get();
+  BOOST_TEST_REQUIRE(second.ctx != nullptr);
+  BOOST_TEST(second.ctx != first.ctx);
+  BOOST_TEST(second.ctx->verifies_clients());
+  BOOST_TEST(second.required);
+  // An expired certificate, or a key of another certificate: the running context stays.
+  write_config(tls_toml("expired"));
+  signal(SIGHUP);
+  BOOST_TEST(setting->get().ctx == second.ctx);
+  write_config("[server.tls]\ncert_file = \"" + certs.crt("server") + "\"\nkey_file = \"" + certs.key("server2")
+               + "\"\n");
+  signal(SIGHUP);
+  BOOST_TEST(setting->get().ctx == second.ctx);
+  // No certificate any more: plain TCP for new connections.
+  write_config("");
+  signal(SIGHUP);
+  BOOST_TEST(setting->get().ctx == nullptr);
   BOOST_TEST(!rec->exit_code.has_value());
 }
 

@@ -55,7 +55,7 @@ struct tls_link {
   std::string server_got;
 
   tls_link(std::shared_ptr<const tls::context> c, std::shared_ptr<const tls::context> s,
-       const std::string& name = "localhost", tls::saved_session resume = nullptr)
+           const std::string& name = "localhost", tls::saved_session resume = nullptr)
     : client(std::move(c), name, std::move(resume)), server(std::move(s)) {
     client.start();
     pump();

@@ -44,9 +44,8 @@ std::string rfc3339(const ASN1_TIME* t) {
 int openssl_version(version v) { return v == version::tls1_3 ? TLS1_3_VERSION : TLS1_2_VERSION; }
 
 /// Loads the certificate chain and its key and checks that they match and are valid now.
-bool load_identity(SSL_CTX* ctx, const std::string& cert_key, const std::string& cert_file,
-                   const std::string& key_key, const std::string& key_file, std::string& not_after,
-                   std::string& why) {
+bool load_identity(SSL_CTX* ctx, const std::string& cert_key, const std::string& cert_file, const std::string& key_key,
+                   const std::string& key_file, std::string& not_after, std::string& why) {
   if (!readable(cert_key, cert_file, why) || !readable(key_key, key_file, why))
     return false;
   if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1) {
@@ -73,8 +72,7 @@ bool load_identity(SSL_CTX* ctx, const std::string& cert_key, const std::string&
     return false;
   }
   if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) {
-    why = cert_key + ": the certificate in " + cert_file + " is not valid before "
-          + rfc3339(X509_get0_notBefore(cert));
+    why = cert_key + ": the certificate in " + cert_file + " is not valid before " + rfc3339(X509_get0_notBefore(cert));
     return false;
   }
   return true;
@@ -104,6 +102,27 @@ bool parse_version(const std::string& text, version& out) {
   else
     return false;
   return true;
+}
+
+std::optional<server_setting::value> node_port_setting(const config::tls_config& cfg, std::string& why) {
+  server_setting::value v;
+  v.required = cfg.required;
+  if (!cfg.enabled())
+    return v;
+  server_options o;
+  o.cert_file = cfg.cert_file;
+  o.key_file = cfg.key_file;
+  o.client_ca_file = cfg.client_ca_file;
+  if (!parse_version(cfg.min_version, o.min_version)) {
+    why = "server.tls.min_version: \"" + cfg.min_version + "\" is not \"1.2\" or \"1.3\"";
+    return std::nullopt;
+  }
+  v.ctx = context::server(o, why);
+  if (!v.ctx) {
+    why = "server.tls." + why;
+    return std::nullopt;
+  }
+  return v;
 }
 
 std::string last_error(const std::string& fallback) {

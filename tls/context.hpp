@@ -3,7 +3,11 @@
 // files, checked while it is built (readable, key matches certificate, not expired), and immutable
 // afterwards. A reload builds a new context; live streams keep the one they started with, so a
 // certificate rotation never drops a session. No CAF, no sockets.
+#include "config/config.hpp"
+
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 
 struct ssl_ctx_st;
@@ -53,6 +57,31 @@ private:
   bool verifies_clients_ = false;
   std::string not_after_;
 };
+
+/// What a new node connection gets, replaced as a whole by a reload (any thread).
+class server_setting {
+public:
+  struct value {
+    std::shared_ptr<const context> ctx; // null: plain TCP only
+    bool required = true;               // with ctx: refuse plain connections
+  };
+  value get() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return value_;
+  }
+  void set(value v) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    value_ = std::move(v);
+  }
+
+private:
+  mutable std::mutex mutex_;
+  value value_;
+};
+
+/// The node port's setting from [server.tls]: no context when TLS is off; nullopt with `why`
+/// (naming the server.tls key and the file) when the files are not usable.
+std::optional<server_setting::value> node_port_setting(const config::tls_config& cfg, std::string& why);
 
 /// The text of OpenSSL's error queue (emptied), or `fallback` if it is empty.
 std::string last_error(const std::string& fallback);

@@ -66,10 +66,15 @@ void deterministic_system::send(caf::io::connection_handle c, const std::string&
   run();
 }
 
-std::vector<nlohmann::json> deterministic_system::frames(caf::io::connection_handle c) {
+std::string deterministic_system::written(caf::io::connection_handle c) {
   auto& out = mpx().output_buffer(c);
   std::string text(out.begin(), out.end());
   out.clear();
+  return text;
+}
+
+std::vector<nlohmann::json> deterministic_system::frames(caf::io::connection_handle c) {
+  auto text = written(c);
   std::vector<nlohmann::json> result;
   size_t pos = 0;
   for (auto nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', pos)) {

@@ -56,6 +56,9 @@ public:
   /// `bytes` arrive on `c`; everything runs.
   void send(caf::io::connection_handle c, const std::string& bytes);
 
+  /// The bytes written to `c` since the last call.
+  std::string written(caf::io::connection_handle c);
+
   /// The JSON lines written to `c` since the last call; every one must end with '\n'.
   std::vector<nlohmann::json> frames(caf::io::connection_handle c);
 

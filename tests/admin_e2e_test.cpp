@@ -54,16 +54,27 @@ BOOST_AUTO_TEST_CASE(nodecoordctl_provisions_and_reports_through_the_api) {
   d.wait_node(
     "alpha", [](const node_row& r) { return r.status == "disabled" && r.disconnect_reason == "disabled"; },
     "disabled with reason disabled");
-  // rotate-key: the old key stops authenticating, the new one works once enabled.
+  // rotate-key with the node connected (test-gaps 5): the old key stops authenticating new
+  // handshakes, the live session goes on (DESIGN §8: rotation does not close it), and the new key
+  // takes over the node, superseding it.
   d.ctl({"node", "enable", "alpha"});
+  auto live = connect_and_hello(d, alpha);
+  live.heartbeat_roundtrip(1);
   auto rotated = d.ctl({"node", "rotate-key", "alpha"});
+  BOOST_TEST(rotated["node"]["connected"] == true, rotated.dump());
+  live.heartbeat_roundtrip(2);
   node_client old_key(d.port());
   BOOST_TEST(old_key.hello("alpha", alpha.key).value("code", "") == "auth_failed");
+  live.heartbeat_roundtrip(3);
   node_info renewed{"alpha", alpha.id, rotated["key"].get<std::string>()};
   auto c2 = connect_and_hello(d, renewed);
+  auto superseded = live.read_frame();
+  BOOST_TEST(superseded["type"] == "close", superseded.dump());
+  BOOST_TEST(superseded["reason"] == "superseded", superseded.dump());
+  BOOST_TEST(live.wait_closed(close_bound));
   auto listed = d.ctl({"node", "list"});
   BOOST_TEST_REQUIRE(listed.size() == 1u);
-  BOOST_TEST(listed[0]["session_epoch"] == 2);
+  BOOST_TEST(listed[0]["session_epoch"] == 3);
   c2.close();
   d.stop();
 }

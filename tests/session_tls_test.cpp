@@ -57,8 +57,8 @@ struct tls_client {
   session_fixture& f;
   connection_handle c;
   tls::stream s;
-  std::string plain;     // decrypted, not yet taken as frames
-  std::string raw_seen;  // every byte the session wrote, as it crossed the wire
+  std::string plain;    // decrypted, not yet taken as frames
+  std::string raw_seen; // every byte the session wrote, as it crossed the wire
   tls_client(session_fixture& fx, std::shared_ptr<const tls::context> ctx)
     : f(fx), c(fx.connect()), s(std::move(ctx), "localhost") {
     s.start();

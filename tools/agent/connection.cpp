@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "protocol/codec.hpp"
+#include "tls/stream.hpp"
 
 #include <algorithm>
 #include <arpa/inet.h>
@@ -133,9 +134,27 @@ struct session_end {
   steady::duration up{};
 };
 
-session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd, int fd) {
+session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd, int fd, tls::saved_session& resume) {
   session_end end;
-  std::string out = l.start();
+  std::string out = l.start(); // plaintext frames for the coordinator
+  std::string wire;            // bytes for the socket: `out`, encrypted when the link is TLS
+  std::unique_ptr<tls::stream> tls;
+  if (o.tls) {
+    tls = std::make_unique<tls::stream>(o.tls, o.server_name.empty() ? o.host : o.server_name, resume);
+    tls->start();
+  }
+  auto to_wire = [&] {
+    if (!tls) {
+      wire += out;
+      out.clear();
+      return;
+    }
+    if (!out.empty()) {
+      tls->send(out); // held until the handshake is done
+      out.clear();
+    }
+    tls->take_output(wire);
+  };
   protocol::line_splitter splitter(max_coordinator_frame);
   auto started = steady::now();
   auto next_heartbeat = steady::time_point::max();
@@ -160,7 +179,7 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
         next_heartbeat = now + milliseconds(l.heartbeat_interval_ms());
       }
       if (now >= next_poll) {
-        if (out.size() < max_unsent) {
+        if (out.size() + wire.size() < max_unsent) {
           try {
             l.poll_store(out);
           } catch (const std::exception& e) {
@@ -170,7 +189,8 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
         next_poll = now + o.poll_interval;
       }
     }
-    pollfd p[2] = {{fd, static_cast<short>(POLLIN | (out.empty() ? 0 : POLLOUT)), 0}, {stop_fd, POLLIN, 0}};
+    to_wire();
+    pollfd p[2] = {{fd, static_cast<short>(POLLIN | (wire.empty() ? 0 : POLLOUT)), 0}, {stop_fd, POLLIN, 0}};
     int timeout = l.welcomed() ? std::min({ms_until(next_heartbeat), ms_until(next_poll), 1000}) : 1000;
     if (poll(p, 2, timeout) < 0 && errno != EINTR)
       break;
@@ -178,9 +198,14 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
       end.stop = true;
       if (l.welcomed()) {
         out += l.bye("agent stopping");
+        to_wire();
+        if (tls && tls->open()) {
+          tls->shutdown();
+          tls->take_output(wire);
+        }
         auto until = steady::now() + o.bye_bound;
-        while (!out.empty() && steady::now() < until) {
-          if (!write_some(fd, out))
+        while (!wire.empty() && steady::now() < until) {
+          if (!write_some(fd, wire))
             break;
           pollfd w{fd, POLLOUT, 0};
           poll(&w, 1, ms_until(until));
@@ -195,7 +220,26 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
         open = false;
       } else if (n > 0) {
         last_heard = steady::now();
-        auto st = splitter.feed(std::string_view(buf, static_cast<size_t>(n)), [&](std::string_view line) {
+        std::string_view data(buf, static_cast<size_t>(n));
+        std::string plain;
+        if (tls) {
+          bool ok = tls->receive(data, plain);
+          to_wire(); // handshake messages, or the alert that ends a failed stream
+          if (!ok) {
+            // A certificate the agent cannot trust, or a coordinator port without TLS: retrying
+            // soon will not change it.
+            log::error("TLS failed", {{"error", tls->error()},
+                                      {"hint", "check --ca-file and --server-name, and that the coordinator's port has "
+                                               "[server.tls]"}});
+            end.long_backoff = true;
+            write_some(fd, wire);
+            break;
+          }
+          if (tls->current() == tls::stream::state::closed)
+            open = false;
+          data = plain;
+        }
+        auto st = splitter.feed(data, [&](std::string_view line) {
           link_event ev;
           try {
             ev = l.on_line(line, out);
@@ -232,10 +276,15 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
         }
       }
     }
-    if (open && !out.empty() && !write_some(fd, out))
+    to_wire();
+    if (open && !wire.empty() && !write_some(fd, wire))
       open = false;
   }
   end.up = steady::now() - started;
+  if (tls && end.welcomed) {
+    if (auto s = tls->session())
+      resume = std::move(s); // the next connection resumes it (a reconnect storm costs less)
+  }
   if (close_reason == protocol::close_reason::superseded) {
     log::error("session superseded: another connection uses this node's key; if no other agent of this node "
                "runs, the key is shared",
@@ -243,6 +292,9 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
     end.long_backoff = true;
   } else if (close_reason == protocol::close_reason::disabled) {
     log::warn("node disabled by an operator");
+    end.long_backoff = true;
+  } else if (close_reason == protocol::close_reason::tls_required) {
+    log::error("the coordinator requires TLS: connect with --tls (and --ca-file)");
     end.long_backoff = true;
   } else if (!close_reason.empty()) {
     log::info("coordinator closed the session", {{"reason", close_reason}});
@@ -255,6 +307,7 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
 int run_connection_loop(coordinator_link& l, const loop_options& o, int stop_fd) {
   std::mt19937_64 rng{std::random_device{}()};
   int failures = 0; // consecutive connections that did not last stable_after
+  tls::saved_session resume;
   for (;;) {
     std::string why;
     int fd = connect_to(o, why);
@@ -262,7 +315,7 @@ int run_connection_loop(coordinator_link& l, const loop_options& o, int stop_fd)
     if (fd < 0) {
       log::warn("cannot connect to the coordinator", {{"host", o.host}, {"port", o.port}, {"error", why}});
     } else {
-      end = run_session(l, o, stop_fd, fd);
+      end = run_session(l, o, stop_fd, fd, resume);
       close(fd);
       if (end.stop)
         return 0;

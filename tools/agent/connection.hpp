@@ -3,6 +3,7 @@
 // connection reconnect with exponential backoff and full jitter (a delay drawn uniformly from
 // [0, min(max, initial · 2^n)]), so a fleet that lost its coordinator does not come back in
 // lockstep. One thread, poll(), a non-blocking socket; it always reads, even while sending.
+#include "tls/context.hpp"
 #include "tools/agent/link.hpp"
 
 #include <chrono>
@@ -20,6 +21,10 @@ struct loop_options {
   std::chrono::milliseconds backoff_max{30000};
   std::chrono::milliseconds stable_after{10000}; // a session this long resets the backoff
   std::chrono::milliseconds bye_bound{2000};     // at shutdown: flush the bye for at most this
+  /// TLS to the coordinator (null: plain TCP). Its certificate must name `server_name` (empty:
+  /// `host`); sessions are resumed across reconnects.
+  std::shared_ptr<const tls::context> tls;
+  std::string server_name;
   // Silence (not even a heartbeat ack) for 3 heartbeat intervals + connect_timeout: reconnect.
 };
 

@@ -3,6 +3,7 @@
 // from the store, and keeps working while the coordinator is away.
 //
 //   nodecoord-agent connect --coordinator HOST:PORT --node NAME --key-file FILE [--store FILE]
+//                           [--tls [--ca-file F] [--tls-cert-file F --tls-key-file F] [--server-name N]]
 //   nodecoord-agent record start --task TASK            prints the new attempt id
 //   nodecoord-agent record log ATTEMPT [--stream S]     appends stdin's lines
 //   nodecoord-agent record finish ATTEMPT --state S
@@ -52,6 +53,12 @@ struct connect_args {
   std::string capabilities;
   int64_t poll_ms = 0;
   int64_t backoff_max_ms = 0;
+  // TLS (issue 17)
+  bool tls = false;
+  std::string ca_file;       // empty: the system trust store
+  std::string tls_cert_file; // mutual TLS: this node's certificate ...
+  std::string tls_key_file;  // ... and its private key
+  std::string server_name;   // empty: the host of --coordinator
 };
 
 std::string trim(std::string s) {
@@ -110,6 +117,16 @@ void apply_config(connect_args& a, std::string& store_path, bool store_given) {
   }
   integer("poll_interval_ms", a.poll_ms);
   integer("backoff_max_ms", a.backoff_max_ms);
+  if (auto* n = t.get("tls")) {
+    auto v = n->value<bool>();
+    if (!v)
+      throw std::runtime_error(a.config + ": tls must be true or false");
+    a.tls = a.tls || *v;
+  }
+  text("ca_file", a.ca_file);
+  text("tls_cert_file", a.tls_cert_file);
+  text("tls_key_file", a.tls_key_file);
+  text("server_name", a.server_name);
   if (auto* caps = t.get("capabilities")) {
     if (!caps->is_table())
       throw std::runtime_error(a.config + ": capabilities must be a table");
@@ -121,7 +138,8 @@ void apply_config(connect_args& a, std::string& store_path, bool store_given) {
   }
   for (auto& [k, v] : t)
     if (k != "coordinator" && k != "node" && k != "key_file" && k != "store" && k != "poll_interval_ms"
-        && k != "backoff_max_ms" && k != "capabilities")
+        && k != "backoff_max_ms" && k != "capabilities" && k != "tls" && k != "ca_file" && k != "tls_cert_file"
+        && k != "tls_key_file" && k != "server_name")
       throw std::runtime_error(a.config + ": unknown setting '" + std::string(k.str()) + "'");
 }
 
@@ -145,6 +163,21 @@ int connect_command(connect_args a, const std::string& store_path) {
   if (a.backoff_max_ms > 0)
     lo.backoff_max = std::chrono::milliseconds(a.backoff_max_ms);
   lo.backoff_initial = std::min(lo.backoff_initial, lo.backoff_max);
+  bool tls_options =
+    !a.ca_file.empty() || !a.tls_cert_file.empty() || !a.tls_key_file.empty() || !a.server_name.empty();
+  if (tls_options && !a.tls)
+    throw std::invalid_argument("--ca-file, --tls-cert-file, --tls-key-file and --server-name need --tls");
+  if (a.tls) {
+    tls::client_options to;
+    to.ca_file = a.ca_file;
+    to.cert_file = a.tls_cert_file;
+    to.key_file = a.tls_key_file;
+    std::string why;
+    lo.tls = tls::context::client(to, why);
+    if (!lo.tls)
+      throw std::runtime_error("TLS: " + why);
+    lo.server_name = a.server_name;
+  }
 
   agent::store st(store_path);
   agent::link_options o;
@@ -162,7 +195,12 @@ int connect_command(connect_args a, const std::string& store_path) {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
-  log::info("nodecoord-agent starting", {{"node", a.node}, {"coordinator", a.coordinator}, {"store", store_path}});
+  log::info("nodecoord-agent starting", {{"node", a.node},
+                                         {"coordinator", a.coordinator},
+                                         {"store", store_path},
+                                         {"tls", !a.tls                    ? "off"
+                                                 : a.tls_cert_file.empty() ? "on"
+                                                                           : "mutual"}});
   auto rc = agent::run_connection_loop(l, lo, stop_pipe[0]);
   auto& c = l.counters();
   log::info(
@@ -192,6 +230,13 @@ int main(int argc, char** argv) {
   connect->add_option("--capabilities", ca.capabilities, "a JSON object shown to operators");
   connect->add_option("--poll-interval-ms", ca.poll_ms, "how often the store is read for new records (200)");
   connect->add_option("--backoff-max-ms", ca.backoff_max_ms, "the longest wait between reconnects (30000)");
+  connect->add_flag("--tls", ca.tls, "speak TLS to the coordinator (its [server.tls])");
+  connect->add_option("--ca-file", ca.ca_file,
+                      "PEM CAs that may sign the coordinator (default: the system trust store)");
+  connect->add_option("--tls-cert-file", ca.tls_cert_file, "mutual TLS: this node's PEM certificate");
+  connect->add_option("--tls-key-file", ca.tls_key_file, "mutual TLS: that certificate's PEM private key");
+  connect->add_option("--server-name", ca.server_name,
+                      "the name the coordinator's certificate must carry (default: the host of --coordinator)");
 
   auto* record = app.add_subcommand("record", "record attempts and log lines into the store");
   record->require_subcommand(1);

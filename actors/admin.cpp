@@ -13,6 +13,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include <httplib.h>
+#include <openssl/ssl.h>
 
 #include <atomic>
 #include <chrono>
@@ -188,6 +189,30 @@ void serve(admin::api& api, const httplib::Request& req, httplib::Response& res)
   }
 }
 
+/// Every TLS handshake of the admin API switches to the context current at that moment, so a
+/// reloaded certificate (or client CA) applies to new connections without a restart.
+int use_current_context(SSL* ssl, int* alert, void* arg) {
+  auto current = static_cast<tls::server_setting*>(arg)->get();
+  if (!current.ctx) {
+    *alert = SSL_AD_INTERNAL_ERROR;
+    return SSL_CLIENT_HELLO_ERROR;
+  }
+  SSL_CTX* ctx = current.ctx->native();
+  SSL_set_SSL_CTX(ssl, ctx); // takes a reference: the context outlives a reload for this handshake
+  SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), nullptr);
+  SSL_set_min_proto_version(ssl, SSL_CTX_get_min_proto_version(ctx));
+  return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+std::unique_ptr<httplib::Server> make_server(const std::shared_ptr<tls::server_setting>& tls) {
+  if (!tls || !tls->get().ctx)
+    return std::make_unique<httplib::Server>();
+  return std::make_unique<httplib::SSLServer>([setting = tls.get()](SSL_CTX& ctx) {
+    SSL_CTX_set_client_hello_cb(&ctx, use_current_context, setting);
+    return true;
+  });
+}
+
 admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
   auto& st = self->state;
   st.backend = std::make_unique<actor_backend>(self->system(), opts);
@@ -197,9 +222,11 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
   ao.started_at = opts.started_at;
   ao.dashboard_html = admin::dashboard_html();
   ao.browser.listen_host = opts.host;
+  const bool https = opts.tls && opts.tls->get().ctx;
+  ao.browser.scheme = https ? "https" : "http";
   ao.browser.allowed_hosts = opts.allowed_hosts;
   st.api = std::make_unique<admin::api>(*st.backend, std::move(ao));
-  st.server = std::make_unique<httplib::Server>();
+  st.server = make_server(opts.tls);
   auto& srv = *st.server;
   srv.new_task_queue = [] { return new httplib::ThreadPool(defaults::admin_threads); };
   srv.set_payload_max_length(opts.max_body_bytes);
@@ -243,7 +270,10 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
     done->store(true);
   });
   log::info("admin listening", {{"address", opts.host + ":" + std::to_string(st.port)},
-                                {"token", opts.token.empty() ? "none" : "required"}});
+                                {"token", opts.token.empty() ? "none" : "required"},
+                                {"tls", !https                                    ? "off"
+                                        : opts.tls->get().ctx->verifies_clients() ? "mutual"
+                                                                                  : "on"}});
   return {
     [=](port_atom) { return self->state.port; },
     [=](status_atom, bool listening) { self->state.api->set_listening(listening); },

@@ -4,6 +4,7 @@
 // timeout. It changes state only through those actors.
 #include "actors/actors.hpp"
 #include "config/defaults.hpp"
+#include "tls/context.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -17,6 +18,9 @@ struct admin_options {
   std::string token;                                        // empty: no token required
   uint64_t max_body_bytes = defaults::admin_max_body_bytes; // larger bodies: 413
   std::vector<std::string> allowed_hosts;                   // names accepted in Host (browser_guard.hpp)
+  /// [admin.tls]: with a context, HTTPS only; each handshake uses the context current then (a
+  /// SIGHUP rotation needs no restart). Null or no context: plain HTTP.
+  std::shared_ptr<tls::server_setting> tls;
   std::string started_at;
   storage_actor storage;
   registry_actor registry;

@@ -76,18 +76,22 @@ void reload_admin_token(self_ptr self, const std::string& path) {
 
 /// SIGHUP: [server.tls] is read again (a rotated certificate needs no restart). New connections
 /// get the new context; live sessions keep theirs. Unusable files keep the running setting.
-void reload_node_tls(self_ptr self, const config::tls_config& next) {
-  auto& st = self->state;
+void reload_tls(tls::server_setting& running, config::tls_config& now, const config::tls_config& next,
+                const char* table) {
   std::string why;
-  auto setting = tls::node_port_setting(next, why);
+  auto setting = tls::setting_from(next, table, why);
   if (!setting) {
-    log::error("reload: TLS not changed", {{"error", why}});
+    log::error("reload: TLS not changed", {{"table", table}, {"error", why}});
     return;
   }
-  st.opts.node_tls->set(*setting);
-  st.opts.config.server.tls = next;
+  // The admin port cannot change between HTTP and HTTPS while it listens (restart_needed says so).
+  if (std::string_view(table) == "admin.tls" && (setting->ctx == nullptr) != (running.get().ctx == nullptr))
+    return;
+  running.set(*setting);
+  now = next;
   if (setting->ctx)
-    log::info("TLS reloaded", {{"cert_file", next.cert_file},
+    log::info("TLS reloaded", {{"table", table},
+                               {"cert_file", next.cert_file},
                                {"not_after", setting->ctx->not_after()},
                                {"mutual", setting->ctx->verifies_clients()},
                                {"required", setting->required}});
@@ -125,7 +129,8 @@ void reload(self_ptr self) {
       st.opts.hooks.apply_log(next.log);
       now.log = next.log;
       reload_admin_token(self, next.admin.token_file);
-      reload_node_tls(self, next.server.tls);
+      reload_tls(*st.opts.node_tls, now.server.tls, next.server.tls, "server.tls");
+      reload_tls(*st.opts.admin_tls, now.admin.tls, next.admin.tls, "admin.tls");
     }
   }
   if (st.ready)
@@ -185,6 +190,7 @@ void start_admin(self_ptr self, uint16_t node_port) {
   ao.token = st.opts.admin_token;
   ao.max_body_bytes = cfg.admin.max_body_bytes;
   ao.allowed_hosts = cfg.admin.allowed_hosts;
+  ao.tls = st.opts.admin_tls;
   ao.started_at = st.started_at;
   ao.storage = st.storage;
   ao.registry = st.registry;
@@ -267,6 +273,8 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self, supervisor_option
   st.opts = std::move(opts);
   if (!st.opts.node_tls)
     st.opts.node_tls = std::make_shared<tls::server_setting>();
+  if (!st.opts.admin_tls)
+    st.opts.admin_tls = std::make_shared<tls::server_setting>();
   st.started_at = format_time(system_now());
   auto& cfg = st.opts.config;
   storage_options so;

@@ -36,6 +36,8 @@ struct supervisor_options {
   /// TLS on the node port, built from [server.tls] by the caller (which refuses to start when its
   /// files are unusable); rebuilt on SIGHUP. Null: plain TCP until a reload configures TLS.
   std::shared_ptr<tls::server_setting> node_tls;
+  /// The same for the admin API ([admin.tls]): with a context it serves HTTPS only.
+  std::shared_ptr<tls::server_setting> admin_tls;
   /// Called once when the supervisor is done, with the process exit code.
   std::function<void(int)> on_done = [](int) {};
   supervisor_hooks hooks;

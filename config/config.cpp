@@ -348,6 +348,25 @@ private:
     bool ok = true;
   };
 
+  /// The keys of a [*.tls] table; `required` only where plain and TLS share a port.
+  static std::vector<key_spec> tls_keys(tls_config& t, bool with_required) {
+    using L = loader;
+    using N = toml::node;
+    using K = std::string;
+    std::vector<key_spec> keys{
+      {"cert_file", [&t](L& l, const N& n, const K& k) { return l.text(n, k, t.cert_file); }},
+      {"key_file", [&t](L& l, const N& n, const K& k) { return l.text(n, k, t.key_file); }},
+      {"client_ca_file", [&t](L& l, const N& n, const K& k) { return l.text(n, k, t.client_ca_file); }},
+      {"min_version",
+       [&t](L& l, const N& n, const K& k) {
+         return l.one_of(n, k, {"1.2", "1.3"}, "TLS version", t.min_version);
+       }},
+    };
+    if (with_required)
+      keys.push_back({"required", [&t](L& l, const N& n, const K& k) { return l.boolean(n, k, t.required); }});
+    return keys;
+  }
+
   std::vector<table_spec> make_schema() {
     auto& c = cfg_;
     using L = loader;
@@ -371,21 +390,7 @@ private:
          {"max_protocol_errors",
           [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_protocol_errors, 1); }},
          {"shutdown_timeout", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.server.shutdown_timeout); }},
-         {"tls",
-          [&c](L& l, const N& n, const K& k) {
-            return l.subtable(
-              n, k,
-              {{"cert_file", [&c](L& l2, const N& n2, const K& k2) { return l2.text(n2, k2, c.server.tls.cert_file); }},
-               {"key_file", [&c](L& l2, const N& n2, const K& k2) { return l2.text(n2, k2, c.server.tls.key_file); }},
-               {"client_ca_file",
-                [&c](L& l2, const N& n2, const K& k2) { return l2.text(n2, k2, c.server.tls.client_ca_file); }},
-               {"min_version",
-                [&c](L& l2, const N& n2, const K& k2) {
-                  return l2.one_of(n2, k2, {"1.2", "1.3"}, "TLS version", c.server.tls.min_version);
-                }},
-               {"required",
-                [&c](L& l2, const N& n2, const K& k2) { return l2.boolean(n2, k2, c.server.tls.required); }}});
-          }},
+         {"tls", [&c](L& l, const N& n, const K& k) { return l.subtable(n, k, tls_keys(c.server.tls, true)); }},
        }},
       {"storage",
        {
@@ -419,6 +424,7 @@ private:
          {"max_body_bytes",
           [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.admin.max_body_bytes, 1024); }},
          {"allowed_hosts", [&c](L& l, const N& n, const K& k) { return l.host_list(n, k, c.admin.allowed_hosts); }},
+         {"tls", [&c](L& l, const N& n, const K& k) { return l.subtable(n, k, tls_keys(c.admin.tls, false)); }},
        }},
       {"log",
        {
@@ -504,6 +510,16 @@ private:
       error(toml::source_region{}, primary, primary_message); // only if the defaults themselves conflict
   }
 
+  void tls_checks(const tls_config& t, const std::string& p) {
+    relation(t.cert_file.empty() == t.key_file.empty(), p + (t.cert_file.empty() ? "key_file" : "cert_file"),
+             "is set, so " + p + (t.cert_file.empty() ? "cert_file" : "key_file") + " must be set too",
+             p + (t.cert_file.empty() ? "cert_file" : "key_file"),
+             "must be set because " + p + (t.cert_file.empty() ? "key_file" : "cert_file") + " is");
+    relation(t.client_ca_file.empty() || t.enabled(), p + "client_ca_file",
+             "needs " + p + "cert_file and key_file (mutual TLS is TLS first)", p + "cert_file",
+             "must be set because " + p + "client_ca_file is");
+  }
+
   void cross_checks() {
     const auto& s = cfg_.server;
     relation(s.max_outbound_bytes >= s.max_frame_bytes, "server.max_outbound_bytes",
@@ -518,17 +534,8 @@ private:
              "server.heartbeat_interval",
              "out of range: must be less than server.idle_timeout = " + format_duration(s.idle_timeout) + " (got "
                + format_duration(s.heartbeat_interval) + ")");
-    const auto& t = s.tls;
-    relation(t.cert_file.empty() == t.key_file.empty(),
-             t.cert_file.empty() ? "server.tls.key_file" : "server.tls.cert_file",
-             t.cert_file.empty() ? "is set, so server.tls.cert_file must be set too"
-                                 : "is set, so server.tls.key_file must be set too",
-             t.cert_file.empty() ? "server.tls.cert_file" : "server.tls.key_file",
-             t.cert_file.empty() ? "must be set because server.tls.key_file is"
-                                 : "must be set because server.tls.cert_file is");
-    relation(t.client_ca_file.empty() || t.enabled(), "server.tls.client_ca_file",
-             "needs server.tls.cert_file and key_file (mutual TLS is TLS first)", "server.tls.cert_file",
-             "must be set because server.tls.client_ca_file is");
+    tls_checks(s.tls, "server.tls.");
+    tls_checks(cfg_.admin.tls, "admin.tls.");
     const auto& st = cfg_.storage;
     relation(st.reconnect_initial <= st.reconnect_max, "storage.reconnect_initial",
              "out of range: must not exceed storage.reconnect_max = " + format_duration(st.reconnect_max) + " (got "
@@ -603,6 +610,8 @@ daemon_config default_config() {
   c.server.shutdown_timeout = defaults::shutdown_timeout;
   c.server.tls.min_version = defaults::tls_min_version;
   c.server.tls.required = defaults::tls_required;
+  c.admin.tls.min_version = defaults::tls_min_version;
+  c.admin.tls.required = true; // the admin port is HTTPS only once it has a certificate
 
   c.storage.url = defaults::storage_url;
   c.storage.batch_max = defaults::batch_max;

@@ -69,6 +69,7 @@ struct admin_config {
   uint64_t max_body_bytes;                // larger request bodies (bundle imports) are refused with 413
   std::vector<std::string> allowed_hosts; // names besides IP literals, localhost and listen's host
                                           // that the Host header may carry (DNS rebinding)
+  tls_config tls;                         // [admin.tls]: HTTPS (no `required`: HTTPS only)
 };
 
 enum class log_level { trace, debug, info, warn, error };

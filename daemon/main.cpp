@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <tuple>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -54,14 +55,17 @@ int check_config(const std::string& path) {
   }
   // The files the configuration names: readable, the key matches its certificate, not expired.
   std::string why;
-  auto node_tls = tls::node_port_setting(res.config.server.tls, why);
-  if (!node_tls) {
+  auto node_tls = tls::setting_from(res.config.server.tls, "server.tls", why);
+  auto admin_tls = node_tls ? tls::setting_from(res.config.admin.tls, "admin.tls", why) : std::nullopt;
+  if (!node_tls || !admin_tls) {
     std::cerr << path << ": " << why << "\n";
     return exit_usage;
   }
   std::cout << path << ": configuration OK";
   if (node_tls->ctx)
     std::cout << " (TLS certificate valid until " << node_tls->ctx->not_after() << ")";
+  if (admin_tls->ctx)
+    std::cout << " (admin TLS certificate valid until " << admin_tls->ctx->not_after() << ")";
   std::cout << "\n";
   return exit_ok;
 }
@@ -158,14 +162,16 @@ int main(int argc, char** argv) {
     admin_token = *token;
   }
   auto node_tls = std::make_shared<tls::server_setting>();
-  {
+  auto admin_tls = std::make_shared<tls::server_setting>();
+  for (auto [setting, table, tls_cfg] : {std::tuple{node_tls.get(), "server.tls", &cfg.server.tls},
+                                         std::tuple{admin_tls.get(), "admin.tls", &cfg.admin.tls}}) {
     std::string why;
-    auto setting = tls::node_port_setting(cfg.server.tls, why);
-    if (!setting) {
+    auto v = tls::setting_from(*tls_cfg, table, why);
+    if (!v) {
       log::error("not starting", {{"error", why}});
       return exit_failure;
     }
-    node_tls->set(*setting);
+    setting->set(*v);
   }
   log::info("nodecoordd starting", {{"version", version},
                                     {"pid", static_cast<int64_t>(getpid())},
@@ -219,6 +225,7 @@ int main(int argc, char** argv) {
     opts.state_dir = state_dir;
     opts.admin_token = admin_token;
     opts.node_tls = node_tls;
+    opts.admin_tls = admin_tls;
     opts.hooks.ready = [](const std::string& status) { systemd::notify_ready(status); };
     opts.hooks.reloading = [] { systemd::notify_reloading(); };
     opts.hooks.stopping = [](const std::string& status) { systemd::notify_stopping(status); };

@@ -33,8 +33,8 @@ void record(const std::string& path, const std::string& tag, int lines) {
 }
 
 std::string tls_table(const test_certs& c, const std::string& server) {
-  return "[server.tls]\ncert_file = \"" + c.crt(server) + "\"\nkey_file = \"" + c.key(server) + "\"\nclient_ca_file = \""
-         + c.crt("ca") + "\"\n";
+  return "[server.tls]\ncert_file = \"" + c.crt(server) + "\"\nkey_file = \"" + c.key(server)
+         + "\"\nclient_ca_file = \"" + c.crt("ca") + "\"\n";
 }
 
 } // namespace
@@ -55,13 +55,15 @@ BOOST_AUTO_TEST_CASE(agents_over_mutual_tls_sync_and_wrong_settings_fail_clearly
   const std::string by_name = "localhost:" + std::to_string(d.port());
   auto agent_args = [&](const std::string& coordinator, const std::string& node, const std::string& key_file,
                         const std::string& store_path, std::vector<std::string> tls) {
-    std::vector<std::string> args{"--store", store_path, "connect", "--coordinator", coordinator, "--node", node,
-                                  "--key-file", key_file, "--backoff-max-ms", "500", "--poll-interval-ms", "50"};
+    std::vector<std::string> args{
+      "--store",    store_path, "connect",          "--coordinator", coordinator,          "--node", node,
+      "--key-file", key_file,   "--backoff-max-ms", "500",           "--poll-interval-ms", "50"};
     args.insert(args.end(), tls.begin(), tls.end());
     return args;
   };
-  const std::vector<std::string> good_tls{"--tls", "--ca-file", certs.crt("ca"), "--tls-cert-file",
-                                          certs.crt("node-a"), "--tls-key-file", certs.key("node-a")};
+  const std::vector<std::string> good_tls{
+    "--tls",          "--ca-file",        certs.crt("ca"), "--tls-cert-file", certs.crt("node-a"),
+    "--tls-key-file", certs.key("node-a")};
   child_process agent(tls_agent_path, agent_args(by_name, "node-a", key_a, store, good_tls), clean_env());
   auto complete = [&](int64_t want) {
     return eventually(
@@ -79,10 +81,11 @@ BOOST_AUTO_TEST_CASE(agents_over_mutual_tls_sync_and_wrong_settings_fail_clearly
   };
   const std::vector<wrong> cases = {
     {"plain", agent_args(by_name, "node-b", key_b, work.file("b1.db"), {}), "the coordinator requires TLS"},
-    {"another CA", agent_args(by_name, "node-b", key_b, work.file("b2.db"), {"--tls", "--ca-file", certs.crt("other-ca")}),
+    {"another CA",
+     agent_args(by_name, "node-b", key_b, work.file("b2.db"), {"--tls", "--ca-file", certs.crt("other-ca")}),
      "certificate verification failed"},
-    {"no client certificate", agent_args(by_name, "node-b", key_b, work.file("b3.db"), {"--tls", "--ca-file", certs.crt("ca")}),
-     "TLS failed"},
+    {"no client certificate",
+     agent_args(by_name, "node-b", key_b, work.file("b3.db"), {"--tls", "--ca-file", certs.crt("ca")}), "TLS failed"},
     {"a name the certificate lacks",
      agent_args(by_name, "node-b", key_b, work.file("b4.db"),
                 {"--tls", "--ca-file", certs.crt("ca"), "--server-name", "coord.example.org"}),
@@ -124,9 +127,9 @@ BOOST_AUTO_TEST_CASE(agents_over_mutual_tls_sync_and_wrong_settings_fail_clearly
   BOOST_TEST(d.count("SELECT COUNT(*) FROM attempt_logs") == 750);
   BOOST_TEST(d.node("node-a").epoch == epoch, "the rotation dropped the session");
   // A new connection gets the new certificate (and resumes nothing: another server key).
-  child_process again(tls_agent_path, agent_args("127.0.0.1:" + std::to_string(d.port()), "node-a", key_a,
-                                                 work.file("a2.db"), good_tls),
-                      clean_env());
+  child_process again(
+    tls_agent_path, agent_args("127.0.0.1:" + std::to_string(d.port()), "node-a", key_a, work.file("a2.db"), good_tls),
+    clean_env());
   d.wait_node(
     "node-a", [&](const node_row& r) { return r.status == "online" && r.epoch == epoch + 1; }, "taken over by IP");
   again.send_signal(SIGTERM);

@@ -67,6 +67,7 @@ BOOST_AUTO_TEST_CASE(example_file_lists_every_key_uncommented) {
      {"reconcile_interval", "batch_size", "request_timeout", "max_failures", "reconnect_rate",
       "max_inflight_per_node"}},
     {"admin", {"listen", "token_file", "max_body_bytes", "allowed_hosts"}},
+    {"admin.tls", {"cert_file", "key_file", "client_ca_file", "min_version"}},
     {"log", {"level", "format"}},
   };
   // table -> keys assigned (not in comments) in that table
@@ -143,6 +144,12 @@ token_file = "/etc/nodecoord/admin.token"
 max_body_bytes = 2048
 allowed_hosts = ["Coord.Example.org", "10.0.0.1", "coord.example.org", "::1"]
 
+[admin.tls]
+cert_file = "/etc/nodecoord/tls/admin.crt"
+key_file = "/etc/nodecoord/tls/admin.key"
+client_ca_file = "/etc/nodecoord/tls/operators.crt"
+min_version = "1.3"
+
 [log]
 level = "debug"
 format = "json"
@@ -180,6 +187,10 @@ format = "json"
   BOOST_TEST(c.admin.listen.port == 9001);
   BOOST_TEST(c.admin.token_file == "/etc/nodecoord/admin.token");
   BOOST_TEST(c.admin.max_body_bytes == 2048u);
+  BOOST_TEST(c.admin.tls.cert_file == "/etc/nodecoord/tls/admin.crt");
+  BOOST_TEST(c.admin.tls.key_file == "/etc/nodecoord/tls/admin.key");
+  BOOST_TEST(c.admin.tls.client_ca_file == "/etc/nodecoord/tls/operators.crt");
+  BOOST_TEST(c.admin.tls.min_version == "1.3");
   // Lower case, each name once.
   BOOST_TEST(c.admin.allowed_hosts == (std::vector<std::string>{"coord.example.org", "10.0.0.1", "::1"}),
              boost::test_tools::per_element());
@@ -271,6 +282,8 @@ BOOST_AUTO_TEST_CASE(wrong_types) {
     {"server = 5\n", "server", 1, 10, "expected a table ([server]), got integer"},
     {"[[server]]\nlisten = \"127.0.0.1:7400\"\n", "server", 1, 1, "write [server], not [[server]]"},
     {"[server.tls]\nrequired = \"yes\"\n", "server.tls.required", 2, 12, "expected true or false, got string"},
+    // the admin port is HTTPS only once it has a certificate: no `required` there
+    {"[admin.tls]\nrequired = false\n", "admin.tls.required", 2, 1, "unknown key 'required' in [admin.tls]"},
     {"[server]\ntls = 1\n", "server.tls", 2, 7, "expected a table ([server.tls]), got integer"},
     {"[admin]\nallowed_hosts = \"coord.example.org\"\n", "admin.allowed_hosts", 2, 17,
      "expected an array of host names like [\"coord.example.org\"], got string"},
@@ -374,6 +387,8 @@ BOOST_AUTO_TEST_CASE(cross_field_checks) {
      "is set, so server.tls.cert_file must be set too"},
     {"[server.tls]\nclient_ca_file = \"/ca.crt\"\n", "server.tls.client_ca_file", 2, 18,
      "needs server.tls.cert_file and key_file"},
+    {"[admin.tls]\ncert_file = \"/a.crt\"\n", "admin.tls.cert_file", 2, 13,
+     "is set, so admin.tls.key_file must be set too"},
   };
   for (const auto& c : cases)
     check_single_error(c);

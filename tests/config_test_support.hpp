@@ -79,6 +79,10 @@ inline void check_same(const daemon_config& a, const daemon_config& b) {
   BOOST_TEST(a.admin.token_file == b.admin.token_file);
   BOOST_TEST(a.admin.max_body_bytes == b.admin.max_body_bytes);
   BOOST_TEST(a.admin.allowed_hosts == b.admin.allowed_hosts, boost::test_tools::per_element());
+  BOOST_TEST(a.admin.tls.cert_file == b.admin.tls.cert_file);
+  BOOST_TEST(a.admin.tls.key_file == b.admin.tls.key_file);
+  BOOST_TEST(a.admin.tls.client_ca_file == b.admin.tls.client_ca_file);
+  BOOST_TEST(a.admin.tls.min_version == b.admin.tls.min_version);
   BOOST_TEST(to_string(a.log.level) == to_string(b.log.level));
   BOOST_TEST(to_string(a.log.format) == to_string(b.log.format));
 }

@@ -228,6 +228,10 @@ BOOST_AUTO_TEST_CASE(reload_names_every_change_that_needs_a_restart) {
              boost::test_tools::per_element());
   BOOST_TEST(changed("[admin]\nallowed_hosts = [\"coord.example.org\"]\n") == v{"admin.allowed_hosts"},
              boost::test_tools::per_element());
+  // TLS files can change at run time; the admin port cannot switch between HTTP and HTTPS.
+  BOOST_TEST(changed("[server.tls]\ncert_file = \"/a\"\nkey_file = \"/b\"\n").empty());
+  BOOST_TEST(changed("[admin.tls]\ncert_file = \"/a\"\nkey_file = \"/b\"\n") == v{"admin.tls.cert_file"},
+             boost::test_tools::per_element());
 }
 
 // Fuzzing finding 7 (docs/reliability.md): toml++ 3.3.0 has undefined behaviour for some code

@@ -104,7 +104,8 @@ bool parse_version(const std::string& text, version& out) {
   return true;
 }
 
-std::optional<server_setting::value> node_port_setting(const config::tls_config& cfg, std::string& why) {
+std::optional<server_setting::value> setting_from(const config::tls_config& cfg, const std::string& table,
+                                                  std::string& why) {
   server_setting::value v;
   v.required = cfg.required;
   if (!cfg.enabled())
@@ -114,12 +115,12 @@ std::optional<server_setting::value> node_port_setting(const config::tls_config&
   o.key_file = cfg.key_file;
   o.client_ca_file = cfg.client_ca_file;
   if (!parse_version(cfg.min_version, o.min_version)) {
-    why = "server.tls.min_version: \"" + cfg.min_version + "\" is not \"1.2\" or \"1.3\"";
+    why = table + ".min_version: \"" + cfg.min_version + "\" is not \"1.2\" or \"1.3\"";
     return std::nullopt;
   }
   v.ctx = context::server(o, why);
   if (!v.ctx) {
-    why = "server.tls." + why;
+    why = table + "." + why;
     return std::nullopt;
   }
   return v;

@@ -79,9 +79,10 @@ private:
   value value_;
 };
 
-/// The node port's setting from [server.tls]: no context when TLS is off; nullopt with `why`
-/// (naming the server.tls key and the file) when the files are not usable.
-std::optional<server_setting::value> node_port_setting(const config::tls_config& cfg, std::string& why);
+/// A port's setting from its [*.tls] table (`table`: "server.tls" or "admin.tls"): no context
+/// when TLS is off; nullopt with `why` (naming the key and the file) when the files are not usable.
+std::optional<server_setting::value> setting_from(const config::tls_config& cfg, const std::string& table,
+                                                  std::string& why);
 
 /// The text of OpenSSL's error queue (emptied), or `fallback` if it is empty.
 std::string last_error(const std::string& fallback);

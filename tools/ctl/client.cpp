@@ -35,11 +35,15 @@ std::string read_token(const std::string& path) {
 
 void parse_url(const std::string& url, target& t) {
   std::string rest = url;
-  const std::string scheme = "http://";
-  if (rest.rfind(scheme, 0) == 0)
-    rest = rest.substr(scheme.size());
-  else if (rest.find("://") != std::string::npos)
-    throw api_failure(exit_usage, "admin_url", "the admin URL must be http://HOST:PORT, not " + url);
+  if (rest.rfind("http://", 0) == 0) {
+    rest = rest.substr(7);
+  } else if (rest.rfind("https://", 0) == 0) {
+    rest = rest.substr(8);
+    t.https = true;
+  } else if (rest.find("://") != std::string::npos) {
+    throw api_failure(exit_usage, "admin_url",
+                      "the admin URL must be http://HOST:PORT or https://HOST:PORT, not " + url);
+  }
   while (!rest.empty() && rest.back() == '/')
     rest.pop_back();
   auto colon = rest.rfind(':');
@@ -56,13 +60,13 @@ void parse_url(const std::string& url, target& t) {
   } catch (const std::exception&) {
     throw api_failure(exit_usage, "admin_url", "bad port in the admin URL: " + url);
   }
-  t.display = "http://" + rest;
+  t.display = (t.https ? "https://" : "http://") + rest;
 }
 
 } // namespace
 
-target resolve_target(const std::string& admin_flag, const std::string& token_file_flag,
-                      const std::string& config_path) {
+target resolve_target(const std::string& admin_flag, const std::string& token_file_flag, const std::string& config_path,
+                      const std::string& ca_file_flag) {
   target t;
   std::string url = admin_flag;
   if (url.empty())
@@ -88,10 +92,15 @@ target resolve_target(const std::string& admin_flag, const std::string& token_fi
       host = "127.0.0.1";
     else if (host == "::")
       host = "::1";
-    url = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":"
+    url = (cfg.admin.tls.enabled() ? "https://" : "http://")
+          + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":"
           + std::to_string(cfg.admin.listen.port);
   }
   parse_url(url, t);
+  t.ca_file = ca_file_flag;
+  if (t.ca_file.empty())
+    if (const char* env = std::getenv("NODECOORD_CA_FILE"))
+      t.ca_file = env;
   if (!token_file.empty())
     t.token = read_token(token_file);
   else if (const char* env = std::getenv("NODECOORD_ADMIN_TOKEN"))
@@ -106,7 +115,13 @@ client::client(target t) : t_(std::move(t)) {}
 namespace {
 
 httplib::Client make_client(const target& t) {
-  httplib::Client cli(t.host, t.port);
+  auto host = t.host.find(':') != std::string::npos ? "[" + t.host + "]" : t.host;
+  httplib::Client cli((t.https ? "https://" : "http://") + host + ":" + std::to_string(t.port));
+  if (t.https) {
+    cli.enable_server_certificate_verification(true);
+    if (!t.ca_file.empty())
+      cli.set_ca_cert_path(t.ca_file.c_str());
+  }
   cli.set_connection_timeout(5, 0);
   cli.set_read_timeout(120, 0);
   cli.set_write_timeout(120, 0);
@@ -116,6 +131,11 @@ httplib::Client make_client(const target& t) {
 }
 
 [[noreturn]] void unreachable(const target& t, httplib::Error e) {
+  if (e == httplib::Error::SSLServerVerification || e == httplib::Error::SSLConnection
+      || e == httplib::Error::SSLLoadingCerts)
+    throw api_failure(exit_failure, "tls",
+                      "cannot reach the admin API at " + t.display + " over TLS (" + httplib::to_string(e)
+                        + "); check --ca-file (or NODECOORD_CA_FILE) and that the certificate names " + t.host);
   throw api_failure(exit_failure, "unreachable",
                     "cannot reach the admin API at " + t.display + " (" + httplib::to_string(e)
                       + "); is nodecoordd running? (--admin URL or NODECOORD_ADMIN)");

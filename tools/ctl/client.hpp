@@ -29,14 +29,17 @@ struct target {
   std::string host;
   int port = 0;
   std::string token;
-  std::string display; // http://host:port
+  std::string display; // http://host:port or https://host:port
+  bool https = false;
+  std::string ca_file; // HTTPS: the CAs to trust (empty: the system trust store)
 };
 
-/// --admin URL (or $NODECOORD_ADMIN), else admin.listen of the configuration file; the token from
-/// --token-file, $NODECOORD_ADMIN_TOKEN, or admin.token_file of the configuration. Throws
+/// --admin URL (or $NODECOORD_ADMIN), else admin.listen of the configuration file (https when it
+/// has [admin.tls]); the token from --token-file, $NODECOORD_ADMIN_TOKEN, or admin.token_file of the
+/// configuration; the CA file for HTTPS from --ca-file or $NODECOORD_CA_FILE. Throws
 /// api_failure(exit_usage) on a bad URL or an unreadable token file.
-target resolve_target(const std::string& admin_flag, const std::string& token_file_flag,
-                      const std::string& config_path);
+target resolve_target(const std::string& admin_flag, const std::string& token_file_flag, const std::string& config_path,
+                      const std::string& ca_file_flag = "");
 
 class client {
 public:

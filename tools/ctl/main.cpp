@@ -146,7 +146,7 @@ void print_jobs(const json& d) {
 
 int main(int argc, char** argv) {
   CLI::App app{"nodecoordctl " + std::string(version) + ": operate nodecoordd through its admin API"};
-  std::string admin_url, token_file, config_path;
+  std::string admin_url, token_file, config_path, ca_file;
   bool json_out = false;
   app.add_option("--admin", admin_url,
                  "admin API URL, e.g. http://127.0.0.1:7401 (default: $NODECOORD_ADMIN, else admin.listen of "
@@ -155,6 +155,9 @@ int main(int argc, char** argv) {
                  "file holding the admin token (default: $NODECOORD_ADMIN_TOKEN, else admin.token_file of the "
                  "configuration)");
   app.add_option("-c,--config", config_path, "nodecoordd configuration file (default /etc/nodecoord/nodecoord.toml)");
+  app.add_option(
+    "--ca-file", ca_file,
+    "HTTPS: PEM CAs to trust for the admin API (default: $NODECOORD_CA_FILE, else the system trust store)");
   app.add_flag("--json", json_out, "print the API's answer as JSON");
   app.require_subcommand(1);
 
@@ -227,7 +230,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    client api(resolve_target(admin_url, token_file, config_path));
+    client api(resolve_target(admin_url, token_file, config_path, ca_file));
     auto print = [&](const json& data, const std::function<void(const json&)>& human) {
       if (json_out)
         std::cout << data.dump() << "\n";

@@ -24,6 +24,8 @@ if [ "${1:-all}" != build ]; then
     clang-14 libclang-rt-14-dev
     # tests: the format check (scripts/format.sh --check, ctest `format`)
     clang-format-14
+    # tests: the TLS tests make their certificates with the openssl command (tests/support/make_certs.sh)
+    openssl
   )
 fi
 

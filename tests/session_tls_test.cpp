@@ -6,39 +6,19 @@
 #include <boost/test/unit_test.hpp>
 
 #include "session_test_support.hpp"
-#include "test_certs.hpp"
+#include "test_tls.hpp"
 #include "tls/stream.hpp"
 
 using namespace session_test;
-using nodecoord::test::test_certs;
 
 namespace {
 
-const test_certs& certs() { return test_certs::get(); }
-
 std::shared_ptr<const tls::context> server_ctx(const std::string& cert, const std::string& client_ca = "") {
-  tls::server_options o;
-  o.cert_file = certs().crt(cert);
-  o.key_file = certs().key(cert);
-  if (!client_ca.empty())
-    o.client_ca_file = certs().crt(client_ca);
-  std::string why;
-  auto c = tls::context::server(o, why);
-  BOOST_TEST_REQUIRE(c != nullptr, why);
-  return c;
+  return test::server_context(cert, client_ca);
 }
 
 std::shared_ptr<const tls::context> client_ctx(const std::string& cert = "") {
-  tls::client_options o;
-  o.ca_file = certs().crt("ca");
-  if (!cert.empty()) {
-    o.cert_file = certs().crt(cert);
-    o.key_file = certs().key(cert);
-  }
-  std::string why;
-  auto c = tls::context::client(o, why);
-  BOOST_TEST_REQUIRE(c != nullptr, why);
-  return c;
+  return test::client_context("ca", cert);
 }
 
 /// A coordinator whose node port has `setting` (replaceable through `tls`).

@@ -5,7 +5,7 @@
 #define BOOST_TEST_MODULE tls_test
 #include <boost/test/unit_test.hpp>
 
-#include "test_certs.hpp"
+#include "test_tls.hpp"
 #include "tls/stream.hpp"
 
 #include <openssl/ssl.h>
@@ -22,29 +22,11 @@ const test_certs& certs() { return test_certs::get(); }
 
 std::shared_ptr<const tls::context> server_ctx(const std::string& cert = "server", const std::string& client_ca = "",
                                                tls::version min = tls::version::tls1_2) {
-  tls::server_options o;
-  o.cert_file = certs().crt(cert);
-  o.key_file = certs().key(cert);
-  if (!client_ca.empty())
-    o.client_ca_file = certs().crt(client_ca);
-  o.min_version = min;
-  std::string why;
-  auto c = tls::context::server(o, why);
-  BOOST_TEST_REQUIRE(c != nullptr, why);
-  return c;
+  return test::server_context(cert, client_ca, min);
 }
 
 std::shared_ptr<const tls::context> client_ctx(const std::string& ca = "ca", const std::string& cert = "") {
-  tls::client_options o;
-  o.ca_file = certs().crt(ca);
-  if (!cert.empty()) {
-    o.cert_file = certs().crt(cert);
-    o.key_file = certs().key(cert);
-  }
-  std::string why;
-  auto c = tls::context::client(o, why);
-  BOOST_TEST_REQUIRE(c != nullptr, why);
-  return c;
+  return test::client_context(ca, cert);
 }
 
 /// A client and a server stream and the bytes each has received, joined by pump().

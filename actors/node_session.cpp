@@ -1,4 +1,5 @@
 #include "actors/node_session.hpp"
+#include "actors/node_session_state.hpp"
 
 #include "actors/errors.hpp"
 
@@ -20,142 +21,12 @@ namespace nodecoord {
 
 namespace {
 
+using namespace session_detail;
+
 using hello_timeout_atom = caf::atom_constant<caf::atom("hellotmo")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using paused_atom = caf::atom_constant<caf::atom("paused")>;
 using rearm_atom = caf::atom_constant<caf::atom("rearm")>;
-
-struct node_session_state {
-  static inline const char* name = "node_session";
-
-  enum class phase { awaiting_hello, authenticating, active, closing };
-
-  session_options opts;
-  caf::io::connection_handle hdl;
-  std::string peer;
-  protocol::line_splitter splitter{0};
-  phase ph = phase::awaiting_hello;
-  std::string node_id;
-  std::string node_name;
-  int64_t epoch = 0;
-  uint32_t protocol_errors = 0;
-  caf::actor_clock::time_point last_frame;
-  caf::actor_clock::time_point last_seen_report;
-  bool idle_timer = false;
-  // Frames that arrive after hello, before welcome: handled once authenticated.
-  std::deque<std::string> early;
-  size_t early_bytes = 0;
-  // Heartbeats are acknowledged only once the frames before them are committed (or refused).
-  protocol::ack_gate acks;
-  // Backpressure: what this session handed on and is not settled; reading stops over the limits.
-  uint64_t unsettled_bytes = 0;
-  uint64_t unsettled_frames = 0;
-  ingest_budget::limits own{0, 0};
-  bool paused = false;
-  bool waiting = false;      // a wake is registered with the fleet's budget
-  bool paused_timer = false; // one notice timer, however often the session pauses
-  bool in_handshake = true;  // holds a place in the acceptor's handshake count
-  // Resuming (see rearm_reading): which resume the pending checks belong to, and whether a read
-  // has come in since it.
-  uint64_t resumes = 0;
-  bool read_since_resume = false;
-  // TLS (issue 17): the first byte decides; then every byte both ways goes through the stream.
-  bool transport_known = false;
-  std::unique_ptr<tls::stream> tls;
-  bool tls_verifies_clients = false;
-};
-
-using self_ptr = caf::io::stateful_broker<node_session_state>*;
-
-void terminate(self_ptr self, const std::string& reason);
-
-/// Moves what the TLS stream has for the network (records, handshake messages, alerts) into the
-/// socket's buffer.
-void flush_tls(self_ptr self) {
-  auto& st = self->state;
-  if (!st.tls || st.tls->output_size() == 0)
-    return;
-  std::string out;
-  st.tls->take_output(out);
-  auto& buf = self->wr_buf(st.hdl);
-  buf.insert(buf.end(), out.begin(), out.end());
-  self->flush(st.hdl);
-}
-
-/// Bytes for the node, encrypted when the link is TLS.
-void put(self_ptr self, std::string_view bytes) {
-  auto& st = self->state;
-  if (st.tls) {
-    st.tls->send(bytes);
-    flush_tls(self);
-    return;
-  }
-  auto& buf = self->wr_buf(st.hdl);
-  buf.insert(buf.end(), bytes.begin(), bytes.end());
-  self->flush(st.hdl);
-}
-
-/// Queues one encoded frame. A node that does not read fills its buffer: past
-/// max_outbound_bytes it is disconnected (slow_consumer) rather than buffered forever.
-bool write_line(self_ptr self, const std::string& line) {
-  auto& st = self->state;
-  if (st.ph == node_session_state::phase::closing)
-    return false;
-  if (self->wr_buf(st.hdl).size() + line.size() > st.opts.max_outbound_bytes) {
-    terminate(self, "slow_consumer");
-    return false;
-  }
-  put(self, line);
-  return true;
-}
-
-/// Writes a last frame (error or close), then closes: the data is sent before the FIN.
-void close_with(self_ptr self, const std::string& line, const std::string& reason) {
-  auto& st = self->state;
-  if (st.ph == node_session_state::phase::closing)
-    return;
-  put(self, line); // a small frame may exceed the bound once
-  if (st.tls && st.tls->open()) {
-    st.tls->shutdown(); // close_notify: the node can tell our close from a cut connection
-    flush_tls(self);
-  }
-  terminate(self, reason);
-}
-
-/// Gives back this connection's place among the unauthenticated ones (once).
-void leave_handshake(self_ptr self) {
-  auto& st = self->state;
-  if (st.in_handshake) {
-    if (st.opts.handshakes)
-      st.opts.handshakes->fetch_sub(1, std::memory_order_relaxed);
-    metrics::daemon().handshakes.fetch_sub(1, std::memory_order_relaxed);
-  }
-  st.in_handshake = false;
-}
-
-void terminate(self_ptr self, const std::string& reason) {
-  auto& st = self->state;
-  if (st.ph == node_session_state::phase::closing)
-    return;
-  leave_handshake(self);
-  bool was_active = st.ph == node_session_state::phase::active;
-  st.ph = node_session_state::phase::closing;
-  if (was_active) {
-    self->send(st.opts.registry, ended_atom::value, session_ref{st.node_id, st.epoch}, reason);
-    metrics::daemon().sessions.fetch_sub(1, std::memory_order_relaxed);
-    metrics::daemon().disconnects.inc(reason);
-  }
-  log::debug("session closed", {{"node", st.node_name}, {"epoch", st.epoch}, {"peer", st.peer}, {"reason", reason}});
-  self->close(st.hdl);
-  if (st.paused) {
-    st.paused = false;
-    metrics::daemon().sessions_paused.fetch_sub(1, std::memory_order_relaxed);
-  }
-  // Frames handed on stay counted in the ingest budget until storage answers them, or a node
-  // could reconnect in a loop and grow the storage queue past its bound: wait for the answers.
-  if (st.unsettled_frames == 0)
-    self->quit();
-}
 
 void protocol_error(self_ptr self, const std::string& code, const std::string& message, const std::string& ref) {
   auto& st = self->state;
@@ -516,29 +387,6 @@ void handle_active(self_ptr self, protocol::node_message&& msg, uint64_t bytes) 
       }
     },
     std::move(msg));
-}
-
-/// The first byte tells a TLS client (a handshake record) from a plain one ('{'). With a
-/// certificate configured and TLS required, a plain client gets close{tls_required} in clear
-/// text, the only thing it can read. False when the connection is being closed.
-bool choose_transport(self_ptr self, unsigned char first) {
-  auto& st = self->state;
-  st.transport_known = true;
-  tls::server_setting::value setting;
-  if (st.opts.tls)
-    setting = st.opts.tls->get();
-  if (setting.ctx && tls::starts_tls(first)) {
-    st.tls = std::make_unique<tls::stream>(setting.ctx);
-    st.tls_verifies_clients = setting.ctx->verifies_clients();
-    return true;
-  }
-  if (setting.ctx && setting.required) {
-    metrics::daemon().connects.inc(protocol::close_reason::tls_required);
-    close_with(self, protocol::encode_close(protocol::close_reason::tls_required),
-               protocol::close_reason::tls_required);
-    return false;
-  }
-  return true;
 }
 
 caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, session_options opts) {

@@ -562,26 +562,6 @@ private:
 
 // --- public API --------------------------------------------------------------------------------
 
-std::string config_error::to_string() const {
-  std::string location = file;
-  if (line > 0) {
-    if (!location.empty())
-      location += ':';
-    location += std::to_string(line);
-    if (column > 0)
-      location += ':' + std::to_string(column);
-  }
-  std::string out;
-  for (const std::string* part : std::initializer_list<const std::string*>{&location, &key, &message}) {
-    if (part->empty())
-      continue;
-    if (!out.empty())
-      out += ": ";
-    out += *part;
-  }
-  return out;
-}
-
 std::string_view to_string(log_level level) {
   for (const auto& [text, value] : log_levels)
     if (value == level)
@@ -594,47 +574,6 @@ std::string_view to_string(log_format format) {
     if (value == format)
       return text;
   return "unknown";
-}
-
-daemon_config default_config() {
-  daemon_config c;
-  c.server.listen = default_endpoint(defaults::listen);
-  c.server.max_connections = defaults::max_connections;
-  c.server.max_handshakes = defaults::max_handshakes;
-  c.server.max_frame_bytes = defaults::max_frame_bytes;
-  c.server.max_outbound_bytes = defaults::max_outbound_bytes;
-  c.server.hello_timeout = defaults::hello_timeout;
-  c.server.heartbeat_interval = defaults::heartbeat_interval;
-  c.server.idle_timeout = defaults::idle_timeout;
-  c.server.max_protocol_errors = defaults::max_protocol_errors;
-  c.server.shutdown_timeout = defaults::shutdown_timeout;
-  c.server.tls.min_version = defaults::tls_min_version;
-  c.server.tls.required = defaults::tls_required;
-  c.admin.tls.min_version = defaults::tls_min_version;
-  c.admin.tls.required = true; // the admin port is HTTPS only once it has a certificate
-
-  c.storage.url = defaults::storage_url;
-  c.storage.batch_max = defaults::batch_max;
-  c.storage.max_queued_bytes = defaults::max_queued_bytes;
-  c.storage.max_queued_frames = defaults::max_queued_frames;
-  c.storage.connect_timeout = defaults::connect_timeout;
-  c.storage.reconnect_initial = defaults::reconnect_initial;
-  c.storage.reconnect_max = defaults::reconnect_max;
-
-  c.backfill.reconcile_interval = defaults::reconcile_interval;
-  c.backfill.batch_size = defaults::batch_size;
-  c.backfill.request_timeout = defaults::request_timeout;
-  c.backfill.max_failures = defaults::max_failures;
-  c.backfill.reconnect_rate = defaults::reconnect_rate;
-  c.backfill.max_inflight_per_node = defaults::max_inflight_per_node;
-
-  c.admin.listen = default_endpoint(defaults::admin_listen);
-  c.admin.token_file = defaults::admin_token_file;
-  c.admin.max_body_bytes = defaults::admin_max_body_bytes;
-
-  c.log.level = *lookup(log_levels, defaults::log_level);
-  c.log.format = *lookup(log_formats, defaults::log_format);
-  return c;
 }
 
 load_result load_string(std::string_view text, std::string_view name) {
@@ -655,60 +594,6 @@ load_result load_string(std::string_view text, std::string_view name) {
   }
   result.errors = loader{std::string{name}, result.config}.run(root);
   return result;
-}
-
-load_result load_file(const std::string& path) {
-  std::string text;
-  errno = 0;
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  int error = f ? 0 : (errno != 0 ? errno : EIO);
-  if (f) {
-    char buffer[8192];
-    size_t n = 0;
-    constexpr size_t max_size = 16 * 1024 * 1024; // no sane configuration is this large (think /dev/zero)
-    while (text.size() <= max_size && (n = std::fread(buffer, 1, sizeof buffer, f)) > 0)
-      text.append(buffer, n);
-    if (std::ferror(f))
-      error = errno != 0 ? errno : EIO;
-    else if (text.size() > max_size)
-      error = EFBIG;
-    std::fclose(f);
-  }
-  if (error != 0) {
-    load_result result{default_config(), {}};
-    result.errors.push_back(
-      config_error{path, 0, 0, {}, "cannot read the configuration file: " + std::string{std::strerror(error)}});
-    return result;
-  }
-  return load_string(text, path);
-}
-
-std::string resolve_state_dir(const std::string& flag) {
-  if (!flag.empty())
-    return flag;
-  if (const char* s = std::getenv("STATE_DIRECTORY"); s && *s) {
-    std::string dirs = s;
-    return dirs.substr(0, dirs.find(':'));
-  }
-  return {};
-}
-
-std::optional<std::string> read_admin_token(const std::string& path, std::string& why) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    why = "admin.token_file: cannot read " + path + " (" + std::strerror(errno) + ")";
-    return std::nullopt;
-  }
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto first = text.find_first_not_of(" \t\r\n");
-  auto last = text.find_last_not_of(" \t\r\n");
-  std::string token = first == std::string::npos ? "" : text.substr(first, last - first + 1);
-  if (token.size() < 16) {
-    why = "admin.token_file: " + path + " holds " + (token.empty() ? "no token" : "a token shorter than 16 characters")
-          + "; put a long random token in it (e.g. openssl rand -hex 32)";
-    return std::nullopt;
-  }
-  return token;
 }
 
 } // namespace nodecoord::config

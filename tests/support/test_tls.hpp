@@ -8,8 +8,8 @@ namespace nodecoord::test {
 
 /// A server context with the certificate `cert` (and mutual TLS with `client_ca`, if given).
 inline std::shared_ptr<const tls::context> server_context(const std::string& cert = "server",
-                                                         const std::string& client_ca = "",
-                                                         tls::version min = tls::version::tls1_2) {
+                                                          const std::string& client_ca = "",
+                                                          tls::version min = tls::version::tls1_2) {
   const auto& c = test_certs::get();
   tls::server_options o;
   o.cert_file = c.crt(cert);

@@ -59,8 +59,8 @@ daemon_config default_config() {
   c.admin.token_file = defaults::admin_token_file;
   c.admin.max_body_bytes = defaults::admin_max_body_bytes;
 
-  c.log.level = named(defaults::log_level, {log_level::trace, log_level::debug, log_level::info, log_level::warn,
-                                             log_level::error});
+  c.log.level = named(defaults::log_level,
+                      {log_level::trace, log_level::debug, log_level::info, log_level::warn, log_level::error});
   c.log.format = named(defaults::log_format, {log_format::text, log_format::json});
   return c;
 }

@@ -1,6 +1,6 @@
 #include "admin/browser_guard.hpp"
 
-#include <arpa/inet.h>
+#include "config/endpoint.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -28,11 +28,6 @@ bool all_digits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
 }
 
-bool ip_literal(const std::string& host) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
-}
-
 // The media type of a Content-Type header, lower case, without parameters.
 std::string media_type(std::string_view content_type) {
   auto semi = content_type.find(';');
@@ -53,7 +48,7 @@ std::string host_of(std::string_view h) {
       return {};
     host = h.substr(1, close - 1);
     rest = h.substr(close + 1);
-    if (!ip_literal(std::string(host)))
+    if (!config::is_ip_literal(host))
       return {};
   } else {
     auto colon = h.find(':');
@@ -73,7 +68,7 @@ bool host_allowed(const browser_policy& policy, std::string_view host_header) {
   auto host = host_of(host_header);
   if (host.empty())
     return false;
-  if (ip_literal(host) || host == "localhost" || host == lower(policy.listen_host))
+  if (config::is_ip_literal(host) || host == "localhost" || host == lower(policy.listen_host))
     return true;
   return std::any_of(policy.allowed_hosts.begin(), policy.allowed_hosts.end(),
                      [&](const std::string& a) { return lower(a) == host; });

@@ -126,17 +126,14 @@ endpoint default_endpoint(const char* text) {
   return *ep;
 }
 
-namespace {
-
-bool ip_literal_text(const std::string& host) {
+bool is_ip_literal(std::string_view host) {
+  std::string text(host);
   unsigned char buf[16];
-  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+  return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, text.c_str(), buf) == 1;
 }
 
-} // namespace
-
 bool valid_host_name(std::string_view name, std::string& why) {
-  if (ip_literal_text(std::string(name)))
+  if (is_ip_literal(name))
     return true;
   if (name.empty() || name.size() > 253) {
     why = "must be a host name of 1 to 253 characters";

@@ -1,22 +1,13 @@
 #include "tls/stream.hpp"
 
+#include "config/endpoint.hpp"
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include <arpa/inet.h>
-
 namespace nodecoord::tls {
-
-namespace {
-
-bool ip_literal(const std::string& host) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
-}
-
-} // namespace
 
 stream::stream(std::shared_ptr<const context> ctx, const std::string& server_name, saved_session resume)
   : ctx_(std::move(ctx)) {
@@ -40,7 +31,7 @@ stream::stream(std::shared_ptr<const context> ctx, const std::string& server_nam
   }
   SSL_set_connect_state(ssl_);
   if (!server_name.empty()) {
-    if (ip_literal(server_name)) {
+    if (config::is_ip_literal(server_name)) {
       X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), server_name.c_str());
     } else {
       SSL_set_tlsext_host_name(ssl_, server_name.c_str());

@@ -189,6 +189,8 @@ using scheduler_actor = caf::typed_actor<
   caf::reacts_to<pace_atom>,
   // Internal: reconcile_interval elapsed.
   caf::reacts_to<tick_atom>,
+  // Stop triggering; a reconcile pass in flight is recorded `abandoned` first. Answers 1 if one was.
+  caf::replies_to<shutdown_atom>::with<uint64_t>,
   // Queue length and counters.
   caf::replies_to<caf::get_atom>::with<scheduler_status>>;
 

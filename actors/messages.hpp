@@ -154,7 +154,7 @@ struct reconcile_report {
   uint64_t requested = 0; // requests made
   uint64_t attempts = 0;  // attempts marked
   uint64_t busy = 0;      // nodes at max_inflight_per_node
-  std::string error;      // non-empty: the pass stopped (job `failed`)
+  std::string error;      // non-empty: the pass stopped (job `failed`, or `abandoned` by shutdown)
 };
 
 /// What the scheduler reports about itself.

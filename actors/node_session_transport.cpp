@@ -11,10 +11,7 @@ void flush_tls(self_ptr self) {
   auto& st = self->state;
   if (!st.tls || st.tls->output_size() == 0)
     return;
-  std::string out;
-  st.tls->take_output(out);
-  auto& buf = self->wr_buf(st.hdl);
-  buf.insert(buf.end(), out.begin(), out.end());
+  st.tls->take_output(self->wr_buf(st.hdl));
   self->flush(st.hdl);
 }
 

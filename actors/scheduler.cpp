@@ -29,6 +29,9 @@ struct scheduler_state {
   bool pace_armed = false;
   scheduler_status counters;
 
+  // After shutdown: nothing more is ordered, no pass starts or goes on.
+  bool stopping = false;
+
   // The reconcile pass in progress, if any.
   bool reconciling = false;
   reconcile_report pass;
@@ -63,7 +66,10 @@ std::string pass_detail(const reconcile_report& r) {
          + ",\"busy\":" + std::to_string(r.busy) + "}";
 }
 
-void finish_pass(self_ptr self, std::string error) {
+/// Ends the pass in progress: its job gets its final status (`abandoned` when `stopped` by
+/// shutdown, else succeeded / failed) and every waiter the report. The returned handle answers
+/// once the job row is written.
+auto finish_pass(self_ptr self, std::string error, bool stopped = false) {
   auto& st = self->state;
   st.pass.error = std::move(error);
   auto report = st.pass;
@@ -71,13 +77,7 @@ void finish_pass(self_ptr self, std::string error) {
   ++st.counters.reconcile_passes;
   auto waiters = std::move(st.pass_waiters);
   st.pass_waiters.clear();
-  storage::job_update done{report.job_id, to_string(report.error.empty() ? job_status::succeeded : job_status::failed),
-                           pass_detail(report), report.error};
-  self->request(st.opts.storage, caf::infinite, std::move(done))
-    .then([](const storage::job_update::result_type&) {},
-          [](caf::error& e) {
-            log::warn("reconcile job not recorded", {{"error", to_string(e)}});
-          });
+  auto status = stopped ? job_status::abandoned : report.error.empty() ? job_status::succeeded : job_status::failed;
   if (report.error.empty())
     log::info("reconcile done", {{"job", report.job_id},
                                  {"nodes", report.nodes},
@@ -85,16 +85,28 @@ void finish_pass(self_ptr self, std::string error) {
                                  {"attempts", report.attempts},
                                  {"busy", report.busy}});
   else
-    log::warn("reconcile failed", {{"job", report.job_id}, {"error", report.error}});
+    log::warn(stopped ? "reconcile abandoned" : "reconcile failed", {{"job", report.job_id}, {"error", report.error}});
   for (auto& w : waiters)
     w.deliver(report);
+  return self->request(st.opts.storage, caf::infinite,
+                       storage::job_update{report.job_id, to_string(status), pass_detail(report), report.error});
+}
+
+void finish_pass_logged(self_ptr self, std::string error) {
+  finish_pass(self, std::move(error))
+    .then([](const storage::job_update::result_type&) {},
+          [](caf::error& e) {
+            log::warn("reconcile job not recorded", {{"error", to_string(e)}});
+          });
 }
 
 void reconcile_page(self_ptr self, std::string after);
 
 void page_done(self_ptr self, size_t page_len, std::string last) {
+  if (self->state.stopping)
+    return; // the pass was abandoned by shutdown
   if (page_len < self->state.opts.page_size)
-    finish_pass(self, "");
+    finish_pass_logged(self, "");
   else
     reconcile_page(self, std::move(last));
 }
@@ -107,9 +119,11 @@ void reconcile_page(self_ptr self, std::string after) {
     .then(
       [=](const storage::nodes_with_partial::result_type& ids) {
         auto& cur = self->state;
+        if (cur.stopping)
+          return;
         ++cur.pass.pages;
         if (ids.empty()) {
-          finish_pass(self, "");
+          finish_pass_logged(self, "");
           return;
         }
         auto len = ids.size();
@@ -147,12 +161,15 @@ void reconcile_page(self_ptr self, std::string after) {
         if (cur.pass_outstanding == 0)
           page_done(self, len, last);
       },
-      [=](caf::error& e) { finish_pass(self, "storage: " + to_string(e)); });
+      [=](caf::error& e) {
+        if (!self->state.stopping)
+          finish_pass_logged(self, "storage: " + to_string(e));
+      });
 }
 
 void start_pass(self_ptr self) {
   auto& st = self->state;
-  if (st.reconciling)
+  if (st.reconciling || st.stopping)
     return;
   st.reconciling = true;
   st.pass = reconcile_report{};
@@ -164,8 +181,15 @@ void start_pass(self_ptr self) {
   job.type = "reconcile";
   job.status = "running";
   self->request(st.opts.storage, caf::infinite, storage::job_insert{job})
-    .then([=](const storage::job_insert::result_type&) { reconcile_page(self, ""); },
-          [=](caf::error& e) { finish_pass(self, "storage: " + to_string(e)); });
+    .then(
+      [=](const storage::job_insert::result_type&) {
+        if (!self->state.stopping)
+          reconcile_page(self, "");
+      },
+      [=](caf::error& e) {
+        if (!self->state.stopping)
+          finish_pass_logged(self, "storage: " + to_string(e));
+      });
 }
 
 scheduler_actor::behavior_type scheduler_impl(self_ptr self, scheduler_options opts) {
@@ -213,13 +237,40 @@ scheduler_actor::behavior_type scheduler_impl(self_ptr self, scheduler_options o
     },
     [=](reconcile_atom) {
       auto rp = self->make_response_promise<reconcile_report>();
+      if (self->state.stopping) {
+        reconcile_report r;
+        r.error = "shutting down";
+        rp.deliver(std::move(r));
+        return rp;
+      }
       self->state.pass_waiters.push_back(rp);
       start_pass(self);
       return rp;
     },
     [=](tick_atom) {
+      if (self->state.stopping)
+        return;
       self->delayed_send(self, self->state.opts.reconcile_interval, tick_atom::value);
       start_pass(self);
+    },
+    [=](shutdown_atom) -> caf::result<uint64_t> {
+      auto& cur = self->state;
+      if (cur.stopping)
+        return uint64_t{0};
+      cur.stopping = true;
+      cur.reconnect_queue.clear();
+      if (!cur.reconciling)
+        return uint64_t{0};
+      // The pass's job row is final before storage drains: a clean stop leaves no job `running`
+      // (startup recovery would report it abandoned, but only after a restart).
+      auto rp = self->make_response_promise<uint64_t>();
+      finish_pass(self, "shutting down", true)
+        .then([=](const storage::job_update::result_type&) mutable { rp.deliver(uint64_t{1}); },
+              [=](caf::error& e) mutable {
+                log::warn("reconcile job not recorded", {{"error", to_string(e)}});
+                rp.deliver(uint64_t{1});
+              });
+      return rp;
     },
     [=](node_up_atom, const session_ref& who, const caf::actor&) {
       auto& cur = self->state;
@@ -239,6 +290,8 @@ scheduler_actor::behavior_type scheduler_impl(self_ptr self, scheduler_options o
     [=](pace_atom) {
       auto& cur = self->state;
       cur.pace_armed = false;
+      if (cur.stopping)
+        return;
       // Sessions that ended while queued are skipped without using a slot.
       while (!cur.reconnect_queue.empty()) {
         auto [node_id, epoch] = std::move(cur.reconnect_queue.front());

@@ -52,67 +52,68 @@ void drain(run_ptr<Self> r) {
       });
 }
 
-// 3. The scheduler stops ordering; the tracker resets what is still in flight, after every
-// response it already received (those went to storage first).
-template <class Self>
-void sync_tracker(run_ptr<Self> r) {
-  stop(r, r->stages.scheduler);
-  if (!r->stages.tracker) {
-    drain(r);
+// Asks `stage` to shut down; `answered` gets its answer. Then, answered or not (a stage that
+// failed or is gone is logged), `next` runs: nothing accepted is dropped because of one stage.
+template <class Self, class Handle, class Answered>
+void ask_then(run_ptr<Self> r, const Handle& stage, const char* name, Answered answered, void (*next)(run_ptr<Self>)) {
+  if (!stage) {
+    next(r);
     return;
   }
-  r->self->request(r->stages.tracker, caf::infinite, shutdown_atom::value)
+  r->self->request(stage, caf::infinite, shutdown_atom::value)
     .then(
-      [r](uint64_t n) {
-        r->report.requests_reset = n;
-        if (n > 0)
-          log::info("in-flight backfill requests reset", {{"requests", n}});
-        stop(r, r->stages.tracker);
-        drain(r);
+      [r, answered, next](uint64_t n) {
+        answered(r, n);
+        next(r);
       },
-      [r](caf::error& e) {
-        log::warn("tracker shutdown", {{"error", to_string(e)}});
-        drain(r);
+      [r, name, next](caf::error& e) {
+        log::warn(std::string(name) + " shutdown", {{"error", to_string(e)}});
+        next(r);
       });
+}
+
+// 3b. The tracker resets what is still in flight, after every response it already received
+// (those went to storage first).
+template <class Self>
+void sync_tracker(run_ptr<Self> r) {
+  ask_then(
+    r, r->stages.tracker, "tracker",
+    [](const run_ptr<Self>& rr, uint64_t n) {
+      rr->report.requests_reset = n;
+      if (n > 0)
+        log::info("in-flight backfill requests reset", {{"requests", n}});
+      stop(rr, rr->stages.tracker);
+    },
+    &drain<Self>);
+}
+
+// 3a. The scheduler stops ordering; a reconcile pass in flight gets its job row `abandoned`.
+template <class Self>
+void sync_scheduler(run_ptr<Self> r) {
+  ask_then(
+    r, r->stages.scheduler, "scheduler",
+    [](const run_ptr<Self>& rr, uint64_t n) {
+      rr->report.passes_abandoned = n;
+      stop(rr, rr->stages.scheduler);
+    },
+    &sync_tracker<Self>);
 }
 
 // 2. The registry has seen every session end and writes the offline rows.
 template <class Self>
 void sync_registry(run_ptr<Self> r) {
-  if (!r->stages.registry) {
-    sync_tracker(r);
-    return;
-  }
-  r->self->request(r->stages.registry, caf::infinite, shutdown_atom::value)
-    .then(
-      [r](uint64_t) {
-        stop(r, r->stages.registry);
-        sync_tracker(r);
-      },
-      [r](caf::error& e) {
-        log::warn("registry shutdown", {{"error", to_string(e)}});
-        sync_tracker(r);
-      });
+  ask_then(
+    r, r->stages.registry, "registry", [](const run_ptr<Self>& rr, uint64_t) { stop(rr, rr->stages.registry); },
+    &sync_scheduler<Self>);
 }
 
+// 1. Stop accepting and close every session with close{shutdown}.
 template <class Self>
 void start(Self* self, const shutdown_stages& stages, std::function<void(const shutdown_report&)> done) {
   auto r = std::make_shared<run<Self>>(run<Self>{self, stages, std::move(done), {}});
-  // 1. Stop accepting and close every session with close{shutdown}.
-  if (!stages.acceptor) {
-    sync_registry(r);
-    return;
-  }
-  self->request(stages.acceptor, caf::infinite, shutdown_atom::value)
-    .then(
-      [r](uint64_t n) {
-        r->report.sessions_closed = n;
-        sync_registry(r);
-      },
-      [r](caf::error& e) {
-        log::warn("acceptor shutdown", {{"error", to_string(e)}});
-        sync_registry(r);
-      });
+  ask_then(
+    r, stages.acceptor, "acceptor", [](const run_ptr<Self>& rr, uint64_t n) { rr->report.sessions_closed = n; },
+    &sync_registry<Self>);
 }
 
 } // namespace

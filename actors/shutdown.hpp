@@ -4,8 +4,9 @@
 // supervisor running it in tests/supervisor_test.cpp):
 // 1. the acceptor stops accepting and closes every session with close{shutdown};
 // 2. the registry has then seen every session end: it writes the offline rows;
-// 3. the scheduler stops ordering; the tracker resets what is still in flight, after every
-//    response it already received (those reached storage first);
+// 3. the scheduler stops ordering (a reconcile pass in flight: its job row `abandoned`); the
+//    tracker resets what is still in flight, after every response it already received (those
+//    reached storage first);
 // 4. storage commits everything it accepted (drain), then stops.
 // A stage that fails or is gone is logged and the sequence goes on: nothing accepted is dropped
 // because an earlier stage could not answer.
@@ -28,9 +29,10 @@ struct shutdown_stages {
 
 /// What the sequence saw, for the log and for tests.
 struct shutdown_report {
-  uint64_t sessions_closed = 0; // by the acceptor
-  uint64_t requests_reset = 0;  // by the tracker
-  bool drained = false;         // storage committed everything before it stopped
+  uint64_t sessions_closed = 0;  // by the acceptor
+  uint64_t passes_abandoned = 0; // reconcile passes stopped by the scheduler (0 or 1)
+  uint64_t requests_reset = 0;   // by the tracker
+  bool drained = false;          // storage committed everything before it stopped
 };
 
 /// Runs the sequence from `self`; `done` gets the report when storage has drained (or failed to)

@@ -74,8 +74,8 @@ void reload_admin_token(self_ptr self, const std::string& path) {
   log::info("admin token reloaded", {{"token", token.empty() ? "none" : "required"}});
 }
 
-/// SIGHUP: [server.tls] is read again (a rotated certificate needs no restart). New connections
-/// get the new context; live sessions keep theirs. Unusable files keep the running setting.
+/// SIGHUP: [server.tls] and [admin.tls] are read again (a rotated certificate needs no restart).
+/// New connections get the new context; live sessions keep theirs. Unusable files keep the running setting.
 void reload_tls(tls::server_setting& running, config::tls_config& now, const config::tls_config& next,
                 const char* table) {
   std::string why;

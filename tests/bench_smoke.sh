@@ -4,7 +4,9 @@
 # few nodes and attempts (`limit` and `storage` straight against the SQLite database, `backfill` and
 # `disconnect-storm` against the daemon). Checks that each run is valid (exit 0) and prints its
 # table, that every attempt ended where the scenario says (complete; partial after the storm, none
-# pending), and that the daemon stops cleanly on SIGTERM. No timing assertions.
+# pending), and that the daemon stops cleanly on SIGTERM; then, on a second daemon whose node port
+# requires TLS, connect / steady / backfill with --tls (resumed and full handshakes) and the runs
+# that must be invalid (plain TCP, another CA). No timing assertions.
 # Args: BUILD_DIR (holds nodecoordd and nodecoord-bench).
 set -euo pipefail
 build=${1:?usage: bench_smoke.sh BUILD_DIR}
@@ -43,23 +45,41 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 EOF
 
-# The log exists before the daemon starts: the port is read from it at once (a background job's
-# redirection may not have created it yet, and sed on a missing file would end the script).
-: >"$tmp/daemon.log"
-# Environment that would change the daemon's behaviour is not inherited.
-env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u STATE_DIRECTORY -u LISTEN_FDS -u LISTEN_PID \
-  "$daemon_bin" --config "$tmp/nodecoord.toml" --state-dir "$tmp/state" 2>"$tmp/daemon.log" </dev/null &
-daemon_pid=$!
+# start_daemon CONFIG: starts nodecoordd on CONFIG (state in $tmp/state), sets daemon_pid and port.
+start_daemon() {
+  # The log exists before the daemon starts: the port is read from it at once (a background job's
+  # redirection may not have created it yet, and sed on a missing file would end the script).
+  : >"$tmp/daemon.log"
+  # Environment that would change the daemon's behaviour is not inherited.
+  env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u STATE_DIRECTORY -u LISTEN_FDS -u LISTEN_PID \
+    "$daemon_bin" --config "$1" --state-dir "$tmp/state" 2>"$tmp/daemon.log" </dev/null &
+  daemon_pid=$!
+  # The port is in "listening for nodes address=127.0.0.1:PORT"; bounded wait, no fixed sleep.
+  port=
+  for _ in $(seq 1 300); do
+    port=$(sed -n 's/.*listening for nodes address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$tmp/daemon.log" | head -n 1)
+    [ -n "$port" ] && break
+    kill -0 "$daemon_pid" 2>/dev/null || fail "the daemon exited during startup"
+    sleep 0.1
+  done
+  [ -n "$port" ] || fail "no 'listening for nodes' line within 30 s"
+}
 
-# The port is in "listening for nodes address=127.0.0.1:PORT"; bounded wait, no fixed sleep.
-port=
-for _ in $(seq 1 300); do
-  port=$(sed -n 's/.*listening for nodes address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$tmp/daemon.log" | head -n 1)
-  [ -n "$port" ] && break
-  kill -0 "$daemon_pid" 2>/dev/null || fail "the daemon exited during startup"
-  sleep 0.1
-done
-[ -n "$port" ] || fail "no 'listening for nodes' line within 30 s"
+# stop_daemon: SIGTERM; fails unless the daemon exits 0 within 30 s.
+stop_daemon() {
+  kill -TERM "$daemon_pid"
+  for _ in $(seq 1 300); do
+    kill -0 "$daemon_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$daemon_pid" 2>/dev/null && fail "the daemon did not exit within 30 s of SIGTERM"
+  local code=0
+  wait "$daemon_pid" || code=$?
+  daemon_pid=
+  [ "$code" -eq 0 ] || fail "the daemon exited $code after SIGTERM"
+}
+
+start_daemon "$tmp/nodecoord.toml"
 echo "bench_smoke: daemon pid $daemon_pid listening on 127.0.0.1:$port"
 
 # expect_row FILE REGEX: the table in FILE has a row matching REGEX.
@@ -183,14 +203,53 @@ rc=0
 [ "$rc" -eq 1 ] || { cat "$tmp/bad.out" >&2; fail "connect with a wrong key exited $rc, expected 1"; }
 expect_row "$tmp/bad.out" '^result +INVALID'
 
-kill -TERM "$daemon_pid"
-for _ in $(seq 1 300); do
-  kill -0 "$daemon_pid" 2>/dev/null || break
-  sleep 0.1
-done
-kill -0 "$daemon_pid" 2>/dev/null && fail "the daemon did not exit within 30 s of SIGTERM"
-code=0
-wait "$daemon_pid" || code=$?
-daemon_pid=
-[ "$code" -eq 0 ] || fail "the daemon exited $code after SIGTERM"
+stop_daemon
+
+# --- TLS (issue 17): the same nodes over a node port that requires TLS ---
+bash "$(dirname "$0")/support/make_certs.sh" "$tmp/certs" >/dev/null || fail "make_certs.sh failed"
+cat >"$tmp/nodecoord-tls.toml" <<EOF
+[server]
+listen = "127.0.0.1:0"
+
+[server.tls]
+cert_file = "$tmp/certs/server.crt"
+key_file = "$tmp/certs/server.key"
+
+[admin]
+listen = "127.0.0.1:0"
+EOF
+start_daemon "$tmp/nodecoord-tls.toml"
+tls=(--tls --ca-file "$tmp/certs/ca.crt")
+# One connection at a time: the first is a full handshake, the other nine resume its session.
+rc=0
+"$bench_bin" connect --coordinator "127.0.0.1:$port" --keys "$keys" --nodes 10 --concurrency 1 --pid "$daemon_pid" \
+  "${tls[@]}" >"$tmp/connect-tls.out" || rc=$?
+cat "$tmp/connect-tls.out"
+[ "$rc" -eq 0 ] || fail "connect --tls exited $rc"
+expect_row "$tmp/connect-tls.out" '^sessions authenticated +10$'
+expect_row "$tmp/connect-tls.out" '^TLS sessions +10$'
+expect_row "$tmp/connect-tls.out" '^TLS sessions resumed +[1-9]$'
+expect_row "$tmp/connect-tls.out" '^result +ok$'
+rc=0
+"$bench_bin" steady --coordinator "127.0.0.1:$port" --keys "$keys" --nodes 10 --interval 200ms --duration 1s \
+  "${tls[@]}" --no-resume >"$tmp/steady-tls.out" || rc=$?
+cat "$tmp/steady-tls.out"
+[ "$rc" -eq 0 ] || fail "steady --tls --no-resume exited $rc"
+expect_row "$tmp/steady-tls.out" '^TLS sessions resumed +0$'
+expect_row "$tmp/steady-tls.out" '^lost acks \(none within ack timeout\) +0$'
+run_scenario backfill-tls backfill --coordinator "127.0.0.1:$port" --keys "$keys" --nodes 10 --attempts 3 \
+  --logs 6 --sent-logs 3 --timeout 30s "${tls[@]}"
+expect_row "$tmp/backfill-tls.out" '^attempts by sync_state at end +complete 30$'
+expect_row "$tmp/backfill-tls.out" '^log lines resent +90$'
+# Plain TCP to a port that requires TLS, and a CA that did not sign the certificate: invalid
+# runs (exit 1), never a crash.
+rc=0
+"$bench_bin" connect --coordinator "127.0.0.1:$port" --keys "$keys" --nodes 1 >"$tmp/plain-to-tls.out" || rc=$?
+[ "$rc" -eq 1 ] || { cat "$tmp/plain-to-tls.out" >&2; fail "plain connect to a TLS port exited $rc, expected 1"; }
+rc=0
+"$bench_bin" connect --coordinator "127.0.0.1:$port" --keys "$keys" --nodes 1 --tls --ca-file "$tmp/certs/other-ca.crt" \
+  >"$tmp/wrong-ca.out" || rc=$?
+[ "$rc" -eq 1 ] || { cat "$tmp/wrong-ca.out" >&2; fail "connect --tls with another CA exited $rc, expected 1"; }
+expect_row "$tmp/wrong-ca.out" 'tls: certificate verification failed'
+stop_daemon
 echo "bench_smoke: ok"

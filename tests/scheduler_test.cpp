@@ -147,6 +147,62 @@ BOOST_AUTO_TEST_CASE(reconcile_runs_every_interval_and_expires_overdue_requests_
   BOOST_TEST(f.count_jobs("reconcile") == 2);
 }
 
+// A clean stop at any point of a reconcile pass leaves its job final: `abandoned` when the pass
+// was still going (the scheduler says so), `succeeded` when it had ended; never `running`. After
+// it, no tick starts another pass and no node is asked again.
+BOOST_AUTO_TEST_CASE(shutdown_at_any_step_of_a_reconcile_pass_leaves_its_job_final) {
+  int abandoned = 0, finished = 0;
+  for (int steps = 0; steps < 400 && finished == 0; ++steps) {
+    fixture f(storage::backend::sqlite, opts(), sched_opts(1, 10, 1, 60s));
+    std::vector<fixture::node> ns;
+    for (int i = 0; i < 3; ++i) {
+      ns.push_back(f.add_node("n" + std::to_string(i)));
+      f.attempt(ns.back(), 0);
+      f.connect(ns.back()); // its reconnect request waits for a paced slot that never comes here
+    }
+    auto pass = f.self->request(f.scheduler, caf::infinite, reconcile_atom::value);
+    for (int i = 0; i < steps; ++i)
+      f.sched.run_once();
+    auto stop = f.self->request(f.scheduler, caf::infinite, shutdown_atom::value);
+    f.run();
+    uint64_t stopped = 99;
+    stop.receive([&](uint64_t n) { stopped = n; }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    reconcile_report report;
+    pass.receive([&](reconcile_report& r) { report = std::move(r); },
+                 [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    BOOST_TEST_REQUIRE(stopped <= 1u);
+    auto job = f.job(report.job_id);
+    BOOST_TEST_REQUIRE(job.has_value(), "step " << steps << ": the pass's job is recorded");
+    BOOST_TEST_REQUIRE(job->type == "reconcile");
+    if (stopped == 1) {
+      ++abandoned;
+      BOOST_TEST(job->status == "abandoned", "step " << steps);
+      BOOST_TEST(report.error == "shutting down");
+    } else {
+      ++finished;
+      BOOST_TEST(job->status == "succeeded", "step " << steps);
+      BOOST_TEST(report.error.empty());
+      BOOST_TEST(report.nodes == 3u);
+    }
+    BOOST_TEST(job->finished_at != "", "step " << steps);
+    size_t asked = 0;
+    for (auto& n : ns)
+      asked += n.log->requests.size();
+    f.advance(180s); // three intervals, and paced reconnect slots
+    BOOST_TEST(f.count_jobs("reconcile") == 1, "step " << steps << ": no pass after shutdown");
+    size_t asked_after = 0;
+    for (auto& n : ns)
+      asked_after += n.log->requests.size();
+    BOOST_TEST(asked_after == asked, "step " << steps << ": nobody asked after shutdown");
+    auto late = f.self->request(f.scheduler, caf::infinite, reconcile_atom::value);
+    f.run();
+    late.receive([](reconcile_report& r) { BOOST_TEST(r.error == "shutting down"); },
+                 [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  }
+  BOOST_TEST(abandoned > 0, "some step stopped the pass in flight");
+  BOOST_TEST(finished > 0, "the pass ends on its own within 400 steps");
+}
+
 TRACKER_CASE(on_demand_requests_one_attempt_now) {
   fixture f(b, opts(), sched_opts(1000, 10));
   auto n = f.add_node("alpha");

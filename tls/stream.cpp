@@ -126,17 +126,26 @@ bool stream::send(std::string_view plaintext) {
   return true;
 }
 
-void stream::take_output(std::string& out) {
-  if (!out_)
+namespace {
+
+template <class Buffer>
+void append_pending(bio_st* bio, Buffer& out) {
+  if (!bio)
     return;
-  size_t n = BIO_ctrl_pending(out_);
+  size_t n = BIO_ctrl_pending(bio);
   if (n == 0)
     return;
   auto at = out.size();
   out.resize(at + n);
-  int got = BIO_read(out_, out.data() + at, static_cast<int>(n));
+  int got = BIO_read(bio, out.data() + at, static_cast<int>(n));
   out.resize(at + (got > 0 ? static_cast<size_t>(got) : 0));
 }
+
+} // namespace
+
+void stream::take_output(std::string& out) { append_pending(out_, out); }
+
+void stream::take_output(std::vector<char>& out) { append_pending(out_, out); }
 
 size_t stream::output_size() const { return out_ ? BIO_ctrl_pending(out_) : 0; }
 

@@ -45,8 +45,9 @@ public:
   /// Plaintext for the peer (held until the handshake is done). False if the stream failed.
   bool send(std::string_view plaintext);
 
-  /// Appends the ciphertext waiting for the socket to `out`.
+  /// Appends the ciphertext waiting for the socket to `out` (a socket's write buffer directly).
   void take_output(std::string& out);
+  void take_output(std::vector<char>& out);
   size_t output_size() const;
 
   /// Sends close_notify (take it with take_output()).

@@ -14,6 +14,20 @@ load_options socket_options(const socket_args& s) {
   o.ack_timeout_ns = duration_ns(s.ack_timeout, "--ack-timeout");
   o.agent = "nodecoord-bench";
   o.max_wait_ns = 5'000'000; // check the poller's verdict at least every 5 ms
+  if (s.tls) {
+    tls::client_options t;
+    t.ca_file = s.ca_file;
+    t.cert_file = s.cert_file;
+    t.key_file = s.key_file;
+    std::string why;
+    o.tls = tls::context::client(t, why);
+    if (!o.tls)
+      throw usage_error("--tls: " + why);
+    o.tls_server_name = s.server_name.empty() ? s.coordinator.substr(0, s.coordinator.rfind(':')) : s.server_name;
+    o.tls_resume = !s.no_resume;
+  } else if (!s.ca_file.empty() || !s.cert_file.empty() || !s.key_file.empty() || !s.server_name.empty()) {
+    throw usage_error("--ca-file, --server-name and --tls-*-file need --tls");
+  }
   return o;
 }
 

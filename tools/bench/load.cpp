@@ -153,6 +153,7 @@ void load::finish(uint32_t idx) {
     c.fd = -1;
   }
   c.st = state::done;
+  c.tls.reset();
   c.in.clear();
   c.in.shrink_to_fit();
   c.out.clear();
@@ -168,11 +169,37 @@ void load::send_frame(uint32_t idx, const std::string& line) {
   auto& c = conns_[idx];
   if (c.fd < 0)
     return;
-  if (!c.out.empty()) {
-    c.out += line;
+  if (!c.tls) {
+    write_raw(idx, line);
     return;
   }
-  ssize_t n = ::send(c.fd, line.data(), line.size(), MSG_NOSIGNAL);
+  if (!c.tls->send(line)) {
+    ++counters_.io_errors;
+    fail(idx, "tls: " + c.tls->error());
+    return;
+  }
+  flush_tls(idx);
+}
+
+bool load::flush_tls(uint32_t idx) {
+  auto& c = conns_[idx];
+  if (c.tls->output_size() > 0) {
+    std::string out;
+    c.tls->take_output(out);
+    write_raw(idx, out);
+  }
+  return conns_[idx].fd >= 0;
+}
+
+void load::write_raw(uint32_t idx, std::string_view bytes) {
+  auto& c = conns_[idx];
+  if (c.fd < 0)
+    return;
+  if (!c.out.empty()) {
+    c.out += bytes;
+    return;
+  }
+  ssize_t n = ::send(c.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
   if (n < 0) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
       ++counters_.io_errors;
@@ -181,8 +208,8 @@ void load::send_frame(uint32_t idx, const std::string& line) {
     }
     n = 0;
   }
-  if (static_cast<size_t>(n) < line.size()) {
-    c.out.assign(line, static_cast<size_t>(n));
+  if (static_cast<size_t>(n) < bytes.size()) {
+    c.out.assign(bytes.substr(static_cast<size_t>(n)));
     set_want_out(idx, true);
   }
 }
@@ -222,6 +249,13 @@ void load::on_connected(uint32_t idx) {
   c.st = state::hello_sent;
   c.t_hello = now_ns();
   set_want_out(idx, false);
+  if (opts_.tls) {
+    // The hello waits in the stream until the handshake is done; welcome latency includes it.
+    c.tls = std::make_unique<tls::stream>(opts_.tls, opts_.tls_server_name, opts_.tls_resume ? tls_session_ : nullptr);
+    c.tls->start();
+    if (!flush_tls(idx))
+      return;
+  }
   send_frame(idx, protocol::encode_hello(h));
 }
 
@@ -251,7 +285,18 @@ void load::on_readable(uint32_t idx) {
       return;
     ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
     if (n > 0) {
-      c.in.append(buf, static_cast<size_t>(n));
+      if (c.tls) {
+        bool ok = c.tls->receive(std::string_view(buf, static_cast<size_t>(n)), c.in);
+        if (!flush_tls(idx))
+          return;
+        if (!ok) {
+          ++counters_.io_errors;
+          fail(idx, "tls: " + conns_[idx].tls->error());
+          return;
+        }
+      } else {
+        c.in.append(buf, static_cast<size_t>(n));
+      }
       size_t start = 0;
       for (;;) {
         auto nl = conns_[idx].in.find('\n', start);
@@ -334,6 +379,13 @@ void load::on_line(uint32_t idx, std::string_view line) {
       ++counters_.authenticated;
       c.st = state::active;
       last_welcome_ = now;
+      if (c.tls) {
+        ++counters_.tls_handshakes;
+        counters_.tls_resumed += c.tls->resumed();
+        if (opts_.tls_resume)
+          if (auto s = c.tls->session())
+            tls_session_ = std::move(s);
+      }
       welcome_us_.push_back(static_cast<double>(now - c.t_hello) / 1000.0);
       c.interval_ns = opts_.heartbeat_interval_ns;
       if (c.interval_ns <= 0) {

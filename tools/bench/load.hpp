@@ -3,6 +3,8 @@
 // sockets). It connects, says hello, waits for welcome, heartbeats on a schedule spread evenly over
 // the interval, matches acks to heartbeats and measures latencies. It never decides whether a
 // figure is good: it counts what happened, and the caller reports it.
+#include "tls/stream.hpp"
+
 #include <nlohmann/json_fwd.hpp>
 
 #include <netinet/in.h>
@@ -11,6 +13,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <queue>
 #include <string>
 #include <vector>
@@ -55,6 +58,11 @@ struct load_options {
   /// (its `attempt` frame goes first, once), so an ack waits for the commit of real data.
   int64_t lines_per_heartbeat = 0;
   int64_t max_wait_ns = 1'000'000'000; // longest epoll_wait (how often run_until checks `done`)
+  /// Non-null: every session speaks TLS (a client context), verifying `tls_server_name`.
+  std::shared_ptr<const tls::context> tls;
+  std::string tls_server_name;
+  /// Resume the TLS session of an earlier connection when there is one (as the agent does).
+  bool tls_resume = true;
 };
 
 struct load_counters {
@@ -72,7 +80,9 @@ struct load_counters {
   uint64_t lost_acks = 0; // no ack within ack_timeout (or the session ended first)
   uint64_t late_acks = 0; // an ack for a heartbeat already counted as lost
   uint64_t heartbeats_in_window = 0;
-  uint64_t lines_sent = 0; // lines_per_heartbeat
+  uint64_t lines_sent = 0;     // lines_per_heartbeat
+  uint64_t tls_handshakes = 0; // TLS sessions welcomed ...
+  uint64_t tls_resumed = 0;    // ... of which resumed an earlier session
 };
 
 class load {
@@ -132,6 +142,7 @@ private:
     std::string attempt_id;                           // lines_per_heartbeat: the attempt its lines belong to
     int64_t next_line = 0;
     std::string last_close_reason;
+    std::unique_ptr<tls::stream> tls; // with load_options::tls
   };
   struct timer {
     int64_t at;
@@ -152,6 +163,9 @@ private:
   void on_line(uint32_t idx, std::string_view line);
   void on_ack(uint32_t idx, int64_t seq);
   void send_frame(uint32_t idx, const std::string& line);
+  void write_raw(uint32_t idx, std::string_view bytes);
+  /// With TLS: writes what the stream has for the socket; false (session failed) if it failed.
+  bool flush_tls(uint32_t idx);
   void flush_out(uint32_t idx);
   void set_want_out(uint32_t idx, bool want);
   void fail(uint32_t idx, const std::string& problem);
@@ -184,6 +198,7 @@ private:
   std::map<std::string, uint64_t> problems_;
   std::vector<double> welcome_us_;
   std::vector<double> ack_us_;
+  tls::saved_session tls_session_; // the last session a server gave us, to resume
 };
 
 } // namespace nodecoord::bench

@@ -171,6 +171,17 @@ int main(int argc, char** argv) {
   provision->add_option("--keys", prov.keys_path, "keys file to write (default STATE_DIR/bench-keys.tsv)");
   provision->add_option("--batch", prov.batch, "nodes per database transaction")->check(CLI::Range(1, 10'000'000));
 
+  // The TLS options every socket scenario takes (issue 17).
+  auto add_tls_options = [](CLI::App* sub, socket_args& so) {
+    sub->add_flag("--tls", so.tls, "speak TLS to the coordinator ([server.tls])");
+    sub->add_option("--ca-file", so.ca_file,
+                    "PEM CA that signed the coordinator's certificate (default: system store)");
+    sub->add_option("--server-name", so.server_name, "name the certificate must carry (default: --coordinator's host)");
+    sub->add_option("--tls-cert-file", so.cert_file, "mutual TLS: this bench's client certificate");
+    sub->add_option("--tls-key-file", so.key_file, "mutual TLS: its private key");
+    sub->add_flag("--no-resume", so.no_resume,
+                  "a full handshake on every connection (default: resume the last session)");
+  };
   auto add_load_options = [&](CLI::App* sub) {
     sub->add_option("--coordinator", la.coordinator, "nodecoordd node address HOST:PORT")->required();
     sub->add_option("--keys", la.keys_path, "keys file (NAME<TAB>KEY lines) from provision")->required();
@@ -184,6 +195,7 @@ int main(int argc, char** argv) {
                     "none, or a count");
     sub->add_option("--welcome-timeout", la.welcome_timeout, "per session, connect to welcome (default 30s)");
     sub->add_option("--ack-timeout", la.ack_timeout, "a heartbeat without ack for this long is lost (default 5s)");
+    add_tls_options(sub, la);
   };
   auto* connect = app.add_subcommand("connect", "open N sessions: connect+auth rate, latency, daemon RSS per session");
   add_load_options(connect);
@@ -253,6 +265,7 @@ int main(int argc, char** argv) {
     sub->add_option("--sources", so.sources, "loopback source addresses: auto, none, or a count");
     sub->add_option("--welcome-timeout", so.welcome_timeout, "per session, connect to welcome (default 30s)");
     sub->add_option("--ack-timeout", so.ack_timeout, "a heartbeat without ack for this long is lost (default 5s)");
+    add_tls_options(sub, so);
   };
   socket_args bso, sso;
   backfill_args bf;

@@ -12,6 +12,9 @@
 # sends a logs frame of N lines before each heartbeat, so its ack waits for their commit].
 # PG=durable starts a throwaway PostgreSQL 15 at its durable defaults for the run, as
 # measure_backfill.sh does, and uses it (overrides STORAGE_URL).
+# TLS=1: the node port speaks TLS ([server.tls], a P-256 certificate made by
+# tests/support/make_certs.sh in OUT_DIR/certs; TLS 1.3 is negotiated) and every bench session
+# uses --tls; NO_RESUME=1 adds --no-resume (a full handshake on every connection).
 # The daemon's stderr goes to OUT_DIR/daemon-N.log; its warnings and errors are counted.
 set -euo pipefail
 build=$(cd "${1:?usage: measure.sh BUILD_DIR OUT_DIR}" && pwd)
@@ -45,12 +48,25 @@ if [ "${PG:-}" = durable ]; then
   trap 'cleanup; pg_test_stop' EXIT # pg_test_start replaced it
 fi
 
+tls_args=()
+if [ "${TLS:-0}" = 1 ]; then
+  [ -f "$out/certs/server.crt" ] || bash "$src/tests/support/make_certs.sh" "$out/certs" >/dev/null
+  tls_args=(--tls --ca-file "$out/certs/ca.crt")
+  [ "${NO_RESUME:-0}" = 1 ] && tls_args+=(--no-resume)
+fi
+
 {
   echo '[server]'
   echo 'listen = "127.0.0.1:0"'
   echo "max_connections = $max_conn"
   [ -n "${EXTRA_CONFIG:-}" ] && echo "$EXTRA_CONFIG"
   echo
+  if [ "${TLS:-0}" = 1 ]; then
+    echo '[server.tls]'
+    echo "cert_file = \"$out/certs/server.crt\""
+    echo "key_file = \"$out/certs/server.key\""
+    echo
+  fi
   echo '[admin]'
   echo 'listen = "127.0.0.1:0"'
   if [ -n "${STORAGE_URL:-}" ]; then
@@ -88,16 +104,17 @@ for i in $(seq 1 "$runs"); do
   echo "run $i: daemon pid $daemon_pid port $port"
   rc=0
   "$bench" --json connect --coordinator "127.0.0.1:$port" --keys "$out/state/bench-keys.tsv" --nodes "$nodes" \
-    --pid "$daemon_pid" >"$out/connect-$i.json" || rc=$?
+    --pid "$daemon_pid" "${tls_args[@]}" >"$out/connect-$i.json" || rc=$?
   echo "run $i: connect exit $rc"
   rc=0
   "$bench" --json steady --coordinator "127.0.0.1:$port" --keys "$out/state/bench-keys.tsv" --nodes "$nodes" \
-    --interval "$interval" --duration "$duration" --lines "${LINES:-0}" --pid "$daemon_pid" >"$out/steady-$i.json" || rc=$?
+    --interval "$interval" --duration "$duration" --lines "${LINES:-0}" --pid "$daemon_pid" "${tls_args[@]}" \
+    >"$out/steady-$i.json" || rc=$?
   echo "run $i: steady exit $rc"
   if [ "$reconnect" = 1 ]; then
     rc=0
     "$bench" --json reconnect-storm --coordinator "127.0.0.1:$port" --keys "$out/state/bench-keys.tsv" \
-      --nodes "$nodes" --pid "$daemon_pid" >"$out/reconnect-$i.json" || rc=$?
+      --nodes "$nodes" --pid "$daemon_pid" "${tls_args[@]}" >"$out/reconnect-$i.json" || rc=$?
     echo "run $i: reconnect-storm exit $rc"
   fi
   kill -TERM "$daemon_pid"
@@ -125,6 +142,7 @@ line("time (s)", [r["time_s"] for r in c])
 line("hello->welcome p50 (ms)", [r["welcome_latency_p50_ms"] for r in c])
 line("hello->welcome p99 (ms)", [r["welcome_latency_p99_ms"] for r in c])
 line("RSS per session (KiB)", [r.get("rss_per_session_kib") for r in c])
+line("TLS sessions resumed", [r.get("tls_resumed") for r in c])
 line("RSS before (KiB)", [r.get("daemon_rss_before_kib") for r in c])
 line("RSS with sessions (KiB)", [r.get("daemon_rss_after_kib") for r in c])
 print("steady:")
@@ -147,5 +165,6 @@ if os.path.exists(f"{out}/reconnect-1.json"):
     line("hello->welcome p50 (ms)", [r["welcome_latency_p50_ms"] for r in rs])
     line("hello->welcome p99 (ms)", [r["welcome_latency_p99_ms"] for r in rs])
     line("daemon CPU in storm (s)", [r.get("daemon_cpu_s") for r in rs])
+    line("TLS sessions resumed", [r.get("tls_resumed") for r in rs])
     line("RSS after (KiB)", [r.get("daemon_rss_after_kib") for r in rs])
 EOF

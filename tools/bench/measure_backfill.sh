@@ -21,6 +21,8 @@
 #   PG=durable  start a throwaway PostgreSQL 15 server for the run (tests/pg_test_server.sh, but
 #               with the server's durable defaults: fsync, synchronous_commit and full_page_writes
 #               on) and use it; it is removed at exit. Overrides STORAGE_URL.
+#   TLS=1       the node port speaks TLS (certificates by tests/support/make_certs.sh in
+#               OUT_DIR/certs) and the socket scenarios use --tls (resuming sessions).
 # The daemon's stderr goes to OUT_DIR/daemon-SCENARIO-N.log; its warnings and errors are counted.
 set -euo pipefail
 build=$(cd "${1:?usage: measure_backfill.sh BUILD_DIR OUT_DIR}" && pwd)
@@ -67,11 +69,23 @@ if [ "${PG:-}" = durable ]; then
   trap cleanup EXIT # pg_test_start replaced it
 fi
 
+tls_args=()
+if [ "${TLS:-0}" = 1 ]; then
+  [ -f "$out/certs/server.crt" ] || bash "$src/tests/support/make_certs.sh" "$out/certs" >/dev/null
+  tls_args=(--tls --ca-file "$out/certs/ca.crt")
+fi
+
 {
   echo '[server]'
   echo 'listen = "127.0.0.1:0"'
   echo "max_connections = $((storm_nodes > backfill_nodes ? storm_nodes + 2000 : backfill_nodes + 2000))"
   echo
+  if [ "${TLS:-0}" = 1 ]; then
+    echo '[server.tls]'
+    echo "cert_file = \"$out/certs/server.crt\""
+    echo "key_file = \"$out/certs/server.key\""
+    echo
+  fi
   echo '[backfill]'
   echo "reconnect_rate = ${RECONNECT_RATE:-100000}"
   echo "batch_size = ${BATCH_SIZE:-100}"
@@ -149,7 +163,7 @@ for i in $(seq 1 "$runs"); do
     rc=0
     "$bench" --json --config "$out/nodecoord.toml" --state-dir "$out/state" disconnect-storm \
       --coordinator "127.0.0.1:$port" --keys "$keys" --nodes "$storm_nodes" --attempts "$storm_attempts" \
-      --poll "$poll" --pid "$daemon_pid" --keep >"$out/storm-$i.json" || rc=$?
+      --poll "$poll" --pid "$daemon_pid" --keep "${tls_args[@]}" >"$out/storm-$i.json" || rc=$?
     echo "run $i: disconnect-storm exit $rc"
     stop_daemon "$log" "run $i: disconnect-storm"
   fi
@@ -159,7 +173,7 @@ for i in $(seq 1 "$runs"); do
     rc=0
     "$bench" --json --config "$out/nodecoord.toml" --state-dir "$out/state" backfill \
       --coordinator "127.0.0.1:$port" --keys "$keys" --nodes "$backfill_nodes" --attempts "$backfill_attempts" \
-      --logs "$backfill_logs" --sent-logs "$sent_logs" --poll "$poll" --pid "$daemon_pid" --keep \
+      --logs "$backfill_logs" --sent-logs "$sent_logs" --poll "$poll" --pid "$daemon_pid" --keep "${tls_args[@]}" \
       >"$out/backfill-$i.json" || rc=$?
     echo "run $i: backfill exit $rc"
     stop_daemon "$log" "run $i: backfill"

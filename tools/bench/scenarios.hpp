@@ -57,6 +57,12 @@ struct socket_args {
   std::string sources = "auto";
   std::string welcome_timeout = "30s";
   std::string ack_timeout = "5s";
+  // TLS (issue 17): --tls, the CA that signed the coordinator, its name, mutual TLS files.
+  bool tls = false;
+  std::string ca_file;
+  std::string server_name; // default: the host of --coordinator
+  std::string cert_file, key_file;
+  bool no_resume = false;
 };
 
 struct backfill_args {

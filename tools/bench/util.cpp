@@ -262,6 +262,10 @@ void session_rows(report& r, const load& l, size_t requested) {
   r.count("connect failures", "connect_failures", c.connect_failed);
   r.count("hello refused", "hello_refused", c.auth_refused);
   r.count("welcome timeouts", "welcome_timeouts", c.welcome_timeouts);
+  if (c.tls_handshakes > 0) {
+    r.count("TLS sessions", "tls_sessions", c.tls_handshakes);
+    r.count("TLS sessions resumed", "tls_resumed", c.tls_resumed);
+  }
   if (c.authenticated != requested)
     r.problem(std::to_string(requested - c.authenticated) + " of " + std::to_string(requested)
               + " sessions did not authenticate");

@@ -1,6 +1,7 @@
 // nodecoord-agent over TLS end to end (issue 17): the real daemon with [server.tls] (mutual TLS)
 // and real agents. One agent with the right CA, certificate and key syncs everything; agents with
-// the wrong settings fail with a message that says why; a certificate rotation by SIGHUP keeps the
+// the wrong settings (plain, another CA, no client certificate, a wrong name, another node's
+// certificate, an expired one) fail with a message that says why; a certificate rotation by SIGHUP keeps the
 // live agent's session.
 #include <boost/test/unit_test.hpp>
 
@@ -102,6 +103,18 @@ BOOST_AUTO_TEST_CASE(agents_over_mutual_tls_sync_and_wrong_settings_fail_clearly
     BOOST_TEST(bad.wait_for_stderr(c.message, 20s), c.what << ":\n" << bad.stderr_tail());
     bad.send_signal(SIGTERM);
     BOOST_TEST(bad.wait_exit(15s) == 0, c.what);
+  }
+  // node-a's own certificate, expired: the agent refuses to start with it (exit 1, saying so);
+  // the daemon's side of an expired client certificate is in tls_test.
+  {
+    child_process expired(tls_agent_path,
+                          agent_args(by_name, "node-a", key_a, work.file("b6.db"),
+                                     {"--tls", "--ca-file", certs.crt("ca"), "--tls-cert-file",
+                                      certs.crt("expired-node-a"), "--tls-key-file", certs.key("expired-node-a")}),
+                          clean_env());
+    BOOST_TEST(expired.wait_exit(15s) == 1, expired.stderr_tail());
+    BOOST_TEST(expired.stderr_text().find("expired at 2020-01-02T00:00:00Z") != std::string::npos,
+               expired.stderr_tail());
   }
   BOOST_TEST(d.node("node-b").status == "offline");
   // The good agent was never superseded by the stolen key: same session.

@@ -188,6 +188,16 @@ BOOST_AUTO_TEST_CASE(mutual_tls_verifies_the_client_certificate_and_reports_its_
   BOOST_TEST_REQUIRE(other.server.open(), other.server.error());
   BOOST_TEST(!other.server.peer_certificate_names("node-a"));
   BOOST_TEST(other.server.peer_certificate_names("intruder"));
+  // node-a's certificate, expired (a client context refuses to load it, see below; swapped in).
+  auto c = client_ctx("ca", "node-a");
+  SSL_CTX* native = c->native();
+  BOOST_TEST_REQUIRE(SSL_CTX_use_certificate_file(native, certs().crt("expired-node-a").c_str(), SSL_FILETYPE_PEM)
+                     == 1);
+  BOOST_TEST_REQUIRE(SSL_CTX_use_PrivateKey_file(native, certs().key("expired-node-a").c_str(), SSL_FILETYPE_PEM) == 1);
+  tls_link expired(c, s);
+  BOOST_TEST(!expired.server.open());
+  BOOST_TEST(contains(expired.server.error(), "certificate has expired"), expired.server.error());
+  BOOST_TEST(expired.server_got.empty());
 }
 
 BOOST_AUTO_TEST_CASE(garbage_fails_the_stream_and_nothing_else) {

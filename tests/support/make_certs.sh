@@ -8,6 +8,7 @@
 #   node-a        a client certificate, CN node-a (SAN DNS:node-a), signed by ca
 #   wrong-cn      a client certificate, CN intruder, signed by ca
 #   rogue         a client certificate, CN node-a, signed by other-ca
+#   expired-node-a  node-a's client certificate, valid only on 2020-01-01, signed by ca
 # Each as NAME.crt and NAME.key (EC P-256).
 #   tests/support/make_certs.sh DIR
 set -euo pipefail
@@ -61,3 +62,10 @@ openssl req -new -key expired.key -subj "/CN=localhost" -addext "subjectAltName=
   -out expired.csr 2>/dev/null
 openssl ca -batch -config ca.cnf -cert ca.crt -keyfile ca.key -startdate 20200101000000Z -enddate 20200102000000Z \
   -in expired.csr -out expired.crt -notext 2>/dev/null
+
+# An expired client certificate of node-a (mutual TLS), from the same CA.
+key expired-node-a
+openssl req -new -key expired-node-a.key -subj "/CN=node-a" -addext "subjectAltName=DNS:node-a" \
+  -addext "extendedKeyUsage=clientAuth" -out expired-node-a.csr 2>/dev/null
+openssl ca -batch -config ca.cnf -cert ca.crt -keyfile ca.key -startdate 20200101000000Z -enddate 20200102000000Z \
+  -in expired-node-a.csr -out expired-node-a.crt -notext 2>/dev/null

@@ -18,8 +18,10 @@
 #include <caf/io/middleman.hpp>
 
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -86,6 +88,37 @@ std::optional<std::string> check_storage_location(const storage::storage_url& ur
   return std::nullopt;
 }
 
+/// SQLite serves one instance (DESIGN §9): a second daemon on the same file would undo the first
+/// one's sessions and requests in its startup recovery. The lock is an flock on "<file>.lock",
+/// never on the database itself (closing any descriptor of the database would drop SQLite's own
+/// POSIX locks); it is held until the process exits, so a killed daemon leaves no stale lock.
+std::optional<std::string> lock_sqlite_database(const storage::storage_url& url) {
+  if (url.kind != storage::backend::sqlite || url.sqlite_path == ":memory:")
+    return std::nullopt;
+  auto path = url.sqlite_path + ".lock";
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0)
+    return "storage.url: cannot open the lock file " + path + ": " + std::strerror(errno);
+  if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    auto pid = std::to_string(getpid()) + "\n";
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0)
+      log::warn("cannot write the pid into the SQLite lock file", {{"file", path}, {"error", std::strerror(errno)}});
+    return std::nullopt; // fd stays open: the lock lives as long as the process
+  }
+  int err = errno;
+  char holder[32] = {};
+  auto n = pread(fd, holder, sizeof holder - 1, 0);
+  close(fd);
+  std::string pid = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "";
+  while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' '))
+    pid.pop_back();
+  if (err != EWOULDBLOCK)
+    return "storage.url: cannot lock " + path + ": " + std::strerror(err);
+  return "another nodecoordd" + (pid.empty() ? std::string() : " (pid " + pid + ")") + " is using the SQLite database "
+         + url.sqlite_path
+         + "; SQLite serves one instance only: stop the other daemon, or use PostgreSQL to run several instances";
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -148,6 +181,10 @@ int main(int argc, char** argv) {
     return exit_usage;
   }
   if (auto problem = check_storage_location(url)) {
+    log::error("not starting", {{"error", *problem}});
+    return exit_failure;
+  }
+  if (auto problem = lock_sqlite_database(url)) {
     log::error("not starting", {{"error", *problem}});
     return exit_failure;
   }

@@ -382,3 +382,38 @@ BOOST_AUTO_TEST_CASE(missing_sqlite_directory_refuses_to_start) {
   ns.drain();
   BOOST_TEST(ns.count("READY=1") == 0u, ns.describe());
 }
+
+BOOST_AUTO_TEST_CASE(a_second_daemon_on_the_same_sqlite_file_refuses_to_start) {
+  temp_dir dir("nodecoordd-lock");
+  auto config = dir.write("nodecoord.toml", "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+                                            "[storage]\nurl = \"sqlite://shared.db\"\n");
+  notify_socket ns;
+  child_process first(daemon_path, {"--config", config, "--state-dir", dir.path()}, daemon_env(&ns));
+  require_ready(ns, first);
+
+  // Same file, spelled differently (absolute path), so the lock is on the file, not the text.
+  auto other = dir.write("other.toml", "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+                                       "[storage]\nurl = "
+                                         + toml_string("sqlite://" + dir.file("shared.db")) + "\n");
+  notify_socket ns2;
+  child_process second(daemon_path, {"--config", other, "--state-dir", "/"}, daemon_env(&ns2));
+  int code = second.wait_exit(quick_exit_bound);
+  auto err = second.stderr_text();
+  BOOST_TEST(code == 1, "exit code " << code << "; stderr:\n" << err);
+  BOOST_TEST(contains(err, "another nodecoordd (pid " + std::to_string(first.pid()) + ")"), err);
+  BOOST_TEST(contains(err, "SQLite serves one instance only"), err);
+  ns2.drain();
+  BOOST_TEST(ns2.count("READY=1") == 0u, ns2.describe());
+
+  // The first one never noticed, and once it is gone the file is free again (no stale lock).
+  require_clean_stop(ns, first, SIGTERM);
+  notify_socket ns3;
+  child_process third(daemon_path, {"--config", other, "--state-dir", "/"}, daemon_env(&ns3));
+  require_ready(ns3, third);
+  third.send_signal(SIGKILL);
+  third.wait_exit(exit_bound);
+  notify_socket ns4;
+  child_process fourth(daemon_path, {"--config", other, "--state-dir", "/"}, daemon_env(&ns4));
+  require_ready(ns4, fourth); // a killed daemon leaves no lock behind
+  require_clean_stop(ns4, fourth, SIGTERM);
+}

@@ -47,11 +47,12 @@ using settle_atom = caf::atom_constant<caf::atom("settle")>;
 using token_atom = caf::atom_constant<caf::atom("token")>;
 using signal_atom = caf::atom_constant<caf::atom("signal")>;
 using watchdog_atom = caf::atom_constant<caf::atom("watchdog")>;
+using lease_atom = caf::atom_constant<caf::atom("lease")>;
 
 /// storage: the only owner of the database session. Every operation is queued in arrival order,
 /// applied in batches (one transaction each) and answered after its batch commits.
 using storage_actor = caf::typed_actor<
-  // Migrate, then reset what no connection survives (pending rows, open jobs, online nodes).
+  // Migrate, take this instance's lease, reset what it owned (pending rows, open jobs, nodes).
   caf::replies_to<startup_atom>::with<startup_report>,
   // Answers once every operation received before it has been committed.
   caf::replies_to<drain_atom>::with<bool>,
@@ -117,6 +118,12 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<storage::attempt_list>::with<storage::attempt_list::result_type>,
   // Delete finished jobs by filter.
   caf::replies_to<storage::jobs_prune>::with<storage::jobs_prune::result_type>,
+  // Renew this instance's lease; recover instances whose lease expired.
+  caf::replies_to<storage::instance_renew>::with<storage::instance_renew::result_type>,
+  // Take a new incarnation after the lease was lost.
+  caf::replies_to<storage::instance_rejoin>::with<storage::instance_rejoin::result_type>,
+  // Every instance and its lease.
+  caf::replies_to<storage::instance_list>::with<storage::instance_list::result_type>,
   // Database and table sizes.
   caf::replies_to<storage::database_size>::with<storage::database_size::result_type>,
   // SELECT 1 through the queue (readiness).
@@ -145,6 +152,8 @@ using registry_actor = caf::typed_actor<
   caf::replies_to<disable_atom, std::string>::with<bool>,
   // Close every session with reason `shutdown`; answers the number closed.
   caf::replies_to<shutdown_atom>::with<uint64_t>,
+  // Close every session with this reason and go on (the instance lost its lease: `superseded`).
+  caf::replies_to<shutdown_atom, std::string>::with<uint64_t>,
   // The connected nodes.
   caf::replies_to<caf::get_atom>::with<std::vector<connected_node>>,
   // Receive (node_up_atom, session_ref, broker) after every welcome and (node_down_atom, session_ref,
@@ -208,7 +217,9 @@ using supervisor_actor = caf::typed_actor<
   // A signal the process received: SIGHUP reloads, SIGTERM and SIGINT shut down in order.
   caf::reacts_to<signal_atom, int>,
   // Internal: half the watchdog interval elapsed; WATCHDOG=1 if storage answers in time.
-  caf::reacts_to<watchdog_atom>>;
+  caf::reacts_to<watchdog_atom>,
+  // Internal: lease_interval elapsed; renew this instance's lease (DESIGN §9).
+  caf::reacts_to<lease_atom>>;
 
 // node_session (a dynamically typed broker, one per connection) accepts:
 //   (caf::close_atom, std::string reason)  write close{reason} and disconnect;
@@ -273,6 +284,9 @@ NODECOORD_LOCAL_TYPE(nodecoord::storage::attempt_list)
 NODECOORD_LOCAL_TYPE(std::vector<nodecoord::storage::attempt_record>)
 NODECOORD_LOCAL_OP(jobs_prune)
 NODECOORD_LOCAL_OP(database_size)
+NODECOORD_LOCAL_OP(instance_renew)
+NODECOORD_LOCAL_OP(instance_rejoin)
+NODECOORD_LOCAL_OP(instance_list)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::ping)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::bundle::export_file)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::bundle::counts)

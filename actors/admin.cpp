@@ -38,6 +38,7 @@ public:
   bool ping() override { return ask<bool>(storage_, "storage", part, storage::ping{}); }
   storage::count_summary::result_type counts() override { return op(storage::count_summary{}, part); }
   storage::database_size::result_type sizes() override { return op(storage::database_size{}, part); }
+  storage::instance_list::result_type instances() override { return op(storage::instance_list{}, part); }
   storage::node_list::result_type nodes() override { return op(storage::node_list{}, part); }
   storage::node_lookup_by_name::result_type node(const std::string& name) override {
     return op(storage::node_lookup_by_name{name}, part);
@@ -220,6 +221,7 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
   ao.token = opts.token;
   ao.version = version;
   ao.started_at = opts.started_at;
+  ao.instance_id = opts.instance_id;
   ao.dashboard_html = admin::dashboard_html();
   ao.browser.listen_host = opts.host;
   const bool https = opts.tls && opts.tls->get().ctx;

@@ -22,6 +22,7 @@ struct admin_options {
   /// SIGHUP rotation needs no restart). Null or no context: plain HTTP.
   std::shared_ptr<tls::server_setting> tls;
   std::string started_at;
+  std::string instance_id; // this daemon's (DESIGN §9)
   storage_actor storage;
   registry_actor registry;
   tracker_actor tracker;

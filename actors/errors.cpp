@@ -12,6 +12,7 @@ const char* name_of(uint8_t code) {
     case storage_errc::refused: return "refused";
     case storage_errc::stopped: return "stopped";
     case storage_errc::startup: return "startup";
+    case storage_errc::superseded: return "superseded";
   }
   return "unknown";
 }

@@ -15,6 +15,7 @@ enum class storage_errc : uint8_t {
   refused = 1, // this operation's own statement failed (the batch's others applied): its data
   stopped,     // never applied: the storage stopped for good (fatal error, or the daemon stops)
   startup,     // migration or startup recovery failed (fatal)
+  superseded,  // refused by the epoch fence: the session is not its node's current one (DESIGN §9)
 };
 
 inline constexpr caf::atom_value storage_error_category = caf::atom("storage");

@@ -41,6 +41,7 @@ struct storage_status {
 struct startup_report {
   int schema_from = 0;
   int schema_to = 0;
+  int64_t incarnation = 0; // of this instance's lease (0: no instance id)
   storage::reset_all_pending::result_type recovery;
 };
 
@@ -138,6 +139,7 @@ struct tracker_status {
   uint64_t requested = 0;     // requests sent since start
   uint64_t answered = 0;      // responses applied
   uint64_t refused = 0;       // responses refused (unknown_request)
+  uint64_t fenced = 0;        // responses the epoch fence refused (the node has a newer session)
   uint64_t expired = 0;       // requests past request_timeout
   uint64_t cancelled = 0;     // requests of ended sessions (disconnect, supersede, shutdown)
   uint64_t send_failures = 0; // marked but not deliverable: reset at once

@@ -278,8 +278,18 @@ void send_paused_notice(self_ptr self) {
                                           "heartbeat"));
 }
 
+/// The epoch fence refused a write (DESIGN §9): the node has a newer session, here or at another
+/// instance. Nothing of the frame was stored and nothing after it will be acknowledged.
+void fenced(self_ptr self) {
+  metrics::daemon().fenced_writes.fetch_add(1, std::memory_order_relaxed);
+  auto reason = std::string(protocol::close_reason::superseded);
+  close_with(self, protocol::encode_close(reason), reason);
+}
+
 void reply_write_status(self_ptr self, storage::write_status s, const std::string& attempt_id) {
-  if (s == storage::write_status::forbidden)
+  if (s == storage::write_status::superseded)
+    fenced(self);
+  else if (s == storage::write_status::forbidden)
     protocol_error(self, protocol::code::forbidden, "attempt " + attempt_id + " belongs to another node", attempt_id);
   else if (s == storage::write_status::unknown_attempt)
     protocol_error(self, protocol::code::unknown_attempt, "send the attempt frame of " + attempt_id + " first",
@@ -342,12 +352,12 @@ void handle_active(self_ptr self, protocol::node_message&& msg, uint64_t bytes) 
       } else if constexpr (std::is_same_v<T, protocol::heartbeat>) {
         heartbeat(self, m.seq);
       } else if constexpr (std::is_same_v<T, protocol::attempt>) {
-        store_frame(
-          self,
-          storage::attempt_upsert{st.node_id, m.attempt_id, m.task_id, m.state, m.started_at, m.finished_at, m.meta},
-          bytes);
+        store_frame(self,
+                    storage::attempt_upsert{st.node_id, m.attempt_id, m.task_id, m.state, m.started_at, m.finished_at,
+                                            m.meta, st.epoch},
+                    bytes);
       } else if constexpr (std::is_same_v<T, protocol::logs>) {
-        storage::logs_insert op{st.node_id, m.attempt_id, {}};
+        storage::logs_insert op{st.node_id, m.attempt_id, {}, st.epoch};
         op.entries.reserve(m.entries.size());
         for (auto& e : m.entries)
           op.entries.push_back({e.seq, std::move(e.ts), std::move(e.stream), std::move(e.line)});
@@ -378,8 +388,11 @@ void handle_active(self_ptr self, protocol::node_message&& msg, uint64_t bytes) 
               settle(self, t, bytes);
             },
             [=](caf::error& e) {
-              write_line(
-                self, protocol::encode_error(protocol::code::unavailable, "not applied: " + to_string(e), request_id));
+              if (is(e, storage_errc::superseded))
+                fenced(self);
+              else
+                write_line(self, protocol::encode_error(protocol::code::unavailable, "not applied: " + to_string(e),
+                                                        request_id));
               settle(self, t, bytes);
             });
       } else if constexpr (std::is_same_v<T, protocol::bye>) {

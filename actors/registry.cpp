@@ -311,6 +311,13 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
       flush_seen(self);
       return n;
     },
+    [=](shutdown_atom, const std::string& reason) {
+      // The sessions end as any closed session does (their ends reach the tracker and storage).
+      uint64_t n = self->state.nodes.size();
+      for (auto& [id, e] : self->state.nodes)
+        caf::anon_send(e.session, caf::close_atom::value, reason);
+      return n;
+    },
     [=](subscribe_atom, caf::actor subscriber) { self->state.subscribers.push_back(std::move(subscriber)); },
     [=](caf::get_atom) {
       std::vector<connected_node> out;

@@ -276,6 +276,7 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
   st.db = std::make_unique<storage::database>(st.opts.url, st.opts.clock);
   st.exec = std::make_unique<storage::batch_executor>(*st.db);
   st.exec->fault_hook = st.opts.fault_hook;
+  st.exec->set_instance_id(st.opts.instance_id);
   self->set_exit_handler([=](caf::exit_msg& m) {
     if (self->state.queued() > 0) {
       log::error("storage stopped with operations not applied", {{"count", self->state.queued()}});
@@ -295,7 +296,9 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
       item.run = [self, report](storage::op_context& c) {
         report->schema_from = self->state.schema_from;
         report->schema_to = storage::latest_schema_version();
-        report->recovery = storage::execute(c, storage::reset_all_pending{});
+        auto started = storage::execute(c, storage::instance_start{self->state.opts.version, self->state.opts.listen});
+        report->incarnation = started.incarnation;
+        report->recovery = started.recovery;
       };
       item.deliver = [self, report] {
         if (self->state.startup) {
@@ -336,6 +339,9 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
       try_connect(self);
     },
     [=](storage::node_create& op) { return enqueue(self, std::move(op)); },
+    [=](storage::instance_renew& op) { return enqueue(self, std::move(op)); },
+    [=](storage::instance_rejoin& op) { return enqueue(self, std::move(op)); },
+    [=](storage::instance_list& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_lookup_by_key& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_lookup_by_name& op) { return enqueue(self, std::move(op)); },
     [=](storage::node_list& op) { return enqueue(self, std::move(op)); },

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <functional>
+#include <string>
 
 namespace nodecoord {
 
@@ -24,6 +25,11 @@ struct storage_options {
   clock_fn clock = system_now;
   /// Tests: called around COMMIT (may throw storage::simulated_connection_loss).
   std::function<void(storage::batch_executor::fault_point)> fault_hook;
+  /// This daemon's instance (DESIGN §9): its lease row and what it writes as owner. Empty: none
+  /// (tests of one storage), rows without an owner.
+  std::string instance_id;
+  std::string version;
+  std::string listen;
 };
 
 /// Spawns the storage actor. `detached`: on its own thread (production: its SQL blocks);

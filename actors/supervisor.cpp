@@ -10,6 +10,9 @@
 #include "common/clock.hpp"
 #include "common/ingest_budget.hpp"
 #include "common/log.hpp"
+#include "common/metrics.hpp"
+#include "nodecoord/version.hpp"
+#include "protocol/codec.hpp"
 #include "config/defaults.hpp"
 #include "config/reload.hpp"
 
@@ -18,6 +21,7 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <optional>
 
@@ -38,13 +42,16 @@ struct supervisor_state {
   bool ready = false;
   bool stopping = false;
   bool done = false;
+  int64_t incarnation = 0; // of this instance's lease
+  bool renewing = false;   // a renewal is at storage
+  int failure = 0;         // the exit code a stop caused by an error ends with
 
   void finish(int code) {
     if (!done) {
       done = true;
       if (admin)
         caf::anon_send_exit(admin, caf::exit_reason::user_shutdown);
-      opts.on_done(code);
+      opts.on_done(std::max(code, failure));
     }
   }
 };
@@ -175,6 +182,76 @@ void shutdown(self_ptr self, int signo) {
                     });
 }
 
+void schedule_lease(self_ptr self) {
+  auto& st = self->state;
+  if (!st.opts.instance_id.empty() && !st.stopping)
+    self->delayed_send(self, st.opts.config.server.lease_interval, lease_atom::value);
+}
+
+/// The lease (DESIGN §9): renewed every lease_interval through storage's queue. Lost to another
+/// instance (this one was paused or cut off for longer than lease_expiry, and its rows were
+/// recovered): every session is closed as superseded (their writes fail the fence anyway) and the
+/// instance rejoins with a new incarnation. Lost to a process that started with the same id: the
+/// operator gave two daemons one id; this one stops.
+void renew_lease(self_ptr self) {
+  auto& st = self->state;
+  schedule_lease(self);
+  if (st.renewing || st.stopping)
+    return;
+  st.renewing = true;
+  auto expiry = std::chrono::duration_cast<std::chrono::milliseconds>(st.opts.config.server.lease_expiry).count();
+  self->request(st.storage, caf::infinite, storage::instance_renew{st.incarnation, expiry})
+    .then(
+      [=](const storage::instance_renew::result_type& r) {
+        auto& s = self->state;
+        s.renewing = false;
+        for (auto& rec : r.recovered) {
+          metrics::daemon().instances_recovered.fetch_add(1, std::memory_order_relaxed);
+          log::warn("recovered an instance whose lease expired", {{"instance", rec.id},
+                                                                  {"reset_pending", rec.recovery.attempts_reset},
+                                                                  {"abandoned_jobs", rec.recovery.jobs_abandoned},
+                                                                  {"offlined_nodes", rec.recovery.nodes_offlined}});
+        }
+        if (r.held || s.stopping)
+          return;
+        metrics::daemon().lease_losses.fetch_add(1, std::memory_order_relaxed);
+        if (r.now.recovered_by.empty()) {
+          log::error(
+            "another nodecoordd started with this instance id; stopping (give every instance its own "
+            "server.instance_id or state directory)",
+            {{"instance", s.opts.instance_id}, {"other_listen", r.now.listen}, {"other_started_at", r.now.started_at}});
+          s.failure = 1;
+          shutdown(self, SIGTERM);
+          return;
+        }
+        log::error("lease lost: another instance recovered this one while it was unresponsive; closing every "
+                   "session and rejoining",
+                   {{"instance", s.opts.instance_id},
+                    {"recovered_by", r.now.recovered_by},
+                    {"recovered_at", r.now.recovered_at}});
+        self->request(s.registry, caf::infinite, shutdown_atom::value, std::string(protocol::close_reason::superseded))
+          .then(
+            [](uint64_t n) {
+              log::info("sessions closed after the lease was lost", {{"sessions", n}});
+            },
+            [](caf::error&) {});
+        self->request(s.storage, caf::infinite, storage::instance_rejoin{})
+          .then(
+            [=](const storage::instance_rejoin::result_type& j) {
+              self->state.incarnation = j.incarnation;
+              log::info("instance rejoined",
+                        {{"instance", self->state.opts.instance_id}, {"incarnation", j.incarnation}});
+            },
+            [](caf::error& e) {
+              log::error("rejoin failed; will retry at the next renewal", {{"error", to_string(e)}});
+            });
+      },
+      [=](caf::error& e) {
+        self->state.renewing = false;
+        log::warn("lease renewal failed", {{"error", to_string(e)}});
+      });
+}
+
 void schedule_watchdog(self_ptr self) {
   if (auto w = self->state.opts.hooks.watchdog_interval)
     self->delayed_send(self, *w / 2, watchdog_atom::value);
@@ -192,6 +269,7 @@ void start_admin(self_ptr self, uint16_t node_port) {
   ao.allowed_hosts = cfg.admin.allowed_hosts;
   ao.tls = st.opts.admin_tls;
   ao.started_at = st.started_at;
+  ao.instance_id = st.opts.instance_id;
   ao.storage = st.storage;
   ao.registry = st.registry;
   ao.tracker = st.tracker;
@@ -282,6 +360,9 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self, supervisor_option
   so.batch_max = cfg.storage.batch_max;
   so.reconnect_initial = cfg.storage.reconnect_initial;
   so.reconnect_max = cfg.storage.reconnect_max;
+  so.instance_id = st.opts.instance_id;
+  so.version = version;
+  so.listen = cfg.server.listen.to_string();
   st.storage = spawn_storage(self->system(), so, st.opts.detached_storage);
   self->monitor(st.storage);
   self->set_down_handler([=](caf::down_msg& m) {
@@ -297,13 +378,17 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self, supervisor_option
     .then(
       [=](const startup_report& r) {
         auto& s = self->state;
+        s.incarnation = r.incarnation;
         log::info("storage ready", {{"schema", r.schema_to},
+                                    {"instance", s.opts.instance_id},
+                                    {"incarnation", r.incarnation},
                                     {"migrated_from", r.schema_from},
                                     {"reset_pending", r.recovery.attempts_reset},
                                     {"abandoned_jobs", r.recovery.jobs_abandoned},
                                     {"offlined_nodes", r.recovery.nodes_offlined}});
         if (s.stopping)
           return;
+        schedule_lease(self);
         start_listening(self);
       },
       [=](caf::error& e) {
@@ -318,6 +403,7 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self, supervisor_option
       else
         shutdown(self, signo);
     },
+    [=](lease_atom) { renew_lease(self); },
     [=](watchdog_atom) {
       // A fixed period, and WATCHDOG=1 only when the storage actor answers within it: a stuck
       // storage gets the daemon restarted.

@@ -32,6 +32,8 @@ struct supervisor_options {
   config::daemon_config config;
   std::string config_path; // re-read on SIGHUP; empty: defaults only
   std::string state_dir;
+  /// This daemon's instance id (config::resolve_instance_id). Empty (tests): no lease.
+  std::string instance_id;
   std::string admin_token; // the content of admin.token_file; empty: no token
   /// TLS on the node port, built from [server.tls] by the caller (which refuses to start when its
   /// files are unusable); rebuilt on SIGHUP. Null: plain TCP until a reload configures TLS.

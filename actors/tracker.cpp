@@ -1,4 +1,6 @@
 #include "actors/tracker.hpp"
+
+#include "actors/errors.hpp"
 #include "common/states.hpp"
 
 #include "backfill/request_book.hpp"
@@ -213,12 +215,23 @@ caf::result<bool> handle_response(self_ptr self, const std::string& node_id, int
               {{"node_id", node_id}, {"epoch", epoch}, {"request", request_id}, {"why", backfill::to_string(check)}});
     return false;
   }
-  storage::apply_backfill op{request_id, node_id, std::move(items), st.opts.max_failures};
+  storage::apply_backfill op{request_id, node_id, std::move(items), st.opts.max_failures, epoch};
   send_resets(self);
   auto rp = self->make_response_promise<bool>();
   self->request(st.opts.storage, caf::infinite, std::move(op))
     .then(
       [=](const storage::apply_backfill::result_type& res) mutable {
+        if (res.superseded) {
+          // The node has a newer session (here or at another instance): nothing applied.
+          // The request has left the book already, so its rows are reset here (no failure
+          // counted: not the attempts' fault), or they would stay pending with no live request.
+          log::warn("backfill response refused by the epoch fence",
+                    {{"node_id", node_id}, {"epoch", epoch}, {"request", request_id}});
+          ++self->state.counters.fenced;
+          send_reset(self, storage::reset_requests{{request_id}, "cancelled", "superseded"});
+          rp.deliver(make_error(storage_errc::superseded, "the node has a newer session"));
+          return;
+        }
         auto& c = self->state.counters;
         ++c.answered;
         c.completed += static_cast<uint64_t>(res.completed);

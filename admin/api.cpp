@@ -294,6 +294,29 @@ http_response api::overview() {
   } catch (const unavailable&) {
     missing.push_back("tracker");
   }
+  // Several instances share the database (DESIGN §9): which one answers, and every lease.
+  data["instance"] = opts_.instance_id;
+  try {
+    json list = json::array();
+    for (auto& i : backend_.instances()) {
+      json age = nullptr;
+      if (auto at = parse_time(i.heartbeat_at))
+        age = std::chrono::duration_cast<std::chrono::milliseconds>(system_now() - *at).count() / 1000.0;
+      list.push_back({{"id", i.id},
+                      {"this", i.id == opts_.instance_id},
+                      {"incarnation", i.incarnation},
+                      {"listen", i.listen},
+                      {"version", i.version},
+                      {"started_at", i.started_at},
+                      {"heartbeat_at", i.heartbeat_at},
+                      {"lease_age_seconds", age},
+                      {"recovered_at", i.recovered_at.empty() ? json() : json(i.recovered_at)},
+                      {"recovered_by", i.recovered_by.empty() ? json() : json(i.recovered_by)}});
+    }
+    data["instances"] = list;
+  } catch (const unavailable&) {
+    missing.push_back("instances");
+  }
   data["missing"] = missing;
   return reply(200, data);
 }
@@ -321,6 +344,16 @@ http_response api::metrics() {
   w.family("nodecoord_heartbeat_acks_delayed_total", "counter",
            "ack_delayed notices: heartbeat acks held while the frames before them wait for a commit.");
   w.sample("nodecoord_heartbeat_acks_delayed_total", static_cast<double>(m.acks_delayed.load()));
+  w.family("nodecoord_fenced_writes_total", "counter",
+           "Writes of a session that is no longer its node's current one, refused by the epoch fence (the session "
+           "is closed with reason superseded).");
+  w.sample("nodecoord_fenced_writes_total", static_cast<double>(m.fenced_writes.load()));
+  w.family("nodecoord_lease_losses_total", "counter",
+           "Times this instance found its lease taken by another (it closes every session and rejoins).");
+  w.sample("nodecoord_lease_losses_total", static_cast<double>(m.lease_losses.load()));
+  w.family("nodecoord_instances_recovered_total", "counter",
+           "Instances whose lease expired that this instance recovered.");
+  w.sample("nodecoord_instances_recovered_total", static_cast<double>(m.instances_recovered.load()));
   w.family("nodecoord_handshakes", "gauge", "Connections that have not authenticated yet.");
   w.sample("nodecoord_handshakes", static_cast<double>(m.handshakes.load()));
   w.family("nodecoord_ingest_frames", "gauge", "Node frames handed to storage and not committed yet (backpressure).");

@@ -54,6 +54,8 @@ public:
   virtual bool ping() = 0;
   virtual storage::count_summary::result_type counts() = 0;
   virtual storage::database_size::result_type sizes() = 0;
+  /// Every instance sharing the database and its lease (DESIGN §9).
+  virtual storage::instance_list::result_type instances() { return {}; }
   virtual storage::node_list::result_type nodes() = 0;
   virtual storage::node_lookup_by_name::result_type node(const std::string& name) = 0;
   virtual storage::node_create::result_type create_node(const storage::node_create& op) = 0;
@@ -84,6 +86,7 @@ struct api_options {
   std::string token; // empty: no token required (loopback only; checked by the config)
   std::string version;
   std::string started_at; // RFC 3339
+  std::string instance_id;
   std::function<std::chrono::steady_clock::time_point()> steady_now = [] { return std::chrono::steady_clock::now(); };
   std::function<std::string()> wall_now; // RFC 3339 now; default: the system clock
   std::string dashboard_html;            // served at GET /

@@ -55,14 +55,17 @@ struct daemon_metrics {
   labeled_counter connects;             // hello outcomes: ok, auth_failed, ...
   labeled_counter disconnects;          // session ends by reason
   std::array<std::atomic<uint64_t>, static_cast<size_t>(frame_kind::count_)> frames{};
-  labeled_counter protocol_errors;         // by error code
-  std::atomic<uint64_t> acks_delayed{0};   // ack_delayed notices: heartbeats waiting for commits
-  std::atomic<int64_t> sessions_paused{0}; // sessions not reading now (backpressure)
-  std::atomic<uint64_t> session_pauses{0}; // times a session stopped reading
-  std::atomic<uint64_t> read_rearms{0};    // reads re-triggered after a resume (node_session.cpp)
-  std::atomic<uint64_t> tls_failures{0};   // TLS streams that failed (handshake refused, bad records)
-  std::atomic<int64_t> handshakes{0};      // connections not authenticated yet
-  std::atomic<uint64_t> ingest_bytes{0};   // frames' bytes handed to storage, not settled
+  labeled_counter protocol_errors;              // by error code
+  std::atomic<uint64_t> acks_delayed{0};        // ack_delayed notices: heartbeats waiting for commits
+  std::atomic<uint64_t> fenced_writes{0};       // writes of superseded sessions refused by the epoch fence
+  std::atomic<uint64_t> lease_losses{0};        // times this instance found its lease taken (DESIGN §9)
+  std::atomic<uint64_t> instances_recovered{0}; // expired instances this one recovered
+  std::atomic<int64_t> sessions_paused{0};      // sessions not reading now (backpressure)
+  std::atomic<uint64_t> session_pauses{0};      // times a session stopped reading
+  std::atomic<uint64_t> read_rearms{0};         // reads re-triggered after a resume (node_session.cpp)
+  std::atomic<uint64_t> tls_failures{0};        // TLS streams that failed (handshake refused, bad records)
+  std::atomic<int64_t> handshakes{0};           // connections not authenticated yet
+  std::atomic<uint64_t> ingest_bytes{0};        // frames' bytes handed to storage, not settled
   std::atomic<uint64_t> ingest_frames{0};
   histogram batch_size{{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000}};
   histogram commit_seconds{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};

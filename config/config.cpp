@@ -8,6 +8,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <array>
 #include <cerrno>
 #include <charconv>
@@ -390,6 +391,9 @@ private:
          {"max_protocol_errors",
           [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.server.max_protocol_errors, 1); }},
          {"shutdown_timeout", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.server.shutdown_timeout); }},
+         {"instance_id", [&c](L& l, const N& n, const K& k) { return l.text(n, k, c.server.instance_id); }},
+         {"lease_interval", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.server.lease_interval); }},
+         {"lease_expiry", [&c](L& l, const N& n, const K& k) { return l.time(n, k, c.server.lease_expiry); }},
          {"tls", [&c](L& l, const N& n, const K& k) { return l.subtable(n, k, tls_keys(c.server.tls, true)); }},
        }},
       {"storage",
@@ -534,6 +538,19 @@ private:
              "server.heartbeat_interval",
              "out of range: must be less than server.idle_timeout = " + format_duration(s.idle_timeout) + " (got "
                + format_duration(s.heartbeat_interval) + ")");
+    relation(s.lease_expiry >= 2 * s.lease_interval, "server.lease_expiry",
+             "out of range: must be at least twice server.lease_interval = " + format_duration(s.lease_interval)
+               + " (got " + format_duration(s.lease_expiry) + "), or one late renewal loses the lease",
+             "server.lease_interval",
+             "out of range: must be at most half of server.lease_expiry = " + format_duration(s.lease_expiry) + " (got "
+               + format_duration(s.lease_interval) + ")");
+    bool id_ok =
+      s.instance_id.size() <= 128 && std::all_of(s.instance_id.begin(), s.instance_id.end(), [](char ch) {
+        return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == ':';
+      });
+    relation(id_ok, "server.instance_id",
+             "invalid: at most 128 letters, digits and - _ . : (it names this instance in the shared database)", "",
+             "");
     tls_checks(s.tls, "server.tls.");
     tls_checks(cfg_.admin.tls, "admin.tls.");
     const auto& st = cfg_.storage;

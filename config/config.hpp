@@ -42,6 +42,9 @@ struct server_config {
   uint32_t max_protocol_errors;
   duration shutdown_timeout;
   tls_config tls;
+  std::string instance_id; // empty: a UUID kept in the state directory (DESIGN §9)
+  duration lease_interval; // how often the instance renews its lease
+  duration lease_expiry;   // a lease older than this is recovered by another instance
 };
 
 struct storage_config {
@@ -118,6 +121,12 @@ load_result load_string(std::string_view text, std::string_view name);
 /// Where relative SQLite paths live: `flag` (--state-dir), else $STATE_DIRECTORY (systemd's
 /// StateDirectory=; the first of several), else empty (the working directory).
 std::string resolve_state_dir(const std::string& flag);
+
+/// This daemon's instance id (DESIGN §9): server.instance_id if set, else the one kept in
+/// `<state_dir>/instance_id`, made (a new UUID) the first time. nullopt with `why` if the file
+/// cannot be read or written.
+std::optional<std::string> resolve_instance_id(const std::string& configured, const std::string& state_dir,
+                                               std::string& why);
 
 /// The admin token in admin.token_file: the whole file, surrounding whitespace trimmed, at least
 /// 16 characters. nullopt with `why` set (naming the file) if it cannot be read or is too short.

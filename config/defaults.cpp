@@ -35,6 +35,8 @@ daemon_config default_config() {
   c.server.idle_timeout = defaults::idle_timeout;
   c.server.max_protocol_errors = defaults::max_protocol_errors;
   c.server.shutdown_timeout = defaults::shutdown_timeout;
+  c.server.lease_interval = defaults::lease_interval;
+  c.server.lease_expiry = defaults::lease_expiry;
   c.server.tls.min_version = defaults::tls_min_version;
   c.server.tls.required = defaults::tls_required;
   c.admin.tls.min_version = defaults::tls_min_version;

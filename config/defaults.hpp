@@ -23,6 +23,10 @@ inline constexpr auto heartbeat_interval = 10s;
 inline constexpr auto idle_timeout = 30s;
 inline constexpr uint32_t max_protocol_errors = 10;
 inline constexpr auto shutdown_timeout = 15s;
+// Several instances (DESIGN §9): a lease renewed every lease_interval; another instance recovers
+// one that is older than lease_expiry (3 renewals missed).
+inline constexpr auto lease_interval = 5s;
+inline constexpr auto lease_expiry = 15s;
 
 // [storage]
 // Relative SQLite paths resolve against the state directory ($STATE_DIRECTORY under systemd,

@@ -2,6 +2,8 @@
 // file, the state directory, and how an error is printed. Split from config.cpp.
 #include "config/config.hpp"
 
+#include "common/ids.hpp"
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -66,6 +68,41 @@ std::string resolve_state_dir(const std::string& flag) {
     return dirs.substr(0, dirs.find(':'));
   }
   return {};
+}
+
+std::optional<std::string> resolve_instance_id(const std::string& configured, const std::string& state_dir,
+                                               std::string& why) {
+  if (!configured.empty())
+    return configured;
+  auto path = (state_dir.empty() ? std::string(".") : state_dir) + "/instance_id";
+  if (std::ifstream in(path); in) {
+    std::string id;
+    std::getline(in, id);
+    while (!id.empty() && (id.back() == '\r' || id.back() == ' '))
+      id.pop_back();
+    if (!id.empty() && id.size() <= 128)
+      return id;
+    why = path + ": expected one instance id (delete the file to make a new one)";
+    return std::nullopt;
+  }
+  // First start: a new id, written whole or not at all.
+  auto id = new_uuid();
+  auto tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << id << "\n";
+    if (!out.flush()) {
+      why = "cannot write " + tmp + " (" + std::strerror(errno)
+            + "); set server.instance_id or make the state "
+              "directory writable";
+      return std::nullopt;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    why = "cannot create " + path + " (" + std::strerror(errno) + ")";
+    return std::nullopt;
+  }
+  return id;
 }
 
 std::optional<std::string> read_admin_token(const std::string& path, std::string& why) {

@@ -18,6 +18,8 @@ std::vector<std::string> restart_needed(const daemon_config& now, const daemon_c
             || s.idle_timeout != ns.idle_timeout || s.max_protocol_errors != ns.max_protocol_errors,
           "server");
   differs(s.shutdown_timeout != ns.shutdown_timeout, "server.shutdown_timeout");
+  differs(s.instance_id != ns.instance_id, "server.instance_id");
+  differs(s.lease_interval != ns.lease_interval || s.lease_expiry != ns.lease_expiry, "server.lease");
   auto& st = now.storage;
   auto& nst = next.storage;
   differs(st.url != nst.url, "storage.url");

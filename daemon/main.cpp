@@ -188,6 +188,12 @@ int main(int argc, char** argv) {
     log::error("not starting", {{"error", *problem}});
     return exit_failure;
   }
+  std::string why_no_id;
+  auto instance_id = config::resolve_instance_id(cfg.server.instance_id, state_dir, why_no_id);
+  if (!instance_id) {
+    log::error("not starting", {{"error", why_no_id}});
+    return exit_failure;
+  }
   std::string admin_token;
   if (!cfg.admin.token_file.empty()) {
     std::string why;
@@ -213,6 +219,7 @@ int main(int argc, char** argv) {
   log::info("nodecoordd starting", {{"version", version},
                                     {"pid", static_cast<int64_t>(getpid())},
                                     {"config", config_path.empty() ? "(built-in defaults)" : config_path},
+                                    {"instance", *instance_id},
                                     {"storage", url.redacted()}});
 
   // One descriptor per node session: use all the descriptors we are allowed (systemd's
@@ -260,6 +267,7 @@ int main(int argc, char** argv) {
     opts.config = cfg;
     opts.config_path = config_path;
     opts.state_dir = state_dir;
+    opts.instance_id = *instance_id;
     opts.admin_token = admin_token;
     opts.node_tls = node_tls;
     opts.admin_tls = admin_tls;

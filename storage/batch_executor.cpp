@@ -64,7 +64,7 @@ batch_executor::tx_result batch_executor::run_transaction(std::span<batch_item> 
   bool sqlite = db_.url().kind == backend::sqlite;
   auto token = ++next_token_;
   auto now = db_.now();
-  op_context ctx{sql, db_.sql_dialect(), now, format_time(now)};
+  op_context ctx{sql, db_.sql_dialect(), now, format_time(now), instance_id_};
   auto started = std::chrono::steady_clock::now();
   bool in_tx = false;
   bool wrote = true;

@@ -83,6 +83,9 @@ public:
 
   const executor_stats& stats() const { return stats_; }
   const std::string& instance() const { return instance_; }
+  /// This daemon's instance id (DESIGN §9), given to every operation (op_context::instance).
+  void set_instance_id(std::string id) { instance_id_ = std::move(id); }
+  const std::string& instance_id() const { return instance_id_; }
 
   /// Test hook, called right before and right after COMMIT; may throw simulated_connection_loss.
   enum class fault_point { before_commit, after_commit };
@@ -102,7 +105,8 @@ private:
   size_t resolve_in_doubt();
 
   database& db_;
-  std::string instance_;
+  std::string instance_; // this process's run, for storage_commits (not the instance id)
+  std::string instance_id_;
   int64_t next_token_ = 0;
   struct in_doubt {
     int64_t token;

@@ -43,6 +43,10 @@ struct dialect {
   /// A derived table `alias` with `columns` from multi-row VALUES text "(..), (..)" (SQLite has
   /// no column list on VALUES, PostgreSQL no column1.. names).
   std::string values_table(const std::string& alias, const std::string& columns, const std::string& rows) const;
+  /// Row locks held to the end of the transaction (PostgreSQL; SQLite has one writer, whose
+  /// transaction already excludes every other): " FOR SHARE" / " FOR UPDATE", or "".
+  const char* for_share() const { return kind == backend::sqlite ? "" : " FOR SHARE"; }
+  const char* for_update() const { return kind == backend::sqlite ? "" : " FOR UPDATE"; }
 };
 
 const dialect& dialect_for(backend b);

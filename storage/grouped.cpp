@@ -118,8 +118,11 @@ void read_attempts(op_context& c, attempt_rows& rows, const std::vector<std::str
   std::vector<std::string> ids;
   for (auto& [id, _] : rows)
     ids.push_back(id);
+  // Locked to the end of the transaction, in id order (DESIGN §9): what is computed from these
+  // rows is written back before anyone else (another instance, an operator) can change them.
   for (auto& chunk : chunks(ids, c.d.rows_per_statement(1, ids_per_statement))) {
-    query q(c.sql, attempt_state_columns(c.d) + "id IN " + query::in_list("i", chunk.size()));
+    query q(c.sql, attempt_state_columns(c.d) + "id IN " + query::in_list("i", chunk.size()) + " ORDER BY id"
+                     + c.d.for_update());
     q.bind_list("i", chunk).each([&](const soci::row& r) {
       auto i = rows.find(col_str(r, 0));
       if (i == rows.end())
@@ -128,7 +131,8 @@ void read_attempts(op_context& c, attempt_rows& rows, const std::vector<std::str
     });
   }
   for (auto& chunk : chunks(request_ids, c.d.rows_per_statement(1, ids_per_statement))) {
-    query q(c.sql, attempt_state_columns(c.d) + "backfill_request_id IN " + query::in_list("r", chunk.size()));
+    query q(c.sql, attempt_state_columns(c.d) + "backfill_request_id IN " + query::in_list("r", chunk.size())
+                     + " ORDER BY id" + c.d.for_update());
     q.bind_list("r", chunk).each([&](const soci::row& r) { read_row(r, rows[col_str(r, 0)]); });
   }
 }
@@ -288,11 +292,74 @@ std::set<std::pair<std::string, int64_t>> insert_logs(op_context& c, const std::
   return inserted;
 }
 
+namespace {
+
+template <class Op>
+const Op* op_of(group_member* m) {
+  auto* o = dynamic_cast<op_member<Op>*>(m);
+  return o ? &o->op : nullptr;
+}
+
+/// The fence (DESIGN §9): which operations were sent by a session that is not the node's current
+/// one. The node rows are share-locked to the end of the transaction, so a session begun by
+/// another instance waits for this transaction: the epochs read here hold until it commits.
+std::vector<bool> superseded_members(op_context& c, std::span<group_member* const> ms) {
+  std::vector<std::pair<std::string, int64_t>> claims(ms.size(), {std::string(), unfenced});
+  std::set<std::string> nodes;
+  for (size_t k = 0; k < ms.size(); ++k) {
+    if (auto* u = op_of<attempt_upsert>(ms[k]))
+      claims[k] = {u->node_id, u->epoch};
+    else if (auto* l = op_of<logs_insert>(ms[k]))
+      claims[k] = {l->node_id, l->epoch};
+    else if (auto* a = op_of<apply_backfill>(ms[k]))
+      claims[k] = {a->node_id, a->epoch};
+    if (claims[k].second != unfenced)
+      nodes.insert(claims[k].first);
+  }
+  std::vector<bool> out(ms.size(), false);
+  if (nodes.empty())
+    return out;
+  std::vector<std::string> ids(nodes.begin(), nodes.end());
+  std::map<std::string, int64_t> epochs;
+  for (auto& chunk : chunks(ids, c.d.rows_per_statement(1, ids_per_statement)))
+    query(c.sql, "SELECT id, session_epoch FROM nodes WHERE id IN " + query::in_list("i", chunk.size()) + " ORDER BY id"
+                   + c.d.for_share())
+      .bind_list("i", chunk)
+      .each([&](const soci::row& r) { epochs[col_str(r, 0)] = col_int(r, 1); });
+  for (size_t k = 0; k < ms.size(); ++k) {
+    if (claims[k].second == unfenced)
+      continue;
+    auto e = epochs.find(claims[k].first);
+    out[k] = e == epochs.end() || e->second != claims[k].second;
+  }
+  return out;
+}
+
+} // namespace
+
 void run_attempts(op_context& c, std::span<group_member* const> ms) {
+  auto superseded = superseded_members(c, ms);
   attempt_rows rows;
   std::vector<std::string> request_ids;
   std::set<std::string> requests_seen;
-  for (auto* m : ms) {
+  for (size_t k = 0; k < ms.size(); ++k) {
+    auto* m = ms[k];
+    if (superseded[k]) {
+      // Nothing of it is read or written; the session is told (close{superseded}).
+      if (auto* u = dynamic_cast<op_member<attempt_upsert>*>(m))
+        u->result = {write_status::superseded, false, false};
+      else if (auto* l = dynamic_cast<op_member<logs_insert>*>(m))
+        l->result = {write_status::superseded, 0, false};
+      else {
+        auto& a = member_as<apply_backfill>(m);
+        a.result = {};
+        a.result.superseded = true;
+        for (auto& item : a.op.results)
+          a.result.attempts.push_back({item.attempt_id, backfill_outcome::stale});
+        a.result.stale = static_cast<int64_t>(a.op.results.size());
+      }
+      continue;
+    }
     if (auto* u = dynamic_cast<op_member<attempt_upsert>*>(m))
       rows[u->op.attempt_id];
     else if (auto* l = dynamic_cast<op_member<logs_insert>*>(m))
@@ -307,6 +374,8 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
   std::vector<log_candidate> lines;
   std::set<std::pair<std::string, int64_t>> claimed;
   for (size_t k = 0; k < ms.size(); ++k) {
+    if (superseded[k])
+      continue;
     if (auto* u = dynamic_cast<op_member<attempt_upsert>*>(ms[k])) {
       auto& op = u->op;
       auto& a = rows.at(op.attempt_id);
@@ -357,6 +426,8 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
       pending[a.sync.request_id].insert(id);
   std::vector<job_finish> jobs;
   for (size_t k = 0; k < ms.size(); ++k) {
+    if (superseded[k])
+      continue;
     if (auto* u = dynamic_cast<op_member<attempt_upsert>*>(ms[k])) {
       if (u->result.status != write_status::ok)
         continue;
@@ -385,9 +456,8 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
     auto& op = ap->op;
     auto& out = ap->result;
     out = {};
-    // Rule 1: only rows still pending under this request, of the sender. No epoch check (see
-    // docs/DESIGN.md §10): the request id is unique to one session, so the compare-and-set on
-    // it already refuses every other session's answer.
+    // Rule 1: only rows still pending under this request, of the sender (the request id is unique
+    // to one session). With an epoch, the fence above has already refused a superseded session.
     std::set<std::string> mine;
     for (auto& id : pending[op.request_id])
       if (sync_rules::pending_under(rows.at(id).sync, op.request_id, op.node_id))
@@ -464,6 +534,8 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
     m->result = {};
     node_ids.push_back(m->op.node_id);
   }
+  // Read without a lock (a probe that finds nothing to mark stays a read-only transaction); the
+  // UPDATE below checks the epochs again under a share lock (DESIGN §9).
   std::map<std::string, int64_t> epochs;
   query(c.sql, "SELECT id, session_epoch FROM nodes WHERE id IN " + query::in_list("i", node_ids.size()))
     .bind_list("i", node_ids)
@@ -510,10 +582,11 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
   });
   if (chosen.empty())
     return; // nothing to mark: no job is left behind
-  std::string request_case;
+  std::string request_case, epoch_case;
   for (size_t i = 0; i < live.size(); ++i) {
     auto k = std::to_string(i);
     request_case += " WHEN :n" + k + " THEN " + c.d.uuid_param("r" + k);
+    epoch_case += " WHEN :m" + k + " THEN " + dialect::int_param("e" + k);
   }
   struct marked_row {
     std::string created_at, id;
@@ -526,14 +599,15 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
                    "CASE node_id"
                      + request_case
                      + " END, sync_requested_at = :now, updated_at = :now2 "
-                       "WHERE id IN "
-                     + query::in_list("i", chunk.size()) + " RETURNING id, node_id, log_count, log_max_seq, "
-                     + c.d.ts("created_at"));
+                       "WHERE sync_state = 'partial' AND EXISTS (SELECT 1 FROM nodes WHERE nodes.id = "
+                       "node_task_attempts.node_id AND nodes.session_epoch = CASE nodes.id"
+                     + epoch_case + " END" + c.d.for_share() + ") AND id IN " + query::in_list("i", chunk.size())
+                     + " RETURNING id, node_id, log_count, log_max_seq, " + c.d.ts("created_at"));
     q.bind("now", c.now_text).bind("now2", c.now_text).bind_list("i", chunk);
     size_t k = 0;
     for (auto& [node, m] : live) {
       auto s = std::to_string(k++);
-      q.bind("n" + s, node).bind("r" + s, m->op.request_id);
+      q.bind("n" + s, node).bind("r" + s, m->op.request_id).bind("m" + s, node).bind("e" + s, m->op.epoch);
     }
     q.each([&](const soci::row& r) {
       by_node[col_str(r, 1)].push_back({col_str(r, 4), col_str(r, 0), col_int(r, 2), col_int(r, 3, -1)});
@@ -554,11 +628,12 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
   std::string values;
   for (size_t i = 0; i < with_job.size(); ++i) {
     auto k = std::to_string(i);
-    values +=
-      (i ? ", (:j" : "(:j") + k + ", 'backfill', 'running', :o" + k + ", :c" + k + ", :t" + k + ", :s" + k + ")";
+    values += (i ? ", (:j" : "(:j") + k + ", 'backfill', 'running', :o" + k + ", :c" + k + ", :t" + k + ", :s" + k
+              + ", :g" + k + ")";
   }
-  query jobs(c.sql,
-             "INSERT INTO jobs (id, type, status, node_id, attempt_count, created_at, started_at) VALUES " + values);
+  query jobs(c.sql, "INSERT INTO jobs (id, type, status, node_id, attempt_count, created_at, started_at, instance_id) "
+                    "VALUES "
+                      + values);
   for (size_t i = 0; i < with_job.size(); ++i) {
     auto k = std::to_string(i);
     auto* m = with_job[i];
@@ -566,7 +641,8 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
       .bind("o" + k, m->op.node_id)
       .bind("c" + k, static_cast<int64_t>(m->result.marked.size()))
       .bind("t" + k, c.now_text)
-      .bind("s" + k, c.now_text);
+      .bind("s" + k, c.now_text)
+      .bind_nullable("g" + k, c.instance);
   }
   jobs.exec();
 }

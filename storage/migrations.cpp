@@ -108,9 +108,35 @@ std::vector<std::string> v1(const dialect& d) {
   return out;
 }
 
+// Several instances on one database (DESIGN §9): who holds each node's live session, which
+// instance runs each job, and each instance's lease. `incarnation` grows at every start and at
+// every recovery by another instance, so a renewal by a lost incarnation fails.
+std::vector<std::string> v2(const dialect& d) {
+  std::vector<std::string> out;
+  for (const char* s : {
+         R"(CREATE TABLE instances (
+  id TEXT PRIMARY KEY,
+  incarnation BIGINT NOT NULL,
+  started_at {ts} NOT NULL,
+  heartbeat_at {ts} NOT NULL,
+  version TEXT NOT NULL,
+  listen TEXT,
+  recovered_at {ts},
+  recovered_by TEXT
+))",
+         "ALTER TABLE nodes ADD COLUMN owner_instance TEXT",
+         "ALTER TABLE jobs ADD COLUMN instance_id TEXT",
+         "CREATE INDEX nodes_owner_online ON nodes (owner_instance) WHERE status = 'online'",
+         "CREATE INDEX jobs_instance_open ON jobs (instance_id) WHERE status IN ('queued', 'running')",
+       })
+    out.push_back(subst(s, d));
+  return out;
+}
+
 const std::vector<migration>& all_migrations() {
   static const std::vector<migration> ms{
     {1, "initial schema: nodes, node_task_attempts, attempt_logs, jobs", &v1},
+    {2, "several instances: instances (leases), nodes.owner_instance, jobs.instance_id", &v2},
   };
   return ms;
 }

@@ -37,16 +37,6 @@ node_disable::result_type node_after(op_context& c, const std::string& name) {
   return {found.found, std::move(found.node)};
 }
 
-int64_t node_epoch(op_context& c, const std::string& node_id, bool& found) {
-  int64_t epoch = 0;
-  found = false;
-  query(c.sql, "SELECT session_epoch FROM nodes WHERE id = :id").bind("id", node_id).each([&](const soci::row& r) {
-    found = true;
-    epoch = col_int(r, 0);
-  });
-  return epoch;
-}
-
 /// Runs `sql_prefix + "(:i0, ...)"` for every chunk of ids; returns the total affected rows.
 /// `binder` adds the statement's other parameters.
 template <class Binder>
@@ -199,10 +189,11 @@ void begin_distinct_sessions(op_context& c, std::span<op_member<node_begin_sessi
   }
   // An empty capabilities keeps the stored value.
   query q(c.sql, "UPDATE nodes SET session_epoch = session_epoch + 1, status = 'online', connected_at = :now, "
-                 "last_seen_at = :now2, disconnected_at = NULL, disconnect_reason = NULL, capabilities = "
+                 "last_seen_at = :now2, disconnected_at = NULL, disconnect_reason = NULL, owner_instance = :own, "
+                 "capabilities = "
                    + (any_caps ? "COALESCE(CASE id" + caps + " END, capabilities)" : std::string("capabilities"))
                    + " WHERE status <> 'disabled' AND (" + match + ") RETURNING id, session_epoch");
-  q.bind("now", c.now_text).bind("now2", c.now_text);
+  q.bind("now", c.now_text).bind("now2", c.now_text).bind_nullable("own", c.instance);
   for (size_t i = 0; i < ops.size(); ++i) {
     auto n = std::to_string(i);
     auto& op = ops[i]->op;
@@ -368,17 +359,23 @@ mark_pending::result_type mark_pending_by_ids(op_context& c, const mark_pending&
   mark_pending::result_type out;
   if (op.attempt_ids.empty())
     return out;
-  bool found = false;
-  if (node_epoch(c, op.node_id, found) != op.epoch || !found)
-    return out;
   // Rule 4: only `partial` attempts of this node are marked, so an attempt is never in two
-  // live requests.
+  // live requests. Fenced (DESIGN §9): only while `epoch` is the node's session, checked by the
+  // statement itself under a share lock on the node row, so a session begun elsewhere waits for
+  // this transaction or makes the mark find nothing.
   exec_in_chunks(c,
                  "UPDATE node_task_attempts SET sync_state = 'pending_backfill', "
                  "backfill_request_id = :r, sync_requested_at = :now, updated_at = :now2 "
-                 "WHERE node_id = :n AND sync_state = 'partial' AND id IN ",
+                 "WHERE node_id = :n AND sync_state = 'partial' AND EXISTS (SELECT 1 FROM nodes "
+                 "WHERE nodes.id = :n2 AND nodes.session_epoch = :e"
+                   + std::string(c.d.for_share()) + ") AND id IN ",
                  op.attempt_ids, [&](query& q) {
-                   q.bind("r", op.request_id).bind("now", c.now_text).bind("now2", c.now_text).bind("n", op.node_id);
+                   q.bind("r", op.request_id)
+                     .bind("now", c.now_text)
+                     .bind("now2", c.now_text)
+                     .bind("n", op.node_id)
+                     .bind("n2", op.node_id)
+                     .bind("e", op.epoch);
                  });
   struct counters {
     int64_t count, max_seq;
@@ -396,10 +393,11 @@ mark_pending::result_type mark_pending_by_ids(op_context& c, const mark_pending&
       out.marked.push_back({id, contiguous_high_water(c, id, i->second.count, i->second.max_seq)});
   }
   if (!out.marked.empty())
-    query(c.sql, "INSERT INTO jobs (id, type, status, node_id, attempt_count, created_at, started_at) "
-                 "VALUES (:id, 'backfill', 'running', :n, :cnt, :now, :now2)")
+    query(c.sql, "INSERT INTO jobs (id, type, status, node_id, attempt_count, created_at, started_at, instance_id) "
+                 "VALUES (:id, 'backfill', 'running', :n, :cnt, :now, :now2, :inst)")
       .bind("id", op.request_id)
       .bind("n", op.node_id)
+      .bind_nullable("inst", c.instance)
       .bind("cnt", static_cast<int64_t>(out.marked.size()))
       .bind("now", c.now_text)
       .bind("now2", c.now_text)
@@ -442,22 +440,146 @@ reset_requests::result_type execute(op_context& c, const reset_requests& op) {
   return out;
 }
 
-reset_all_pending::result_type execute(op_context& c, const reset_all_pending&) {
+namespace {
+
+/// The rows instance `id` owned, released (DESIGN §9). `self`: this instance at its start, which
+/// also claims the rows of no instance (written before instances existed) and every pending row
+/// whose request has no open job (a live request always has one); another instance's recovery
+/// takes only what is provably that instance's.
+reset_all_pending::result_type recover_instance(op_context& c, const std::string& id, bool self,
+                                                const std::string& why) {
   reset_all_pending::result_type out;
-  out.attempts_reset = query(c.sql, "UPDATE node_task_attempts SET sync_state = 'partial', "
-                                    "backfill_request_id = NULL, updated_at = :now "
-                                    "WHERE sync_state = 'pending_backfill'")
-                         .bind("now", c.now_text)
-                         .exec();
-  out.jobs_abandoned = query(c.sql, "UPDATE jobs SET status = 'abandoned', finished_at = :now, "
-                                    "error = 'coordinator restarted' "
-                                    "WHERE type IN ('backfill', 'reconcile') AND status IN ('queued', 'running')")
-                         .bind("now", c.now_text)
-                         .exec();
-  out.nodes_offlined = query(c.sql, "UPDATE nodes SET status = 'offline', disconnected_at = :now, "
-                                    "disconnect_reason = 'restart' WHERE status = 'online'")
-                         .bind("now", c.now_text)
-                         .exec();
+  auto mine = [&](const std::string& col) {
+    if (!self)
+      return col + " = :me";
+    return id.empty() ? col + " IS NULL" : "(" + col + " = :me OR " + col + " IS NULL)";
+  };
+  auto bind_me = [&](query& q) -> query& {
+    if (self && id.empty())
+      return q;
+    return q.bind("me", id);
+  };
+  std::string others_open = "EXISTS (SELECT 1 FROM jobs j WHERE j.id = node_task_attempts.backfill_request_id "
+                            "AND j.status IN ('queued', 'running') AND ";
+  {
+    query q(c.sql,
+            "UPDATE node_task_attempts SET sync_state = 'partial', backfill_request_id = NULL, updated_at = :now "
+            "WHERE sync_state = 'pending_backfill' AND "
+              + (self ? "NOT " + others_open + "j.instance_id IS NOT NULL"
+                          + (id.empty() ? std::string(")") : " AND j.instance_id <> :me)")
+                      : others_open + "j.instance_id = :me)"));
+    q.bind("now", c.now_text);
+    out.attempts_reset = bind_me(q).exec();
+  }
+  {
+    query q(c.sql, "UPDATE jobs SET status = 'abandoned', finished_at = :now, error = :why "
+                   "WHERE type IN ('backfill', 'reconcile') AND status IN ('queued', 'running') AND "
+                     + mine("instance_id"));
+    q.bind("now", c.now_text).bind("why", why);
+    out.jobs_abandoned = bind_me(q).exec();
+  }
+  {
+    // The epoch goes up: a late write of a session the instance held fails its fence.
+    query q(c.sql, "UPDATE nodes SET status = 'offline', session_epoch = session_epoch + 1, disconnected_at = :now, "
+                   "disconnect_reason = :r WHERE status = 'online' AND "
+                     + mine("owner_instance"));
+    q.bind("now", c.now_text).bind("r", std::string(self ? "restart" : "instance_lost"));
+    out.nodes_offlined = bind_me(q).exec();
+  }
+  return out;
+}
+
+instance_record read_instance(const soci::row& r) {
+  return {col_str(r, 0), col_int(r, 1), col_str(r, 2), col_str(r, 3),
+          col_str(r, 4), col_str(r, 5), col_str(r, 6), col_str(r, 7)};
+}
+
+std::string instance_columns(const dialect& d) {
+  return "id, incarnation, " + d.ts("started_at") + ", " + d.ts("heartbeat_at") + ", version, listen, "
+         + d.ts("recovered_at") + ", recovered_by";
+}
+
+} // namespace
+
+reset_all_pending::result_type execute(op_context& c, const reset_all_pending&) {
+  return recover_instance(c, c.instance, true, "coordinator restarted");
+}
+
+instance_start::result_type execute(op_context& c, const instance_start& op) {
+  instance_start::result_type out;
+  if (!c.instance.empty())
+    query(c.sql, "INSERT INTO instances (id, incarnation, started_at, heartbeat_at, version, listen) "
+                 "VALUES (:id, 1, :now, :now2, :v, :l) ON CONFLICT (id) DO UPDATE SET "
+                 "incarnation = instances.incarnation + 1, started_at = excluded.started_at, "
+                 "heartbeat_at = excluded.heartbeat_at, version = excluded.version, listen = excluded.listen, "
+                 "recovered_at = NULL, recovered_by = NULL RETURNING incarnation")
+      .bind("id", c.instance)
+      .bind("now", c.now_text)
+      .bind("now2", c.now_text)
+      .bind("v", op.version)
+      .bind_nullable("l", op.listen)
+      .each([&](const soci::row& r) { out.incarnation = col_int(r, 0); });
+  out.recovery = recover_instance(c, c.instance, true, "coordinator restarted");
+  return out;
+}
+
+instance_renew::result_type execute(op_context& c, const instance_renew& op) {
+  instance_renew::result_type out;
+  out.held = query(c.sql, "UPDATE instances SET heartbeat_at = :now WHERE id = :id AND incarnation = :inc")
+               .bind("now", c.now_text)
+               .bind("id", c.instance)
+               .bind("inc", op.incarnation)
+               .exec()
+             == 1;
+  if (!out.held) {
+    // Lost: say to whom. Recover nobody: this instance's view of the fleet is stale.
+    query(c.sql, "SELECT " + instance_columns(c.d) + " FROM instances WHERE id = :id")
+      .bind("id", c.instance)
+      .each([&](const soci::row& r) { out.now = read_instance(r); });
+    return out;
+  }
+  // Expired leases: each taken by compare-and-set on its incarnation, so exactly one live instance
+  // recovers it, in the same transaction as the take.
+  auto cutoff = format_time(c.now - std::chrono::milliseconds(op.expiry_ms));
+  std::vector<instance_record> expired;
+  query(c.sql, "SELECT " + instance_columns(c.d)
+                 + " FROM instances WHERE id <> :id AND recovered_at IS NULL AND "
+                   "heartbeat_at < "
+                 + c.d.ts_param("cutoff"))
+    .bind("id", c.instance)
+    .bind("cutoff", cutoff)
+    .each([&](const soci::row& r) { expired.push_back(read_instance(r)); });
+  for (auto& e : expired) {
+    bool taken = query(c.sql, "UPDATE instances SET incarnation = incarnation + 1, recovered_at = :now, "
+                              "recovered_by = :me WHERE id = :id AND incarnation = :inc AND recovered_at IS NULL")
+                   .bind("now", c.now_text)
+                   .bind("me", c.instance)
+                   .bind("id", e.id)
+                   .bind("inc", e.incarnation)
+                   .exec()
+                 == 1;
+    if (taken)
+      out.recovered.push_back(
+        {e.id, recover_instance(c, e.id, false, "instance " + e.id + " lost its lease; recovered by " + c.instance)});
+  }
+  return out;
+}
+
+instance_rejoin::result_type execute(op_context& c, const instance_rejoin&) {
+  instance_rejoin::result_type out;
+  query(c.sql, "UPDATE instances SET incarnation = incarnation + 1, heartbeat_at = :now, recovered_at = NULL, "
+               "recovered_by = NULL WHERE id = :id RETURNING incarnation")
+    .bind("now", c.now_text)
+    .bind("id", c.instance)
+    .each([&](const soci::row& r) { out.incarnation = col_int(r, 0); });
+  return out;
+}
+
+instance_list::result_type execute(op_context& c, const instance_list&) {
+  instance_list::result_type out;
+  query(c.sql, "SELECT " + instance_columns(c.d) + " FROM instances ORDER BY id").each([&](const soci::row& r) {
+    out.push_back(read_instance(r));
+  });
   return out;
 }
 
@@ -490,8 +612,8 @@ job_insert::result_type execute(op_context& c, const job_insert& op) {
     return {false};
   auto& j = op.job;
   query(c.sql, "INSERT INTO jobs (id, type, status, node_id, attempt_count, detail, error, "
-               "created_at, started_at, finished_at) VALUES (:id, :type, :status, :node, :cnt, "
-                 + c.d.json_param("detail") + ", :err, :created, :started, :finished)")
+               "created_at, started_at, finished_at, instance_id) VALUES (:id, :type, :status, :node, :cnt, "
+                 + c.d.json_param("detail") + ", :err, :created, :started, :finished, :inst)")
     .bind("id", j.id)
     .bind("type", j.type)
     .bind("status", j.status)
@@ -502,6 +624,7 @@ job_insert::result_type execute(op_context& c, const job_insert& op) {
     .bind("created", j.created_at.empty() ? c.now_text : j.created_at)
     .bind_nullable("started", j.started_at.empty() && is(j.status, job_status::running) ? c.now_text : j.started_at)
     .bind_nullable("finished", j.finished_at.empty() && is_final_job_status(j.status) ? c.now_text : j.finished_at)
+    .bind_nullable("inst", c.instance)
     .exec();
   return {true};
 }
@@ -575,6 +698,7 @@ const char* to_string(write_status s) {
     case write_status::ok: return "ok";
     case write_status::forbidden: return "forbidden";
     case write_status::unknown_attempt: return "unknown_attempt";
+    case write_status::superseded: return "superseded";
   }
   return "?";
 }

@@ -26,7 +26,13 @@ struct op_context {
   const dialect& d;
   sys_time now;
   std::string now_text; // format_time(now)
+  /// This daemon's instance id (DESIGN §9): the owner it writes into the nodes it serves and the
+  /// jobs it runs. Empty (tests of one storage): NULL, which this instance's recovery also claims.
+  std::string instance = {};
 };
+
+/// The epoch of a write made for no session (operators, tests): no fence.
+inline constexpr int64_t unfenced = -1;
 
 // --- records ---------------------------------------------------------------------------------
 
@@ -202,11 +208,13 @@ enum class write_status : uint8_t {
   ok,
   forbidden,       // the attempt belongs to another node
   unknown_attempt, // logs for an attempt never reported
+  superseded,      // the session's epoch is not the node's current one: nothing written (fence)
 };
 
 /// Insert or update an attempt record from its node. A new attempt starts `partial`; an attempt
 /// owned by another node is not touched. A change (task, state, a time or meta) takes a
 /// `complete` or `failed` attempt back to `partial` (reopen; failures cleared).
+/// Fenced (DESIGN §9): with an epoch, nothing is written unless it is the node's current one.
 struct attempt_upsert {
   std::string node_id;
   std::string attempt_id;
@@ -214,7 +222,8 @@ struct attempt_upsert {
   std::string state;
   std::string started_at;
   std::string finished_at;
-  std::string meta; // JSON text
+  std::string meta;         // JSON text
+  int64_t epoch = unfenced; // the writing session's; sessions always give it
   struct result_type {
     write_status status = write_status::ok;
     bool created = false;
@@ -228,6 +237,7 @@ struct logs_insert {
   std::string node_id;
   std::string attempt_id;
   std::vector<log_entry> entries;
+  int64_t epoch = unfenced; // fenced like attempt_upsert
   struct result_type {
     write_status status = write_status::ok;
     int64_t inserted = 0;
@@ -308,6 +318,7 @@ struct apply_backfill {
   std::string node_id; // the sender: only its rows pending under the request change
   std::vector<backfill_item> results;
   int64_t max_failures = defaults::max_failures;
+  int64_t epoch = unfenced; // the request's session: a superseded one applies nothing
   struct attempt_result {
     std::string attempt_id;
     backfill_outcome outcome = backfill_outcome::stale;
@@ -318,7 +329,8 @@ struct apply_backfill {
     int64_t reset = 0;
     int64_t failed = 0;
     int64_t stale = 0;
-    std::string job_status; // empty if the job was not running any more
+    std::string job_status;  // empty if the job was not running any more
+    bool superseded = false; // the fence failed: nothing applied (every result stale)
   };
 };
 
@@ -339,15 +351,76 @@ struct reset_requests {
   };
 };
 
-/// Startup recovery: no connection survives a restart, so every `pending_backfill` row goes back
-/// to `partial`, every open backfill or reconcile job becomes `abandoned`, every online node goes
-/// offline.
+/// Startup recovery of this instance (op_context::instance): no connection survives a restart, so
+/// the attempts pending under its open requests go back to `partial` (and every pending row whose
+/// request has no open job: a live request always has one), its open backfill and reconcile jobs
+/// become `abandoned`, the nodes it held go offline with their epoch raised (so a late write of
+/// a session it held fails its fence). Other instances' rows are not touched (DESIGN §9).
 struct reset_all_pending {
   struct result_type {
     int64_t attempts_reset = 0;
     int64_t jobs_abandoned = 0;
     int64_t nodes_offlined = 0;
   };
+};
+
+// --- instances (DESIGN §9) -------------------------------------------------------------------
+
+struct instance_record {
+  std::string id;
+  int64_t incarnation = 0;
+  std::string started_at;
+  std::string heartbeat_at;
+  std::string version;
+  std::string listen;
+  std::string recovered_at;
+  std::string recovered_by;
+};
+
+/// Startup: takes this instance's lease row (a new incarnation; a previous one of the same id is
+/// dead, or a misconfigured twin) and recovers what this instance owned (reset_all_pending).
+struct instance_start {
+  std::string version;
+  std::string listen;
+  struct result_type {
+    int64_t incarnation = 0;
+    reset_all_pending::result_type recovery;
+  };
+};
+
+/// Renews this instance's lease (compare-and-set on its incarnation), then recovers, each exactly
+/// once (compare-and-set on theirs), the instances whose lease is older than `expiry_ms`.
+struct instance_renew {
+  static constexpr bool handshake = true; // ahead of queued data: a backlog must not expire a lease
+  static constexpr bool touches_attempts = false;
+  int64_t incarnation = 0;
+  int64_t expiry_ms = 0;
+  struct recovered_instance {
+    std::string id;
+    reset_all_pending::result_type recovery;
+  };
+  struct result_type {
+    bool held = false;
+    /// When not held: who took it; empty recovered_by with a newer incarnation means another
+    /// process started with this instance id.
+    instance_record now;
+    std::vector<recovered_instance> recovered;
+  };
+};
+
+/// A lost lease (recovered by another instance while this one was paused or cut off): takes a new
+/// incarnation without recovering anything (the other instance did).
+struct instance_rejoin {
+  static constexpr bool handshake = true;
+  static constexpr bool touches_attempts = false;
+  struct result_type {
+    int64_t incarnation = 0;
+  };
+};
+
+/// Every instance, by id.
+struct instance_list {
+  using result_type = std::vector<instance_record>;
 };
 
 /// An operator takes a `failed` attempt back to `partial` with its failure counter cleared.
@@ -434,6 +507,10 @@ reset_requests::result_type execute(op_context&, const reset_requests&);
 void reset_request_attempts(op_context&, const reset_requests&, reset_requests::result_type&);
 int64_t finish_request_jobs(op_context&, const reset_requests&);
 reset_all_pending::result_type execute(op_context&, const reset_all_pending&);
+instance_start::result_type execute(op_context&, const instance_start&);
+instance_renew::result_type execute(op_context&, const instance_renew&);
+instance_rejoin::result_type execute(op_context&, const instance_rejoin&);
+instance_list::result_type execute(op_context&, const instance_list&);
 attempt_requeue::result_type execute(op_context&, const attempt_requeue&);
 job_insert::result_type execute(op_context&, const job_insert&);
 job_update::result_type execute(op_context&, const job_update&);

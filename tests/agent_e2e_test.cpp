@@ -4,10 +4,12 @@
 // coordinator with exactly the lines the agent holds, each once.
 #define BOOST_TEST_MODULE agent_e2e_test
 #include "e2e_daemon.hpp"
+#include "test_db.hpp"
 #include "tools/agent/store.hpp"
 
 #include <arpa/inet.h>
 #include <atomic>
+#include <fstream>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -304,6 +306,8 @@ BOOST_AUTO_TEST_CASE(bad_settings_and_records_are_refused_clearly) {
     work.write("u.toml", "coordinator = \"127.0.0.1:1\"\nnode = \"n\"\nkey_file = \"" + key + "\"\ncolour = 1\n");
   auto wrong_type = work.write("t.toml", "coordinator = 7400\n");
   auto syntax = work.write("s.toml", "coordinator = \n");
+  auto bad_list = work.write("l.toml", "coordinator = [\"127.0.0.1:1\", 7400]\n");
+  auto empty_list = work.write("m.toml", "coordinator = []\n");
   // toml++ 3.3.0 cannot read U+00E9 outside a comment safely (config/toml_guard.hpp).
   auto unsafe = work.write("e.toml", "# caf\xc3\xa9\ncoordinator = \"127.0.0.1:1\"\nnode = \"n\xc3\xa9\"\n");
   auto id = agent_cli(store, {"record", "start", "--task", "t"});
@@ -318,6 +322,10 @@ BOOST_AUTO_TEST_CASE(bad_settings_and_records_are_refused_clearly) {
      1,
      "cannot read the key file"},
     {{"connect", "--coordinator", "127.0.0.1:1", "--node", "n"}, 2, "are required"},
+    {{"connect", "--coordinator", "127.0.0.1:1,nohost", "--node", "n", "--key-file", key}, 2, "comma-separated list"},
+    {{"connect", "--coordinator", "127.0.0.1:1,", "--node", "n", "--key-file", key}, 2, "comma-separated list"},
+    {{"connect", "--config", bad_list}, 1, "coordinator must be a string or a list of strings"},
+    {{"connect", "--config", empty_list}, 1, "coordinator is an empty list"},
     {{"connect", "--config", unknown}, 1, "unknown setting 'colour'"},
     {{"connect", "--config", wrong_type}, 1, "coordinator must be a string"},
     {{"connect", "--config", syntax}, 1, syntax + ":"},
@@ -415,4 +423,57 @@ BOOST_AUTO_TEST_CASE(connect_and_record_open_a_fresh_store_together) {
       BOOST_TEST(agent::store(store).all_attempts().size() == 2u);
   }
   BOOST_TEST(failures == 0, failures << " of 50 rounds failed to open the fresh store (messages above)");
+}
+
+// Several instances on one PostgreSQL (DESIGN §9): an agent given both addresses is served by one;
+// when that instance dies, the agent moves to the other, which takes the node (a newer epoch, its
+// own instance as owner). The dead instance's lease is recovered by the live one.
+BOOST_AUTO_TEST_CASE(an_agent_with_two_coordinators_moves_to_the_live_one) {
+  test_database pg(storage::backend::postgresql); // fails without NODECOORD_TEST_PG_URL
+  auto server = with(base_settings(), {{"lease_interval", "\"200ms\""}, {"lease_expiry", "\"1s\""}});
+  daemon_under_test a(server, pg.url()), b(server, pg.url());
+  a.start();
+  b.start();
+  temp_dir work("agent-two");
+  auto n = a.add_node("roamer-1");
+  auto key_file = work.write("k", n.key + "\n");
+  auto list = "127.0.0.1:" + std::to_string(a.port()) + ",127.0.0.1:" + std::to_string(b.port());
+  child_process agent(agent_path,
+                      {"--store", work.file("s.db"), "connect", "--coordinator", list, "--node", "roamer-1",
+                       "--key-file", key_file, "--backoff-max-ms", "300"},
+                      clean_env());
+  auto first = a.wait_node(
+    "roamer-1", [](const node_row& r) { return r.status == "online"; }, "online");
+  auto owner = [&] {
+    auto rows = a.rows("SELECT COALESCE(owner_instance, '') FROM nodes WHERE name = 'roamer-1'");
+    return rows.empty() ? std::string() : rows[0];
+  };
+  auto instance_of = [](daemon_under_test& d) {
+    std::ifstream in(d.state_dir() + "/instance_id");
+    std::string id;
+    std::getline(in, id);
+    return id;
+  };
+  auto id_a = instance_of(a), id_b = instance_of(b);
+  BOOST_TEST_REQUIRE(!id_a.empty());
+  BOOST_TEST_REQUIRE(id_a != id_b);
+  BOOST_TEST_REQUIRE((owner() == id_a || owner() == id_b), "owner " << owner());
+  auto& serving = owner() == id_a ? a : b;
+  auto& other = owner() == id_a ? b : a;
+  auto other_id = owner() == id_a ? id_b : id_a;
+  serving.process().send_signal(SIGKILL);
+  serving.process().wait_exit(15s);
+  auto moved = other.wait_node(
+    "roamer-1", [&](const node_row& r) { return r.status == "online" && r.epoch > first.epoch; }, "online again");
+  BOOST_TEST(owner() == other_id);
+  // The live instance recovers the dead one's lease (lease_expiry 1 s, renewals every 200 ms).
+  BOOST_TEST(
+    eventually(
+      [&] { return other.count("SELECT COUNT(*) FROM instances WHERE recovered_by = '" + other_id + "'") == 1; }, 10s),
+    other.process().stderr_tail());
+  BOOST_TEST(other.process().wait_for_stderr("recovered an instance whose lease expired", 10s));
+  BOOST_TEST(other.node("roamer-1").epoch == moved.epoch, "the recovery left the live session alone");
+  agent.send_signal(SIGTERM);
+  BOOST_TEST(agent.wait_exit(15s) == 0);
+  other.stop();
 }

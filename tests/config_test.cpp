@@ -58,7 +58,8 @@ BOOST_AUTO_TEST_CASE(example_file_lists_every_key_uncommented) {
   const std::vector<std::pair<std::string, std::vector<std::string>>> schema = {
     {"server",
      {"listen", "max_connections", "max_handshakes", "max_frame_bytes", "max_outbound_bytes", "hello_timeout",
-      "heartbeat_interval", "idle_timeout", "max_protocol_errors", "shutdown_timeout"}},
+      "heartbeat_interval", "idle_timeout", "max_protocol_errors", "shutdown_timeout", "instance_id", "lease_interval",
+      "lease_expiry"}},
     {"server.tls", {"cert_file", "key_file", "client_ca_file", "min_version", "required"}},
     {"storage",
      {"url", "batch_max", "max_queued_bytes", "max_queued_frames", "connect_timeout", "reconnect_initial",
@@ -92,6 +93,28 @@ BOOST_AUTO_TEST_CASE(example_file_lists_every_key_uncommented) {
     }
   }
   BOOST_TEST(assigned.size() == expected_count);
+}
+
+// Several instances (DESIGN §9): the lease must outlive a late renewal, the id must be a name.
+BOOST_AUTO_TEST_CASE(instance_settings_are_checked) {
+  auto ok = load("[server]\ninstance_id = \"coord-a.eu:1\"\nlease_interval = \"1s\"\nlease_expiry = \"2s\"\n");
+  BOOST_TEST_REQUIRE(ok.ok(), (ok.errors.empty() ? std::string() : ok.errors[0].to_string()));
+  BOOST_TEST(ok.config.server.instance_id == "coord-a.eu:1");
+  BOOST_TEST(ok.config.server.lease_expiry.count() == 2000);
+  auto d = load("");
+  BOOST_TEST(d.config.server.instance_id.empty());
+  BOOST_TEST(d.config.server.lease_interval.count() == 5000);
+  BOOST_TEST(d.config.server.lease_expiry.count() == 15000);
+  auto short_lease = load("[server]\nlease_interval = \"5s\"\nlease_expiry = \"9s\"\n");
+  BOOST_TEST_REQUIRE(short_lease.errors.size() == 1u);
+  BOOST_TEST(short_lease.errors[0].to_string().find("server.lease_expiry") != std::string::npos,
+             short_lease.errors[0].to_string());
+  BOOST_TEST(short_lease.errors[0].to_string().find("at least twice server.lease_interval") != std::string::npos);
+  auto bad_id = load("[server]\ninstance_id = \"coord a\"\n");
+  BOOST_TEST_REQUIRE(bad_id.errors.size() == 1u);
+  BOOST_TEST(bad_id.errors[0].to_string().find("server.instance_id") != std::string::npos,
+             bad_id.errors[0].to_string());
+  BOOST_TEST(bad_id.errors[0].line == 2);
 }
 
 BOOST_AUTO_TEST_CASE(empty_file_gives_defaults) {

@@ -77,6 +77,49 @@ BOOST_FIXTURE_TEST_CASE(an_error_answer_comes_before_the_ack, session_fixture) {
   BOOST_TEST(f.at(0)["ref"] == ghost);
 }
 
+// The node began a session elsewhere (another instance, DESIGN §9): this session's next write
+// fails its epoch fence. Nothing of it is stored, the session is closed as superseded and no ack
+// covers the refused frame (the agent keeps it and sends it to the newer session).
+BOOST_FIXTURE_TEST_CASE(a_write_refused_by_the_epoch_fence_closes_the_session_without_an_ack, session_fixture) {
+  auto n = add_node("alpha");
+  auto [c, w] = login(n);
+  auto a = new_uuid();
+  const std::string ts = "2026-01-09T12:00:00.000Z";
+  send(c, protocol::encode_attempt({a, "task-a", "running", "", "", ""}) + protocol::encode_heartbeat(1));
+  BOOST_TEST(types_of(frames(c)) == strings{"ack:1"});
+  auto fenced_before = metrics::daemon().fenced_writes.load();
+  t.exec_sql("UPDATE nodes SET session_epoch = session_epoch + 1 WHERE name = 'alpha'");
+  send(c, protocol::encode_logs({a, {{0, ts, "stdout", "x"}}}) + protocol::encode_heartbeat(2));
+  auto f = frames(c);
+  BOOST_TEST_REQUIRE(types_of(f) == strings{"close"}, "frames: " << json(f).dump());
+  BOOST_TEST(f[0]["reason"] == "superseded");
+  BOOST_TEST(closed(c));
+  BOOST_TEST(stored_lines(t, a).empty());
+  BOOST_TEST(metrics::daemon().fenced_writes.load() == fenced_before + 1);
+}
+
+// The same for a backfill_response: nothing applied, and the request's rows go back to partial at
+// once (the tracker has let go of the request), so the newer session is asked again.
+BOOST_FIXTURE_TEST_CASE(a_response_refused_by_the_epoch_fence_releases_its_rows, session_fixture) {
+  auto n = add_node("alpha");
+  auto [c, w] = login(n);
+  auto a = new_uuid();
+  send(c, protocol::encode_attempt({a, "task-a", "succeeded", "", "", ""}) + protocol::encode_heartbeat(1));
+  BOOST_TEST(types_of(frames(c)) == strings{"ack:1"});
+  auto r = order(n, {a});
+  BOOST_TEST_REQUIRE(r.status == order_status::requested);
+  BOOST_TEST(types_of(frames(c)) == strings{"backfill_request"});
+  t.exec_sql("UPDATE nodes SET session_epoch = session_epoch + 1 WHERE name = 'alpha'");
+  send(c, protocol::encode_backfill_response({r.request_id, {{a, true, 0, ""}}}) + protocol::encode_heartbeat(2));
+  auto f = frames(c);
+  BOOST_TEST_REQUIRE(types_of(f) == strings{"close"}, "frames: " << json(f).dump());
+  BOOST_TEST(f[0]["reason"] == "superseded");
+  advance(1s); // the tracker's coalesced reset
+  auto got = t.run(storage::attempt_get{a}).attempt;
+  BOOST_TEST(got.sync_state == "partial");
+  BOOST_TEST(got.backfill_failures == 0);
+}
+
 // The database refuses one frame (a statement error of that frame alone): the node hears
 // `refused` naming the attempt, once, before the ack of the heartbeat after it; the frames around
 // it are stored. Not `unavailable`: resending the same values would fail forever (issue 15).

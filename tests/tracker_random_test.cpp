@@ -318,13 +318,14 @@ BOOST_AUTO_TEST_CASE(randomized_interleavings_keep_the_promise) {
   }
   auto st = f.status();
   BOOST_TEST_MESSAGE("schedules: " << schedules << ", requests: " << st.requested << ", applied: " << st.answered
-                                   << ", refused: " << st.refused << ", expired: " << st.expired
-                                   << ", cancelled: " << st.cancelled << ", send failures: " << st.send_failures
-                                   << ", completed: " << st.completed << ", reset: " << st.reset
-                                   << ", failed: " << st.failed);
+                                   << ", refused: " << st.refused << ", fenced: " << st.fenced
+                                   << ", expired: " << st.expired << ", cancelled: " << st.cancelled
+                                   << ", send failures: " << st.send_failures << ", completed: " << st.completed
+                                   << ", reset: " << st.reset << ", failed: " << st.failed);
   // The schedules went down every path (a generator that never got there proves nothing).
   BOOST_TEST(st.answered > 0u);
   BOOST_TEST(st.refused > 0u);
+  BOOST_TEST(st.fenced > 0u); // accepted, then refused by storage's epoch fence (a newer session began)
   BOOST_TEST(st.expired > 0u);
   BOOST_TEST(st.cancelled > 0u);
   BOOST_TEST(st.completed > 0u);

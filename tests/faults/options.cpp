@@ -25,7 +25,8 @@ int64_t integer(const std::string& name, const std::string& v, int64_t min, int6
 const char* round_usage() {
   return "fault_test [boost options] -- [--agents N] [--daemon-kills N] [--pg-restarts N] [--agent-kills N]\n"
          "  [--cuts on|off|PER_MINUTE_PER_RELAY] [--settle-bound SECONDS] [--seed N] [--burst-max LINES]\n"
-         "  [--gap-ms MIN-MAX] [--kill-timing random|ack|mixed] [--summary FILE] [--log-dir DIR]";
+         "  [--gap-ms MIN-MAX] [--kill-timing random|ack|mixed] [--summary FILE] [--log-dir DIR]\n"
+         "  round_instances: [--instances N] [--pauses N] (--daemon-kills counts instance kills)";
 }
 
 round_options parse_round_options(const std::vector<std::string>& args) {
@@ -63,7 +64,11 @@ round_options parse_round_options(const std::vector<std::string>& args) {
       if (v != "random" && v != "ack" && v != "mixed")
         throw std::invalid_argument("--kill-timing wants random, ack or mixed, not '" + v + "'");
       o.kill_timing = v;
-    } else if (name == "--summary")
+    } else if (name == "--instances")
+      o.instances = static_cast<int>(integer(name, v, 2, 8));
+    else if (name == "--pauses")
+      o.pauses = static_cast<int>(integer(name, v, 0, 100000));
+    else if (name == "--summary")
       o.summary = v;
     else if (name == "--log-dir")
       o.log_dir = v;

@@ -23,6 +23,10 @@ struct round_options {
   // acknowledged a heartbeat that followed data frames; faults/relay.hpp), `mixed` (either, by
   // coin toss).
   std::string kill_timing = "mixed";
+  // Several instances on one PostgreSQL (round_instances; DESIGN §9): daemon_kills counts
+  // instance kills, and `pauses` instances are SIGSTOPped past their lease, then SIGCONTed.
+  int instances = 3;
+  int pauses = 4;
   std::string summary; // write the summary as JSON here
   std::string log_dir; // keep every daemon and agent log here
 };

@@ -74,8 +74,12 @@ inline caf::behavior fake_session(caf::event_based_actor* self, std::shared_ptr<
     [=](respond_atom, const std::string& rid, std::vector<storage::backfill_item>& items) {
       auto idx = log->responses->size();
       log->responses->push_back({rid, node_id, epoch, items, std::nullopt});
-      self->request(tracker, caf::infinite, response_atom::value, session_ref{node_id, epoch}, rid, std::move(items))
-        .then([=](bool known) { (*log->responses)[idx].known = known; });
+      self
+        ->request(tracker, caf::infinite, response_atom::value, session_ref{node_id, epoch}, rid, std::move(items))
+        // An error (the epoch fence refused the apply: the node has a newer session) is not an
+        // acceptance either.
+        .then([=](bool known) { (*log->responses)[idx].known = known; },
+              [=](caf::error&) { (*log->responses)[idx].known = false; });
     },
   };
 }

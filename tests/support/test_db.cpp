@@ -90,7 +90,7 @@ std::string test_database::dump() {
     {"nodes",
      "id, name, key_id, key_hash, status, session_epoch, " + d.ts("connected_at") + ", " + d.ts("disconnected_at")
        + ", disconnect_reason, " + d.ts("last_seen_at") + ", " + d.ts("created_at") + ", " + d.ts("disabled_at") + ", "
-       + d.json_text("capabilities"),
+       + d.json_text("capabilities") + ", owner_instance",
      "id"},
     {"node_task_attempts",
      "id, node_id, task_id, state, sync_state, backfill_request_id, " + d.ts("sync_requested_at") + ", "
@@ -100,7 +100,11 @@ std::string test_database::dump() {
     {"attempt_logs", "attempt_id, seq, " + d.ts("ts") + ", stream, line", "attempt_id, seq"},
     {"jobs",
      "id, type, status, node_id, attempt_count, " + d.json_text("detail") + ", error, " + d.ts("created_at") + ", "
-       + d.ts("started_at") + ", " + d.ts("finished_at"),
+       + d.ts("started_at") + ", " + d.ts("finished_at") + ", instance_id",
+     "id"},
+    {"instances",
+     "id, incarnation, " + d.ts("started_at") + ", " + d.ts("heartbeat_at") + ", version, listen, "
+       + d.ts("recovered_at") + ", recovered_by",
      "id"},
   };
   std::string out;

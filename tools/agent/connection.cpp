@@ -304,11 +304,21 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
 
 } // namespace
 
-int run_connection_loop(coordinator_link& l, const loop_options& o, int stop_fd) {
+int run_connection_loop(coordinator_link& l, const loop_options& opts, int stop_fd) {
   std::mt19937_64 rng{std::random_device{}()};
   int failures = 0; // consecutive connections that did not last stable_after
-  tls::saved_session resume;
+  auto list = opts.coordinators;
+  if (list.empty())
+    list.emplace_back(opts.host, opts.port);
+  // A random start spreads a fleet over the instances; each has its own TLS session to resume.
+  size_t at = std::uniform_int_distribution<size_t>(0, list.size() - 1)(rng);
+  std::vector<tls::saved_session> resumes(list.size());
+  loop_options o = opts;
   for (;;) {
+    o.host = list[at].first;
+    o.port = list[at].second;
+    auto& resume = resumes[at];
+    at = (at + 1) % list.size(); // the next one after this connection ends or fails
     std::string why;
     int fd = connect_to(o, why);
     session_end end;

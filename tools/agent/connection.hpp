@@ -9,12 +9,18 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace nodecoord::agent {
 
 struct loop_options {
   std::string host = "127.0.0.1";
   uint16_t port = 7400;
+  /// Several coordinators (instances sharing one database, DESIGN §9): the agent starts at a
+  /// random one and moves to the next after every failed connection or ended session. Empty:
+  /// host and port only.
+  std::vector<std::pair<std::string, uint16_t>> coordinators;
   std::chrono::milliseconds poll_interval{200}; // how often the store is read for new records
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds backoff_initial{500};

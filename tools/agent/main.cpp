@@ -106,7 +106,22 @@ void apply_config(connect_args& a, std::string& store_path, bool store_given) {
         into = *v;
     }
   };
-  text("coordinator", a.coordinator);
+  // One "HOST:PORT", or a list of them (several instances, DESIGN §9).
+  if (auto* n = t.get("coordinator"); n && n->is_array()) {
+    std::string joined;
+    for (auto& e : *n->as_array()) {
+      auto v = e.value<std::string>();
+      if (!v)
+        throw std::runtime_error(a.config + ": coordinator must be a string or a list of strings");
+      joined += (joined.empty() ? "" : ",") + *v;
+    }
+    if (joined.empty())
+      throw std::runtime_error(a.config + ": coordinator is an empty list");
+    if (a.coordinator.empty())
+      a.coordinator = joined;
+  } else {
+    text("coordinator", a.coordinator);
+  }
   text("node", a.node);
   text("key_file", a.key_file);
   if (!store_given) {
@@ -147,8 +162,15 @@ int connect_command(connect_args a, const std::string& store_path) {
   if (a.coordinator.empty() || a.node.empty() || a.key_file.empty())
     throw std::invalid_argument("--coordinator, --node and --key-file are required (or set in --config)");
   agent::loop_options lo;
-  if (!agent::parse_endpoint(a.coordinator, lo.host, lo.port))
-    throw std::invalid_argument("--coordinator must be HOST:PORT, not '" + a.coordinator + "'");
+  for (size_t from = 0; from <= a.coordinator.size();) {
+    auto comma = std::min(a.coordinator.find(',', from), a.coordinator.size());
+    auto one = trim(a.coordinator.substr(from, comma - from));
+    if (!agent::parse_endpoint(one, lo.host, lo.port))
+      throw std::invalid_argument("--coordinator must be HOST:PORT or a comma-separated list of them, not '"
+                                  + a.coordinator + "'");
+    lo.coordinators.emplace_back(lo.host, lo.port);
+    from = comma + 1;
+  }
   std::ifstream kf(a.key_file);
   if (!kf)
     throw std::runtime_error("cannot read the key file " + a.key_file);
@@ -224,7 +246,9 @@ int main(int argc, char** argv) {
   connect_args ca;
   auto* connect = app.add_subcommand("connect", "connect to the coordinator and stay connected");
   connect->add_option("--config", ca.config, "a TOML file with these settings (flags win)");
-  connect->add_option("--coordinator", ca.coordinator, "HOST:PORT of nodecoordd");
+  connect->add_option("--coordinator", ca.coordinator,
+                      "HOST:PORT of nodecoordd, or several separated by commas (instances sharing one database: the "
+                      "agent moves to the next when one fails)");
   connect->add_option("--node", ca.node, "this node's registered name");
   connect->add_option("--key-file", ca.key_file, "a file holding the node's API key");
   connect->add_option("--capabilities", ca.capabilities, "a JSON object shown to operators");

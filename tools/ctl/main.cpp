@@ -105,6 +105,20 @@ void print_status(const json& d) {
       return rows;
     }());
   }
+  // Instances sharing the database (DESIGN §9); "*" marks the one that answered.
+  if (d.contains("instances") && d["instances"].is_array() && !d["instances"].empty()) {
+    std::vector<std::vector<std::string>> rows;
+    for (auto& i : d["instances"]) {
+      auto age = i.value("lease_age_seconds", json());
+      std::string lease = age.is_number() ? std::to_string(static_cast<int64_t>(age.get<double>())) + " s" : "?";
+      std::string state =
+        i.value("recovered_by", json()).is_string() ? "recovered by " + i["recovered_by"].get<std::string>() : "live";
+      rows.push_back({std::string(i.value("this", false) ? "* " : "  ") + text(i["id"]), text(i["listen"]),
+                      text(i["version"]), lease, state});
+    }
+    std::cout << "instances:\n";
+    table({"  ID", "LISTEN", "VERSION", "LEASE AGE", "STATE"}, rows);
+  }
   if (d.contains("missing") && !d["missing"].empty())
     std::cout << "missing (did not answer in time): " << d["missing"].dump() << "\n";
 }

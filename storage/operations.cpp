@@ -327,10 +327,14 @@ nodes_with_partial::result_type execute(op_context& c, const nodes_with_partial&
   // Keyset paging (never OFFSET: the set changes while it is paged). The EXISTS probe uses the
   // (node_id, sync_state, created_at) index.
   bool first = op.after_node_id.empty(); // "" is not a UUID to PostgreSQL
+  // Only the nodes this instance serves (DESIGN §9): another instance's are its own to reconcile.
+  bool mine = !c.instance.empty();
   query q(c.sql, std::string("SELECT n.id FROM nodes n WHERE n.status = 'online' ")
-                   + (first ? "" : "AND n.id > :after ")
+                   + (mine ? "AND n.owner_instance = :me " : "") + (first ? "" : "AND n.id > :after ")
                    + "AND EXISTS (SELECT 1 FROM node_task_attempts a WHERE a.node_id = n.id AND "
                      "a.sync_state = 'partial') ORDER BY n.id LIMIT :lim");
+  if (mine)
+    q.bind("me", c.instance);
   if (!first)
     q.bind("after", op.after_node_id);
   q.bind("lim", op.limit).each([&](const soci::row& r) { out.push_back(col_str(r, 0)); });

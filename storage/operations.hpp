@@ -262,7 +262,7 @@ struct attempts_partial_of_node {
 };
 
 /// Online nodes that have `partial` attempts, by id after `after_node_id` (keyset paging for the
-/// periodic reconcile), at most `limit`.
+/// periodic reconcile), at most `limit`; with an instance id, only the nodes it serves.
 struct nodes_with_partial {
   std::string after_node_id;
   int64_t limit = 100;
@@ -392,7 +392,6 @@ struct instance_start {
 /// once (compare-and-set on theirs), the instances whose lease is older than `expiry_ms`.
 struct instance_renew {
   static constexpr bool handshake = true; // ahead of queued data: a backlog must not expire a lease
-  static constexpr bool touches_attempts = false;
   int64_t incarnation = 0;
   int64_t expiry_ms = 0;
   struct recovered_instance {

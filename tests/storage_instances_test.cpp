@@ -217,3 +217,19 @@ NC_BOTH_BACKENDS(a_twin_start_takes_the_lease_from_the_older_process) {
   BOOST_TEST(r.now.incarnation == newer);
   BOOST_TEST(t.run(instance_renew{newer, 15000}).held);
 }
+
+// The periodic reconcile of an instance pages through the nodes it serves, not another's.
+NC_BOTH_BACKENDS(reconcile_pages_only_the_instance_s_own_nodes) {
+  auto a = add_node(t, "alpha"), b = add_node(t, "beta");
+  as_instance(t, "inst-a");
+  begin_session(t, a);
+  add_attempt(t, a);
+  as_instance(t, "inst-b");
+  begin_session(t, b);
+  add_attempt(t, b);
+  BOOST_TEST(t.run(nodes_with_partial{"", 10}) == (std::vector<std::string>{b.id}), boost::test_tools::per_element());
+  as_instance(t, "inst-a");
+  BOOST_TEST(t.run(nodes_with_partial{"", 10}) == (std::vector<std::string>{a.id}), boost::test_tools::per_element());
+  as_instance(t, ""); // no instance (one storage, tests): every online node
+  BOOST_TEST(t.run(nodes_with_partial{"", 10}).size() == 2u);
+}

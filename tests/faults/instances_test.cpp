@@ -12,6 +12,7 @@
 #include "faults/options.hpp"
 #include "faults/recorder.hpp"
 #include "faults/relay.hpp"
+#include "faults/round_support.hpp"
 #include "test_db.hpp"
 
 #include <boost/test/unit_test.hpp>
@@ -36,7 +37,6 @@ using steady = std::chrono::steady_clock;
 constexpr auto kill_bound = 15s;       // SIGKILL: reaped
 constexpr auto agent_exit_bound = 15s; // SIGTERM: bye, then exit
 constexpr auto recorders_bound = 60s;  // recorders give their open attempts a final state
-constexpr auto quiet_window = 12s;     // settle: nothing moved for this long
 constexpr auto notice_bound = 15s;     // a woken zombie logs its lost lease
 constexpr auto lease_interval = 500ms; // the instances' [server] lease_interval
 constexpr auto lease_expiry = 2000ms;  // and lease_expiry
@@ -292,44 +292,7 @@ private:
     for (auto& r : recorders_)
       BOOST_TEST_REQUIRE(r->error().empty(), "a recorder failed: " << r->error());
     say("faults done after " + fixed1(fault_seconds_) + " s; " + progress() + "; settling");
-    auto started = steady::now();
-    auto bound = std::chrono::seconds(opts_.settle_bound_s);
-    std::string fingerprint, last_print;
-    auto moved = steady::now();
-    while (steady::now() - started < bound) {
-      check_report quick;
-      try {
-        quick = check_round(url_, refs_, false, false);
-      } catch (const std::exception& e) {
-        say(std::string("settle: reading failed (retrying): ") + e.what());
-        std::this_thread::sleep_for(1s); // the polling period
-        continue;
-      }
-      if (quick.fingerprint() != fingerprint) {
-        fingerprint = quick.fingerprint();
-        moved = steady::now();
-      }
-      if (quick.clean()) {
-        if (check_round(url_, refs_, true, false).clean()) {
-          settle_seconds_ = std::chrono::duration<double>(steady::now() - started).count();
-          say("settled after " + fixed1(*settle_seconds_) + " s");
-          return;
-        }
-        say("settle: attempts complete but lines differ");
-        return;
-      }
-      bool still = quick.db_partial == 0 && quick.pending.empty() && quick.unconfirmed == 0;
-      if (still && steady::now() - moved >= quiet_window) {
-        say("settle: nothing moved for " + std::to_string(quiet_window.count()) + " s: " + quick.counts());
-        return;
-      }
-      if (auto c = quick.counts(); c != last_print) {
-        say("settle: " + std::to_string(quick.db_complete) + "/" + std::to_string(quick.attempts) + " complete; " + c);
-        last_print = c;
-      }
-      std::this_thread::sleep_for(1s); // the polling period
-    }
-    say("settle bound of " + std::to_string(opts_.settle_bound_s) + " s reached");
+    settle_seconds_ = settle_round(url_, refs_, opts_.settle_bound_s, [this](const std::string& m) { say(m); });
   }
 
   void stop_and_check() {
@@ -369,38 +332,16 @@ private:
              {"cuts", cuts_},
              {"fault_seconds", fault_seconds_},
              {"settle_seconds", settle_seconds_ ? json(*settle_seconds_) : json(nullptr)},
-             {"missing", r.missing.size()},
-             {"truncated", r.truncated.size()},
-             {"bad_lines", r.bad_lines.size()},
-             {"wrong_fields", r.wrong_fields.size()},
-             {"stuck", r.stuck.size()},
-             {"pending", r.pending.size()},
-             {"extra_attempts", r.extra_attempts.size()},
-             {"open_jobs", r.open_jobs.size()},
-             {"failed", r.failed.size()},
              {"anomalies", anomalies_.size()},
              {"clean", r.clean() && anomalies_.empty()}};
+      s.update(finding_counts(r));
       std::ofstream(opts_.summary) << s.dump(2) << "\n";
     }
     if (!r.clean())
       say("FINDINGS (seed " + std::to_string(opts_.seed) + "):" + r.describe(5));
-    BOOST_TEST(r.attempts > 0, "the recorders recorded nothing");
-    BOOST_TEST(r.missing.empty(), "attempts missing on the coordinator:" << list_findings(r.missing, 5));
-    BOOST_TEST(r.truncated.empty(), "attempts with fewer lines than the store:" << list_findings(r.truncated, 5));
-    BOOST_TEST(r.bad_lines.empty(), "attempts with extra or different lines:" << list_findings(r.bad_lines, 5));
-    BOOST_TEST(r.wrong_fields.empty(), "attempts with wrong fields:" << list_findings(r.wrong_fields, 5));
-    BOOST_TEST(r.stuck.empty(), "attempts not complete:" << list_findings(r.stuck, 5));
-    BOOST_TEST(r.pending.empty(), "rows still pending_backfill:" << list_findings(r.pending, 5));
-    BOOST_TEST(r.extra_attempts.empty(), "attempts no store holds:" << list_findings(r.extra_attempts, 5));
-    BOOST_TEST(r.open_jobs.empty(),
-               "jobs queued or running after the instances stopped:" << list_findings(r.open_jobs, 5));
-    BOOST_TEST(r.failed.empty(), "attempts failed for good (max_failures):" << list_findings(r.failed, 5));
     // Every pause outlasted the lease, so every woken zombie found its lease taken.
     BOOST_TEST(noticed >= static_cast<size_t>(pauses_), "lease losses logged " << noticed << " < pauses " << pauses_);
-    std::string exits;
-    for (auto& a : anomalies_)
-      exits += "\n" + a;
-    BOOST_TEST(anomalies_.empty(), "anomalies:" << exits);
+    require_clean(r, anomalies_, "the instances");
   }
 
   round_options opts_;

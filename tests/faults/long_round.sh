@@ -5,9 +5,11 @@
 # and runs
 #   1. SQLite:     8 agents, 300 daemon kills, 30 agent kills, cuts on
 #   2. PostgreSQL: 8 agents, 200 daemon kills, 50 PostgreSQL restarts, 20 agent kills, cuts on
+#   3. Instances:  3 instances on one PostgreSQL, 8 agents, 100 instance kills, 20 pauses past the
+#      lease (zombies), 10 agent kills, cuts on (ROUNDS="instances" runs only this one)
 # Each round prints a SUMMARY line and writes it as JSON into $OUT_DIR (default: a new directory
 # under /tmp, printed), together with every daemon and agent log. Exits non-zero if any round
-# lost anything (or failed otherwise). About 40-60 minutes on 2 cores.
+# lost anything (or failed otherwise). About 50-70 minutes on 2 cores.
 # Environment: SEED=N replays a round's schedule as far as timing allows (same seed for both);
 # FAULT_ARGS="..." is appended to both rounds' arguments (e.g. "--settle-bound 600").
 set -euo pipefail
@@ -47,11 +49,16 @@ round() {  # round NAME CASE ARGS...
     status=1
   fi
 }
-round sqlite round_sqlite --agents 8 --daemon-kills 300 --agent-kills 30 --cuts on
-round postgresql round_postgresql --agents 8 --daemon-kills 200 --pg-restarts 50 --agent-kills 20 --cuts on
+rounds=${ROUNDS:-sqlite postgresql instances}
+has() { case " $rounds " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+has sqlite && round sqlite round_sqlite --agents 8 --daemon-kills 300 --agent-kills 30 --cuts on
+has postgresql && round postgresql round_postgresql --agents 8 --daemon-kills 200 --pg-restarts 50 --agent-kills 20 \
+  --cuts on
+has instances && round instances round_instances --instances 3 --agents 8 --daemon-kills 100 --pauses 20 \
+  --agent-kills 10 --cuts on
 
 echo "== summaries ($OUT_DIR)"
-grep -h "SUMMARY" "$OUT_DIR"/sqlite.out "$OUT_DIR"/postgresql.out || true
-cat "$OUT_DIR"/sqlite.json "$OUT_DIR"/postgresql.json 2>/dev/null || true
+grep -h "SUMMARY" "$OUT_DIR"/*.out || true
+cat "$OUT_DIR"/*.json 2>/dev/null || true
 if [ "$status" = 0 ]; then echo "== long round: no losses"; else echo "== long round: FAILED (see above)"; fi
 exit "$status"

@@ -4,7 +4,10 @@ namespace nodecoord::bench {
 
 load_options socket_options(const socket_args& s) {
   load_options o;
-  o.coordinator = parse_coordinator(s.coordinator);
+  auto list = parse_coordinators(s.coordinator);
+  o.coordinator = list.front();
+  if (list.size() > 1)
+    o.coordinators = list;
   o.keys = read_keys(s.keys_path, s.nodes);
   if (s.concurrency == 0)
     throw usage_error("--concurrency must be at least 1");
@@ -23,7 +26,8 @@ load_options socket_options(const socket_args& s) {
     o.tls = tls::context::client(t, why);
     if (!o.tls)
       throw usage_error("--tls: " + why);
-    o.tls_server_name = s.server_name.empty() ? s.coordinator.substr(0, s.coordinator.rfind(':')) : s.server_name;
+    auto first = s.coordinator.substr(0, s.coordinator.find(','));
+    o.tls_server_name = s.server_name.empty() ? first.substr(0, first.rfind(':')) : s.server_name;
     o.tls_resume = !s.no_resume;
   } else if (!s.ca_file.empty() || !s.cert_file.empty() || !s.key_file.empty() || !s.server_name.empty()) {
     throw usage_error("--ca-file, --server-name and --tls-*-file need --tls");

@@ -105,7 +105,9 @@ void load::start_one() {
     }
   }
   c.fd = fd;
-  int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&opts_.coordinator), sizeof opts_.coordinator);
+  const auto& target =
+    opts_.coordinators.empty() ? opts_.coordinator : opts_.coordinators[idx % opts_.coordinators.size()];
+  int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&target), sizeof target);
   if (rc != 0 && errno != EINPROGRESS) {
     ++counters_.connect_failed;
     problem("connect: " + errno_text(errno));

@@ -46,6 +46,8 @@ public:
 
 struct load_options {
   sockaddr_in coordinator{};
+  /// Several instances (DESIGN §9): session i connects to coordinators[i % size]; empty: coordinator.
+  std::vector<sockaddr_in> coordinators;
   std::vector<node_key> keys;   // one session per key, in this order
   size_t concurrency = 200;     // connections between connect() and welcome at once
   std::vector<in_addr> sources; // local addresses to bind, round robin; empty: kernel's choice

@@ -183,7 +183,11 @@ int main(int argc, char** argv) {
                   "a full handshake on every connection (default: resume the last session)");
   };
   auto add_load_options = [&](CLI::App* sub) {
-    sub->add_option("--coordinator", la.coordinator, "nodecoordd node address HOST:PORT")->required();
+    sub
+      ->add_option("--coordinator", la.coordinator,
+                   "nodecoordd node address HOST:PORT, or several separated by commas (sessions spread round "
+                   "robin)")
+      ->required();
     sub->add_option("--keys", la.keys_path, "keys file (NAME<TAB>KEY lines) from provision")->required();
     sub->add_option("--nodes", la.nodes, "number of sessions (the first N keys)")
       ->required()
@@ -254,7 +258,11 @@ int main(int argc, char** argv) {
 
   auto add_socket_options = [&](CLI::App* sub, socket_args& so, size_t default_nodes) {
     so.nodes = default_nodes;
-    sub->add_option("--coordinator", so.coordinator, "nodecoordd node address HOST:PORT")->required();
+    sub
+      ->add_option("--coordinator", so.coordinator,
+                   "nodecoordd node address HOST:PORT, or several separated by commas (sessions spread round "
+                   "robin)")
+      ->required();
     sub->add_option("--keys", so.keys_path, "keys file (NAME<TAB>KEY lines) from provision")->required();
     sub
       ->add_option("--nodes", so.nodes,

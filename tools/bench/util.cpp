@@ -165,6 +165,16 @@ std::vector<in_addr> loopback_sources(size_t count) {
 
 } // namespace
 
+std::vector<sockaddr_in> parse_coordinators(const std::string& text) {
+  std::vector<sockaddr_in> out;
+  for (size_t from = 0; from <= text.size();) {
+    auto comma = std::min(text.find(',', from), text.size());
+    out.push_back(parse_coordinator(text.substr(from, comma - from)));
+    from = comma + 1;
+  }
+  return out;
+}
+
 std::vector<in_addr> choose_sources(const std::string& spec, const sockaddr_in& coordinator, size_t nodes) {
   bool loopback = (ntohl(coordinator.sin_addr.s_addr) >> 24) == 127;
   if (spec == "none")

@@ -69,6 +69,8 @@ int64_t duration_ns(const std::string& text, const char* option);
 int64_t duration_or_zero_ns(const std::string& text, const char* option);
 
 sockaddr_in parse_coordinator(const std::string& text);
+/// "HOST:PORT[,HOST:PORT…]": several instances sharing one database (DESIGN §9).
+std::vector<sockaddr_in> parse_coordinators(const std::string& text);
 std::vector<in_addr> choose_sources(const std::string& spec, const sockaddr_in& coordinator, size_t nodes);
 /// The first `nodes` NAME<TAB>KEY lines of the keys file from `provision`.
 std::vector<node_key> read_keys(const std::string& path, size_t nodes);

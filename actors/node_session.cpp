@@ -282,6 +282,8 @@ void send_paused_notice(self_ptr self) {
 /// instance. Nothing of the frame was stored and nothing after it will be acknowledged.
 void fenced(self_ptr self) {
   metrics::daemon().fenced_writes.fetch_add(1, std::memory_order_relaxed);
+  if (self->state.ph == node_session_state::phase::closing)
+    return; // closed at the first refusal; the frames queued behind it are refused too
   log::info("write refused by the epoch fence; closing the session",
             {{"node_id", self->state.node_id}, {"epoch", self->state.epoch}});
   auto reason = std::string(protocol::close_reason::superseded);

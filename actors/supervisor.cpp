@@ -207,10 +207,17 @@ void renew_lease(self_ptr self) {
         s.renewing = false;
         for (auto& rec : r.recovered) {
           metrics::daemon().instances_recovered.fetch_add(1, std::memory_order_relaxed);
-          log::warn("recovered an instance whose lease expired", {{"instance", rec.id},
-                                                                  {"reset_pending", rec.recovery.attempts_reset},
-                                                                  {"abandoned_jobs", rec.recovery.jobs_abandoned},
-                                                                  {"offlined_nodes", rec.recovery.nodes_offlined}});
+          // An instance that stopped cleanly leaves nothing to recover: a warning only when it
+          // held something (it died, or was cut off, with work in hand).
+          auto& rc = rec.recovery;
+          log::fields fs{{"instance", rec.id},
+                         {"reset_pending", rc.attempts_reset},
+                         {"abandoned_jobs", rc.jobs_abandoned},
+                         {"offlined_nodes", rc.nodes_offlined}};
+          if (rc.attempts_reset + rc.jobs_abandoned + rc.nodes_offlined > 0)
+            log::warn("recovered an instance whose lease expired", std::move(fs));
+          else
+            log::info("recovered an instance whose lease expired", std::move(fs));
         }
         if (r.held || s.stopping)
           return;

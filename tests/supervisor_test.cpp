@@ -9,6 +9,8 @@
 
 #include "actors/supervisor.hpp"
 #include "common/ids.hpp"
+#include "common/metrics.hpp"
+#include "storage/query.hpp"
 #include "deterministic.hpp"
 #include "process.hpp"
 #include "protocol/codec.hpp"
@@ -281,4 +283,67 @@ BOOST_FIXTURE_TEST_CASE(no_watchdog_interval_no_pings, supervisor_fixture) {
   start(options());
   advance(60s);
   BOOST_TEST(rec->events == strings{ready_event});
+}
+
+// Several instances (DESIGN §9): the lease is renewed every lease_interval. When another instance
+// has recovered this one (it was paused past its lease), the renewal fails: every session is
+// closed as superseded, the instance rejoins with a new incarnation, and the next renewal holds.
+BOOST_FIXTURE_TEST_CASE(a_lost_lease_closes_every_session_and_rejoins, supervisor_fixture) {
+  auto o = options();
+  o.instance_id = "inst-a";
+  o.config.server.lease_interval = std::chrono::milliseconds(1000);
+  o.config.server.lease_expiry = std::chrono::milliseconds(3000);
+  start(std::move(o));
+  BOOST_TEST(rec->events == strings{ready_event}, boost::test_tools::per_element());
+  auto incarnation = [&] {
+    int64_t n = -1;
+    storage::query(t.db().session(), "SELECT incarnation FROM instances WHERE id = 'inst-a'")
+      .each([&](const soci::row& r) { n = storage::col_int(r, 0); });
+    return n;
+  };
+  BOOST_TEST_REQUIRE(incarnation() == 1);
+  auto n = test::add_test_node(t, "alpha");
+  auto c = connect();
+  send(c, protocol::encode_hello({protocol::version, n.name, n.key, "test", ""}));
+  BOOST_TEST_REQUIRE(frames(c).at(0)["type"] == "welcome");
+  BOOST_TEST(t.run(storage::node_lookup_by_name{"alpha"}).node.status == "online");
+
+  // Renewals hold while nobody took the lease.
+  auto losses = metrics::daemon().lease_losses.load();
+  advance(std::chrono::milliseconds(2100));
+  BOOST_TEST(metrics::daemon().lease_losses.load() == losses);
+  BOOST_TEST(!closed(c));
+
+  // Another instance recovered this one (as instance_renew does for an expired lease).
+  t.exec_sql("UPDATE instances SET incarnation = incarnation + 1, recovered_at = '2026-01-09T12:00:00.000Z', "
+             "recovered_by = 'inst-b' WHERE id = 'inst-a'");
+  advance(std::chrono::milliseconds(1000));
+  BOOST_TEST(metrics::daemon().lease_losses.load() == losses + 1);
+  auto out = frames(c);
+  BOOST_TEST_REQUIRE(!out.empty());
+  BOOST_TEST(out.back()["type"] == "close");
+  BOOST_TEST(out.back()["reason"] == "superseded");
+  BOOST_TEST(closed(c));
+  BOOST_TEST(incarnation() == 3); // rejoined
+  // The next renewals hold again, and the daemon keeps serving.
+  advance(std::chrono::milliseconds(2100));
+  BOOST_TEST(metrics::daemon().lease_losses.load() == losses + 1);
+  BOOST_TEST(!rec->exit_code.has_value());
+  auto c2 = connect();
+  send(c2, protocol::encode_hello({protocol::version, n.name, n.key, "test", ""}));
+  BOOST_TEST(frames(c2).at(0)["type"] == "welcome");
+}
+
+// A second process started with the same instance id took the lease (a newer incarnation that no
+// instance recovered): this one stops, with exit code 1.
+BOOST_FIXTURE_TEST_CASE(a_twin_with_the_same_instance_id_stops_this_one, supervisor_fixture) {
+  auto o = options();
+  o.instance_id = "inst-a";
+  o.config.server.lease_interval = std::chrono::milliseconds(1000);
+  o.config.server.lease_expiry = std::chrono::milliseconds(3000);
+  start(std::move(o));
+  t.exec_sql("UPDATE instances SET incarnation = incarnation + 1 WHERE id = 'inst-a'");
+  advance(std::chrono::milliseconds(1000));
+  BOOST_TEST(rec->exit_code.value_or(-1) == 1);
+  BOOST_TEST(rec->events.back() == "stopping: stopping");
 }

@@ -45,24 +45,16 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 EOF
 
+# shellcheck source=SCRIPTDIR/../tools/bench/daemon.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../tools/bench/daemon.sh"
+
 # start_daemon CONFIG: starts nodecoordd on CONFIG (state in $tmp/state), sets daemon_pid and port.
 start_daemon() {
-  # The log exists before the daemon starts: the port is read from it at once (a background job's
-  # redirection may not have created it yet, and sed on a missing file would end the script).
-  : >"$tmp/daemon.log"
-  # Environment that would change the daemon's behaviour is not inherited.
-  env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u STATE_DIRECTORY -u LISTEN_FDS -u LISTEN_PID \
-    "$daemon_bin" --config "$1" --state-dir "$tmp/state" 2>"$tmp/daemon.log" </dev/null &
-  daemon_pid=$!
-  # The port is in "listening for nodes address=127.0.0.1:PORT"; bounded wait, no fixed sleep.
-  port=
-  for _ in $(seq 1 300); do
-    port=$(sed -n 's/.*listening for nodes address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$tmp/daemon.log" | head -n 1)
-    [ -n "$port" ] && break
-    kill -0 "$daemon_pid" 2>/dev/null || fail "the daemon exited during startup"
-    sleep 0.1
-  done
-  [ -n "$port" ] || fail "no 'listening for nodes' line within 30 s"
+  local rc=0
+  nc_start_daemon "$daemon_bin" "$1" "$tmp/state" "$tmp/daemon.log" || rc=$?
+  daemon_pid=$nc_daemon_pid
+  [ "$rc" = 0 ] || fail "the daemon did not start listening"
+  port=$nc_port
 }
 
 # stop_daemon: SIGTERM; fails unless the daemon exits 0 within 30 s.

@@ -35,7 +35,6 @@ using steady = std::chrono::steady_clock;
 
 constexpr auto agent_exit_bound = 15s; // SIGTERM: bye, then exit
 constexpr auto kill_bound = 15s;       // SIGKILL: reaped
-constexpr auto recorders_bound = 60s;  // recorders give their open attempts a final state
 constexpr auto pg_command_bound = 90s; // pg_ctl -w stop / start
 constexpr auto ack_bound = 5s;         // an ack-timed kill waits this long for an ack of data
 
@@ -308,19 +307,7 @@ private:
         start_agent(a);
       }
     // Recorders give every open attempt a final state and stop.
-    for (auto& r : recorders_)
-      r->finish();
-    bool finished = eventually(
-      [&] {
-        for (auto& r : recorders_)
-          if (!r->done())
-            return false;
-        return true;
-      },
-      recorders_bound);
-    BOOST_TEST_REQUIRE(finished, "the recorders did not finish within " << recorders_bound.count() << " s");
-    for (auto& r : recorders_)
-      BOOST_TEST_REQUIRE(r->error().empty(), "a recorder failed: " << r->error());
+    finish_recorders(recorders_);
     say("faults done after " + fixed1(fault_seconds_) + " s; " + progress() + "; settling");
     settle_seconds_ = settle_round(url_, refs_, opts_.settle_bound_s, [this](const std::string& m) { say(m); });
   }

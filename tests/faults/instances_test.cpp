@@ -36,7 +36,6 @@ using steady = std::chrono::steady_clock;
 
 constexpr auto kill_bound = 15s;       // SIGKILL: reaped
 constexpr auto agent_exit_bound = 15s; // SIGTERM: bye, then exit
-constexpr auto recorders_bound = 60s;  // recorders give their open attempts a final state
 constexpr auto notice_bound = 15s;     // a woken zombie logs its lost lease
 constexpr auto lease_interval = 500ms; // the instances' [server] lease_interval
 constexpr auto lease_expiry = 2000ms;  // and lease_expiry
@@ -278,19 +277,7 @@ private:
         end_run(instances_[i], i);
         start_instance(instances_[i]);
       }
-    for (auto& r : recorders_)
-      r->finish();
-    bool finished = eventually(
-      [&] {
-        for (auto& r : recorders_)
-          if (!r->done())
-            return false;
-        return true;
-      },
-      recorders_bound);
-    BOOST_TEST_REQUIRE(finished, "the recorders did not finish within " << recorders_bound.count() << " s");
-    for (auto& r : recorders_)
-      BOOST_TEST_REQUIRE(r->error().empty(), "a recorder failed: " << r->error());
+    finish_recorders(recorders_);
     say("faults done after " + fixed1(fault_seconds_) + " s; " + progress() + "; settling");
     settle_seconds_ = settle_round(url_, refs_, opts_.settle_bound_s, [this](const std::string& m) { say(m); });
   }

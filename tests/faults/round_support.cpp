@@ -70,6 +70,24 @@ std::optional<double> settle_round(const storage::storage_url& url, const std::v
   return std::nullopt;
 }
 
+void finish_recorders(const std::vector<std::unique_ptr<recorder>>& recorders) {
+  constexpr auto bound = std::chrono::seconds(60);
+  for (auto& r : recorders)
+    r->finish();
+  auto deadline = steady::now() + bound;
+  auto all_done = [&] {
+    for (auto& r : recorders)
+      if (!r->done())
+        return false;
+    return true;
+  };
+  while (!all_done() && steady::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20)); // the polling period
+  BOOST_TEST_REQUIRE(all_done(), "the recorders did not finish within " << bound.count() << " s");
+  for (auto& r : recorders)
+    BOOST_TEST_REQUIRE(r->error().empty(), "a recorder failed: " << r->error());
+}
+
 nlohmann::json finding_counts(const check_report& r) {
   return {{"missing", r.missing.size()},
           {"truncated", r.truncated.size()},

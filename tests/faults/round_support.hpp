@@ -3,11 +3,13 @@
 // settle, the verdict's assertions and the summary's counts. Boost.Test is used here (the
 // assertions), so only the test sources include it.
 #include "faults/check.hpp"
+#include "faults/recorder.hpp"
 #include "storage/url.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +22,10 @@ namespace nodecoord::faults {
 /// prints progress.
 std::optional<double> settle_round(const storage::storage_url& url, const std::vector<agent_ref>& agents, int bound_s,
                                    const std::function<void(const std::string&)>& say);
+
+/// The recorders give every open attempt a final state and stop; requires that they all finish
+/// (bounded) without an error.
+void finish_recorders(const std::vector<std::unique_ptr<recorder>>& recorders);
 
 /// The finding counts of `r` for a summary file.
 nlohmann::json finding_counts(const check_report& r);

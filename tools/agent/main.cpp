@@ -190,12 +190,8 @@ int connect_command(connect_args a, const std::string& store_path) {
   if (tls_options && !a.tls)
     throw std::invalid_argument("--ca-file, --tls-cert-file, --tls-key-file and --server-name need --tls");
   if (a.tls) {
-    tls::client_options to;
-    to.ca_file = a.ca_file;
-    to.cert_file = a.tls_cert_file;
-    to.key_file = a.tls_key_file;
     std::string why;
-    lo.tls = tls::context::client(to, why);
+    lo.tls = tls::context::client({a.ca_file, a.tls_cert_file, a.tls_key_file}, why);
     if (!lo.tls)
       throw std::runtime_error("TLS: " + why);
     lo.server_name = a.server_name;

@@ -18,12 +18,8 @@ load_options socket_options(const socket_args& s) {
   o.agent = "nodecoord-bench";
   o.max_wait_ns = 5'000'000; // check the poller's verdict at least every 5 ms
   if (s.tls) {
-    tls::client_options t;
-    t.ca_file = s.ca_file;
-    t.cert_file = s.cert_file;
-    t.key_file = s.key_file;
     std::string why;
-    o.tls = tls::context::client(t, why);
+    o.tls = tls::context::client({s.ca_file, s.cert_file, s.key_file}, why);
     if (!o.tls)
       throw usage_error("--tls: " + why);
     auto first = s.coordinator.substr(0, s.coordinator.find(','));

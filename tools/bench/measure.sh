@@ -28,6 +28,8 @@ reconnect=${RECONNECT:-1}
 mkdir -p "$out/state"
 out=$(cd "$out" && pwd)
 src=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=SCRIPTDIR/daemon.sh
+source "$src/tools/bench/daemon.sh"
 bench=$build/nodecoord-bench
 daemon_bin=$build/nodecoordd
 
@@ -90,17 +92,11 @@ fi
 
 for i in $(seq 1 "$runs"); do
   log=$out/daemon-$i.log
-  : >"$log" # exists before the daemon starts: the port is read from it at once
-  env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u STATE_DIRECTORY \
-    "$daemon_bin" --config "$out/nodecoord.toml" --state-dir "$out/state" 2>"$log" </dev/null &
-  daemon_pid=$!
-  port=
-  for _ in $(seq 1 300); do
-    port=$(sed -n 's/.*listening for nodes address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { echo "measure: daemon did not start" >&2; cat "$log" >&2; exit 1; }
+  rc=0
+  nc_start_daemon "$daemon_bin" "$out/nodecoord.toml" "$out/state" "$log" || rc=$?
+  daemon_pid=$nc_daemon_pid
+  [ "$rc" = 0 ] || exit 1
+  port=$nc_port
   echo "run $i: daemon pid $daemon_pid port $port"
   rc=0
   "$bench" --json connect --coordinator "127.0.0.1:$port" --keys "$out/state/bench-keys.tsv" --nodes "$nodes" \

@@ -115,21 +115,14 @@ provision_nodes=$((storm_nodes > backfill_nodes ? storm_nodes : backfill_nodes))
   >"$out/provision.txt"
 tail -n 3 "$out/provision.txt"
 
+# shellcheck source=SCRIPTDIR/daemon.sh
+source "$src/tools/bench/daemon.sh"
 start_daemon() { # start_daemon LOG: starts nodecoordd, sets daemon_pid and port
-  local log=$1
-  : >"$log" # exists before the daemon starts: the port is read from it at once
-  env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u STATE_DIRECTORY \
-    "$daemon_bin" --config "$out/nodecoord.toml" --state-dir "$out/state" 2>"$log" </dev/null &
-  daemon_pid=$!
-  port=
-  for _ in $(seq 1 300); do
-    port=$(sed -n 's/.*listening for nodes address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
-    [ -n "$port" ] && return 0
-    sleep 0.1
-  done
-  echo "measure: daemon did not start" >&2
-  cat "$log" >&2
-  exit 1
+  local rc=0
+  nc_start_daemon "$daemon_bin" "$out/nodecoord.toml" "$out/state" "$1" || rc=$?
+  daemon_pid=$nc_daemon_pid
+  [ "$rc" = 0 ] || exit 1
+  port=$nc_port
 }
 
 stop_daemon() { # stop_daemon LOG NAME: SIGTERM, exit code and log levels reported

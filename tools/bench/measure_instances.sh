@@ -46,6 +46,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# shellcheck source=SCRIPTDIR/daemon.sh
+source "$src/tools/bench/daemon.sh"
 # shellcheck source=pg_durable.sh
 source "$src/tools/bench/pg_durable.sh"
 pg_durable_start
@@ -87,21 +89,14 @@ tail -n 3 "$out/provision.txt"
 keys=$out/inst-1/state/bench-keys.tsv
 
 start_instances() { # start_instances N NAME: N instances; fills pids, ports and $list
-  local n=$1 name=$2 k log port
+  local n=$1 name=$2 k rc
   for k in $(seq 1 "$n"); do
-    log=$out/$name-$((k - 1)).log
-    : >"$log"
-    env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u STATE_DIRECTORY \
-      "$daemon_bin" --config "$out/inst-$k/nodecoord.toml" --state-dir "$out/inst-$k/state" 2>"$log" </dev/null &
-    pids+=($!)
-    port=
-    for _ in $(seq 1 300); do
-      port=$(sed -n 's/.*listening for nodes address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
-      [ -n "$port" ] && break
-      sleep 0.1
-    done
-    [ -n "$port" ] || { echo "measure: instance $k did not start" >&2; cat "$log" >&2; exit 1; }
-    ports+=("127.0.0.1:$port")
+    rc=0
+    nc_start_daemon "$daemon_bin" "$out/inst-$k/nodecoord.toml" "$out/inst-$k/state" "$out/$name-$((k - 1)).log" ||
+      rc=$?
+    pids+=("$nc_daemon_pid")
+    [ "$rc" = 0 ] || exit 1
+    ports+=("127.0.0.1:$nc_port")
   done
   list=$(IFS=,; echo "${ports[*]}")
 }

@@ -1,0 +1,28 @@
+# shellcheck shell=bash
+# Sourced by the bench scripts (measure*.sh) and tests/bench_smoke.sh: one way to start a
+# nodecoordd in the background and learn its node port.
+#
+#   nc_start_daemon BIN CONFIG STATE_DIR LOG
+#
+# Starts BIN with CONFIG and --state-dir STATE_DIR, stderr to LOG, without the environment that
+# would change its behaviour (sd_notify, socket activation, $STATE_DIRECTORY). Sets nc_daemon_pid,
+# and nc_port from its "listening for nodes address=127.0.0.1:PORT" line (a bounded wait, no
+# fixed sleep). Returns 1, with the log's tail on stderr, if the daemon exits or does not listen
+# within 30 s (nc_daemon_pid is set either way: the caller's cleanup stops it).
+nc_start_daemon() {
+  local bin=$1 config=$2 state=$3 log=$4
+  : >"$log" # exists before the daemon starts: the port is read from it at once
+  env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u STATE_DIRECTORY -u LISTEN_FDS -u LISTEN_PID \
+    "$bin" --config "$config" --state-dir "$state" 2>"$log" </dev/null &
+  nc_daemon_pid=$!
+  nc_port=
+  for _ in $(seq 1 300); do
+    nc_port=$(sed -n 's/.*listening for nodes address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
+    [ -n "$nc_port" ] && return 0
+    kill -0 "$nc_daemon_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "nodecoordd did not start listening (config $config); the end of $log:" >&2
+  tail -n 20 "$log" >&2
+  return 1
+}

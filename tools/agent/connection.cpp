@@ -131,6 +131,7 @@ struct session_end {
   bool stop = false; // the agent is stopping
   bool welcomed = false;
   bool long_backoff = false; // refused, disabled, superseded: retrying soon would not help
+  bool superseded = false;
   steady::duration up{};
 };
 
@@ -286,10 +287,13 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
       resume = std::move(s); // the next connection resumes it (a reconnect storm costs less)
   }
   if (close_reason == protocol::close_reason::superseded) {
-    log::error("session superseded: another connection uses this node's key; if no other agent of this node "
-               "runs, the key is shared",
-               {{"node", l.node_id()}});
+    // The node has a newer session: this agent's other connection, another coordinator instance
+    // that took the node over (DESIGN §9), or another agent with the same key.
+    log::warn("session superseded: the node has a newer session (a reconnect, or another coordinator instance "
+              "took it over); if no other agent of this node runs and this repeats, its key is shared",
+              {{"node", l.node_id()}});
     end.long_backoff = true;
+    end.superseded = true;
   } else if (close_reason == protocol::close_reason::disabled) {
     log::warn("node disabled by an operator");
     end.long_backoff = true;
@@ -327,6 +331,10 @@ int run_connection_loop(coordinator_link& l, const loop_options& opts, int stop_
     } else {
       end = run_session(l, o, stop_fd, fd, resume);
       close(fd);
+      // With several coordinators, superseded mostly means the instance lost the node (its lease,
+      // or a write refused by the epoch fence): another instance serves it now.
+      if (end.superseded && list.size() > 1)
+        end.long_backoff = false;
       if (end.stop)
         return 0;
       if (end.welcomed)

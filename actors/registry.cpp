@@ -191,6 +191,13 @@ void flush_seen(self_ptr self) {
           });
 }
 
+/// Asks every live session to close with `reason`; answers how many were asked.
+uint64_t close_every_session(self_ptr self, const std::string& reason) {
+  for (auto& [id, e] : self->state.nodes)
+    caf::anon_send(e.session, caf::close_atom::value, reason);
+  return self->state.nodes.size();
+}
+
 registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts) {
   auto& st = self->state;
   st.opts = std::move(opts);
@@ -303,21 +310,13 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
       return false;
     },
     [=](shutdown_atom) {
-      auto& s = self->state;
-      uint64_t n = s.nodes.size();
-      for (auto& [id, e] : s.nodes)
-        caf::anon_send(e.session, caf::close_atom::value, std::string(protocol::close_reason::shutdown));
+      auto n = close_every_session(self, protocol::close_reason::shutdown);
       write_session_ends(self);
       flush_seen(self);
       return n;
     },
-    [=](shutdown_atom, const std::string& reason) {
-      // The sessions end as any closed session does (their ends reach the tracker and storage).
-      uint64_t n = self->state.nodes.size();
-      for (auto& [id, e] : self->state.nodes)
-        caf::anon_send(e.session, caf::close_atom::value, reason);
-      return n;
-    },
+    // The sessions end as any closed session does (their ends reach the tracker and storage).
+    [=](shutdown_atom, const std::string& reason) { return close_every_session(self, reason); },
     [=](subscribe_atom, caf::actor subscriber) { self->state.subscribers.push_back(std::move(subscriber)); },
     [=](caf::get_atom) {
       std::vector<connected_node> out;

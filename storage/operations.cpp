@@ -523,7 +523,7 @@ instance_start::result_type execute(op_context& c, const instance_start& op) {
       .bind("v", op.version)
       .bind_nullable("l", op.listen)
       .each([&](const soci::row& r) { out.incarnation = col_int(r, 0); });
-  out.recovery = recover_instance(c, c.instance, true, "coordinator restarted");
+  out.recovery = execute(c, reset_all_pending{});
   return out;
 }
 

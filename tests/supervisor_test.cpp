@@ -104,6 +104,15 @@ struct supervisor_fixture : supervisor_database, test::deterministic_system {
     return o;
   }
 
+  /// options() for instance "inst-a" with a 1 s lease interval (3 s expiry).
+  supervisor_options lease_options() {
+    auto o = options();
+    o.instance_id = "inst-a";
+    o.config.server.lease_interval = std::chrono::milliseconds(1000);
+    o.config.server.lease_expiry = std::chrono::milliseconds(3000);
+    return o;
+  }
+
   void start(supervisor_options o) {
     mpx.provide_acceptor(node_port, acc);
     sup = spawn_supervisor(sys, std::move(o));
@@ -289,11 +298,7 @@ BOOST_FIXTURE_TEST_CASE(no_watchdog_interval_no_pings, supervisor_fixture) {
 // has recovered this one (it was paused past its lease), the renewal fails: every session is
 // closed as superseded, the instance rejoins with a new incarnation, and the next renewal holds.
 BOOST_FIXTURE_TEST_CASE(a_lost_lease_closes_every_session_and_rejoins, supervisor_fixture) {
-  auto o = options();
-  o.instance_id = "inst-a";
-  o.config.server.lease_interval = std::chrono::milliseconds(1000);
-  o.config.server.lease_expiry = std::chrono::milliseconds(3000);
-  start(std::move(o));
+  start(lease_options());
   BOOST_TEST(rec->events == strings{ready_event}, boost::test_tools::per_element());
   auto incarnation = [&] {
     int64_t n = -1;
@@ -337,11 +342,7 @@ BOOST_FIXTURE_TEST_CASE(a_lost_lease_closes_every_session_and_rejoins, superviso
 // A second process started with the same instance id took the lease (a newer incarnation that no
 // instance recovered): this one stops, with exit code 1.
 BOOST_FIXTURE_TEST_CASE(a_twin_with_the_same_instance_id_stops_this_one, supervisor_fixture) {
-  auto o = options();
-  o.instance_id = "inst-a";
-  o.config.server.lease_interval = std::chrono::milliseconds(1000);
-  o.config.server.lease_expiry = std::chrono::milliseconds(3000);
-  start(std::move(o));
+  start(lease_options());
   t.exec_sql("UPDATE instances SET incarnation = incarnation + 1 WHERE id = 'inst-a'");
   advance(std::chrono::milliseconds(1000));
   BOOST_TEST(rec->exit_code.value_or(-1) == 1);

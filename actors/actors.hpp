@@ -96,6 +96,8 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<storage::attempts_partial_of_node>::with<storage::attempts_partial_of_node::result_type>,
   // Online nodes with partial attempts (keyset page).
   caf::replies_to<storage::nodes_with_partial>::with<storage::nodes_with_partial::result_type>,
+  // Of these nodes, those with partial attempts (the reconnect trigger's probe).
+  caf::replies_to<storage::nodes_partial_among>::with<storage::nodes_partial_among::result_type>,
   // Log lines of an attempt (keyset).
   caf::replies_to<storage::logs_get>::with<storage::logs_get::result_type>,
   // Mark attempts pending under a request (CAS from partial) and record its job.
@@ -156,6 +158,10 @@ using registry_actor = caf::typed_actor<
   caf::replies_to<shutdown_atom, std::string>::with<uint64_t>,
   // The connected nodes.
   caf::replies_to<caf::get_atom>::with<std::vector<connected_node>>,
+  // How many sessions are registered (the overview's `connected`, without copying the list).
+  caf::replies_to<stats_atom>::with<uint64_t>,
+  // The sessions of these nodes (a page of the admin API's node list).
+  caf::replies_to<caf::get_atom, std::vector<std::string>>::with<std::vector<connected_node>>,
   // Receive (node_up_atom, session_ref, broker) after every welcome and (node_down_atom, session_ref,
   // reason) for every ended session, superseded ones included (tracker, scheduler).
   caf::reacts_to<subscribe_atom, caf::actor>>;
@@ -268,6 +274,7 @@ NODECOORD_LOCAL_OP(apply_backfill)
 NODECOORD_LOCAL_OP(reset_requests)
 NODECOORD_LOCAL_OP(attempt_requeue)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::nodes_with_partial)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::nodes_partial_among)
 NODECOORD_LOCAL_TYPE(std::vector<nodecoord::storage::backfill_item>)
 NODECOORD_LOCAL_TYPE(nodecoord::session_ref)
 NODECOORD_LOCAL_TYPE(nodecoord::backfill_delivery)

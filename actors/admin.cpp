@@ -6,6 +6,9 @@
 #include "common/log.hpp"
 #include "config/defaults.hpp"
 #include "nodecoord/version.hpp"
+#include "storage/database.hpp"
+#include "storage/size_sampler.hpp"
+#include "storage/snapshot.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
@@ -37,9 +40,22 @@ public:
   storage_status storage_state() override { return ask<storage_status>(storage_, "storage", part, status_atom::value); }
   bool ping() override { return ask<bool>(storage_, "storage", part, storage::ping{}); }
   storage::count_summary::result_type counts() override { return op(storage::count_summary{}, part); }
-  storage::database_size::result_type sizes() override { return op(storage::database_size{}, part); }
+  storage::database_size::result_type sizes() override {
+    if (!sampler_)
+      return op(storage::database_size{}, part);
+    if (auto s = sampler_->latest())
+      return s->sizes;
+    // Before the sampler's first answer (just after startup), measure on this thread once.
+    if (sampler_->sample_now())
+      if (auto s = sampler_->latest())
+        return s->sizes;
+    auto why = sampler_->last_error();
+    throw admin::unavailable("database size: " + (why.empty() ? std::string("not measured yet") : why));
+  }
+  void use_sampler(storage::size_sampler* s) { sampler_ = s; }
+  void use_reader(storage::storage_url url) { reader_url_ = std::move(url); }
   storage::instance_list::result_type instances() override { return op(storage::instance_list{}, part); }
-  storage::node_list::result_type nodes() override { return op(storage::node_list{}, part); }
+  storage::node_list::result_type nodes(const storage::node_list& o) override { return op(o, part); }
   storage::node_lookup_by_name::result_type node(const std::string& name) override {
     return op(storage::node_lookup_by_name{name}, part);
   }
@@ -63,7 +79,18 @@ public:
   storage::job_insert::result_type insert_job(const storage::job_insert& o) override { return op(o, write); }
   storage::job_update::result_type update_job(const storage::job_update& o) override { return op(o, write); }
   storage::bundle::counts export_bundle(const storage::bundle::export_file& o) override {
-    return ask<storage::bundle::counts>(storage_, "storage", bundle, o);
+    if (!reader_url_)
+      return ask<storage::bundle::counts>(storage_, "storage", bundle, o);
+    // On a connection of its own, in one snapshot: sessions keep writing while it runs.
+    storage::bundle::counts out;
+    try {
+      storage::read_snapshot(*reader_url_, system_now, [&](storage::op_context& c) { out = storage::execute(c, o); });
+    } catch (const std::exception& e) {
+      throw admin::unavailable(std::string("the database: ") + e.what());
+    } catch (...) {
+      throw admin::unavailable("the database: " + storage::current_exception_message());
+    }
+    return out;
   }
   storage::bundle::import_bundle::result_type import_bundle(const storage::bundle::import_bundle& o) override {
     // The operation failing on its own is the bundle's fault (a reference that exists nowhere);
@@ -82,6 +109,10 @@ public:
   }
   std::vector<connected_node> connected() override {
     return ask<std::vector<connected_node>>(registry_, "registry", part, caf::get_atom::value);
+  }
+  uint64_t connected_count() override { return ask<uint64_t>(registry_, "registry", part, stats_atom::value); }
+  std::vector<connected_node> connected_among(const std::vector<std::string>& node_ids) override {
+    return ask<std::vector<connected_node>>(registry_, "registry", part, caf::get_atom::value, node_ids);
   }
   bool close_session(const std::string& name) override {
     return ask<bool>(registry_, "registry", part, disable_atom::value, name);
@@ -130,10 +161,13 @@ private:
   registry_actor registry_;
   tracker_actor tracker_;
   scheduler_actor scheduler_;
+  storage::size_sampler* sampler_ = nullptr;       // owned by admin_state, which outlives every request
+  std::optional<storage::storage_url> reader_url_; // long reads (exports) on their own connection
 };
 
 struct admin_state {
   static inline const char* name = "admin";
+  std::unique_ptr<storage::size_sampler> sampler; // destroyed after the server below is joined
   std::unique_ptr<actor_backend> backend;
   std::unique_ptr<admin::api> api;
   std::unique_ptr<httplib::Server> server;
@@ -217,6 +251,12 @@ std::unique_ptr<httplib::Server> make_server(const std::shared_ptr<tls::server_s
 admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
   auto& st = self->state;
   st.backend = std::make_unique<actor_backend>(self->system(), opts);
+  if (opts.reader_url) {
+    st.sampler = std::make_unique<storage::size_sampler>(*opts.reader_url, system_now, opts.sizes_every);
+    st.sampler->start();
+    st.backend->use_sampler(st.sampler.get());
+    st.backend->use_reader(*opts.reader_url);
+  }
   admin::api_options ao;
   ao.token = opts.token;
   ao.version = version;

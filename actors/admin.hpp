@@ -4,10 +4,13 @@
 // timeout. It changes state only through those actors.
 #include "actors/actors.hpp"
 #include "config/defaults.hpp"
+#include "storage/url.hpp"
 #include "tls/context.hpp"
 
 #include <caf/fwd.hpp>
 
+#include <chrono>
+#include <optional>
 #include <string>
 
 namespace nodecoord {
@@ -23,6 +26,10 @@ struct admin_options {
   std::shared_ptr<tls::server_setting> tls;
   std::string started_at;
   std::string instance_id; // this daemon's (DESIGN §9)
+  /// The database, for long reads on connections of their own (storage/snapshot.hpp): its size
+  /// every sizes_every, and bundle exports. None: both are asked of the storage actor.
+  std::optional<storage::storage_url> reader_url;
+  std::chrono::milliseconds sizes_every{defaults::sizes_every};
   storage_actor storage;
   registry_actor registry;
   tracker_actor tracker;

@@ -162,7 +162,10 @@ struct reconcile_report {
 /// What the scheduler reports about itself.
 struct scheduler_status {
   uint64_t connected = 0;
-  uint64_t reconnect_queue = 0; // sessions waiting for their reconnect request
+  uint64_t probe_waiting = 0;    // new sessions waiting for the probe for partial attempts
+  uint64_t reconnect_queue = 0;  // sessions waiting for their reconnect request
+  uint64_t reconnect_probes = 0; // probe statements (each covers up to page_size sessions)
+  uint64_t reconnect_idle = 0;   // sessions the probe found without partial attempts (no request)
   uint64_t reconnect_requests = 0;
   uint64_t reconcile_passes = 0;
   uint64_t on_demand_requests = 0;

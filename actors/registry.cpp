@@ -324,6 +324,14 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
         out.push_back({id, e.name, e.epoch, e.connected_at, e.peer});
       return out;
     },
+    [=](stats_atom) { return static_cast<uint64_t>(self->state.nodes.size()); },
+    [=](caf::get_atom, const std::vector<std::string>& node_ids) {
+      std::vector<connected_node> out;
+      for (auto& id : node_ids)
+        if (auto it = self->state.nodes.find(id); it != self->state.nodes.end())
+          out.push_back({id, it->second.name, it->second.epoch, it->second.connected_at, it->second.peer});
+      return out;
+    },
   };
 }
 

@@ -4,16 +4,19 @@
 #include "backfill/pacer.hpp"
 #include "common/ids.hpp"
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <random>
 #include <unordered_map>
+#include <vector>
 
 namespace nodecoord {
 
@@ -24,6 +27,9 @@ struct scheduler_state {
 
   scheduler_options opts;
   std::unordered_map<std::string, int64_t> connected; // node_id -> current epoch
+  // New sessions wait here for the probe that says whether they have partial attempts at all.
+  std::vector<std::pair<std::string, int64_t>> probe_waiting;
+  bool probing = false;
   std::deque<std::pair<std::string, int64_t>> reconnect_queue;
   std::unique_ptr<backfill::pacer> pacer;
   bool pace_armed = false;
@@ -56,6 +62,64 @@ void log_order(const char* trigger, const std::string& node_id, const order_resu
     return; // the tracker logs requests
   log::debug("backfill not requested",
              {{"trigger", trigger}, {"node_id", node_id}, {"status", to_string(r.status)}, {"why", r.message}});
+}
+
+bool still_connected(const scheduler_state& st, const std::string& node_id, int64_t epoch) {
+  auto c = st.connected.find(node_id);
+  return c != st.connected.end() && c->second == epoch;
+}
+
+// Probe before pacing: one statement asks which of the waiting sessions' nodes have partial
+// attempts, and only those are queued for a paced reconnect request; an idle fleet uses no slot.
+// Sessions that arrive while a probe runs wait for the next one, so a connect storm is probed a
+// few hundred nodes per statement and a lone reconnect at once.
+void probe(self_ptr self) {
+  auto& st = self->state;
+  if (st.probing || st.stopping || st.probe_waiting.empty())
+    return;
+  std::vector<std::pair<std::string, int64_t>> batch;
+  auto take = std::min<size_t>(st.probe_waiting.size(), std::max<uint32_t>(st.opts.page_size, 1));
+  batch.assign(std::make_move_iterator(st.probe_waiting.begin()),
+               std::make_move_iterator(st.probe_waiting.begin() + static_cast<std::ptrdiff_t>(take)));
+  st.probe_waiting.erase(st.probe_waiting.begin(), st.probe_waiting.begin() + static_cast<std::ptrdiff_t>(take));
+  std::vector<std::string> ids;
+  for (auto& [id, epoch] : batch)
+    if (still_connected(st, id, epoch))
+      ids.push_back(id);
+  if (ids.empty()) {
+    probe(self);
+    return;
+  }
+  st.probing = true;
+  ++st.counters.reconnect_probes;
+  ++metrics::daemon().reconnect_probes;
+  auto queue = [=](const std::vector<std::string>& partial, bool all) {
+    auto& cur = self->state;
+    cur.probing = false;
+    if (cur.stopping)
+      return;
+    for (auto& [id, epoch] : batch) {
+      if (!still_connected(cur, id, epoch))
+        continue;
+      if (all || std::binary_search(partial.begin(), partial.end(), id))
+        cur.reconnect_queue.emplace_back(id, epoch);
+      else {
+        ++cur.counters.reconnect_idle;
+        ++metrics::daemon().reconnect_idle;
+        log_order("reconnect", id, order_result{order_status::nothing_to_mark, "", 0, "no partial attempts (probe)"});
+      }
+    }
+    arm_pace(self);
+    probe(self);
+  };
+  self->request(st.opts.storage, caf::infinite, storage::nodes_partial_among{std::move(ids)})
+    .then([=](const storage::nodes_partial_among::result_type& partial) { queue(partial, false); },
+          [=](caf::error& e) {
+            // Without an answer every session is queued, as if each had partial attempts: the
+            // paced request finds out (and costs what it cost before the probe existed).
+            log::warn("reconnect probe failed", {{"nodes", batch.size()}, {"error", to_string(e)}});
+            queue({}, true);
+          });
 }
 
 // --- reconcile -------------------------------------------------------------------------------
@@ -259,6 +323,7 @@ scheduler_actor::behavior_type scheduler_impl(self_ptr self, scheduler_options o
         return uint64_t{0};
       cur.stopping = true;
       cur.reconnect_queue.clear();
+      cur.probe_waiting.clear();
       if (!cur.reconciling)
         return uint64_t{0};
       // The pass's job row is final before storage drains: a clean stop leaves no job `running`
@@ -278,8 +343,8 @@ scheduler_actor::behavior_type scheduler_impl(self_ptr self, scheduler_options o
       if (e > who.epoch)
         return;
       e = who.epoch;
-      cur.reconnect_queue.emplace_back(who.node_id, who.epoch);
-      arm_pace(self);
+      cur.probe_waiting.emplace_back(who.node_id, who.epoch);
+      probe(self);
     },
     [=](node_down_atom, const session_ref& who, const std::string&) {
       auto& cur = self->state;
@@ -296,10 +361,10 @@ scheduler_actor::behavior_type scheduler_impl(self_ptr self, scheduler_options o
       while (!cur.reconnect_queue.empty()) {
         auto [node_id, epoch] = std::move(cur.reconnect_queue.front());
         cur.reconnect_queue.pop_front();
-        auto c = cur.connected.find(node_id);
-        if (c == cur.connected.end() || c->second != epoch)
+        if (!still_connected(cur, node_id, epoch))
           continue;
         ++cur.counters.reconnect_requests;
+        ++metrics::daemon().reconnect_requests;
         self
           ->request(cur.opts.tracker, caf::infinite,
                     backfill_order{node_id, epoch, {}, cur.opts.batch_size, "reconnect"})
@@ -316,6 +381,7 @@ scheduler_actor::behavior_type scheduler_impl(self_ptr self, scheduler_options o
       auto out = cur.counters;
       out.connected = cur.connected.size();
       out.reconnect_queue = cur.reconnect_queue.size();
+      out.probe_waiting = cur.probe_waiting.size();
       return out;
     },
   };

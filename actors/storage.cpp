@@ -358,6 +358,7 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
     [=](storage::attempt_get& op) { return enqueue(self, std::move(op)); },
     [=](storage::attempts_partial_of_node& op) { return enqueue(self, std::move(op)); },
     [=](storage::nodes_with_partial& op) { return enqueue(self, std::move(op)); },
+    [=](storage::nodes_partial_among& op) { return enqueue(self, std::move(op)); },
     [=](storage::logs_get& op) { return enqueue(self, std::move(op)); },
     [=](storage::mark_pending& op) { return enqueue(self, std::move(op)); },
     [=](storage::apply_backfill& op) { return enqueue(self, std::move(op)); },

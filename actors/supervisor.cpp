@@ -277,6 +277,7 @@ void start_admin(self_ptr self, uint16_t node_port) {
   ao.tls = st.opts.admin_tls;
   ao.started_at = st.started_at;
   ao.instance_id = st.opts.instance_id;
+  ao.reader_url = storage::parse_storage_url(cfg.storage.url, st.opts.state_dir, cfg.storage.connect_timeout);
   ao.storage = st.storage;
   ao.registry = st.registry;
   ao.tracker = st.tracker;

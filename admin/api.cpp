@@ -131,7 +131,7 @@ http_response api::route(const http_request& req) {
   if (seg.size() >= 2 && seg[1] == "nodes") {
     if (seg.size() == 2) {
       if (m == "GET")
-        return (only_params(req, {}), list_nodes());
+        return list_nodes(req);
       if (m == "POST")
         return (only_params(req, {}), create_node(req));
       return method_not_allowed("GET, POST");
@@ -277,7 +277,7 @@ http_response api::overview() {
     missing.push_back("storage");
   }
   try {
-    data["connected"] = backend_.connected().size();
+    data["connected"] = backend_.connected_count();
   } catch (const unavailable&) {
     missing.push_back("registry");
   }
@@ -354,6 +354,18 @@ http_response api::metrics() {
   w.family("nodecoord_instances_recovered_total", "counter",
            "Instances whose lease expired that this instance recovered.");
   w.sample("nodecoord_instances_recovered_total", static_cast<double>(m.instances_recovered.load()));
+  w.family("nodecoord_reconnect_probes_total", "counter",
+           "Reconnect trigger: statements that asked which newly connected nodes have partial attempts.");
+  w.sample("nodecoord_reconnect_probes_total", static_cast<double>(m.reconnect_probes.load()));
+  w.family("nodecoord_reconnect_idle_total", "counter",
+           "Reconnect trigger: sessions whose node had no partial attempts (no request, no paced slot used).");
+  w.sample("nodecoord_reconnect_idle_total", static_cast<double>(m.reconnect_idle.load()));
+  w.family("nodecoord_reconnect_requests_total", "counter", "Reconnect trigger: paced backfill orders.");
+  w.sample("nodecoord_reconnect_requests_total", static_cast<double>(m.reconnect_requests.load()));
+  w.family("nodecoord_session_capacity", "gauge",
+           "Node sessions the process's descriptor limit allows (the soft limit, raised to the hard one at startup, "
+           "less the descriptors kept for the daemon itself).");
+  w.sample("nodecoord_session_capacity", static_cast<double>(m.session_capacity.load()));
   w.family("nodecoord_handshakes", "gauge", "Connections that have not authenticated yet.");
   w.sample("nodecoord_handshakes", static_cast<double>(m.handshakes.load()));
   w.family("nodecoord_ingest_frames", "gauge", "Node frames handed to storage and not committed yet (backpressure).");

@@ -8,6 +8,7 @@
 #include "storage/admin_ops.hpp"
 #include "storage/bundle.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -56,7 +57,7 @@ public:
   virtual storage::database_size::result_type sizes() = 0;
   /// Every instance sharing the database and its lease (DESIGN §9).
   virtual storage::instance_list::result_type instances() { return {}; }
-  virtual storage::node_list::result_type nodes() = 0;
+  virtual storage::node_list::result_type nodes(const storage::node_list& op) = 0;
   virtual storage::node_lookup_by_name::result_type node(const std::string& name) = 0;
   virtual storage::node_create::result_type create_node(const storage::node_create& op) = 0;
   virtual storage::node_disable::result_type disable_node(const std::string& name) = 0;
@@ -76,6 +77,16 @@ public:
   virtual storage::bundle::import_bundle::result_type import_bundle(const storage::bundle::import_bundle& op) = 0;
   // registry, tracker, scheduler
   virtual std::vector<connected_node> connected() = 0;
+  /// How many sessions are registered.
+  virtual uint64_t connected_count() { return connected().size(); }
+  /// The sessions of these nodes only (a page of nodes costs its own size, not the fleet's).
+  virtual std::vector<connected_node> connected_among(const std::vector<std::string>& node_ids) {
+    std::vector<connected_node> out;
+    for (auto& c : connected())
+      if (std::find(node_ids.begin(), node_ids.end(), c.node_id) != node_ids.end())
+        out.push_back(c);
+    return out;
+  }
   virtual bool close_session(const std::string& name) = 0;
   virtual tracker_status tracker() = 0;
   /// On-demand backfill of one attempt; waits for the order's result.
@@ -118,7 +129,7 @@ private:
   http_response readyz();
   http_response overview();
   http_response metrics();
-  http_response list_nodes();
+  http_response list_nodes(const http_request& req);
   http_response show_node(const std::string& name);
   http_response create_node(const http_request& req);
   http_response node_action(const std::string& name, const std::string& action);

@@ -36,6 +36,21 @@ live_view live_of(backend& b) {
   return v;
 }
 
+/// The live view of these nodes only: the registry is asked about them, not the whole fleet.
+live_view live_of(backend& b, const std::vector<storage::node_record>& nodes) {
+  live_view v;
+  std::vector<std::string> ids;
+  for (auto& n : nodes)
+    ids.push_back(n.id);
+  for (auto& c : b.connected_among(ids))
+    v.connected.insert(c.node_id);
+  std::set<std::string> page(ids.begin(), ids.end());
+  for (auto& r : b.tracker().requests)
+    if (page.count(r.node_id))
+      ++v.in_flight[r.node_id];
+  return v;
+}
+
 json node_with_live(const storage::node_record& n, const live_view& v) {
   auto it = v.in_flight.find(n.id);
   return node_json(n, v.connected.count(n.id) > 0, it == v.in_flight.end() ? 0 : it->second);
@@ -50,13 +65,23 @@ storage::node_record find_node(backend& b, const std::string& name) {
 
 } // namespace
 
-http_response api::list_nodes() {
-  auto nodes = backend_.nodes();
-  auto live = live_of(backend_);
+http_response api::list_nodes(const http_request& req) {
+  only_params(req, {"limit", "after", "status"});
+  storage::node_list op;
+  op.limit = limit_param(req);
+  op.status = one_of(req, "status", node_statuses);
+  if (auto after = param(req, "after")) {
+    if (!valid_node_name(*after))
+      bad_request("after must be the 'next' value of the previous page (a node name), not '" + *after + "'");
+    op.after_name = *after;
+  }
+  auto nodes = backend_.nodes(op);
+  auto live = live_of(backend_, nodes);
   json out = json::object();
   auto& arr = out["nodes"] = json::array();
   for (auto& n : nodes)
     arr.push_back(node_with_live(n, live));
+  out["next"] = static_cast<int64_t>(nodes.size()) == op.limit ? json(nodes.back().name) : json(nullptr);
   return reply(200, std::move(out));
 }
 

@@ -60,6 +60,10 @@ struct daemon_metrics {
   std::atomic<uint64_t> fenced_writes{0};       // writes of superseded sessions refused by the epoch fence
   std::atomic<uint64_t> lease_losses{0};        // times this instance found its lease taken (DESIGN §9)
   std::atomic<uint64_t> instances_recovered{0}; // expired instances this one recovered
+  std::atomic<uint64_t> reconnect_probes{0};    // reconnect trigger: probe statements
+  std::atomic<uint64_t> reconnect_idle{0};      // reconnect trigger: sessions probed idle (no request)
+  std::atomic<uint64_t> reconnect_requests{0};  // reconnect trigger: paced requests ordered
+  std::atomic<int64_t> session_capacity{0};     // sessions the descriptor limit allows (0: unknown)
   std::atomic<int64_t> sessions_paused{0};      // sessions not reading now (backpressure)
   std::atomic<uint64_t> session_pauses{0};      // times a session stopped reading
   std::atomic<uint64_t> read_rearms{0};         // reads re-triggered after a resume (node_session.cpp)

@@ -74,6 +74,7 @@ inline constexpr const char* admin_token_file = "";
 inline constexpr uint64_t admin_max_body_bytes = 512ull * 1024 * 1024; // 512 MiB
 
 // Not configurable: the admin API's own limits.
+inline constexpr auto sizes_every = 30s;          // the database's size is measured this often, off the write path
 inline constexpr auto overview_cache = 5s;        // counts and sizes are re-read at most this often
 inline constexpr auto admin_part_timeout = 2s;    // each actor asked for a part of an answer
 inline constexpr auto admin_write_timeout = 30s;  // an operation that writes (create, prune, import)

@@ -1,7 +1,9 @@
 // nodecoordd: the coordinator daemon. This file is the process shell: command line, configuration,
 // logging, signals and the actor system's lifetime. Everything else happens in actors.
 #include "actors/errors.hpp"
+#include "common/descriptors.hpp"
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 #include "config/config.hpp"
 #include "actors/supervisor.hpp"
 #include "daemon/logging.hpp"
@@ -223,15 +225,18 @@ int main(int argc, char** argv) {
                                     {"storage", url.redacted()}});
 
   // One descriptor per node session: use all the descriptors we are allowed (systemd's
-  // LimitNOFILE, or the shell's hard limit), and say how many that is.
-  rlimit nofile{};
-  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-    nofile.rlim_cur = nofile.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &nofile);
-  }
-  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < cfg.server.max_connections + 64u)
-    log::warn("open file limit is below server.max_connections; connections beyond it will fail",
-              {{"limit", static_cast<uint64_t>(nofile.rlim_cur)}, {"max_connections", cfg.server.max_connections}});
+  // LimitNOFILE, or the shell's hard limit), and say how many sessions that is.
+  auto nofile = raise_descriptor_limit(cfg.server.max_connections);
+  metrics::daemon().session_capacity = static_cast<int64_t>(nofile.sessions);
+  log::info("descriptor limit", {{"soft", nofile.soft},
+                                 {"hard", nofile.hard},
+                                 {"raised_from", nofile.soft_before},
+                                 {"sessions", nofile.sessions},
+                                 {"max_connections", cfg.server.max_connections}});
+  if (nofile.sessions < cfg.server.max_connections)
+    log::warn("the descriptor limit allows fewer sessions than server.max_connections; connections beyond it "
+              "will fail (raise LimitNOFILE, or ulimit -Hn)",
+              {{"sessions", nofile.sessions}, {"max_connections", cfg.server.max_connections}, {"limit", nofile.soft}});
 
   // Signals are taken synchronously through a signalfd: block them before any thread exists so
   // that every thread inherits the mask.

@@ -124,7 +124,7 @@ struct fake_backend final : backend {
     need_storage();
     return {4096, {{"nodes", 1024}, {"jobs", 2048}}};
   }
-  storage::node_list::result_type nodes() override {
+  storage::node_list::result_type nodes(const storage::node_list&) override {
     need_storage();
     return {node_row("build-07"), node_row("build-08")};
   }

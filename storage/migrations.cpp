@@ -133,10 +133,162 @@ std::vector<std::string> v2(const dialect& d) {
   return out;
 }
 
+// Counts kept as the rows change (issue 19): the overview reads a few counter rows instead of
+// scanning node_task_attempts and jobs. Triggers keep them, in the same transaction as the change,
+// whatever statement makes it. PostgreSQL: each backend adds to its own shard (its pid), so
+// writers never wait for each other on a counter row; attempts and jobs by statement-level
+// triggers over transition tables (one counter update per statement, not per row); nodes by a
+// row trigger that fires only when a status changes (the frequent last_seen_at flushes leave it
+// alone). SQLite: one writer, shard 0, row triggers. fold_counts (at startup) folds the shards of
+// backends that are gone into shard 0.
+std::vector<std::string> v3(const dialect& d) {
+  std::vector<std::string> out;
+  out.push_back(R"(CREATE TABLE attempt_counts (
+  shard BIGINT NOT NULL,
+  sync_state TEXT NOT NULL,
+  attempts BIGINT NOT NULL,
+  log_lines BIGINT NOT NULL,
+  PRIMARY KEY (shard, sync_state)
+))");
+  out.push_back(R"(CREATE TABLE job_counts (
+  shard BIGINT NOT NULL,
+  status TEXT NOT NULL,
+  type TEXT NOT NULL,
+  jobs BIGINT NOT NULL,
+  PRIMARY KEY (shard, status, type)
+))");
+  out.push_back(R"(CREATE TABLE node_counts (
+  shard BIGINT NOT NULL,
+  status TEXT NOT NULL,
+  nodes BIGINT NOT NULL,
+  PRIMARY KEY (shard, status)
+))");
+  // What the tables hold now.
+  out.push_back(
+    "INSERT INTO attempt_counts (shard, sync_state, attempts, log_lines) "
+    "SELECT 0, sync_state, COUNT(*), COALESCE(SUM(log_count), 0) FROM node_task_attempts GROUP BY sync_state");
+  out.push_back("INSERT INTO job_counts (shard, status, type, jobs) SELECT 0, status, type, COUNT(*) FROM jobs "
+                "GROUP BY status, type");
+  out.push_back("INSERT INTO node_counts (shard, status, nodes) SELECT 0, status, COUNT(*) FROM nodes GROUP BY status");
+  if (d.kind == backend::postgresql) {
+    const std::string attempts_up = "ON CONFLICT (shard, sync_state) DO UPDATE SET attempts = c.attempts + "
+                                    "EXCLUDED.attempts, log_lines = c.log_lines + EXCLUDED.log_lines";
+    out.push_back(
+      R"(CREATE FUNCTION nc_count_attempts() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO attempt_counts AS c (shard, sync_state, attempts, log_lines)
+      SELECT pg_backend_pid(), sync_state, COUNT(*), COALESCE(SUM(log_count), 0) FROM nc_new
+      GROUP BY sync_state ORDER BY sync_state )"
+      + attempts_up + R"(;
+  ELSIF TG_OP = 'DELETE' THEN
+    INSERT INTO attempt_counts AS c (shard, sync_state, attempts, log_lines)
+      SELECT pg_backend_pid(), sync_state, -COUNT(*), -COALESCE(SUM(log_count), 0) FROM nc_old
+      GROUP BY sync_state ORDER BY sync_state )"
+      + attempts_up + R"(;
+  ELSE
+    INSERT INTO attempt_counts AS c (shard, sync_state, attempts, log_lines)
+      SELECT pg_backend_pid(), s, SUM(n), SUM(l) FROM (
+        SELECT sync_state AS s, 1 AS n, log_count AS l FROM nc_new
+        UNION ALL SELECT sync_state, -1, -log_count FROM nc_old) d
+      GROUP BY s HAVING SUM(n) <> 0 OR SUM(l) <> 0 ORDER BY s )"
+      + attempts_up + R"(;
+  END IF;
+  RETURN NULL;
+END $f$)");
+    const std::string jobs_up = "ON CONFLICT (shard, status, type) DO UPDATE SET jobs = c.jobs + EXCLUDED.jobs";
+    out.push_back(
+      R"(CREATE FUNCTION nc_count_jobs() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO job_counts AS c (shard, status, type, jobs)
+      SELECT pg_backend_pid(), status, type, COUNT(*) FROM nc_new GROUP BY status, type ORDER BY status, type )"
+      + jobs_up + R"(;
+  ELSIF TG_OP = 'DELETE' THEN
+    INSERT INTO job_counts AS c (shard, status, type, jobs)
+      SELECT pg_backend_pid(), status, type, -COUNT(*) FROM nc_old GROUP BY status, type ORDER BY status, type )"
+      + jobs_up + R"(;
+  ELSE
+    INSERT INTO job_counts AS c (shard, status, type, jobs)
+      SELECT pg_backend_pid(), s, t, SUM(n) FROM (
+        SELECT status AS s, type AS t, 1 AS n FROM nc_new
+        UNION ALL SELECT status, type, -1 FROM nc_old) d
+      GROUP BY s, t HAVING SUM(n) <> 0 ORDER BY s, t )"
+      + jobs_up + R"(;
+  END IF;
+  RETURN NULL;
+END $f$)");
+    out.push_back(
+      R"(CREATE FUNCTION nc_count_nodes() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
+BEGIN
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    INSERT INTO node_counts AS c (shard, status, nodes) VALUES (pg_backend_pid(), OLD.status, -1)
+      ON CONFLICT (shard, status) DO UPDATE SET nodes = c.nodes - 1;
+  END IF;
+  IF TG_OP IN ('UPDATE', 'INSERT') THEN
+    INSERT INTO node_counts AS c (shard, status, nodes) VALUES (pg_backend_pid(), NEW.status, 1)
+      ON CONFLICT (shard, status) DO UPDATE SET nodes = c.nodes + 1;
+  END IF;
+  RETURN NULL;
+END $f$)");
+    for (auto [table, fn] :
+         {std::pair{"node_task_attempts", "nc_count_attempts"}, std::pair{"jobs", "nc_count_jobs"}}) {
+      std::string t = table;
+      out.push_back("CREATE TRIGGER " + t + "_count_ins AFTER INSERT ON " + t
+                    + " REFERENCING NEW TABLE AS nc_new FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()");
+      out.push_back("CREATE TRIGGER " + t + "_count_upd AFTER UPDATE ON " + t
+                    + " REFERENCING OLD TABLE AS nc_old NEW TABLE AS nc_new FOR EACH STATEMENT EXECUTE FUNCTION " + fn
+                    + "()");
+      out.push_back("CREATE TRIGGER " + t + "_count_del AFTER DELETE ON " + t
+                    + " REFERENCING OLD TABLE AS nc_old FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()");
+    }
+    out.push_back(
+      "CREATE TRIGGER nodes_count_ins AFTER INSERT ON nodes FOR EACH ROW EXECUTE FUNCTION nc_count_nodes()");
+    out.push_back("CREATE TRIGGER nodes_count_upd AFTER UPDATE OF status ON nodes FOR EACH ROW "
+                  "WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION nc_count_nodes()");
+    out.push_back(
+      "CREATE TRIGGER nodes_count_del AFTER DELETE ON nodes FOR EACH ROW EXECUTE FUNCTION nc_count_nodes()");
+    return out;
+  }
+  // SQLite: row triggers, shard 0.
+  auto add_attempt = [](const char* row, const char* sign) {
+    return std::string("INSERT INTO attempt_counts (shard, sync_state, attempts, log_lines) VALUES (0, ") + row
+           + ".sync_state, " + sign + "1, " + sign + row + ".log_count) ON CONFLICT (shard, sync_state) DO UPDATE SET "
+           + "attempts = attempts + excluded.attempts, log_lines = log_lines + excluded.log_lines;";
+  };
+  auto add_job = [](const char* row, const char* sign) {
+    return std::string("INSERT INTO job_counts (shard, status, type, jobs) VALUES (0, ") + row + ".status, " + row
+           + ".type, " + sign + "1) ON CONFLICT (shard, status, type) DO UPDATE SET jobs = jobs + excluded.jobs;";
+  };
+  auto add_node = [](const char* row, const char* sign) {
+    return std::string("INSERT INTO node_counts (shard, status, nodes) VALUES (0, ") + row + ".status, " + sign
+           + "1) ON CONFLICT (shard, status) DO UPDATE SET nodes = nodes + excluded.nodes;";
+  };
+  out.push_back("CREATE TRIGGER attempts_count_ins AFTER INSERT ON node_task_attempts BEGIN " + add_attempt("NEW", "")
+                + " END");
+  out.push_back("CREATE TRIGGER attempts_count_upd AFTER UPDATE OF sync_state, log_count ON node_task_attempts "
+                "WHEN OLD.sync_state IS NOT NEW.sync_state OR OLD.log_count IS NOT NEW.log_count BEGIN "
+                + add_attempt("OLD", "-") + " " + add_attempt("NEW", "") + " END");
+  out.push_back("CREATE TRIGGER attempts_count_del AFTER DELETE ON node_task_attempts BEGIN " + add_attempt("OLD", "-")
+                + " END");
+  out.push_back("CREATE TRIGGER jobs_count_ins AFTER INSERT ON jobs BEGIN " + add_job("NEW", "") + " END");
+  out.push_back("CREATE TRIGGER jobs_count_upd AFTER UPDATE OF status, type ON jobs "
+                "WHEN OLD.status IS NOT NEW.status OR OLD.type IS NOT NEW.type BEGIN "
+                + add_job("OLD", "-") + " " + add_job("NEW", "") + " END");
+  out.push_back("CREATE TRIGGER jobs_count_del AFTER DELETE ON jobs BEGIN " + add_job("OLD", "-") + " END");
+  out.push_back("CREATE TRIGGER nodes_count_ins AFTER INSERT ON nodes BEGIN " + add_node("NEW", "") + " END");
+  out.push_back("CREATE TRIGGER nodes_count_upd AFTER UPDATE OF status ON nodes WHEN OLD.status IS NOT NEW.status "
+                "BEGIN "
+                + add_node("OLD", "-") + " " + add_node("NEW", "") + " END");
+  out.push_back("CREATE TRIGGER nodes_count_del AFTER DELETE ON nodes BEGIN " + add_node("OLD", "-") + " END");
+  return out;
+}
+
 const std::vector<migration>& all_migrations() {
   static const std::vector<migration> ms{
     {1, "initial schema: nodes, node_task_attempts, attempt_logs, jobs", &v1},
     {2, "several instances: instances (leases), nodes.owner_instance, jobs.instance_id", &v2},
+    {3, "counts kept by triggers: attempt_counts, job_counts, node_counts", &v3},
   };
   return ms;
 }

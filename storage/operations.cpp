@@ -132,11 +132,23 @@ node_lookup_by_name::result_type execute(op_context& c, const node_lookup_by_nam
   return find_node(c, "name", op.name);
 }
 
-node_list::result_type execute(op_context& c, const node_list&) {
+node_list::result_type execute(op_context& c, const node_list& op) {
   node_list::result_type out;
-  query(c.sql, "SELECT " + node_columns(c.d) + " FROM nodes ORDER BY name").each([&](const soci::row& r) {
-    out.push_back(read_node(r));
-  });
+  // Keyset on the name's unique index: a page costs the same at any depth of the fleet.
+  std::string where;
+  if (!op.after_name.empty())
+    where += " AND name > :after";
+  if (!op.status.empty())
+    where += " AND status = :status";
+  query q(c.sql, "SELECT " + node_columns(c.d) + " FROM nodes WHERE 1 = 1" + where + " ORDER BY name"
+                   + (op.limit > 0 ? " LIMIT :lim" : ""));
+  if (!op.after_name.empty())
+    q.bind("after", op.after_name);
+  if (!op.status.empty())
+    q.bind("status", op.status);
+  if (op.limit > 0)
+    q.bind("lim", op.limit);
+  q.each([&](const soci::row& r) { out.push_back(read_node(r)); });
   return out;
 }
 
@@ -341,6 +353,19 @@ nodes_with_partial::result_type execute(op_context& c, const nodes_with_partial&
   return out;
 }
 
+nodes_partial_among::result_type execute(op_context& c, const nodes_partial_among& op) {
+  nodes_partial_among::result_type out;
+  // DISTINCT over the (node_id, sync_state, created_at) index: one probe per listed node.
+  for (auto& chunk : chunks(op.node_ids, c.d.rows_per_statement(1, in_chunk))) {
+    query(c.sql, "SELECT DISTINCT node_id FROM node_task_attempts WHERE sync_state = 'partial' AND node_id IN "
+                   + query::in_list("i", chunk.size()))
+      .bind_list("i", chunk)
+      .each([&](const soci::row& r) { out.push_back(col_str(r, 0)); });
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 logs_get::result_type execute(op_context& c, const logs_get& op) {
   logs_get::result_type out;
   query(c.sql, "SELECT seq, " + c.d.ts("ts")
@@ -524,7 +549,35 @@ instance_start::result_type execute(op_context& c, const instance_start& op) {
       .bind_nullable("l", op.listen)
       .each([&](const soci::row& r) { out.incarnation = col_int(r, 0); });
   out.recovery = execute(c, reset_all_pending{});
+  fold_counts(c);
   return out;
+}
+
+void fold_counts(op_context& c) {
+  if (c.d.kind != backend::postgresql)
+    return; // one writer, one shard
+  // One folder at a time (two starting instances would lock the same rows in different orders);
+  // a live backend's shard is left alone: its transaction may hold the row.
+  query(c.sql, "SELECT 1 FROM (SELECT pg_advisory_xact_lock(740075)) AS l").each([](const soci::row&) {});
+  query(c.sql, "WITH gone AS (DELETE FROM attempt_counts WHERE shard <> 0 AND shard NOT IN "
+               "(SELECT pid FROM pg_stat_activity) RETURNING sync_state, attempts, log_lines) "
+               "INSERT INTO attempt_counts AS c (shard, sync_state, attempts, log_lines) "
+               "SELECT 0, sync_state, SUM(attempts), SUM(log_lines) FROM gone GROUP BY sync_state ORDER BY sync_state "
+               "ON CONFLICT (shard, sync_state) DO UPDATE SET attempts = c.attempts + EXCLUDED.attempts, "
+               "log_lines = c.log_lines + EXCLUDED.log_lines")
+    .exec();
+  query(c.sql, "WITH gone AS (DELETE FROM job_counts WHERE shard <> 0 AND shard NOT IN "
+               "(SELECT pid FROM pg_stat_activity) RETURNING status, type, jobs) "
+               "INSERT INTO job_counts AS c (shard, status, type, jobs) "
+               "SELECT 0, status, type, SUM(jobs) FROM gone GROUP BY status, type ORDER BY status, type "
+               "ON CONFLICT (shard, status, type) DO UPDATE SET jobs = c.jobs + EXCLUDED.jobs")
+    .exec();
+  query(c.sql, "WITH gone AS (DELETE FROM node_counts WHERE shard <> 0 AND shard NOT IN "
+               "(SELECT pid FROM pg_stat_activity) RETURNING status, nodes) "
+               "INSERT INTO node_counts AS c (shard, status, nodes) "
+               "SELECT 0, status, SUM(nodes) FROM gone GROUP BY status ORDER BY status "
+               "ON CONFLICT (shard, status) DO UPDATE SET nodes = c.nodes + EXCLUDED.nodes")
+    .exec();
 }
 
 instance_renew::result_type execute(op_context& c, const instance_renew& op) {
@@ -679,8 +732,25 @@ job_query::result_type execute(op_context& c, const job_query& op) {
   return out;
 }
 
-count_summary::result_type execute(op_context& c, const count_summary&) {
+count_summary::result_type execute(op_context& c, const count_summary& op) {
   count_summary::result_type out;
+  if (!op.scan) {
+    // Shards summed; a state whose rows all left sums to 0 and is not listed (as in a scan).
+    query(c.sql, "SELECT status, SUM(nodes) FROM node_counts GROUP BY status HAVING SUM(nodes) <> 0 ORDER BY status")
+      .each([&](const soci::row& r) { out.nodes_by_status.emplace_back(col_str(r, 0), col_int(r, 1)); });
+    query(c.sql, "SELECT sync_state, SUM(attempts) FROM attempt_counts GROUP BY sync_state "
+                 "HAVING SUM(attempts) <> 0 ORDER BY sync_state")
+      .each([&](const soci::row& r) { out.attempts_by_sync_state.emplace_back(col_str(r, 0), col_int(r, 1)); });
+    query(c.sql, "SELECT status, type, SUM(jobs) FROM job_counts GROUP BY status, type HAVING SUM(jobs) <> 0 "
+                 "ORDER BY status, type")
+      .each([&](const soci::row& r) {
+        out.jobs_by_status_type.emplace_back(col_str(r, 0) + "/" + col_str(r, 1), col_int(r, 2));
+      });
+    query(c.sql, "SELECT COALESCE(SUM(log_lines), 0) FROM attempt_counts").each([&](const soci::row& r) {
+      out.log_lines = col_int(r, 0);
+    });
+    return out;
+  }
   query(c.sql, "SELECT status, COUNT(*) FROM nodes GROUP BY status ORDER BY status").each([&](const soci::row& r) {
     out.nodes_by_status.emplace_back(col_str(r, 0), col_int(r, 1));
   });

@@ -121,8 +121,12 @@ struct node_lookup_by_name {
   using result_type = node_lookup_by_key::result_type;
 };
 
-/// All nodes, ordered by name.
+/// Nodes ordered by name: those after `after_name` (keyset paging), with `status` if set, at most
+/// `limit` (0: all).
 struct node_list {
+  std::string after_name;
+  std::string status; // online | offline | disabled; empty: any
+  int64_t limit = 0;
   using result_type = std::vector<node_record>;
 };
 
@@ -266,6 +270,13 @@ struct attempts_partial_of_node {
 struct nodes_with_partial {
   std::string after_node_id;
   int64_t limit = 100;
+  using result_type = std::vector<std::string>;
+};
+
+/// Of the given nodes, those with at least one `partial` attempt, in id order (the reconnect
+/// trigger's probe: an idle node uses no paced slot). One statement per few hundred ids.
+struct nodes_partial_among {
+  std::vector<std::string> node_ids;
   using result_type = std::vector<std::string>;
 };
 
@@ -468,7 +479,11 @@ struct job_query {
 // --- counts ----------------------------------------------------------------------------------
 
 /// Counts for operators (overview) and tests.
+/// Counts for the overview, from the counter tables the triggers keep (a few rows, whatever the
+/// size of the history); `scan`: by scanning the tables themselves (tests check one against the
+/// other).
 struct count_summary {
+  bool scan = false;
   struct result_type {
     std::vector<std::pair<std::string, int64_t>> nodes_by_status;
     std::vector<std::pair<std::string, int64_t>> attempts_by_sync_state;
@@ -496,6 +511,9 @@ logs_insert::result_type execute(op_context&, const logs_insert&);
 attempt_get::result_type execute(op_context&, const attempt_get&);
 attempts_partial_of_node::result_type execute(op_context&, const attempts_partial_of_node&);
 nodes_with_partial::result_type execute(op_context&, const nodes_with_partial&);
+nodes_partial_among::result_type execute(op_context&, const nodes_partial_among&);
+/// Folds the counter shards of PostgreSQL backends that are gone into shard 0 (instance start).
+void fold_counts(op_context&);
 logs_get::result_type execute(op_context&, const logs_get&);
 mark_pending::result_type execute(op_context&, const mark_pending&);
 apply_backfill::result_type execute(op_context&, const apply_backfill&);

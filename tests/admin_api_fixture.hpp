@@ -70,11 +70,20 @@ struct fake_backend final : backend {
     need_storage();
     return {4096, {{"nodes", 1024}, {"jobs", 2048}}};
   }
-  storage::node_list::result_type nodes() override {
+  std::vector<connected_node> connected_among(const std::vector<std::string>& node_ids) override {
+    live_asked_among = true;
+    return backend::connected_among(node_ids);
+  }
+  bool live_asked_among = false;
+  storage::node_list::result_type nodes(const storage::node_list& op) override {
     need_storage();
     storage::node_list::result_type out;
-    for (auto& [n, r] : nodes_by_name)
-      out.push_back(r);
+    for (auto it = nodes_by_name.upper_bound(op.after_name); it != nodes_by_name.end(); ++it) {
+      if (op.limit > 0 && static_cast<int64_t>(out.size()) == op.limit)
+        break;
+      if (op.status.empty() || it->second.status == op.status)
+        out.push_back(it->second);
+    }
     return out;
   }
   storage::node_lookup_by_name::result_type node(const std::string& name) override {

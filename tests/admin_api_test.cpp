@@ -102,6 +102,8 @@ BOOST_AUTO_TEST_CASE(nodes_create_show_and_act) {
   BOOST_TEST(list["nodes"][0]["connected"] == true);
   BOOST_TEST(list["nodes"][0]["in_flight"] == 1);
   BOOST_TEST(list["nodes"][0]["connected_at"].is_null());
+  BOOST_TEST(list["next"].is_null());
+  BOOST_TEST(b.live_asked_among, "a page asks the registry about its own nodes, not the fleet");
   auto shown = data(call("GET", "/api/nodes/alpha"));
   BOOST_TEST(shown["node"]["name"] == "alpha");
   BOOST_TEST(error(call("GET", "/api/nodes/nope"), 404) == "not_found");
@@ -119,6 +121,40 @@ BOOST_AUTO_TEST_CASE(nodes_create_show_and_act) {
   for (auto action : {"disable", "enable", "rotate-key"})
     BOOST_TEST(error(call("POST", std::string("/api/nodes/nope/") + action), 404) == "not_found");
   BOOST_TEST(error(call("POST", "/api/nodes/alpha/explode"), 404) == "not_found");
+}
+
+BOOST_AUTO_TEST_CASE(nodes_list_pages_by_name_and_filters_by_status) {
+  for (auto n : {"delta", "alpha", "echo", "charlie", "bravo"})
+    data(call("POST", "/api/nodes", json{{"name", n}}.dump()));
+  data(call("POST", "/api/nodes/charlie/disable"));
+  b.live.push_back({b.nodes_by_name["echo"].id, "echo", 1, "", ""});
+  std::vector<std::string> seen;
+  std::string after;
+  int pages = 0;
+  for (;;) {
+    auto page = data(call("GET", "/api/nodes?limit=2" + (after.empty() ? "" : "&after=" + after)));
+    ++pages;
+    for (auto& n : page["nodes"]) {
+      seen.push_back(n["name"]);
+      BOOST_TEST(n["connected"] == (n["name"] == "echo"));
+    }
+    if (page["next"].is_null())
+      break;
+    BOOST_TEST(page["next"] == page["nodes"].back()["name"]);
+    after = page["next"];
+  }
+  BOOST_TEST(pages == 3);
+  BOOST_TEST(seen == (std::vector<std::string>{"alpha", "bravo", "charlie", "delta", "echo"}),
+             boost::test_tools::per_element());
+  auto disabled = data(call("GET", "/api/nodes?status=disabled"));
+  BOOST_REQUIRE_EQUAL(disabled["nodes"].size(), 1u);
+  BOOST_TEST(disabled["nodes"][0]["name"] == "charlie");
+  BOOST_TEST(disabled["next"].is_null());
+  BOOST_TEST(error(call("GET", "/api/nodes?status=asleep"), 400) == "bad_request");
+  BOOST_TEST(error(call("GET", "/api/nodes?limit=0"), 400) == "bad_request");
+  BOOST_TEST(error(call("GET", "/api/nodes?limit=1001"), 400) == "bad_request");
+  BOOST_TEST(error(call("GET", "/api/nodes?after=bad%20name"), 400) == "bad_request");
+  BOOST_TEST(error(call("GET", "/api/nodes?page=2"), 400) == "bad_request");
 }
 
 BOOST_AUTO_TEST_CASE(attempts_list_checks_and_pages) {

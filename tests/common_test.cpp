@@ -4,10 +4,13 @@
 
 #include "common/auth_limiter.hpp"
 #include "common/clock.hpp"
+#include "common/descriptors.hpp"
 #include "common/ingest_budget.hpp"
 #include "common/ids.hpp"
 #include "common/log.hpp"
 #include "storage/url.hpp"
+
+#include <sys/resource.h>
 
 #include <chrono>
 #include <set>
@@ -182,4 +185,25 @@ BOOST_AUTO_TEST_CASE(a_session_gets_a_share_of_the_fleet_budget) {
   auto small = ingest_budget::per_session({1 << 20, 100});
   BOOST_TEST(small.max_bytes == 1u << 20, "never more than the fleet's");
   BOOST_TEST(small.max_frames == 100u);
+}
+
+BOOST_AUTO_TEST_CASE(the_descriptor_limit_is_raised_to_the_hard_one_and_sessions_fit_under_it) {
+  BOOST_TEST(nodecoord::sessions_allowed(20000, 100000) == 20000u - nodecoord::descriptor_reserve);
+  BOOST_TEST(nodecoord::sessions_allowed(65536, 10000) == 10000u, "max_connections caps it");
+  BOOST_TEST(nodecoord::sessions_allowed(10, 10000) == 0u, "a limit below the reserve leaves no room");
+  rlimit before{};
+  BOOST_REQUIRE(getrlimit(RLIMIT_NOFILE, &before) == 0);
+  auto lowered = before;
+  if (before.rlim_max > 256) {
+    lowered.rlim_cur = 256; // as a shell's default soft limit would be
+    BOOST_REQUIRE(setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+  }
+  auto got = nodecoord::raise_descriptor_limit(1u << 30);
+  rlimit now{};
+  BOOST_REQUIRE(getrlimit(RLIMIT_NOFILE, &now) == 0);
+  BOOST_TEST(now.rlim_cur == before.rlim_max, "the soft limit is the hard one");
+  BOOST_TEST(got.soft == uint64_t(now.rlim_cur));
+  BOOST_TEST(got.hard == uint64_t(now.rlim_max));
+  BOOST_TEST(got.soft_before == uint64_t(lowered.rlim_cur));
+  BOOST_TEST(got.sessions == nodecoord::sessions_allowed(got.soft, 1u << 30));
 }

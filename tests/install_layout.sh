@@ -7,10 +7,18 @@ tmp=$(mktemp -d /tmp/nodecoord-install.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 # A separate configure with prefix /usr, reusing the built binary's sources (fast: no rebuild of
 # the tests, only nodecoordd).
-cmake -S "$src" -B "$tmp/build" -G Ninja -DCMAKE_INSTALL_PREFIX=/usr -DNODECOORD_BUILD_TESTS=OFF \
-  -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build "$tmp/build" --target nodecoordd nodecoordctl nodecoord-agent -j2 >/dev/null
-DESTDIR="$tmp/root" cmake --install "$tmp/build" >/dev/null
+# Each step's output is shown only if it fails (a silent failure under set -e told nothing).
+step() {
+  if ! "$@" >"$tmp/step.log" 2>&1; then
+    echo "install_layout: failed: $*" >&2
+    tail -n 40 "$tmp/step.log" >&2
+    exit 1
+  fi
+}
+step cmake -S "$src" -B "$tmp/build" -G Ninja -DCMAKE_INSTALL_PREFIX=/usr -DNODECOORD_BUILD_TESTS=OFF \
+  -DCMAKE_BUILD_TYPE=Debug
+step cmake --build "$tmp/build" --target nodecoordd nodecoordctl nodecoord-agent -j2
+DESTDIR="$tmp/root" step cmake --install "$tmp/build"
 fail=0
 for f in usr/sbin/nodecoordd usr/bin/nodecoordctl usr/bin/nodecoord-agent etc/nodecoord/nodecoord.toml usr/lib/systemd/system/nodecoordd.service \
          usr/lib/sysusers.d/nodecoord.conf usr/lib/tmpfiles.d/nodecoord.conf; do

@@ -89,6 +89,61 @@ BOOST_AUTO_TEST_CASE(a_session_that_ends_in_the_reconnect_queue_uses_no_slot) {
   BOOST_TEST(stays.log->requests.size() == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(an_idle_fleet_uses_no_reconnect_slot_and_is_probed_a_page_per_statement) {
+  // 1,000 nodes reconnect at once; only every 100th has partial attempts. The probe finds those 10
+  // in at most 1 + ceil(999 / 500) statements, and only they are queued: at 50 requests a second
+  // they are all asked within a second, where pacing the whole fleet would take 20 s.
+  constexpr int nodes = 1000;
+  fixture f(storage::backend::sqlite, opts(5, 2, std::chrono::hours(1)), sched_opts(50, 10, 500));
+  std::vector<fixture::node> ns;
+  std::set<std::string> busy;
+  for (int i = 0; i < nodes; ++i) {
+    ns.push_back(f.add_node("n" + std::to_string(i)));
+    if (i % 100 == 7) {
+      f.attempt(ns.back(), 0);
+      busy.insert(ns.back().id);
+    }
+  }
+  f.connect_all(ns);
+  auto c = f.scheduler_counters();
+  BOOST_TEST(c.connected == uint64_t(nodes));
+  BOOST_TEST(c.probe_waiting == 0u);
+  BOOST_TEST(c.reconnect_probes >= 2u, "a storm is probed in pages, not in one unbounded statement");
+  BOOST_TEST(c.reconnect_probes <= 3u, c.reconnect_probes << " probe statements for " << nodes << " sessions");
+  BOOST_TEST(c.reconnect_idle == uint64_t(nodes) - busy.size());
+  BOOST_TEST(c.reconnect_queue + c.reconnect_requests == busy.size());
+  f.advance(1s);
+  c = f.scheduler_counters();
+  BOOST_TEST(c.reconnect_requests == busy.size(), "every node with partial attempts was asked within a second");
+  BOOST_TEST(c.reconnect_queue == 0u);
+  for (auto& n : ns)
+    BOOST_TEST_REQUIRE(n.log->requests.size() == (busy.count(n.id) ? 1u : 0u), n.name);
+  BOOST_TEST(f.pending_rows() == int(busy.size()));
+}
+
+BOOST_AUTO_TEST_CASE(a_session_that_ends_or_is_replaced_before_its_probe_answers_is_not_queued) {
+  fixture f(storage::backend::sqlite, opts(), sched_opts(1000, 10));
+  auto gone = f.add_node("gone");
+  auto again = f.add_node("again");
+  f.attempt(gone, 0);
+  f.attempt(again, 0);
+  std::vector<fixture::node> both{gone, again};
+  for (auto& n : both)
+    f.announce(n);
+  // Before anything runs: one session ends, the other is replaced by a newer one.
+  caf::anon_send(f.scheduler, node_down_atom::value, session_ref{both[0].id, both[0].epoch},
+                 std::string("socket_closed"));
+  auto old_epoch = both[1].epoch;
+  f.announce(both[1]);
+  BOOST_REQUIRE(both[1].epoch > old_epoch);
+  f.run();
+  f.advance(1s);
+  auto c = f.scheduler_counters();
+  BOOST_TEST(c.reconnect_requests == 1u, "only the newer session of `again` is asked");
+  BOOST_TEST(f.pending_rows() == 1);
+  BOOST_TEST(f.row(f.t.run(storage::attempts_partial_of_node{both[0].id, 10}).at(0)).sync_state == "partial");
+}
+
 TRACKER_CASE(reconcile_pages_through_connected_nodes_with_partial_attempts) {
   fixture f(b, opts(), sched_opts(1000, 2, 3));
   std::vector<fixture::node> ns;

@@ -7,6 +7,8 @@
 
 #include "storage_test_support.hpp"
 
+#include <algorithm>
+
 using namespace storage_test;
 
 // --- migrations ------------------------------------------------------------------------------
@@ -55,6 +57,40 @@ NC_BOTH_BACKENDS(node_create_lookup_list) {
   BOOST_REQUIRE_EQUAL(all.size(), 2u);
   BOOST_TEST(all[0].name == "alpha");
   BOOST_TEST(all[1].name == "beta");
+}
+
+NC_BOTH_BACKENDS(nodes_are_paged_by_name_and_filtered_by_status) {
+  // Names whose order does not follow their creation; every page starts where the last ended.
+  std::vector<std::string> names;
+  for (int i = 0; i < 25; ++i)
+    names.push_back("n" + std::to_string((i * 7) % 25 + 100));
+  for (auto& n : names)
+    add_node(t, n);
+  t.run(node_disable{"n105"});
+  t.run(node_disable{"n117"});
+  std::sort(names.begin(), names.end());
+  std::vector<std::string> seen;
+  std::string after;
+  int pages = 0;
+  for (;;) {
+    auto page = t.run(node_list{after, "", 10});
+    ++pages;
+    for (auto& n : page)
+      seen.push_back(n.name);
+    if (page.size() < 10)
+      break;
+    after = page.back().name;
+  }
+  BOOST_TEST(pages == 3);
+  BOOST_TEST(seen == names, boost::test_tools::per_element());
+  auto disabled = t.run(node_list{"", "disabled", 10});
+  BOOST_REQUIRE_EQUAL(disabled.size(), 2u);
+  BOOST_TEST(disabled[0].name == "n105");
+  BOOST_TEST(disabled[1].name == "n117");
+  BOOST_TEST(t.run(node_list{"n105", "disabled", 10}).size() == 1u);
+  BOOST_TEST(t.run(node_list{"", "offline", 100}).size() == 23u);
+  BOOST_TEST(t.run(node_list{"", "online", 100}).empty());
+  BOOST_TEST(t.run(node_list{"n124", "", 10}).empty());
 }
 
 NC_BOTH_BACKENDS(node_disable_enable_and_rotate_key) {
@@ -238,6 +274,31 @@ NC_BOTH_BACKENDS(nodes_end_sessions_batched_with_the_epoch_rule) {
   BOOST_TEST(n5.disconnected_at == "2026-01-09T12:00:03.000Z");
   BOOST_TEST(count(t, "SELECT COUNT(*) FROM nodes WHERE status = 'offline'") == 448);
   BOOST_TEST(t.run(nodes_end_sessions{}).applied == 0);
+}
+
+NC_BOTH_BACKENDS(the_reconnect_probe_names_only_listed_nodes_with_partial_attempts) {
+  auto a = add_node(t, "alpha");
+  auto b = add_node(t, "beta");
+  auto c = add_node(t, "gamma");
+  auto d = add_node(t, "delta");
+  add_attempt(t, a);
+  add_attempt(t, a);
+  auto done = add_attempt(t, b);
+  add_attempt(t, d); // partial, but not asked about
+  t.exec_sql("UPDATE node_task_attempts SET sync_state = 'complete' WHERE id = '" + done + "'");
+  auto got = t.run(nodes_partial_among{{c.id, b.id, a.id}});
+  BOOST_TEST(got == (std::vector<std::string>{a.id}), boost::test_tools::per_element());
+  BOOST_TEST(t.run(nodes_partial_among{}).empty());
+  // More ids than one statement takes (SQLite's bound-parameter limit): chunked, all found.
+  std::vector<std::string> many;
+  for (int i = 0; i < 2500; ++i)
+    many.push_back(new_uuid());
+  many.push_back(d.id);
+  many.push_back(a.id);
+  auto wanted = std::vector<std::string>{a.id, d.id};
+  std::sort(wanted.begin(), wanted.end());
+  got = t.run(nodes_partial_among{many});
+  BOOST_TEST(got == wanted, boost::test_tools::per_element());
 }
 
 NC_BOTH_BACKENDS(partial_attempts_oldest_first) {

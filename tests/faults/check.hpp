@@ -47,6 +47,7 @@ struct check_report {
   std::vector<finding> extra_attempts; // on the coordinator, in no store
   std::vector<finding> open_jobs;      // queued or running after the daemon stopped
   std::vector<finding> failed;         // sync_state `failed`, with the node's backfill history
+  std::vector<finding> counters;       // the overview's counters differ from a scan (final check)
 
   bool clean() const;
   /// Counts per category, one line: "missing=0 truncated=0 ...".

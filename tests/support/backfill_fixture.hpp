@@ -137,9 +137,7 @@ struct fixture : with_database, test::deterministic_system {
     return {r.node.id, name, 0, {}, {}};
   }
 
-  /// A new session of `n` (epoch compare-and-set in the table, as the registry does), announced
-  /// to the tracker and the scheduler as the registry would.
-  void connect(node& n) {
+  void announce(node& n) {
     auto r = t.run(storage::node_begin_session{n.id, n.epoch, ""});
     BOOST_REQUIRE(r.ok);
     n.epoch = r.epoch;
@@ -149,7 +147,30 @@ struct fixture : with_database, test::deterministic_system {
     caf::anon_send(tracker, node_up_atom::value, session_ref{n.id, n.epoch}, n.session);
     if (scheduler)
       caf::anon_send(scheduler, node_up_atom::value, session_ref{n.id, n.epoch}, n.session);
+  }
+
+  /// A new session of `n` (epoch compare-and-set in the table, as the registry does), announced
+  /// to the tracker and the scheduler as the registry would.
+  void connect(node& n) {
+    announce(n);
     run();
+  }
+
+  /// New sessions of all `ns` announced at the same instant, before any actor runs (a connect
+  /// storm as the scheduler sees it).
+  void connect_all(std::vector<node>& ns) {
+    for (auto& n : ns)
+      announce(n);
+    run();
+  }
+
+  /// What the scheduler reports about itself.
+  scheduler_status scheduler_counters() {
+    scheduler_status out;
+    auto rh = self->request(scheduler, caf::infinite, caf::get_atom::value);
+    run();
+    rh.receive([&](scheduler_status& s) { out = s; }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+    return out;
   }
 
   void disconnect(const node& n, int64_t epoch = 0, const std::string& reason = "socket_closed") {

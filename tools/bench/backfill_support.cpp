@@ -8,7 +8,7 @@ load_options socket_options(const socket_args& s) {
   o.coordinator = list.front();
   if (list.size() > 1)
     o.coordinators = list;
-  o.keys = read_keys(s.keys_path, s.nodes);
+  o.keys = read_keys(s.keys_path, s.nodes, s.skip);
   if (s.concurrency == 0)
     throw usage_error("--concurrency must be at least 1");
   o.concurrency = s.concurrency;

@@ -192,6 +192,9 @@ int main(int argc, char** argv) {
     sub->add_option("--nodes", la.nodes, "number of sessions (the first N keys)")
       ->required()
       ->check(CLI::Range(1, 10'000'000));
+    sub->add_option("--skip", la.skip,
+                    "use the keys after the first N (several bench processes, each --skip K*N --nodes N, split one "
+                    "keys file and one fleet; tools/bench/measure_fleet.sh)");
     sub->add_option("--pid", la.pid, "daemon process id: report its RSS (and CPU) from /proc");
     sub->add_option("--concurrency", la.concurrency, "connections between connect() and welcome at once (default 200)");
     sub->add_option("--sources", la.sources,

@@ -52,6 +52,7 @@ struct socket_args {
   std::string coordinator;
   std::string keys_path;
   size_t nodes = 0;
+  size_t skip = 0; // keys to pass over first: several processes split one keys file
   int pid = 0;
   size_t concurrency = 200;
   std::string sources = "auto";

@@ -195,13 +195,14 @@ std::vector<in_addr> choose_sources(const std::string& spec, const sockaddr_in& 
   return loopback_sources(static_cast<size_t>(n));
 }
 
-std::vector<node_key> read_keys(const std::string& path, size_t nodes) {
+std::vector<node_key> read_keys(const std::string& path, size_t nodes, size_t skip) {
   std::ifstream in(path);
   if (!in)
     throw usage_error("cannot read the keys file " + path + " (run 'provision' first)");
   std::vector<node_key> keys;
   std::string line;
   size_t lineno = 0;
+  size_t skipped = 0;
   while (keys.size() < nodes && std::getline(in, line)) {
     ++lineno;
     if (line.empty() || line[0] == '#')
@@ -209,11 +210,15 @@ std::vector<node_key> read_keys(const std::string& path, size_t nodes) {
     auto tab = line.find('\t');
     if (tab == std::string::npos || tab == 0 || tab + 1 == line.size())
       throw usage_error(path + ":" + std::to_string(lineno) + ": expected NAME<TAB>KEY");
+    if (skipped < skip) {
+      ++skipped;
+      continue;
+    }
     keys.push_back({line.substr(0, tab), line.substr(tab + 1)});
   }
   if (keys.size() < nodes)
-    throw usage_error(path + " holds " + std::to_string(keys.size()) + " keys, fewer than --nodes "
-                      + std::to_string(nodes));
+    throw usage_error(path + " holds " + std::to_string(skipped + keys.size()) + " keys, fewer than --skip "
+                      + std::to_string(skip) + " + --nodes " + std::to_string(nodes));
   return keys;
 }
 

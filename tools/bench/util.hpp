@@ -73,7 +73,8 @@ sockaddr_in parse_coordinator(const std::string& text);
 std::vector<sockaddr_in> parse_coordinators(const std::string& text);
 std::vector<in_addr> choose_sources(const std::string& spec, const sockaddr_in& coordinator, size_t nodes);
 /// The first `nodes` NAME<TAB>KEY lines of the keys file from `provision`.
-std::vector<node_key> read_keys(const std::string& path, size_t nodes);
+/// `nodes` keys of the keys file, after its first `skip` (several bench processes split one file).
+std::vector<node_key> read_keys(const std::string& path, size_t nodes, size_t skip = 0);
 /// Raises the soft open-file limit to the hard one; fails if N sessions cannot fit.
 uint64_t raise_nofile(size_t sessions);
 

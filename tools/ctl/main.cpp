@@ -182,7 +182,11 @@ int main(int argc, char** argv) {
   std::string name;
   auto* node_add = node->add_subcommand("add", "create a node and print its API key (shown only once)");
   node_add->add_option("NAME", name, "node name (letters, digits, - _ .)")->required();
-  auto* node_list = node->add_subcommand("list", "list nodes");
+  std::string n_status, n_after, n_limit;
+  auto* node_list = node->add_subcommand("list", "list nodes by name (every page, or one with --limit)");
+  node_list->add_option("--status", n_status, "online | offline | disabled");
+  node_list->add_option("--limit", n_limit, "one page of at most this many nodes (1-1000)");
+  node_list->add_option("--after", n_after, "start after this node name (the 'more:' hint of a page)");
   auto* node_show = node->add_subcommand("show", "one node: session, epoch, last seen, requests in flight");
   node_show->add_option("NAME", name)->required();
   auto* node_disable = node->add_subcommand("disable", "disable a node (closes its session)");
@@ -260,11 +264,26 @@ int main(int argc, char** argv) {
                   << "The key is shown only this once; store it on the node (e.g. in its key file).\n";
       });
     } else if (node_list->parsed()) {
-      auto d = api.call("GET", "/api/nodes");
+      // Without --limit every page is read (1,000 nodes each), so a large fleet is listed without
+      // one unbounded answer; with it, one page and where the next starts.
+      auto one_page = !n_limit.empty();
+      json all = json::array();
+      json next = n_after.empty() ? json(nullptr) : json(n_after);
+      do {
+        auto d = api.call("GET", "/api/nodes"
+                                   + query({{"status", n_status},
+                                            {"limit", one_page ? n_limit : "1000"},
+                                            {"after", next.is_null() ? "" : next.get<std::string>()}}));
+        for (auto& n : d["nodes"])
+          all.push_back(n);
+        next = d["next"];
+      } while (!one_page && !next.is_null());
       if (json_out)
-        std::cout << d["nodes"].dump() << "\n";
+        std::cout << all.dump() << "\n";
       else
-        print_nodes(d["nodes"]);
+        print_nodes(all);
+      if (one_page && !next.is_null() && !json_out)
+        std::cout << "more: --after " << text(next) << "\n";
     } else if (node_show->parsed()) {
       print(api.call("GET", "/api/nodes/" + url_encode(name)), [](const json& d) { print_node(d["node"]); });
     } else if (node_disable->parsed() || node_enable->parsed() || node_rotate->parsed()) {

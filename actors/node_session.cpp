@@ -417,9 +417,10 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
   st.splitter = protocol::line_splitter{std::min(st.opts.max_hello_bytes, st.opts.max_frame_bytes)};
   st.own = st.opts.ingest ? ingest_budget::per_session(st.opts.ingest->fleet())
                           : ingest_budget::limits{UINT64_MAX, UINT64_MAX};
-  // CAF allocates this receive buffer per connection: small, so 10,000 idle sessions stay cheap.
-  // Frames longer than a read are assembled by the line splitter.
-  self->configure_read(hdl, caf::io::receive_policy::at_most(4096));
+  // CAF allocates this receive buffer per connection and keeps it at its largest: small until a
+  // read fills it, so idle sessions stay cheap (issue 19: RSS per idle session). Frames longer
+  // than a read are assembled by the line splitter.
+  self->configure_read(hdl, caf::io::receive_policy::at_most(defaults::read_idle_bytes));
   caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), st.opts.hello_timeout, hello_timeout_atom::value);
   return {
     [=](const caf::io::new_data_msg& msg) {
@@ -427,6 +428,10 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
       if (s.ph == node_session_state::phase::closing)
         return;
       s.read_since_resume = true;
+      if (!s.read_grown && msg.buf.size() >= defaults::read_idle_bytes) {
+        s.read_grown = true; // more was waiting: this node sends more than heartbeats
+        self->configure_read(msg.handle, caf::io::receive_policy::at_most(defaults::read_busy_bytes));
+      }
       std::string_view data(msg.buf.data(), msg.buf.size());
       if (!s.transport_known && !data.empty() && !choose_transport(self, static_cast<unsigned char>(data[0])))
         return;

@@ -52,6 +52,7 @@ struct node_session_state {
   // has come in since it.
   uint64_t resumes = 0;
   bool read_since_resume = false;
+  bool read_grown = false; // the receive buffer is at read_busy_bytes
   // TLS (issue 17): the first byte decides; then every byte both ways goes through the stream.
   bool transport_known = false;
   std::unique_ptr<tls::stream> tls;

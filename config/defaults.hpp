@@ -16,6 +16,10 @@ inline constexpr uint32_t max_handshakes = 1000; // connections not authenticate
 // Not configurable: a connection's buffer before authentication (a hello and what is pipelined
 // behind it).
 inline constexpr uint64_t max_hello_bytes = 16 * 1024;
+// A session's receive buffer (CAF allocates one per connection and never shrinks it): small
+// while the node only heartbeats; larger once a read fills it (the node sends lines).
+inline constexpr uint32_t read_idle_bytes = 512;
+inline constexpr uint32_t read_busy_bytes = 4096;
 inline constexpr uint64_t max_frame_bytes = 1024 * 1024;        // 1 MiB
 inline constexpr uint64_t max_outbound_bytes = 4 * 1024 * 1024; // 4 MiB
 inline constexpr auto hello_timeout = 10s;

@@ -166,6 +166,24 @@ BOOST_FIXTURE_TEST_CASE(a_newer_session_supersedes_and_ends_are_fenced_by_epoch,
   BOOST_TEST(ask<std::vector<connected_node>>(registry, caf::get_atom::value).empty());
 }
 
+// The admin API's page of nodes asks about its own nodes only, and the overview only for a count.
+BOOST_FIXTURE_TEST_CASE(sessions_are_listed_for_given_nodes_and_counted, fixture) {
+  auto a = add_node("alpha");
+  auto b = add_node("beta");
+  auto c = add_node("gamma");
+  auto [sa, la] = session();
+  auto [sc, lc] = session();
+  BOOST_TEST_REQUIRE(hello("alpha", a.key, sa).ok);
+  BOOST_TEST_REQUIRE(hello("gamma", c.key, sc).ok);
+  BOOST_TEST(ask<uint64_t>(registry, stats_atom::value) == 2u);
+  auto some = ask<std::vector<connected_node>>(registry, caf::get_atom::value,
+                                               std::vector<std::string>{b.id, c.id, "not-a-node"});
+  BOOST_TEST_REQUIRE(some.size() == 1u);
+  BOOST_TEST(some[0].name == "gamma");
+  BOOST_TEST(some[0].node_id == c.id);
+  BOOST_TEST(ask<std::vector<connected_node>>(registry, caf::get_atom::value, std::vector<std::string>{}).empty());
+}
+
 BOOST_FIXTURE_TEST_CASE(disable_and_shutdown_close_sessions, fixture) {
   auto a = add_node("alpha");
   auto b = add_node("beta");

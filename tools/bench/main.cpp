@@ -305,6 +305,19 @@ int main(int argc, char** argv) {
   storm->add_option("--direct-repeats", st.direct_repeats, "direct UPDATEs timed, median taken (default 3)");
   storm->add_flag("--keep", st.keep, "leave the attempts and jobs in the database");
 
+  overview_args ov;
+  auto* overview = app.add_subcommand("overview", "the overview's counts at a large history: from the counter rows "
+                                                  "(schema v3) against the scan they replaced (no daemon)");
+  overview->add_option("--nodes", ov.nodes, "bench nodes the attempts belong to (default 1000)")
+    ->check(CLI::Range(1, 1'000'000));
+  overview->add_option("--attempts", ov.attempts, "attempts in the table, seeded up to this (default 1000000)")
+    ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}));
+  overview->add_option("--jobs", ov.jobs, "jobs in the table, seeded up to this (default 100000)")
+    ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}));
+  overview->add_option("--samples", ov.samples, "timed reads from the counters (default 200; a tenth by scan)")
+    ->check(CLI::Range(1, 100'000));
+  overview->add_option("--prefix", ov.prefix, "node name prefix (default ov-)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -329,6 +342,8 @@ int main(int argc, char** argv) {
       return run_limit(db, lim, as_json);
     if (storage_cmd->parsed())
       return run_storage_path(db, sp, as_json);
+    if (overview->parsed())
+      return run_overview(db, ov, as_json);
     if (backfill->parsed()) {
       bf.resend_attempts = !no_resend;
       return run_backfill(db, bso, bf, as_json);

@@ -88,6 +88,16 @@ struct storm_args {
 };
 int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool as_json);
 
+struct overview_args {
+  std::string prefix = "ov-"; // the bench's own nodes, created if missing
+  size_t nodes = 1000;
+  int64_t attempts = 1'000'000; // in the whole table, seeded up to this (kept between runs)
+  int64_t jobs = 100'000;
+  size_t samples = 200;
+};
+
+int run_overview(const db_args& d, const overview_args& a, bool as_json);
+
 /// The socket scenarios' arguments (connect, steady, admin, reconnect-storm; load_scenarios.cpp).
 struct load_args : socket_args {
   // connect

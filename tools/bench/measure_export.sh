@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Does a bundle export stall the sessions' writes? (issue 19): a database with LINES_TOTAL log
+# lines (seeded by `nodecoord-bench limit --keep`), then NODES sessions each sending 10 lines before
+# every heartbeat (`steady --lines 10`, DURATION) while bundle exports run back to back (EXPORTS=1)
+# or not (EXPORTS=0). The ack latency of a heartbeat is the commit latency of the lines before it.
+#
+#   tools/bench/measure_export.sh BUILD_DIR OUT_DIR
+#
+# Environment (defaults in brackets): NODES [1000] DURATION [60s] EXPORTS [1] SEED_NODES [1000]
+#   SEED_ATTEMPTS [10] SEED_LOGS [100] (SEED_NODES x SEED_ATTEMPTS x SEED_LOGS lines) PG [unset |
+#   durable]
+set -euo pipefail
+build=$(cd "${1:?usage: measure_export.sh BUILD_DIR OUT_DIR}" && pwd)
+out=${2:?usage: measure_export.sh BUILD_DIR OUT_DIR}
+nodes=${NODES:-1000}
+duration=${DURATION:-60s}
+mkdir -p "$out/state"
+out=$(cd "$out" && pwd)
+src=$(cd "$(dirname "$0")/../.." && pwd)
+bench=$build/nodecoord-bench
+
+daemon_pid=
+cleanup() {
+  if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
+    kill -TERM "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+# shellcheck source=SCRIPTDIR/daemon.sh
+source "$src/tools/bench/daemon.sh"
+if [ "${PG:-}" = durable ]; then
+  # shellcheck source=pg_durable.sh
+  source "$src/tools/bench/pg_durable.sh"
+  pg_durable_start
+  trap 'cleanup; pg_test_stop' EXIT
+fi
+{
+  echo '[server]'
+  echo 'listen = "127.0.0.1:0"'
+  echo
+  echo '[admin]'
+  echo 'listen = "127.0.0.1:0"'
+  if [ -n "${STORAGE_URL:-}" ]; then
+    echo
+    echo '[storage]'
+    echo "url = \"$STORAGE_URL\""
+  fi
+} >"$out/nodecoord.toml"
+
+"$bench" --config "$out/nodecoord.toml" --state-dir "$out/state" limit --nodes "${SEED_NODES:-1000}" \
+  --attempts "${SEED_ATTEMPTS:-10}" --logs "${SEED_LOGS:-100}" --missing 0 --keep >"$out/seed.txt"
+"$bench" --config "$out/nodecoord.toml" --state-dir "$out/state" provision --nodes "$nodes" >"$out/provision.txt"
+nc_start_daemon "$build/nodecoordd" "$out/nodecoord.toml" "$out/state" "$out/daemon.log"
+daemon_pid=$nc_daemon_pid
+admin=
+for _ in $(seq 1 100); do
+  admin=$(sed -n 's/.*admin listening address=\([0-9.:]*\).*/\1/p' "$out/daemon.log" | head -n 1)
+  [ -n "$admin" ] && break
+  sleep 0.1
+done
+"$bench" --json steady --coordinator "127.0.0.1:$nc_port" --keys "$out/state/bench-keys.tsv" --nodes "$nodes" \
+  --lines 10 --duration "$duration" --warmup 5s --pid "$daemon_pid" >"$out/steady.json" &
+steady=$!
+: >"$out/exports.txt"
+if [ "${EXPORTS:-1}" = 1 ]; then
+  sleep 8 # the sessions connect and the window begins
+  while kill -0 "$steady" 2>/dev/null; do
+    curl -s -o "$out/bundle.ndjson" -w '%{http_code} %{time_total} %{size_download}\n' "http://$admin/api/bundle" \
+      >>"$out/exports.txt" || true
+  done
+fi
+rc=0
+wait "$steady" || rc=$?
+echo "steady exit $rc; exports (code seconds bytes):"
+cat "$out/exports.txt"
+python3 -c '
+import json,sys
+r=json.load(open(sys.argv[1]))
+for k in ("sessions_authenticated","lost_acks","ack_latency_p50_ms","ack_latency_p99_ms","ack_latency_max_ms","daemon_cpu_percent","valid"):
+    print(f"{k:26} {r.get(k)}")' "$out/steady.json"

@@ -85,8 +85,6 @@ public:
     storage::bundle::counts out;
     try {
       storage::read_snapshot(*reader_url_, system_now, [&](storage::op_context& c) { out = storage::execute(c, o); });
-    } catch (const std::exception& e) {
-      throw admin::unavailable(std::string("the database: ") + e.what());
     } catch (...) {
       throw admin::unavailable("the database: " + storage::current_exception_message());
     }

@@ -136,11 +136,12 @@ std::vector<std::string> v2(const dialect& d) {
 // Counts kept as the rows change (issue 19): the overview reads a few counter rows instead of
 // scanning node_task_attempts and jobs. Triggers keep them, in the same transaction as the change,
 // whatever statement makes it. PostgreSQL: each backend adds to its own shard (its pid), so
-// writers never wait for each other on a counter row; attempts and jobs by statement-level
-// triggers over transition tables (one counter update per statement, not per row); nodes by a
-// row trigger that fires only when a status changes (the frequent last_seen_at flushes leave it
-// alone). SQLite: one writer, shard 0, row triggers. fold_counts (at startup) folds the shards of
-// backends that are gone into shard 0.
+// writers never wait for each other on a counter row; statement-level triggers over transition
+// tables, one counter upsert per statement and state. Not row triggers: thousands of updates of
+// one counter row in one transaction (a storm ends 10,000 sessions) each walk the versions the
+// earlier ones left, and the storm took 40 % longer. SQLite: one writer, shard 0, row triggers (an
+// update in place). fold_counts (at startup) folds the shards of backends that are gone into
+// shard 0.
 std::vector<std::string> v3(const dialect& d) {
   std::vector<std::string> out;
   out.push_back(R"(CREATE TABLE attempt_counts (
@@ -163,6 +164,10 @@ std::vector<std::string> v3(const dialect& d) {
   nodes BIGINT NOT NULL,
   PRIMARY KEY (shard, status)
 ))");
+  // A page of nodes with a status (GET /api/nodes?status=) is a range of this index, not a walk
+  // of every name that skips the other statuses (PostgreSQL chose a scan and a sort: 54 ms at
+  // 100,000 nodes).
+  out.push_back("CREATE INDEX nodes_status_name ON nodes (status, name)");
   // What the tables hold now.
   out.push_back(
     "INSERT INTO attempt_counts (shard, sync_state, attempts, log_lines) "
@@ -218,21 +223,30 @@ BEGIN
   END IF;
   RETURN NULL;
 END $f$)");
+    const std::string nodes_up = "ON CONFLICT (shard, status) DO UPDATE SET nodes = c.nodes + EXCLUDED.nodes";
     out.push_back(
       R"(CREATE FUNCTION nc_count_nodes() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
 BEGIN
-  IF TG_OP IN ('UPDATE', 'DELETE') THEN
-    INSERT INTO node_counts AS c (shard, status, nodes) VALUES (pg_backend_pid(), OLD.status, -1)
-      ON CONFLICT (shard, status) DO UPDATE SET nodes = c.nodes - 1;
-  END IF;
-  IF TG_OP IN ('UPDATE', 'INSERT') THEN
-    INSERT INTO node_counts AS c (shard, status, nodes) VALUES (pg_backend_pid(), NEW.status, 1)
-      ON CONFLICT (shard, status) DO UPDATE SET nodes = c.nodes + 1;
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO node_counts AS c (shard, status, nodes)
+      SELECT pg_backend_pid(), status, COUNT(*) FROM nc_new GROUP BY status ORDER BY status )"
+      + nodes_up + R"(;
+  ELSIF TG_OP = 'DELETE' THEN
+    INSERT INTO node_counts AS c (shard, status, nodes)
+      SELECT pg_backend_pid(), status, -COUNT(*) FROM nc_old GROUP BY status ORDER BY status )"
+      + nodes_up + R"(;
+  ELSE
+    INSERT INTO node_counts AS c (shard, status, nodes)
+      SELECT pg_backend_pid(), s, SUM(n) FROM (
+        SELECT status AS s, 1 AS n FROM nc_new
+        UNION ALL SELECT status, -1 FROM nc_old) d
+      GROUP BY s HAVING SUM(n) <> 0 ORDER BY s )"
+      + nodes_up + R"(;
   END IF;
   RETURN NULL;
 END $f$)");
-    for (auto [table, fn] :
-         {std::pair{"node_task_attempts", "nc_count_attempts"}, std::pair{"jobs", "nc_count_jobs"}}) {
+    for (auto [table, fn] : {std::pair{"node_task_attempts", "nc_count_attempts"}, std::pair{"jobs", "nc_count_jobs"},
+                             std::pair{"nodes", "nc_count_nodes"}}) {
       std::string t = table;
       out.push_back("CREATE TRIGGER " + t + "_count_ins AFTER INSERT ON " + t
                     + " REFERENCING NEW TABLE AS nc_new FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()");
@@ -242,12 +256,6 @@ END $f$)");
       out.push_back("CREATE TRIGGER " + t + "_count_del AFTER DELETE ON " + t
                     + " REFERENCING OLD TABLE AS nc_old FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()");
     }
-    out.push_back(
-      "CREATE TRIGGER nodes_count_ins AFTER INSERT ON nodes FOR EACH ROW EXECUTE FUNCTION nc_count_nodes()");
-    out.push_back("CREATE TRIGGER nodes_count_upd AFTER UPDATE OF status ON nodes FOR EACH ROW "
-                  "WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION nc_count_nodes()");
-    out.push_back(
-      "CREATE TRIGGER nodes_count_del AFTER DELETE ON nodes FOR EACH ROW EXECUTE FUNCTION nc_count_nodes()");
     return out;
   }
   // SQLite: row triggers, shard 0.

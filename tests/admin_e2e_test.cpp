@@ -319,6 +319,16 @@ BOOST_AUTO_TEST_CASE(bundle_round_trip_sqlite_to_postgresql) {
   node_client old_key(b.port());
   BOOST_TEST(old_key.hello("alpha", alpha.key).value("code", "") == "auth_failed");
 
+  // B's export (PostgreSQL: a REPEATABLE READ snapshot on the admin API's own connection) holds
+  // the same rows: every node, attempt and line, and A's jobs (with the import's own job).
+  auto path_b = files.file("fleet-b.ndjson");
+  b.ctl({"bundle", "export", path_b});
+  auto manifest_b = json::parse(first_line(path_b));
+  BOOST_TEST(manifest_b["counts"]["nodes"] == 2);
+  BOOST_TEST(manifest_b["counts"]["attempts"] == 3);
+  BOOST_TEST(manifest_b["counts"]["logs"] == 12);
+  BOOST_TEST(manifest_b["counts"]["jobs"].get<int64_t>() == jobs_in_a + 2, "A's jobs, the dry run's and the import's");
+
   // Importing twice changes nothing.
   auto twice = b.ctl({"bundle", "import", path});
   BOOST_TEST(twice["counts"]["nodes"]["skipped"] == 2);

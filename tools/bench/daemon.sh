@@ -26,3 +26,32 @@ nc_start_daemon() {
   tail -n 20 "$log" >&2
   return 1
 }
+
+# nc_write_config FILE: the bench daemons' configuration: node and admin ports chosen by the
+# kernel, and [storage] url = $STORAGE_URL if that is set (else the SQLite default).
+nc_write_config() {
+  {
+    echo '[server]'
+    echo 'listen = "127.0.0.1:0"'
+    echo
+    echo '[admin]'
+    echo 'listen = "127.0.0.1:0"'
+    if [ -n "${STORAGE_URL:-}" ]; then
+      echo
+      echo '[storage]'
+      echo "url = \"$STORAGE_URL\""
+    fi
+  } >"$1"
+}
+
+# nc_admin_address LOG: waits (bounded) for the daemon's "admin listening" line and prints its
+# HOST:PORT; prints nothing if it does not come within 10 s.
+nc_admin_address() {
+  local address=
+  for _ in $(seq 1 100); do
+    address=$(sed -n 's/.*admin listening address=\([0-9.:]*\).*/\1/p' "$1" | head -n 1)
+    [ -n "$address" ] && break
+    sleep 0.1
+  done
+  echo "$address"
+}

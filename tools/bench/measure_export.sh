@@ -35,30 +35,14 @@ if [ "${PG:-}" = durable ]; then
   pg_durable_start
   trap 'cleanup; pg_test_stop' EXIT
 fi
-{
-  echo '[server]'
-  echo 'listen = "127.0.0.1:0"'
-  echo
-  echo '[admin]'
-  echo 'listen = "127.0.0.1:0"'
-  if [ -n "${STORAGE_URL:-}" ]; then
-    echo
-    echo '[storage]'
-    echo "url = \"$STORAGE_URL\""
-  fi
-} >"$out/nodecoord.toml"
+nc_write_config "$out/nodecoord.toml"
 
 "$bench" --config "$out/nodecoord.toml" --state-dir "$out/state" limit --nodes "${SEED_NODES:-1000}" \
   --attempts "${SEED_ATTEMPTS:-10}" --logs "${SEED_LOGS:-100}" --missing 0 --keep >"$out/seed.txt"
 "$bench" --config "$out/nodecoord.toml" --state-dir "$out/state" provision --nodes "$nodes" >"$out/provision.txt"
 nc_start_daemon "$build/nodecoordd" "$out/nodecoord.toml" "$out/state" "$out/daemon.log"
 daemon_pid=$nc_daemon_pid
-admin=
-for _ in $(seq 1 100); do
-  admin=$(sed -n 's/.*admin listening address=\([0-9.:]*\).*/\1/p' "$out/daemon.log" | head -n 1)
-  [ -n "$admin" ] && break
-  sleep 0.1
-done
+admin=$(nc_admin_address "$out/daemon.log")
 "$bench" --json steady --coordinator "127.0.0.1:$nc_port" --keys "$out/state/bench-keys.tsv" --nodes "$nodes" \
   --lines 10 --duration "$duration" --warmup 5s --pid "$daemon_pid" >"$out/steady.json" &
 steady=$!

@@ -36,28 +36,12 @@ if [ "${PG:-}" = durable ]; then
   pg_durable_start
   trap 'cleanup; pg_test_stop' EXIT
 fi
-{
-  echo '[server]'
-  echo 'listen = "127.0.0.1:0"'
-  echo
-  echo '[admin]'
-  echo 'listen = "127.0.0.1:0"'
-  if [ -n "${STORAGE_URL:-}" ]; then
-    echo
-    echo '[storage]'
-    echo "url = \"$STORAGE_URL\""
-  fi
-} >"$out/nodecoord.toml"
+nc_write_config "$out/nodecoord.toml"
 
 "$bench" --config "$out/nodecoord.toml" --state-dir "$out/state" provision --nodes "$nodes" >"$out/provision.txt"
 nc_start_daemon "$build/nodecoordd" "$out/nodecoord.toml" "$out/state" "$out/daemon.log"
 daemon_pid=$nc_daemon_pid
-admin=$(sed -n 's/.*admin listening address=\([0-9.:]*\).*/\1/p' "$out/daemon.log" | head -n 1)
-for _ in $(seq 1 100); do
-  [ -n "$admin" ] && break
-  sleep 0.1
-  admin=$(sed -n 's/.*admin listening address=\([0-9.:]*\).*/\1/p' "$out/daemon.log" | head -n 1)
-done
+admin=$(nc_admin_address "$out/daemon.log")
 echo "daemon $daemon_pid, admin $admin, $nodes nodes"
 python3 - "$admin" "$requests" "$out/state/bench-keys.tsv" <<'EOF' | tee "$out/pages.txt"
 import json, random, sys, time, urllib.request

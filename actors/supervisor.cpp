@@ -277,7 +277,9 @@ void start_admin(self_ptr self, uint16_t node_port) {
   ao.tls = st.opts.admin_tls;
   ao.started_at = st.started_at;
   ao.instance_id = st.opts.instance_id;
-  ao.reader_url = storage::parse_storage_url(cfg.storage.url, st.opts.state_dir, cfg.storage.connect_timeout);
+  if (auto url = storage::parse_storage_url(cfg.storage.url, st.opts.state_dir, cfg.storage.connect_timeout);
+      url.shared())
+    ao.reader_url = url; // else (sqlite::memory:) sizes and exports go through the storage actor
   ao.storage = st.storage;
   ao.registry = st.registry;
   ao.tracker = st.tracker;

@@ -18,6 +18,9 @@ struct storage_url {
   std::string sqlite_path;    // sqlite only; ":memory:" for the in-memory database
   /// The URL with any password replaced by "***", for logs.
   std::string redacted() const;
+  /// False for SQLite's in-memory database: a second connection would open another, empty one, so
+  /// long reads (exports, sizes) must go through the connection that holds the data.
+  bool shared() const { return !(kind == backend::sqlite && sqlite_path == ":memory:"); }
 };
 
 /// Parses a storage URL. Relative SQLite paths are resolved against `state_dir` (if non-empty).

@@ -357,6 +357,22 @@ BOOST_AUTO_TEST_CASE(bundle_round_trip_sqlite_to_postgresql) {
   a.stop();
 }
 
+// Sizes and exports read on a connection of their own, except from SQLite's in-memory database,
+// where another connection would open another, empty database.
+BOOST_AUTO_TEST_CASE(an_in_memory_daemon_exports_what_it_holds) {
+  daemon_under_test d(base_settings(), "sqlite::memory:");
+  d.add_node("alpha");
+  d.add_node("beta");
+  temp_dir files("nodecoord-bundle-mem");
+  auto path = files.file("mem.ndjson");
+  d.ctl({"bundle", "export", path});
+  BOOST_TEST(json::parse(first_line(path))["counts"]["nodes"] == 2);
+  auto overview = ok_data(http(d, "GET", "/api/overview"));
+  BOOST_TEST(overview["nodes"]["offline"] == 2);
+  BOOST_TEST(overview["database"]["size_bytes"].get<int64_t>() > 0, overview.dump());
+  d.stop();
+}
+
 BOOST_AUTO_TEST_CASE(readiness_follows_the_database_even_when_nothing_is_written) {
   const char* stop_cmd = std::getenv("NODECOORD_TEST_PG_STOP");
   const char* start_cmd = std::getenv("NODECOORD_TEST_PG_START");

@@ -77,9 +77,13 @@ BOOST_AUTO_TEST_CASE(storage_urls) {
              == "/abs/x.db");
   BOOST_TEST(storage::parse_storage_url("sqlite::memory:", "", std::chrono::seconds(5)).connect_string
              == "db=:memory:");
+  // Long reads on a connection of their own need a database that connection can see.
+  BOOST_TEST(!storage::parse_storage_url("sqlite::memory:", "", std::chrono::seconds(5)).shared());
+  BOOST_TEST(rel.shared());
   auto pg = storage::parse_storage_url("postgresql://u:s3cret@db.example:5433/nc?sslmode=disable", "",
                                        std::chrono::milliseconds(2500));
   BOOST_TEST((pg.kind == backend::postgresql));
+  BOOST_TEST(pg.shared());
   BOOST_TEST(pg.connect_string.find("host='db.example'") != std::string::npos);
   BOOST_TEST(pg.connect_string.find("port='5433'") != std::string::npos);
   BOOST_TEST(pg.connect_string.find("dbname='nc'") != std::string::npos);

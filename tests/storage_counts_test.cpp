@@ -163,6 +163,29 @@ NC_BOTH_BACKENDS(the_counters_equal_a_full_scan_after_every_kind_of_change) {
     for (auto& [state, how_many] : t.run(count_summary{}).attempts_by_sync_state)
       states_seen.insert(state);
   }
+  // Every sync state at least once, whatever the random walk reached: pending, then failed after
+  // two counted failures (max_failures 2), and complete.
+  auto& last = nodes.front();
+  t.run(node_enable{last.name});
+  auto e = begin_session(t, last);
+  auto doomed = add_attempt(t, last);
+  for (int round = 0; round < 2; ++round) {
+    auto rid = new_uuid();
+    BOOST_REQUIRE_EQUAL(t.run(mark_pending{rid, last.id, e, {doomed}}).marked.size(), 1u);
+    counts_match_scan(t, "a mark by id");
+    for (auto& [state, how_many] : t.run(count_summary{}).attempts_by_sync_state)
+      states_seen.insert(state);
+    reset_requests op{{rid}, "expired", "test"};
+    op.count_failure = true;
+    op.max_failures = 2;
+    t.run(op);
+    counts_match_scan(t, "a counted reset");
+  }
+  BOOST_REQUIRE_EQUAL(get(t, doomed).sync_state, "failed");
+  complete(t, last, e, add_attempt(t, last), 0);
+  counts_match_scan(t, "a completed backfill");
+  for (auto& [state, how_many] : t.run(count_summary{}).attempts_by_sync_state)
+    states_seen.insert(state);
   // Deleting rows, as an operator's SQL would.
   t.exec_sql("DELETE FROM jobs WHERE type = 'backfill'");
   counts_match_scan(t, "a DELETE of jobs");

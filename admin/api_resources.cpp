@@ -27,15 +27,6 @@ struct live_view {
   std::map<std::string, uint64_t> in_flight;
 };
 
-live_view live_of(backend& b) {
-  live_view v;
-  for (auto& c : b.connected())
-    v.connected.insert(c.node_id);
-  for (auto& r : b.tracker().requests)
-    ++v.in_flight[r.node_id];
-  return v;
-}
-
 /// The live view of these nodes only: the registry is asked about them, not the whole fleet.
 live_view live_of(backend& b, const std::vector<storage::node_record>& nodes) {
   live_view v;
@@ -87,7 +78,7 @@ http_response api::list_nodes(const http_request& req) {
 
 http_response api::show_node(const std::string& name) {
   auto n = find_node(backend_, name);
-  auto live = live_of(backend_);
+  auto live = live_of(backend_, {n});
   json out = node_with_live(n, live);
   out["capabilities"] = json_or_null(n.capabilities);
   return reply(200, {{"node", out}});
@@ -130,7 +121,7 @@ http_response api::node_action(const std::string& name, const std::string& actio
   auto r = backend_.set_key(storage::node_set_key{name, key.key_id, key.key_hash});
   if (!r.found)
     not_found("no node named '" + name + "'");
-  auto live = live_of(backend_);
+  auto live = live_of(backend_, {r.node});
   return reply(200, {{"node", node_with_live(r.node, live)}, {"key", key.key}});
 }
 

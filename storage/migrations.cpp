@@ -4,6 +4,7 @@
 
 #include <soci/soci.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -142,6 +143,112 @@ std::vector<std::string> v2(const dialect& d) {
 // earlier ones left, and the storm took 40 % longer. SQLite: one writer, shard 0, row triggers (an
 // update in place). fold_counts (at startup) folds the shards of backends that are gone into
 // shard 0.
+/// A table whose rows a counts table keeps tallied by `keys`, one summed column per value.
+struct counted_table {
+  std::string table;  // e.g. node_task_attempts
+  std::string counts; // e.g. attempt_counts
+  std::vector<std::string> keys;
+  std::vector<std::pair<std::string, std::string>> values; // counts column, per-row expression
+};
+
+const std::vector<counted_table>& counted_tables() {
+  static const std::vector<counted_table> all{
+    {"node_task_attempts", "attempt_counts", {"sync_state"}, {{"attempts", "1"}, {"log_lines", "log_count"}}},
+    {"jobs", "job_counts", {"status", "type"}, {{"jobs", "1"}}},
+    {"nodes", "node_counts", {"status"}, {{"nodes", "1"}}},
+  };
+  return all;
+}
+
+std::string joined(const std::vector<std::string>& xs, const std::string& sep,
+                   const std::function<std::string(const std::string&)>& f) {
+  std::string out;
+  for (auto& x : xs)
+    out += (out.empty() ? "" : sep) + f(x);
+  return out;
+}
+
+std::vector<std::string> value_columns(const counted_table& c) {
+  std::vector<std::string> out;
+  for (auto& [col, expr] : c.values)
+    out.push_back(col);
+  return out;
+}
+
+/// `INSERT … ON CONFLICT DO UPDATE` adding `rows` (keys then values, in order) to the counts.
+/// PostgreSQL needs the target named to tell its column from EXCLUDED's; SQLite forbids an alias
+/// inside a trigger and reads the bare name as the target's.
+std::string add_to_counts(const counted_table& c, const std::string& rows, bool alias) {
+  auto cols = value_columns(c);
+  auto id = [](const std::string& x) { return x; };
+  std::string target = alias ? "c." : "";
+  return "INSERT INTO " + c.counts + (alias ? " AS c" : "") + " (shard, " + joined(c.keys, ", ", id) + ", "
+         + joined(cols, ", ", id) + ") " + rows + " ON CONFLICT (shard, " + joined(c.keys, ", ", id)
+         + ") DO UPDATE SET "
+         + joined(cols, ", ", [&](const std::string& v) { return v + " = " + target + v + " + excluded." + v; });
+}
+
+/// PostgreSQL: one statement-level trigger per operation over the transition tables, adding to the
+/// shard of this backend (pg_backend_pid()), so concurrent writers never share a counter row.
+std::vector<std::string> pg_count_triggers(const counted_table& c) {
+  auto id = [](const std::string& x) { return x; };
+  auto cols = value_columns(c);
+  auto rows = [&](const std::string& from, const std::string& sign) {
+    std::string sel = "SELECT " + joined(c.keys, ", ", id);
+    for (auto& [col, expr] : c.values)
+      sel += ", " + sign + expr + " AS " + col;
+    return sel + " FROM " + from;
+  };
+  auto summed = [&](const std::string& src) {
+    return "SELECT pg_backend_pid(), " + joined(c.keys, ", ", id) + ", "
+           + joined(cols, ", ", [](const std::string& v) { return "SUM(" + v + ")"; }) + " FROM (" + src
+           + ") d GROUP BY " + joined(c.keys, ", ", id) + " HAVING "
+           + joined(cols, " OR ", [](const std::string& v) { return "SUM(" + v + ") <> 0"; }) + " ORDER BY "
+           + joined(c.keys, ", ", id);
+  };
+  std::string fn = "nc_count_" + c.table;
+  std::vector<std::string> out;
+  out.push_back("CREATE FUNCTION " + fn
+                + "() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$\nBEGIN\n"
+                  "  IF TG_OP = 'INSERT' THEN\n    "
+                + add_to_counts(c, summed(rows("nc_new", "")), true) + ";\n  ELSIF TG_OP = 'DELETE' THEN\n    "
+                + add_to_counts(c, summed(rows("nc_old", "-")), true) + ";\n  ELSE\n    "
+                + add_to_counts(c, summed(rows("nc_new", "") + " UNION ALL " + rows("nc_old", "-")), true)
+                + ";\n  END IF;\n  RETURN NULL;\nEND $f$");
+  out.push_back("CREATE TRIGGER " + c.table + "_count_ins AFTER INSERT ON " + c.table
+                + " REFERENCING NEW TABLE AS nc_new FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()");
+  out.push_back("CREATE TRIGGER " + c.table + "_count_upd AFTER UPDATE ON " + c.table
+                + " REFERENCING OLD TABLE AS nc_old NEW TABLE AS nc_new FOR EACH STATEMENT EXECUTE FUNCTION " + fn
+                + "()");
+  out.push_back("CREATE TRIGGER " + c.table + "_count_del AFTER DELETE ON " + c.table
+                + " REFERENCING OLD TABLE AS nc_old FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()");
+  return out;
+}
+
+/// SQLite: row triggers into shard 0; an update that changes no counted column adds nothing.
+std::vector<std::string> sqlite_count_triggers(const counted_table& c) {
+  auto row = [&](const std::string& r, const std::string& sign) {
+    std::string vals = "VALUES (0";
+    for (auto& k : c.keys)
+      vals += ", " + r + "." + k;
+    for (auto& [col, expr] : c.values)
+      vals += ", " + sign + (expr == "1" ? expr : r + "." + expr);
+    return add_to_counts(c, vals + ")", false) + ";";
+  };
+  std::vector<std::string> watched = c.keys;
+  for (auto& [col, expr] : c.values)
+    if (expr != "1")
+      watched.push_back(expr);
+  auto id = [](const std::string& x) { return x; };
+  std::string changed = joined(watched, " OR ", [](const std::string& w) { return "OLD." + w + " IS NOT NEW." + w; });
+  return {
+    "CREATE TRIGGER " + c.table + "_count_ins AFTER INSERT ON " + c.table + " BEGIN " + row("NEW", "") + " END",
+    "CREATE TRIGGER " + c.table + "_count_upd AFTER UPDATE OF " + joined(watched, ", ", id) + " ON " + c.table
+      + " WHEN " + changed + " BEGIN " + row("OLD", "-") + " " + row("NEW", "") + " END",
+    "CREATE TRIGGER " + c.table + "_count_del AFTER DELETE ON " + c.table + " BEGIN " + row("OLD", "-") + " END",
+  };
+}
+
 std::vector<std::string> v3(const dialect& d) {
   std::vector<std::string> out;
   out.push_back(R"(CREATE TABLE attempt_counts (
@@ -175,120 +282,9 @@ std::vector<std::string> v3(const dialect& d) {
   out.push_back("INSERT INTO job_counts (shard, status, type, jobs) SELECT 0, status, type, COUNT(*) FROM jobs "
                 "GROUP BY status, type");
   out.push_back("INSERT INTO node_counts (shard, status, nodes) SELECT 0, status, COUNT(*) FROM nodes GROUP BY status");
-  if (d.kind == backend::postgresql) {
-    const std::string attempts_up = "ON CONFLICT (shard, sync_state) DO UPDATE SET attempts = c.attempts + "
-                                    "EXCLUDED.attempts, log_lines = c.log_lines + EXCLUDED.log_lines";
-    out.push_back(
-      R"(CREATE FUNCTION nc_count_attempts() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
-BEGIN
-  IF TG_OP = 'INSERT' THEN
-    INSERT INTO attempt_counts AS c (shard, sync_state, attempts, log_lines)
-      SELECT pg_backend_pid(), sync_state, COUNT(*), COALESCE(SUM(log_count), 0) FROM nc_new
-      GROUP BY sync_state ORDER BY sync_state )"
-      + attempts_up + R"(;
-  ELSIF TG_OP = 'DELETE' THEN
-    INSERT INTO attempt_counts AS c (shard, sync_state, attempts, log_lines)
-      SELECT pg_backend_pid(), sync_state, -COUNT(*), -COALESCE(SUM(log_count), 0) FROM nc_old
-      GROUP BY sync_state ORDER BY sync_state )"
-      + attempts_up + R"(;
-  ELSE
-    INSERT INTO attempt_counts AS c (shard, sync_state, attempts, log_lines)
-      SELECT pg_backend_pid(), s, SUM(n), SUM(l) FROM (
-        SELECT sync_state AS s, 1 AS n, log_count AS l FROM nc_new
-        UNION ALL SELECT sync_state, -1, -log_count FROM nc_old) d
-      GROUP BY s HAVING SUM(n) <> 0 OR SUM(l) <> 0 ORDER BY s )"
-      + attempts_up + R"(;
-  END IF;
-  RETURN NULL;
-END $f$)");
-    const std::string jobs_up = "ON CONFLICT (shard, status, type) DO UPDATE SET jobs = c.jobs + EXCLUDED.jobs";
-    out.push_back(
-      R"(CREATE FUNCTION nc_count_jobs() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
-BEGIN
-  IF TG_OP = 'INSERT' THEN
-    INSERT INTO job_counts AS c (shard, status, type, jobs)
-      SELECT pg_backend_pid(), status, type, COUNT(*) FROM nc_new GROUP BY status, type ORDER BY status, type )"
-      + jobs_up + R"(;
-  ELSIF TG_OP = 'DELETE' THEN
-    INSERT INTO job_counts AS c (shard, status, type, jobs)
-      SELECT pg_backend_pid(), status, type, -COUNT(*) FROM nc_old GROUP BY status, type ORDER BY status, type )"
-      + jobs_up + R"(;
-  ELSE
-    INSERT INTO job_counts AS c (shard, status, type, jobs)
-      SELECT pg_backend_pid(), s, t, SUM(n) FROM (
-        SELECT status AS s, type AS t, 1 AS n FROM nc_new
-        UNION ALL SELECT status, type, -1 FROM nc_old) d
-      GROUP BY s, t HAVING SUM(n) <> 0 ORDER BY s, t )"
-      + jobs_up + R"(;
-  END IF;
-  RETURN NULL;
-END $f$)");
-    const std::string nodes_up = "ON CONFLICT (shard, status) DO UPDATE SET nodes = c.nodes + EXCLUDED.nodes";
-    out.push_back(
-      R"(CREATE FUNCTION nc_count_nodes() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
-BEGIN
-  IF TG_OP = 'INSERT' THEN
-    INSERT INTO node_counts AS c (shard, status, nodes)
-      SELECT pg_backend_pid(), status, COUNT(*) FROM nc_new GROUP BY status ORDER BY status )"
-      + nodes_up + R"(;
-  ELSIF TG_OP = 'DELETE' THEN
-    INSERT INTO node_counts AS c (shard, status, nodes)
-      SELECT pg_backend_pid(), status, -COUNT(*) FROM nc_old GROUP BY status ORDER BY status )"
-      + nodes_up + R"(;
-  ELSE
-    INSERT INTO node_counts AS c (shard, status, nodes)
-      SELECT pg_backend_pid(), s, SUM(n) FROM (
-        SELECT status AS s, 1 AS n FROM nc_new
-        UNION ALL SELECT status, -1 FROM nc_old) d
-      GROUP BY s HAVING SUM(n) <> 0 ORDER BY s )"
-      + nodes_up + R"(;
-  END IF;
-  RETURN NULL;
-END $f$)");
-    for (auto [table, fn] : {std::pair{"node_task_attempts", "nc_count_attempts"}, std::pair{"jobs", "nc_count_jobs"},
-                             std::pair{"nodes", "nc_count_nodes"}}) {
-      std::string t = table;
-      out.push_back("CREATE TRIGGER " + t + "_count_ins AFTER INSERT ON " + t
-                    + " REFERENCING NEW TABLE AS nc_new FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()");
-      out.push_back("CREATE TRIGGER " + t + "_count_upd AFTER UPDATE ON " + t
-                    + " REFERENCING OLD TABLE AS nc_old NEW TABLE AS nc_new FOR EACH STATEMENT EXECUTE FUNCTION " + fn
-                    + "()");
-      out.push_back("CREATE TRIGGER " + t + "_count_del AFTER DELETE ON " + t
-                    + " REFERENCING OLD TABLE AS nc_old FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()");
-    }
-    return out;
-  }
-  // SQLite: row triggers, shard 0.
-  auto add_attempt = [](const char* row, const char* sign) {
-    return std::string("INSERT INTO attempt_counts (shard, sync_state, attempts, log_lines) VALUES (0, ") + row
-           + ".sync_state, " + sign + "1, " + sign + row + ".log_count) ON CONFLICT (shard, sync_state) DO UPDATE SET "
-           + "attempts = attempts + excluded.attempts, log_lines = log_lines + excluded.log_lines;";
-  };
-  auto add_job = [](const char* row, const char* sign) {
-    return std::string("INSERT INTO job_counts (shard, status, type, jobs) VALUES (0, ") + row + ".status, " + row
-           + ".type, " + sign + "1) ON CONFLICT (shard, status, type) DO UPDATE SET jobs = jobs + excluded.jobs;";
-  };
-  auto add_node = [](const char* row, const char* sign) {
-    return std::string("INSERT INTO node_counts (shard, status, nodes) VALUES (0, ") + row + ".status, " + sign
-           + "1) ON CONFLICT (shard, status) DO UPDATE SET nodes = nodes + excluded.nodes;";
-  };
-  out.push_back("CREATE TRIGGER attempts_count_ins AFTER INSERT ON node_task_attempts BEGIN " + add_attempt("NEW", "")
-                + " END");
-  out.push_back("CREATE TRIGGER attempts_count_upd AFTER UPDATE OF sync_state, log_count ON node_task_attempts "
-                "WHEN OLD.sync_state IS NOT NEW.sync_state OR OLD.log_count IS NOT NEW.log_count BEGIN "
-                + add_attempt("OLD", "-") + " " + add_attempt("NEW", "") + " END");
-  out.push_back("CREATE TRIGGER attempts_count_del AFTER DELETE ON node_task_attempts BEGIN " + add_attempt("OLD", "-")
-                + " END");
-  out.push_back("CREATE TRIGGER jobs_count_ins AFTER INSERT ON jobs BEGIN " + add_job("NEW", "") + " END");
-  out.push_back("CREATE TRIGGER jobs_count_upd AFTER UPDATE OF status, type ON jobs "
-                "WHEN OLD.status IS NOT NEW.status OR OLD.type IS NOT NEW.type BEGIN "
-                + add_job("OLD", "-") + " " + add_job("NEW", "") + " END");
-  out.push_back("CREATE TRIGGER jobs_count_del AFTER DELETE ON jobs BEGIN " + add_job("OLD", "-") + " END");
-  out.push_back("CREATE TRIGGER nodes_count_ins AFTER INSERT ON nodes BEGIN " + add_node("NEW", "") + " END");
-  out.push_back("CREATE TRIGGER nodes_count_upd AFTER UPDATE OF status ON nodes WHEN OLD.status IS NOT NEW.status "
-                "BEGIN "
-                + add_node("OLD", "-") + " " + add_node("NEW", "") + " END");
-  out.push_back("CREATE TRIGGER nodes_count_del AFTER DELETE ON nodes BEGIN " + add_node("OLD", "-") + " END");
+  for (auto& c : counted_tables())
+    for (auto& sql : d.kind == backend::postgresql ? pg_count_triggers(c) : sqlite_count_triggers(c))
+      out.push_back(std::move(sql));
   return out;
 }
 

@@ -55,3 +55,36 @@ nc_admin_address() {
   done
   echo "$address"
 }
+
+nc_bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# nc_bench_backend: sets the EXIT trap that stops the daemon in $daemon_pid; with PG=durable it
+# first starts a throwaway PostgreSQL at its durable defaults (STORAGE_URL points at it, and the
+# trap stops it too). Without PG, the daemons use the SQLite default.
+nc_bench_backend() {
+  daemon_pid=
+  nc_pg_started=
+  if [ "${PG:-}" = durable ]; then
+    # shellcheck source=SCRIPTDIR/pg_durable.sh
+    source "$nc_bench_dir/pg_durable.sh"
+    pg_durable_start
+    nc_pg_started=1
+  fi
+  trap nc_bench_cleanup EXIT # after pg_durable_start, which sets a trap of its own
+}
+
+# nc_stop_bench_daemon: stops the daemon in $daemon_pid, if it runs, and clears daemon_pid.
+nc_stop_bench_daemon() {
+  if [ -n "${daemon_pid:-}" ] && kill -0 "$daemon_pid" 2>/dev/null; then
+    kill -TERM "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+  fi
+  daemon_pid=
+}
+
+nc_bench_cleanup() {
+  nc_stop_bench_daemon
+  if [ -n "${nc_pg_started:-}" ]; then
+    pg_test_stop
+  fi
+}

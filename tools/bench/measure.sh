@@ -33,22 +33,7 @@ source "$src/tools/bench/daemon.sh"
 bench=$build/nodecoord-bench
 daemon_bin=$build/nodecoordd
 
-
-daemon_pid=
-cleanup() {
-  if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
-    kill -TERM "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-
-if [ "${PG:-}" = durable ]; then
-  # shellcheck source=pg_durable.sh
-  source "$src/tools/bench/pg_durable.sh"
-  pg_durable_start
-  trap 'cleanup; pg_test_stop' EXIT # pg_test_start replaced it
-fi
+nc_bench_backend
 
 tls_args=()
 if [ "${TLS:-0}" = 1 ]; then

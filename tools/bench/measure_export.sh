@@ -19,22 +19,9 @@ out=$(cd "$out" && pwd)
 src=$(cd "$(dirname "$0")/../.." && pwd)
 bench=$build/nodecoord-bench
 
-daemon_pid=
-cleanup() {
-  if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
-    kill -TERM "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
 # shellcheck source=SCRIPTDIR/daemon.sh
 source "$src/tools/bench/daemon.sh"
-if [ "${PG:-}" = durable ]; then
-  # shellcheck source=pg_durable.sh
-  source "$src/tools/bench/pg_durable.sh"
-  pg_durable_start
-  trap 'cleanup; pg_test_stop' EXIT
-fi
+nc_bench_backend
 nc_write_config "$out/nodecoord.toml"
 
 "$bench" --config "$out/nodecoord.toml" --state-dir "$out/state" limit --nodes "${SEED_NODES:-1000}" \

@@ -1,15 +1,21 @@
 // GET /api/bundle and POST /api/bundle (docs/admin-api.md): both are jobs in the ledger (the
 // export's is written when it is done, so a bundle never carries its own export as running).
-// Export: the storage actor writes the whole bundle to an unlinked temporary file in one
-// transaction (so the manifest's counts and every reference agree with the lines, whatever the
-// nodes send meanwhile), then the file is streamed. Import: every line is checked before any SQL;
+// Export: read in one snapshot on a connection of its own (actors/admin.cpp), written to an
+// unlinked temporary file (so the manifest's counts and every reference agree with the lines,
+// whatever the nodes send meanwhile), then the file is streamed. Import: every line is checked before any SQL;
 // the rows go in in one transaction, idempotently.
 #include "admin/envelope.hpp"
 
 #include "common/clock.hpp"
 #include "common/ids.hpp"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
 
 namespace nodecoord::admin {
 
@@ -54,13 +60,33 @@ void finish_job(backend& b, const std::string& id, const std::string& status, co
 
 } // namespace
 
+namespace {
+
+/// An unlinked temporary file in $TMPDIR (else /tmp), so operators can keep the export's writes
+/// off the database's disk (docs/operations.md: writing it there delays the database's fsyncs).
+std::FILE* unlinked_temp_file() {
+  const char* dir = std::getenv("TMPDIR");
+  std::string path = std::string(dir && *dir ? dir : "/tmp") + "/nodecoord-export-XXXXXX";
+  int fd = ::mkstemp(path.data());
+  if (fd < 0)
+    return nullptr;
+  ::unlink(path.c_str());
+  std::FILE* f = ::fdopen(fd, "w+");
+  if (!f)
+    ::close(fd);
+  return f;
+}
+
+} // namespace
+
 http_response api::export_bundle() {
-  std::shared_ptr<std::FILE> file(std::tmpfile(), [](std::FILE* f) {
+  std::shared_ptr<std::FILE> file(unlinked_temp_file(), [](std::FILE* f) {
     if (f)
       std::fclose(f);
   });
   if (!file)
-    throw unavailable("cannot create a temporary file for the export");
+    throw unavailable(std::string("cannot create a temporary file for the export in ")
+                      + (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + ": " + std::strerror(errno));
   // The export's own job is written after it, so the bundle does not carry it as running.
   auto started = now_text();
   auto record = [&](const std::string& status, const json& detail, const std::string& error) {

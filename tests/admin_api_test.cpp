@@ -6,6 +6,8 @@
 
 #include "admin_api_fixture.hpp"
 
+#include <cstdlib>
+#include <filesystem>
 #include <set>
 
 using namespace admin_api_test;
@@ -523,6 +525,34 @@ BOOST_AUTO_TEST_CASE(metrics_are_prometheus_text) {
         "nodecoord_storage_commit_seconds_count ", "nodecoord_database_errors_total{kind=\"connection\"} 0",
         "nodecoord_database_up 1"})
     BOOST_TEST(r.body.find(needle) != std::string::npos, needle);
+}
+
+// Issue 19: the export is spooled in $TMPDIR (operators keep it off the database's disk, whose
+// fsyncs it would delay), unlinked at once; a $TMPDIR it cannot write is named in the 503.
+BOOST_AUTO_TEST_CASE(exports_spool_in_tmpdir_unlinked_and_name_a_tmpdir_they_cannot_use) {
+  namespace fs = std::filesystem;
+  const char* old = std::getenv("TMPDIR");
+  const std::string saved = old ? old : "";
+  auto dir = fs::temp_directory_path() / ("nc-export-test-" + new_uuid());
+  fs::create_directories(dir);
+  ::setenv("TMPDIR", dir.c_str(), 1);
+  auto r = call("GET", "/api/bundle");
+  BOOST_TEST(r.status == 200);
+  BOOST_TEST(fs::is_empty(dir), "the spool file is unlinked as soon as it is open");
+  std::string body;
+  BOOST_TEST_REQUIRE(bool(r.stream));
+  while (r.stream(body))
+    ;
+  BOOST_TEST(body == "{\"type\":\"manifest\"}\n");
+  ::setenv("TMPDIR", (dir / "missing").c_str(), 1);
+  auto e = call("GET", "/api/bundle");
+  BOOST_TEST(error(e, 503) == "unavailable");
+  BOOST_TEST(e.body.find((dir / "missing").string()) != std::string::npos, e.body);
+  if (old)
+    ::setenv("TMPDIR", saved.c_str(), 1);
+  else
+    ::unsetenv("TMPDIR");
+  fs::remove_all(dir);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -99,6 +99,7 @@ int run_backfill(const db_args& d, const socket_args& s, const backfill_args& a,
   }
 
   // Phase 2: reconnect and answer every request.
+  server_stats_reset(db);
   r.heading("phase 2: reconnect, every backfill_request answered");
   auto baseline = query_int(db.session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'");
   count_poller poller(target.url, "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'", poll_ns);
@@ -121,6 +122,7 @@ int run_backfill(const db_args& d, const socket_args& s, const backfill_args& a,
   });
   auto t_end = now_ns();
   double cpu1 = daemon.enabled() ? daemon.cpu() : 0.0;
+  server_stats_save(db);
   poller.stop();
   if (!poller.error().empty())
     throw std::runtime_error("database poller: " + poller.error());

@@ -9,6 +9,8 @@
 #include "tools/bench/load.hpp"
 #include "tools/bench/util.hpp"
 
+#include <cstdlib>
+
 #include <soci/soci.h>
 
 #include <algorithm>
@@ -110,6 +112,16 @@ std::vector<bench_node> find_nodes(storage::database& db, const std::vector<std:
     if (n.id.empty())
       throw usage_error("node " + n.name + " is not in the database (run 'provision' with this configuration)");
   return nodes;
+}
+
+void server_stats_reset(storage::database& db) {
+  if (std::getenv("NODECOORD_BENCH_STATS"))
+    db.session() << "SELECT bench_stats_reset()";
+}
+
+void server_stats_save(storage::database& db) {
+  if (std::getenv("NODECOORD_BENCH_STATS"))
+    db.session() << "SELECT bench_stats_save()";
 }
 
 cleared clear_nodes(storage::database& db, const std::vector<bench_node>& nodes) {

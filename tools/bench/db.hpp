@@ -35,6 +35,12 @@ std::vector<bench_node> ensure_nodes(storage::database& db, const std::string& p
 /// The nodes with these names, in this order. Throws usage_error if one is missing.
 std::vector<bench_node> find_nodes(storage::database& db, const std::vector<std::string>& names);
 
+/// With NODECOORD_BENCH_STATS set (measure_backfill.sh PG_STATS=1), the server's statistics are
+/// reset before a scenario's timed part (`bench_stats_reset()`) and saved after it
+/// (`bench_stats_save()`), functions pg_durable.sh creates; without it, nothing.
+void server_stats_reset(storage::database& db);
+void server_stats_save(storage::database& db);
+
 /// Deletes the attempts, their log lines and the jobs of these nodes (one transaction).
 struct cleared {
   int64_t attempts = 0;

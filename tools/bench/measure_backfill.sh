@@ -21,6 +21,8 @@
 #   PG=durable  start a throwaway PostgreSQL 15 server for the run (tests/pg_test_server.sh, but
 #               with the server's durable defaults: fsync, synchronous_commit and full_page_writes
 #               on) and use it; it is removed at exit. Overrides STORAGE_URL.
+#   PG_STATS=1  with PG=durable: where the server's time went in each scenario (commits, WAL
+#               syncs, statements by total time; pg_stat_statements) in OUT_DIR/pg-stats-*.txt.
 #   TLS=1       the node port speaks TLS (certificates by tests/support/make_certs.sh in
 #               OUT_DIR/certs) and the socket scenarios use --tls (resuming sessions).
 # The daemon's stderr goes to OUT_DIR/daemon-SCENARIO-N.log; its warnings and errors are counted.
@@ -142,6 +144,7 @@ for i in $(seq 1 "$runs"); do
     "$bench" --json --config "$out/nodecoord.toml" --state-dir "$out/state" limit --nodes "$limit_nodes" \
       --attempts "$attempts" --logs "$logs" --missing "$missing" >"$out/limit-$i.json" || rc=$?
     echo "run $i: limit exit $rc"
+    if [ "${PG:-}" = durable ]; then pg_stats_dump "$out/pg-stats-limit-$i.txt"; fi
   fi
   if has storage; then
     rc=0
@@ -159,6 +162,7 @@ for i in $(seq 1 "$runs"); do
       --poll "$poll" --pid "$daemon_pid" --keep "${tls_args[@]}" >"$out/storm-$i.json" || rc=$?
     echo "run $i: disconnect-storm exit $rc"
     stop_daemon "$log" "run $i: disconnect-storm"
+    if [ "${PG:-}" = durable ]; then pg_stats_dump "$out/pg-stats-storm-$i.txt"; fi
   fi
   if has backfill; then
     log=$out/daemon-backfill-$i.log
@@ -170,6 +174,7 @@ for i in $(seq 1 "$runs"); do
       >"$out/backfill-$i.json" || rc=$?
     echo "run $i: backfill exit $rc"
     stop_daemon "$log" "run $i: backfill"
+    if [ "${PG:-}" = durable ]; then pg_stats_dump "$out/pg-stats-backfill-$i.txt"; fi
   fi
 done
 

@@ -8,7 +8,8 @@
 #
 # Environment (defaults in brackets): NODES [1000] DURATION [60s] EXPORTS [1] SEED_NODES [1000]
 #   SEED_ATTEMPTS [10] SEED_LOGS [100] (SEED_NODES x SEED_ATTEMPTS x SEED_LOGS lines) PG [unset |
-#   durable]
+#   durable] BUNDLE_OUT [/dev/null: where curl writes each bundle; a file on the database's disk
+#   adds the bench's own 200+ MB per export to the fsyncs it measures]
 set -euo pipefail
 build=$(cd "${1:?usage: measure_export.sh BUILD_DIR OUT_DIR}" && pwd)
 out=${2:?usage: measure_export.sh BUILD_DIR OUT_DIR}
@@ -37,7 +38,7 @@ steady=$!
 if [ "${EXPORTS:-1}" = 1 ]; then
   sleep 8 # the sessions connect and the window begins
   while kill -0 "$steady" 2>/dev/null; do
-    curl -s -o "$out/bundle.ndjson" -w '%{http_code} %{time_total} %{size_download}\n' "http://$admin/api/bundle" \
+    curl -s -o "${BUNDLE_OUT:-/dev/null}" -w '%{http_code} %{time_total} %{size_download}\n' "http://$admin/api/bundle" \
       >>"$out/exports.txt" || true
   done
 fi

@@ -90,6 +90,7 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
                       "SELECT COUNT(*) FROM (SELECT 1 FROM node_task_attempts WHERE sync_state = 'pending_backfill' "
                       "ORDER BY sync_state, created_at LIMIT 1) AS p",
                       poll_ns);
+  server_stats_reset(db);
   poller.start();
   double cpu0 = daemon.enabled() ? daemon.cpu() : 0.0;
   auto t_drop = now_ns();
@@ -98,6 +99,7 @@ int run_storm(const db_args& d, const socket_args& s, const storm_args& a, bool 
   auto none_left = poller.wait_for([](int64_t v) { return v == 0; }, t_drop, t_drop + timeout_ns);
   double cpu1 = daemon.enabled() ? daemon.cpu() : 0.0;
   poller.stop();
+  server_stats_save(db);
   if (!poller.error().empty())
     throw std::runtime_error("database poller: " + poller.error());
   poll_rows(r, poller);

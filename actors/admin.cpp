@@ -4,7 +4,6 @@
 #include "admin/api.hpp"
 #include "admin/dashboard.hpp"
 #include "common/log.hpp"
-#include "common/low_priority.hpp"
 #include "config/defaults.hpp"
 #include "nodecoord/version.hpp"
 #include "storage/database.hpp"
@@ -82,14 +81,10 @@ public:
   storage::bundle::counts export_bundle(const storage::bundle::export_file& o) override {
     if (!reader_url_)
       return ask<storage::bundle::counts>(storage_, "storage", bundle, o);
-    // On a connection of its own, in one snapshot: sessions keep writing while it runs. On a
-    // thread of lower priority, so that reading and encoding a large history does not take
-    // the CPU the sessions' writes and acks need (BENCHMARKS.md, "Fleet scale").
+    // On a connection of its own, in one snapshot: sessions keep writing while it runs.
     storage::bundle::counts out;
     try {
-      run_at_low_priority(defaults::export_nice, [&] {
-        storage::read_snapshot(*reader_url_, system_now, [&](storage::op_context& c) { out = storage::execute(c, o); });
-      });
+      storage::read_snapshot(*reader_url_, system_now, [&](storage::op_context& c) { out = storage::execute(c, o); });
     } catch (...) {
       throw admin::unavailable("the database: " + storage::current_exception_message());
     }

@@ -84,7 +84,6 @@ inline constexpr auto admin_part_timeout = 2s;    // each actor asked for a part
 inline constexpr auto admin_write_timeout = 30s;  // an operation that writes (create, prune, import)
 inline constexpr auto readiness_probe_every = 1s; // /readyz asks the database at most this often
 inline constexpr auto bundle_timeout = 10min;     // an export or import holds the storage actor this long at most
-inline constexpr int export_nice = 10;            // an export's reading thread runs this much nicer than sessions
 inline constexpr int64_t admin_page_max = 1000;   // attempts and jobs per page
 inline constexpr int64_t admin_page_default = 100;
 inline constexpr size_t admin_threads = 8; // concurrent HTTP requests

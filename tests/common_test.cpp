@@ -5,7 +5,6 @@
 #include "common/auth_limiter.hpp"
 #include "common/clock.hpp"
 #include "common/descriptors.hpp"
-#include "common/low_priority.hpp"
 #include "common/ingest_budget.hpp"
 #include "common/ids.hpp"
 #include "common/log.hpp"
@@ -13,12 +12,9 @@
 
 #include <sys/resource.h>
 
-#include <algorithm>
 #include <chrono>
 #include <set>
-#include <stdexcept>
 #include <string>
-#include <thread>
 
 using namespace nodecoord;
 
@@ -214,20 +210,4 @@ BOOST_AUTO_TEST_CASE(the_descriptor_limit_is_raised_to_the_hard_one_and_sessions
   BOOST_TEST(got.hard == uint64_t(now.rlim_max));
   BOOST_TEST(got.soft_before == uint64_t(lowered.rlim_cur));
   BOOST_TEST(got.sessions == nodecoord::sessions_allowed(got.soft, 1u << 30));
-}
-
-BOOST_AUTO_TEST_CASE(low_priority_work_runs_on_a_lowered_thread_and_leaves_the_caller_alone) {
-  int caller = nodecoord::thread_nice();
-  int inside = -100;
-  std::thread::id where;
-  nodecoord::run_at_low_priority(10, [&] {
-    inside = nodecoord::thread_nice();
-    where = std::this_thread::get_id();
-  });
-  BOOST_TEST(inside == std::min(caller + 10, 19), "the work ran at the lowered priority");
-  BOOST_TEST((where != std::this_thread::get_id()), "on a thread of its own");
-  BOOST_TEST(nodecoord::thread_nice() == caller, "the caller's priority is unchanged");
-  BOOST_CHECK_EXCEPTION(nodecoord::run_at_low_priority(10, [] { throw std::runtime_error("read failed"); }),
-                        std::runtime_error,
-                        [](const std::runtime_error& e) { return std::string(e.what()) == "read failed"; });
 }

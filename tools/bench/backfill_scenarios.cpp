@@ -101,8 +101,13 @@ int run_backfill(const db_args& d, const socket_args& s, const backfill_args& a,
   // Phase 2: reconnect and answer every request.
   server_stats_reset(db);
   r.heading("phase 2: reconnect, every backfill_request answered");
-  auto baseline = query_int(db.session(), "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'");
-  count_poller poller(target.url, "SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'", poll_ns);
+  // The counters the triggers keep (schema v3), not a count over the table: the same number at
+  // every commit, and a poll costs the database next to nothing (a COUNT(*) of the complete rows
+  // took 0.9 ms, a sixth of the server's time in this phase, with a poll every 10 ms).
+  const std::string complete_sql =
+    "SELECT COALESCE(SUM(attempts), 0) FROM attempt_counts WHERE sync_state = 'complete'";
+  auto baseline = query_int(db.session(), complete_sql);
+  count_poller poller(target.url, complete_sql, poll_ns);
   poller.start();
   bench_nodes answerer(ids, a, bench_nodes::mode::answer, s.nodes);
   auto o2 = opts;

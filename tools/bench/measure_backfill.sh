@@ -21,8 +21,8 @@
 #   PG=durable  start a throwaway PostgreSQL 15 server for the run (tests/pg_test_server.sh, but
 #               with the server's durable defaults: fsync, synchronous_commit and full_page_writes
 #               on) and use it; it is removed at exit. Overrides STORAGE_URL.
-#   PG_STATS=1  with PG=durable: where the server's time went in each scenario (commits, WAL
-#               syncs, statements by total time; pg_stat_statements) in OUT_DIR/pg-stats-*.txt.
+#   PG_STATS=1  with PG=durable: where the server's time went in the timed part of each scenario
+#               (statements by total time, pg_stat_statements) in OUT_DIR/pg-stats-*.txt.
 #   TLS=1       the node port speaks TLS (certificates by tests/support/make_certs.sh in
 #               OUT_DIR/certs) and the socket scenarios use --tls (resuming sessions).
 # The daemon's stderr goes to OUT_DIR/daemon-SCENARIO-N.log; its warnings and errors are counted.
@@ -50,26 +50,9 @@ out=$(cd "$out" && pwd)
 bench=$build/nodecoord-bench
 daemon_bin=$build/nodecoordd
 
-daemon_pid=
-stop_daemon_now() {
-  if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
-    kill -TERM "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-  fi
-  daemon_pid=
-}
-cleanup() {
-  stop_daemon_now
-  if declare -F pg_test_stop >/dev/null; then pg_test_stop; fi
-}
-trap cleanup EXIT
-
-if [ "${PG:-}" = durable ]; then
-  # shellcheck source=pg_durable.sh
-  source "$src/tools/bench/pg_durable.sh"
-  pg_durable_start
-  trap cleanup EXIT # pg_test_start replaced it
-fi
+# shellcheck source=SCRIPTDIR/daemon.sh
+source "$src/tools/bench/daemon.sh"
+nc_bench_backend
 
 tls_args=()
 if [ "${TLS:-0}" = 1 ]; then
@@ -117,8 +100,6 @@ provision_nodes=$((storm_nodes > backfill_nodes ? storm_nodes : backfill_nodes))
   >"$out/provision.txt"
 tail -n 3 "$out/provision.txt"
 
-# shellcheck source=SCRIPTDIR/daemon.sh
-source "$src/tools/bench/daemon.sh"
 start_daemon() { # start_daemon LOG: starts nodecoordd, sets daemon_pid and port
   local rc=0
   nc_start_daemon "$daemon_bin" "$out/nodecoord.toml" "$out/state" "$1" || rc=$?

@@ -1,9 +1,9 @@
 // GET /api/bundle and POST /api/bundle (docs/admin-api.md): both are jobs in the ledger (the
 // export's is written when it is done, so a bundle never carries its own export as running).
 // Export: read in one snapshot on a connection of its own (actors/admin.cpp), written to an
-// unlinked temporary file (so the manifest's counts and every reference agree with the lines,
-// whatever the nodes send meanwhile), then the file is streamed. Import: every line is checked before any SQL;
-// the rows go in in one transaction, idempotently.
+// unlinked temporary file in $TMPDIR (so the manifest's counts and every reference agree with the
+// lines, whatever the nodes send meanwhile), then the file is streamed. Import: every line is
+// checked before any SQL; the rows go in in one transaction, idempotently.
 #include "admin/envelope.hpp"
 
 #include "common/clock.hpp"
@@ -58,35 +58,37 @@ void finish_job(backend& b, const std::string& id, const std::string& status, co
   }
 }
 
-} // namespace
-
-namespace {
-
-/// An unlinked temporary file in $TMPDIR (else /tmp), so operators can keep the export's writes
-/// off the database's disk (docs/operations.md: writing it there delays the database's fsyncs).
-std::FILE* unlinked_temp_file() {
+/// Where exports are spooled: $TMPDIR, else /tmp. Operators keep it off the database's disk
+/// (docs/operations.md: writing there delays the database's fsyncs).
+std::string spool_dir() {
   const char* dir = std::getenv("TMPDIR");
-  std::string path = std::string(dir && *dir ? dir : "/tmp") + "/nodecoord-export-XXXXXX";
+  return dir && *dir ? dir : "/tmp";
+}
+
+/// An unlinked temporary file in `dir`; nullptr with errno set if there is none.
+std::FILE* unlinked_temp_file(const std::string& dir) {
+  std::string path = dir + "/nodecoord-export-XXXXXX";
   int fd = ::mkstemp(path.data());
   if (fd < 0)
     return nullptr;
   ::unlink(path.c_str());
   std::FILE* f = ::fdopen(fd, "w+");
-  if (!f)
+  if (!f) {
+    int why = errno; // for the caller's message, past close()
     ::close(fd);
+    errno = why;
+  }
   return f;
 }
 
 } // namespace
 
 http_response api::export_bundle() {
-  std::shared_ptr<std::FILE> file(unlinked_temp_file(), [](std::FILE* f) {
-    if (f)
-      std::fclose(f);
-  });
-  if (!file)
-    throw unavailable(std::string("cannot create a temporary file for the export in ")
-                      + (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + ": " + std::strerror(errno));
+  auto dir = spool_dir();
+  std::FILE* spool = unlinked_temp_file(dir);
+  if (!spool)
+    throw unavailable("cannot create a temporary file for the export in " + dir + ": " + std::strerror(errno));
+  std::shared_ptr<std::FILE> file(spool, [](std::FILE* f) { std::fclose(f); });
   // The export's own job is written after it, so the bundle does not carry it as running.
   auto started = now_text();
   auto record = [&](const std::string& status, const json& detail, const std::string& error) {

@@ -27,13 +27,21 @@ nc_start_daemon() {
   return 1
 }
 
-# nc_write_config FILE: the bench daemons' configuration: node and admin ports chosen by the
-# kernel, and [storage] url = $STORAGE_URL if that is set (else the SQLite default).
+# nc_write_config FILE [SERVER_LINES] [SECTIONS]: the bench daemons' configuration: node and admin
+# ports chosen by the kernel, SERVER_LINES (e.g. max_connections) under [server], SECTIONS (whole
+# tables, e.g. from nc_tls_section) before [admin], and [storage] url = $STORAGE_URL if that is
+# set (else the SQLite default).
 nc_write_config() {
+  local file=$1 server_lines=${2:-} sections=${3:-}
   {
     echo '[server]'
     echo 'listen = "127.0.0.1:0"'
+    if [ -n "$server_lines" ]; then echo "$server_lines"; fi
     echo
+    if [ -n "$sections" ]; then
+      echo "$sections"
+      echo
+    fi
     echo '[admin]'
     echo 'listen = "127.0.0.1:0"'
     if [ -n "${STORAGE_URL:-}" ]; then
@@ -41,7 +49,14 @@ nc_write_config() {
       echo '[storage]'
       echo "url = \"$STORAGE_URL\""
     fi
-  } >"$1"
+  } >"$file"
+}
+
+# nc_tls_section CERT_DIR: the [server.tls] table for the certificates of make_certs.sh in CERT_DIR.
+nc_tls_section() {
+  echo '[server.tls]'
+  echo "cert_file = \"$1/server.crt\""
+  echo "key_file = \"$1/server.key\""
 }
 
 # nc_admin_address LOG: waits (bounded) for the daemon's "admin listening" line and prints its

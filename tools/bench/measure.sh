@@ -42,26 +42,11 @@ if [ "${TLS:-0}" = 1 ]; then
   [ "${NO_RESUME:-0}" = 1 ] && tls_args+=(--no-resume)
 fi
 
-{
-  echo '[server]'
-  echo 'listen = "127.0.0.1:0"'
-  echo "max_connections = $max_conn"
-  [ -n "${EXTRA_CONFIG:-}" ] && echo "$EXTRA_CONFIG"
-  echo
-  if [ "${TLS:-0}" = 1 ]; then
-    echo '[server.tls]'
-    echo "cert_file = \"$out/certs/server.crt\""
-    echo "key_file = \"$out/certs/server.key\""
-    echo
-  fi
-  echo '[admin]'
-  echo 'listen = "127.0.0.1:0"'
-  if [ -n "${STORAGE_URL:-}" ]; then
-    echo
-    echo '[storage]'
-    echo "url = \"$STORAGE_URL\""
-  fi
-} >"$out/nodecoord.toml"
+server_lines="max_connections = $max_conn"
+if [ -n "${EXTRA_CONFIG:-}" ]; then server_lines+=$'\n'$EXTRA_CONFIG; fi
+tls_section=
+if [ "${TLS:-0}" = 1 ]; then tls_section=$(nc_tls_section "$out/certs"); fi
+nc_write_config "$out/nodecoord.toml" "$server_lines" "$tls_section"
 
 "$bench" --config "$out/nodecoord.toml" --state-dir "$out/state" provision --nodes "$nodes" | tee "$out/provision.txt"
 

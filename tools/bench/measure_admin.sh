@@ -19,28 +19,12 @@ out=$(cd "$out" && pwd)
 bench=$build/nodecoord-bench
 daemon_bin=$build/nodecoordd
 
-daemon_pid=
-cleanup() {
-  if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
-    kill -TERM "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
+src=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=SCRIPTDIR/daemon.sh
+source "$src/tools/bench/daemon.sh"
+nc_bench_backend
 
-{
-  echo '[server]'
-  echo 'listen = "127.0.0.1:0"'
-  echo "max_connections = $max_conn"
-  echo
-  echo '[admin]'
-  echo 'listen = "127.0.0.1:0"'
-  if [ -n "${STORAGE_URL:-}" ]; then
-    echo
-    echo '[storage]'
-    echo "url = \"$STORAGE_URL\""
-  fi
-} >"$out/nodecoord.toml"
+nc_write_config "$out/nodecoord.toml" "max_connections = $max_conn"
 
 "$bench" --config "$out/nodecoord.toml" --state-dir "$out/state" provision --nodes "$nodes" >"$out/provision.txt"
 

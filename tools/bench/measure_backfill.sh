@@ -60,29 +60,11 @@ if [ "${TLS:-0}" = 1 ]; then
   tls_args=(--tls --ca-file "$out/certs/ca.crt")
 fi
 
-{
-  echo '[server]'
-  echo 'listen = "127.0.0.1:0"'
-  echo "max_connections = $((storm_nodes > backfill_nodes ? storm_nodes + 2000 : backfill_nodes + 2000))"
-  echo
-  if [ "${TLS:-0}" = 1 ]; then
-    echo '[server.tls]'
-    echo "cert_file = \"$out/certs/server.crt\""
-    echo "key_file = \"$out/certs/server.key\""
-    echo
-  fi
-  echo '[backfill]'
-  echo "reconnect_rate = ${RECONNECT_RATE:-100000}"
-  echo "batch_size = ${BATCH_SIZE:-100}"
-  echo
-  echo '[admin]'
-  echo 'listen = "127.0.0.1:0"'
-  if [ -n "${STORAGE_URL:-}" ]; then
-    echo
-    echo '[storage]'
-    echo "url = \"$STORAGE_URL\""
-  fi
-} >"$out/nodecoord.toml"
+sections=
+if [ "${TLS:-0}" = 1 ]; then sections=$(nc_tls_section "$out/certs")$'\n\n'; fi
+sections+=$'[backfill]\n'"reconnect_rate = ${RECONNECT_RATE:-100000}"$'\n'"batch_size = ${BATCH_SIZE:-100}"
+nc_write_config "$out/nodecoord.toml" \
+  "max_connections = $((storm_nodes > backfill_nodes ? storm_nodes + 2000 : backfill_nodes + 2000))" "$sections"
 
 {
   echo "date: $(date -u +%FT%TZ)"

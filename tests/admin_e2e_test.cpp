@@ -351,8 +351,37 @@ BOOST_AUTO_TEST_CASE(bundle_round_trip_sqlite_to_postgresql) {
   BOOST_TEST(rejected.code == 2, rejected.err);
   BOOST_TEST(rejected.err.find("line 4") != std::string::npos, rejected.err);
   BOOST_TEST(data_rows(b) == rows_b);
+  // So does one that parses but names an attempt that exists nowhere, after lines that would be
+  // new: the import (on PostgreSQL in a transaction of its own, beside the storage actor) stores
+  // none of them.
+  {
+    std::ifstream orig(path);
+    std::vector<std::string> ls;
+    for (std::string x; std::getline(orig, x);)
+      ls.push_back(x);
+    auto m = json::parse(ls[0]);
+    m["counts"]["nodes"] = m["counts"]["nodes"].get<int64_t>() + 1;
+    m["counts"]["logs"] = m["counts"]["logs"].get<int64_t>() + 1;
+    ls[0] = m.dump();
+    auto fresh_node = json::parse(ls[1]);
+    fresh_node["id"] = "0b9f3c1e-6a2d-4f5b-8c7e-1d2a3b4c5d6e";
+    fresh_node["name"] = "never-stored";
+    ls.insert(ls.begin() + 1, fresh_node.dump());
+    ls.push_back(R"({"type":"log","attempt_id":"3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a5b6c7d","seq":0,)"
+                 R"("ts":"2026-01-09T12:00:00.000Z","stream":"stdout","line":"orphan"})");
+    std::string body;
+    for (auto& x : ls)
+      body += x + "\n";
+    auto orphan = files.write("orphan.ndjson", body);
+    auto refused = ctl_any({"--admin", b.admin_url(), "bundle", "import", orphan});
+    BOOST_TEST(refused.code == 2, refused.err);
+    BOOST_TEST(refused.err.find("line " + std::to_string(ls.size())) != std::string::npos, refused.err);
+    BOOST_TEST(refused.err.find("3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a5b6c7d") != std::string::npos, refused.err);
+    BOOST_TEST(data_rows(b) == rows_b);
+    BOOST_TEST(b.count("SELECT COUNT(*) FROM nodes WHERE name = 'never-stored'") == 0);
+  }
   auto failed = b.ctl({"jobs", "list", "--type", "bundle_import", "--status", "failed"});
-  BOOST_TEST(failed["jobs"].size() == 1u);
+  BOOST_TEST(failed["jobs"].size() == 2u);
   b.stop();
   a.stop();
 }

@@ -4,6 +4,13 @@
 // bundles refused with their line, counters, SQLite <-> PostgreSQL, 100k lines in batches.
 
 #include "bundle_test_support.hpp"
+#include "storage/snapshot.hpp"
+
+#include <soci/postgresql/soci-postgresql.h>
+#include <soci/sqlite3/soci-sqlite3.h>
+#include <sqlite3.h>
+
+#include <functional>
 
 using namespace bundle_test;
 
@@ -392,4 +399,155 @@ NC_BOTH_BACKENDS(a_bundle_of_100k_lines_imports_in_batches) {
     BOOST_TEST(a.log_max_seq == per_attempt - 1);
     BOOST_TEST(a.sync_state == "complete");
   }
+}
+
+// --- on a connection of its own (the admin API's path) ---------------------------------------
+
+namespace {
+
+b::import_bundle::result_type import_on_own_connection(test_database& t, const std::string& text, bool dry_run,
+                                                       const std::function<void()>& before_commit = {}) {
+  b::import_bundle::result_type out;
+  write_transaction(t.parsed_url(), t.clock.fn(), dry_run, [&](op_context& c) {
+    out = execute(c, b::import_bundle{parse_ok(text), dry_run});
+    if (before_commit)
+      before_commit();
+  });
+  return out;
+}
+
+/// "equal", or what the counters and a scan say.
+std::string counters_and_scan(test_database& t) {
+  auto kept = t.run(count_summary{});
+  auto scanned = t.run(count_summary{true});
+  auto text = [](const count_summary::result_type& r) {
+    std::ostringstream os;
+    for (auto* part : {&r.nodes_by_status, &r.attempts_by_sync_state, &r.jobs_by_status_type})
+      for (auto& [key, n] : *part)
+        if (n != 0)
+          os << key << "=" << n << " ";
+    os << "lines=" << r.log_lines;
+    return os.str();
+  };
+  return text(kept) == text(scanned) ? "equal" : "counters " + text(kept) + " but a scan " + text(scanned);
+}
+
+} // namespace
+
+NC_BOTH_BACKENDS(an_import_on_its_own_connection_is_all_or_nothing) {
+  test_database src(t.kind());
+  auto s = populate(src);
+  auto text = export_all(src);
+  auto n = counts_of(s);
+  auto empty = t.dump();
+
+  // A dry run: exact counts, nothing written.
+  auto dry = import_on_own_connection(t, text, true);
+  BOOST_TEST(dry.logs == k(n.logs, 0, 0));
+  BOOST_TEST(t.dump() == empty);
+
+  // A bundle whose last line names an attempt that exists nowhere: every line before it (nodes,
+  // attempts, lines) is valid, and none of them is stored.
+  auto lines = split_lines(text);
+  auto missing = new_uuid();
+  auto bad_log = R"({"type":"log","attempt_id":")" + missing + R"(","seq":0,"ts":"2026-01-09T12:00:00.000Z",)"
+                 + R"("stream":"stdout","line":"orphan"})";
+  auto bad_lines = lines;
+  auto manifest = nlohmann::json::parse(bad_lines[0]);
+  manifest["counts"]["logs"] = manifest["counts"]["logs"].get<int64_t>() + 1;
+  bad_lines[0] = manifest.dump();
+  bad_lines.push_back(bad_log);
+  try {
+    import_on_own_connection(t, join_lines(bad_lines), false);
+    BOOST_FAIL("an import naming a missing attempt was accepted");
+  } catch (const database_unavailable& e) {
+    BOOST_FAIL("the bundle's fault was reported as the database's: " << e.what());
+  } catch (const std::runtime_error& e) {
+    std::string what = e.what();
+    BOOST_TEST(what.find("line " + std::to_string(bad_lines.size())) != std::string::npos, what);
+    BOOST_TEST(what.find(missing) != std::string::npos, what);
+  }
+  BOOST_TEST(t.dump() == empty);
+  // A failure after every row went in (here the caller's own) takes all of them back.
+  BOOST_CHECK_EXCEPTION(import_on_own_connection(t, text, false, [] { throw std::logic_error("late failure"); }),
+                        std::logic_error,
+                        [](const std::logic_error& e) { return std::string(e.what()) == "late failure"; });
+  BOOST_TEST(t.dump() == empty);
+
+  // The real import. Before it commits, a writer on another connection (the storage actor's
+  // part) adds a node, an attempt and lines, which the counter triggers count. PostgreSQL: the
+  // writer neither waits for the import (lock_timeout turns a wait into a failure) nor sees it.
+  // SQLite has one writer: the import holds the lock, so the other write comes after it.
+  std::string during;
+  auto r = import_on_own_connection(t, text, false, [&] {
+    if (t.kind() != backend::postgresql)
+      return;
+    t.exec_sql("SET lock_timeout = '10s'");
+    auto live = add_node(t, "live-during-import");
+    auto a = add_attempt(t, live, 1);
+    add_lines(t, live, a, numbered_lines(0, 5));
+    during = std::to_string(t.run(b::export_counts{}).nodes);
+  });
+  BOOST_TEST(r.nodes == k(n.nodes, 0, 0));
+  BOOST_TEST(r.attempts == k(n.attempts, 0, 0));
+  BOOST_TEST(r.logs == k(n.logs, 0, 0));
+  BOOST_TEST(r.jobs == k(n.jobs, 0, 0));
+  if (t.kind() == backend::postgresql) {
+    BOOST_TEST(during == "1", "the writer saw the uncommitted import (or not its own node)");
+    BOOST_TEST(t.run(b::export_counts{}).nodes == n.nodes + 1);
+  } else {
+    BOOST_TEST(t.run(b::export_counts{}) == n);
+  }
+  BOOST_TEST(counters_and_scan(t) == "equal");
+  // Everything the bundle holds is stored as the storage actor's import would store it.
+  test_database via_actor_path(t.kind());
+  import(via_actor_path, text);
+  auto own = export_all(t), actor = export_all(via_actor_path);
+  auto own_lines = split_lines(own), actor_lines = split_lines(actor);
+  std::set<std::string> own_set(own_lines.begin() + 1, own_lines.end());
+  for (size_t i = 1; i < actor_lines.size(); ++i)
+    if (actor_lines[i].find("\"type\":\"node\"") == std::string::npos) // nodes get fresh key ids
+      BOOST_TEST(own_set.count(actor_lines[i]) == 1u, "missing after the import: " << actor_lines[i]);
+}
+
+NC_BOTH_BACKENDS(an_import_on_its_own_connection_runs_again_after_a_transient_failure) {
+  test_database src(t.kind());
+  auto s = populate(src);
+  auto text = export_all(src);
+  auto n = counts_of(s);
+  int runs = 0;
+  b::import_bundle::result_type out;
+  write_transaction(t.parsed_url(), t.clock.fn(), false, [&](op_context& c) {
+    out = execute(c, b::import_bundle{parse_ok(text), false});
+    if (++runs == 1) { // what a deadlock or a busy database looks like, after the rows went in
+      if (t.kind() == backend::postgresql)
+        throw soci::postgresql_soci_error("deadlock detected", "40P01");
+      throw soci::sqlite3_soci_error("database is locked", SQLITE_BUSY);
+    }
+  });
+  BOOST_TEST(runs == 2);
+  BOOST_TEST(out.logs == k(n.logs, 0, 0), "the first run was not rolled back: " << out);
+  BOOST_TEST(t.run(b::export_counts{}) == n);
+
+  // A database that stays unavailable is the database's fault, not the bundle's.
+  runs = 0;
+  BOOST_CHECK_THROW(write_transaction(t.parsed_url(), t.clock.fn(), false,
+                                      [&](op_context&) {
+                                        ++runs;
+                                        if (t.kind() == backend::postgresql)
+                                          throw soci::postgresql_soci_error("could not serialize", "40001");
+                                        throw soci::sqlite3_soci_error("database is locked", SQLITE_BUSY);
+                                      }),
+                    database_unavailable);
+  BOOST_TEST(runs == 3);
+  // And a statement the data makes fail is not run again.
+  runs = 0;
+  BOOST_CHECK_THROW(write_transaction(t.parsed_url(), t.clock.fn(), false,
+                                      [&](op_context& c) {
+                                        ++runs;
+                                        c.sql << "INSERT INTO nodes (id) VALUES (NULL)";
+                                      }),
+                    soci::soci_error);
+  BOOST_TEST(runs == 1);
+  BOOST_TEST(t.run(b::export_counts{}) == n);
 }

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Does a bundle export stall the sessions' writes? (issue 19): a database with LINES_TOTAL log
-# lines (seeded by `nodecoord-bench limit --keep`), then NODES sessions each sending 10 lines before
-# every heartbeat (`steady --lines 10`, DURATION) while bundle exports run back to back (EXPORTS=1)
-# or not (EXPORTS=0). The ack latency of a heartbeat is the commit latency of the lines before it.
+# Does a bundle export (or import) stall the sessions' writes? (issue 19): a database with
+# SEED_NODES x SEED_ATTEMPTS x SEED_LOGS log lines (seeded by `nodecoord-bench limit --keep`), then
+# NODES sessions each sending 10 lines before every heartbeat (`steady --lines 10`, DURATION) while
+# bundle exports run back to back (EXPORTS=1) or not (EXPORTS=0). MODE=import instead imports
+# IMPORTS fresh bundles of IMPORT_NODES x IMPORT_ATTEMPTS x IMPORT_LINES lines back to back
+# (tools/bench/make_bundle.py, written to /dev/shm before the window). The ack latency of a
+# heartbeat is the commit latency of the lines before it.
 #
 #   tools/bench/measure_export.sh BUILD_DIR OUT_DIR
 #
 # Environment (defaults in brackets): NODES [1000] DURATION [60s] EXPORTS [1] SEED_NODES [1000]
 #   SEED_ATTEMPTS [10] SEED_LOGS [100] (SEED_NODES x SEED_ATTEMPTS x SEED_LOGS lines) PG [unset |
 #   durable] BUNDLE_OUT [/dev/null: where curl writes each bundle; a file on the database's disk
-#   adds the bench's own 200+ MB per export to the fsyncs it measures]
+#   adds the bench's own 200+ MB per export to the fsyncs it measures] MODE [export | import]
+#   IMPORTS [20] IMPORT_NODES [100] IMPORT_ATTEMPTS [10] IMPORT_LINES [100]
 set -euo pipefail
 build=$(cd "${1:?usage: measure_export.sh BUILD_DIR OUT_DIR}" && pwd)
 out=${2:?usage: measure_export.sh BUILD_DIR OUT_DIR}
@@ -35,7 +39,22 @@ admin=$(nc_admin_address "$out/daemon.log")
   --lines 10 --duration "$duration" --warmup 5s --pid "$daemon_pid" >"$out/steady.json" &
 steady=$!
 : >"$out/exports.txt"
-if [ "${EXPORTS:-1}" = 1 ]; then
+if [ "${MODE:-export}" = import ]; then
+  bundles=$(mktemp -d /dev/shm/nc-import.XXXXXX)
+  trap 'rm -rf "$bundles"; nc_bench_cleanup' EXIT
+  for i in $(seq 1 "${IMPORTS:-20}"); do
+    python3 "$src/tools/bench/make_bundle.py" "$bundles/$i.ndjson" "imported-$i" "${IMPORT_NODES:-100}" \
+      "${IMPORT_ATTEMPTS:-10}" "${IMPORT_LINES:-100}"
+  done
+  sleep 8
+  for i in $(seq 1 "${IMPORTS:-20}"); do
+    kill -0 "$steady" 2>/dev/null || break
+    curl -s -o "$out/import-$i.json" -w '%{http_code} %{time_total} %{size_upload}\n' -X POST \
+      -H 'Content-Type: application/x-ndjson' --data-binary "@$bundles/$i.ndjson" "http://$admin/api/bundle" \
+      >>"$out/exports.txt" || true
+    rm -f "$bundles/$i.ndjson"
+  done
+elif [ "${EXPORTS:-1}" = 1 ]; then
   sleep 8 # the sessions connect and the window begins
   while kill -0 "$steady" 2>/dev/null; do
     curl -s -o "${BUNDLE_OUT:-/dev/null}" -w '%{http_code} %{time_total} %{size_download}\n' "http://$admin/api/bundle" \
@@ -44,7 +63,7 @@ if [ "${EXPORTS:-1}" = 1 ]; then
 fi
 rc=0
 wait "$steady" || rc=$?
-echo "steady exit $rc; exports (code seconds bytes):"
+echo "steady exit $rc; ${MODE:-export}s (code seconds bytes):"
 cat "$out/exports.txt"
 python3 -c '
 import json,sys

@@ -438,17 +438,22 @@ void reset_request_attempts(op_context& c, const reset_requests& op, reset_reque
   // Keyed by request id only (see apply_backfill on the sync_state predicate). The counter is
   // incremented in SQL, never written back from a read.
   auto count = int64_t{op.count_failure ? 1 : 0};
+  // PostgreSQL counts the new states itself (a storm resets 10,000s of rows: one row per state
+  // back, not one per attempt); SQLite has no UPDATE inside WITH, so it returns every row.
+  const bool pg = c.d.kind == backend::postgresql;
   for (auto& chunk : chunks(op.request_ids, c.d.rows_per_statement(1, in_chunk))) {
-    query q(c.sql, "UPDATE node_task_attempts SET sync_state = CASE WHEN " + dialect::int_param("c1")
-                     + " = 1 AND backfill_failures + 1 >= " + dialect::int_param("max")
-                     + " THEN 'failed' ELSE 'partial' END, backfill_failures = backfill_failures + "
-                     + dialect::int_param("c2")
-                     + ", backfill_request_id = NULL, updated_at = :now "
-                       "WHERE backfill_request_id IN "
-                     + query::in_list("i", chunk.size()) + " RETURNING sync_state");
+    auto update = "UPDATE node_task_attempts SET sync_state = CASE WHEN " + dialect::int_param("c1")
+                  + " = 1 AND backfill_failures + 1 >= " + dialect::int_param("max")
+                  + " THEN 'failed' ELSE 'partial' END, backfill_failures = backfill_failures + "
+                  + dialect::int_param("c2")
+                  + ", backfill_request_id = NULL, updated_at = :now WHERE backfill_request_id IN "
+                  + query::in_list("i", chunk.size()) + " RETURNING sync_state";
+    query q(c.sql,
+            pg ? "WITH u AS (" + update + ") SELECT sync_state, COUNT(*) FROM u GROUP BY sync_state" : update + ", 1");
     q.bind("c1", count).bind("max", op.max_failures).bind("c2", count).bind("now", c.now_text).bind_list("i", chunk);
     q.each([&](const soci::row& r) {
-      ++(parse<sync_state>(col_str(r, 0)) == sync_state::failed ? out.attempts_failed : out.attempts_reset);
+      (parse<sync_state>(col_str(r, 0)) == sync_state::failed ? out.attempts_failed : out.attempts_reset) +=
+        col_int(r, 1);
     });
   }
 }

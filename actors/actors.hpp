@@ -4,6 +4,7 @@
 // so they are allowed as local message types without serialization code.
 #include "actors/messages.hpp"
 #include "storage/admin_ops.hpp"
+#include "storage/audit.hpp"
 #include "storage/bundle.hpp"
 #include "storage/batch_executor.hpp"
 #include "storage/operations.hpp"
@@ -130,6 +131,10 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<storage::database_size>::with<storage::database_size::result_type>,
   // SELECT 1 through the queue (readiness).
   caf::replies_to<storage::ping>::with<bool>,
+  // Write one audit row on its own (a refused admin call); its id.
+  caf::replies_to<storage::audit_append>::with<int64_t>,
+  // Audit rows, newest first, filtered (keyset page).
+  caf::replies_to<storage::audit_query>::with<storage::audit_query::result_type>,
   // Write the whole bundle to a file in one transaction (a batch of its own).
   caf::replies_to<storage::bundle::export_file>::with<storage::bundle::counts>,
   // Import a parsed bundle in one transaction (a batch of its own).
@@ -295,6 +300,9 @@ NODECOORD_LOCAL_OP(instance_renew)
 NODECOORD_LOCAL_OP(instance_rejoin)
 NODECOORD_LOCAL_OP(instance_list)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::ping)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::audit_append)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::audit_query)
+NODECOORD_LOCAL_TYPE(std::vector<nodecoord::storage::audit_record>)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::bundle::export_file)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::bundle::counts)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::bundle::import_bundle)

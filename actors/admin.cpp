@@ -60,20 +60,16 @@ public:
     return op(storage::node_lookup_by_name{name}, part);
   }
   storage::node_create::result_type create_node(const storage::node_create& o) override { return op(o, write); }
-  storage::node_disable::result_type disable_node(const std::string& name) override {
-    return op(storage::node_disable{name}, write);
-  }
-  storage::node_enable::result_type enable_node(const std::string& name) override {
-    return op(storage::node_enable{name}, write);
-  }
+  storage::node_disable::result_type disable_node(const storage::node_disable& o) override { return op(o, write); }
+  storage::node_enable::result_type enable_node(const storage::node_enable& o) override { return op(o, write); }
   storage::node_set_key::result_type set_key(const storage::node_set_key& o) override { return op(o, write); }
   storage::attempt_list::result_type attempts(const storage::attempt_list& o) override { return op(o, write); }
   storage::attempt_get::result_type attempt(const std::string& id) override {
     return op(storage::attempt_get{id}, part);
   }
-  storage::attempt_requeue::result_type requeue(const std::string& id) override {
-    return op(storage::attempt_requeue{id}, write);
-  }
+  storage::attempt_requeue::result_type requeue(const storage::attempt_requeue& o) override { return op(o, write); }
+  int64_t append_audit(const storage::audit_append& o) override { return op(o, write); }
+  storage::audit_query::result_type audit(const storage::audit_query& o) override { return op(o, part); }
   storage::job_query::result_type jobs(const storage::job_query& o) override { return op(o, write); }
   storage::jobs_prune::result_type prune(const storage::jobs_prune& o) override { return op(o, write); }
   storage::job_insert::result_type insert_job(const storage::job_insert& o) override { return op(o, write); }

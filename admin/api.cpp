@@ -24,6 +24,34 @@ using json = nlohmann::json;
 
 using namespace detail;
 
+namespace {
+
+/// The audit state of the call an HTTP thread is handling (one call at a time per thread).
+struct call_audit {
+  storage::audit_entry entry; // actor set by handle(), action/target by the route
+  bool mutating = false;      // POST or DELETE: every one is in the ledger, whatever its outcome
+  bool written = false;
+};
+
+thread_local call_audit* current_call = nullptr;
+
+/// `s` as valid UTF-8 (invalid bytes replaced by U+FFFD): what a request names (a path, a
+/// parameter) goes into the ledger's text columns, which PostgreSQL checks.
+std::string valid_utf8(const std::string& s) {
+  return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
+}
+
+/// An error answer's code and message, for the ledger.
+std::string error_of(const http_response& r) {
+  auto j = json::parse(r.body, nullptr, false);
+  if (j.is_discarded() || !j.contains("error") || !j["error"].is_object())
+    return "HTTP " + std::to_string(r.status);
+  auto& e = j["error"];
+  return e.value("code", "") + ": " + e.value("message", "");
+}
+
+} // namespace
+
 http_response transport_error(int status, uint64_t body_limit) {
   switch (status) {
     case 413: {
@@ -103,14 +131,73 @@ http_response api::handle(const http_request& req) {
     if (presented.empty() || !constant_time_equal(sha256_hex(presented), token_hash))
       return failure(403, "forbidden", "the token is not valid");
   }
+  call_audit call;
+  call.mutating = req.method == "POST" || req.method == "DELETE";
+  // Which token (not the token): its hash's first 8 hex digits; "local" when none is required.
+  call.entry.actor = token_hash.empty() ? "local" : "token:" + token_hash.substr(0, 8);
+  call.entry.action = "request";
+  call.entry.target = valid_utf8(req.method + " " + req.path.substr(0, 200));
+  current_call = &call;
+  http_response out;
   try {
-    return route(req);
+    out = route(req);
   } catch (const api_error& e) {
-    return failure(e.status, e.code, e.message);
+    out = failure(e.status, e.code, e.message);
   } catch (const unavailable& e) {
-    return failure(503, "unavailable", e.what());
+    out = failure(503, "unavailable", e.what());
   } catch (const std::exception& e) {
-    return failure(500, "internal", e.what());
+    out = failure(500, "internal", e.what());
+  }
+  current_call = nullptr;
+  if (call.mutating && !call.written) {
+    // Refused before its change (a bad filter, a missing node, a conflict) or failed without an
+    // answer: a row of its own. A call that succeeded wrote its row already.
+    auto e = call.entry;
+    e.result = out.status < 400 ? "succeeded" : out.status < 500 ? "refused" : "failed";
+    if (out.status >= 400)
+      e.error = valid_utf8(error_of(out));
+    if (out.status == 503)
+      e.error += " (the change may still have been made: see the rows after this one)";
+    try {
+      backend_.append_audit(storage::audit_append{e});
+    } catch (const std::exception&) { // the database is what failed: the answer says so already
+    }
+  }
+  return out;
+}
+
+storage::audit_entry api::audit_for(const std::string& action, const std::string& target, const std::string& filter) {
+  storage::audit_entry e;
+  if (current_call) {
+    current_call->entry.action = action;
+    current_call->entry.target = valid_utf8(target.substr(0, 200));
+    current_call->entry.filter = filter;
+    e = current_call->entry;
+  } else {
+    e.actor = "local";
+    e.action = action;
+    e.target = target;
+    e.filter = filter;
+  }
+  return e;
+}
+
+void api::audit_written() {
+  if (current_call)
+    current_call->written = true;
+}
+
+void api::audit_after(const std::string& counts) {
+  if (!current_call)
+    return;
+  auto e = current_call->entry;
+  e.result = "succeeded";
+  e.counts = counts;
+  // Marked first: a row that could not be written is not written again as "failed" by handle().
+  current_call->written = true;
+  try {
+    backend_.append_audit(storage::audit_append{e});
+  } catch (const std::exception&) { // the change is made; the database failed only the ledger
   }
 }
 
@@ -160,6 +247,8 @@ http_response api::route(const http_request& req) {
       return prune_jobs(req);
     return method_not_allowed("GET, DELETE");
   }
+  if (seg.size() == 2 && seg[1] == "audit")
+    return m == "GET" ? list_audit(req) : method_not_allowed("GET");
   if (seg.size() == 2 && seg[1] == "bundle") {
     if (m == "GET")
       return (only_params(req, {}), export_bundle());

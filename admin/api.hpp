@@ -6,6 +6,7 @@
 #include "actors/messages.hpp"
 #include "admin/browser_guard.hpp"
 #include "storage/admin_ops.hpp"
+#include "storage/audit.hpp"
 #include "storage/bundle.hpp"
 
 #include <algorithm>
@@ -60,12 +61,17 @@ public:
   virtual storage::node_list::result_type nodes(const storage::node_list& op) = 0;
   virtual storage::node_lookup_by_name::result_type node(const std::string& name) = 0;
   virtual storage::node_create::result_type create_node(const storage::node_create& op) = 0;
-  virtual storage::node_disable::result_type disable_node(const std::string& name) = 0;
-  virtual storage::node_enable::result_type enable_node(const std::string& name) = 0;
+  // The mutations carry their audit row (op.audit), written in the same transaction.
+  virtual storage::node_disable::result_type disable_node(const storage::node_disable& op) = 0;
+  virtual storage::node_enable::result_type enable_node(const storage::node_enable& op) = 0;
   virtual storage::node_set_key::result_type set_key(const storage::node_set_key& op) = 0;
   virtual storage::attempt_list::result_type attempts(const storage::attempt_list& op) = 0;
   virtual storage::attempt_get::result_type attempt(const std::string& id) = 0;
-  virtual storage::attempt_requeue::result_type requeue(const std::string& id) = 0;
+  virtual storage::attempt_requeue::result_type requeue(const storage::attempt_requeue& op) = 0;
+  /// An audit row of its own (a call refused before it reached the database, or one whose change
+  /// was not made in one storage transaction); its id.
+  virtual int64_t append_audit(const storage::audit_append& op) = 0;
+  virtual storage::audit_query::result_type audit(const storage::audit_query& op) = 0;
   virtual storage::job_query::result_type jobs(const storage::job_query& op) = 0;
   virtual storage::jobs_prune::result_type prune(const storage::jobs_prune& op) = 0;
   virtual storage::job_insert::result_type insert_job(const storage::job_insert& op) = 0;
@@ -138,6 +144,17 @@ private:
   http_response backfill_attempt(const std::string& id);
   http_response requeue_attempt(const std::string& id);
   http_response export_bundle();
+  http_response list_audit(const http_request& req);
+
+  /// The audit entry of the call this thread is handling, its actor filled in by handle():
+  /// `action` and `target` also name the call if it is refused later. `filter` is a JSON object
+  /// text (empty: none).
+  storage::audit_entry audit_for(const std::string& action, const std::string& target, const std::string& filter = "");
+  /// The call's row is written (with its effect, by the storage operation that carried it).
+  void audit_written();
+  /// A row of its own for a call whose change was not made in one storage transaction (a
+  /// backfill order, a prune of several statements, a bundle import): written after it succeeded.
+  void audit_after(const std::string& counts);
   http_response import_bundle(const http_request& req);
   http_response list_jobs(const http_request& req);
   http_response prune_jobs(const http_request& req);

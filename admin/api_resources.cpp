@@ -85,6 +85,7 @@ http_response api::show_node(const std::string& name) {
 }
 
 http_response api::create_node(const http_request& req) {
+  audit_for("node.create", "");
   auto body = json::parse(req.body, nullptr, false);
   if (body.is_discarded() || !body.is_object())
     bad_request("the body must be a JSON object such as {\"name\":\"node-1\"}");
@@ -97,28 +98,37 @@ http_response api::create_node(const http_request& req) {
   if (!valid_node_name(name))
     bad_request("invalid node name '" + name + "' (letters, digits, - _ . only, 1 to 255 characters)");
   auto key = generate_api_key();
-  auto r = backend_.create_node(storage::node_create{name, "", key.key_id, key.key_hash});
+  auto r =
+    backend_.create_node(storage::node_create{name, "", key.key_id, key.key_hash, audit_for("node.create", name)});
+  audit_written();
   if (!r.created)
     conflict("a node named '" + name + "' already exists");
   return reply(201, {{"node", node_json(r.node, false, 0)}, {"key", key.key}});
 }
 
 http_response api::node_action(const std::string& name, const std::string& action) {
+  // A name no node can have (names are checked when created) is looked up nowhere: PostgreSQL
+  // would refuse one that is not UTF-8 with an error, not "no such node".
+  if (!valid_node_name(name))
+    not_found("no node named '" + name + "'");
   if (action == "disable") {
-    auto r = backend_.disable_node(name);
+    auto r = backend_.disable_node(storage::node_disable{name, audit_for("node.disable", name)});
+    audit_written();
     if (!r.found)
       not_found("no node named '" + name + "'");
     bool closed = backend_.close_session(name);
     return reply(200, {{"node", node_json(r.node, false, 0)}, {"closed_session", closed}});
   }
   if (action == "enable") {
-    auto r = backend_.enable_node(name);
+    auto r = backend_.enable_node(storage::node_enable{name, audit_for("node.enable", name)});
+    audit_written();
     if (!r.found)
       not_found("no node named '" + name + "'");
     return reply(200, {{"node", node_json(r.node, false, 0)}});
   }
   auto key = generate_api_key();
-  auto r = backend_.set_key(storage::node_set_key{name, key.key_id, key.key_hash});
+  auto r = backend_.set_key(storage::node_set_key{name, key.key_id, key.key_hash, audit_for("node.rotate_key", name)});
+  audit_written();
   if (!r.found)
     not_found("no node named '" + name + "'");
   auto live = live_of(backend_, {r.node});
@@ -161,11 +171,14 @@ http_response api::show_attempt(const std::string& id) {
 }
 
 http_response api::backfill_attempt(const std::string& id) {
+  audit_for("attempt.backfill", id);
   if (!is_uuid(id))
     not_found("no attempt " + id + " (attempt ids are UUIDs)");
   auto r = backend_.backfill(id);
   switch (r.status) {
-    case order_status::requested: return reply(202, {{"job_id", r.request_id}, {"attempts", r.attempts}});
+    case order_status::requested:
+      audit_after(json{{"attempts", r.attempts}, {"job_id", r.request_id}}.dump());
+      return reply(202, {{"job_id", r.request_id}, {"attempts", r.attempts}});
     case order_status::not_found: not_found("no attempt " + id);
     case order_status::offline: conflict("the node of attempt " + id + " is not connected");
     case order_status::busy:
@@ -180,9 +193,11 @@ http_response api::backfill_attempt(const std::string& id) {
 }
 
 http_response api::requeue_attempt(const std::string& id) {
+  audit_for("attempt.requeue", id);
   if (!is_uuid(id))
     not_found("no attempt " + id + " (attempt ids are UUIDs)");
-  auto r = backend_.requeue(id);
+  auto r = backend_.requeue(storage::attempt_requeue{id, audit_for("attempt.requeue", id)});
+  audit_written();
   if (!r.found)
     not_found("no attempt " + id);
   if (!r.requeued)
@@ -224,6 +239,10 @@ http_response api::list_jobs(const http_request& req) {
 }
 
 http_response api::prune_jobs(const http_request& req) {
+  json filter = json::object();
+  for (auto& [k, v] : req.params)
+    filter[k] = v;
+  audit_for("jobs.prune", "", filter.dump(-1, ' ', false, json::error_handler_t::replace));
   only_params(req, {"status", "type", "older_than"});
   auto statuses = list_of(req, "status", job_statuses);
   auto types = list_of(req, "type", job_types);
@@ -260,7 +279,52 @@ http_response api::prune_jobs(const http_request& req) {
     if (!rest.empty())
       deleted += backend_.prune(storage::jobs_prune{rest, types, cutoff(keep_finished)}).deleted;
   }
+  audit_after(json{{"jobs", deleted}}.dump());
   return reply(200, {{"deleted", deleted}});
+}
+
+// --- audit -------------------------------------------------------------------------------------
+
+http_response api::list_audit(const http_request& req) {
+  only_params(req, {"actor", "action", "result", "target", "since", "until", "before", "limit"});
+  storage::audit_query q;
+  q.actor = param(req, "actor").value_or("");
+  q.action = param(req, "action").value_or("");
+  q.target = param(req, "target").value_or("");
+  q.result = one_of(req, "result", {std::begin(storage::audit_results), std::end(storage::audit_results)});
+  for (auto [name, out] : {std::pair{"since", &q.since}, std::pair{"until", &q.until}})
+    if (auto v = param(req, name)) {
+      auto t = parse_time(*v);
+      if (!t)
+        bad_request(std::string(name) + " must be an RFC 3339 time such as 2026-01-09T12:00:00Z, not '" + *v + "'");
+      *out = format_time(*t);
+    }
+  if (auto before = param(req, "before")) {
+    bool digits = !before->empty() && before->size() <= 18
+                  && std::all_of(before->begin(), before->end(), [](unsigned char c) { return std::isdigit(c) != 0; });
+    if (!digits || std::stoll(*before) < 1)
+      bad_request("before must be the 'next' value of the previous page (a positive id), not '" + *before + "'");
+    q.before_id = std::stoll(*before);
+  }
+  q.limit = limit_param(req);
+  auto rows = backend_.audit(q);
+  json out = json::object();
+  auto& arr = out["entries"] = json::array();
+  auto doc = [](const std::string& text) { return text.empty() ? json(nullptr) : json::parse(text, nullptr, false); };
+  auto text_or_null = [](const std::string& text) { return text.empty() ? json(nullptr) : json(text); };
+  for (auto& r : rows)
+    arr.push_back({{"id", r.id},
+                   {"at", r.at},
+                   {"actor", r.entry.actor},
+                   {"action", r.entry.action},
+                   {"target", text_or_null(r.entry.target)},
+                   {"filter", doc(r.entry.filter)},
+                   {"counts", doc(r.entry.counts)},
+                   {"result", r.entry.result},
+                   {"error", text_or_null(r.entry.error)},
+                   {"instance_id", text_or_null(r.instance_id)}});
+  out["next"] = static_cast<int64_t>(rows.size()) == q.limit ? json(std::to_string(rows.back().id)) : json(nullptr);
+  return reply(200, std::move(out));
 }
 
 } // namespace nodecoord::admin

@@ -126,6 +126,7 @@ http_response api::export_bundle() {
 }
 
 http_response api::import_bundle(const http_request& req) {
+  audit_for("bundle.import", "");
   auto [lo, hi] = req.params.equal_range("dry_run");
   bool dry_run = false;
   for (auto& [k, v] : req.params)
@@ -140,6 +141,7 @@ http_response api::import_bundle(const http_request& req) {
       bad_request("dry_run must be 1 or 0, not '" + lo->second + "'");
   }
   json detail{{"dry_run", dry_run}, {"bytes", req.body.size()}};
+  audit_for("bundle.import", "", detail.dump());
   auto parsed = storage::bundle::parse(req.body);
   if (auto* err = std::get_if<storage::bundle::parse_error>(&parsed)) {
     auto job = start_job(backend_, "bundle_import", detail);
@@ -161,6 +163,7 @@ http_response api::import_bundle(const http_request& req) {
   }
   detail["counts"] = import_json(result);
   finish_job(backend_, job, "succeeded", detail);
+  audit_after(import_json(result).dump());
   return reply(200, {{"dry_run", dry_run}, {"job_id", job}, {"counts", import_json(result)}});
 }
 

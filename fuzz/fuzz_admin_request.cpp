@@ -134,22 +134,73 @@ struct fake_backend final : backend {
       return {};
     return {true, node_row(name)};
   }
+  /// What storage::append_audit refuses (a finding: the API built a row the database would not take).
+  static void need_audit(const storage::audit_entry& e, bool with_result) {
+    if (e.action.empty() || e.actor.empty())
+      throw bad_value{"audit: no action or actor"};
+    if (with_result && e.result != "succeeded" && e.result != "refused" && e.result != "failed")
+      throw bad_value{"audit: result out of its set"};
+    // PostgreSQL refuses text that is not UTF-8: the row would be lost.
+    for (auto* text : {&e.actor, &e.action, &e.target, &e.error, &e.filter, &e.counts})
+      try {
+        (void)nlohmann::json(*text).dump();
+      } catch (const nlohmann::json::exception&) {
+        throw bad_value{"audit: text that is not UTF-8"};
+      }
+    for (auto* doc : {&e.filter, &e.counts})
+      if (!doc->empty()) {
+        auto j = nlohmann::json::parse(*doc, nullptr, false);
+        if (j.is_discarded() || !j.is_object())
+          throw bad_value{"audit: filter or counts is not a JSON object"};
+      }
+  }
+  int64_t append_audit(const storage::audit_append& op) override {
+    need_storage();
+    need_audit(op.entry, true);
+    return 1;
+  }
+  storage::audit_query::result_type audit(const storage::audit_query& op) override {
+    need_storage();
+    if (op.limit < 1 || op.limit > defaults::admin_page_max)
+      throw bad_value{"audit_query: limit out of range"};
+    if (op.before_id < 0)
+      throw bad_value{"audit_query: negative before"};
+    for (auto* t : {&op.since, &op.until})
+      if (!t->empty())
+        need_time(*t, "audit_query: since/until is not a time");
+    if (!op.result.empty() && op.result != "succeeded" && op.result != "refused" && op.result != "failed")
+      throw bad_value{"audit_query: result out of its set"};
+    storage::audit_record r;
+    r.id = 7;
+    r.at = "2026-01-09T12:00:00.000Z";
+    r.entry.actor = "local";
+    r.entry.action = "node.disable";
+    r.entry.result = "succeeded";
+    r.entry.counts = R"({"nodes":1})";
+    return {r};
+  }
   storage::node_create::result_type create_node(const storage::node_create& op) override {
     need_storage();
+    need_audit(op.audit, false);
     if (!valid_node_name(op.name))
       throw bad_value{"create_node: invalid name"};
     if (op.name == "build-07")
       return {};
     return {true, node_row(op.name)};
   }
-  storage::node_disable::result_type disable_node(const std::string& name) override {
+  storage::node_disable::result_type disable_node(const storage::node_disable& op) override {
     need_storage();
-    if (name != "build-07")
+    need_audit(op.audit, false);
+    if (op.name != "build-07")
       return {};
-    return {true, node_row(name)};
+    return {true, node_row(op.name)};
   }
-  storage::node_enable::result_type enable_node(const std::string& name) override { return disable_node(name); }
-  storage::node_set_key::result_type set_key(const storage::node_set_key& op) override { return disable_node(op.name); }
+  storage::node_enable::result_type enable_node(const storage::node_enable& op) override {
+    return disable_node(storage::node_disable{op.name, op.audit});
+  }
+  storage::node_set_key::result_type set_key(const storage::node_set_key& op) override {
+    return disable_node(storage::node_disable{op.name, op.audit});
+  }
   storage::attempt_list::result_type attempts(const storage::attempt_list& op) override {
     need_storage();
     if (op.limit < 1 || op.limit > defaults::admin_page_max)
@@ -170,11 +221,12 @@ struct fake_backend final : backend {
       return {};
     return {true, attempt_row(id)};
   }
-  storage::attempt_requeue::result_type requeue(const std::string& id) override {
+  storage::attempt_requeue::result_type requeue(const storage::attempt_requeue& op) override {
     need_storage();
-    if (id != attempt_partial && id != attempt_failed)
+    need_audit(op.audit, false);
+    if (op.attempt_id != attempt_partial && op.attempt_id != attempt_failed)
       return {};
-    return {true, id == attempt_failed};
+    return {true, op.attempt_id == attempt_failed};
   }
   storage::job_query::result_type jobs(const storage::job_query& op) override {
     need_storage();

@@ -1,5 +1,7 @@
 #include "storage/admin_ops.hpp"
 
+#include "storage/audit.hpp"
+
 #include "common/clock.hpp"
 #include "common/ids.hpp"
 #include "storage/dialect.hpp"
@@ -72,7 +74,9 @@ jobs_prune::result_type execute(op_context& c, const jobs_prune& op) {
   q.bind_list("s", op.statuses).bind_list("t", op.types);
   if (!older.empty())
     q.bind("older", older);
-  return {q.exec()};
+  jobs_prune::result_type out{q.exec()};
+  audit_outcome(c, op.audit, true, R"({"jobs":)" + std::to_string(out.deleted) + "}");
+  return out;
 }
 
 database_size::result_type execute(op_context& c, const database_size&) {

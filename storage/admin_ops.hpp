@@ -33,6 +33,7 @@ struct jobs_prune {
   std::vector<std::string> statuses;
   std::vector<std::string> types;
   std::string older_than; // created_at < this; empty: any age
+  audit_entry audit = {};
   struct result_type {
     int64_t deleted = 0;
   };

@@ -288,11 +288,37 @@ std::vector<std::string> v3(const dialect& d) {
   return out;
 }
 
+// The audit ledger (issue 20, storage/audit.hpp): rows are only ever inserted; ids grow, so the
+// ledger pages by id, newest first, and the filters the API offers are (column, id) ranges.
+std::vector<std::string> v4(const dialect& d) {
+  std::string id = d.kind == backend::postgresql ? "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+                                                 : "INTEGER PRIMARY KEY AUTOINCREMENT";
+  std::vector<std::string> out;
+  out.push_back(subst(R"(CREATE TABLE audit_log (
+  id )" + id + R"(,
+  at {ts} NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT,
+  filter {json},
+  counts {json},
+  result TEXT NOT NULL CHECK (result IN ('succeeded', 'refused', 'failed')),
+  error TEXT,
+  instance_id TEXT
+))",
+                      d));
+  out.push_back("CREATE INDEX audit_log_action ON audit_log (action, id)");
+  out.push_back("CREATE INDEX audit_log_actor ON audit_log (actor, id)");
+  out.push_back("CREATE INDEX audit_log_target ON audit_log (target, id)");
+  return out;
+}
+
 const std::vector<migration>& all_migrations() {
   static const std::vector<migration> ms{
     {1, "initial schema: nodes, node_task_attempts, attempt_logs, jobs", &v1},
     {2, "several instances: instances (leases), nodes.owner_instance, jobs.instance_id", &v2},
     {3, "counts kept by triggers: attempt_counts, job_counts, node_counts", &v3},
+    {4, "the audit ledger: audit_log", &v4},
   };
   return ms;
 }

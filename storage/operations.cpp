@@ -1,5 +1,7 @@
 #include "storage/operations.hpp"
 
+#include "storage/audit.hpp"
+
 #include "common/ids.hpp"
 #include "storage/dialect.hpp"
 #include "storage/group_support.hpp"
@@ -35,6 +37,14 @@ node_lookup_by_key::result_type find_node(op_context& c, const std::string& colu
 node_disable::result_type node_after(op_context& c, const std::string& name) {
   auto found = find_node(c, "name", name);
   return {found.found, std::move(found.node)};
+}
+
+/// The node after a change of `changed` rows, and the change in the ledger (a missing node: failed).
+node_disable::result_type audited_node_change(op_context& c, const audit_entry& audit, const std::string& name,
+                                              int64_t changed) {
+  auto out = node_after(c, name);
+  audit_outcome(c, audit, out.found, R"({"nodes":)" + std::to_string(changed) + "}", "no node named " + name);
+  return out;
 }
 
 /// Runs `sql_prefix + "(:i0, ...)"` for every chunk of ids; returns the total affected rows.
@@ -84,8 +94,10 @@ node_create::result_type execute(op_context& c, const node_create& op) {
     .bind("n", op.name)
     .bind("k", op.key_id)
     .each([&](const soci::row& r) { taken = col_int(r, 0); });
-  if (taken)
+  if (taken) {
+    audit_outcome(c, op.audit, false, R"({"nodes":0})", "the name or the key id is taken");
     return out;
+  }
   auto id = op.id.empty() ? new_uuid() : op.id;
   query(c.sql, "INSERT INTO nodes (id, name, key_id, key_hash, status, session_epoch, created_at) "
                "VALUES (:id, :name, :key_id, :key_hash, 'offline', 0, :now)")
@@ -98,6 +110,7 @@ node_create::result_type execute(op_context& c, const node_create& op) {
   auto found = find_node(c, "id", id);
   out.created = found.found;
   out.node = std::move(found.node);
+  audit_outcome(c, op.audit, out.created, out.created ? R"({"nodes":1})" : R"({"nodes":0})", "not created");
   return out;
 }
 
@@ -153,29 +166,29 @@ node_list::result_type execute(op_context& c, const node_list& op) {
 }
 
 node_disable::result_type execute(op_context& c, const node_disable& op) {
-  query(c.sql, "UPDATE nodes SET status = 'disabled', disabled_at = :now "
-               "WHERE name = :name AND status <> 'disabled'")
-    .bind("now", c.now_text)
-    .bind("name", op.name)
-    .exec();
-  return node_after(c, op.name);
+  auto changed = query(c.sql, "UPDATE nodes SET status = 'disabled', disabled_at = :now "
+                              "WHERE name = :name AND status <> 'disabled'")
+                   .bind("now", c.now_text)
+                   .bind("name", op.name)
+                   .exec();
+  return audited_node_change(c, op.audit, op.name, changed);
 }
 
 node_enable::result_type execute(op_context& c, const node_enable& op) {
-  query(c.sql, "UPDATE nodes SET status = 'offline', disabled_at = NULL "
-               "WHERE name = :name AND status = 'disabled'")
-    .bind("name", op.name)
-    .exec();
-  return node_after(c, op.name);
+  auto changed = query(c.sql, "UPDATE nodes SET status = 'offline', disabled_at = NULL "
+                              "WHERE name = :name AND status = 'disabled'")
+                   .bind("name", op.name)
+                   .exec();
+  return audited_node_change(c, op.audit, op.name, changed);
 }
 
 node_set_key::result_type execute(op_context& c, const node_set_key& op) {
-  query(c.sql, "UPDATE nodes SET key_id = :k, key_hash = :h WHERE name = :name")
-    .bind("k", op.key_id)
-    .bind("h", op.key_hash)
-    .bind("name", op.name)
-    .exec();
-  return node_after(c, op.name);
+  auto changed = query(c.sql, "UPDATE nodes SET key_id = :k, key_hash = :h WHERE name = :name")
+                   .bind("k", op.key_id)
+                   .bind("h", op.key_hash)
+                   .bind("name", op.name)
+                   .exec();
+  return audited_node_change(c, op.audit, op.name, changed);
 }
 
 nodes_disabled_since::result_type execute(op_context& c, const nodes_disabled_since& op) {
@@ -655,6 +668,8 @@ attempt_requeue::result_type execute(op_context& c, const attempt_requeue& op) {
                    .exec()
                  == 1;
   out.found = out.requeued || execute(c, attempt_get{op.attempt_id}).found;
+  audit_outcome(c, op.audit, out.requeued, out.requeued ? R"({"attempts":1})" : R"({"attempts":0})",
+                out.found ? "the attempt is not failed" : "no attempt " + op.attempt_id);
   return out;
 }
 

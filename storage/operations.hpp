@@ -34,6 +34,19 @@ struct op_context {
 /// The epoch of a write made for no session (operators, tests): no fence.
 inline constexpr int64_t unfenced = -1;
 
+/// One row of the audit ledger (issue 20, storage/audit.hpp): who asked for a change, what, and
+/// what came of it. An operation that carries one (a non-empty `action`) writes it in the same
+/// transaction as its effect, with `result`, `counts` and `error` filled in from the outcome.
+struct audit_entry {
+  std::string actor;  // "token:<first 8 hex of the token's SHA-256>", or "local" (no token set)
+  std::string action; // e.g. "node.disable"; empty: not audited
+  std::string target; // a node name, an attempt id; empty for an action on a filter
+  std::string filter; // the filter or parameters as a JSON object; empty: none
+  std::string counts; // what changed, as a JSON object ({"nodes":1})
+  std::string result; // succeeded | refused | failed
+  std::string error;  // why it was refused or failed
+};
+
 // --- records ---------------------------------------------------------------------------------
 
 struct node_record {
@@ -99,6 +112,7 @@ struct node_create {
   std::string id; // empty: a new random UUID
   std::string key_id;
   std::string key_hash;
+  audit_entry audit = {}; // written with the outcome, in the same transaction
   struct result_type {
     bool created = false; // false: the name (or key id) is taken
     node_record node;
@@ -133,6 +147,7 @@ struct node_list {
 /// Disables a node: it cannot authenticate; an operator re-enables it.
 struct node_disable {
   std::string name;
+  audit_entry audit = {};
   struct result_type {
     bool found = false;
     node_record node; // after the change
@@ -142,6 +157,7 @@ struct node_disable {
 /// Re-enables a disabled node (status back to offline).
 struct node_enable {
   std::string name;
+  audit_entry audit = {};
   using result_type = node_disable::result_type;
 };
 
@@ -150,6 +166,7 @@ struct node_set_key {
   std::string name;
   std::string key_id;
   std::string key_hash;
+  audit_entry audit = {};
   using result_type = node_disable::result_type;
 };
 
@@ -436,6 +453,7 @@ struct instance_list {
 /// An operator takes a `failed` attempt back to `partial` with its failure counter cleared.
 struct attempt_requeue {
   std::string attempt_id;
+  audit_entry audit = {};
   struct result_type {
     bool found = false;
     bool requeued = false; // false: it was not `failed`

@@ -42,6 +42,35 @@ struct fake_backend final : backend {
   std::vector<std::string> closed;
   std::vector<std::string> requeues;
   std::vector<std::string> key_sets; // names whose key was replaced
+  // The ledger as storage would keep it: rows carried by an operation (with its outcome) and
+  // rows of their own, oldest first.
+  std::vector<storage::audit_entry> audit_rows;
+  std::vector<storage::audit_query> audit_queries;
+
+  /// What storage::audit_outcome does with an operation's entry.
+  void carried(const storage::audit_entry& e, bool ok, const std::string& counts, const std::string& error) {
+    if (e.action.empty())
+      return;
+    auto r = e;
+    r.result = ok ? "succeeded" : "failed";
+    r.counts = counts;
+    r.error = ok ? "" : error;
+    audit_rows.push_back(r);
+  }
+  int64_t append_audit(const storage::audit_append& op) override {
+    need_storage();
+    audit_rows.push_back(op.entry);
+    return static_cast<int64_t>(audit_rows.size());
+  }
+  storage::audit_query::result_type audit(const storage::audit_query& op) override {
+    need_storage();
+    audit_queries.push_back(op);
+    storage::audit_query::result_type out;
+    for (auto i = static_cast<int64_t>(audit_rows.size()); i >= 1 && static_cast<int64_t>(out.size()) < op.limit; --i)
+      if (op.before_id == 0 || i < op.before_id)
+        out.push_back({i, "2026-01-09T12:00:00.000Z", "", audit_rows[size_t(i - 1)]});
+    return out;
+  }
 
   void need_storage() {
     if (storage_down)
@@ -96,8 +125,10 @@ struct fake_backend final : backend {
   storage::node_create::result_type create_node(const storage::node_create& op) override {
     need_storage();
     storage::node_create::result_type r;
-    if (nodes_by_name.count(op.name))
+    if (nodes_by_name.count(op.name)) {
+      carried(op.audit, false, R"({"nodes":0})", "the name or the key id is taken");
       return r;
+    }
     storage::node_record n;
     n.id = new_uuid();
     n.name = op.name;
@@ -105,26 +136,31 @@ struct fake_backend final : backend {
     nodes_by_name[op.name] = n;
     r.created = true;
     r.node = n;
+    carried(op.audit, true, R"({"nodes":1})", "");
     return r;
   }
   /// The node named `name` after `change`, or not found.
   template <class Change>
-  storage::node_disable::result_type change_node(const std::string& name, Change change) {
+  storage::node_disable::result_type change_node(const std::string& name, const storage::audit_entry& audit,
+                                                 Change change) {
     need_storage();
     auto it = nodes_by_name.find(name);
-    if (it == nodes_by_name.end())
+    if (it == nodes_by_name.end()) {
+      carried(audit, false, R"({"nodes":0})", "no node named " + name);
       return {};
+    }
     change(it->second);
+    carried(audit, true, R"({"nodes":1})", "");
     return {true, it->second};
   }
-  storage::node_disable::result_type disable_node(const std::string& name) override {
-    return change_node(name, [](storage::node_record& n) { n.status = "disabled"; });
+  storage::node_disable::result_type disable_node(const storage::node_disable& op) override {
+    return change_node(op.name, op.audit, [](storage::node_record& n) { n.status = "disabled"; });
   }
-  storage::node_enable::result_type enable_node(const std::string& name) override {
-    return change_node(name, [](storage::node_record& n) { n.status = "offline"; });
+  storage::node_enable::result_type enable_node(const storage::node_enable& op) override {
+    return change_node(op.name, op.audit, [](storage::node_record& n) { n.status = "offline"; });
   }
   storage::node_set_key::result_type set_key(const storage::node_set_key& op) override {
-    return change_node(op.name, [&](storage::node_record&) { key_sets.push_back(op.name); });
+    return change_node(op.name, op.audit, [&](storage::node_record&) { key_sets.push_back(op.name); });
   }
   storage::attempt_list::result_type attempts(const storage::attempt_list& op) override {
     need_storage();
@@ -145,15 +181,20 @@ struct fake_backend final : backend {
     }
     return r;
   }
-  storage::attempt_requeue::result_type requeue(const std::string& id) override {
+  storage::attempt_requeue::result_type requeue(const storage::attempt_requeue& op) override {
     need_storage();
-    requeues.push_back(id);
-    auto it = attempts_by_id.find(id);
-    if (it == attempts_by_id.end())
+    requeues.push_back(op.attempt_id);
+    auto it = attempts_by_id.find(op.attempt_id);
+    if (it == attempts_by_id.end()) {
+      carried(op.audit, false, R"({"attempts":0})", "no attempt " + op.attempt_id);
       return {};
-    if (it->second.sync_state != "failed")
+    }
+    if (it->second.sync_state != "failed") {
+      carried(op.audit, false, R"({"attempts":0})", "the attempt is not failed");
       return {true, false};
+    }
     it->second.sync_state = "partial";
+    carried(op.audit, true, R"({"attempts":1})", "");
     return {true, true};
   }
   storage::job_query::result_type jobs(const storage::job_query& op) override {

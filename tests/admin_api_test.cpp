@@ -555,6 +555,131 @@ BOOST_AUTO_TEST_CASE(exports_spool_in_tmpdir_unlinked_and_name_a_tmpdir_they_can
   fs::remove_all(dir);
 }
 
+// --- the audit ledger (issue 20) ---------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(every_mutating_call_writes_one_audit_row_with_its_outcome) {
+  struct step {
+    std::string method, target, body;
+    int status;
+    std::string action, target_field, result, error_code; // error_code: start of the row's error
+  };
+  auto f = add_attempt("failed");
+  auto p = add_attempt("partial");
+  std::vector<step> steps{
+    {"POST", "/api/nodes", R"({"name":"alpha"})", 201, "node.create", "alpha", "succeeded", ""},
+    {"POST", "/api/nodes", R"({"name":"alpha"})", 409, "node.create", "alpha", "failed", "the name"},
+    {"POST", "/api/nodes", R"({"nom":"x"})", 400, "node.create", "", "refused", "bad_request: "},
+    {"POST", "/api/nodes/alpha/disable", "", 200, "node.disable", "alpha", "succeeded", ""},
+    {"POST", "/api/nodes/ghost/disable", "", 404, "node.disable", "ghost", "failed", "no node named ghost"},
+    {"POST", "/api/nodes/alpha/enable", "", 200, "node.enable", "alpha", "succeeded", ""},
+    {"POST", "/api/nodes/alpha/rotate-key", "", 200, "node.rotate_key", "alpha", "succeeded", ""},
+    {"POST", "/api/attempts/" + f.id + "/requeue", "", 200, "attempt.requeue", f.id, "succeeded", ""},
+    {"POST", "/api/attempts/" + p.id + "/requeue", "", 409, "attempt.requeue", p.id, "failed", "the attempt is not"},
+    {"POST", "/api/attempts/junk/requeue", "", 404, "attempt.requeue", "junk", "refused", "not_found: "},
+    {"POST", "/api/attempts/" + p.id + "/backfill", "", 202, "attempt.backfill", p.id, "succeeded", ""},
+    {"DELETE", "/api/jobs", "", 400, "jobs.prune", "", "refused", "bad_request: refusing to prune"},
+    {"DELETE", "/api/jobs?status=failed", "", 200, "jobs.prune", "", "succeeded", ""},
+    {"POST", "/api/overview", "", 405, "request", "POST /api/overview", "refused", "method_not_allowed: "},
+    {"POST", "/api/nowhere", "", 404, "request", "POST /api/nowhere", "refused", "not_found: "},
+  };
+  for (auto& st : steps) {
+    BOOST_TEST_CONTEXT(st.method << " " << st.target) {
+      auto before = b.audit_rows.size();
+      auto r = call(st.method, st.target, st.body);
+      BOOST_TEST(r.status == st.status, r.body);
+      BOOST_TEST_REQUIRE(b.audit_rows.size() == before + 1, "not exactly one row");
+      auto& row = b.audit_rows.back();
+      BOOST_TEST(row.actor == "local");
+      BOOST_TEST(row.action == st.action);
+      BOOST_TEST(row.target == st.target_field);
+      BOOST_TEST(row.result == st.result);
+      BOOST_TEST(row.error.rfind(st.error_code, 0) == 0u, row.error);
+      if (st.result == "succeeded")
+        BOOST_TEST(!row.counts.empty());
+    }
+  }
+  // The prune's filter is what was asked; its counts what it did.
+  auto& prune = b.audit_rows[b.audit_rows.size() - 3];
+  BOOST_TEST(json::parse(prune.filter) == json({{"status", "failed"}}));
+  BOOST_TEST(json::parse(prune.counts).at("jobs").is_number());
+  // Reads write nothing.
+  auto rows = b.audit_rows.size();
+  for (auto target : {"/api/overview", "/api/nodes", "/api/jobs", "/api/audit", "/metrics"})
+    call("GET", target);
+  BOOST_TEST(b.audit_rows.size() == rows);
+}
+
+BOOST_AUTO_TEST_CASE(what_a_request_names_reaches_the_ledger_as_utf8) {
+  // PostgreSQL refuses text that is not UTF-8: the row would be lost (found by fuzz_admin_request).
+  BOOST_TEST(call("DELETE", "/api/jobs?status=\xa5").status == 400);
+  BOOST_TEST(call("POST", "/api/nodes/\xa5x/disable").status == 404);
+  BOOST_TEST(call("POST", "/api/\xff").status == 404);
+  BOOST_TEST_REQUIRE(b.audit_rows.size() == 3u);
+  for (auto& row : b.audit_rows)
+    for (auto* text : {&row.target, &row.filter, &row.error})
+      BOOST_CHECK_NO_THROW((void)json(*text).dump());
+  BOOST_TEST(json::parse(b.audit_rows[0].filter)["status"] == "\xef\xbf\xbd");
+}
+
+BOOST_AUTO_TEST_CASE(the_audit_actor_names_the_token_without_revealing_it) {
+  auto o = opts();
+  o.token = "s3cret-token-0123456789";
+  api with_token{b, o};
+  auto r = request("POST", "/api/nodes", R"({"name":"beta"})", "Bearer s3cret-token-0123456789");
+  BOOST_TEST(with_token.handle(r).status == 201);
+  BOOST_TEST_REQUIRE(b.audit_rows.size() == 1u);
+  BOOST_TEST(b.audit_rows[0].actor == "token:" + sha256_hex("s3cret-token-0123456789").substr(0, 8));
+  // A caller without the token is refused before anything, and is not in the ledger (it would
+  // let anyone on the network fill the database).
+  r.authorization = "Bearer wrong";
+  BOOST_TEST(with_token.handle(r).status == 403);
+  BOOST_TEST(b.audit_rows.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_call_the_database_did_not_answer_is_a_failed_row_or_none) {
+  b.nodes_by_name["alpha"].name = "alpha";
+  b.storage_down = true;
+  BOOST_TEST(call("POST", "/api/nodes/alpha/disable").status == 503);
+  BOOST_TEST(b.audit_rows.empty()); // the ledger is in the same database: nothing to write to
+  b.storage_down = false;
+  b.tracker_down = false;
+  b.next_order = {order_status::error, "", 0, "the tracker did not answer"};
+  auto a = add_attempt("partial");
+  BOOST_TEST(call("POST", "/api/attempts/" + a.id + "/backfill").status == 503);
+  BOOST_TEST_REQUIRE(b.audit_rows.size() == 1u);
+  BOOST_TEST(b.audit_rows[0].result == "failed");
+  BOOST_TEST(b.audit_rows[0].error.find("may still have been made") != std::string::npos, b.audit_rows[0].error);
+}
+
+BOOST_AUTO_TEST_CASE(the_audit_list_pages_newest_first_and_checks_its_filters) {
+  for (int i = 0; i < 5; ++i)
+    call("POST", "/api/nodes", R"({"name":"n)" + std::to_string(i) + R"("})");
+  auto page = data(call("GET", "/api/audit?limit=3"));
+  BOOST_TEST_REQUIRE(page["entries"].size() == 3u);
+  BOOST_TEST(page["entries"][0]["id"] == 5);
+  BOOST_TEST(page["entries"][0]["target"] == "n4");
+  BOOST_TEST(page["entries"][0]["counts"] == json({{"nodes", 1}}));
+  BOOST_TEST(page["entries"][0]["error"].is_null());
+  BOOST_TEST(page["next"] == "3");
+  auto rest = data(call("GET", "/api/audit?limit=3&before=3"));
+  BOOST_TEST(rest["entries"].size() == 2u);
+  BOOST_TEST(rest["entries"][0]["id"] == 2);
+  BOOST_TEST(rest["next"].is_null());
+  data(call("GET", "/api/audit?actor=local&action=node.create&result=succeeded&target=n1&since=2026-01-01T00:00:00Z"
+                   "&until=2026-01-02T00:00:00Z"));
+  BOOST_TEST_REQUIRE(!b.audit_queries.empty());
+  auto& q = b.audit_queries.back();
+  BOOST_TEST(q.actor == "local");
+  BOOST_TEST(q.action == "node.create");
+  BOOST_TEST(q.result == "succeeded");
+  BOOST_TEST(q.target == "n1");
+  BOOST_TEST(q.since == "2026-01-01T00:00:00.000Z");
+  for (auto bad : {"/api/audit?result=maybe", "/api/audit?since=yesterday", "/api/audit?before=0",
+                   "/api/audit?before=-3", "/api/audit?before=abc", "/api/audit?limit=0", "/api/audit?colour=red"})
+    BOOST_TEST(error(call("GET", bad), 400) == "bad_request", bad);
+  BOOST_TEST(error(call("DELETE", "/api/audit"), 405) == "method_not_allowed");
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_CASE(prometheus_writer_escapes_and_accumulates) {

@@ -156,6 +156,20 @@ void print_jobs(const json& d) {
     std::cout << "more: --before " << text(d["next"]) << "\n";
 }
 
+void print_audit(const json& d) {
+  std::vector<std::vector<std::string>> rows;
+  for (auto& e : d["entries"]) {
+    std::string what = e["counts"].is_null() ? "" : e["counts"].dump();
+    if (!e["error"].is_null())
+      what += (what.empty() ? "" : " ") + text(e["error"]);
+    rows.push_back(
+      {text(e["id"]), text(e["at"]), text(e["actor"]), text(e["action"]), text(e["target"]), text(e["result"]), what});
+  }
+  table({"ID", "AT", "ACTOR", "ACTION", "TARGET", "RESULT", "COUNTS / ERROR"}, rows);
+  if (!d["next"].is_null())
+    std::cout << "more: --before " << text(d["next"]) << "\n";
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -227,6 +241,17 @@ int main(int argc, char** argv) {
   jobs_prune->add_option("--type", j_type, "comma-separated types");
   jobs_prune->add_option("--older-than", j_older,
                          "age such as 7d or 24h (default: failed 30d, other finished jobs 7d)");
+
+  auto* audit = app.add_subcommand("audit", "the audit ledger: every mutating admin call, newest first");
+  std::string u_actor, u_action, u_result, u_target, u_since, u_until, u_limit, u_before;
+  audit->add_option("--actor", u_actor, "token:<8 hex> or local");
+  audit->add_option("--action", u_action, "e.g. node.disable, attempt.requeue, jobs.prune");
+  audit->add_option("--result", u_result, "succeeded, refused or failed");
+  audit->add_option("--target", u_target, "a node name or an attempt id");
+  audit->add_option("--since", u_since, "RFC 3339 time (inclusive)");
+  audit->add_option("--until", u_until, "RFC 3339 time (exclusive)");
+  audit->add_option("--limit", u_limit, "rows per page (1-1000, default 100)");
+  audit->add_option("--before", u_before, "the 'more' value of the previous page");
 
   auto* bundle = app.add_subcommand("bundle", "export or import everything as a JSON Lines bundle");
   bundle->require_subcommand(1);
@@ -319,6 +344,17 @@ int main(int argc, char** argv) {
       print(api.call("POST", "/api/attempts/" + url_encode(attempt_id) + "/requeue"), [&](const json& d) {
         std::cout << "attempt " << attempt_id << " is " << text(d["attempt"]["sync_state"]) << " again\n";
       });
+    } else if (audit->parsed()) {
+      print(api.call("GET", "/api/audit"
+                              + query({{"actor", u_actor},
+                                       {"action", u_action},
+                                       {"result", u_result},
+                                       {"target", u_target},
+                                       {"since", u_since},
+                                       {"until", u_until},
+                                       {"limit", u_limit},
+                                       {"before", u_before}})),
+            print_audit);
     } else if (jobs_list->parsed()) {
       print(
         api.call(

@@ -5,6 +5,7 @@
 #include "actors/messages.hpp"
 #include "storage/admin_ops.hpp"
 #include "storage/audit.hpp"
+#include "storage/bulk.hpp"
 #include "storage/bundle.hpp"
 #include "storage/batch_executor.hpp"
 #include "storage/operations.hpp"
@@ -131,6 +132,8 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<storage::database_size>::with<storage::database_size::result_type>,
   // SELECT 1 through the queue (readiness).
   caf::replies_to<storage::ping>::with<bool>,
+  // Plan or apply a bulk admin action by filter (a transaction of its own).
+  caf::replies_to<storage::bulk_action>::with<storage::bulk_action::result_type>,
   // Write one audit row on its own (a refused admin call); its id.
   caf::replies_to<storage::audit_append>::with<int64_t>,
   // Audit rows, newest first, filtered (keyset page).
@@ -300,6 +303,8 @@ NODECOORD_LOCAL_OP(instance_renew)
 NODECOORD_LOCAL_OP(instance_rejoin)
 NODECOORD_LOCAL_OP(instance_list)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::ping)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::bulk_action)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::bulk_action::result_type)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::audit_append)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::audit_query)
 NODECOORD_LOCAL_TYPE(std::vector<nodecoord::storage::audit_record>)

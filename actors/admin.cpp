@@ -68,6 +68,7 @@ public:
     return op(storage::attempt_get{id}, part);
   }
   storage::attempt_requeue::result_type requeue(const storage::attempt_requeue& o) override { return op(o, write); }
+  storage::bulk_action::result_type bulk(const storage::bulk_action& o) override { return op(o, write); }
   int64_t append_audit(const storage::audit_append& o) override { return op(o, write); }
   storage::audit_query::result_type audit(const storage::audit_query& o) override { return op(o, part); }
   storage::job_query::result_type jobs(const storage::job_query& o) override { return op(o, write); }
@@ -271,6 +272,8 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
   ao.version = version;
   ao.started_at = opts.started_at;
   ao.instance_id = opts.instance_id;
+  ao.max_rows_per_action = opts.max_rows_per_action;
+  ao.max_rows_per_action_hard = opts.max_rows_per_action_hard;
   ao.dashboard_html = admin::dashboard_html();
   ao.browser.listen_host = opts.host;
   const bool https = opts.tls && opts.tls->get().ctx;

@@ -17,10 +17,12 @@ namespace nodecoord {
 
 struct admin_options {
   std::string host = "127.0.0.1";
-  uint16_t port = 0;                                        // 0: any free port (ask with port_atom)
-  std::string token;                                        // empty: no token required
-  uint64_t max_body_bytes = defaults::admin_max_body_bytes; // larger bodies: 413
-  std::vector<std::string> allowed_hosts;                   // names accepted in Host (browser_guard.hpp)
+  uint16_t port = 0;                                                 // 0: any free port (ask with port_atom)
+  std::string token;                                                 // empty: no token required
+  uint64_t max_body_bytes = defaults::admin_max_body_bytes;          // larger bodies: 413
+  std::vector<std::string> allowed_hosts;                            // names accepted in Host (browser_guard.hpp)
+  int64_t max_rows_per_action = defaults::admin_max_rows_per_action; // a bulk action's change budget
+  int64_t max_rows_per_action_hard = defaults::admin_max_rows_per_action_hard;
   /// [admin.tls]: with a context, HTTPS only; each handshake uses the context current then (a
   /// SIGHUP rotation needs no restart). Null or no context: plain HTTP.
   std::shared_ptr<tls::server_setting> tls;

@@ -35,12 +35,6 @@ struct call_audit {
 
 thread_local call_audit* current_call = nullptr;
 
-/// `s` as valid UTF-8 (invalid bytes replaced by U+FFFD): what a request names (a path, a
-/// parameter) goes into the ledger's text columns, which PostgreSQL checks.
-std::string valid_utf8(const std::string& s) {
-  return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
-}
-
 /// An error answer's code and message, for the ledger.
 std::string error_of(const http_response& r) {
   auto j = json::parse(r.body, nullptr, false);
@@ -136,13 +130,14 @@ http_response api::handle(const http_request& req) {
   // Which token (not the token): its hash's first 8 hex digits; "local" when none is required.
   call.entry.actor = token_hash.empty() ? "local" : "token:" + token_hash.substr(0, 8);
   call.entry.action = "request";
-  call.entry.target = valid_utf8(req.method + " " + req.path.substr(0, 200));
+  // The ledger's text is made valid UTF-8 where it is written (storage::append_audit).
+  call.entry.target = req.method + " " + req.path.substr(0, 200);
   current_call = &call;
   http_response out;
   try {
     out = route(req);
   } catch (const api_error& e) {
-    out = failure(e.status, e.code, e.message);
+    out = failure(e.status, e.code, e.message, e.detail);
   } catch (const unavailable& e) {
     out = failure(503, "unavailable", e.what());
   } catch (const std::exception& e) {
@@ -155,7 +150,7 @@ http_response api::handle(const http_request& req) {
     auto e = call.entry;
     e.result = out.status < 400 ? "succeeded" : out.status < 500 ? "refused" : "failed";
     if (out.status >= 400)
-      e.error = valid_utf8(error_of(out));
+      e.error = error_of(out);
     if (out.status == 503)
       e.error += " (the change may still have been made: see the rows after this one)";
     try {
@@ -170,7 +165,7 @@ storage::audit_entry api::audit_for(const std::string& action, const std::string
   storage::audit_entry e;
   if (current_call) {
     current_call->entry.action = action;
-    current_call->entry.target = valid_utf8(target.substr(0, 200));
+    current_call->entry.target = target.substr(0, 200);
     current_call->entry.filter = filter;
     e = current_call->entry;
   } else {
@@ -246,6 +241,11 @@ http_response api::route(const http_request& req) {
     if (m == "DELETE")
       return prune_jobs(req);
     return method_not_allowed("GET, DELETE");
+  }
+  if (seg.size() == 4 && seg[1] == "bulk") {
+    if (m != "POST")
+      return method_not_allowed("POST");
+    return (only_params(req, {}), bulk(seg[2], seg[3], req));
   }
   if (seg.size() == 2 && seg[1] == "audit")
     return m == "GET" ? list_audit(req) : method_not_allowed("GET");

@@ -7,6 +7,7 @@
 #include "admin/browser_guard.hpp"
 #include "storage/admin_ops.hpp"
 #include "storage/audit.hpp"
+#include "storage/bulk.hpp"
 #include "storage/bundle.hpp"
 
 #include <algorithm>
@@ -68,6 +69,9 @@ public:
   virtual storage::attempt_list::result_type attempts(const storage::attempt_list& op) = 0;
   virtual storage::attempt_get::result_type attempt(const std::string& id) = 0;
   virtual storage::attempt_requeue::result_type requeue(const storage::attempt_requeue& op) = 0;
+  /// Plans or applies a bulk action (storage/bulk.hpp); its audit row, when applied, is written
+  /// in the same transaction as the change.
+  virtual storage::bulk_action::result_type bulk(const storage::bulk_action& op) = 0;
   /// An audit row of its own (a call refused before it reached the database, or one whose change
   /// was not made in one storage transaction); its id.
   virtual int64_t append_audit(const storage::audit_append& op) = 0;
@@ -108,6 +112,10 @@ struct api_options {
   std::function<std::string()> wall_now; // RFC 3339 now; default: the system clock
   std::string dashboard_html;            // served at GET /
   browser_policy browser;                // Host, Origin and Content-Type checks (browser_guard.hpp)
+  // Change budgets of bulk actions ([admin] max_rows_per_action, max_rows_per_action_hard): the
+  // rows one call may change, and the most a call may raise its own cap to.
+  int64_t max_rows_per_action = defaults::admin_max_rows_per_action;
+  int64_t max_rows_per_action_hard = defaults::admin_max_rows_per_action_hard;
 };
 
 class api {
@@ -145,6 +153,7 @@ private:
   http_response requeue_attempt(const std::string& id);
   http_response export_bundle();
   http_response list_audit(const http_request& req);
+  http_response bulk(const std::string& action, const std::string& step, const http_request& req);
 
   /// The audit entry of the call this thread is handling, its actor filled in by handle():
   /// `action` and `target` also name the call if it is refused later. `filter` is a JSON object

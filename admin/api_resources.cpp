@@ -242,7 +242,8 @@ http_response api::prune_jobs(const http_request& req) {
   json filter = json::object();
   for (auto& [k, v] : req.params)
     filter[k] = v;
-  audit_for("jobs.prune", "", filter.dump(-1, ' ', false, json::error_handler_t::replace));
+  auto filter_text = filter.dump(-1, ' ', false, json::error_handler_t::replace);
+  audit_for("jobs.prune", "", filter_text);
   only_params(req, {"status", "type", "older_than"});
   auto statuses = list_of(req, "status", job_statuses);
   auto types = list_of(req, "type", job_types);
@@ -253,7 +254,8 @@ http_response api::prune_jobs(const http_request& req) {
     if (!is_final(*parse<job_status>(s))) // list_of checked the spelling
       bad_request("queued and running jobs are never pruned");
   auto cutoff = [&](std::chrono::milliseconds age) { return format_time(system_now() - age); };
-  int64_t deleted = 0;
+  // One operation: the count and the ledger's row in the transaction of the delete.
+  storage::jobs_prune op{statuses, types, "", audit_for("jobs.prune", "", filter_text)};
   if (older) {
     auto age = parse_age(*older);
     if (!age)
@@ -262,24 +264,14 @@ http_response api::prune_jobs(const http_request& req) {
     if (*age > max_prune_age)
       bad_request("older_than must be at most " + std::to_string(max_prune_age.count() / (24 * 3600 * 1000))
                   + "d, not '" + *older + "'");
-    deleted = backend_.prune(storage::jobs_prune{statuses, types, cutoff(*age)}).deleted;
+    op.older_than = cutoff(*age);
   } else {
     // Default retention: failed jobs 30 days, other finished jobs 7 days.
-    std::vector<std::string> failed, rest;
-    auto wanted = statuses.empty() ? job_statuses : statuses;
-    for (auto& s : wanted) {
-      auto status = *parse<job_status>(s);
-      if (status == job_status::failed)
-        failed.push_back(s);
-      else if (is_final(status))
-        rest.push_back(s);
-    }
-    if (!failed.empty())
-      deleted += backend_.prune(storage::jobs_prune{failed, types, cutoff(keep_failed)}).deleted;
-    if (!rest.empty())
-      deleted += backend_.prune(storage::jobs_prune{rest, types, cutoff(keep_finished)}).deleted;
+    op.older_than = cutoff(keep_finished);
+    op.failed_older_than = cutoff(keep_failed);
   }
-  audit_after(json{{"jobs", deleted}}.dump());
+  auto deleted = backend_.prune(op).deleted;
+  audit_written();
   return reply(200, {{"deleted", deleted}});
 }
 

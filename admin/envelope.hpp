@@ -13,6 +13,7 @@ struct api_error {
   int status;
   std::string code;
   std::string message;
+  nlohmann::json detail = nullptr; // the error's "detail" object, if any
 };
 
 /// By value and moved: a list of 10,000 nodes is not copied on its way out (an initializer list

@@ -427,6 +427,10 @@ private:
          {"token_file", [&c](L& l, const N& n, const K& k) { return l.text(n, k, c.admin.token_file); }},
          {"max_body_bytes",
           [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.admin.max_body_bytes, 1024); }},
+         {"max_rows_per_action",
+          [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.admin.max_rows_per_action, 1); }},
+         {"max_rows_per_action_hard",
+          [&c](L& l, const N& n, const K& k) { return l.integer(n, k, c.admin.max_rows_per_action_hard, 1); }},
          {"allowed_hosts", [&c](L& l, const N& n, const K& k) { return l.host_list(n, k, c.admin.allowed_hosts); }},
          {"tls", [&c](L& l, const N& n, const K& k) { return l.subtable(n, k, tls_keys(c.admin.tls, false)); }},
        }},
@@ -561,6 +565,12 @@ private:
              "out of range: must be at least storage.reconnect_initial = " + format_duration(st.reconnect_initial)
                + " (got " + format_duration(st.reconnect_max) + ")");
     const auto& a = cfg_.admin;
+    relation(a.max_rows_per_action <= a.max_rows_per_action_hard, "admin.max_rows_per_action",
+             "out of range: must not exceed admin.max_rows_per_action_hard = "
+               + std::to_string(a.max_rows_per_action_hard) + " (got " + std::to_string(a.max_rows_per_action) + ")",
+             "admin.max_rows_per_action_hard",
+             "out of range: must be at least admin.max_rows_per_action = " + std::to_string(a.max_rows_per_action)
+               + " (got " + std::to_string(a.max_rows_per_action_hard) + ")");
     relation(!a.token_file.empty() || is_loopback(a.listen), "admin.listen",
              quote(a.listen.to_string())
                + " is not a loopback address, so admin.token_file must be set (the admin API then requires a "

@@ -70,6 +70,8 @@ struct admin_config {
   endpoint listen;
   std::string token_file;                 // empty: no token (allowed only on loopback)
   uint64_t max_body_bytes;                // larger request bodies (bundle imports) are refused with 413
+  int64_t max_rows_per_action;            // a bulk action's change budget (rows its filter matches)
+  int64_t max_rows_per_action_hard;       // the most one call may raise its own budget to
   std::vector<std::string> allowed_hosts; // names besides IP literals, localhost and listen's host
                                           // that the Host header may carry (DNS rebinding)
   tls_config tls;                         // [admin.tls]: HTTPS (no `required`: HTTPS only)

@@ -60,6 +60,8 @@ daemon_config default_config() {
   c.admin.listen = default_endpoint(defaults::admin_listen);
   c.admin.token_file = defaults::admin_token_file;
   c.admin.max_body_bytes = defaults::admin_max_body_bytes;
+  c.admin.max_rows_per_action = defaults::admin_max_rows_per_action;
+  c.admin.max_rows_per_action_hard = defaults::admin_max_rows_per_action_hard;
 
   c.log.level = named(defaults::log_level,
                       {log_level::trace, log_level::debug, log_level::info, log_level::warn, log_level::error});

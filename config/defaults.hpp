@@ -76,6 +76,10 @@ inline constexpr const char* admin_listen = "127.0.0.1:7401";
 inline constexpr const char* admin_token_file = "";
 // admin.max_body_bytes: the largest request body (a bundle import).
 inline constexpr uint64_t admin_max_body_bytes = 512ull * 1024 * 1024; // 512 MiB
+// admin.max_rows_per_action: the change budget of one bulk action (rows its filter matches);
+// admin.max_rows_per_action_hard: the most a call may raise its own budget to.
+inline constexpr int64_t admin_max_rows_per_action = 10'000;
+inline constexpr int64_t admin_max_rows_per_action_hard = 1'000'000;
 
 // Not configurable: the admin API's own limits.
 inline constexpr auto sizes_every = 30s;          // the database's size is measured this often, off the write path

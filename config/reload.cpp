@@ -37,6 +37,8 @@ std::vector<std::string> restart_needed(const daemon_config& now, const daemon_c
           "backfill");
   differs(now.admin.listen.to_string() != next.admin.listen.to_string(), "admin.listen");
   differs(now.admin.max_body_bytes != next.admin.max_body_bytes, "admin.max_body_bytes");
+  differs(now.admin.max_rows_per_action != next.admin.max_rows_per_action, "admin.max_rows_per_action");
+  differs(now.admin.max_rows_per_action_hard != next.admin.max_rows_per_action_hard, "admin.max_rows_per_action_hard");
   differs(now.admin.allowed_hosts != next.admin.allowed_hosts, "admin.allowed_hosts");
   // A certificate can be rotated by SIGHUP, but the port cannot switch between HTTP and HTTPS.
   differs(now.admin.tls.enabled() != next.admin.tls.enabled(), "admin.tls.cert_file");

@@ -140,8 +140,9 @@ struct fake_backend final : backend {
       throw bad_value{"audit: no action or actor"};
     if (with_result && e.result != "succeeded" && e.result != "refused" && e.result != "failed")
       throw bad_value{"audit: result out of its set"};
-    // PostgreSQL refuses text that is not UTF-8: the row would be lost.
-    for (auto* text : {&e.actor, &e.action, &e.target, &e.error, &e.filter, &e.counts})
+    // PostgreSQL refuses text that is not UTF-8: the row would be lost. append_audit makes the
+    // plain text columns valid; the JSON documents must be valid already.
+    for (auto* text : {&e.filter, &e.counts})
       try {
         (void)nlohmann::json(*text).dump();
       } catch (const nlohmann::json::exception&) {
@@ -228,6 +229,41 @@ struct fake_backend final : backend {
       return {};
     return {true, op.attempt_id == attempt_failed};
   }
+  /// What storage::execute(bulk_action) and the database would refuse.
+  storage::bulk_action::result_type bulk(const storage::bulk_action& op) override {
+    need_storage();
+    if (!storage::is_bulk_action(op.action))
+      throw bad_value{"bulk: unknown action"};
+    auto& f = op.filter;
+    if (f.empty() && !f.all)
+      throw bad_value{"bulk: no filter"};
+    bool attempts = storage::acts_on_attempts(op.action);
+    if (attempts ? !f.name_prefix.empty() : (!f.sync_state.empty() || !f.state.empty() || !f.task_prefix.empty()))
+      throw bad_value{"bulk: a filter field of the other kind"};
+    if (!f.node.empty() && !valid_node_name(f.node))
+      throw bad_value{"bulk: node is not a node name"};
+    if (!f.older_than.empty())
+      need_time(f.older_than, "bulk: older_than is not a time");
+    for (auto* text : {&f.task_prefix, &f.name_prefix})
+      try {
+        (void)nlohmann::json(*text).dump();
+      } catch (const nlohmann::json::exception&) {
+        throw bad_value{"bulk: a prefix that is not UTF-8"};
+      }
+    if (op.limit < 1)
+      throw bad_value{"bulk: no budget"};
+    storage::bulk_action::result_type r;
+    r.matched = 2;
+    r.token = "tok";
+    if (op.apply) {
+      if (op.token.empty())
+        throw bad_value{"bulk: apply without a token"};
+      need_audit(op.audit, false);
+      r.stale = op.token != r.token;
+      r.counts = R"({"attempts":2})";
+    }
+    return r;
+  }
   storage::job_query::result_type jobs(const storage::job_query& op) override {
     need_storage();
     if (op.limit < 1 || op.limit > defaults::admin_page_max)
@@ -251,6 +287,12 @@ struct fake_backend final : backend {
     // created_at < :cutoff, bound as TIMESTAMPTZ on PostgreSQL and compared as text on SQLite.
     if (!op.older_than.empty())
       need_time(op.older_than, "jobs_prune: older_than cutoff is not a time the storage can read back");
+    if (!op.failed_older_than.empty()) {
+      if (op.older_than.empty())
+        throw bad_value{"jobs_prune: failed_older_than without older_than"};
+      need_time(op.failed_older_than, "jobs_prune: failed_older_than cutoff is not a time");
+    }
+    need_audit(op.audit, false);
     return {1};
   }
   storage::job_insert::result_type insert_job(const storage::job_insert& op) override {

@@ -54,26 +54,36 @@ attempt_list::result_type execute(op_context& c, const attempt_list& op) {
 }
 
 jobs_prune::result_type execute(op_context& c, const jobs_prune& op) {
-  std::string older;
-  if (!op.older_than.empty()) {
-    auto t = parse_time(op.older_than);
+  // Normalised: SQLite compares times as text, which is right only in the stored format.
+  auto normalised = [](const std::string& text, const char* what) {
+    if (text.empty())
+      return text;
+    auto t = parse_time(text);
     if (!t)
-      throw std::invalid_argument("jobs_prune: older_than is not an RFC 3339 time: " + op.older_than);
-    // Normalised: SQLite compares times as text, which is right only in the stored format.
-    older = format_time(*t);
-  }
+      throw std::invalid_argument(std::string("jobs_prune: ") + what + " is not an RFC 3339 time: " + text);
+    return format_time(*t);
+  };
+  auto older = normalised(op.older_than, "older_than");
+  auto failed_older = normalised(op.failed_older_than, "failed_older_than");
+  if (!failed_older.empty() && older.empty())
+    throw std::invalid_argument("jobs_prune: failed_older_than needs older_than");
   // Queued and running jobs are never deleted, whatever the filter names.
   std::string where = " WHERE status NOT IN ('queued', 'running')";
   if (!op.statuses.empty())
     where += " AND status IN " + query::in_list("s", op.statuses.size());
   if (!op.types.empty())
     where += " AND type IN " + query::in_list("t", op.types.size());
-  if (!older.empty())
+  if (!failed_older.empty())
+    where += " AND created_at < CASE WHEN status = 'failed' THEN " + c.d.ts_param("folder") + " ELSE "
+             + c.d.ts_param("older") + " END";
+  else if (!older.empty())
     where += " AND created_at < " + c.d.ts_param("older");
   query q(c.sql, "DELETE FROM jobs" + where);
   q.bind_list("s", op.statuses).bind_list("t", op.types);
   if (!older.empty())
     q.bind("older", older);
+  if (!failed_older.empty())
+    q.bind("folder", failed_older);
   jobs_prune::result_type out{q.exec()};
   audit_outcome(c, op.audit, true, R"({"jobs":)" + std::to_string(out.deleted) + "}");
   return out;

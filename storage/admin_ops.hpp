@@ -33,7 +33,10 @@ struct jobs_prune {
   std::vector<std::string> statuses;
   std::vector<std::string> types;
   std::string older_than; // created_at < this; empty: any age
-  audit_entry audit = {};
+  audit_entry audit = {}; // written with the count, in the same transaction
+  /// Failed jobs only: created_at < this instead of older_than (default retention keeps them
+  /// longer); needs older_than.
+  std::string failed_older_than = {};
   struct result_type {
     int64_t deleted = 0;
   };

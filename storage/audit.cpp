@@ -21,13 +21,6 @@ void require_object(const std::string& text, const char* what) {
     throw std::invalid_argument(std::string("audit: ") + what + " is not a JSON object");
 }
 
-/// Text as valid UTF-8 (invalid bytes replaced by U+FFFD): PostgreSQL refuses the rest, and a
-/// change must not fail because its audit row names a bad byte.
-std::string valid_utf8(const std::string& s) {
-  return nlohmann::json::parse(nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
-    .get<std::string>();
-}
-
 std::string checked_time(const std::string& t, const char* what) {
   if (t.empty())
     return t;
@@ -38,6 +31,11 @@ std::string checked_time(const std::string& t, const char* what) {
 }
 
 } // namespace
+
+std::string valid_utf8(const std::string& s) {
+  return nlohmann::json::parse(nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+    .get<std::string>();
+}
 
 int64_t append_audit(op_context& c, const audit_entry& e) {
   if (e.action.empty() || e.actor.empty())

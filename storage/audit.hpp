@@ -20,8 +20,13 @@ struct audit_record {
   audit_entry entry;
 };
 
-/// Writes `e` inside the caller's transaction. std::invalid_argument if it has no action or
-/// actor, a result outside audit_results, or a filter/counts that is not a JSON object.
+/// Text as valid UTF-8 (invalid bytes replaced by U+FFFD): the ledger's text columns take what a
+/// request names (a path, a parameter), and PostgreSQL refuses text that is not UTF-8; a change
+/// must not fail because its row names a bad byte.
+std::string valid_utf8(const std::string& s);
+
+/// Writes `e` inside the caller's transaction (every text made valid UTF-8). std::invalid_argument if it has no action
+/// or actor, a result outside audit_results, or a filter/counts that is not a JSON object.
 int64_t append_audit(op_context& c, const audit_entry& e);
 
 /// The outcome of an audited operation: `e` with result, counts and error set, written by

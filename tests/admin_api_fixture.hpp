@@ -57,6 +57,28 @@ struct fake_backend final : backend {
     r.error = ok ? "" : error;
     audit_rows.push_back(r);
   }
+  // Bulk actions: what was asked, and what storage answers (a plan of 3 rows by default).
+  std::vector<storage::bulk_action> bulks;
+  storage::bulk_action::result_type bulk_answer = [] {
+    storage::bulk_action::result_type r;
+    r.matched = 3;
+    r.token = "t0ken";
+    r.sample = {{"id-1", "label-1", "failed"}};
+    return r;
+  }();
+  storage::bulk_action::result_type bulk(const storage::bulk_action& op) override {
+    need_storage();
+    bulks.push_back(op);
+    auto r = bulk_answer;
+    if (op.apply) {
+      r.stale = r.token != op.token;
+      if (!r.over_budget && !r.stale && r.blocked == 0) {
+        r.counts = R"({"attempts":)" + std::to_string(r.matched) + "}";
+        carried(op.audit, true, r.counts, "");
+      }
+    }
+    return r;
+  }
   int64_t append_audit(const storage::audit_append& op) override {
     need_storage();
     audit_rows.push_back(op.entry);
@@ -209,6 +231,7 @@ struct fake_backend final : backend {
   storage::jobs_prune::result_type prune(const storage::jobs_prune& op) override {
     need_storage();
     prunes.push_back(op);
+    carried(op.audit, true, R"({"jobs":)" + std::to_string(op.statuses.size()) + "}", "");
     return {static_cast<int64_t>(op.statuses.size())};
   }
   storage::job_insert::result_type insert_job(const storage::job_insert&) override { return {true}; }

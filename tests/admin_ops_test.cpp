@@ -201,14 +201,16 @@ NC_BOTH_BACKENDS(jobs_prune_by_status_type_and_age) {
         rows.push_back({add_job(t, s, ty, at), s, ty, at});
   BOOST_REQUIRE_EQUAL(job_ids(t).size(), rows.size());
 
-  auto prune = [&](jobs_prune op, const std::string& cutoff_normalised) {
+  auto prune = [&](jobs_prune op, const std::string& cutoff_normalised, const std::string& failed_cutoff = "") {
     std::set<std::string> want = job_ids(t);
     int64_t expected = 0;
     for (auto& r : rows) {
-      bool match = r.status != "queued" && r.status != "running"
-                   && (op.statuses.empty() || std::count(op.statuses.begin(), op.statuses.end(), r.status))
-                   && (op.types.empty() || std::count(op.types.begin(), op.types.end(), r.type))
-                   && (cutoff_normalised.empty() || r.created_at < cutoff_normalised);
+      bool match =
+        r.status != "queued" && r.status != "running"
+        && (op.statuses.empty() || std::count(op.statuses.begin(), op.statuses.end(), r.status))
+        && (op.types.empty() || std::count(op.types.begin(), op.types.end(), r.type))
+        && (cutoff_normalised.empty()
+            || r.created_at < (r.status == "failed" && !failed_cutoff.empty() ? failed_cutoff : cutoff_normalised));
       if (match && want.erase(r.id))
         ++expected;
     }
@@ -221,6 +223,13 @@ NC_BOTH_BACKENDS(jobs_prune_by_status_type_and_age) {
   // The same instant written without milliseconds, and with an offset: the same cutoff.
   prune({{"expired"}, {"reconcile", "bundle_import"}, "2026-01-09T12:00:00Z"}, "2026-01-09T12:00:00.000Z");
   prune({{"cancelled"}, {"bundle_export"}, "2026-01-09T13:00:00+01:00"}, "2026-01-09T12:00:00.000Z");
+  // Default retention in one statement: failed jobs by a cutoff of their own.
+  jobs_prune retention{{"failed", "succeeded"}, {"reconcile"}, "2026-01-10T00:00:00Z"};
+  retention.failed_older_than = "2026-01-09T12:00:00Z";
+  prune(retention, "2026-01-10T00:00:00.000Z", "2026-01-09T12:00:00.000Z");
+  jobs_prune half{{"failed"}, {}, ""};
+  half.failed_older_than = "2026-01-09T12:00:00Z";
+  BOOST_CHECK_THROW(t.run(half), std::runtime_error); // it needs older_than
   // Status alone, type alone, age alone.
   prune({{"abandoned"}, {}, ""}, "");
   prune({{}, {"bundle_export"}, ""}, "");

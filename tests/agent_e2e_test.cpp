@@ -3,6 +3,7 @@
 // middle of the agent's first backfill answer. Afterwards every attempt must be `complete` on the
 // coordinator with exactly the lines the agent holds, each once.
 #define BOOST_TEST_MODULE agent_e2e_test
+#include "agent_e2e_support.hpp"
 #include "e2e_daemon.hpp"
 #include "test_db.hpp"
 #include "tools/agent/store.hpp"
@@ -18,10 +19,10 @@
 
 using namespace nodecoord;
 using namespace nodecoord::test;
+using namespace agent_e2e;
 
 namespace {
 
-const std::string agent_path = NODECOORD_AGENT_PATH;
 constexpr auto sync_bound = 90s; // every attempt complete (several reconnects and reconcile passes)
 
 /// A TCP relay on 127.0.0.1:0 to the daemon. In its first connection that carries a
@@ -154,30 +155,6 @@ private:
   int armed_cuts_ = 0; // cut once
   std::atomic<int> connections_{0};
 };
-
-/// `nodecoord-agent --store S ARGS…` with `input` on stdin (through a file); requires exit code
-/// `expected`.
-std::string agent_cli(const std::string& store, std::vector<std::string> args, const std::string& input = "",
-                      int expected = 0) {
-  temp_dir in("agent-stdin");
-  auto file = in.write("stdin", input);
-  std::vector<std::string> argv{"-c", "exec \"$0\" \"$@\" < " + file, agent_path, "--store", store};
-  argv.insert(argv.end(), args.begin(), args.end());
-  child_process c("/bin/sh", argv, clean_env());
-  int code = c.wait_exit(30s);
-  BOOST_TEST_REQUIRE(code == expected, "nodecoord-agent exited with " << code << "; stderr:\n" << c.stderr_text());
-  auto out = c.stdout_text();
-  while (!out.empty() && out.back() == '\n')
-    out.pop_back();
-  return out;
-}
-
-std::string lines_text(int n, const std::string& tag) {
-  std::string s;
-  for (int i = 0; i < n; ++i)
-    s += tag + " line " + std::to_string(i) + (i % 7 == 0 ? " \xc3\xa9t\xc3\xa9" : "") + "\n";
-  return s;
-}
 
 /// Records a few attempts through the CLI: lines from stdin, an empty one, one from `run`.
 void record_some(const std::string& store, const std::string& tag, int lines) {

@@ -42,6 +42,8 @@ BOOST_AUTO_TEST_CASE(default_config_matches_defaults_hpp) {
   BOOST_TEST(c.admin.listen.port == 7401);
   BOOST_TEST(c.admin.token_file == "");
   BOOST_TEST(c.admin.max_body_bytes == 536870912u);
+  BOOST_TEST(c.admin.max_rows_per_action == 10000);
+  BOOST_TEST(c.admin.max_rows_per_action_hard == 1000000);
   BOOST_TEST((c.log.level == log_level::info));
   BOOST_TEST((c.log.format == log_format::text));
 }
@@ -67,7 +69,8 @@ BOOST_AUTO_TEST_CASE(example_file_lists_every_key_uncommented) {
     {"backfill",
      {"reconcile_interval", "batch_size", "request_timeout", "max_failures", "reconnect_rate",
       "max_inflight_per_node"}},
-    {"admin", {"listen", "token_file", "max_body_bytes", "allowed_hosts"}},
+    {"admin",
+     {"listen", "token_file", "max_body_bytes", "max_rows_per_action", "max_rows_per_action_hard", "allowed_hosts"}},
     {"admin.tls", {"cert_file", "key_file", "client_ca_file", "min_version"}},
     {"log", {"level", "format"}},
   };
@@ -165,6 +168,8 @@ max_inflight_per_node = 14
 listen = "0.0.0.0:9001"
 token_file = "/etc/nodecoord/admin.token"
 max_body_bytes = 2048
+max_rows_per_action = 500
+max_rows_per_action_hard = 900
 allowed_hosts = ["Coord.Example.org", "10.0.0.1", "coord.example.org", "::1"]
 
 [admin.tls]
@@ -210,6 +215,8 @@ format = "json"
   BOOST_TEST(c.admin.listen.port == 9001);
   BOOST_TEST(c.admin.token_file == "/etc/nodecoord/admin.token");
   BOOST_TEST(c.admin.max_body_bytes == 2048u);
+  BOOST_TEST(c.admin.max_rows_per_action == 500);
+  BOOST_TEST(c.admin.max_rows_per_action_hard == 900);
   BOOST_TEST(c.admin.tls.cert_file == "/etc/nodecoord/tls/admin.crt");
   BOOST_TEST(c.admin.tls.key_file == "/etc/nodecoord/tls/admin.key");
   BOOST_TEST(c.admin.tls.client_ca_file == "/etc/nodecoord/tls/operators.crt");
@@ -399,6 +406,12 @@ BOOST_AUTO_TEST_CASE(cross_field_checks) {
      "must be at least storage.reconnect_initial = 100ms (got 50ms)"},
     {"[storage]\nreconnect_max = \"1s\"\nreconnect_initial = \"1m30s\"\n", "storage.reconnect_initial", 3, 21,
      "must not exceed storage.reconnect_max = 1s (got 1m30s)"},
+    // a bulk action's budget within the hard cap
+    {"[admin]\nmax_rows_per_action = 2000000\n", "admin.max_rows_per_action", 2, 23,
+     "must not exceed admin.max_rows_per_action_hard = 1000000 (got 2000000)"},
+    {"[admin]\nmax_rows_per_action_hard = 10\n", "admin.max_rows_per_action_hard", 2, 28,
+     "must be at least admin.max_rows_per_action = 10000 (got 10)"},
+    {"[admin]\nmax_rows_per_action = 0\n", "admin.max_rows_per_action", 2, 23, "must be at least 1 (got 0)"},
     // the admin API off loopback needs a token
     {"[admin]\nlisten = \"0.0.0.0:7401\"\n", "admin.listen", 2, 10,
      "is not a loopback address, so admin.token_file must be set"},

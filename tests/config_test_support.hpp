@@ -78,6 +78,8 @@ inline void check_same(const daemon_config& a, const daemon_config& b) {
   BOOST_TEST(a.admin.listen.port == b.admin.listen.port);
   BOOST_TEST(a.admin.token_file == b.admin.token_file);
   BOOST_TEST(a.admin.max_body_bytes == b.admin.max_body_bytes);
+  BOOST_TEST(a.admin.max_rows_per_action == b.admin.max_rows_per_action);
+  BOOST_TEST(a.admin.max_rows_per_action_hard == b.admin.max_rows_per_action_hard);
   BOOST_TEST(a.admin.allowed_hosts == b.admin.allowed_hosts, boost::test_tools::per_element());
   BOOST_TEST(a.admin.tls.cert_file == b.admin.tls.cert_file);
   BOOST_TEST(a.admin.tls.key_file == b.admin.tls.key_file);

@@ -224,6 +224,8 @@ BOOST_AUTO_TEST_CASE(reload_names_every_change_that_needs_a_restart) {
       == (v{"storage.url", "storage.batch_max", "storage.max_queued_bytes", "storage.max_queued_frames", "storage"}),
     boost::test_tools::per_element());
   BOOST_TEST(changed("[backfill]\nmax_failures = 9\n") == v{"backfill"}, boost::test_tools::per_element());
+  BOOST_TEST(changed("[admin]\nmax_rows_per_action = 5\n") == v{"admin.max_rows_per_action"});
+  BOOST_TEST(changed("[admin]\nmax_rows_per_action_hard = 20000\n") == v{"admin.max_rows_per_action_hard"});
   BOOST_TEST(changed("[admin]\nmax_body_bytes = 1048576\n") == v{"admin.max_body_bytes"},
              boost::test_tools::per_element());
   BOOST_TEST(changed("[admin]\nallowed_hosts = [\"coord.example.org\"]\n") == v{"admin.allowed_hosts"},

@@ -170,6 +170,31 @@ void print_audit(const json& d) {
     std::cout << "more: --before " << text(d["next"]) << "\n";
 }
 
+void print_plan(const json& d) {
+  auto matched = d.value("matched", json(0));
+  std::cout << text(d["action"]) << ": " << text(matched) << " rows match " << d["filter"].dump()
+            << (d.value("all", false) ? " (all)" : "") << "; budget " << text(d["budget"]["limit"]) << "\n";
+  if (d.contains("attempts"))
+    std::cout << "with " << text(d["attempts"]) << " attempts and " << text(d["log_lines"]) << " log lines\n";
+  if (!d["sample"].empty()) {
+    std::vector<std::vector<std::string>> rows;
+    std::vector<std::string> header{"ID"};
+    for (auto& [k, v] : d["sample"][0].items())
+      if (k != "id")
+        header.push_back(k == "task_id" ? "TASK" : k == "sync_state" ? "SYNC" : k == "name" ? "NAME" : "STATUS");
+    for (auto& r : d["sample"]) {
+      std::vector<std::string> row{text(r["id"])};
+      for (auto& [k, v] : r.items())
+        if (k != "id")
+          row.push_back(text(v));
+      rows.push_back(row);
+    }
+    table(header, rows);
+    if (matched.is_number() && matched.get<int64_t>() > static_cast<int64_t>(d["sample"].size()))
+      std::cout << "... and " << matched.get<int64_t>() - static_cast<int64_t>(d["sample"].size()) << " more\n";
+  }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -252,6 +277,26 @@ int main(int argc, char** argv) {
   audit->add_option("--until", u_until, "RFC 3339 time (exclusive)");
   audit->add_option("--limit", u_limit, "rows per page (1-1000, default 100)");
   audit->add_option("--before", u_before, "the 'more' value of the previous page");
+
+  auto* bulk = app.add_subcommand(
+    "bulk", "act on every attempt or node a filter matches: shows the plan, asks, then applies exactly that set");
+  std::string b_action, b_node, b_node_status, b_sync, b_state, b_task_prefix, b_name_prefix, b_older;
+  int64_t b_max_rows = 0;
+  bool b_all = false, b_yes = false, b_plan_only = false;
+  bulk
+    ->add_option("ACTION", b_action, "attempts.requeue | attempts.reset | nodes.disable | nodes.enable | nodes.delete")
+    ->required();
+  bulk->add_option("--node", b_node, "node name");
+  bulk->add_option("--node-status", b_node_status, "online | offline | disabled");
+  bulk->add_option("--sync-state", b_sync, "attempts: failed (requeue); complete or failed (reset)");
+  bulk->add_option("--state", b_state, "attempts: queued | running | succeeded | failed | cancelled");
+  bulk->add_option("--task-prefix", b_task_prefix, "attempts: task ids starting with this");
+  bulk->add_option("--name-prefix", b_name_prefix, "nodes: names starting with this");
+  bulk->add_option("--older-than", b_older, "attempts last updated / nodes last seen longer ago (7d, 24h)");
+  bulk->add_flag("--all", b_all, "no filter: every row the action applies to");
+  bulk->add_option("--max-rows", b_max_rows, "this call's budget (default admin.max_rows_per_action)");
+  bulk->add_flag("--yes", b_yes, "apply without asking");
+  bulk->add_flag("--plan-only", b_plan_only, "show the plan, change nothing");
 
   auto* bundle = app.add_subcommand("bundle", "export or import everything as a JSON Lines bundle");
   bundle->require_subcommand(1);
@@ -366,6 +411,56 @@ int main(int argc, char** argv) {
     } else if (jobs_prune->parsed()) {
       print(api.call("DELETE", "/api/jobs" + query({{"status", j_status}, {"type", j_type}, {"older_than", j_older}})),
             [](const json& d) { std::cout << "deleted " << text(d["deleted"]) << " jobs\n"; });
+    } else if (bulk->parsed()) {
+      json body = json::object();
+      json filter = json::object();
+      for (auto& [k, v] : std::vector<std::pair<std::string, std::string>>{{"node", b_node},
+                                                                           {"node_status", b_node_status},
+                                                                           {"sync_state", b_sync},
+                                                                           {"state", b_state},
+                                                                           {"task_prefix", b_task_prefix},
+                                                                           {"name_prefix", b_name_prefix},
+                                                                           {"older_than", b_older}})
+        if (!v.empty())
+          filter[k] = v;
+      body["filter"] = filter;
+      if (b_all)
+        body["all"] = true;
+      if (b_max_rows > 0)
+        body["max_rows"] = b_max_rows;
+      auto path = "/api/bulk/" + url_encode(b_action);
+      auto plan = api.call("POST", path + "/plan", body.dump());
+      if (!json_out)
+        print_plan(plan);
+      if (b_plan_only || plan.value("matched", 0) == 0) {
+        if (json_out)
+          std::cout << plan.dump() << "\n";
+        else if (plan.value("matched", 0) == 0)
+          std::cout << "nothing to apply\n";
+        return exit_ok;
+      }
+      if (!b_yes) {
+        // Like `terraform apply`: only the word itself, typed, applies.
+        std::cerr << "Apply " << b_action << " to these " << plan["matched"] << " rows? Only 'yes' is accepted: ";
+        std::string answer;
+        if (!std::getline(std::cin, answer) || answer != "yes") {
+          std::cerr << "not applied\n";
+          return exit_failure;
+        }
+      }
+      // The plan's filter as it answered it (an age resolved to a time) and its token: the apply
+      // acts on that set or on nothing.
+      json apply{{"filter", plan["filter"]}, {"token", plan["token"]}};
+      if (plan.value("all", false))
+        apply["all"] = true;
+      if (b_max_rows > 0)
+        apply["max_rows"] = b_max_rows;
+      print(api.call("POST", path + "/apply", apply.dump()), [&](const json& d) {
+        std::cout << "applied " << b_action << ": " << d["counts"].dump();
+        if (d.value("closed_sessions", 0) > 0)
+          std::cout << "; closed " << d["closed_sessions"] << " sessions";
+        std::cout << "\n";
+      });
     } else if (bundle_export->parsed()) {
       std::ofstream out;
       bool to_stdout = file == "-";

@@ -1,0 +1,229 @@
+// Bulk actions end to end (issue 20): the real daemon on each backend, two real agents and
+// nodecoordctl. Each action applied by filter changes what it says (a reset is re-verified by the
+// agents until every attempt is complete with exactly its lines again); a call over its budget and
+// an apply whose set changed since the plan change nothing; nodecoordctl asks before applying;
+// every call is one row in the ledger.
+#include <boost/test/unit_test.hpp>
+
+#include "admin_e2e_support.hpp"
+#include "agent_e2e_support.hpp"
+#include "tools/agent/store.hpp"
+
+using namespace agent_e2e;
+using admin_e2e::ctl_any;
+using admin_e2e::ctl_result;
+using admin_e2e::http;
+using admin_e2e::ok_data;
+
+namespace {
+
+constexpr auto settle_bound = 90s; // every attempt complete again (reconcile passes, backfills)
+// Partial attempts of connected nodes are asked for every second.
+const std::string fast_reconcile = "[backfill]\nreconnect_rate = 1000\nbatch_size = 100\nrequest_timeout = \"20s\"\n"
+                                   "reconcile_interval = \"1s\"\n";
+
+struct running_agent {
+  std::string name, store;
+  std::unique_ptr<child_process> proc;
+};
+
+/// nodecoordctl with `input` on its standard input (the confirmation prompt).
+ctl_result ctl_with_input(const std::vector<std::string>& args, const std::string& input) {
+  temp_dir in("ctl-stdin");
+  auto file = in.write("stdin", input);
+  std::vector<std::string> argv{"-c", "exec \"$0\" \"$@\" < " + file, ctl_path};
+  argv.insert(argv.end(), args.begin(), args.end());
+  child_process c("/bin/sh", argv, clean_env());
+  ctl_result r;
+  r.code = c.wait_exit(ctl_bound);
+  r.out = c.stdout_text();
+  r.err = c.stderr_text();
+  return r;
+}
+
+/// Every attempt of every agent is complete on the coordinator with exactly the agent's lines.
+void wait_all_complete(daemon_under_test& d, std::vector<running_agent>& agents, const std::string& step) {
+  int64_t expected = 0;
+  for (auto& a : agents)
+    expected += static_cast<int64_t>(agent::store(a.store).all_attempts().size());
+  bool done = eventually(
+    [&] { return d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'") == expected; },
+    settle_bound);
+  BOOST_TEST_REQUIRE(done, step << ": not every attempt is complete again; agent stderr:\n"
+                                << agents[0].proc->stderr_tail());
+  for (auto& a : agents) {
+    agent::store st(a.store);
+    for (auto& at : st.all_attempts()) {
+      auto stored = d.rows("SELECT seq, line FROM attempt_logs WHERE attempt_id = '" + at.id + "' ORDER BY seq");
+      std::vector<std::string> mine;
+      for (auto& l : st.logs(at.id, 0, at.log_count + 1))
+        mine.push_back(std::to_string(l.seq) + " | " + l.line);
+      BOOST_TEST(stored == mine, step << ": " << at.id);
+    }
+  }
+}
+
+void bulk_actions_end_to_end(daemon_under_test& d) {
+  d.start();
+  auto admin = d.admin_url();
+  temp_dir work("bulk-e2e");
+  std::vector<running_agent> agents;
+  for (auto* name : {"edge-a", "edge-b"}) {
+    auto n = d.add_node(name);
+    running_agent a{name, work.file(std::string(name) + ".db"), nullptr};
+    for (auto* task : {"build-1", "build-2", "test-1"}) {
+      auto id = agent_cli(a.store, {"record", "start", "--task", std::string(task)});
+      agent_cli(a.store, {"record", "log", id}, lines_text(40, std::string(name) + task));
+      agent_cli(a.store, {"record", "finish", id, "--state", "succeeded"});
+    }
+    auto key_file = work.write(std::string(name) + ".key", n.key + "\n");
+    a.proc = std::make_unique<child_process>(agent_path,
+                                             std::vector<std::string>{"--store", a.store, "connect", "--coordinator",
+                                                                      "127.0.0.1:" + std::to_string(d.port()), "--node",
+                                                                      name, "--key-file", key_file, "--backoff-max-ms",
+                                                                      "500", "--poll-interval-ms", "50"},
+                                             clean_env());
+    agents.push_back(std::move(a));
+  }
+  d.add_node("idle-c");
+  wait_all_complete(d, agents, "first sync");
+  auto ledger_rows = [&] { return d.count("SELECT COUNT(*) FROM audit_log"); };
+  auto bulk = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{"--admin", admin};
+    if (auto j = std::find(args.begin(), args.end(), "--json"); j != args.end()) { // a global flag
+      args.erase(j);
+      argv.push_back("--json");
+    }
+    argv.push_back("bulk");
+    argv.insert(argv.end(), args.begin(), args.end());
+    return ctl_any(argv);
+  };
+
+  // No filter: refused (exit 2), nothing planned.
+  auto no_filter = bulk({"attempts.reset", "--yes"});
+  BOOST_TEST(no_filter.code == 2, no_filter.err);
+  BOOST_TEST(no_filter.err.find("filter") != std::string::npos, no_filter.err);
+
+  // Over the budget: refused with the numbers, nothing changed.
+  auto over = bulk({"attempts.reset", "--all", "--max-rows", "5", "--yes"});
+  BOOST_TEST(over.code == 2, over.err);
+  BOOST_TEST(over.err.find("matches 6 rows, over this call's budget of 5") != std::string::npos, over.err);
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'") == 6);
+
+  // Asked, and not confirmed: nothing changed.
+  auto declined = ctl_with_input({"--admin", admin, "bulk", "attempts.reset", "--task-prefix", "build-"}, "no\n");
+  BOOST_TEST(declined.code == 1, declined.err);
+  BOOST_TEST(declined.out.find("4 rows match") != std::string::npos, declined.out);
+  BOOST_TEST(declined.err.find("not applied") != std::string::npos, declined.err);
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'") == 6);
+
+  // Confirmed: the four build attempts go back to partial, and the agents verify them again (a
+  // new last_full_sync_at for those four, the same for the others).
+  auto synced_at = [&] {
+    std::map<std::string, std::string> out;
+    for (auto& r : d.rows("SELECT task_id, CAST(id AS TEXT), CAST(last_full_sync_at AS TEXT) FROM node_task_attempts"))
+      out[r.substr(r.find(" | ") + 3, 36)] = r;
+    return out;
+  };
+  auto before = synced_at();
+  auto reset = ctl_with_input({"--admin", admin, "bulk", "attempts.reset", "--task-prefix", "build-"}, "yes\n");
+  BOOST_TEST_REQUIRE(reset.code == 0, reset.err);
+  BOOST_TEST(reset.out.find(R"(applied attempts.reset: {"attempts":4})") != std::string::npos, reset.out);
+  wait_all_complete(d, agents, "after the reset");
+  auto after = synced_at();
+  BOOST_TEST_REQUIRE(after.size() == 6u);
+  for (auto& [id, row] : after)
+    BOOST_TEST((row != before[id]) == (row.rfind("build-", 0) == 0), row << " was " << before[id]);
+
+  // A failed attempt (as max_failures would leave it), requeued by filter, is verified again.
+  auto victim = d.rows("SELECT CAST(a.id AS TEXT) FROM node_task_attempts a JOIN nodes n ON n.id = a.node_id "
+                       "WHERE n.name = 'edge-a' AND a.task_id = 'test-1'")
+                  .at(0);
+  {
+    auto db = d.db();
+    *db << "UPDATE node_task_attempts SET sync_state = 'failed', backfill_failures = 5 WHERE id = '" + victim + "'";
+  }
+  auto requeue = bulk({"attempts.requeue", "--sync-state", "failed", "--yes", "--json"});
+  BOOST_TEST_REQUIRE(requeue.code == 0, requeue.err);
+  BOOST_TEST(json::parse(requeue.out)["counts"] == json({{"attempts", 1}}), requeue.out);
+  wait_all_complete(d, agents, "after the requeue");
+
+  // Plan, then the set changes (a new node matches), then apply: 409 plan_stale, nothing changed.
+  auto plan = ok_data(http(d, "POST", "/api/bulk/nodes.disable/plan", R"({"filter":{"name_prefix":"idle-"}})"));
+  BOOST_TEST(plan["matched"] == 1);
+  d.add_node("idle-d");
+  auto stale =
+    http(d, "POST", "/api/bulk/nodes.disable/apply", json{{"filter", plan["filter"]}, {"token", plan["token"]}}.dump());
+  BOOST_TEST(stale.status == 409, stale.body);
+  BOOST_TEST(stale.j["error"]["code"] == "plan_stale");
+  BOOST_TEST(d.node("idle-c").status == "offline");
+  // Planned again: the new set, applied.
+  auto replan = ok_data(http(d, "POST", "/api/bulk/nodes.disable/plan", R"({"filter":{"name_prefix":"idle-"}})"));
+  auto applied = ok_data(http(d, "POST", "/api/bulk/nodes.disable/apply",
+                              json{{"filter", replan["filter"]}, {"token", replan["token"]}}.dump()));
+  BOOST_TEST(applied["counts"] == json({{"nodes", 2}}));
+  BOOST_TEST(d.node("idle-d").status == "disabled");
+
+  // Disable a connected node by filter: its session is closed.
+  auto off = bulk({"nodes.disable", "--node", "edge-b", "--yes", "--json"});
+  BOOST_TEST_REQUIRE(off.code == 0, off.err);
+  BOOST_TEST(json::parse(off.out)["closed_sessions"] == 1, off.out);
+  d.wait_node(
+    "edge-b", [](const node_row& r) { return r.status == "disabled"; }, "edge-b disabled");
+  // Delete it with its attempts and lines (all complete).
+  auto lines_b = d.count("SELECT COALESCE(SUM(log_count), 0) FROM node_task_attempts a JOIN nodes n ON n.id = "
+                         "a.node_id WHERE n.name = 'edge-b'");
+  auto del = bulk({"nodes.delete", "--node", "edge-b", "--yes", "--json"});
+  BOOST_TEST_REQUIRE(del.code == 0, del.err);
+  BOOST_TEST(json::parse(del.out)["counts"] == json({{"nodes", 1}, {"attempts", 3}, {"log_lines", lines_b}}), del.out);
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM nodes WHERE name = 'edge-b'") == 0);
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM node_task_attempts") == 3);
+  // A delete while a matched node holds an attempt that is not complete: 409, nothing deleted.
+  {
+    auto db = d.db();
+    *db << "UPDATE node_task_attempts SET sync_state = 'failed' WHERE id = '" + victim + "'";
+  }
+  d.disable_node("edge-a");
+  auto refused = bulk({"nodes.delete", "--node", "edge-a", "--yes"});
+  BOOST_TEST(refused.code == 3, refused.err);
+  BOOST_TEST(refused.err.find("not complete") != std::string::npos, refused.err);
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM node_task_attempts") == 3);
+  // Enable every disabled node (idle-c, idle-d, edge-a).
+  auto on = bulk({"nodes.enable", "--node-status", "disabled", "--yes", "--json"});
+  BOOST_TEST_REQUIRE(on.code == 0, on.err);
+  BOOST_TEST(json::parse(on.out)["counts"] == json({{"nodes", 3}}), on.out);
+
+  // The ledger: each apply one row with its counts, each refusal one row.
+  auto ledger = d.ctl({"audit", "--limit", "1000"});
+  std::map<std::string, int> by;
+  for (auto& e : ledger["entries"])
+    ++by[e["action"].get<std::string>() + "/" + e["result"].get<std::string>()];
+  BOOST_TEST(by["attempts.reset.plan/refused"] == 2);   // no filter; over budget
+  BOOST_TEST(by["attempts.reset.plan/succeeded"] == 2); // declined; confirmed
+  BOOST_TEST(by["attempts.reset/succeeded"] == 1);
+  BOOST_TEST(by["attempts.requeue/succeeded"] == 1);
+  BOOST_TEST(by["nodes.disable/refused"] == 1); // plan_stale
+  BOOST_TEST(by["nodes.disable/succeeded"] == 2);
+  BOOST_TEST(by["nodes.delete/succeeded"] == 1);
+  BOOST_TEST(by["nodes.delete.plan/refused"] == 1); // attempts not complete
+  BOOST_TEST(by["nodes.enable/succeeded"] == 1);
+  BOOST_TEST(ledger_rows() == static_cast<int64_t>(ledger["entries"].size()));
+  for (auto& a : agents) {
+    a.proc->send_signal(SIGTERM);
+    a.proc->wait_exit(15s);
+  }
+  d.stop();
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(bulk_actions_by_filter_end_to_end_sqlite) {
+  daemon_under_test d(base_settings(), "", fast_reconcile);
+  bulk_actions_end_to_end(d);
+}
+
+BOOST_AUTO_TEST_CASE(bulk_actions_by_filter_end_to_end_postgresql) {
+  test_database pg(storage::backend::postgresql);
+  daemon_under_test d(base_settings(), pg.url(), fast_reconcile);
+  bulk_actions_end_to_end(d);
+}

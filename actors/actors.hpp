@@ -32,6 +32,7 @@ using seen_atom = caf::atom_constant<caf::atom("seen")>;
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using disable_atom = caf::atom_constant<caf::atom("disable")>;
+using node_drain_atom = caf::atom_constant<caf::atom("nodedrain")>;
 using idle_atom = caf::atom_constant<caf::atom("idle")>;
 using port_atom = caf::atom_constant<caf::atom("port")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
@@ -130,6 +131,8 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<storage::instance_list>::with<storage::instance_list::result_type>,
   // Database and table sizes.
   caf::replies_to<storage::database_size>::with<storage::database_size::result_type>,
+  // One node's attempts by sync_state.
+  caf::replies_to<storage::node_attempt_counts>::with<storage::node_attempt_counts::result_type>,
   // SELECT 1 through the queue (readiness).
   caf::replies_to<storage::ping>::with<bool>,
   // Plan or apply a bulk admin action by filter (a transaction of its own).
@@ -160,6 +163,8 @@ using registry_actor = caf::typed_actor<
   caf::reacts_to<poll_atom>,
   // Close the session of a node (node name) with reason `disabled`; false if not connected.
   caf::replies_to<disable_atom, std::string>::with<bool>,
+  // Close the session of a node (node name) with reason `drained`; false if not connected.
+  caf::replies_to<node_drain_atom, std::string>::with<bool>,
   // Close every session with reason `shutdown`; answers the number closed.
   caf::replies_to<shutdown_atom>::with<uint64_t>,
   // Close every session with this reason and go on (the instance lost its lease: `superseded`).
@@ -194,6 +199,9 @@ using tracker_actor = caf::typed_actor<
   caf::reacts_to<settle_atom>,
   // Stop taking orders, reset every live request; answers how many.
   caf::replies_to<shutdown_atom>::with<uint64_t>,
+  // Drain a node (node_id, deadline): no new requests to it from now on (until its session ends);
+  // answers when its requests in flight have ended, resetting those left at the deadline.
+  caf::replies_to<node_drain_atom, std::string, caf::timespan>::with<drain_result>,
   // Requests in flight and counters.
   caf::replies_to<caf::get_atom>::with<tracker_status>>;
 
@@ -252,6 +260,7 @@ using supervisor_actor = caf::typed_actor<
   NODECOORD_LOCAL_TYPE(nodecoord::storage::op)                                                                         \
   NODECOORD_LOCAL_TYPE(nodecoord::storage::op::result_type)
 
+NODECOORD_LOCAL_TYPE(nodecoord::drain_result)
 NODECOORD_LOCAL_TYPE(nodecoord::storage_status)
 NODECOORD_LOCAL_TYPE(nodecoord::auth_request)
 NODECOORD_LOCAL_TYPE(nodecoord::auth_result)
@@ -303,6 +312,8 @@ NODECOORD_LOCAL_OP(instance_renew)
 NODECOORD_LOCAL_OP(instance_rejoin)
 NODECOORD_LOCAL_OP(instance_list)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::ping)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::node_attempt_counts)
+NODECOORD_LOCAL_TYPE(nodecoord::storage::node_attempt_counts::result_type)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::bulk_action)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::bulk_action::result_type)
 NODECOORD_LOCAL_TYPE(nodecoord::storage::audit_append)

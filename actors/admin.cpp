@@ -127,6 +127,17 @@ public:
   bool close_session(const std::string& name) override {
     return ask<bool>(registry_, "registry", part, disable_atom::value, name);
   }
+  bool close_drained(const std::string& name) override {
+    return ask<bool>(registry_, "registry", part, node_drain_atom::value, name);
+  }
+  drain_result drain(const std::string& node_id, milliseconds deadline) override {
+    // The tracker answers at the deadline at the latest.
+    return ask<drain_result>(tracker_, "tracker", deadline + write, node_drain_atom::value, node_id,
+                             caf::timespan{deadline});
+  }
+  storage::node_attempt_counts::result_type node_attempts(const std::string& node_id) override {
+    return op(storage::node_attempt_counts{node_id}, part);
+  }
   tracker_status tracker() override { return ask<tracker_status>(tracker_, "tracker", part, caf::get_atom::value); }
   order_result backfill(const std::string& attempt_id) override {
     return ask<order_result>(scheduler_, "scheduler", write, backfill_atom::value, attempt_id);

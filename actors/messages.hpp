@@ -122,6 +122,13 @@ struct order_result {
   std::string message;
 };
 
+/// What a node drain did (the tracker's part): requests that ended with an answer while it
+/// waited, and requests it reset at its deadline (or that expired or ended meanwhile).
+struct drain_result {
+  int64_t requests_finished = 0;
+  int64_t requests_reset = 0;
+};
+
 /// One live request (admin, metrics, tests).
 struct inflight_request {
   std::string request_id;

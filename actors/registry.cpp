@@ -191,6 +191,16 @@ void flush_seen(self_ptr self) {
           });
 }
 
+/// Asks the session of the node named `name` to close with `reason`; false if it has none here.
+bool close_named(self_ptr self, const std::string& name, const char* reason) {
+  for (auto& [id, e] : self->state.nodes)
+    if (e.name == name) {
+      caf::anon_send(e.session, caf::close_atom::value, std::string(reason));
+      return true;
+    }
+  return false;
+}
+
 /// Asks every live session to close with `reason`; answers how many were asked.
 uint64_t close_every_session(self_ptr self, const std::string& reason) {
   for (auto& [id, e] : self->state.nodes)
@@ -301,14 +311,8 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
           },
           [=](caf::error&) { self->delayed_send(self, self->state.opts.disabled_poll, poll_atom::value); });
     },
-    [=](disable_atom, const std::string& name) {
-      for (auto& [id, e] : self->state.nodes)
-        if (e.name == name) {
-          caf::anon_send(e.session, caf::close_atom::value, std::string(protocol::close_reason::disabled));
-          return true;
-        }
-      return false;
-    },
+    [=](disable_atom, const std::string& name) { return close_named(self, name, protocol::close_reason::disabled); },
+    [=](node_drain_atom, const std::string& name) { return close_named(self, name, protocol::close_reason::drained); },
     [=](shutdown_atom) {
       auto n = close_every_session(self, protocol::close_reason::shutdown);
       write_session_ends(self);

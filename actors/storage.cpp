@@ -372,6 +372,7 @@ storage_actor::behavior_type storage_impl(self_ptr self, storage_options opts) {
     [=](storage::jobs_prune& op) { return enqueue(self, std::move(op)); },
     [=](storage::database_size& op) { return enqueue(self, std::move(op)); },
     [=](storage::ping& op) { return enqueue(self, std::move(op)); },
+    [=](storage::node_attempt_counts& op) { return enqueue(self, std::move(op)); },
     [=](storage::bulk_action& op) { return enqueue(self, std::move(op)); },
     [=](storage::audit_append& op) { return enqueue(self, std::move(op)); },
     [=](storage::audit_query& op) { return enqueue(self, std::move(op)); },

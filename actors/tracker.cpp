@@ -45,6 +45,13 @@ struct tracker_state {
   std::map<std::pair<std::string, std::string>, std::vector<std::string>> resets;
   bool stopping = false;
   tracker_status counters;
+  // Nodes being drained (or drained, until their session ends): no new request goes to them.
+  struct drain {
+    std::vector<caf::typed_response_promise<drain_result>> waiting; // answered when none is in flight
+    drain_result counts;
+    std::optional<backfill::time_point> deadline;
+  };
+  std::unordered_map<std::string, drain> draining; // node_id ->
 };
 
 using self_ptr = tracker_actor::stateful_pointer<tracker_state>;
@@ -127,6 +134,47 @@ void reset(self_ptr self, const std::vector<backfill::request>& requests, const 
   }
 }
 
+/// Counts requests of draining nodes that ended without an answer (expired, session ended, send
+/// failed) as reset by the drain.
+void count_drain_resets(self_ptr self, const std::vector<backfill::request>& ended) {
+  for (auto& r : ended)
+    if (auto d = self->state.draining.find(r.node_id); d != self->state.draining.end())
+      ++d->second.counts.requests_reset;
+}
+
+/// Answers the drains whose node has nothing in flight any more; at a drain's deadline, resets
+/// what is still in flight first.
+void check_drains(self_ptr self) {
+  auto& st = self->state;
+  auto now = now_of(self);
+  for (auto& [node_id, d] : st.draining) {
+    if (d.waiting.empty())
+      continue;
+    std::vector<std::string> live;
+    for (auto& [id, r] : st.book.all())
+      if (r.node_id == node_id)
+        live.push_back(id);
+    if (!live.empty() && d.deadline && *d.deadline <= now) {
+      std::vector<backfill::request> taken;
+      for (auto& id : live)
+        if (auto r = st.book.close(id))
+          taken.push_back(std::move(*r));
+      st.counters.cancelled += taken.size();
+      d.counts.requests_reset += static_cast<int64_t>(taken.size());
+      reset(self, taken, "cancelled", "node drained");
+      // In storage before the drain's answer: what the caller reads next sees the attempts partial.
+      send_resets(self);
+      live.clear();
+      log::info("drain deadline: requests reset", {{"node_id", node_id}, {"requests", taken.size()}});
+    }
+    if (!live.empty())
+      continue;
+    for (auto& rp : d.waiting)
+      rp.deliver(d.counts);
+    d.waiting.clear();
+  }
+}
+
 /// Marks, then hands the request to the session. The answer goes out once that is done.
 void place_order(self_ptr self, caf::typed_response_promise<order_result> rp, backfill_order order) {
   auto& st = self->state;
@@ -137,6 +185,10 @@ void place_order(self_ptr self, caf::typed_response_promise<order_result> rp, ba
   auto s = st.sessions.find(order.node_id);
   if (s == st.sessions.end() || (order.epoch != 0 && order.epoch != s->second.epoch)) {
     rp.deliver(order_result{order_status::offline, "", 0, "the node is not connected"});
+    return;
+  }
+  if (st.draining.count(order.node_id)) {
+    rp.deliver(order_result{order_status::offline, "", 0, "the node is being drained"});
     return;
   }
   auto epoch = s->second.epoch;
@@ -168,6 +220,7 @@ void place_order(self_ptr self, caf::typed_response_promise<order_result> rp, ba
         if (m.marked.empty()) {
           cur.book.close(id);
           rp.deliver(order_result{order_status::nothing_to_mark, "", 0, "no partial attempt to request"});
+          check_drains(self);
           return;
         }
         std::vector<std::string> ids;
@@ -197,6 +250,7 @@ void place_order(self_ptr self, caf::typed_response_promise<order_result> rp, ba
       [=](caf::error& e) mutable {
         // The mark's transaction was rolled back: nothing is pending under this id.
         self->state.book.close(id);
+        check_drains(self);
         log::error("backfill mark failed", {{"request", id}, {"error", to_string(e)}});
         rp.deliver(order_result{order_status::error, "", 0, "storage: " + to_string(e)});
       });
@@ -214,6 +268,11 @@ caf::result<bool> handle_response(self_ptr self, const std::string& node_id, int
     log::info("backfill response refused",
               {{"node_id", node_id}, {"epoch", epoch}, {"request", request_id}, {"why", backfill::to_string(check)}});
     return false;
+  }
+  bool drained_node = false;
+  if (auto d = st.draining.find(node_id); d != st.draining.end()) {
+    ++d->second.counts.requests_finished;
+    drained_node = true;
   }
   storage::apply_backfill op{request_id, node_id, std::move(items), st.opts.max_failures, epoch};
   send_resets(self);
@@ -254,6 +313,9 @@ caf::result<bool> handle_response(self_ptr self, const std::string& node_id, int
         send_reset(self, storage::reset_requests{{request_id}, "failed", "response not applied: " + to_string(e)});
         rp.deliver(std::move(e));
       });
+  // After the apply is queued in storage: what the drain's caller reads next comes after it.
+  if (drained_node)
+    check_drains(self);
   return rp;
 }
 
@@ -285,6 +347,8 @@ tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
       auto taken = st.book.close(request_id);
       ++st.counters.send_failures;
       reset(self, {*taken}, "cancelled", "send failed");
+      count_drain_resets(self, {*taken});
+      check_drains(self);
     },
     [=](node_up_atom, const session_ref& who, caf::actor session) {
       const auto& node_id = who.node_id;
@@ -306,9 +370,19 @@ tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
       auto taken = st.book.take_session(node_id, epoch);
       st.counters.cancelled += taken.size();
       reset(self, taken, "cancelled", "session ended: " + reason);
+      count_drain_resets(self, taken);
       auto s = st.sessions.find(node_id);
-      if (s != st.sessions.end() && s->second.epoch == epoch)
+      if (s != st.sessions.end() && s->second.epoch == epoch) {
         st.sessions.erase(s);
+        // The drained session is gone: answer a drain still waiting, and forget the node (it
+        // is disabled; a later session of it is a new start).
+        check_drains(self);
+        if (auto d = st.draining.find(node_id); d != st.draining.end()) {
+          for (auto& rp : d->second.waiting)
+            rp.deliver(d->second.counts);
+          st.draining.erase(d);
+        }
+      }
     },
     [=](expire_atom) {
       auto& st = self->state;
@@ -318,6 +392,11 @@ tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
       auto expired = st.book.take_expired(now);
       st.counters.expired += expired.size();
       reset(self, expired, "expired", "no response within request_timeout");
+      count_drain_resets(self, expired);
+      check_drains(self);
+      for (auto& [node_id, d] : st.draining)
+        if (!d.waiting.empty() && d.deadline)
+          arm_timer(self, *d.deadline);
       auto retry = std::move(st.unreset);
       st.unreset.clear();
       for (auto& op : retry)
@@ -335,6 +414,23 @@ tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
       reset(self, all, "cancelled", "shutdown");
       send_resets(self);
       return static_cast<uint64_t>(all.size());
+    },
+    [=](node_drain_atom, const std::string& node_id, caf::timespan within) -> caf::result<drain_result> {
+      auto& st = self->state;
+      if (!st.sessions.count(node_id))
+        return drain_result{}; // not connected here: nothing in flight, nothing to hold back
+      auto& d = st.draining[node_id];
+      auto rp = self->make_response_promise<drain_result>();
+      d.waiting.push_back(rp);
+      auto deadline = now_of(self) + within;
+      if (!d.deadline || deadline < *d.deadline)
+        d.deadline = deadline;
+      arm_timer(self, *d.deadline);
+      log::info(
+        "draining node",
+        {{"node_id", node_id}, {"deadline_ms", std::chrono::duration_cast<std::chrono::milliseconds>(within).count()}});
+      check_drains(self);
+      return rp;
     },
     [=](caf::get_atom) {
       auto& st = self->state;

@@ -98,6 +98,13 @@ public:
     return out;
   }
   virtual bool close_session(const std::string& name) = 0;
+  /// Closes the node's session with reason `drained` (the agent stops reconnecting); false if
+  /// it has no session here.
+  virtual bool close_drained(const std::string& name) = 0;
+  /// Drains the node in the tracker: no new backfill requests to it; answers when its requests
+  /// in flight have ended, resetting those left at `deadline`.
+  virtual drain_result drain(const std::string& node_id, std::chrono::milliseconds deadline) = 0;
+  virtual storage::node_attempt_counts::result_type node_attempts(const std::string& node_id) = 0;
   virtual tracker_status tracker() = 0;
   /// On-demand backfill of one attempt; waits for the order's result.
   virtual order_result backfill(const std::string& attempt_id) = 0;
@@ -147,6 +154,7 @@ private:
   http_response show_node(const std::string& name);
   http_response create_node(const http_request& req);
   http_response node_action(const std::string& name, const std::string& action);
+  http_response drain_node(const std::string& name, const http_request& req);
   http_response list_attempts(const http_request& req);
   http_response show_attempt(const std::string& id);
   http_response backfill_attempt(const std::string& id);

@@ -135,6 +135,45 @@ http_response api::node_action(const std::string& name, const std::string& actio
   return reply(200, {{"node", node_with_live(r.node, live)}, {"key", key.key}});
 }
 
+http_response api::drain_node(const std::string& name, const http_request& req) {
+  audit_for("node.drain", name);
+  if (!valid_node_name(name))
+    not_found("no node named '" + name + "'");
+  auto deadline = std::chrono::duration_cast<std::chrono::milliseconds>(defaults::admin_drain_deadline);
+  if (auto d = param(req, "deadline")) {
+    auto parsed = config::parse_duration(*d);
+    if (!parsed || *parsed > defaults::admin_drain_deadline_max)
+      bad_request(
+        "deadline must be a duration such as 30s or 1m, at most "
+        + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(defaults::admin_drain_deadline_max).count())
+        + "s, not '" + *d + "'");
+    deadline = *parsed;
+  }
+  auto n = find_node(backend_, name);
+  // 1. No new requests; those in flight finish, or are reset at the deadline.
+  auto drained = backend_.drain(n.id, deadline);
+  // 2. Its session closed with `drained`: the agent stops reconnecting. Before the disable, or the
+  // registry's poll of disabled nodes could close it first with `disabled` (the agent would retry).
+  bool closed = backend_.close_drained(name);
+  // 3. Disabled, so it cannot come back until an operator enables it.
+  auto r = backend_.disable_node(storage::node_disable{name});
+  if (!r.found)
+    not_found("no node named '" + name + "'"); // deleted meanwhile
+  int64_t partial = 0;
+  for (auto& [state, count] : backend_.node_attempts(n.id).by_sync_state)
+    if (state == "partial")
+      partial = count;
+  json counts{{"requests_finished", drained.requests_finished},
+              {"requests_reset", drained.requests_reset},
+              {"attempts_partial", partial}};
+  // The change spans the tracker and storage, so its row is written after it (like an order).
+  audit_after(counts.dump());
+  json out = counts;
+  out["node"] = node_json(r.node, false, 0);
+  out["closed_session"] = closed;
+  return reply(200, std::move(out));
+}
+
 // --- attempts ----------------------------------------------------------------------------------
 
 http_response api::list_attempts(const http_request& req) {

@@ -80,6 +80,10 @@ inline constexpr uint64_t admin_max_body_bytes = 512ull * 1024 * 1024; // 512 Mi
 // admin.max_rows_per_action_hard: the most a call may raise its own budget to.
 inline constexpr int64_t admin_max_rows_per_action = 10'000;
 inline constexpr int64_t admin_max_rows_per_action_hard = 1'000'000;
+// A node drain waits this long for the node's requests in flight, unless the call says (at most
+// admin_drain_deadline_max); then it resets them.
+inline constexpr auto admin_drain_deadline = 60s;
+inline constexpr auto admin_drain_deadline_max = 100s; // below nodecoordctl's 120 s read timeout
 
 // Not configurable: the admin API's own limits.
 inline constexpr auto sizes_every = 30s;          // the database's size is measured this often, off the write path

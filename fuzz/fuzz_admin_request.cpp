@@ -264,6 +264,22 @@ struct fake_backend final : backend {
     }
     return r;
   }
+  bool close_drained(const std::string& name) override {
+    if (!valid_node_name(name))
+      throw bad_value{"close_drained: not a node name"};
+    return true;
+  }
+  drain_result drain(const std::string& node_id, std::chrono::milliseconds deadline) override {
+    if (deadline.count() < 0 || deadline > defaults::admin_drain_deadline_max)
+      throw bad_value{"drain: deadline out of range"};
+    if (node_id.empty())
+      throw bad_value{"drain: no node id"};
+    return {1, 0};
+  }
+  storage::node_attempt_counts::result_type node_attempts(const std::string&) override {
+    need_storage();
+    return {};
+  }
   storage::job_query::result_type jobs(const storage::job_query& op) override {
     need_storage();
     if (op.limit < 1 || op.limit > defaults::admin_page_max)

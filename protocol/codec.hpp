@@ -43,6 +43,7 @@ inline constexpr const char* idle_timeout = "idle_timeout";
 inline constexpr const char* protocol_errors = "protocol_errors";
 inline constexpr const char* disabled = "disabled";
 inline constexpr const char* tls_required = "tls_required";
+inline constexpr const char* drained = "drained"; // an operator drained the node: do not reconnect
 } // namespace close_reason
 
 // --- framing ---

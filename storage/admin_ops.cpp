@@ -89,6 +89,16 @@ jobs_prune::result_type execute(op_context& c, const jobs_prune& op) {
   return out;
 }
 
+node_attempt_counts::result_type execute(op_context& c, const node_attempt_counts& op) {
+  if (!is_uuid(op.node_id))
+    throw std::invalid_argument("node_attempt_counts: node_id is not a UUID: " + op.node_id);
+  node_attempt_counts::result_type out;
+  query(c.sql, "SELECT sync_state, COUNT(*) FROM node_task_attempts WHERE node_id = :n GROUP BY sync_state")
+    .bind("n", op.node_id)
+    .each([&](const soci::row& r) { out.by_sync_state[col_str(r, 0)] = col_int(r, 1); });
+  return out;
+}
+
 database_size::result_type execute(op_context& c, const database_size&) {
   database_size::result_type out;
   std::string names;

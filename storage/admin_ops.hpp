@@ -6,6 +6,7 @@
 #include "storage/operations.hpp"
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,6 +54,14 @@ struct database_size {
   };
 };
 
+/// One node's attempts by sync_state (a drain's answer, the node page). `node_id` must be a UUID.
+struct node_attempt_counts {
+  std::string node_id;
+  struct result_type {
+    std::map<std::string, int64_t> by_sync_state; // only the states it has
+  };
+};
+
 /// SELECT 1: true when the database answers (the /readyz probe).
 struct ping {
   using result_type = bool;
@@ -62,5 +71,6 @@ attempt_list::result_type execute(op_context&, const attempt_list&);
 jobs_prune::result_type execute(op_context&, const jobs_prune&);
 database_size::result_type execute(op_context&, const database_size&);
 ping::result_type execute(op_context&, const ping&);
+node_attempt_counts::result_type execute(op_context&, const node_attempt_counts&);
 
 } // namespace nodecoord::storage

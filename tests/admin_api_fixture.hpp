@@ -258,6 +258,23 @@ struct fake_backend final : backend {
     closed.push_back(name);
     return true;
   }
+  // Drains: what the tracker answers, and the calls in order.
+  drain_result drain_answer{2, 1};
+  std::vector<std::string> drain_calls; // "drain <node_id> <ms>", "close_drained <name>"
+  bool close_drained(const std::string& name) override {
+    drain_calls.push_back("close_drained " + name);
+    return true;
+  }
+  drain_result drain(const std::string& node_id, std::chrono::milliseconds deadline) override {
+    if (tracker_down)
+      throw unavailable("tracker: timed out");
+    drain_calls.push_back("drain " + node_id + " " + std::to_string(deadline.count()));
+    return drain_answer;
+  }
+  storage::node_attempt_counts::result_type node_attempts(const std::string&) override {
+    need_storage();
+    return {{{"partial", 4}, {"complete", 9}}};
+  }
   tracker_status tracker() override {
     if (tracker_down)
       throw unavailable("tracker: timed out");

@@ -710,6 +710,37 @@ BOOST_AUTO_TEST_CASE(a_bulk_action_needs_a_filter_fits_its_budget_and_applies_on
              == 400);
 }
 
+BOOST_AUTO_TEST_CASE(a_drain_waits_in_the_tracker_closes_with_drained_then_disables) {
+  data(call("POST", "/api/nodes", R"({"name":"alpha"})"));
+  auto id = b.nodes_by_name["alpha"].id;
+  auto rows = b.audit_rows.size();
+  auto d = data(call("POST", "/api/nodes/alpha/drain"));
+  // In this order: the tracker (the default deadline), the drained close, then the disable.
+  BOOST_TEST((b.drain_calls == std::vector<std::string>{"drain " + id + " 60000", "close_drained alpha"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(b.nodes_by_name["alpha"].status == "disabled");
+  BOOST_TEST(d["node"]["status"] == "disabled");
+  BOOST_TEST(d["requests_finished"] == 2);
+  BOOST_TEST(d["requests_reset"] == 1);
+  BOOST_TEST(d["attempts_partial"] == 4);
+  BOOST_TEST(d["closed_session"] == true);
+  BOOST_TEST_REQUIRE(b.audit_rows.size() == rows + 1); // one row: the drain's, with its counts
+  BOOST_TEST(b.audit_rows.back().action == "node.drain");
+  BOOST_TEST(b.audit_rows.back().target == "alpha");
+  BOOST_TEST(json::parse(b.audit_rows.back().counts)
+             == json({{"requests_finished", 2}, {"requests_reset", 1}, {"attempts_partial", 4}}));
+  b.drain_calls.clear();
+  data(call("POST", "/api/nodes/alpha/drain?deadline=5s"));
+  BOOST_TEST(b.drain_calls.at(0) == "drain " + id + " 5000");
+  for (auto* bad : {"deadline=101s", "deadline=soon", "deadline=-1s", "other=1"})
+    BOOST_TEST(error(call("POST", std::string("/api/nodes/alpha/drain?") + bad), 400) == "bad_request", bad);
+  BOOST_TEST(error(call("POST", "/api/nodes/ghost/drain"), 404) == "not_found");
+  BOOST_TEST(b.audit_rows.back().action == "node.drain");
+  BOOST_TEST(error(call("GET", "/api/nodes/alpha/drain"), 405) == "method_not_allowed");
+  b.tracker_down = true;
+  BOOST_TEST(error(call("POST", "/api/nodes/alpha/drain"), 503) == "unavailable");
+}
+
 BOOST_AUTO_TEST_CASE(what_a_request_names_reaches_the_ledger_as_utf8) {
   // PostgreSQL refuses text that is not UTF-8: the row would be lost (found by fuzz_admin_request).
   BOOST_TEST(call("DELETE", "/api/jobs?status=\xa5").status == 400);

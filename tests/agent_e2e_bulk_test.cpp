@@ -1,8 +1,7 @@
-// Bulk actions end to end (issue 20): the real daemon on each backend, two real agents and
-// nodecoordctl. Each action applied by filter changes what it says (a reset is re-verified by the
-// agents until every attempt is complete with exactly its lines again); a call over its budget and
-// an apply whose set changed since the plan change nothing; nodecoordctl asks before applying;
-// every call is one row in the ledger.
+// Fleet operations end to end (issue 20): a node drain, and bulk actions: the real daemon on each backend, two real
+// agents and nodecoordctl. Each action applied by filter changes what it says (a reset is re-verified by the agents
+// until every attempt is complete with exactly its lines again); a call over its budget and an apply whose set changed
+// since the plan change nothing; nodecoordctl asks before applying; every call is one row in the ledger.
 #include <boost/test/unit_test.hpp>
 
 #include "admin_e2e_support.hpp"
@@ -215,7 +214,76 @@ void bulk_actions_end_to_end(daemon_under_test& d) {
   d.stop();
 }
 
+/// A drain with a real agent: the session closes with `drained`, the agent exits instead of
+/// reconnecting, the node stays disabled with the counts in the ledger; enabled and started
+/// again, it syncs what it recorded meanwhile.
+void drain_end_to_end(daemon_under_test& d) {
+  d.start();
+  temp_dir work("drain-e2e");
+  auto n = d.add_node("edge-a");
+  std::vector<running_agent> agents;
+  running_agent a{"edge-a", work.file("edge-a.db"), nullptr};
+  auto id = agent_cli(a.store, {"record", "start", "--task", "build-1"});
+  agent_cli(a.store, {"record", "log", id}, lines_text(25, "drain"));
+  agent_cli(a.store, {"record", "finish", id, "--state", "succeeded"});
+  auto key_file = work.write("edge-a.key", n.key + "\n");
+  std::vector<std::string> args{"--store",
+                                a.store,
+                                "connect",
+                                "--coordinator",
+                                "127.0.0.1:" + std::to_string(d.port()),
+                                "--node",
+                                "edge-a",
+                                "--key-file",
+                                key_file,
+                                "--backoff-max-ms",
+                                "300",
+                                "--poll-interval-ms",
+                                "50"};
+  a.proc = std::make_unique<child_process>(agent_path, args, clean_env());
+  agents.push_back(std::move(a));
+  wait_all_complete(d, agents, "first sync");
+
+  auto drained = d.ctl({"node", "drain", "edge-a", "--deadline", "5s"});
+  BOOST_TEST(drained["closed_session"] == true, drained.dump());
+  BOOST_TEST(drained["requests_reset"] == 0);
+  BOOST_TEST(drained["attempts_partial"] == 0);
+  BOOST_TEST(drained["node"]["status"] == "disabled");
+  // The agent stops instead of reconnecting (exit 0), and says why.
+  BOOST_TEST(agents[0].proc->wait_exit(15s) == 0, agents[0].proc->stderr_tail());
+  BOOST_TEST(agents[0].proc->stderr_text().find("drained") != std::string::npos, agents[0].proc->stderr_tail());
+  d.wait_node(
+    "edge-a", [](const node_row& r) { return r.status == "disabled" && r.disconnect_reason == "drained"; },
+    "edge-a drained and disabled");
+  auto ledger = d.ctl({"audit", "--action", "node.drain"});
+  BOOST_TEST_REQUIRE(ledger["entries"].size() == 1u);
+  BOOST_TEST(ledger["entries"][0]["result"] == "succeeded");
+  BOOST_TEST(ledger["entries"][0]["counts"]
+             == json({{"requests_finished", 0}, {"requests_reset", 0}, {"attempts_partial", 0}}));
+  // Recorded while drained; then told otherwise: enabled and started again, it syncs.
+  auto later = agent_cli(agents[0].store, {"record", "start", "--task", "build-2"});
+  agent_cli(agents[0].store, {"record", "log", later}, lines_text(10, "later"));
+  agent_cli(agents[0].store, {"record", "finish", later, "--state", "failed"});
+  d.ctl({"node", "enable", "edge-a"});
+  agents[0].proc = std::make_unique<child_process>(agent_path, args, clean_env());
+  wait_all_complete(d, agents, "after the drain");
+  agents[0].proc->send_signal(SIGTERM);
+  BOOST_TEST(agents[0].proc->wait_exit(15s) == 0);
+  d.stop();
+}
+
 } // namespace
+
+BOOST_AUTO_TEST_CASE(drain_end_to_end_sqlite) {
+  daemon_under_test d(base_settings(), "", fast_reconcile);
+  drain_end_to_end(d);
+}
+
+BOOST_AUTO_TEST_CASE(drain_end_to_end_postgresql) {
+  test_database pg(storage::backend::postgresql);
+  daemon_under_test d(base_settings(), pg.url(), fast_reconcile);
+  drain_end_to_end(d);
+}
 
 BOOST_AUTO_TEST_CASE(bulk_actions_by_filter_end_to_end_sqlite) {
   daemon_under_test d(base_settings(), "", fast_reconcile);

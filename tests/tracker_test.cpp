@@ -359,3 +359,70 @@ TRACKER_CASE(an_attempt_failing_max_failures_times_is_failed_and_left_alone) {
   BOOST_TEST(f.order(n, {}, 10).status == order_status::nothing_to_mark, "failed leaves the triggers");
   BOOST_TEST(f.order(n, {poison}).status == order_status::nothing_to_mark);
 }
+
+// A node drain (issue 20): from the drain on, no new request goes to the node; the one in flight
+// finishes with its answer, and only then does the drain answer (with it counted). The node stays
+// held back until its session ends.
+TRACKER_CASE(a_drain_waits_for_the_request_in_flight_and_holds_new_ones_back) {
+  fixture f(b, opts(5, 2, 60s));
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a1 = f.attempt(n, 2);
+  auto a2 = f.attempt(n, 1);
+  auto r = f.order(n, {a1});
+  BOOST_TEST_REQUIRE(r.status == order_status::requested, r.message);
+  auto drain = f.self->request(f.tracker, caf::infinite, node_drain_atom::value, n.id, caf::timespan{30s});
+  f.run();
+  auto held = f.order(n, {a2});
+  BOOST_TEST((held.status == order_status::offline), held.message);
+  BOOST_TEST(held.message.find("drained") != std::string::npos, held.message);
+  BOOST_TEST(f.row(a2).sync_state == "partial");
+  BOOST_TEST(f.respond(n, r.request_id, {ok(a1, 2)}));
+  drain_result got;
+  drain.receive([&](drain_result& d) { got = d; }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  BOOST_TEST(got.requests_finished == 1); // answered after the drain began: it waited for it
+  BOOST_TEST(got.requests_reset == 0);
+  BOOST_TEST(f.row(a1).sync_state == "complete");
+  BOOST_TEST((f.order(n, {a2}).status == order_status::offline)); // still held back
+  // A drain of a node with nothing in flight answers at once.
+  auto again = f.ask<drain_result>(f.tracker, node_drain_atom::value, n.id, caf::timespan{30s});
+  BOOST_TEST(again.requests_finished == 1); // the counts of this drain so far
+  // Its session ends (the drained close): the node is forgotten; a later session is a new start.
+  f.disconnect(n, 0, "drained");
+  BOOST_TEST(f.ask<drain_result>(f.tracker, node_drain_atom::value, n.id, caf::timespan{30s}).requests_finished
+             == 0); // not connected: nothing to wait for
+  f.connect(n);
+  auto fresh = f.order(n, {a2});
+  BOOST_TEST((fresh.status == order_status::requested), fresh.message);
+}
+
+// At its deadline a drain resets what is still in flight (the attempts back to partial, the job
+// cancelled) before it answers; a request that expires meanwhile counts as reset too.
+TRACKER_CASE(a_drain_resets_what_is_left_at_its_deadline) {
+  fixture f(b, opts(5, 2, 60s));
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a1 = f.attempt(n, 1);
+  auto a2 = f.attempt(n, 1);
+  auto r1 = f.order(n, {a1});
+  f.advance(50s);
+  auto r2 = f.order(n, {a2});
+  BOOST_TEST_REQUIRE(r1.status == order_status::requested);
+  BOOST_TEST_REQUIRE(r2.status == order_status::requested);
+  auto drain = f.self->request(f.tracker, caf::infinite, node_drain_atom::value, n.id, caf::timespan{30s});
+  f.run();
+  f.advance(10s); // r1 expires (request_timeout 60 s)
+  BOOST_TEST(f.job(r1.request_id)->status == "expired");
+  BOOST_TEST(f.row(a2).sync_state == "pending_backfill");
+  f.advance(20s); // the drain's deadline
+  drain_result got;
+  drain.receive([&](drain_result& d) { got = d; }, [](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  BOOST_TEST(got.requests_finished == 0);
+  BOOST_TEST(got.requests_reset == 2);
+  f.run();
+  BOOST_TEST(f.row(a2).sync_state == "partial");
+  BOOST_TEST(f.job(r2.request_id)->status == "cancelled");
+  BOOST_TEST(f.status().requests.empty());
+  BOOST_TEST(!f.respond(n, r2.request_id, {ok(a2, 1)}), "an answer after the drain's deadline is unknown");
+  BOOST_TEST(f.pending_rows() == 0);
+}

@@ -128,7 +128,8 @@ bool wait_or_stop(int stop_fd, milliseconds d) {
 
 /// How one connection ended.
 struct session_end {
-  bool stop = false; // the agent is stopping
+  bool stop = false;    // the agent is stopping
+  bool drained = false; // an operator drained the node: do not reconnect
   bool welcomed = false;
   bool long_backoff = false; // refused, disabled, superseded: retrying soon would not help
   bool superseded = false;
@@ -294,6 +295,10 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
               {{"node", l.node_id()}});
     end.long_backoff = true;
     end.superseded = true;
+  } else if (close_reason == protocol::close_reason::drained) {
+    log::warn("node drained by an operator: not reconnecting. Everything recorded stays in the store; "
+              "start the agent again once the node is enabled (nodecoordctl node enable)");
+    end.drained = true;
   } else if (close_reason == protocol::close_reason::disabled) {
     log::warn("node disabled by an operator");
     end.long_backoff = true;
@@ -335,7 +340,7 @@ int run_connection_loop(coordinator_link& l, const loop_options& opts, int stop_
       // or a write refused by the epoch fence): another instance serves it now.
       if (end.superseded && list.size() > 1)
         end.long_backoff = false;
-      if (end.stop)
+      if (end.stop || end.drained)
         return 0;
       if (end.welcomed)
         log::info("disconnected", {{"after_ms", std::chrono::duration_cast<milliseconds>(end.up).count()}});

@@ -38,7 +38,8 @@ struct loop_options {
 bool parse_endpoint(const std::string& s, std::string& host, uint16_t& port);
 
 /// Runs until `stop_fd` becomes readable (the signal pipe); then sends `bye` if a session is up
-/// and returns 0.
+/// and returns 0. Also returns 0 when the coordinator closes the session with `drained` (an
+/// operator drained the node): the agent does not reconnect until it is started again.
 int run_connection_loop(coordinator_link& l, const loop_options& opts, int stop_fd);
 
 } // namespace nodecoord::agent

@@ -234,6 +234,13 @@ int main(int argc, char** argv) {
   node_enable->add_option("NAME", name)->required();
   auto* node_rotate = node->add_subcommand("rotate-key", "replace a node's API key (the old one stops working)");
   node_rotate->add_option("NAME", name)->required();
+  std::string drain_deadline;
+  auto* node_drain = node->add_subcommand(
+    "drain", "no new backfill requests; wait for those in flight (reset at the deadline); close the session "
+             "with `drained` (the agent stops reconnecting) and keep the node disabled");
+  node_drain->add_option("NAME", name)->required();
+  node_drain->add_option("--deadline", drain_deadline,
+                         "how long to wait for requests in flight (default 60s, at most 100s)");
 
   auto* attempts = app.add_subcommand("attempts", "task attempts");
   attempts->require_subcommand(1);
@@ -356,6 +363,14 @@ int main(int argc, char** argv) {
         std::cout << "more: --after " << text(next) << "\n";
     } else if (node_show->parsed()) {
       print(api.call("GET", "/api/nodes/" + url_encode(name)), [](const json& d) { print_node(d["node"]); });
+    } else if (node_drain->parsed()) {
+      print(api.call("POST", "/api/nodes/" + url_encode(name) + "/drain" + query({{"deadline", drain_deadline}})),
+            [&](const json& d) {
+              std::cout << "node " << name << " drained and disabled"
+                        << (d.value("closed_session", false) ? "; its session was closed" : "") << "\n"
+                        << "requests finished " << text(d["requests_finished"]) << ", reset "
+                        << text(d["requests_reset"]) << "; attempts partial " << text(d["attempts_partial"]) << "\n";
+            });
     } else if (node_disable->parsed() || node_enable->parsed() || node_rotate->parsed()) {
       std::string action = node_disable->parsed() ? "disable" : node_enable->parsed() ? "enable" : "rotate-key";
       print(api.call("POST", "/api/nodes/" + url_encode(name) + "/" + action), [&](const json& d) {

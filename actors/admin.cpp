@@ -3,7 +3,9 @@
 
 #include "admin/api.hpp"
 #include "admin/dashboard.hpp"
+#include "common/clock.hpp"
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 #include "config/defaults.hpp"
 #include "nodecoord/version.hpp"
 #include "storage/database.hpp"
@@ -20,6 +22,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -67,6 +71,7 @@ public:
   storage::attempt_get::result_type attempt(const std::string& id) override {
     return op(storage::attempt_get{id}, part);
   }
+  storage::logs_get::result_type logs(const storage::logs_get& o) override { return op(o, part); }
   storage::attempt_requeue::result_type requeue(const storage::attempt_requeue& o) override { return op(o, write); }
   storage::bulk_action::result_type bulk(const storage::bulk_action& o) override { return op(o, write); }
   int64_t append_audit(const storage::audit_append& o) override { return op(o, write); }
@@ -195,8 +200,21 @@ struct admin_state {
   std::thread thread;
   std::shared_ptr<std::atomic<bool>> serving_done = std::make_shared<std::atomic<bool>>(false);
   uint16_t port = 0;
+  // The charts' sampler (GET /api/history): a reading every defaults::history_every.
+  std::mutex history_mutex;
+  std::condition_variable history_wake;
+  bool history_stop = false;
+  std::thread history_thread;
 
   ~admin_state() {
+    if (history_thread.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(history_mutex);
+        history_stop = true;
+      }
+      history_wake.notify_all();
+      history_thread.join();
+    }
     if (!thread.joinable())
       return;
     // httplib's stop() does nothing until the server thread has marked itself running, and
@@ -211,6 +229,36 @@ struct admin_state {
 };
 
 using self_ptr = admin_actor::stateful_pointer<admin_state>;
+
+/// One reading for the charts: sessions now, and the tracker's counters (left out if it does not
+/// answer in time).
+void sample_history(admin_state& st) {
+  admin::history_sample s;
+  auto now = system_now();
+  s.at = format_time(now);
+  s.at_ms = std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count();
+  s.connected = metrics::daemon().sessions.load();
+  try {
+    auto t = st.backend->tracker();
+    s.completed = static_cast<int64_t>(t.completed);
+    s.answered = static_cast<int64_t>(t.answered);
+    s.answered_ms = static_cast<int64_t>(t.answered_ms);
+  } catch (const std::exception&) {
+  }
+  st.api->record_history(std::move(s));
+}
+
+void start_history(admin_state& st) {
+  st.history_thread = std::thread([&st] {
+    std::unique_lock<std::mutex> lock(st.history_mutex);
+    while (!st.history_stop) {
+      lock.unlock();
+      sample_history(st);
+      lock.lock();
+      st.history_wake.wait_for(lock, defaults::history_every, [&] { return st.history_stop; });
+    }
+  });
+}
 
 admin::http_request to_request(const httplib::Request& req) {
   admin::http_request r;
@@ -291,6 +339,7 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
   ao.browser.scheme = https ? "https" : "http";
   ao.browser.allowed_hosts = opts.allowed_hosts;
   st.api = std::make_unique<admin::api>(*st.backend, std::move(ao));
+  start_history(st);
   st.server = make_server(opts.tls);
   auto& srv = *st.server;
   srv.new_task_queue = [] { return new httplib::ThreadPool(defaults::admin_threads); };

@@ -153,6 +153,7 @@ struct tracker_status {
   uint64_t completed = 0;     // attempts completed
   uint64_t reset = 0;         // attempts back to partial by a response
   uint64_t failed = 0;        // attempts that reached max_failures
+  uint64_t answered_ms = 0;   // sum over answered requests of send-to-answer time (mean latency)
 };
 
 /// What one reconcile pass did (also the detail of its `reconcile` job).

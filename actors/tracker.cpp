@@ -269,6 +269,8 @@ caf::result<bool> handle_response(self_ptr self, const std::string& node_id, int
               {{"node_id", node_id}, {"epoch", epoch}, {"request", request_id}, {"why", backfill::to_string(check)}});
     return false;
   }
+  st.counters.answered_ms +=
+    static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(now_of(self) - r.sent_at).count());
   bool drained_node = false;
   if (auto d = st.draining.find(node_id); d != st.draining.end()) {
     ++d->second.counts.requests_finished;

@@ -232,6 +232,8 @@ http_response api::route(const http_request& req) {
     auto id = seg.size() >= 3 ? lower_id(seg[2]) : std::string();
     if (seg.size() == 3)
       return m == "GET" ? (only_params(req, {}), show_attempt(id)) : method_not_allowed("GET");
+    if (seg.size() == 4 && seg[3] == "logs")
+      return m == "GET" ? attempt_logs(id, req) : method_not_allowed("GET");
     if (seg.size() == 4 && seg[3] == "backfill")
       return m == "POST" ? (only_params(req, {}), backfill_attempt(id)) : method_not_allowed("POST");
     if (seg.size() == 4 && seg[3] == "requeue")
@@ -249,6 +251,8 @@ http_response api::route(const http_request& req) {
       return method_not_allowed("POST");
     return (only_params(req, {}), bulk(seg[2], seg[3], req));
   }
+  if (seg.size() == 2 && seg[1] == "history")
+    return m == "GET" ? list_history(req) : method_not_allowed("GET");
   if (seg.size() == 2 && seg[1] == "audit")
     return m == "GET" ? list_audit(req) : method_not_allowed("GET");
   if (seg.size() == 2 && seg[1] == "bundle") {

@@ -5,6 +5,7 @@
 // The admin actor (actors/admin.cpp) connects it to cpp-httplib and to the real actors.
 #include "actors/messages.hpp"
 #include "admin/browser_guard.hpp"
+#include "admin/history.hpp"
 #include "storage/admin_ops.hpp"
 #include "storage/audit.hpp"
 #include "storage/bulk.hpp"
@@ -68,6 +69,8 @@ public:
   virtual storage::node_set_key::result_type set_key(const storage::node_set_key& op) = 0;
   virtual storage::attempt_list::result_type attempts(const storage::attempt_list& op) = 0;
   virtual storage::attempt_get::result_type attempt(const std::string& id) = 0;
+  /// Log lines of an attempt by seq after `after_seq` (keyset).
+  virtual storage::logs_get::result_type logs(const storage::logs_get& op) = 0;
   virtual storage::attempt_requeue::result_type requeue(const storage::attempt_requeue& op) = 0;
   /// Plans or applies a bulk action (storage/bulk.hpp); its audit row, when applied, is written
   /// in the same transaction as the change.
@@ -137,6 +140,9 @@ public:
   /// A new token (SIGHUP re-read admin.token_file); empty: none required from now on.
   void set_token(const std::string& token);
 
+  /// One reading for the charts (GET /api/history); called every defaults::history_every.
+  void record_history(history_sample s) { history_.record(std::move(s)); }
+
 private:
   struct cached_counts {
     std::optional<std::chrono::steady_clock::time_point> at;
@@ -157,10 +163,12 @@ private:
   http_response drain_node(const std::string& name, const http_request& req);
   http_response list_attempts(const http_request& req);
   http_response show_attempt(const std::string& id);
+  http_response attempt_logs(const std::string& id, const http_request& req);
   http_response backfill_attempt(const std::string& id);
   http_response requeue_attempt(const std::string& id);
   http_response export_bundle();
   http_response list_audit(const http_request& req);
+  http_response list_history(const http_request& req);
   http_response bulk(const std::string& action, const std::string& step, const http_request& req);
 
   /// The audit entry of the call this thread is handling, its actor filled in by handle():
@@ -188,6 +196,7 @@ private:
   std::optional<std::chrono::steady_clock::time_point> probe_at_;
   bool probe_ok_ = false;
   bool listening_ = true;
+  history history_;
 };
 
 /// The envelope for an error cpp-httplib answers on its own, before any route runs (its own body

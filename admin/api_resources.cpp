@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 namespace nodecoord::admin {
@@ -81,7 +82,21 @@ http_response api::show_node(const std::string& name) {
   auto live = live_of(backend_, {n});
   json out = node_with_live(n, live);
   out["capabilities"] = json_or_null(n.capabilities);
-  return reply(200, {{"node", out}});
+  // The node page (dashboard): its attempts by sync state and its requests in flight.
+  json attempts = json::object();
+  for (auto& s : sync_states)
+    attempts[s] = 0;
+  for (auto& [s, c] : backend_.node_attempts(n.id).by_sync_state)
+    attempts[s] = c;
+  json requests = json::array();
+  for (auto& r : backend_.tracker().requests)
+    if (r.node_id == n.id)
+      requests.push_back({{"request_id", r.request_id},
+                          {"trigger", r.trigger},
+                          {"sent", r.sent},
+                          {"attempts", r.attempts},
+                          {"age_ms", r.age_ms}});
+  return reply(200, {{"node", out}, {"attempts", attempts}, {"requests", requests}});
 }
 
 http_response api::create_node(const http_request& req) {
@@ -209,6 +224,30 @@ http_response api::show_attempt(const std::string& id) {
   return reply(200, {{"attempt", attempt_json(r.attempt)}});
 }
 
+http_response api::attempt_logs(const std::string& id, const http_request& req) {
+  only_params(req, {"after", "limit"});
+  if (!is_uuid(id))
+    not_found("no attempt " + id + " (attempt ids are UUIDs)");
+  storage::logs_get op{id};
+  op.limit = limit_param(req);
+  if (auto after = param(req, "after")) {
+    bool digits = !after->empty() && after->size() <= 18
+                  && std::all_of(after->begin(), after->end(), [](unsigned char c) { return std::isdigit(c) != 0; });
+    if (!digits)
+      bad_request("after must be the 'next' value of the previous page (a line's seq), not '" + *after + "'");
+    op.after_seq = std::stoll(*after);
+  }
+  if (!backend_.attempt(id).found)
+    not_found("no attempt " + id);
+  auto rows = backend_.logs(op);
+  json out = json::object();
+  auto& arr = out["lines"] = json::array();
+  for (auto& l : rows)
+    arr.push_back({{"seq", l.seq}, {"ts", l.ts}, {"stream", l.stream}, {"line", l.line}});
+  out["next"] = static_cast<int64_t>(rows.size()) == op.limit ? json(rows.back().seq) : json(nullptr);
+  return reply(200, std::move(out));
+}
+
 http_response api::backfill_attempt(const std::string& id) {
   audit_for("attempt.backfill", id);
   if (!is_uuid(id))
@@ -312,6 +351,29 @@ http_response api::prune_jobs(const http_request& req) {
   auto deleted = backend_.prune(op).deleted;
   audit_written();
   return reply(200, {{"deleted", deleted}});
+}
+
+// --- history (the dashboard's charts) -----------------------------------------------------------
+
+http_response api::list_history(const http_request& req) {
+  only_params(req, {"window"});
+  auto window = std::chrono::milliseconds(std::chrono::hours(1));
+  if (auto w = param(req, "window")) {
+    auto parsed = config::parse_duration(*w);
+    if (!parsed || parsed->count() <= 0 || *parsed > std::chrono::hours(1))
+      bad_request("window must be a duration up to 1h (what is kept), such as 15m, not '" + *w + "'");
+    window = *parsed;
+  }
+  auto number_or_null = [](double v) { return v < 0 ? json(nullptr) : json(std::round(v * 10) / 10); };
+  json points = json::array();
+  for (auto& p : history_.points(window))
+    points.push_back({{"at", p.at},
+                      {"connected", p.connected < 0 ? json(nullptr) : json(p.connected)},
+                      {"completed_per_minute", number_or_null(p.completed_per_minute)},
+                      {"backfill_latency_ms", number_or_null(p.backfill_latency_ms)}});
+  return reply(200,
+               {{"every_seconds", std::chrono::duration_cast<std::chrono::seconds>(defaults::history_every).count()},
+                {"points", points}});
 }
 
 // --- audit -------------------------------------------------------------------------------------

@@ -86,6 +86,7 @@ inline constexpr auto admin_drain_deadline = 60s;
 inline constexpr auto admin_drain_deadline_max = 100s; // below nodecoordctl's 120 s read timeout
 
 // Not configurable: the admin API's own limits.
+inline constexpr auto history_every = 10s;        // the dashboard's charts: one reading this often, an hour kept
 inline constexpr auto sizes_every = 30s;          // the database's size is measured this often, off the write path
 inline constexpr auto overview_cache = 5s;        // counts and sizes are re-read at most this often
 inline constexpr auto admin_part_timeout = 2s;    // each actor asked for a part of an answer

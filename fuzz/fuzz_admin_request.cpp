@@ -276,6 +276,14 @@ struct fake_backend final : backend {
       throw bad_value{"drain: no node id"};
     return {1, 0};
   }
+  storage::logs_get::result_type logs(const storage::logs_get& op) override {
+    need_storage();
+    if (!is_uuid(op.attempt_id))
+      throw bad_value{"logs_get: not a UUID"};
+    if (op.limit < 1 || op.limit > defaults::admin_page_max || op.after_seq < -1)
+      throw bad_value{"logs_get: limit or after out of range"};
+    return {{op.after_seq + 1, "2026-01-09T12:00:00.000Z", "stdout", "x"}};
+  }
   storage::node_attempt_counts::result_type node_attempts(const std::string&) override {
     need_storage();
     return {};

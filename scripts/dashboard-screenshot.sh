@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Takes a 1280x900 screenshot of the dashboard of a running nodecoordd, for docs/:
 #   scripts/dashboard-screenshot.sh http://127.0.0.1:7401 docs/dashboard.png
+#   scripts/dashboard-screenshot.sh http://127.0.0.1:7401 docs/dashboard-node.png '#node/edge-1'
 # DAEMON_ADMIN_URL is the admin listen address (admin.listen); the page is its "/". Headless
 # Chromium (Debian's, /usr/bin/chromium; CHROMIUM=... to use another) with the flags of
 # tests/dashboard_test.cpp, in a throwaway profile. The page needs no token only when the daemon
@@ -8,11 +9,12 @@
 # the token prompt.
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-  echo "usage: $0 DAEMON_ADMIN_URL OUT.png   (e.g. $0 http://127.0.0.1:7401 docs/dashboard.png)" >&2
+if [[ $# -lt 2 || $# -gt 3 ]]; then
+  echo "usage: $0 DAEMON_ADMIN_URL OUT.png [VIEW]   (e.g. $0 http://127.0.0.1:7401 docs/dashboard.png '#node/edge-1')" >&2
   exit 2
 fi
 url="${1%/}/"
+view="${3:-}" # a view of the page: #node/NAME or #attempt/ID (default: the overview)
 out="$2"
 [[ "$out" = /* ]] || out="$PWD/$out"
 chromium="${CHROMIUM:-/usr/bin/chromium}"
@@ -34,7 +36,7 @@ rm -f "$out"
 # after several 3 s refreshes.
 HOME="$profile" XDG_CONFIG_HOME="$profile/config" XDG_CACHE_HOME="$profile/cache" \
   "$chromium" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$profile/profile" \
-  --virtual-time-budget=10000 --hide-scrollbars --window-size=1280,900 --screenshot="$out" "$url" \
+  --virtual-time-budget=10000 --hide-scrollbars --window-size=1280,900 --screenshot="$out" "$url$view" \
   >"$profile/chromium.log" 2>&1 || {
   echo "$0: chromium failed:" >&2
   tail -n 20 "$profile/chromium.log" >&2

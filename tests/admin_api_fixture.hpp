@@ -271,6 +271,15 @@ struct fake_backend final : backend {
     drain_calls.push_back("drain " + node_id + " " + std::to_string(deadline.count()));
     return drain_answer;
   }
+  std::vector<storage::logs_get> log_queries;
+  storage::logs_get::result_type logs(const storage::logs_get& op) override {
+    need_storage();
+    log_queries.push_back(op);
+    storage::logs_get::result_type out;
+    for (int64_t s = op.after_seq + 1; s < 5 && static_cast<int64_t>(out.size()) < op.limit; ++s)
+      out.push_back({s, "2026-01-09T12:00:00.000Z", "stdout", "line " + std::to_string(s)});
+    return out;
+  }
   storage::node_attempt_counts::result_type node_attempts(const std::string&) override {
     need_storage();
     return {{{"partial", 4}, {"complete", 9}}};

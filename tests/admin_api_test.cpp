@@ -741,6 +741,76 @@ BOOST_AUTO_TEST_CASE(a_drain_waits_in_the_tracker_closes_with_drained_then_disab
   BOOST_TEST(error(call("POST", "/api/nodes/alpha/drain"), 503) == "unavailable");
 }
 
+BOOST_AUTO_TEST_CASE(the_node_page_and_an_attempts_lines_for_the_dashboard) {
+  data(call("POST", "/api/nodes", R"({"name":"alpha"})"));
+  auto id = b.nodes_by_name["alpha"].id;
+  b.tracker_now.requests.push_back({"r1", id, 1, "reconnect", true, 3, 4200});
+  b.tracker_now.requests.push_back({"r2", "other-node", 1, "reconcile", true, 1, 10});
+  auto n = data(call("GET", "/api/nodes/alpha"));
+  BOOST_TEST(n["attempts"] == json({{"partial", 4}, {"pending_backfill", 0}, {"complete", 9}, {"failed", 0}}));
+  BOOST_TEST_REQUIRE(n["requests"].size() == 1u); // this node's only
+  BOOST_TEST(
+    n["requests"][0]
+    == json({{"request_id", "r1"}, {"trigger", "reconnect"}, {"sent", true}, {"attempts", 3}, {"age_ms", 4200}}));
+  // Lines by seq, paged by the last seq.
+  auto a = add_attempt("complete");
+  auto page = data(call("GET", "/api/attempts/" + a.id + "/logs?limit=3"));
+  BOOST_TEST_REQUIRE(page["lines"].size() == 3u);
+  BOOST_TEST(page["lines"][0]
+             == json({{"seq", 0}, {"ts", "2026-01-09T12:00:00.000Z"}, {"stream", "stdout"}, {"line", "line 0"}}));
+  BOOST_TEST(page["next"] == 2);
+  auto rest = data(call("GET", "/api/attempts/" + a.id + "/logs?limit=3&after=2"));
+  BOOST_TEST(rest["lines"].size() == 2u);
+  BOOST_TEST(rest["next"].is_null());
+  BOOST_TEST(b.log_queries.back().after_seq == 2);
+  BOOST_TEST(error(call("GET", "/api/attempts/" + a.id + "/logs?after=x"), 400) == "bad_request");
+  BOOST_TEST(error(call("GET", "/api/attempts/" + a.id + "/logs?limit=0"), 400) == "bad_request");
+  BOOST_TEST(error(call("GET", "/api/attempts/" + new_uuid() + "/logs"), 404) == "not_found");
+  BOOST_TEST(error(call("GET", "/api/attempts/junk/logs"), 404) == "not_found");
+  BOOST_TEST(error(call("POST", "/api/attempts/" + a.id + "/logs"), 405) == "method_not_allowed");
+}
+
+BOOST_AUTO_TEST_CASE(the_charts_history_turns_readings_into_rates) {
+  BOOST_TEST(data(call("GET", "/api/history"))["points"].empty());
+  auto at = [](int64_t s) { return history_sample{"t" + std::to_string(s), 1'000'000 + s * 1000, 0, 0, 0, 0}; };
+  auto s0 = at(0), s1 = at(10), s2 = at(20), s3 = at(30), s4 = at(40);
+  s0.connected = 3;
+  s0.completed = 100, s0.answered = 10, s0.answered_ms = 1000;
+  s1.connected = 4;
+  s1.completed = 160, s1.answered = 14, s1.answered_ms = 1400 + 400; // 4 answered in 1,200 ms
+  s2.connected = 4;
+  s2.completed = -1, s2.answered = -1, s2.answered_ms = -1; // the tracker did not answer
+  s3.connected = 2;
+  s3.completed = 5, s3.answered = 1, s3.answered_ms = 50; // restarted: counters fell
+  s4.connected = 2;
+  s4.completed = 5, s4.answered = 1, s4.answered_ms = 50; // nothing happened
+  for (auto* s : {&s0, &s1, &s2, &s3, &s4})
+    a.record_history(*s);
+  auto d = data(call("GET", "/api/history"));
+  BOOST_TEST(d["every_seconds"] == 10);
+  auto& p = d["points"];
+  BOOST_TEST_REQUIRE(p.size() == 5u);
+  BOOST_TEST(
+    p[0]
+    == json({{"at", "t0"}, {"connected", 3}, {"completed_per_minute", nullptr}, {"backfill_latency_ms", nullptr}}));
+  BOOST_TEST(p[1]["completed_per_minute"] == 360.0); // 60 in 10 s
+  BOOST_TEST(p[1]["backfill_latency_ms"] == 200.0);  // 800 ms over 4 answers
+  BOOST_TEST(p[2]["completed_per_minute"].is_null());
+  BOOST_TEST(p[3]["completed_per_minute"].is_null()); // not a negative rate
+  BOOST_TEST(p[3]["backfill_latency_ms"].is_null());
+  BOOST_TEST(p[4]["completed_per_minute"] == 0.0);
+  BOOST_TEST(p[4]["backfill_latency_ms"].is_null()); // none answered: no latency, not 0
+  BOOST_TEST(p[4]["connected"] == 2);
+  // A window keeps the newest readings.
+  BOOST_TEST(data(call("GET", "/api/history?window=15s"))["points"].size() == 2u);
+  for (auto* bad : {"window=2h", "window=0s", "window=x", "since=1"})
+    BOOST_TEST(error(call("GET", std::string("/api/history?") + bad), 400) == "bad_request", bad);
+  // Only an hour is kept (360 readings).
+  for (int i = 0; i < 400; ++i)
+    a.record_history(at(100 + i * 10));
+  BOOST_TEST(data(call("GET", "/api/history"))["points"].size() == 360u);
+}
+
 BOOST_AUTO_TEST_CASE(what_a_request_names_reaches_the_ledger_as_utf8) {
   // PostgreSQL refuses text that is not UTF-8: the row would be lost (found by fuzz_admin_request).
   BOOST_TEST(call("DELETE", "/api/jobs?status=\xa5").status == 400);

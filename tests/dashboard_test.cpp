@@ -159,7 +159,12 @@ std::string read_file(const std::string& path) {
 // The page as committed: self-contained (nothing fetched from elsewhere) and no API text
 // inserted as markup.
 BOOST_AUTO_TEST_CASE(dashboard_page_is_self_contained) {
-  const auto page = read_file(std::string(NODECOORD_SOURCE_DIR) + "/admin/dashboard.html");
+  auto page = read_file(std::string(NODECOORD_SOURCE_DIR) + "/admin/dashboard.html");
+  // The SVG namespace is a name, never fetched (the charts' createElementNS): the one allowed URL.
+  const std::string svg_ns = "\"http://www.w3.org/2000/svg\"; // a namespace name, never fetched";
+  auto ns = page.find(svg_ns);
+  BOOST_TEST_REQUIRE(ns != std::string::npos);
+  page.erase(ns, svg_ns.size());
   for (std::string_view bad : {"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "http://",
                                "https://", "<script src", "@import", "url("})
     BOOST_TEST(page.find(bad) == std::string::npos, "admin/dashboard.html contains '" << bad << "'");
@@ -305,5 +310,142 @@ BOOST_AUTO_TEST_CASE(dashboard_shows_the_numbers_of_the_api) {
     }
   }
 
+  d.stop();
+}
+
+namespace {
+
+/// The text of the element whose start tag carries `attr="key"` (up to the next tag).
+std::optional<std::string> text_of(const std::string& body, const std::string& attr, const std::string& key) {
+  auto at = body.find(attr + "=\"" + key + "\"");
+  if (at == std::string::npos)
+    return std::nullopt;
+  auto tag_end = body.find('>', at);
+  auto text_end = body.find('<', tag_end);
+  return trim(body.substr(tag_end + 1, text_end - tag_end - 1));
+}
+
+/// How many start tags carry `attr`.
+size_t tags_with(const std::string& body, const std::string& attr) {
+  size_t n = 0;
+  for (auto at = body.find(" " + attr + "=\""); at != std::string::npos; at = body.find(" " + attr + "=\"", at + 1))
+    ++n;
+  return n;
+}
+
+} // namespace
+
+// The node and attempt views (issue 20) and the audit panel, rendered by Chromium from the live
+// API: every count, field and row equals what the API answers for it.
+BOOST_AUTO_TEST_CASE(dashboard_node_and_attempt_pages_and_the_audit_ledger) {
+  daemon_under_test d(base_settings(), "",
+                      "[backfill]\nreconnect_rate = 1000\nrequest_timeout = \"1h\"\nreconcile_interval = \"1h\"\n");
+  d.start();
+  auto n = d.add_node("page-n");
+  d.add_node("page-other");
+  d.disable_node("page-other");
+  std::string with_lines;
+  {
+    auto db = d.db();
+    auto& sql = *db;
+    auto add = [&](const std::string& task, const std::string& sync, int lines) {
+      auto id = nodecoord::new_uuid();
+      int max_seq = lines - 1;
+      soci::indicator ind = lines ? soci::i_ok : soci::i_null;
+      sql << "INSERT INTO node_task_attempts (id, node_id, task_id, state, sync_state, log_count, log_max_seq, "
+             "created_at, updated_at) SELECT :id, id, :task, 'succeeded', :s, :c, :m, created_at, created_at "
+             "FROM nodes WHERE name = 'page-n'",
+        soci::use(id), soci::use(task), soci::use(sync), soci::use(lines), soci::use(max_seq, ind);
+      for (int i = 0; i < lines; ++i) {
+        auto text = "page line " + std::to_string(i) + " <b>&"; // SOCI binds by reference: a named value
+        sql << "INSERT INTO attempt_logs (attempt_id, seq, ts, stream, line) VALUES (:a, :s, "
+               "'2026-01-09T12:00:00.000Z', 'stdout', :l)",
+          soci::use(id), soci::use(i), soci::use(text);
+      }
+      return id;
+    };
+    with_lines = add("task-lines", "complete", 150);
+    for (int i = 0; i < 2; ++i)
+      add("task-partial-" + std::to_string(i), "partial", 0);
+    for (int i = 0; i < 3; ++i)
+      add("task-failed-" + std::to_string(i), "failed", 0);
+  }
+  httplib::Client cli("127.0.0.1", d.admin_port());
+  cli.set_read_timeout(15s);
+  auto node = get_data(cli, "/api/nodes/page-n");
+  auto attempts = get_data(cli, "/api/attempts?limit=50&node=page-n");
+  BOOST_TEST_REQUIRE(attempts["attempts"].size() == 6u);
+
+  // The node view.
+  auto body = rendered_body(dump_dom(d.admin_url() + "/#node/page-n"));
+  BOOST_TEST_REQUIRE(body_tag(body).find("data-loaded=\"1\"") != std::string::npos, body.substr(0, 6000));
+  BOOST_TEST(body_tag(body).find("data-view=\"node\"") != std::string::npos, body_tag(body));
+  BOOST_TEST(text_of(body, "data-node-field", "status").value_or("(none)") == std::string(node["node"]["status"]));
+  BOOST_TEST(text_of(body, "data-node-field", "connected").value_or("(none)") == std::string("no"));
+  for (auto& [state, count] : node["attempts"].items())
+    BOOST_TEST(text_of(body, "data-node-count", state).value_or("(none)")
+                 == std::string(std::to_string(count.get<int64_t>())),
+               state);
+  BOOST_TEST(node["attempts"]["failed"] == 3);
+  BOOST_TEST(tags_with(body, "data-attempt") == 6u);
+  for (auto& a : attempts["attempts"])
+    BOOST_TEST(body.find("data-attempt=\"" + a["id"].get<std::string>() + "\"") != std::string::npos);
+  BOOST_TEST(body.find("href=\"#attempt/" + with_lines + "\"") != std::string::npos, "no link to the attempt");
+
+  // The attempt view: its fields and its first page of 100 lines, text as text.
+  auto attempt = get_data(cli, "/api/attempts/" + with_lines)["attempt"];
+  auto page = rendered_body(dump_dom(d.admin_url() + "/#attempt/" + with_lines));
+  BOOST_TEST_REQUIRE(body_tag(page).find("data-loaded=\"1\"") != std::string::npos, page.substr(0, 6000));
+  BOOST_TEST(body_tag(page).find("data-view=\"attempt\"") != std::string::npos);
+  for (auto* f : {"task_id", "state", "sync_state", "log_count"}) {
+    auto v = attempt[f].is_string() ? attempt[f].get<std::string>() : attempt[f].dump();
+    BOOST_TEST(text_of(page, "data-attempt-field", f).value_or("(none)") == std::string(v), f);
+  }
+  BOOST_TEST(tags_with(page, "data-seq") == 100u);
+  BOOST_TEST(page.find("page line 0 &lt;b&gt;&amp;") != std::string::npos, "a line is not shown as text");
+  BOOST_TEST(page.find("page line 99 ") != std::string::npos);
+  BOOST_TEST(page.find("page line 100 ") == std::string::npos); // the next page
+
+  // The overview's audit panel: the ledger's newest rows, in its order.
+  auto ledger = get_data(cli, "/api/audit?limit=20")["entries"];
+  BOOST_TEST_REQUIRE(ledger.size() == 3u); // two node.create, one node.disable
+  auto overview = rendered_body(dump_dom(d.admin_url() + "/"));
+  BOOST_TEST_REQUIRE(body_tag(overview).find("data-loaded=\"1\"") != std::string::npos);
+  BOOST_TEST(tags_with(overview, "data-audit") == ledger.size());
+  size_t last = 0;
+  for (auto& e : ledger) {
+    auto at = overview.find("data-audit=\"" + std::to_string(e["id"].get<int64_t>()) + "\"");
+    BOOST_TEST_REQUIRE(at != std::string::npos, e.dump());
+    BOOST_TEST(at > last, "not newest first");
+    last = at;
+    auto row = overview.substr(at, overview.find("</tr>", at) - at);
+    BOOST_TEST(row.find(">" + e["action"].get<std::string>() + "<") != std::string::npos, row);
+  }
+  BOOST_TEST(overview.find("href=\"#node/page-n\"") != std::string::npos, "no link to the node page");
+
+  // The charts: the readings the daemon kept (one at startup, then every 10 s), as lines.
+  auto history = get_data(cli, "/api/history")["points"];
+  BOOST_TEST_REQUIRE(!history.empty());
+  auto attr_of = [&](const std::string& tag_key, const std::string& attr) -> std::optional<std::string> {
+    auto at = overview.find(tag_key);
+    if (at == std::string::npos)
+      return std::nullopt;
+    auto tag_end = overview.find('>', at);
+    auto a = overview.find(attr + "=\"", at);
+    if (a == std::string::npos || a > tag_end) {
+      auto start = overview.rfind('<', at);
+      a = overview.find(attr + "=\"", start);
+      if (a == std::string::npos || a > tag_end)
+        return std::nullopt;
+    }
+    a += attr.size() + 2;
+    return overview.substr(a, overview.find('"', a) - a);
+  };
+  auto points = attr_of("data-chart=\"connected\"", "data-points");
+  BOOST_TEST_REQUIRE(points.has_value(), "no connected chart");
+  BOOST_TEST(std::stoul(*points) >= 1u);
+  BOOST_TEST(std::stoul(*points) <= history.size()); // taken before this read
+  BOOST_TEST(text_of(overview, "data-chart-last", "connected").value_or("(none)") == std::string("0"));
+  BOOST_TEST(overview.find("<polyline") != std::string::npos, "no line drawn");
   d.stop();
 }

@@ -65,7 +65,10 @@ storage::bulk_filter parse_filter(const std::string& action, const json& body) {
     if (!filter.is_object())
       bad_request("filter must be a JSON object such as {\"node_status\":\"offline\"}");
     auto keys = filter_keys(action);
-    for (auto& [k, v] : filter.items()) {
+    for (auto& item : filter.items()) {
+      // Named copies, not structured bindings: clang 14 (the fuzz build) cannot capture those.
+      const std::string k = item.key();
+      const json& v = item.value();
       if (std::find(keys.begin(), keys.end(), k) == keys.end())
         bad_request("unknown filter field '" + k + "' for " + action + "; allowed: " + join(keys));
       auto s = text_field(v, k);

@@ -26,6 +26,7 @@ namespace {
 struct live_view {
   std::set<std::string> connected; // node ids
   std::map<std::string, uint64_t> in_flight;
+  std::vector<inflight_request> requests; // of these nodes, from one read of the tracker
 };
 
 /// The live view of these nodes only: the registry is asked about them, not the whole fleet.
@@ -38,8 +39,10 @@ live_view live_of(backend& b, const std::vector<storage::node_record>& nodes) {
     v.connected.insert(c.node_id);
   std::set<std::string> page(ids.begin(), ids.end());
   for (auto& r : b.tracker().requests)
-    if (page.count(r.node_id))
+    if (page.count(r.node_id)) {
       ++v.in_flight[r.node_id];
+      v.requests.push_back(std::move(r));
+    }
   return v;
 }
 
@@ -89,13 +92,12 @@ http_response api::show_node(const std::string& name) {
   for (auto& [s, c] : backend_.node_attempts(n.id).by_sync_state)
     attempts[s] = c;
   json requests = json::array();
-  for (auto& r : backend_.tracker().requests)
-    if (r.node_id == n.id)
-      requests.push_back({{"request_id", r.request_id},
-                          {"trigger", r.trigger},
-                          {"sent", r.sent},
-                          {"attempts", r.attempts},
-                          {"age_ms", r.age_ms}});
+  for (auto& r : live.requests)
+    requests.push_back({{"request_id", r.request_id},
+                        {"trigger", r.trigger},
+                        {"sent", r.sent},
+                        {"attempts", r.attempts},
+                        {"age_ms", r.age_ms}});
   return reply(200, {{"node", out}, {"attempts", attempts}, {"requests", requests}});
 }
 
@@ -230,13 +232,8 @@ http_response api::attempt_logs(const std::string& id, const http_request& req) 
     not_found("no attempt " + id + " (attempt ids are UUIDs)");
   storage::logs_get op{id};
   op.limit = limit_param(req);
-  if (auto after = param(req, "after")) {
-    bool digits = !after->empty() && after->size() <= 18
-                  && std::all_of(after->begin(), after->end(), [](unsigned char c) { return std::isdigit(c) != 0; });
-    if (!digits)
-      bad_request("after must be the 'next' value of the previous page (a line's seq), not '" + *after + "'");
-    op.after_seq = std::stoll(*after);
-  }
+  if (auto after = cursor_param(req, "after", 0, "a line's seq"))
+    op.after_seq = *after;
   if (!backend_.attempt(id).found)
     not_found("no attempt " + id);
   auto rows = backend_.logs(op);
@@ -392,13 +389,8 @@ http_response api::list_audit(const http_request& req) {
         bad_request(std::string(name) + " must be an RFC 3339 time such as 2026-01-09T12:00:00Z, not '" + *v + "'");
       *out = format_time(*t);
     }
-  if (auto before = param(req, "before")) {
-    bool digits = !before->empty() && before->size() <= 18
-                  && std::all_of(before->begin(), before->end(), [](unsigned char c) { return std::isdigit(c) != 0; });
-    if (!digits || std::stoll(*before) < 1)
-      bad_request("before must be the 'next' value of the previous page (a positive id), not '" + *before + "'");
-    q.before_id = std::stoll(*before);
-  }
+  if (auto before = cursor_param(req, "before", 1, "a positive id"))
+    q.before_id = *before;
   q.limit = limit_param(req);
   auto rows = backend_.audit(q);
   json out = json::object();

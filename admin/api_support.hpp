@@ -119,19 +119,35 @@ inline void only_params(const http_request& req, const std::vector<std::string>&
       bad_request("unknown parameter '" + k + "'" + (known.empty() ? "" : "; allowed: " + join(known)));
 }
 
+/// `v` as a number when it is 1 to `max_digits` decimal digits (no sign, no space), else nothing.
+inline std::optional<int64_t> digits_value(const std::string& v, size_t max_digits = 18) {
+  if (v.empty() || v.size() > max_digits
+      || !std::all_of(v.begin(), v.end(), [](unsigned char c) { return std::isdigit(c) != 0; }))
+    return std::nullopt;
+  return std::stoll(v);
+}
+
+/// A paging cursor that is a number of at least `min`: absent, or 400 saying what it must be.
+inline std::optional<int64_t> cursor_param(const http_request& req, const std::string& name, int64_t min,
+                                           const std::string& what) {
+  auto v = param(req, name);
+  if (!v)
+    return std::nullopt;
+  auto n = digits_value(*v);
+  if (!n || *n < min)
+    bad_request(name + " must be the 'next' value of the previous page (" + what + "), not '" + *v + "'");
+  return n;
+}
+
 inline int64_t limit_param(const http_request& req) {
   auto v = param(req, "limit");
   if (!v)
     return defaults::admin_page_default;
-  int64_t n = 0;
-  bool digits = !v->empty() && v->size() <= 9
-                && std::all_of(v->begin(), v->end(), [](unsigned char c) { return std::isdigit(c) != 0; });
-  if (digits)
-    n = std::stoll(*v);
-  if (!digits || n < 1 || n > defaults::admin_page_max)
+  auto n = digits_value(*v, 9);
+  if (!n || *n < 1 || *n > defaults::admin_page_max)
     bad_request("limit must be an integer from 1 to " + std::to_string(defaults::admin_page_max) + ", not '" + *v
                 + "'");
-  return n;
+  return *n;
 }
 
 /// A value from a fixed set, or empty when absent; 400 naming the allowed values.

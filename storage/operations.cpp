@@ -47,21 +47,6 @@ node_disable::result_type audited_node_change(op_context& c, const audit_entry& 
   return out;
 }
 
-/// Runs `sql_prefix + "(:i0, ...)"` for every chunk of ids; returns the total affected rows.
-/// `binder` adds the statement's other parameters.
-template <class Binder>
-int64_t exec_in_chunks(op_context& c, const std::string& sql_prefix, const std::vector<std::string>& ids,
-                       Binder binder) {
-  int64_t total = 0;
-  for (auto& chunk : chunks(ids, c.d.rows_per_statement(1, in_chunk))) {
-    query q(c.sql, sql_prefix + query::in_list("i", chunk.size()));
-    q.bind_list("i", chunk);
-    binder(q);
-    total += q.exec();
-  }
-  return total;
-}
-
 } // namespace
 
 // Counters answer the common case (no gaps) without touching attempt_logs.
@@ -469,6 +454,16 @@ void reset_request_attempts(op_context& c, const reset_requests& op, reset_reque
         col_int(r, 1);
     });
   }
+}
+
+int64_t sum_in_chunks(op_context& c, const std::string& sql_prefix, const std::vector<std::string>& ids) {
+  int64_t total = 0;
+  for (auto& chunk : chunks(ids, c.d.rows_per_statement(1, in_chunk))) {
+    query q(c.sql, sql_prefix + query::in_list("i", chunk.size()));
+    q.bind_list("i", chunk);
+    q.each([&](const soci::row& r) { total += col_int(r, 0); });
+  }
+  return total;
 }
 
 int64_t finish_request_jobs(op_context& c, const reset_requests& op) {

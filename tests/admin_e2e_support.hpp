@@ -65,11 +65,7 @@ inline json ok_data(const http_answer& a) {
   return a.j["data"];
 }
 
-struct ctl_result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
+using ctl_result = program_result;
 
 /// nodecoordctl with any exit code (d.ctl requires 0).
 inline ctl_result ctl_any(const std::vector<std::string>& args, environment env = clean_env()) {

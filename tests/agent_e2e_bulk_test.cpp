@@ -28,16 +28,7 @@ struct running_agent {
 
 /// nodecoordctl with `input` on its standard input (the confirmation prompt).
 ctl_result ctl_with_input(const std::vector<std::string>& args, const std::string& input) {
-  temp_dir in("ctl-stdin");
-  auto file = in.write("stdin", input);
-  std::vector<std::string> argv{"-c", "exec \"$0\" \"$@\" < " + file, ctl_path};
-  argv.insert(argv.end(), args.begin(), args.end());
-  child_process c("/bin/sh", argv, clean_env());
-  ctl_result r;
-  r.code = c.wait_exit(ctl_bound);
-  r.out = c.stdout_text();
-  r.err = c.stderr_text();
-  return r;
+  return run_with_stdin(ctl_path, args, input);
 }
 
 /// Every attempt of every agent is complete on the coordinator with exactly the agent's lines.

@@ -19,14 +19,11 @@ inline const std::string agent_path = NODECOORD_AGENT_PATH;
 /// `expected`.
 inline std::string agent_cli(const std::string& store, std::vector<std::string> args, const std::string& input = "",
                              int expected = 0) {
-  temp_dir in("agent-stdin");
-  auto file = in.write("stdin", input);
-  std::vector<std::string> argv{"-c", "exec \"$0\" \"$@\" < " + file, agent_path, "--store", store};
+  std::vector<std::string> argv{"--store", store};
   argv.insert(argv.end(), args.begin(), args.end());
-  child_process c("/bin/sh", argv, clean_env());
-  int code = c.wait_exit(30s);
-  BOOST_TEST_REQUIRE(code == expected, "nodecoord-agent exited with " << code << "; stderr:\n" << c.stderr_text());
-  auto out = c.stdout_text();
+  auto r = run_with_stdin(agent_path, argv, input);
+  BOOST_TEST_REQUIRE(r.code == expected, "nodecoord-agent exited with " << r.code << "; stderr:\n" << r.err);
+  auto out = std::move(r.out);
   while (!out.empty() && out.back() == '\n')
     out.pop_back();
   return out;

@@ -145,6 +145,20 @@ environment clean_env() {
   };
 }
 
+program_result run_with_stdin(const std::string& program, const std::vector<std::string>& args,
+                              const std::string& input, std::chrono::milliseconds bound) {
+  temp_dir in("stdin");
+  auto file = in.write("stdin", input);
+  std::vector<std::string> argv{"-c", "exec \"$0\" \"$@\" < " + file, program};
+  argv.insert(argv.end(), args.begin(), args.end());
+  child_process c("/bin/sh", argv, clean_env());
+  program_result r;
+  r.code = c.wait_exit(bound);
+  r.out = c.stdout_text();
+  r.err = c.stderr_text();
+  return r;
+}
+
 bool is_wire_time(const nlohmann::json& v) {
   if (!v.is_string())
     return false;

@@ -46,6 +46,18 @@ inline constexpr auto ctl_bound = 30s;     // one nodecoordctl run
 /// The environment of a child under test: nothing inherited that would change its behaviour.
 environment clean_env();
 
+/// A finished child: its exit code (-1: still running at the bound, then killed) and output.
+struct program_result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+/// `program args…` with `input` on its stdin (through a file, so a prompt reads it as a
+/// terminal user would type it), in clean_env(), waited for at most `bound`.
+program_result run_with_stdin(const std::string& program, const std::vector<std::string>& args,
+                              const std::string& input, std::chrono::milliseconds bound = ctl_bound);
+
 /// RFC 3339 UTC with milliseconds, as the coordinator writes times.
 /// (A hand-written check: std::regex trips GCC 12's -Wmaybe-uninitialized in sanitizer builds.)
 bool is_wire_time(const nlohmann::json& v);

@@ -51,6 +51,7 @@ using token_atom = caf::atom_constant<caf::atom("token")>;
 using signal_atom = caf::atom_constant<caf::atom("signal")>;
 using watchdog_atom = caf::atom_constant<caf::atom("watchdog")>;
 using lease_atom = caf::atom_constant<caf::atom("lease")>;
+using check_atom = caf::atom_constant<caf::atom("check")>;
 
 /// storage: the only owner of the database session. Every operation is queued in arrival order,
 /// applied in batches (one transaction each) and answered after its batch commits.
@@ -165,6 +166,8 @@ using registry_actor = caf::typed_actor<
   caf::replies_to<disable_atom, std::string>::with<bool>,
   // Close the session of a node (node name) with reason `drained`; false if not connected.
   caf::replies_to<node_drain_atom, std::string>::with<bool>,
+  // Hand a check to the node's session (delegated; node_not_connected if there is none).
+  caf::replies_to<check_atom, check_dispatch>::with<check_dispatch_result>,
   // Close every session with reason `shutdown`; answers the number closed.
   caf::replies_to<shutdown_atom>::with<uint64_t>,
   // Close every session with this reason and go on (the instance lost its lease: `superseded`).
@@ -261,6 +264,8 @@ using supervisor_actor = caf::typed_actor<
   NODECOORD_LOCAL_TYPE(nodecoord::storage::op::result_type)
 
 NODECOORD_LOCAL_TYPE(nodecoord::drain_result)
+NODECOORD_LOCAL_TYPE(nodecoord::check_dispatch)
+NODECOORD_LOCAL_TYPE(nodecoord::check_dispatch_result)
 NODECOORD_LOCAL_TYPE(nodecoord::storage_status)
 NODECOORD_LOCAL_TYPE(nodecoord::auth_request)
 NODECOORD_LOCAL_TYPE(nodecoord::auth_result)

@@ -147,6 +147,9 @@ public:
   order_result backfill(const std::string& attempt_id) override {
     return ask<order_result>(scheduler_, "scheduler", write, backfill_atom::value, attempt_id);
   }
+  check_dispatch_result dispatch_check(const check_dispatch& d) override {
+    return ask<check_dispatch_result>(registry_, "registry", part, check_atom::value, d);
+  }
 
 private:
   static constexpr milliseconds part = std::chrono::duration_cast<milliseconds>(defaults::admin_part_timeout);
@@ -333,6 +336,7 @@ admin_actor::behavior_type admin_impl(self_ptr self, admin_options opts) {
   ao.instance_id = opts.instance_id;
   ao.max_rows_per_action = opts.max_rows_per_action;
   ao.max_rows_per_action_hard = opts.max_rows_per_action_hard;
+  ao.checks = opts.checks;
   ao.dashboard_html = admin::dashboard_html();
   ao.browser.listen_host = opts.host;
   const bool https = opts.tls && opts.tls->get().ctx;

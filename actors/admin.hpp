@@ -1,4 +1,5 @@
 #pragma once
+#include "common/checks.hpp"
 // admin (DESIGN §1, docs/admin-api.md): the operator's HTTP API. cpp-httplib serves it on its own
 // threads; each request becomes a call of admin::api, whose backend asks the actors with a
 // timeout. It changes state only through those actors.
@@ -23,6 +24,7 @@ struct admin_options {
   std::vector<std::string> allowed_hosts;                            // names accepted in Host (browser_guard.hpp)
   int64_t max_rows_per_action = defaults::admin_max_rows_per_action; // a bulk action's change budget
   int64_t max_rows_per_action_hard = defaults::admin_max_rows_per_action_hard;
+  std::vector<check_definition> checks; // [checks.NAME]
   /// [admin.tls]: with a context, HTTPS only; each handshake uses the context current then (a
   /// SIGHUP rotation needs no restart). Null or no context: plain HTTP.
   std::shared_ptr<tls::server_setting> tls;

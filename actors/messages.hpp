@@ -129,6 +129,24 @@ struct drain_result {
   int64_t requests_reset = 0;
 };
 
+/// A check for a node's session (admin -> registry -> node_session; docs/protocol.md, checks):
+/// the job that records it is written first, and its id is the request id on the wire.
+struct check_dispatch {
+  std::string node_id;
+  std::string job_id;
+  std::string name;
+  std::vector<std::string> argv;
+  int64_t timeout_ms = 0; // the agent kills the program after this
+  int64_t output_max = 0; // bytes of output kept
+};
+
+/// Whether a check went out; if not, why (`node_not_connected`, `checks_unsupported`).
+struct check_dispatch_result {
+  bool sent = false;
+  std::string code;
+  std::string message;
+};
+
 /// One live request (admin, metrics, tests).
 struct inflight_request {
   std::string request_id;

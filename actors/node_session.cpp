@@ -3,6 +3,7 @@
 
 #include "actors/errors.hpp"
 
+#include "common/checks.hpp"
 #include "common/ingest_budget.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
@@ -15,6 +16,7 @@
 #include <caf/io/system_messages.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include <algorithm>
 #include <deque>
 
 namespace nodecoord {
@@ -27,6 +29,10 @@ using hello_timeout_atom = caf::atom_constant<caf::atom("hellotmo")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using paused_atom = caf::atom_constant<caf::atom("paused")>;
 using rearm_atom = caf::atom_constant<caf::atom("rearm")>;
+using check_due_atom = caf::atom_constant<caf::atom("checkdue")>;
+
+// A check's answer may take this long beyond its timeout (the agent's kill, reap and send).
+constexpr int64_t check_grace_ms = 5000;
 
 void protocol_error(self_ptr self, const std::string& code, const std::string& message, const std::string& ref) {
   auto& st = self->state;
@@ -115,6 +121,7 @@ void handle_line(self_ptr self, std::string_view line) {
   }
   st.ph = phase::authenticating;
   st.node_name = h->node;
+  st.takes_checks = std::find(h->features.begin(), h->features.end(), protocol::feature::checks) != h->features.end();
   self
     ->request(st.opts.registry, caf::infinite, hello_atom::value,
               auth_request{h->node, h->key, st.peer, h->capabilities}, caf::actor_cast<caf::actor>(self))
@@ -341,8 +348,44 @@ constexpr metrics::frame_kind kind_of() {
     return frame_kind::logs;
   else if constexpr (std::is_same_v<T, protocol::backfill_response>)
     return frame_kind::backfill_response;
+  else if constexpr (std::is_same_v<T, protocol::check_result>)
+    return frame_kind::check_result;
   else
     return frame_kind::bye;
+}
+
+/// Writes a check's outcome to its job: succeeded only for exit code 0; the output is cut to
+/// what the check allows, whatever the agent sent.
+void finish_check(self_ptr self, const std::string& job_id, const node_session_state::pending_check& pending,
+                  const protocol::check_result& r) {
+  storage::job_update op;
+  op.id = job_id;
+  bool exited = r.status == protocol::check_status::exited;
+  op.status = exited && r.exit_code == 0 ? "succeeded" : "failed";
+  auto output = r.output;
+  bool cut = output.size() > static_cast<size_t>(pending.output_max);
+  if (cut)
+    output.resize(static_cast<size_t>(pending.output_max));
+  op.detail = check_detail(pending.name, r.status, exited ? r.exit_code : -1, output, r.truncated || cut);
+  if (r.status == protocol::check_status::exited && r.exit_code != 0)
+    op.error = "exit code " + std::to_string(r.exit_code);
+  else if (r.status == protocol::check_status::timed_out)
+    op.error = "timed out on the node after " + std::to_string(pending.timeout_ms) + " ms";
+  else if (r.status == protocol::check_status::refused)
+    op.error = "refused by the agent: " + r.error;
+  else if (r.status == protocol::check_status::failed_to_start)
+    op.error = "could not start on the node: " + r.error;
+  log::info("check finished", {{"node", self->state.node_name},
+                               {"check", pending.name},
+                               {"job", job_id},
+                               {"status", r.status},
+                               {"exit_code", r.exit_code}});
+  auto node = self->state.node_name;
+  self->request(self->state.opts.storage, caf::infinite, std::move(op))
+    .then([](const storage::job_update::result_type&) {},
+          [node, job_id](caf::error& e) {
+            log::warn("a check's result was not stored", {{"node", node}, {"job", job_id}, {"error", to_string(e)}});
+          });
 }
 
 void handle_active(self_ptr self, protocol::node_message&& msg, uint64_t bytes) {
@@ -399,6 +442,17 @@ void handle_active(self_ptr self, protocol::node_message&& msg, uint64_t bytes) 
                                                         request_id));
               settle(self, t, bytes);
             });
+      } else if constexpr (std::is_same_v<T, protocol::check_result>) {
+        auto it = st.checks.find(m.request_id);
+        if (it == st.checks.end()) {
+          // Answered late (after its timeout) or never asked: its job already says so.
+          write_line(self, protocol::encode_error(protocol::code::unknown_request,
+                                                  "no such check in flight for this session", m.request_id));
+          return;
+        }
+        auto pending = std::move(it->second);
+        st.checks.erase(it);
+        finish_check(self, m.request_id, pending, m);
       } else if constexpr (std::is_same_v<T, protocol::bye>) {
         terminate(self, "bye");
       }
@@ -466,6 +520,33 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
       if ((!mine || !write_line(self, d.frame)) && s.opts.tracker)
         self->send(s.opts.tracker, sendfail_atom::value, d.to, d.request_id);
     },
+    [=](check_atom, check_dispatch& d) -> check_dispatch_result {
+      auto& s = self->state;
+      if (s.ph != node_session_state::phase::active || s.node_id != d.node_id)
+        return {false, "node_not_connected", "the node's session is ending"};
+      if (!s.takes_checks)
+        return {false, "checks_unsupported",
+                "the node's agent does not take checks (its hello did not name the 'checks' feature)"};
+      protocol::check_request req{d.job_id, d.name, d.argv, d.timeout_ms, d.output_max};
+      if (!write_line(self, protocol::encode_check_request(req)))
+        return {false, "node_not_connected", "the node's session ended while the check was sent"};
+      s.checks[d.job_id] = {d.name, d.output_max, d.timeout_ms};
+      caf::delayed_anon_send(caf::actor_cast<caf::actor>(self),
+                             std::chrono::milliseconds(d.timeout_ms + check_grace_ms), check_due_atom::value, d.job_id);
+      return {true, "", ""};
+    },
+    [=](check_due_atom, const std::string& job_id) {
+      auto& s = self->state;
+      auto it = s.checks.find(job_id);
+      if (it == s.checks.end())
+        return; // answered
+      auto pending = std::move(it->second);
+      s.checks.erase(it);
+      storage::job_update op{job_id, "failed", check_detail(pending.name, "no_answer", -1, "", false),
+                             "no answer from the node within " + std::to_string(pending.timeout_ms + check_grace_ms)
+                               + " ms"};
+      caf::anon_send(s.opts.storage, std::move(op));
+    },
     [=](hello_timeout_atom) {
       // A deadline for the whole handshake: a hello still being checked when it passes (the
       // database is slow, or a flood is queued ahead) is answered unavailable; the node retries.
@@ -513,6 +594,19 @@ caf::behavior node_session_impl(self_ptr self, caf::io::connection_handle hdl, s
 }
 
 } // namespace
+
+namespace session_detail {
+
+void end_checks(self_ptr self, const std::string& reason) {
+  auto& st = self->state;
+  for (auto& [job_id, pending] : st.checks)
+    caf::anon_send(st.opts.storage,
+                   storage::job_update{job_id, "failed", check_detail(pending.name, "no_answer", -1, "", false),
+                                       "the node's session ended before it answered (" + reason + ")"});
+  st.checks.clear();
+}
+
+} // namespace session_detail
 
 caf::actor fork_session(caf::io::broker* acceptor, caf::io::connection_handle hdl, session_options opts) {
   return acceptor->fork(node_session_impl, hdl, std::move(opts));

@@ -12,6 +12,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -57,6 +58,15 @@ struct node_session_state {
   bool transport_known = false;
   std::unique_ptr<tls::stream> tls;
   bool tls_verifies_clients = false;
+  // Checks (docs/protocol.md): sent only if the hello named the feature; those sent and not
+  // answered, by request (job) id. Each ends as a job update: an answer, a timeout or the end.
+  bool takes_checks = false;
+  struct pending_check {
+    std::string name;
+    int64_t output_max = 0;
+    int64_t timeout_ms = 0;
+  };
+  std::map<std::string, pending_check> checks;
 };
 
 using self_ptr = caf::io::stateful_broker<node_session_state>*;
@@ -73,6 +83,8 @@ void close_with(self_ptr self, const std::string& line, const std::string& reaso
 void leave_handshake(self_ptr self);
 /// Ends the session for `reason` (once): the registry hears of it, the socket closes.
 void terminate(self_ptr self, const std::string& reason);
+/// Fails the checks still waiting for an answer (the session ends): their jobs say why.
+void end_checks(self_ptr self, const std::string& reason);
 /// Plain or TLS, from the first byte; false when the connection is being closed.
 bool choose_transport(self_ptr self, unsigned char first);
 

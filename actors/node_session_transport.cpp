@@ -73,6 +73,7 @@ void terminate(self_ptr self, const std::string& reason) {
   leave_handshake(self);
   bool was_active = st.ph == node_session_state::phase::active;
   st.ph = node_session_state::phase::closing;
+  end_checks(self, reason);
   if (was_active) {
     self->send(st.opts.registry, ended_atom::value, session_ref{st.node_id, st.epoch}, reason);
     metrics::daemon().sessions.fetch_sub(1, std::memory_order_relaxed);

@@ -313,6 +313,19 @@ registry_actor::behavior_type registry_impl(self_ptr self, registry_options opts
     },
     [=](disable_atom, const std::string& name) { return close_named(self, name, protocol::close_reason::disabled); },
     [=](node_drain_atom, const std::string& name) { return close_named(self, name, protocol::close_reason::drained); },
+    [=](check_atom, check_dispatch& d) -> caf::result<check_dispatch_result> {
+      auto it = self->state.nodes.find(d.node_id);
+      if (it == self->state.nodes.end())
+        return check_dispatch_result{false, "node_not_connected", "the node has no session with this coordinator"};
+      auto rp = self->make_response_promise<check_dispatch_result>();
+      self->request(it->second.session, caf::infinite, check_atom::value, std::move(d))
+        .then([rp](check_dispatch_result& r) mutable { rp.deliver(std::move(r)); },
+              [rp](caf::error&) mutable {
+                // The session ended between the lookup and the request.
+                rp.deliver(check_dispatch_result{false, "node_not_connected", "the node's session ended"});
+              });
+      return rp;
+    },
     [=](shutdown_atom) {
       auto n = close_every_session(self, protocol::close_reason::shutdown);
       write_session_ends(self);

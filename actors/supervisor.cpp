@@ -275,6 +275,7 @@ void start_admin(self_ptr self, uint16_t node_port) {
   ao.max_body_bytes = cfg.admin.max_body_bytes;
   ao.max_rows_per_action = cfg.admin.max_rows_per_action;
   ao.max_rows_per_action_hard = cfg.admin.max_rows_per_action_hard;
+  ao.checks = cfg.checks;
   ao.allowed_hosts = cfg.admin.allowed_hosts;
   ao.tls = st.opts.admin_tls;
   ao.started_at = st.started_at;

@@ -220,11 +220,15 @@ http_response api::route(const http_request& req) {
     }
     if (seg.size() == 3)
       return m == "GET" ? (only_params(req, {}), show_node(seg[2])) : method_not_allowed("GET");
+    if (seg.size() == 5 && seg[3] == "checks")
+      return m == "POST" ? (only_params(req, {}), run_check(seg[2], seg[4])) : method_not_allowed("POST");
     if (seg.size() == 4 && seg[3] == "drain")
       return m == "POST" ? (only_params(req, {"deadline"}), drain_node(seg[2], req)) : method_not_allowed("POST");
     if (seg.size() == 4 && (seg[3] == "disable" || seg[3] == "enable" || seg[3] == "rotate-key"))
       return m == "POST" ? (only_params(req, {}), node_action(seg[2], seg[3])) : method_not_allowed("POST");
   }
+  if (seg.size() == 2 && seg[1] == "checks")
+    return m == "GET" ? (only_params(req, {}), list_checks()) : method_not_allowed("GET");
   if (seg.size() >= 2 && seg[1] == "attempts") {
     if (seg.size() == 2)
       return m == "GET" ? list_attempts(req) : method_not_allowed("GET");

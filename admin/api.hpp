@@ -1,4 +1,5 @@
 #pragma once
+#include "common/checks.hpp"
 // The admin HTTP API (docs/admin-api.md) as plain logic: a request in, a response out, with the
 // daemon's actors behind the `backend` interface. No CAF and no HTTP library here, so every route,
 // parameter check and error status is unit-tested against a fake backend (tests/admin_api_test.cpp).
@@ -111,6 +112,8 @@ public:
   virtual tracker_status tracker() = 0;
   /// On-demand backfill of one attempt; waits for the order's result.
   virtual order_result backfill(const std::string& attempt_id) = 0;
+  /// Hands a check to the node's session; whether it went out.
+  virtual check_dispatch_result dispatch_check(const check_dispatch& d) = 0;
 };
 
 struct api_options {
@@ -126,6 +129,7 @@ struct api_options {
   // rows one call may change, and the most a call may raise its own cap to.
   int64_t max_rows_per_action = defaults::admin_max_rows_per_action;
   int64_t max_rows_per_action_hard = defaults::admin_max_rows_per_action_hard;
+  std::vector<check_definition> checks; // [checks.NAME]: the only programs an operator may run
 };
 
 class api {
@@ -161,6 +165,8 @@ private:
   http_response create_node(const http_request& req);
   http_response node_action(const std::string& name, const std::string& action);
   http_response drain_node(const std::string& name, const http_request& req);
+  http_response run_check(const std::string& name, const std::string& check);
+  http_response list_checks();
   http_response list_attempts(const http_request& req);
   http_response show_attempt(const std::string& id);
   http_response attempt_logs(const std::string& id, const http_request& req);

@@ -50,6 +50,7 @@ const char* to_string(frame_kind k) {
     case frame_kind::logs: return "logs";
     case frame_kind::backfill_response: return "backfill_response";
     case frame_kind::bye: return "bye";
+    case frame_kind::check_result: return "check_result";
     case frame_kind::invalid: return "invalid";
     case frame_kind::count_: break;
   }

@@ -46,7 +46,17 @@ private:
 };
 
 /// Frame types of protocol v1 from nodes, plus what did not decode.
-enum class frame_kind : uint8_t { hello, heartbeat, attempt, logs, backfill_response, bye, invalid, count_ };
+enum class frame_kind : uint8_t {
+  hello,
+  heartbeat,
+  attempt,
+  logs,
+  backfill_response,
+  bye,
+  check_result,
+  invalid,
+  count_
+};
 const char* to_string(frame_kind);
 
 struct daemon_metrics {

@@ -18,7 +18,7 @@ enum class attempt_state : uint8_t { queued, running, succeeded, failed, cancell
 /// nodes.status.
 enum class node_status : uint8_t { online, offline, disabled };
 /// jobs.type.
-enum class job_type : uint8_t { backfill, reconcile, bundle_export, bundle_import };
+enum class job_type : uint8_t { backfill, reconcile, bundle_export, bundle_import, check };
 /// jobs.status.
 enum class job_status : uint8_t { queued, running, succeeded, failed, cancelled, expired, abandoned };
 
@@ -40,7 +40,8 @@ struct state_names<node_status> {
 };
 template <>
 struct state_names<job_type> {
-  static constexpr std::array<std::string_view, 4> names{"backfill", "reconcile", "bundle_export", "bundle_import"};
+  static constexpr std::array<std::string_view, 5> names{"backfill", "reconcile", "bundle_export", "bundle_import",
+                                                         "check"};
 };
 template <>
 struct state_names<job_status> {

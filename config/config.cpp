@@ -132,6 +132,10 @@ public:
     const auto schema = make_schema();
     for (auto&& [tkey, tnode] : root) {
       const std::string tname{tkey.str()};
+      if (tname == "checks") {
+        read_checks(tnode);
+        continue;
+      }
       auto spec = std::find_if(schema.begin(), schema.end(), [&](const table_spec& s) { return s.name == tname; });
       if (spec == schema.end()) {
         unknown_key(tkey, tnode, schema, nullptr);
@@ -293,6 +297,75 @@ public:
       }
     }
     return ok;
+  }
+
+  /// [checks.NAME] tables: argv (required), timeout, output_max.
+  void read_checks(const toml::node& n) {
+    const auto* tbl = n.as_table();
+    if (!tbl) {
+      type_error(n, "checks", "a table of checks ([checks.NAME])");
+      return;
+    }
+    for (auto&& [ckey, cnode] : *tbl) {
+      check_definition d;
+      d.name = std::string{ckey.str()};
+      d.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(defaults::check_timeout);
+      d.output_max = defaults::check_output_max;
+      std::string key = "checks." + d.name;
+      if (!valid_check_name(d.name)) {
+        error(cnode.source(), key, "invalid check name: 1 to 64 letters, digits and - _ .");
+        continue;
+      }
+      duration timeout{d.timeout};
+      using L = loader;
+      using N = toml::node;
+      using K = std::string;
+      bool ok =
+        subtable(cnode, key,
+                 {
+                   {"argv", [&d](L& l, const N& v, const K& k) { return l.argv(v, k, d.argv); }},
+                   {"timeout", [&timeout](L& l, const N& v, const K& k) { return l.time(v, k, timeout); }},
+                   {"output_max", [&d](L& l, const N& v, const K& k) { return l.integer(v, k, d.output_max, 0); }},
+                 });
+      if (!ok)
+        continue;
+      d.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
+      if (d.argv.empty()) {
+        error(cnode.source(), key + ".argv", "missing: a check names the program to run, e.g. argv = [\"df\", \"-h\"]");
+        continue;
+      }
+      if (d.timeout <= std::chrono::milliseconds(0) || d.timeout > defaults::check_timeout_max) {
+        error(cnode.source(), key + ".timeout",
+              "out of range: from 1ms to " + format_duration(defaults::check_timeout_max) + " (got "
+                + format_duration(timeout) + ")");
+        continue;
+      }
+      if (d.output_max > defaults::check_output_max_hard) {
+        error(cnode.source(), key + ".output_max",
+              "out of range: at most " + std::to_string(defaults::check_output_max_hard)
+                + " bytes (one frame carries it)" + " (got " + std::to_string(d.output_max) + ")");
+        continue;
+      }
+      cfg_.checks.push_back(std::move(d));
+    }
+  }
+
+  /// A program and its arguments: a non-empty list of strings, the first not empty.
+  bool argv(const toml::node& n, const std::string& key, std::vector<std::string>& out) {
+    const auto* arr = n.as_array();
+    if (!arr || arr->empty())
+      return type_error(n, key, "a non-empty list of strings such as [\"df\", \"-h\", \"/\"]");
+    std::vector<std::string> v;
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const auto* s = (*arr)[i].as_string();
+      if (!s)
+        return type_error((*arr)[i], key + "[" + std::to_string(i) + "]", "a string");
+      v.push_back(s->get());
+    }
+    if (v.front().empty())
+      return error(n.source(), key, "the program (the first element) must not be empty");
+    out = std::move(v);
+    return true;
   }
 
   bool text(const toml::node& n, const std::string& key, std::string& out) {

@@ -1,4 +1,5 @@
 #pragma once
+#include "common/checks.hpp"
 // The TOML configuration of nodecoordd (DESIGN §5): plain structs, parsing and validation.
 // No CAF here: this is unit-tested directly and also used by --check-config.
 #include <chrono>
@@ -91,6 +92,7 @@ struct daemon_config {
   backfill_config backfill;
   admin_config admin;
   log_config log;
+  std::vector<check_definition> checks; // [checks.NAME], by name
 };
 
 /// Every default from defaults.hpp.

@@ -85,6 +85,13 @@ inline constexpr int64_t admin_max_rows_per_action_hard = 1'000'000;
 inline constexpr auto admin_drain_deadline = 60s;
 inline constexpr auto admin_drain_deadline_max = 100s; // below nodecoordctl's 120 s read timeout
 
+// Checks ([checks.NAME]): how long the agent lets the program run, and how much of its output is
+// kept. The output travels in one frame, so its cap stays well below max_frame_bytes.
+inline constexpr auto check_timeout = 10s;
+inline constexpr auto check_timeout_max = 600s;
+inline constexpr int64_t check_output_max = 64 * 1024;
+inline constexpr int64_t check_output_max_hard = 512 * 1024;
+
 // Not configurable: the admin API's own limits.
 inline constexpr auto history_every = 10s;        // the dashboard's charts: one reading this often, an hour kept
 inline constexpr auto sizes_every = 30s;          // the database's size is measured this often, off the write path

@@ -1,5 +1,7 @@
 #include "config/reload.hpp"
 
+#include <algorithm>
+
 namespace nodecoord::config {
 
 std::vector<std::string> restart_needed(const daemon_config& now, const daemon_config& next) {
@@ -38,6 +40,11 @@ std::vector<std::string> restart_needed(const daemon_config& now, const daemon_c
   differs(now.admin.listen.to_string() != next.admin.listen.to_string(), "admin.listen");
   differs(now.admin.max_body_bytes != next.admin.max_body_bytes, "admin.max_body_bytes");
   differs(now.admin.max_rows_per_action != next.admin.max_rows_per_action, "admin.max_rows_per_action");
+  auto same_check = [](const check_definition& x, const check_definition& y) {
+    return x.name == y.name && x.argv == y.argv && x.timeout == y.timeout && x.output_max == y.output_max;
+  };
+  differs(!std::equal(now.checks.begin(), now.checks.end(), next.checks.begin(), next.checks.end(), same_check),
+          "checks");
   differs(now.admin.max_rows_per_action_hard != next.admin.max_rows_per_action_hard, "admin.max_rows_per_action_hard");
   differs(now.admin.allowed_hosts != next.admin.allowed_hosts, "admin.allowed_hosts");
   // A certificate can be rotated by SIGHUP, but the port cannot switch between HTTP and HTTPS.

@@ -326,7 +326,8 @@ struct fake_backend final : backend {
   }
   storage::job_update::result_type update_job(const storage::job_update& op) override {
     need_storage();
-    check(!json::parse(op.detail, nullptr, false).is_discarded(), "job detail is not JSON", op.detail);
+    check(op.detail.empty() || !json::parse(op.detail, nullptr, false).is_discarded(), "job detail is not JSON",
+          op.detail);
     return {true};
   }
   storage::bundle::counts export_bundle(const storage::bundle::export_file& op) override {
@@ -364,6 +365,15 @@ struct fake_backend final : backend {
     if (!is_uuid(id))
       throw bad_value{"backfill: not a UUID"};
     return {order(), "c0ffee00-1234-4abc-8def-0123456789ab", 1, (flags & 0x04) ? "" : "some reason"};
+  }
+  check_dispatch_result dispatch_check(const check_dispatch& d) override {
+    // What a session would refuse to send: a check must come from the config, whole.
+    if (!is_uuid(d.job_id) || !is_uuid(d.node_id) || !valid_check_name(d.name) || d.argv.empty() || d.timeout_ms <= 0
+        || d.output_max < 0)
+      throw bad_value{"dispatch_check: not a configured check"};
+    if (connected_node())
+      return {true, "", ""};
+    return {false, "node_not_connected", "the node has no session with this coordinator"};
   }
 };
 
@@ -457,6 +467,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   opts.wall_now = [] { return std::string("2026-01-09T12:00:00.000Z"); };
   opts.dashboard_html = "<html></html>";
   opts.browser.listen_host = "127.0.0.1";
+  opts.checks = {{"disk", {"df", "-h", "/"}, std::chrono::milliseconds(10000), 65536}};
   opts.browser.allowed_hosts = {"coord.example.org"};
   if (b.flags & 0x80)
     opts.token = "0123456789abcdef-token";

@@ -54,6 +54,8 @@ std::string encode(const p::node_message& m) {
         return p::encode_logs(x);
       else if constexpr (std::is_same_v<T, p::backfill_response>)
         return p::encode_backfill_response(x);
+      else if constexpr (std::is_same_v<T, p::check_result>)
+        return p::encode_check_result(x);
       else
         return p::encode_bye(x.reason);
     },
@@ -69,7 +71,7 @@ bool same(const p::node_message& a, const p::node_message& b) {
       const auto& y = std::get<T>(b);
       if constexpr (std::is_same_v<T, p::hello>)
         return x.protocol == y.protocol && x.node == y.node && x.key == y.key && x.agent == y.agent
-               && x.capabilities == y.capabilities;
+               && x.capabilities == y.capabilities && x.features == y.features;
       else if constexpr (std::is_same_v<T, p::heartbeat>)
         return x.seq == y.seq;
       else if constexpr (std::is_same_v<T, p::attempt>)
@@ -95,6 +97,11 @@ bool same(const p::node_message& a, const p::node_message& b) {
             return false;
         }
         return true;
+      } else if constexpr (std::is_same_v<T, p::check_result>) {
+        // exit_code is written only with exited (decode defaults it to -1 otherwise).
+        return x.request_id == y.request_id && x.status == y.status && x.output == y.output
+               && x.truncated == y.truncated && x.error == y.error
+               && (x.status != p::check_status::exited || x.exit_code == y.exit_code);
       } else {
         return x.reason == y.reason;
       }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 
 static_assert(nodecoord::protocol::max_depth == nodecoord::max_json_depth);
@@ -27,6 +28,7 @@ constexpr size_t max_text = 4096;
 // Counters (seq, log_count): exact in a double, so JavaScript agents and JSON tools agree, and
 // far from INT64_MAX, so `log_max_seq + 1` cannot overflow in C++ or SQL.
 constexpr int64_t max_counter = int64_t{1} << 53;
+constexpr size_t max_features = 32;
 
 /// Thrown inside decode() for a field that is missing or ill-typed; becomes bad_frame.
 struct field_error {
@@ -173,6 +175,17 @@ std::optional<node_message> decode_typed(const std::string& type, const json& j)
     h.key = r.str("key", 512);
     h.agent = r.str("agent", max_name, false);
     h.capabilities = r.object_text("capabilities");
+    if (r.find("features")) {
+      auto& arr = r.array("features");
+      if (arr.size() > max_features)
+        r.fail("features", "more than " + std::to_string(max_features) + " names");
+      for (size_t i = 0; i < arr.size(); ++i) {
+        if (!arr[i].is_string() || arr[i].get_ref<const std::string&>().empty()
+            || arr[i].get_ref<const std::string&>().size() > 64)
+          r.fail("features", "element " + std::to_string(i) + ": expected a name of 1 to 64 bytes");
+        h.features.push_back(arr[i].get<std::string>()); // unknown names: a newer agent's, ignored
+      }
+    }
     return h;
   }
   if (type == "heartbeat") {
@@ -226,6 +239,27 @@ std::optional<node_message> decode_typed(const std::string& type, const json& j)
     reader r(j, "bye");
     return bye{r.str("reason", max_text, false)};
   }
+  if (type == "check_result") {
+    reader r(j, "check_result");
+    check_result c;
+    c.request_id = r.uuid("request_id");
+    c.status =
+      r.one_of("status", std::array<std::string_view, 4>{check_status::exited, check_status::timed_out,
+                                                         check_status::refused, check_status::failed_to_start});
+    c.exit_code = r.integer("exit_code", -1, c.status == check_status::exited, -1, 255);
+    if (auto* out = r.find("output")) {
+      if (!out->is_string())
+        r.fail("output", "expected a string");
+      c.output = out->get<std::string>(); // bounded by max_frame_bytes; the session cuts it to output_max
+    }
+    if (auto* t = r.find("truncated")) {
+      if (!t->is_boolean())
+        r.fail("truncated", "expected true or false");
+      c.truncated = t->get<bool>();
+    }
+    c.error = r.str("error", max_text, false);
+    return c;
+  }
   return std::nullopt;
 }
 
@@ -264,7 +298,8 @@ decode_result decode(std::string_view line) {
 }
 
 const char* type_of(const node_message& m) {
-  static constexpr const char* names[] = {"hello", "heartbeat", "attempt", "logs", "backfill_response", "bye"};
+  static constexpr const char* names[] = {"hello", "heartbeat",   "attempt", "logs", "backfill_response",
+                                          "bye",   "check_result"};
   return names[m.index()];
 }
 
@@ -307,6 +342,56 @@ std::string encode_hello(const hello& h) {
   json j{{"type", "hello"}, {"protocol", h.protocol}, {"node", h.node}, {"key", h.key}, {"agent", h.agent}};
   if (!h.capabilities.empty())
     j["capabilities"] = json::parse(h.capabilities);
+  if (!h.features.empty())
+    j["features"] = h.features;
+  return line_of(j);
+}
+
+std::string encode_check_request(const check_request& r) {
+  return line_of({{"type", "check_request"},
+                  {"request_id", r.request_id},
+                  {"name", r.name},
+                  {"argv", r.argv},
+                  {"timeout_ms", r.timeout_ms},
+                  {"output_max", r.output_max}});
+}
+
+std::optional<check_request> decode_check_request(std::string_view line, std::string& why) {
+  auto j = json::parse(line.begin(), line.end(), nullptr, false);
+  if (!j.is_object()) {
+    why = "not a JSON object";
+    return std::nullopt;
+  }
+  try {
+    reader r(j, "check_request");
+    check_request c;
+    c.request_id = r.uuid("request_id");
+    c.name = r.str("name", max_name);
+    auto& argv = r.array("argv");
+    if (argv.empty())
+      r.fail("argv", "must not be empty");
+    for (auto& a : argv) {
+      if (!a.is_string())
+        r.fail("argv", "expected strings");
+      c.argv.push_back(a.get<std::string>());
+    }
+    c.timeout_ms = r.integer("timeout_ms", 1);
+    c.output_max = r.integer("output_max", 0);
+    return c;
+  } catch (const field_error& e) {
+    why = e.message;
+    return std::nullopt;
+  }
+}
+
+std::string encode_check_result(const check_result& r) {
+  json j{{"type", "check_result"}, {"request_id", r.request_id}, {"status", r.status}};
+  if (r.status == check_status::exited)
+    j["exit_code"] = r.exit_code;
+  j["output"] = r.output;
+  j["truncated"] = r.truncated;
+  if (!r.error.empty())
+    j["error"] = r.error;
   return line_of(j);
 }
 

@@ -111,12 +111,19 @@ private:
 
 // --- node -> coordinator ---
 
+/// Optional frames of protocol v1 an agent can take, named in its hello's `features`: the
+/// coordinator sends them only to an agent that named them (an older agent is never sent one).
+namespace feature {
+inline constexpr const char* checks = "checks"; // check_request / check_result
+} // namespace feature
+
 struct hello {
   int64_t protocol = 0;
   std::string node;
   std::string key;
   std::string agent;
-  std::string capabilities; // JSON object text; empty if absent
+  std::string capabilities;          // JSON object text; empty if absent
+  std::vector<std::string> features; // optional frames the agent takes (feature::…)
 };
 
 struct heartbeat {
@@ -160,7 +167,25 @@ struct bye {
   std::string reason;
 };
 
-using node_message = std::variant<hello, heartbeat, attempt, logs, backfill_response, bye>;
+/// How a check ended on the node (docs/protocol.md, checks).
+namespace check_status {
+inline constexpr const char* exited = "exited";                   // ran; exit_code is its exit status
+inline constexpr const char* timed_out = "timed_out";             // killed at the timeout
+inline constexpr const char* refused = "refused";                 // not in the agent's own allow-list
+inline constexpr const char* failed_to_start = "failed_to_start"; // the program could not be run
+} // namespace check_status
+
+/// The answer to a check_request (feature::checks).
+struct check_result {
+  std::string request_id;
+  std::string status;     // check_status::…
+  int64_t exit_code = -1; // with exited
+  std::string output;     // stdout and stderr as they came, at most the request's output_max
+  bool truncated = false; // the program wrote more than output_max
+  std::string error;      // why, for refused and failed_to_start
+};
+
+using node_message = std::variant<hello, heartbeat, attempt, logs, backfill_response, bye, check_result>;
 
 /// Why a frame was refused: `code` is bad_frame or unknown_type; `ref` the frame's type if known.
 struct decode_error {
@@ -188,6 +213,18 @@ std::string encode_backfill_request(const std::string& request_id, const std::ve
 std::string encode_error(std::string_view code, std::string_view message, std::string_view ref = {});
 std::string encode_close(std::string_view reason);
 
+/// A check to run (feature::checks): the program and its arguments, run without a shell.
+struct check_request {
+  std::string request_id;
+  std::string name;
+  std::vector<std::string> argv;
+  int64_t timeout_ms = 0;
+  int64_t output_max = 0; // bytes of output kept
+};
+std::string encode_check_request(const check_request& r);
+/// The node side's reading of a check_request line (nullopt with `why` if it is not one).
+std::optional<check_request> decode_check_request(std::string_view line, std::string& why);
+
 // --- node side (agents, tests, the load generator) ---
 
 std::string encode_hello(const hello& h);
@@ -196,5 +233,6 @@ std::string encode_attempt(const attempt& a);
 std::string encode_logs(const logs& l);
 std::string encode_backfill_response(const backfill_response& r);
 std::string encode_bye(std::string_view reason);
+std::string encode_check_result(const check_result& r);
 
 } // namespace nodecoord::protocol

@@ -16,6 +16,10 @@ struct migration {
   int version;
   const char* description;
   std::vector<std::string> (*statements)(const dialect&);
+  // SQLite: the statements edit sqlite_master's text of a table (a constraint that only gets
+  // looser, so no stored row changes; https://www.sqlite.org/lang_altertable.html, "other kinds
+  // of table schema changes"). migrate() wraps them in writable_schema and bumps schema_version.
+  bool edits_sqlite_schema = false;
 };
 
 std::string subst(std::string s, const dialect& d) {
@@ -313,12 +317,25 @@ std::vector<std::string> v4(const dialect& d) {
   return out;
 }
 
+// Check jobs (issue 20, allowed checks): 'check' joins the job types. PostgreSQL replaces the
+// constraint; SQLite edits the table's text in sqlite_master (see migration::edits_sqlite_schema),
+// the documented way to loosen a CHECK without copying the table.
+std::vector<std::string> v5(const dialect& d) {
+  if (d.kind == backend::postgresql)
+    return {"ALTER TABLE jobs DROP CONSTRAINT jobs_type_check",
+            "ALTER TABLE jobs ADD CONSTRAINT jobs_type_check "
+            "CHECK (type IN ('backfill', 'reconcile', 'bundle_export', 'bundle_import', 'check'))"};
+  return {"UPDATE sqlite_master SET sql = replace(sql, '''bundle_import''))', '''bundle_import'', ''check''))') "
+          "WHERE type = 'table' AND name = 'jobs' AND instr(sql, '''bundle_import''))') > 0"};
+}
+
 const std::vector<migration>& all_migrations() {
   static const std::vector<migration> ms{
     {1, "initial schema: nodes, node_task_attempts, attempt_logs, jobs", &v1},
     {2, "several instances: instances (leases), nodes.owner_instance, jobs.instance_id", &v2},
     {3, "counts kept by triggers: attempt_counts, job_counts, node_counts", &v3},
     {4, "the audit ledger: audit_log", &v4},
+    {5, "check jobs: jobs.type takes 'check'", &v5, true},
   };
   return ms;
 }
@@ -327,7 +344,7 @@ const std::vector<migration>& all_migrations() {
 
 int latest_schema_version() { return all_migrations().back().version; }
 
-int migrate(soci::session& sql, const dialect& d, const std::string& now) {
+int migrate(soci::session& sql, const dialect& d, const std::string& now, int up_to) {
   sql << subst("CREATE TABLE IF NOT EXISTS schema_migrations ("
                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at {ts} NOT NULL)",
                d);
@@ -352,10 +369,32 @@ int migrate(soci::session& sql, const dialect& d, const std::string& now) {
                            + ", newer than this nodecoordd supports (" + std::to_string(latest_schema_version())
                            + "); run a newer nodecoordd or restore a matching backup");
     for (auto& m : all_migrations()) {
-      if (m.version <= current)
+      if (m.version <= current || (up_to > 0 && m.version > up_to))
         continue;
-      for (auto& stmt : m.statements(d))
-        sql << stmt;
+      bool edit = m.edits_sqlite_schema && !pg;
+      int schema_version = 0;
+      if (edit) {
+        sql << "PRAGMA schema_version", soci::into(schema_version);
+        sql << "PRAGMA writable_schema = ON";
+      }
+      for (auto& stmt : m.statements(d)) {
+        if (!edit) {
+          sql << stmt;
+          continue;
+        }
+        // Each edit names the text it changes: one row, or the table is not what this binary
+        // expects, and nothing is changed.
+        soci::statement st = (sql.prepare << stmt);
+        st.execute(true);
+        if (st.get_affected_rows() != 1)
+          throw std::runtime_error("migration " + std::to_string(m.version)
+                                   + " did not find the schema text it edits: " + stmt);
+      }
+      if (edit) {
+        // Other connections (and this one) read the schema again when its version moves.
+        sql << "PRAGMA schema_version = " + std::to_string(schema_version + 1);
+        sql << "PRAGMA writable_schema = OFF";
+      }
       std::string desc = m.description;
       sql << "INSERT INTO schema_migrations (version, description, applied_at) VALUES (:v, :d, " + d.ts_param("t")
                + ")",

@@ -22,6 +22,7 @@ struct schema_too_new : std::runtime_error {
 
 /// Brings the schema up to latest_schema_version(). Returns the version found before migrating.
 /// Safe against concurrent migrators (advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite).
-int migrate(soci::session& sql, const dialect& d, const std::string& now_rfc3339);
+/// `up_to` (tests of an upgrade): stop after that version.
+int migrate(soci::session& sql, const dialect& d, const std::string& now_rfc3339, int up_to = 0);
 
 } // namespace nodecoord::storage

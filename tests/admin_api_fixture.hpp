@@ -234,8 +234,16 @@ struct fake_backend final : backend {
     carried(op.audit, true, R"({"jobs":)" + std::to_string(op.statuses.size()) + "}", "");
     return {static_cast<int64_t>(op.statuses.size())};
   }
-  storage::job_insert::result_type insert_job(const storage::job_insert&) override { return {true}; }
-  storage::job_update::result_type update_job(const storage::job_update&) override { return {true}; }
+  storage::job_insert::result_type insert_job(const storage::job_insert& op) override {
+    jobs_inserted.push_back(op.job);
+    return {true};
+  }
+  storage::job_update::result_type update_job(const storage::job_update& op) override {
+    jobs_updated.push_back(op);
+    return {true};
+  }
+  std::vector<storage::job_record> jobs_inserted;
+  std::vector<storage::job_update> jobs_updated;
   storage::bundle::counts export_bundle(const storage::bundle::export_file& op) override {
     need_storage();
     const std::string text = "{\"type\":\"manifest\"}\n";
@@ -294,6 +302,12 @@ struct fake_backend final : backend {
     return next_order;
   }
   std::vector<std::string> backfills;
+  check_dispatch_result dispatch_check(const check_dispatch& d) override {
+    checks_sent.push_back(d);
+    return next_check;
+  }
+  std::vector<check_dispatch> checks_sent;
+  check_dispatch_result next_check{true, "", ""};
 };
 
 struct fixture {

@@ -741,6 +741,72 @@ BOOST_AUTO_TEST_CASE(a_drain_waits_in_the_tracker_closes_with_drained_then_disab
   BOOST_TEST(error(call("POST", "/api/nodes/alpha/drain"), 503) == "unavailable");
 }
 
+BOOST_AUTO_TEST_CASE(a_check_runs_only_from_the_config_and_is_a_job) {
+  data(call("POST", "/api/nodes", R"({"name":"alpha"})"));
+  auto id = b.nodes_by_name["alpha"].id;
+  auto o = opts();
+  o.checks = {{"disk", {"df", "-h", "/"}, std::chrono::milliseconds(2500), 4096}};
+  api a{b, o};
+  auto answer = [&](const std::string& method, const std::string& path) { return a.handle(request(method, path)); };
+  auto listed = json::parse(answer("GET", "/api/checks").body)["data"]["checks"];
+  BOOST_TEST(listed == json::parse(R"([{"name":"disk","argv":["df","-h","/"],"timeout_ms":2500,"output_max":4096}])"));
+
+  // Sent: a running check job first, its id the request id; 202 with the job.
+  auto rows = b.audit_rows.size();
+  auto sent = answer("POST", "/api/nodes/alpha/checks/disk");
+  BOOST_TEST(sent.status == 202, sent.body);
+  auto d = json::parse(sent.body)["data"];
+  BOOST_TEST_REQUIRE(b.jobs_inserted.size() == 1u);
+  auto& job = b.jobs_inserted.back();
+  BOOST_TEST(job.type == "check");
+  BOOST_TEST(job.status == "running");
+  BOOST_TEST(job.node_id == id);
+  BOOST_TEST(d["job"]["id"] == job.id);
+  BOOST_TEST(d["timeout_ms"] == 2500);
+  BOOST_TEST_REQUIRE(b.checks_sent.size() == 1u);
+  auto& c = b.checks_sent.back();
+  BOOST_TEST(c.job_id == job.id);
+  BOOST_TEST(c.node_id == id);
+  BOOST_TEST((c.argv == std::vector<std::string>{"df", "-h", "/"}));
+  BOOST_TEST(c.timeout_ms == 2500);
+  BOOST_TEST(c.output_max == 4096);
+  BOOST_TEST(b.jobs_updated.empty());
+  BOOST_TEST_REQUIRE(b.audit_rows.size() == rows + 1);
+  BOOST_TEST(b.audit_rows.back().action == "node.check");
+  BOOST_TEST(b.audit_rows.back().target == "alpha");
+  BOOST_TEST(json::parse(b.audit_rows.back().filter) == json({{"check", "disk"}}));
+
+  // Not configured: 404 unknown_check, nothing sent, no job, a refused row.
+  auto unknown = answer("POST", "/api/nodes/alpha/checks/rm");
+  BOOST_TEST(unknown.status == 404);
+  BOOST_TEST(json::parse(unknown.body)["error"]["code"] == "unknown_check");
+  BOOST_TEST(json::parse(unknown.body)["error"]["message"].get<std::string>().find("configured: disk")
+             != std::string::npos);
+  BOOST_TEST(b.checks_sent.size() == 1u);
+  BOOST_TEST(b.jobs_inserted.size() == 1u);
+  BOOST_TEST(b.audit_rows.back().result == "refused");
+
+  // The session could not take it: 409 with the session's code; the job is failed, not left running.
+  b.next_check = {false, "checks_unsupported", "the node's agent does not take checks"};
+  auto refused = answer("POST", "/api/nodes/alpha/checks/disk");
+  BOOST_TEST(refused.status == 409);
+  auto err = json::parse(refused.body)["error"];
+  BOOST_TEST(err["code"] == "checks_unsupported");
+  BOOST_TEST_REQUIRE(b.jobs_updated.size() == 1u);
+  BOOST_TEST(b.jobs_updated.back().id == b.jobs_inserted.back().id);
+  BOOST_TEST(err["detail"]["job_id"] == b.jobs_inserted.back().id);
+  BOOST_TEST(b.jobs_updated.back().status == "failed");
+  BOOST_TEST(b.jobs_updated.back().error == "checks_unsupported: the node's agent does not take checks");
+  BOOST_TEST(b.audit_rows.back().result == "refused");
+
+  BOOST_TEST(a.handle(request("POST", "/api/nodes/ghost/checks/disk")).status == 404);
+  BOOST_TEST(a.handle(request("GET", "/api/nodes/alpha/checks/disk")).status == 405);
+  BOOST_TEST(a.handle(request("POST", "/api/nodes/alpha/checks/disk?x=1")).status == 400);
+  // Without [checks] nothing runs.
+  BOOST_TEST(error(call("POST", "/api/nodes/alpha/checks/disk"), 404) == "unknown_check");
+  BOOST_TEST(data(call("GET", "/api/checks"))["checks"] == json::array());
+}
+
 BOOST_AUTO_TEST_CASE(the_node_page_and_an_attempts_lines_for_the_dashboard) {
   data(call("POST", "/api/nodes", R"({"name":"alpha"})"));
   auto id = b.nodes_by_name["alpha"].id;

@@ -550,3 +550,51 @@ format = "json"
   BOOST_TEST(r.config.server.listen.port == 7400);
   BOOST_TEST(r.config.storage.batch_max == nodecoord::defaults::batch_max);
 }
+
+// [checks.NAME] (issue 20): the only programs an operator may run on nodes.
+BOOST_AUTO_TEST_CASE(checks_are_named_tables_with_an_argv) {
+  auto r = load(R"([checks.disk]
+argv = ["df", "-h", "/"]
+
+[checks.uptime-1]
+argv = ["uptime"]
+timeout = "2s"
+output_max = 0
+)");
+  BOOST_TEST_REQUIRE(r.ok(), "errors:" << describe(r));
+  BOOST_TEST_REQUIRE(r.config.checks.size() == 2u);
+  auto& disk = r.config.checks[0];
+  BOOST_TEST(disk.name == "disk");
+  BOOST_TEST((disk.argv == std::vector<std::string>{"df", "-h", "/"}));
+  BOOST_TEST(disk.timeout.count() == 10000);
+  BOOST_TEST(disk.output_max == 65536);
+  auto& up = r.config.checks[1];
+  BOOST_TEST(up.name == "uptime-1");
+  BOOST_TEST(up.timeout.count() == 2000);
+  BOOST_TEST(up.output_max == 0);
+  BOOST_TEST(default_config().checks.empty());
+
+  for (auto& x : std::vector<expected_error>{
+         {"[checks.disk]\ntimeout = \"1s\"\n", "checks.disk.argv", 1, 1, "missing: a check names the program to run"},
+         {"[checks.disk]\nargv = []\n", "checks.disk.argv", 2, 8, "expected a non-empty list of strings"},
+         {"[checks.disk]\nargv = \"df -h\"\n", "checks.disk.argv", 2, 8, "expected a non-empty list of strings"},
+         {"[checks.disk]\nargv = [\"df\", 1]\n", "checks.disk.argv[1]", 2, 15, "expected a string, got integer"},
+         {"[checks.disk]\nargv = [\"\"]\n", "checks.disk.argv", 2, 8, "the program (the first element) must not be"},
+         {"[checks.disk]\nargv = [\"df\"]\nshell = true\n", "checks.disk.shell", 3, 1, "unknown key 'shell'"},
+         {"[checks.disk]\nargv = [\"df\"]\ntimeout = \"11m\"\n", "checks.disk.timeout", 1, 1, "from 1ms to 10m"},
+         {"[checks.disk]\nargv = [\"df\"]\noutput_max = 600000\n", "checks.disk.output_max", 1, 1,
+          "at most 524288 bytes"},
+         {"[checks.disk]\nargv = [\"df\"]\noutput_max = -1\n", "checks.disk.output_max", 3, 14, "at least 0"},
+         {"[checks.\"rm -rf\"]\nargv = [\"rm\"]\n", "checks.rm -rf", 1, 1, "invalid check name"},
+         {"checks = 1\n", "checks", 1, 10, "expected a table of checks"},
+       })
+    check_single_error(x);
+}
+
+BOOST_AUTO_TEST_CASE(changed_checks_need_a_restart) {
+  auto a = load("[checks.disk]\nargv = [\"df\"]\n").config;
+  auto b = load("[checks.disk]\nargv = [\"df\", \"-h\"]\n").config;
+  BOOST_TEST((restart_needed(a, a).empty()));
+  BOOST_TEST((restart_needed(a, b) == std::vector<std::string>{"checks"}));
+  BOOST_TEST((restart_needed(a, default_config()) == std::vector<std::string>{"checks"}));
+}

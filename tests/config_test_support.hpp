@@ -87,6 +87,13 @@ inline void check_same(const daemon_config& a, const daemon_config& b) {
   BOOST_TEST(a.admin.tls.min_version == b.admin.tls.min_version);
   BOOST_TEST(to_string(a.log.level) == to_string(b.log.level));
   BOOST_TEST(to_string(a.log.format) == to_string(b.log.format));
+  BOOST_TEST_REQUIRE(a.checks.size() == b.checks.size());
+  for (size_t i = 0; i < a.checks.size(); ++i) {
+    BOOST_TEST(a.checks[i].name == b.checks[i].name);
+    BOOST_TEST(a.checks[i].argv == b.checks[i].argv, boost::test_tools::per_element());
+    BOOST_TEST(a.checks[i].timeout.count() == b.checks[i].timeout.count());
+    BOOST_TEST(a.checks[i].output_max == b.checks[i].output_max);
+  }
 }
 
 /// One expected error: the file must produce exactly this one.

@@ -365,6 +365,17 @@ BOOST_AUTO_TEST_CASE(dashboard_node_and_attempt_pages_and_the_audit_ledger) {
       return id;
     };
     with_lines = add("task-lines", "complete", 150);
+    // A check that failed, and another node's (not on this page).
+    for (auto* node : {"page-n", "page-other"}) {
+      auto id = nodecoord::new_uuid();
+      std::string name = node;
+      std::string detail =
+        R"({"check":"disk","status":"exited","exit_code":2,"output":"df says <b>&\n","truncated":false})";
+      sql << "INSERT INTO jobs (id, type, status, node_id, detail, error, created_at, started_at, finished_at) "
+             "SELECT :id, 'check', 'failed', id, :detail, 'exit code 2', created_at, created_at, created_at "
+             "FROM nodes WHERE name = :n",
+        soci::use(id), soci::use(detail), soci::use(name);
+    }
     for (int i = 0; i < 2; ++i)
       add("task-partial-" + std::to_string(i), "partial", 0);
     for (int i = 0; i < 3; ++i)
@@ -391,6 +402,10 @@ BOOST_AUTO_TEST_CASE(dashboard_node_and_attempt_pages_and_the_audit_ledger) {
   for (auto& a : attempts["attempts"])
     BOOST_TEST(body.find("data-attempt=\"" + a["id"].get<std::string>() + "\"") != std::string::npos);
   BOOST_TEST(body.find("href=\"#attempt/" + with_lines + "\"") != std::string::npos, "no link to the attempt");
+  // Its checks: the one of this node, its output as text.
+  BOOST_TEST(tags_with(body, "data-check") == 1u);
+  BOOST_TEST(body.find("df says &lt;b&gt;&amp;") != std::string::npos, "a check's output is not shown as text");
+  BOOST_TEST(body.find(">exit code 2<") != std::string::npos);
 
   // The attempt view: its fields and its first page of 100 lines, text as text.
   auto attempt = get_data(cli, "/api/attempts/" + with_lines)["attempt"];

@@ -249,7 +249,8 @@ std::vector<doc_line> fenced_lines(const std::string& lang) {
   return out;
 }
 
-const std::set<std::string> node_types{"hello", "heartbeat", "attempt", "logs", "backfill_response", "bye"};
+const std::set<std::string> node_types{"hello", "heartbeat",   "attempt", "logs", "backfill_response",
+                                       "bye",   "check_result"};
 
 /// A coordinator line must be byte for byte what the encoders produce from its fields.
 void check_coordinator_line(const std::string& text) {
@@ -275,6 +276,10 @@ void check_coordinator_line(const std::string& text) {
                                j.value("ref", std::string()));
   } else if (type == "close") {
     expected = p::encode_close(j.at("reason").get<std::string>());
+  } else if (type == "check_request") {
+    expected = p::encode_check_request({j.at("request_id").get<std::string>(), j.at("name").get<std::string>(),
+                                        j.at("argv").get<std::vector<std::string>>(), j.at("timeout_ms").get<int64_t>(),
+                                        j.at("output_max").get<int64_t>()});
   } else {
     BOOST_ERROR("not a coordinator frame type: " << type);
     return;
@@ -310,8 +315,8 @@ BOOST_AUTO_TEST_CASE(example_lines_are_exact) {
       }
     }
   }
-  for (auto* t : {"hello", "heartbeat", "attempt", "logs", "backfill_response", "bye", "welcome", "heartbeat_ack",
-                  "backfill_request", "error", "close"})
+  for (auto* t : {"hello", "heartbeat", "attempt", "logs", "backfill_response", "bye", "check_result", "welcome",
+                  "heartbeat_ack", "backfill_request", "error", "close", "check_request"})
     BOOST_CHECK_MESSAGE(seen.count(t) == 1u, "no example of " << t);
 }
 

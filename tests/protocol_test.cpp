@@ -447,8 +447,9 @@ BOOST_AUTO_TEST_CASE(type_of_names_every_message) {
   BOOST_TEST(p::type_of(p::node_message{p::logs{}}) == "logs"s);
   BOOST_TEST(p::type_of(p::node_message{p::backfill_response{}}) == "backfill_response"s);
   BOOST_TEST(p::type_of(p::node_message{p::bye{}}) == "bye"s);
-  for (auto& base :
-       {base_hello(), base_heartbeat(), base_attempt(), base_logs(), base_backfill_response(), base_bye()}) {
+  BOOST_TEST(p::type_of(p::node_message{p::check_result{}}) == "check_result"s);
+  for (auto& base : {base_hello(), base_heartbeat(), base_attempt(), base_logs(), base_backfill_response(), base_bye(),
+                     base_check_result()}) {
     auto r = p::decode(base.dump());
     BOOST_REQUIRE(std::holds_alternative<p::node_message>(r));
     BOOST_TEST(p::type_of(std::get<p::node_message>(r)) == base["type"].get<std::string>());
@@ -456,3 +457,95 @@ BOOST_AUTO_TEST_CASE(type_of_names_every_message) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// --- checks (feature::checks, docs/protocol.md) ---
+
+BOOST_AUTO_TEST_CASE(hello_features_are_optional_names) {
+  auto h = base_hello();
+  auto plain = std::get<p::hello>(std::get<p::node_message>(p::decode(h.dump())));
+  BOOST_TEST(plain.features.empty());
+  h["features"] = {"checks", "something-newer"};
+  auto with = std::get<p::hello>(std::get<p::node_message>(p::decode(h.dump())));
+  BOOST_TEST((with.features == std::vector<std::string>{"checks", "something-newer"}));
+  // Encoded back only when there are some: an older coordinator sees the hello it knows.
+  BOOST_TEST(p::encode_hello(plain).find("features") == std::string::npos);
+  BOOST_TEST(p::encode_hello(with).find(R"("features":["checks","something-newer"])") != std::string::npos);
+  for (auto bad : {json("checks"), json::array({1}), json::array({""}), json::array({std::string(65, 'x')}),
+                   json(std::vector<std::string>(33, "x"))}) {
+    h["features"] = bad;
+    auto r = p::decode(h.dump());
+    BOOST_REQUIRE(std::holds_alternative<p::decode_error>(r));
+    BOOST_TEST(std::get<p::decode_error>(r).message.find("hello.features") == 0, std::get<p::decode_error>(r).message);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(check_results_decode_and_refuse_bad_values) {
+  auto ok = std::get<p::check_result>(std::get<p::node_message>(p::decode(base_check_result().dump())));
+  BOOST_TEST(ok.request_id == "7d444840-9dc0-11d1-b245-5ffdce74fad2");
+  BOOST_TEST(ok.status == "exited");
+  BOOST_TEST(ok.exit_code == 0);
+  BOOST_TEST(ok.output == "Filesystem Size\n/dev/sda1 100G\n");
+  BOOST_TEST(!ok.truncated);
+  // Round trip through the agent's encoder, for each status.
+  for (auto status : {"exited", "timed_out", "refused", "failed_to_start"}) {
+    p::check_result c{"7D444840-9DC0-11D1-B245-5FFDCE74FAD2", status, 3, "out\xc3\xa9", true, "why"};
+    auto back = std::get<p::check_result>(std::get<p::node_message>(p::decode(p::encode_check_result(c))));
+    BOOST_TEST(back.request_id == "7d444840-9dc0-11d1-b245-5ffdce74fad2");
+    BOOST_TEST(back.status == status);
+    BOOST_TEST(back.exit_code == (std::string(status) == "exited" ? 3 : -1));
+    BOOST_TEST(back.output == "out\xc3\xa9");
+    BOOST_TEST(back.truncated);
+    BOOST_TEST(back.error == "why");
+  }
+  struct bad {
+    const char* field;
+    json value;
+    const char* says;
+  };
+  for (auto& b : std::vector<bad>{{"request_id", "nope", "check_result.request_id: expected a UUID"},
+                                  {"status", "ok", "check_result.status: expected one of"},
+                                  {"exit_code", nullptr, "check_result.exit_code: missing"},
+                                  {"exit_code", 256, "check_result.exit_code: must be at most 255"},
+                                  {"exit_code", "0", "check_result.exit_code: expected an integer"},
+                                  {"output", 5, "check_result.output: expected a string"},
+                                  {"truncated", "no", "check_result.truncated: expected true or false"}}) {
+    auto j = base_check_result();
+    j[b.field] = b.value;
+    auto r = p::decode(j.dump());
+    BOOST_REQUIRE_MESSAGE(std::holds_alternative<p::decode_error>(r), b.field);
+    auto& e = std::get<p::decode_error>(r);
+    BOOST_TEST(e.code == p::code::bad_frame);
+    BOOST_TEST(e.message.find(b.says) == 0, e.message);
+    BOOST_TEST(e.ref == "check_result");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(check_requests_round_trip_and_the_agent_refuses_bad_ones) {
+  p::check_request req{"7d444840-9dc0-11d1-b245-5ffdce74fad2", "disk", {"df", "-h", "/"}, 10000, 65536};
+  auto line = p::encode_check_request(req);
+  BOOST_TEST(line.back() == '\n');
+  std::string why;
+  auto back = p::decode_check_request(std::string_view(line).substr(0, line.size() - 1), why);
+  BOOST_REQUIRE_MESSAGE(back, why);
+  BOOST_TEST(back->request_id == req.request_id);
+  BOOST_TEST(back->name == "disk");
+  BOOST_TEST((back->argv == std::vector<std::string>{"df", "-h", "/"}));
+  BOOST_TEST(back->timeout_ms == 10000);
+  BOOST_TEST(back->output_max == 65536);
+  auto j = json::parse(line);
+  for (auto& [field, value, says] : std::vector<std::tuple<std::string, json, std::string>>{
+         {"argv", json::array(), "check_request.argv: must not be empty"},
+         {"argv", json::array({1}), "check_request.argv: expected strings"},
+         {"timeout_ms", 0, "check_request.timeout_ms: must be at least 1"},
+         {"output_max", -1, "check_request.output_max: must be at least 0"},
+         {"name", nullptr, "check_request.name: missing"}}) {
+    auto k = j;
+    k[field] = value;
+    std::string w;
+    BOOST_TEST(!p::decode_check_request(k.dump(), w), field);
+    BOOST_TEST(w == says);
+  }
+  std::string w;
+  BOOST_TEST(!p::decode_check_request("[1]", w));
+  BOOST_TEST(w == "not a JSON object");
+}

@@ -207,6 +207,10 @@ inline json base_backfill_response() {
 }
 
 inline json base_bye() { return {{"type", "bye"}, {"reason", "agent stopping"}}; }
+inline json base_check_result() {
+  return {{"type", "check_result"}, {"request_id", "7d444840-9dc0-11d1-b245-5ffdce74fad2"}, {"status", "exited"},
+          {"exit_code", 0},         {"output", "Filesystem Size\n/dev/sda1 100G\n"},        {"truncated", false}};
+}
 
 // ---- field tables ----
 

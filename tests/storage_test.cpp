@@ -23,6 +23,51 @@ NC_BOTH_BACKENDS(migrations_are_idempotent) {
   BOOST_TEST(count(t, "SELECT COUNT(*) FROM nodes") == 1);
 }
 
+// v5 loosens jobs.type to take 'check' (PostgreSQL: a new constraint; SQLite: the table's text in
+// sqlite_master). The database is taken back to the v4 schema by hand, with a job in it, and
+// migrated again: the old job stays, check jobs go in, unknown types are still refused, and the
+// counters the triggers keep still count.
+NC_BOTH_BACKENDS(v5_lets_jobs_be_checks_and_keeps_refusing_other_types) {
+  bool pg = t.kind() == backend::postgresql;
+  auto insert = [&](const std::string& id, const std::string& type) {
+    t.exec_sql("INSERT INTO jobs (id, type, status, created_at) VALUES ('" + id + "', '" + type
+               + "', 'succeeded', '2026-01-09T12:00:00.000Z')");
+  };
+  auto refused = [&](const std::string& id, const std::string& type) {
+    try {
+      insert(id, type);
+    } catch (const std::exception&) {
+      return true;
+    }
+    return false;
+  };
+  if (pg) {
+    t.exec_sql("ALTER TABLE jobs DROP CONSTRAINT jobs_type_check");
+    t.exec_sql("ALTER TABLE jobs ADD CONSTRAINT jobs_type_check "
+               "CHECK (type IN ('backfill', 'reconcile', 'bundle_export', 'bundle_import'))");
+  } else {
+    int64_t version = count(t, "PRAGMA schema_version");
+    t.exec_sql("PRAGMA writable_schema = ON");
+    t.exec_sql("UPDATE sqlite_master SET sql = replace(sql, ', ''check''))', '))') WHERE name = 'jobs'");
+    t.exec_sql("PRAGMA schema_version = " + std::to_string(version + 1));
+    t.exec_sql("PRAGMA writable_schema = OFF");
+  }
+  t.exec_sql("DELETE FROM schema_migrations WHERE version = 5");
+  insert("00000000-0000-4000-8000-000000000001", "backfill");
+  BOOST_TEST_REQUIRE(refused("00000000-0000-4000-8000-000000000002", "check")); // truly back at v4
+  BOOST_TEST(t.db().migrate() == 4);
+  BOOST_TEST(count(t, "SELECT MAX(version) FROM schema_migrations") == 5);
+  BOOST_TEST(!refused("00000000-0000-4000-8000-000000000003", "check"));
+  BOOST_TEST(refused("00000000-0000-4000-8000-000000000004", "nonsense"));
+  BOOST_TEST(count(t, "SELECT COUNT(*) FROM jobs") == 2);
+  BOOST_TEST(count(t, "SELECT COUNT(*) FROM jobs WHERE type = 'backfill'") == 1);
+  BOOST_TEST(count(t, "SELECT COALESCE(SUM(jobs), 0) FROM job_counts WHERE type = 'check'") == 1);
+  // Migrating again changes nothing (the edit would not find its text twice).
+  BOOST_TEST(t.db().migrate() == 5);
+  if (!pg)
+    BOOST_TEST(count(t, "SELECT COUNT(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'") == 1);
+}
+
 NC_BOTH_BACKENDS(newer_schema_is_refused) {
   t.exec_sql("INSERT INTO schema_migrations (version, description, applied_at) VALUES "
              "(999, 'from the future', '2030-01-01T00:00:00.000Z')");

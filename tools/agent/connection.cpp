@@ -187,6 +187,8 @@ session_end run_session(coordinator_link& l, const loop_options& o, int stop_fd,
           } catch (const std::exception& e) {
             log::error("cannot read the agent store", {{"error", e.what()}});
           }
+        } else {
+          l.send_finished_checks(out); // small, and the coordinator waits for them
         }
         next_poll = now + o.poll_interval;
       }

@@ -1,10 +1,15 @@
 #include "tools/agent/link.hpp"
 
+#include "common/ids.hpp"
+#include "common/log.hpp"
 #include "protocol/codec.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
+#include <system_error>
+#include <thread>
 
 namespace nodecoord::agent {
 
@@ -17,11 +22,53 @@ std::string text_field(const json& f, const char* key) {
   return it != f.end() && it->is_string() ? it->get<std::string>() : std::string{};
 }
 
+std::string argv_text(const std::vector<std::string>& argv) {
+  return json(argv).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+/// The coordinator refuses a frame holding U+0000 (its database cannot store it): NUL bytes of
+/// a check's output become U+FFFD, as invalid UTF-8 does when encoded.
+std::string without_nul(std::string s) {
+  if (s.find('\0') == std::string::npos)
+    return s;
+  std::string out;
+  out.reserve(s.size() + 16);
+  for (char c : s)
+    if (c == '\0')
+      out += "\xef\xbf\xbd";
+    else
+      out += c;
+  return out;
+}
+
+/// A check_result line of at most `max` bytes: JSON escaping can make output up to six times
+/// longer (control bytes become \u00XX), and a frame over the coordinator's limit would end the
+/// connection. The longest prefix of the output that fits is sent, marked truncated.
+std::string result_line(protocol::check_result r, size_t max) {
+  auto line = protocol::encode_check_result(r);
+  if (line.size() <= max)
+    return line;
+  std::string all = std::move(r.output);
+  r.truncated = true;
+  size_t fits = 0, too_long = all.size(); // escaping makes a prefix's size hard to tell: search
+  while (fits + 1 < too_long) {
+    auto mid = fits + (too_long - fits) / 2;
+    r.output.assign(all, 0, mid);
+    if (protocol::encode_check_result(r).size() <= max)
+      fits = mid;
+    else
+      too_long = mid;
+  }
+  r.output.assign(all, 0, fits);
+  return protocol::encode_check_result(r);
+}
+
 } // namespace
 
 coordinator_link::coordinator_link(store& s, link_options o) : store_(s), opts_(std::move(o)) {}
 
 std::string coordinator_link::start() {
+  ++generation_; // results of checks asked on the old connection are not sent on this one
   welcomed_ = false;
   node_id_.clear();
   sent_.clear();
@@ -32,6 +79,9 @@ std::string coordinator_link::start() {
   h.key = opts_.key;
   h.agent = opts_.agent;
   h.capabilities = opts_.capabilities;
+  // Even with an empty allow-list: the agent then answers every check_request `refused`, which
+  // tells the operator more than a coordinator that never asks.
+  h.features = {protocol::feature::checks};
   return protocol::encode_hello(h);
 }
 
@@ -59,6 +109,8 @@ link_event coordinator_link::on_line(std::string_view line, std::string& out) {
       on_ack(it->get<int64_t>());
   } else if (type == "backfill_request") {
     answer_backfill(f, out);
+  } else if (type == "check_request") {
+    on_check_request(line, f, out);
   } else if (type == "error") {
     on_error(f, ev);
   } else if (type == "close") {
@@ -147,6 +199,7 @@ int64_t coordinator_link::send_attempt(const attempt_row& a, int64_t from, int64
 }
 
 void coordinator_link::poll_store(std::string& out) {
+  send_finished_checks(out);
   if (!welcomed_)
     return;
   std::vector<confirmation> sent_now;
@@ -196,6 +249,113 @@ void coordinator_link::answer_backfill(const json& f, std::string& out) {
   out += protocol::encode_backfill_response(resp);
   ++counters_.requests_answered;
   confirm_after(std::move(sent_now), out);
+}
+
+void coordinator_link::refuse_check(const std::string& request_id, const std::string& name, std::string error,
+                                    std::string& out) {
+  ++counters_.checks_refused;
+  log::warn("check refused", {{"name", name}, {"request_id", request_id}, {"error", error}});
+  protocol::check_result r;
+  r.request_id = request_id;
+  r.status = protocol::check_status::refused;
+  r.error = std::move(error);
+  out += protocol::encode_check_result(r);
+}
+
+void coordinator_link::on_check_request(std::string_view line, const json& f, std::string& out) {
+  std::string why;
+  auto req = protocol::decode_check_request(line, why);
+  if (!req) {
+    ++counters_.errors;
+    auto id = text_field(f, "request_id");
+    if (!is_uuid(id)) {
+      log::warn("coordinator sent a check_request the agent cannot read", {{"error", why}});
+      return; // nothing to answer to
+    }
+    std::transform(id.begin(), id.end(), id.begin(), [](unsigned char c) { return std::tolower(c); });
+    refuse_check(id, text_field(f, "name"), why, out);
+    return;
+  }
+  auto& name = req->name;
+  auto allowed = opts_.checks.find(name);
+  if (allowed == opts_.checks.end())
+    return refuse_check(req->request_id, name, "check '" + name + "' is not allowed by this agent's config", out);
+  if (allowed->second != req->argv)
+    return refuse_check(req->request_id, name,
+                        "check '" + name + "': the coordinator's argv differs from this agent's config", out);
+  bool busy = false;
+  {
+    std::lock_guard lock(checks_->m);
+    busy = checks_->running >= opts_.max_running_checks;
+    if (!busy)
+      ++checks_->running; // taken before the thread exists: the next request counts it
+  }
+  if (busy)
+    return refuse_check(req->request_id, name,
+                        "too many checks running (" + std::to_string(opts_.max_running_checks) + ")", out);
+  auto timeout = std::chrono::milliseconds(req->timeout_ms);
+  // Never more than a frame can carry (and bounded memory, whatever the request says).
+  auto output_max = std::min(static_cast<size_t>(std::max<int64_t>(0, req->output_max)), opts_.max_frame_bytes);
+  log::info("running check", {{"name", name}, {"argv", argv_text(req->argv)}, {"request_id", req->request_id}});
+  finished_check job{generation_, req->request_id, name, req->argv, {}};
+  try {
+    std::thread([state = checks_, job, timeout, output_max]() mutable {
+      try {
+        job.outcome = run_check(job.argv, timeout, output_max);
+      } catch (const std::exception& e) {
+        job.outcome = {protocol::check_status::failed_to_start, -1, "", false,
+                       std::string("cannot run it: ") + e.what()};
+      }
+      std::lock_guard lock(state->m);
+      state->done.push_back(std::move(job));
+      --state->running;
+    }).detach();
+  } catch (const std::system_error& e) {
+    {
+      std::lock_guard lock(checks_->m);
+      --checks_->running;
+    }
+    log::error("cannot start a thread for a check", {{"name", name}, {"error", e.what()}});
+    protocol::check_result r{req->request_id,
+                             protocol::check_status::failed_to_start,
+                             -1,
+                             "",
+                             false,
+                             std::string("the agent cannot start a thread: ") + e.what()};
+    out += protocol::encode_check_result(r);
+    return;
+  }
+  ++counters_.checks_run;
+}
+
+void coordinator_link::send_finished_checks(std::string& out) {
+  std::vector<finished_check> done;
+  {
+    std::lock_guard lock(checks_->m);
+    done.swap(checks_->done);
+  }
+  for (auto& j : done) {
+    auto& o = j.outcome;
+    if (j.generation != generation_) {
+      log::info("check result dropped: the connection that asked for it has ended",
+                {{"name", j.name}, {"request_id", j.request_id}, {"status", o.status}});
+      continue;
+    }
+    log::info("check finished", {{"name", j.name},
+                                 {"argv", argv_text(j.argv)},
+                                 {"request_id", j.request_id},
+                                 {"status", o.status},
+                                 {"exit_code", o.exit_code},
+                                 {"output_bytes", o.output.size()},
+                                 {"truncated", o.truncated}});
+    out += result_line({j.request_id, o.status, o.exit_code, without_nul(std::move(o.output)), o.truncated, o.error},
+                       opts_.max_frame_bytes);
+  }
+}
+
+size_t coordinator_link::checks_running() const {
+  std::lock_guard lock(checks_->m);
+  return checks_->running;
 }
 
 } // namespace nodecoord::agent

@@ -12,12 +12,20 @@
 // again in full. A connection that ends before the ack leaves everything unconfirmed: it is sent
 // again after the reconnect. While the coordinator's database is slow or down the ack is late,
 // and the coordinator says so with `error{ack_delayed}` (not a problem of ours).
+//
+// Checks (feature "checks", docs/agent.md): a `check_request` runs only if the agent's own
+// allow-list has its name with exactly its argv; it runs on a thread of its own, and its result
+// is sent by the next send_finished_checks of the same connection (a result of an older one is
+// dropped: the coordinator that asked has forgotten it).
+#include "tools/agent/check_runner.hpp"
 #include "tools/agent/store.hpp"
 
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -33,6 +41,10 @@ struct link_options {
   size_t max_frame_bytes = 256 * 1024; // well below the coordinator's 1 MiB limit
   size_t poll_attempts = 200;          // attempts read from the store per poll
   int64_t poll_lines = 5000;           // lines per attempt per poll (the rest next time)
+  /// The checks this agent runs: name -> the exact argv. Any other name, or another argv, is
+  /// refused (the coordinator's config alone cannot make a node run a program).
+  std::map<std::string, std::vector<std::string>> checks;
+  size_t max_running_checks = 4; // a request beyond this many running is refused
 };
 
 /// What a coordinator frame meant for the connection.
@@ -56,6 +68,8 @@ struct link_counters {
   uint64_t confirmations = 0;
   uint64_t errors = 0;
   uint64_t acks_delayed = 0;
+  uint64_t checks_run = 0;     // started
+  uint64_t checks_refused = 0; // answered `refused`
 };
 
 class coordinator_link {
@@ -71,6 +85,11 @@ public:
   void poll_store(std::string& out);
   /// The periodic heartbeat.
   void heartbeat(std::string& out);
+  /// Sends the results of this connection's checks that finished since the last call (also done
+  /// by poll_store).
+  void send_finished_checks(std::string& out);
+  /// Checks running now, of this connection or an older one.
+  size_t checks_running() const;
   std::string bye(const std::string& reason) const;
 
   bool welcomed() const { return welcomed_; }
@@ -94,6 +113,22 @@ private:
   void confirm_after(std::vector<confirmation> c, std::string& out);
   void on_ack(int64_t seq);
   void on_error(const nlohmann::json& f, link_event& ev);
+  void on_check_request(std::string_view line, const nlohmann::json& f, std::string& out);
+  void refuse_check(const std::string& request_id, const std::string& name, std::string error, std::string& out);
+
+  struct finished_check {
+    uint64_t generation; // the start() it was asked after
+    std::string request_id;
+    std::string name;
+    std::vector<std::string> argv;
+    check_outcome outcome;
+  };
+  /// Shared with the check threads, which may outlive the link (they never touch it).
+  struct check_state {
+    std::mutex m;
+    size_t running = 0;
+    std::vector<finished_check> done;
+  };
 
   store& store_;
   link_options opts_;
@@ -104,6 +139,8 @@ private:
   std::unordered_map<std::string, sent_state> sent_;
   std::map<int64_t, std::vector<confirmation>> awaiting_; // heartbeat seq -> what its ack confirms
   link_counters counters_;
+  uint64_t generation_ = 0; // +1 per start(): a result of an older connection is dropped
+  std::shared_ptr<check_state> checks_ = std::make_shared<check_state>();
 };
 
 } // namespace nodecoord::agent

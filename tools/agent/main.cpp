@@ -9,9 +9,15 @@
 //   nodecoord-agent record finish ATTEMPT --state S
 //   nodecoord-agent run --task TASK -- CMD ARGS…        one attempt: CMD's stdout/stderr as lines
 //   nodecoord-agent list                                the store's attempts
+//
+// The --config file of `connect` may also allow checks (docs/agent.md, Checks): programs the
+// coordinator may ask this node to run, each by name with its exact argv:
+//   [checks.disk]
+//   argv = ["df", "-h", "/"]
 #include "common/log.hpp"
 #include "config/toml_guard.hpp"
 #include "nodecoord/version.hpp"
+#include "tools/agent/check_config.hpp"
 #include "tools/agent/connection.hpp"
 #include "tools/agent/link.hpp"
 #include "tools/agent/run_command.hpp"
@@ -59,6 +65,8 @@ struct connect_args {
   std::string tls_cert_file; // mutual TLS: this node's certificate ...
   std::string tls_key_file;  // ... and its private key
   std::string server_name;   // empty: the host of --coordinator
+  // [checks.NAME] of the config file (no flag)
+  agent::check_allow_list checks;
 };
 
 std::string trim(std::string s) {
@@ -154,8 +162,9 @@ void apply_config(connect_args& a, std::string& store_path, bool store_given) {
   for (auto& [k, v] : t)
     if (k != "coordinator" && k != "node" && k != "key_file" && k != "store" && k != "poll_interval_ms"
         && k != "backoff_max_ms" && k != "capabilities" && k != "tls" && k != "ca_file" && k != "tls_cert_file"
-        && k != "tls_key_file" && k != "server_name")
+        && k != "tls_key_file" && k != "server_name" && k != "checks")
       throw std::runtime_error(a.config + ": unknown setting '" + std::string(k.str()) + "'");
+  a.checks = agent::read_check_allow_list(guarded.text, a.config);
 }
 
 int connect_command(connect_args a, const std::string& store_path) {
@@ -203,6 +212,7 @@ int connect_command(connect_args a, const std::string& store_path) {
   o.key = key;
   o.agent = std::string("nodecoord-agent/") + nodecoord::version;
   o.capabilities = a.capabilities;
+  o.checks = a.checks;
   agent::coordinator_link l(st, o);
 
   if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
@@ -216,14 +226,17 @@ int connect_command(connect_args a, const std::string& store_path) {
   log::info("nodecoord-agent starting", {{"node", a.node},
                                          {"coordinator", a.coordinator},
                                          {"store", store_path},
+                                         {"checks", a.checks.size()},
                                          {"tls", !a.tls                    ? "off"
                                                  : a.tls_cert_file.empty() ? "on"
                                                                            : "mutual"}});
   auto rc = agent::run_connection_loop(l, lo, stop_pipe[0]);
   auto& c = l.counters();
-  log::info(
-    "nodecoord-agent stopped",
-    {{"attempts_sent", c.attempts_sent}, {"lines_sent", c.lines_sent}, {"requests_answered", c.requests_answered}});
+  log::info("nodecoord-agent stopped", {{"attempts_sent", c.attempts_sent},
+                                        {"lines_sent", c.lines_sent},
+                                        {"requests_answered", c.requests_answered},
+                                        {"checks_run", c.checks_run},
+                                        {"checks_refused", c.checks_refused}});
   return rc;
 }
 
@@ -241,7 +254,9 @@ int main(int argc, char** argv) {
 
   connect_args ca;
   auto* connect = app.add_subcommand("connect", "connect to the coordinator and stay connected");
-  connect->add_option("--config", ca.config, "a TOML file with these settings (flags win)");
+  connect->add_option("--config", ca.config,
+                      "a TOML file with these settings (flags win), and the checks the coordinator may run here "
+                      "([checks.NAME] argv = [...]; docs/agent.md)");
   connect->add_option("--coordinator", ca.coordinator,
                       "HOST:PORT of nodecoordd, or several separated by commas (instances sharing one database: the "
                       "agent moves to the next when one fails)");

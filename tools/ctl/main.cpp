@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <fstream>
+#include <chrono>
+#include <thread>
 #include <iostream>
 #include <sstream>
 
@@ -170,6 +172,47 @@ void print_audit(const json& d) {
     std::cout << "more: --before " << text(d["next"]) << "\n";
 }
 
+/// `node check`: the job is started, then its row polled until it is final (the session fails
+/// it at the check's timeout plus a grace at the latest); exit 0 only for exit code 0.
+int run_node_check(client& api, const std::string& node, const std::string& check, bool no_wait, bool json_out) {
+  auto started = api.call("POST", "/api/nodes/" + url_encode(node) + "/checks/" + url_encode(check));
+  auto job_id = started["job"]["id"].get<std::string>();
+  if (no_wait) {
+    std::cout << (json_out ? started.dump() : "check " + check + " started on " + node + ": job " + job_id) << "\n";
+    return exit_ok;
+  }
+  auto bound = std::chrono::milliseconds(started.value("timeout_ms", int64_t{0}) + 15000);
+  auto deadline = std::chrono::steady_clock::now() + bound;
+  json job;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto page = api.call("GET", "/api/jobs" + query({{"type", "check"}, {"node", node}, {"limit", "100"}}));
+    for (auto& j : page["jobs"])
+      if (j["id"] == job_id && j["finished_at"].is_string())
+        job = j;
+    if (!job.is_null())
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  if (job.is_null())
+    throw api_failure(exit_failure, "timeout",
+                      "check job " + job_id + " did not finish within " + std::to_string(bound.count()) + " ms");
+  if (json_out) {
+    std::cout << job.dump() << "\n";
+  } else {
+    auto& d = job["detail"];
+    std::cout << "check " << check << " on " << node << ": " << text(job["status"]);
+    if (!job["error"].is_null())
+      std::cout << " (" << text(job["error"]) << ")";
+    std::cout << "\n";
+    if (d.is_object() && d.contains("output") && d["output"].is_string()) {
+      std::cout << d["output"].get<std::string>();
+      if (d.value("truncated", false))
+        std::cout << "\n[output truncated]\n";
+    }
+  }
+  return job["status"] == "succeeded" ? exit_ok : exit_failure;
+}
+
 void print_plan(const json& d) {
   auto matched = d.value("matched", json(0));
   std::cout << text(d["action"]) << ": " << text(matched) << " rows match " << d["filter"].dump()
@@ -241,6 +284,15 @@ int main(int argc, char** argv) {
   node_drain->add_option("NAME", name)->required();
   node_drain->add_option("--deadline", drain_deadline,
                          "how long to wait for requests in flight (default 60s, at most 100s)");
+  std::string check_name;
+  bool check_no_wait = false;
+  auto* node_check = node->add_subcommand(
+    "check", "run a check from the coordinator's [checks] on the node (its agent must allow the same); "
+             "waits for the result and exits 0 only if the check exited 0");
+  node_check->add_option("NAME", name)->required();
+  node_check->add_option("CHECK", check_name, "a name from `nodecoordctl checks`")->required();
+  node_check->add_flag("--no-wait", check_no_wait, "print the check's job and return");
+  auto* checks = app.add_subcommand("checks", "the checks the coordinator's config allows ([checks.NAME])");
 
   auto* attempts = app.add_subcommand("attempts", "task attempts");
   attempts->require_subcommand(1);
@@ -371,6 +423,15 @@ int main(int argc, char** argv) {
                         << "requests finished " << text(d["requests_finished"]) << ", reset "
                         << text(d["requests_reset"]) << "; attempts partial " << text(d["attempts_partial"]) << "\n";
             });
+    } else if (checks->parsed()) {
+      print(api.call("GET", "/api/checks"), [](const json& d) {
+        std::vector<std::vector<std::string>> rows;
+        for (auto& c : d["checks"])
+          rows.push_back({text(c["name"]), c["argv"].dump(), text(c["timeout_ms"]), text(c["output_max"])});
+        table({"NAME", "ARGV", "TIMEOUT_MS", "OUTPUT_MAX"}, rows);
+      });
+    } else if (node_check->parsed()) {
+      return run_node_check(api, name, check_name, check_no_wait, json_out);
     } else if (node_disable->parsed() || node_enable->parsed() || node_rotate->parsed()) {
       std::string action = node_disable->parsed() ? "disable" : node_enable->parsed() ? "enable" : "rotate-key";
       print(api.call("POST", "/api/nodes/" + url_encode(name) + "/" + action), [&](const json& d) {

@@ -167,6 +167,12 @@ private:
   http_response drain_node(const std::string& name, const http_request& req);
   http_response run_check(const std::string& name, const std::string& check);
   http_response list_checks();
+  /// The configured check of that name; 404 unknown_check otherwise.
+  const check_definition& configured_check(const std::string& name) const;
+  /// Writes the check's job (running) and hands the check to the node's session; a check that
+  /// did not go out has its job failed with the reason. The job as written and whether it went out.
+  std::pair<storage::job_record, check_dispatch_result> send_check(const std::string& node_id,
+                                                                   const check_definition& def);
   http_response list_attempts(const http_request& req);
   http_response show_attempt(const std::string& id);
   http_response attempt_logs(const std::string& id, const http_request& req);
@@ -176,6 +182,8 @@ private:
   http_response list_audit(const http_request& req);
   http_response list_history(const http_request& req);
   http_response bulk(const std::string& action, const std::string& step, const http_request& req);
+  /// nodes.check applied: the check sent to every node of the set, a job each.
+  http_response send_checks(const check_definition& def, const storage::bulk_action::result_type& r);
 
   /// The audit entry of the call this thread is handling, its actor filled in by handle():
   /// `action` and `target` also name the call if it is refused later. `filter` is a JSON object

@@ -208,42 +208,49 @@ http_response api::list_checks() {
   return reply(200, {{"checks", out}});
 }
 
-http_response api::run_check(const std::string& name, const std::string& check) {
-  audit_for("node.check", name, json{{"check", check}}.dump(-1, ' ', false, json::error_handler_t::replace));
-  const check_definition* def = nullptr;
+const check_definition& api::configured_check(const std::string& name) const {
   for (auto& c : opts_.checks)
-    if (c.name == check)
-      def = &c;
-  if (!def) {
-    std::vector<std::string> names;
-    for (auto& c : opts_.checks)
-      names.push_back(c.name);
-    // The coordinator runs nothing it was not configured with: no argv ever comes from a caller.
-    throw api_error{404, "unknown_check",
-                    "no check named '" + check + "' in this coordinator's config ([checks.NAME]); configured: "
-                      + (names.empty() ? "none" : join(names))};
-  }
-  if (!valid_node_name(name))
-    not_found("no node named '" + name + "'");
-  auto n = find_node(backend_, name);
+    if (c.name == name)
+      return c;
+  std::vector<std::string> names;
+  for (auto& c : opts_.checks)
+    names.push_back(c.name);
+  // The coordinator runs nothing it was not configured with: no argv ever comes from a caller.
+  throw api_error{404, "unknown_check",
+                  "no check named '" + name + "' in this coordinator's config ([checks.NAME]); configured: "
+                    + (names.empty() ? "none" : join(names))};
+}
+
+std::pair<storage::job_record, check_dispatch_result> api::send_check(const std::string& node_id,
+                                                                      const check_definition& def) {
   storage::job_insert op;
   op.job.id = new_uuid();
   op.job.type = "check";
   op.job.status = "running";
-  op.job.node_id = n.id;
-  op.job.detail = json{{"check", def->name}, {"argv", def->argv}}.dump();
+  op.job.node_id = node_id;
+  op.job.detail = json{{"check", def.name}, {"argv", def.argv}}.dump();
   op.job.created_at = now_text();
   op.job.started_at = op.job.created_at;
   backend_.insert_job(op);
   auto sent = backend_.dispatch_check(
-    check_dispatch{n.id, op.job.id, def->name, def->argv, static_cast<int64_t>(def->timeout.count()), def->output_max});
-  if (!sent.sent) {
+    check_dispatch{node_id, op.job.id, def.name, def.argv, static_cast<int64_t>(def.timeout.count()), def.output_max});
+  if (!sent.sent)
     backend_.update_job(storage::job_update{op.job.id, "failed", "", sent.code + ": " + sent.message});
-    throw api_error{409, sent.code, sent.message + " (job " + op.job.id + " failed)", json{{"job_id", op.job.id}}};
-  }
-  audit_after(json{{"jobs", 1}, {"job_id", op.job.id}}.dump());
-  json out = check_json(*def);
-  out["job"] = job_json(op.job);
+  return {op.job, sent};
+}
+
+http_response api::run_check(const std::string& name, const std::string& check) {
+  audit_for("node.check", name, json{{"check", check}}.dump(-1, ' ', false, json::error_handler_t::replace));
+  const auto& def = configured_check(check);
+  if (!valid_node_name(name))
+    not_found("no node named '" + name + "'");
+  auto n = find_node(backend_, name);
+  auto [job, sent] = send_check(n.id, def);
+  if (!sent.sent)
+    throw api_error{409, sent.code, sent.message + " (job " + job.id + " failed)", json{{"job_id", job.id}}};
+  audit_after(json{{"jobs", 1}, {"job_id", job.id}}.dump());
+  json out = check_json(def);
+  out["job"] = job_json(job);
   out["node"] = name;
   return reply(202, std::move(out));
 }

@@ -146,6 +146,28 @@ json sample_json(const std::string& action, const std::vector<storage::bulk_row>
 
 } // namespace
 
+http_response api::send_checks(const check_definition& def, const storage::bulk_action::result_type& r) {
+  // One job each; a node that has no session here or an older agent gets a failed job, not a
+  // refusal of the whole set (the set was planned and applied; what each node did is its job).
+  json counts{{"nodes", r.matched}, {"sent", 0}, {"node_not_connected", 0}, {"checks_unsupported", 0}};
+  json jobs = json::array();
+  for (size_t i = 0; i < r.node_ids.size(); ++i) {
+    auto sent = send_check(r.node_ids[i], def);
+    const auto& job = sent.first;
+    const auto& result = sent.second;
+    auto outcome = result.sent ? std::string("sent") : result.code;
+    if (counts.contains(outcome))
+      counts[outcome] = counts[outcome].get<int64_t>() + 1;
+    jobs.push_back({{"node", i < r.node_names.size() ? r.node_names[i] : ""},
+                    {"job_id", job.id},
+                    {"sent", result.sent},
+                    {"error", result.sent ? json(nullptr) : json(result.code + ": " + result.message)}});
+  }
+  audit_after(counts.dump());
+  return reply(
+    200, {{"action", "nodes.check"}, {"check", def.name}, {"matched", r.matched}, {"counts", counts}, {"jobs", jobs}});
+}
+
 http_response api::bulk(const std::string& action, const std::string& step, const http_request& req) {
   bool apply = step == "apply";
   audit_for(apply ? action : action + "." + step, "");
@@ -156,14 +178,23 @@ http_response api::bulk(const std::string& action, const std::string& step, cons
   auto body = json::parse(req.body.empty() ? std::string("{}") : req.body, nullptr, false);
   if (body.is_discarded() || !body.is_object())
     bad_request("the body must be a JSON object such as {\"filter\":{\"node_status\":\"offline\"}}");
+  bool checks = action == "nodes.check";
   for (auto& [k, v] : body.items())
-    if (k != "filter" && k != "all" && k != "max_rows" && !(apply && k == "token"))
-      bad_request("unknown field \"" + k + "\"; allowed: filter, all, max_rows" + (apply ? ", token" : ""));
+    if (k != "filter" && k != "all" && k != "max_rows" && !(apply && k == "token") && !(checks && k == "check"))
+      bad_request("unknown field \"" + k + "\"; allowed: filter, all, max_rows" + (checks ? ", check" : "")
+                  + (apply ? ", token" : ""));
   storage::bulk_action op;
   op.action = action;
   op.apply = apply;
   op.sample = plan_sample;
   op.filter = parse_filter(action, body);
+  const check_definition* def = nullptr;
+  if (checks) {
+    if (!body.contains("check") || !body["check"].is_string())
+      bad_request("nodes.check needs the check to run: \"check\": \"NAME\" (GET /api/checks lists them)");
+    def = &configured_check(body["check"].get<std::string>());
+    op.filter.check = def->name;
+  }
   op.limit = opts_.max_rows_per_action;
   if (body.contains("max_rows")) {
     auto& v = body["max_rows"];
@@ -181,6 +212,8 @@ http_response api::bulk(const std::string& action, const std::string& step, cons
                   + "/plan first, then apply with its filter and token");
     op.token = body["token"].get<std::string>();
     op.audit = audit_for(action, "", filter_text);
+    if (checks)
+      op.audit = {}; // its row comes after the checks are sent, with what happened to each
   } else {
     audit_for(action + ".plan", "", filter_text);
   }
@@ -191,6 +224,7 @@ http_response api::bulk(const std::string& action, const std::string& step, cons
     attempts_not_complete(r.blocked);
   json filter = json::parse(filter_text);
   filter.erase("all");
+  filter.erase("check"); // a field of its own in the body
   if (!apply) {
     json out{{"action", action},
              {"filter", filter},
@@ -203,6 +237,8 @@ http_response api::bulk(const std::string& action, const std::string& step, cons
       out["attempts"] = r.attempts;
       out["log_lines"] = r.log_lines;
     }
+    if (checks)
+      out["check"] = def->name;
     audit_after(json{{"matched", r.matched}}.dump());
     return reply(200, std::move(out));
   }
@@ -211,6 +247,8 @@ http_response api::bulk(const std::string& action, const std::string& step, cons
                     "what the filter matches changed since the plan (" + std::to_string(r.matched)
                       + " rows now); nothing was changed. Plan again",
                     json{{"matched", r.matched}}};
+  if (checks)
+    return send_checks(*def, r);
   audit_written();
   // Disabled (or deleted) nodes lose their sessions now; the registry would also notice within
   // its disable poll.

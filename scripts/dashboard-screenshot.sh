@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Takes a 1280x900 screenshot of the dashboard of a running nodecoordd, for docs/:
+# Takes a 1280x900 screenshot of the dashboard of a running nodecoordd, for docs/ (HEIGHT=1250 for
+# a taller one, e.g. a node page down to its checks):
 #   scripts/dashboard-screenshot.sh http://127.0.0.1:7401 docs/dashboard.png
 #   scripts/dashboard-screenshot.sh http://127.0.0.1:7401 docs/dashboard-node.png '#node/edge-1'
 # DAEMON_ADMIN_URL is the admin listen address (admin.listen); the page is its "/". Headless
@@ -36,7 +37,7 @@ rm -f "$out"
 # after several 3 s refreshes.
 HOME="$profile" XDG_CONFIG_HOME="$profile/config" XDG_CACHE_HOME="$profile/cache" \
   "$chromium" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$profile/profile" \
-  --virtual-time-budget=10000 --hide-scrollbars --window-size=1280,900 --screenshot="$out" "$url$view" \
+  --virtual-time-budget=10000 --hide-scrollbars --window-size=1280,"${HEIGHT:-900}" --screenshot="$out" "$url$view" \
   >"$profile/chromium.log" 2>&1 || {
   echo "$0: chromium failed:" >&2
   tail -n 20 "$profile/chromium.log" >&2

@@ -28,6 +28,7 @@ std::string bulk_filter::canonical() const {
   put("task_prefix", task_prefix);
   put("name_prefix", name_prefix);
   put("older_than", older_than);
+  put("check", check);
   if (all)
     j["all"] = true;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -62,6 +63,8 @@ selection select_for(op_context& c, const bulk_action& op) {
     throw std::invalid_argument("bulk: unknown action '" + op.action + "'");
   if (f.empty() && !f.all)
     throw std::invalid_argument("bulk: a filter is required (or all)");
+  if (f.check.empty() != (op.action != "nodes.check"))
+    throw std::invalid_argument("bulk: nodes.check, and only it, names a check");
   selection s;
   std::string where;
   auto add = [&](const std::string& cond, const std::string& name, const std::string& value) {
@@ -97,7 +100,9 @@ selection select_for(op_context& c, const bulk_action& op) {
     s.label = "n.name";
     s.status = "n.status";
     s.lock = c.d.for_update();
-    s.from += op.action == "nodes.disable" ? "n.status <> 'disabled'" : "n.status = 'disabled'";
+    s.from += op.action == "nodes.disable" ? "n.status <> 'disabled'"
+              : op.action == "nodes.check" ? "n.status = 'online'"
+                                           : "n.status = 'disabled'";
     if (!f.name_prefix.empty()) {
       add("substr(n.name, 1, " + std::to_string(f.name_prefix.size()) + ") = :f_name", "f_name", f.name_prefix);
     }
@@ -192,6 +197,8 @@ bulk_action::result_type execute(op_context& c, const bulk_action& op) {
   } else if (op.action == "nodes.disable") {
     counts["nodes"] =
       exec_in_chunks(c, "UPDATE nodes SET status = 'disabled', disabled_at = :now WHERE id IN ", ids, set_now);
+  } else if (op.action == "nodes.check") {
+    counts["nodes"] = static_cast<int64_t>(ids.size()); // the API sends the checks
   } else if (op.action == "nodes.enable") {
     counts["nodes"] = exec_in_chunks(c, "UPDATE nodes SET status = 'offline', disabled_at = NULL WHERE id IN ", ids);
   } else { // nodes.delete: the lines, the attempts, the jobs' reference, the nodes

@@ -22,6 +22,7 @@ struct bulk_filter {
   std::string name_prefix; // nodes only: name starts with this
   std::string older_than;  // RFC 3339 cutoff: attempts last updated, nodes last seen before it
   bool all = false;        // explicitly everything the action applies to
+  std::string check;       // nodes.check: the check to run (not a filter; part of the token)
 
   bool empty() const {
     return node.empty() && node_status.empty() && sync_state.empty() && state.empty() && task_prefix.empty()
@@ -38,6 +39,7 @@ inline constexpr const char* bulk_actions[] = {
   "nodes.disable",    // not disabled -> disabled (the API closes their sessions)
   "nodes.enable",     // disabled -> offline
   "nodes.delete",     // disabled nodes with their attempts and logs; refused while an attempt is not complete
+  "nodes.check",      // online nodes: the API sends each the check (a job each); nothing changes here
 };
 bool is_bulk_action(const std::string& name);
 /// True for actions on attempts, false for actions on nodes.

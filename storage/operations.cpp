@@ -515,7 +515,7 @@ reset_all_pending::result_type recover_instance(op_context& c, const std::string
   }
   {
     query q(c.sql, "UPDATE jobs SET status = 'abandoned', finished_at = :now, error = :why "
-                   "WHERE type IN ('backfill', 'reconcile') AND status IN ('queued', 'running') AND "
+                   "WHERE type IN ('backfill', 'reconcile', 'check') AND status IN ('queued', 'running') AND "
                      + mine("instance_id"));
     q.bind("now", c.now_text).bind("why", why);
     out.jobs_abandoned = bind_me(q).exec();

@@ -304,8 +304,10 @@ struct fake_backend final : backend {
   std::vector<std::string> backfills;
   check_dispatch_result dispatch_check(const check_dispatch& d) override {
     checks_sent.push_back(d);
-    return next_check;
+    auto it = check_answers.find(d.node_id);
+    return it == check_answers.end() ? next_check : it->second;
   }
+  std::map<std::string, check_dispatch_result> check_answers; // by node id
   std::vector<check_dispatch> checks_sent;
   check_dispatch_result next_check{true, "", ""};
 };

@@ -807,6 +807,66 @@ BOOST_AUTO_TEST_CASE(a_check_runs_only_from_the_config_and_is_a_job) {
   BOOST_TEST(data(call("GET", "/api/checks"))["checks"] == json::array());
 }
 
+BOOST_AUTO_TEST_CASE(a_check_on_a_filtered_set_is_planned_then_sent_to_each_node) {
+  auto o = opts();
+  o.checks = {{"disk", {"df", "-h", "/"}, std::chrono::milliseconds(2500), 4096}};
+  api a{b, o};
+  auto post = [&](const std::string& path, const std::string& body) { return a.handle(request("POST", path, body)); };
+  // The check is required, from the config; other actions take none.
+  auto missing = post("/api/bulk/nodes.check/plan", R"({"all":true})");
+  BOOST_TEST(missing.status == 400);
+  BOOST_TEST(json::parse(missing.body)["error"]["message"].get<std::string>().find("needs the check")
+             != std::string::npos);
+  auto unknown = post("/api/bulk/nodes.check/plan", R"({"all":true,"check":"rm"})");
+  BOOST_TEST(unknown.status == 404);
+  BOOST_TEST(json::parse(unknown.body)["error"]["code"] == "unknown_check");
+  BOOST_TEST(post("/api/bulk/nodes.disable/plan", R"({"all":true,"check":"disk"})").status == 400);
+  BOOST_TEST(b.bulks.empty());
+
+  b.bulk_answer.matched = 3;
+  b.bulk_answer.token = "tok";
+  b.bulk_answer.node_ids = {"id-a", "id-b", "id-c"};
+  b.bulk_answer.node_names = {"alpha", "beta", "gamma"};
+  auto plan = post("/api/bulk/nodes.check/plan", R"({"filter":{"name_prefix":"a"},"check":"disk"})");
+  BOOST_TEST_REQUIRE(plan.status == 200, plan.body);
+  auto p = json::parse(plan.body)["data"];
+  BOOST_TEST(p["check"] == "disk");
+  BOOST_TEST(p["filter"] == json({{"name_prefix", "a"}})); // the check is not a filter field
+  BOOST_TEST(b.bulks.back().filter.check == "disk");
+  BOOST_TEST(b.checks_sent.empty()); // a plan sends nothing
+
+  // Applied: a job and a check for each node; one has no session, one an older agent.
+  b.check_answers["id-b"] = {false, "node_not_connected", "no session"};
+  b.check_answers["id-c"] = {false, "checks_unsupported", "older agent"};
+  auto rows = b.audit_rows.size();
+  auto applied = post("/api/bulk/nodes.check/apply", R"({"filter":{"name_prefix":"a"},"check":"disk","token":"tok"})");
+  BOOST_TEST_REQUIRE(applied.status == 200, applied.body);
+  auto d = json::parse(applied.body)["data"];
+  BOOST_TEST(d["counts"] == json({{"nodes", 3}, {"sent", 1}, {"node_not_connected", 1}, {"checks_unsupported", 1}}));
+  BOOST_TEST_REQUIRE(d["jobs"].size() == 3u);
+  BOOST_TEST(d["jobs"][0]["node"] == "alpha");
+  BOOST_TEST(d["jobs"][0]["sent"] == true);
+  BOOST_TEST(d["jobs"][1]["error"] == "node_not_connected: no session");
+  BOOST_TEST_REQUIRE(b.checks_sent.size() == 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    BOOST_TEST(b.checks_sent[i].node_id == b.bulk_answer.node_ids[i]);
+    BOOST_TEST(b.checks_sent[i].name == "disk");
+    BOOST_TEST(b.jobs_inserted[i].id == d["jobs"][i]["job_id"].get<std::string>());
+    BOOST_TEST(b.jobs_inserted[i].type == "check");
+  }
+  BOOST_TEST(b.jobs_updated.size() == 2u); // the two that did not go out: failed
+  // The apply did not carry a ledger row to storage; its row, written after, has the outcome.
+  BOOST_TEST(b.bulks.back().audit.action.empty());
+  BOOST_TEST_REQUIRE(b.audit_rows.size() == rows + 1);
+  BOOST_TEST(b.audit_rows.back().action == "nodes.check");
+  BOOST_TEST(json::parse(b.audit_rows.back().counts) == d["counts"]);
+  BOOST_TEST(json::parse(b.audit_rows.back().filter) == json({{"check", "disk"}, {"name_prefix", "a"}}));
+  // A stale apply sends nothing.
+  auto stale = post("/api/bulk/nodes.check/apply", R"({"filter":{"name_prefix":"a"},"check":"disk","token":"old"})");
+  BOOST_TEST(stale.status == 409);
+  BOOST_TEST(b.checks_sent.size() == 3u);
+}
+
 BOOST_AUTO_TEST_CASE(the_node_page_and_an_attempts_lines_for_the_dashboard) {
   data(call("POST", "/api/nodes", R"({"name":"alpha"})"));
   auto id = b.nodes_by_name["alpha"].id;

@@ -3,7 +3,8 @@
 // and the agent's own config allows the same name and argv; each run is a `check` job with its
 // outcome: exited 0, a failing exit code, refused by the agent (not allowed, argv differs), timed
 // out, output truncated. Refused by the coordinator: an unknown name (no job), an agent that did
-// not name the feature (an older agent), a node without a session. Every call is in the ledger.
+// not name the feature (an older agent), a node without a session. On a filtered set, planned and
+// applied (nodecoordctl bulk nodes.check), a job per node. Every call is in the ledger.
 #include <boost/test/unit_test.hpp>
 
 #include "admin_e2e_support.hpp"
@@ -146,11 +147,24 @@ void checks_end_to_end(daemon_under_test& d) {
   BOOST_TEST(offline.code == 3, offline.err);
   BOOST_TEST(offline.err.find("no session") != std::string::npos, offline.err);
 
-  // The jobs: one per call that got past the name, all finished, with their outcome.
-  BOOST_TEST(d.count("SELECT COUNT(*) FROM jobs WHERE type = 'check'") == 8);
+  // On a filtered set, planned then applied: a job for each online node (edge-a runs it, old-b's
+  // agent does not take checks); idle-c is offline, so not in the set.
+  auto bulk = ctl_any({"--admin", admin, "bulk", "nodes.check", "--check", "hello", "--all", "--yes"});
+  BOOST_TEST(bulk.code == 0, bulk.err);
+  BOOST_TEST(bulk.out.find("2 rows match") != std::string::npos, bulk.out);
+  BOOST_TEST(bulk.out.find(R"({"checks_unsupported":1,"node_not_connected":0,"nodes":2,"sent":1})")
+               != std::string::npos,
+             bulk.out);
+  BOOST_TEST(eventually(
+    [&] { return d.count("SELECT COUNT(*) FROM jobs WHERE type = 'check' AND status = 'succeeded'") == 3; }));
+  auto unknown_bulk = ctl_any({"--admin", admin, "bulk", "nodes.check", "--check", "nope", "--all", "--yes"});
+  BOOST_TEST(unknown_bulk.code == 4, unknown_bulk.err);
+
+  // The jobs: one per call (or node) that got past the name, all finished, with their outcome.
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM jobs WHERE type = 'check'") == 10);
   BOOST_TEST(d.count("SELECT COUNT(*) FROM jobs WHERE type = 'check' AND finished_at IS NULL") == 0);
-  BOOST_TEST(d.count("SELECT COUNT(*) FROM jobs WHERE type = 'check' AND status = 'succeeded'") == 2);
-  BOOST_TEST(d.count("SELECT COUNT(*) FROM jobs WHERE type = 'check' AND error LIKE 'checks_unsupported:%'") == 1);
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM jobs WHERE type = 'check' AND status = 'succeeded'") == 3);
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM jobs WHERE type = 'check' AND error LIKE 'checks_unsupported:%'") == 2);
   BOOST_TEST(d.count("SELECT COUNT(*) FROM jobs WHERE type = 'check' AND error LIKE 'node_not_connected:%'") == 1);
   auto jobs = ctl_any({"--admin", admin, "--json", "jobs", "list", "--type", "check", "--node", "edge-a"});
   BOOST_TEST_REQUIRE(jobs.code == 0, jobs.err);
@@ -174,6 +188,8 @@ void checks_end_to_end(daemon_under_test& d) {
   BOOST_TEST(d.count("SELECT COUNT(*) FROM audit_log WHERE action = 'node.check' AND result = 'succeeded'") == 6);
   BOOST_TEST(d.count("SELECT COUNT(*) FROM audit_log WHERE action = 'node.check' AND result = 'refused'") == 3);
   BOOST_TEST(d.count("SELECT COUNT(*) FROM audit_log WHERE action = 'node.check' AND target = 'edge-a'") == 7);
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM audit_log WHERE action = 'nodes.check' AND result = 'succeeded'") == 1);
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM audit_log WHERE action = 'nodes.check.plan' AND result = 'refused'") == 1);
 
   // The agent is still connected and syncing after all that.
   BOOST_TEST(d.node("edge-a").status == "online");
@@ -181,7 +197,89 @@ void checks_end_to_end(daemon_under_test& d) {
   BOOST_TEST(agent.wait_exit(exit_bound) == 0, agent.stderr_tail());
 }
 
+/// A node that names the feature but answers as the test says (node_client): the check's job ends
+/// at the deadline without an answer, a late answer is unknown, more output than allowed is cut,
+/// and a session that ends before its answer fails the job.
+void checks_the_node_does_not_answer(daemon_under_test& d) {
+  d.start();
+  auto admin = d.admin_url();
+  auto n = d.add_node("raw-a");
+  node_client c(d.port());
+  c.send_line(
+    json{{"type", "hello"}, {"protocol", 1}, {"node", "raw-a"}, {"key", n.key}, {"features", {"checks"}}}.dump());
+  BOOST_TEST_REQUIRE(c.read_frame().value("type", "") == "welcome");
+  auto job_of = [&](const std::string& id) {
+    auto page = ctl_any({"--admin", admin, "--json", "jobs", "list", "--type", "check", "--node", "raw-a"});
+    BOOST_TEST_REQUIRE(page.code == 0, page.err);
+    auto parsed = json::parse(page.out);
+    for (auto& j : parsed["jobs"])
+      if (j["id"] == id)
+        return j;
+    return json();
+  };
+  auto started = [&](const std::string& check) {
+    auto r = ctl_any({"--admin", admin, "--json", "node", "check", "raw-a", check, "--no-wait"});
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    return json::parse(r.out)["job"]["id"].get<std::string>();
+  };
+
+  // No answer: failed at the check's timeout plus the grace (500 ms + 5 s).
+  auto silent = ctl_any({"--admin", admin, "node", "check", "raw-a", "slow"});
+  BOOST_TEST(silent.code == 1, silent.err);
+  BOOST_TEST(silent.out.find("failed (no answer from the node within 5500 ms)") != std::string::npos, silent.out);
+  auto req = c.read_frame();
+  BOOST_TEST(req["type"] == "check_request");
+  BOOST_TEST(req["name"] == "slow");
+  BOOST_TEST(req["argv"] == json({"sleep", "30"}));
+  BOOST_TEST(req["timeout_ms"] == 500);
+  BOOST_TEST(req["output_max"] == 65536);
+  // Answered after that: unknown, and the job stays as it ended.
+  c.send_line(
+    json{{"type", "check_result"}, {"request_id", req["request_id"]}, {"status", "exited"}, {"exit_code", 0}}.dump());
+  auto late = c.read_frame();
+  BOOST_TEST(late["type"] == "error");
+  BOOST_TEST(late["code"] == "unknown_request");
+  BOOST_TEST(late["ref"] == req["request_id"]);
+  BOOST_TEST(job_of(req["request_id"])["status"] == "failed");
+
+  // More output than the check allows (100 bytes): the coordinator cuts it and says so.
+  auto chatty = started("chatty");
+  auto req2 = c.read_frame();
+  BOOST_TEST(req2["request_id"] == chatty);
+  c.send_line(json{
+    {"type", "check_result"},
+    {"request_id", chatty},
+    {"status", "exited"},
+    {"exit_code", 0},
+    {"output", std::string(500, 'y')},
+    {"truncated",
+     false}}.dump());
+  BOOST_TEST_REQUIRE(eventually([&] { return job_of(chatty)["status"] == "succeeded"; }));
+  auto done = job_of(chatty);
+  BOOST_TEST(done["detail"]["output"] == std::string(100, 'y'));
+  BOOST_TEST(done["detail"]["truncated"] == true);
+
+  // The session ends before the answer: failed at once, saying so.
+  auto cut = started("hello");
+  BOOST_TEST(c.read_frame()["request_id"] == cut);
+  c.close();
+  BOOST_TEST_REQUIRE(eventually([&] { return job_of(cut)["status"] == "failed"; }));
+  BOOST_TEST(job_of(cut)["error"] == "the node's session ended before it answered (socket_closed)");
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM jobs WHERE type = 'check' AND finished_at IS NULL") == 0);
+}
+
 } // namespace
+
+BOOST_AUTO_TEST_CASE(checks_the_node_does_not_answer_sqlite) {
+  daemon_under_test d(base_settings(), "", coordinator_checks);
+  checks_the_node_does_not_answer(d);
+}
+
+BOOST_AUTO_TEST_CASE(checks_the_node_does_not_answer_postgresql) {
+  test_database pg(storage::backend::postgresql);
+  daemon_under_test d(base_settings(), pg.url(), coordinator_checks);
+  checks_the_node_does_not_answer(d);
+}
 
 BOOST_AUTO_TEST_CASE(checks_end_to_end_sqlite) {
   daemon_under_test d(base_settings(), "", coordinator_checks);

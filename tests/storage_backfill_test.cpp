@@ -524,10 +524,15 @@ NC_BOTH_BACKENDS(reset_requests_and_reset_all_pending) {
   BOOST_TEST(get(t, z).sync_state == "complete");
   BOOST_TEST(job_status_of(t, r1) == "expired");
   BOOST_TEST(job_status_of(t, r3) == "succeeded");
-  // Startup: every pending row back to partial, open jobs abandoned, online nodes offline.
+  // A check in flight: its session is gone with the process.
+  auto check = new_uuid();
+  BOOST_REQUIRE(t.run(job_insert{{check, "check", "running", a.id}}).inserted);
+  // Startup: every pending row back to partial, open jobs abandoned (requests and checks: no
+  // answer can come for them now), online nodes offline.
   auto all = t.run(reset_all_pending{});
   BOOST_TEST(all.attempts_reset == 1);
-  BOOST_TEST(all.jobs_abandoned == 1);
+  BOOST_TEST(all.jobs_abandoned == 2);
+  BOOST_TEST(job_status_of(t, check) == "abandoned");
   BOOST_TEST(all.nodes_offlined == 1);
   BOOST_TEST(get(t, y).sync_state == "partial");
   BOOST_TEST(job_status_of(t, r2) == "abandoned");

@@ -247,3 +247,38 @@ NC_BOTH_BACKENDS(node_actions_and_a_delete_that_takes_attempts_and_lines) {
   BOOST_TEST(t.run(node_lookup_by_name{"rack2-c"}).node.status == "offline");
   counters_match_scan(t);
 }
+
+// nodes.check: the online nodes a filter matches, for the API to send a check to each. Nothing
+// changes in the database; the check's name is part of the token (a plan of one check cannot be
+// applied as another), and only nodes.check may name one.
+NC_BOTH_BACKENDS(a_check_plan_names_online_nodes_and_its_check) {
+  auto a = add_node(t, "edge-a"), b = add_node(t, "edge-b");
+  add_node(t, "edge-c"); // offline
+  begin_session(t, a);
+  begin_session(t, b);
+  query(t.db().session(), "UPDATE nodes SET status = 'disabled' WHERE name = 'edge-b'").exec();
+  auto f = bulk_filter{.name_prefix = "edge-", .check = "disk"};
+  auto p = t.run(plan("nodes.check", f));
+  BOOST_TEST(p.matched == 1);
+  BOOST_TEST_REQUIRE(p.sample.size() == 1u);
+  BOOST_TEST(p.sample[0].label == "edge-a");
+  // Its token is not the same set's token for another check.
+  auto other = bulk_filter{.name_prefix = "edge-", .check = "uptime"};
+  BOOST_TEST(t.run(plan("nodes.check", other)).token != p.token);
+  BOOST_TEST(t.run(applied(plan("nodes.check", other), p.token)).stale);
+  auto before = t.dump();
+  auto rows = ledger_rows(t);
+  // Applied: the node, nothing written (the audit entry it carries is written, as for any apply).
+  auto r = t.run(applied(plan("nodes.check", f), p.token));
+  BOOST_TEST(!r.stale);
+  BOOST_TEST(r.counts == R"({"nodes":1})");
+  BOOST_TEST((r.node_ids == std::vector<std::string>{a.id}));
+  BOOST_TEST((r.node_names == std::vector<std::string>{"edge-a"}));
+  BOOST_TEST(ledger_rows(t) == rows + 1);
+  query(t.db().session(), "DELETE FROM audit_log WHERE id = (SELECT MAX(id) FROM audit_log)").exec();
+  BOOST_TEST(t.dump() == before); // nothing else written
+  BOOST_TEST(t.run(node_lookup_by_name{"edge-a"}).node.status == "online");
+  for (auto* action : {"nodes.disable", "nodes.enable", "attempts.reset"})
+    BOOST_CHECK_THROW(t.run(plan(action, {.all = true, .check = "disk"})), std::exception);
+  BOOST_CHECK_THROW(t.run(plan("nodes.check", {.all = true})), std::exception);
+}

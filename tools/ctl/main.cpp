@@ -339,12 +339,14 @@ int main(int argc, char** argv) {
 
   auto* bulk = app.add_subcommand(
     "bulk", "act on every attempt or node a filter matches: shows the plan, asks, then applies exactly that set");
-  std::string b_action, b_node, b_node_status, b_sync, b_state, b_task_prefix, b_name_prefix, b_older;
+  std::string b_action, b_node, b_node_status, b_sync, b_state, b_task_prefix, b_name_prefix, b_older, b_check;
   int64_t b_max_rows = 0;
   bool b_all = false, b_yes = false, b_plan_only = false;
   bulk
-    ->add_option("ACTION", b_action, "attempts.requeue | attempts.reset | nodes.disable | nodes.enable | nodes.delete")
+    ->add_option("ACTION", b_action,
+                 "attempts.requeue | attempts.reset | nodes.disable | nodes.enable | nodes.delete | nodes.check")
     ->required();
+  bulk->add_option("--check", b_check, "nodes.check: the check to run on every matched online node");
   bulk->add_option("--node", b_node, "node name");
   bulk->add_option("--node-status", b_node_status, "online | offline | disabled");
   bulk->add_option("--sync-state", b_sync, "attempts: failed (requeue); complete or failed (reset)");
@@ -504,6 +506,8 @@ int main(int argc, char** argv) {
         body["all"] = true;
       if (b_max_rows > 0)
         body["max_rows"] = b_max_rows;
+      if (!b_check.empty())
+        body["check"] = b_check;
       auto path = "/api/bulk/" + url_encode(b_action);
       auto plan = api.call("POST", path + "/plan", body.dump());
       if (!json_out)
@@ -531,11 +535,19 @@ int main(int argc, char** argv) {
         apply["all"] = true;
       if (b_max_rows > 0)
         apply["max_rows"] = b_max_rows;
+      if (!b_check.empty())
+        apply["check"] = b_check;
       print(api.call("POST", path + "/apply", apply.dump()), [&](const json& d) {
         std::cout << "applied " << b_action << ": " << d["counts"].dump();
         if (d.value("closed_sessions", 0) > 0)
           std::cout << "; closed " << d["closed_sessions"] << " sessions";
         std::cout << "\n";
+        if (d.contains("jobs")) { // nodes.check: a job per node (nodecoordctl jobs list --type check)
+          std::vector<std::vector<std::string>> rows;
+          for (auto& j : d["jobs"])
+            rows.push_back({text(j["node"]), text(j["job_id"]), j["error"].is_null() ? "sent" : text(j["error"])});
+          table({"NODE", "JOB", "SENT"}, rows);
+        }
       });
     } else if (bundle_export->parsed()) {
       std::ofstream out;

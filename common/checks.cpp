@@ -15,15 +15,7 @@ bool valid_check_name(const std::string& name) {
 
 std::string check_detail(const std::string& name, const std::string& status, int64_t exit_code,
                          const std::string& output, bool truncated) {
-  std::string text;
-  text.reserve(output.size());
-  for (char c : output) {
-    if (c == '\0')
-      text += "\xef\xbf\xbd";
-    else
-      text += c;
-  }
-  nlohmann::json j{{"check", name}, {"status", status}, {"output", text}, {"truncated", truncated}};
+  nlohmann::json j{{"check", name}, {"status", status}, {"output", output}, {"truncated", truncated}};
   j["exit_code"] = exit_code >= 0 ? nlohmann::json(exit_code) : nlohmann::json(nullptr);
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

@@ -20,8 +20,8 @@ struct check_definition {
 bool valid_check_name(const std::string& name);
 
 /// A check job's `detail`: JSON text of the check's name and its outcome. Output that is not
-/// UTF-8, and NUL bytes (PostgreSQL's jsonb refuses \u0000), become U+FFFD: the job keeps what
-/// an operator can read, never a write the database refuses.
+/// UTF-8 becomes U+FFFD. It holds no NUL (PostgreSQL's jsonb refuses \u0000): the decoder refuses
+/// a frame holding one (common/json_limits.hpp), and the agent sends U+FFFD for them.
 std::string check_detail(const std::string& name, const std::string& status, int64_t exit_code,
                          const std::string& output, bool truncated);
 

@@ -48,6 +48,7 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using pace_atom = caf::atom_constant<caf::atom("pace")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
 using token_atom = caf::atom_constant<caf::atom("token")>;
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using signal_atom = caf::atom_constant<caf::atom("signal")>;
 using watchdog_atom = caf::atom_constant<caf::atom("watchdog")>;
 using lease_atom = caf::atom_constant<caf::atom("lease")>;
@@ -205,6 +206,9 @@ using tracker_actor = caf::typed_actor<
   // Drain a node (node_id, deadline): no new requests to it from now on (until its session ends);
   // answers when its requests in flight have ended, resetting those left at the deadline.
   caf::replies_to<node_drain_atom, std::string, caf::timespan>::with<drain_result>,
+  // An operator's cancel (request ids): exactly those requests, all sent and live, end as
+  // cancelled (attempts partial, no failure counted), or none (stale); answers once in storage.
+  caf::replies_to<cancel_atom, std::vector<std::string>>::with<cancel_result>,
   // Requests in flight and counters.
   caf::replies_to<caf::get_atom>::with<tracker_status>>;
 
@@ -264,6 +268,7 @@ using supervisor_actor = caf::typed_actor<
   NODECOORD_LOCAL_TYPE(nodecoord::storage::op::result_type)
 
 NODECOORD_LOCAL_TYPE(nodecoord::drain_result)
+NODECOORD_LOCAL_TYPE(nodecoord::cancel_result)
 NODECOORD_LOCAL_TYPE(nodecoord::check_dispatch)
 NODECOORD_LOCAL_TYPE(nodecoord::check_dispatch_result)
 NODECOORD_LOCAL_TYPE(nodecoord::storage_status)

@@ -144,6 +144,9 @@ public:
     return op(storage::node_attempt_counts{node_id}, part);
   }
   tracker_status tracker() override { return ask<tracker_status>(tracker_, "tracker", part, caf::get_atom::value); }
+  cancel_result cancel_requests(const std::vector<std::string>& request_ids) override {
+    return ask<cancel_result>(tracker_, "tracker", write, cancel_atom::value, request_ids);
+  }
   order_result backfill(const std::string& attempt_id) override {
     return ask<order_result>(scheduler_, "scheduler", write, backfill_atom::value, attempt_id);
   }

@@ -129,6 +129,14 @@ struct drain_result {
   int64_t requests_reset = 0;
 };
 
+/// What an operator's cancel of requests in flight did (bulk requests.cancel): nothing, and
+/// `stale`, when one of the named requests had ended or was still being marked.
+struct cancel_result {
+  bool stale = false;
+  int64_t requests = 0;
+  int64_t attempts = 0; // the attempts they held, back to partial
+};
+
 /// A check for a node's session (admin -> registry -> node_session; docs/protocol.md, checks):
 /// the job that records it is written first, and its id is the request id on the wire.
 struct check_dispatch {
@@ -166,7 +174,7 @@ struct tracker_status {
   uint64_t refused = 0;       // responses refused (unknown_request)
   uint64_t fenced = 0;        // responses the epoch fence refused (the node has a newer session)
   uint64_t expired = 0;       // requests past request_timeout
-  uint64_t cancelled = 0;     // requests of ended sessions (disconnect, supersede, shutdown)
+  uint64_t cancelled = 0;     // requests of ended sessions (disconnect, supersede, shutdown), drains, operators
   uint64_t send_failures = 0; // marked but not deliverable: reset at once
   uint64_t completed = 0;     // attempts completed
   uint64_t reset = 0;         // attempts back to partial by a response

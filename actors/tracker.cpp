@@ -434,6 +434,25 @@ tracker_actor::behavior_type tracker_impl(self_ptr self, tracker_options opts) {
       check_drains(self);
       return rp;
     },
+    [=](cancel_atom, const std::vector<std::string>& ids) {
+      auto& st = self->state;
+      auto taken = st.book.take_exactly(ids);
+      if (!taken)
+        return cancel_result{true, 0, 0};
+      cancel_result out;
+      out.requests = static_cast<int64_t>(taken->size());
+      for (auto& r : *taken)
+        out.attempts += static_cast<int64_t>(r.attempt_ids.size());
+      st.counters.cancelled += taken->size();
+      // Not the node's failure: nothing is counted against the attempts (rule 3 counts expiry).
+      reset(self, *taken, "cancelled", "cancelled by an operator");
+      // In storage before the answer: what the caller reads next sees the attempts partial.
+      send_resets(self);
+      count_drain_resets(self, *taken);
+      check_drains(self);
+      log::info("requests cancelled by an operator", {{"requests", out.requests}, {"attempts", out.attempts}});
+      return out;
+    },
     [=](caf::get_atom) {
       auto& st = self->state;
       tracker_status out = st.counters;

@@ -110,6 +110,9 @@ public:
   virtual drain_result drain(const std::string& node_id, std::chrono::milliseconds deadline) = 0;
   virtual storage::node_attempt_counts::result_type node_attempts(const std::string& node_id) = 0;
   virtual tracker_status tracker() = 0;
+  /// Cancels exactly these requests in flight (all live and sent), or none (`stale`); answers
+  /// once their attempts are back to partial in storage.
+  virtual cancel_result cancel_requests(const std::vector<std::string>& request_ids) = 0;
   /// On-demand backfill of one attempt; waits for the order's result.
   virtual order_result backfill(const std::string& attempt_id) = 0;
   /// Hands a check to the node's session; whether it went out.
@@ -184,6 +187,8 @@ private:
   http_response bulk(const std::string& action, const std::string& step, const http_request& req);
   /// nodes.check applied: the check sent to every node of the set, a job each.
   http_response send_checks(const check_definition& def, const storage::bulk_action::result_type& r);
+  /// requests.cancel: the bulk action on the tracker's requests in flight (no storage rows).
+  http_response cancel_requests(const storage::bulk_action& op);
 
   /// The audit entry of the call this thread is handling, its actor filled in by handle():
   /// `action` and `target` also name the call if it is refused later. `filter` is a JSON object

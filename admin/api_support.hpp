@@ -73,6 +73,8 @@ inline json attempt_json(const storage::attempt_record& a) {
           {"last_full_sync_at", text_or_null(a.last_full_sync_at)},
           {"backfill_failures", a.backfill_failures},
           {"log_count", a.log_count},
+          {"logs_pruned", a.logs_pruned},
+          {"logs_pruned_through", a.logs_pruned_through < 0 ? json(nullptr) : json(a.logs_pruned_through)},
           {"started_at", text_or_null(a.started_at)},
           {"finished_at", text_or_null(a.finished_at)},
           {"meta", json_or_null(a.meta)},

@@ -7,6 +7,7 @@
 #include "admin/api_support.hpp"
 
 #include "common/clock.hpp"
+#include "common/ids.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -22,15 +23,22 @@ namespace {
 
 constexpr int64_t plan_sample = 10;
 
+// The one bulk action on the tracker's requests in flight, not on stored rows.
+const std::string requests_cancel = "requests.cancel";
+
+bool is_action(const std::string& action) { return storage::is_bulk_action(action) || action == requests_cancel; }
+
 std::string bulk_action_list() {
   std::string out;
   for (auto* a : storage::bulk_actions)
     out += (out.empty() ? "" : ", ") + std::string(a);
-  return out;
+  return out + ", " + requests_cancel;
 }
 
 /// The filter fields an action takes.
 std::vector<std::string> filter_keys(const std::string& action) {
+  if (action == requests_cancel)
+    return {"node", "name_prefix", "older_than"};
   if (storage::acts_on_attempts(action))
     return {"node", "node_status", "sync_state", "state", "task_prefix", "older_than"};
   return {"node", "node_status", "name_prefix", "older_than"};
@@ -41,6 +49,8 @@ std::vector<std::string> filter_keys(const std::string& action) {
 std::vector<std::string> acted_sync_states(const std::string& action) {
   if (action == "attempts.requeue")
     return {"failed"};
+  if (action == "attempts.prune_logs")
+    return {"complete"};
   return {"complete", "failed"};
 }
 
@@ -116,6 +126,9 @@ storage::bulk_filter parse_filter(const std::string& action, const json& body) {
     throw api_error{400, "filter_required",
                     action + " needs a filter (" + join(filter_keys(action))
                       + "); to act on every row it applies to, say so with \"all\": true"};
+  if (action == "attempts.prune_logs" && f.older_than.empty())
+    bad_request("attempts.prune_logs needs filter.older_than (an age such as 30d, or a time): the lines of "
+                "complete attempts last updated before it are pruned");
   return f;
 }
 
@@ -168,10 +181,83 @@ http_response api::send_checks(const check_definition& def, const storage::bulk_
     200, {{"action", "nodes.check"}, {"check", def.name}, {"matched", r.matched}, {"counts", counts}, {"jobs", jobs}});
 }
 
+http_response api::cancel_requests(const storage::bulk_action& op) {
+  // The set: requests sent and not yet answered, expired or ended, of nodes with a session here
+  // (a request lives in the tracker of the instance its node is connected to). A request still
+  // being marked is not in it: its attempts are not known yet.
+  auto& f = op.filter;
+  std::map<std::string, std::string> name_of; // node id -> name
+  for (auto& c : backend_.connected())
+    name_of[c.node_id] = c.name;
+  std::optional<sys_time> cutoff;
+  if (!f.older_than.empty())
+    cutoff = parse_time(f.older_than);
+  auto now = system_now();
+  std::vector<inflight_request> matched;
+  for (auto& r : backend_.tracker().requests) {
+    auto name = name_of.find(r.node_id);
+    if (!r.sent || name == name_of.end())
+      continue;
+    if (!f.node.empty() && name->second != f.node)
+      continue;
+    if (!f.name_prefix.empty() && name->second.rfind(f.name_prefix, 0) != 0)
+      continue;
+    if (cutoff && !(now - std::chrono::milliseconds(r.age_ms) < *cutoff))
+      continue;
+    matched.push_back(r);
+  }
+  std::sort(matched.begin(), matched.end(), [](auto& a, auto& b) { return a.request_id < b.request_id; });
+  auto count = static_cast<int64_t>(matched.size());
+  if (count > op.limit)
+    over_budget(op.action, op.limit, count);
+  std::string input = op.action + "\n" + f.canonical();
+  std::vector<std::string> ids;
+  int64_t attempts = 0;
+  json sample = json::array();
+  for (auto& r : matched) {
+    input += "\n" + r.request_id;
+    ids.push_back(r.request_id);
+    attempts += static_cast<int64_t>(r.attempts);
+    if (static_cast<int64_t>(sample.size()) < plan_sample)
+      sample.push_back({{"id", r.request_id},
+                        {"node", name_of[r.node_id]},
+                        {"trigger", r.trigger},
+                        {"attempts", r.attempts},
+                        {"age_ms", r.age_ms}});
+  }
+  auto token = sha256_hex(input);
+  json filter = json::parse(f.canonical());
+  filter.erase("all");
+  if (!op.apply) {
+    audit_after(json{{"matched", count}}.dump());
+    return reply(200, {{"action", op.action},
+                       {"filter", filter},
+                       {"all", f.all},
+                       {"matched", count},
+                       {"attempts", attempts},
+                       {"budget", {{"limit", op.limit}, {"used", count}}},
+                       {"sample", sample},
+                       {"token", token}});
+  }
+  auto stale = [&](const std::string& why) {
+    throw api_error{409, "plan_stale", why + "; nothing was cancelled. Plan again", json{{"matched", count}}};
+  };
+  if (token != op.token)
+    stale("the requests in flight that the filter matches changed since the plan (" + std::to_string(count) + " now)");
+  // The tracker takes all of them or none: one may have ended since the read above.
+  auto r = backend_.cancel_requests(ids);
+  if (r.stale)
+    stale("one of the planned requests ended (answered, expired or its session closed) since the plan");
+  json counts{{"requests", r.requests}, {"attempts", r.attempts}};
+  // The change is the tracker's and storage's, so its row is written after it (like a drain).
+  audit_after(counts.dump());
+  return reply(200, {{"action", op.action}, {"matched", count}, {"counts", counts}});
+}
+
 http_response api::bulk(const std::string& action, const std::string& step, const http_request& req) {
   bool apply = step == "apply";
   audit_for(apply ? action : action + "." + step, "");
-  if (!storage::is_bulk_action(action))
+  if (!is_action(action))
     not_found("no bulk action '" + action + "'; allowed: " + bulk_action_list());
   if (step != "plan" && step != "apply")
     not_found("no route " + req.path + "; a bulk action is planned (…/plan), then applied (…/apply)");
@@ -217,6 +303,8 @@ http_response api::bulk(const std::string& action, const std::string& step, cons
   } else {
     audit_for(action + ".plan", "", filter_text);
   }
+  if (action == requests_cancel)
+    return cancel_requests(op);
   auto r = backend_.bulk(op);
   if (r.over_budget)
     over_budget(action, op.limit, r.matched);
@@ -235,6 +323,8 @@ http_response api::bulk(const std::string& action, const std::string& step, cons
              {"token", r.token}};
     if (action == "nodes.delete") {
       out["attempts"] = r.attempts;
+      out["log_lines"] = r.log_lines;
+    } else if (action == "attempts.prune_logs") {
       out["log_lines"] = r.log_lines;
     }
     if (checks)

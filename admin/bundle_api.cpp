@@ -24,7 +24,7 @@ using json = nlohmann::json;
 namespace {
 
 json counts_json(const storage::bundle::counts& c) {
-  return {{"nodes", c.nodes}, {"attempts", c.attempts}, {"logs", c.logs}, {"jobs", c.jobs}};
+  return {{"nodes", c.nodes}, {"attempts", c.attempts}, {"logs", c.logs}, {"jobs", c.jobs}, {"audit", c.audit}};
 }
 
 json kind_json(const storage::bundle::import_bundle::result_type::kind& k) {
@@ -35,7 +35,8 @@ json import_json(const storage::bundle::import_bundle::result_type& r) {
   return {{"nodes", kind_json(r.nodes)},
           {"attempts", kind_json(r.attempts)},
           {"logs", kind_json(r.logs)},
-          {"jobs", kind_json(r.jobs)}};
+          {"jobs", kind_json(r.jobs)},
+          {"audit", kind_json(r.audit)}};
 }
 
 /// Records a bundle job as running; its id.

@@ -64,6 +64,19 @@ std::optional<request> request_book::close(const std::string& id) {
   return take(it);
 }
 
+std::optional<std::vector<request>> request_book::take_exactly(const std::vector<std::string>& ids) {
+  std::set<std::string> unique(ids.begin(), ids.end());
+  for (auto& id : unique) {
+    auto it = requests_.find(id);
+    if (it == requests_.end() || !it->second.sent)
+      return std::nullopt;
+  }
+  std::vector<request> out;
+  for (auto& id : unique)
+    out.push_back(take(requests_.find(id)));
+  return out;
+}
+
 answer_check request_book::answer(const std::string& id, const std::string& node_id, int64_t epoch, request* out) {
   auto it = requests_.find(id);
   if (it == requests_.end())

@@ -66,6 +66,11 @@ public:
   /// Takes every sent request whose deadline is at or before `now`.
   std::vector<request> take_expired(time_point now);
 
+  /// An operator's cancel: takes exactly these requests if every one of them is live and sent
+  /// (a request still being marked is not the operator's yet: its attempts are not known), else
+  /// nothing (the caller's set is stale). Duplicates count once.
+  std::optional<std::vector<request>> take_exactly(const std::vector<std::string>& ids);
+
   /// Takes everything (shutdown).
   std::vector<request> take_all();
 

@@ -364,6 +364,18 @@ struct fake_backend final : backend {
     t.requests.push_back({"c0ffee00-1234-4abc-8def-0123456789ab", node_id, 3, "reconnect", true, 2, 1500});
     return t;
   }
+  cancel_result cancel_requests(const std::vector<std::string>& ids) override {
+    if (tracker_down())
+      throw unavailable("tracker: timed out");
+    // What the tracker takes: request ids it handed out, each once (the API plans from tracker()).
+    std::set<std::string> unique(ids.begin(), ids.end());
+    if (unique.size() != ids.size())
+      throw bad_value{"cancel_requests: an id named twice"};
+    for (auto& id : ids)
+      if (id != "c0ffee00-1234-4abc-8def-0123456789ab")
+        throw bad_value{"cancel_requests: an id the tracker never reported"};
+    return {false, static_cast<int64_t>(ids.size()), 2 * static_cast<int64_t>(ids.size())};
+  }
   order_result backfill(const std::string& id) override {
     if (!is_uuid(id))
       throw bad_value{"backfill: not a UUID"};

@@ -38,7 +38,8 @@ exported export_of(const bundle::parsed& b) {
     out.lines.push_back(std::move(line));
   };
   bundle::counts n{static_cast<int64_t>(b.nodes.size()), static_cast<int64_t>(b.attempts.size()),
-                   static_cast<int64_t>(b.logs.size()), static_cast<int64_t>(b.jobs.size())};
+                   static_cast<int64_t>(b.logs.size()), static_cast<int64_t>(b.jobs.size()),
+                   static_cast<int64_t>(b.audit.size())};
   check(n == b.header.declared, "parse accepted counts that differ from the lines");
   add(bundle::manifest_line(n, b.header.created_at));
   for (auto& r : b.nodes)
@@ -48,6 +49,8 @@ exported export_of(const bundle::parsed& b) {
   for (auto& r : b.logs)
     add(bundle::line(r.record));
   for (auto& r : b.jobs)
+    add(bundle::line(r.record));
+  for (auto& r : b.audit)
     add(bundle::line(r.record));
   return out;
 }
@@ -94,5 +97,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(r.line == expect++, "line numbers of the re-parsed logs");
   for (auto& r : second.jobs)
     check(r.line == expect++, "line numbers of the re-parsed jobs");
+  for (auto& r : second.audit)
+    check(r.line == expect++, "line numbers of the re-parsed ledger rows");
   return 0;
 }

@@ -16,7 +16,7 @@ namespace {
 }
 } // namespace
 
-int64_t contiguous_high_water(op_context&, const std::string&, int64_t, int64_t) {
+int64_t contiguous_high_water(op_context&, const std::string&, int64_t, int64_t, int64_t) {
   not_in_fuzz_build("contiguous_high_water");
 }
 mark_pending::result_type mark_pending_by_ids(op_context&, const mark_pending&) {

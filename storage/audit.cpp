@@ -73,6 +73,26 @@ void audit_outcome(op_context& c, const audit_entry& e, bool succeeded, const st
   append_audit(c, out);
 }
 
+std::string audit_columns(const dialect& d) {
+  return "id, " + d.ts("at") + ", actor, action, target, " + d.json_text("filter") + ", " + d.json_text("counts")
+         + ", result, error, instance_id";
+}
+
+audit_record read_audit(const soci::row& r) {
+  audit_record a;
+  a.id = col_int(r, 0);
+  a.at = col_str(r, 1);
+  a.entry.actor = col_str(r, 2);
+  a.entry.action = col_str(r, 3);
+  a.entry.target = col_str(r, 4);
+  a.entry.filter = col_str(r, 5);
+  a.entry.counts = col_str(r, 6);
+  a.entry.result = col_str(r, 7);
+  a.entry.error = col_str(r, 8);
+  a.instance_id = col_str(r, 9);
+  return a;
+}
+
 audit_append::result_type execute(op_context& c, const audit_append& op) { return append_audit(c, op.entry); }
 
 audit_query::result_type execute(op_context& c, const audit_query& op) {
@@ -95,9 +115,8 @@ audit_query::result_type execute(op_context& c, const audit_query& op) {
     where += " AND at >= " + c.d.ts_param("since");
   if (!until.empty())
     where += " AND at < " + c.d.ts_param("until");
-  query q(c.sql, "SELECT id, " + c.d.ts("at") + ", actor, action, target, " + c.d.json_text("filter") + ", "
-                   + c.d.json_text("counts") + ", result, error, instance_id FROM audit_log" + where
-                   + " ORDER BY id DESC LIMIT " + dialect::int_param("lim"));
+  query q(c.sql, "SELECT " + audit_columns(c.d) + " FROM audit_log" + where + " ORDER BY id DESC LIMIT "
+                   + dialect::int_param("lim"));
   if (op.before_id > 0)
     q.bind("before", op.before_id);
   if (!op.actor.empty())
@@ -113,20 +132,7 @@ audit_query::result_type execute(op_context& c, const audit_query& op) {
   if (!until.empty())
     q.bind("until", until);
   q.bind("lim", op.limit);
-  q.each([&](const soci::row& r) {
-    audit_record a;
-    a.id = col_int(r, 0);
-    a.at = col_str(r, 1);
-    a.entry.actor = col_str(r, 2);
-    a.entry.action = col_str(r, 3);
-    a.entry.target = col_str(r, 4);
-    a.entry.filter = col_str(r, 5);
-    a.entry.counts = col_str(r, 6);
-    a.entry.result = col_str(r, 7);
-    a.entry.error = col_str(r, 8);
-    a.instance_id = col_str(r, 9);
-    out.push_back(std::move(a));
-  });
+  q.each([&](const soci::row& r) { out.push_back(read_audit(r)); });
   return out;
 }
 

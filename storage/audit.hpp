@@ -25,6 +25,10 @@ struct audit_record {
 /// must not fail because its row names a bad byte.
 std::string valid_utf8(const std::string& s);
 
+/// The columns read_audit reads, in its order.
+std::string audit_columns(const dialect& d);
+audit_record read_audit(const soci::row& r);
+
 /// Writes `e` inside the caller's transaction (every text made valid UTF-8). std::invalid_argument if it has no action
 /// or actor, a result outside audit_results, or a filter/counts that is not a JSON object.
 int64_t append_audit(op_context& c, const audit_entry& e);

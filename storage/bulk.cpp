@@ -80,7 +80,13 @@ selection select_for(op_context& c, const bulk_action& op) {
     s.label = "a.task_id";
     s.status = "a.sync_state";
     s.lock = c.d.kind == backend::sqlite ? "" : " FOR UPDATE OF a";
-    s.from += op.action == "attempts.requeue" ? "a.sync_state = 'failed'" : "a.sync_state IN ('complete', 'failed')";
+    if (op.action == "attempts.prune_logs" && f.older_than.empty())
+      throw std::invalid_argument("bulk: attempts.prune_logs needs older_than (the bound the lines are pruned by)");
+    // prune_logs: complete attempts holding lines that are not pruned yet (log_count counts the
+    // pruned ones too).
+    s.from += op.action == "attempts.requeue"      ? "a.sync_state = 'failed'"
+              : op.action == "attempts.prune_logs" ? "a.sync_state = 'complete' AND a.log_count > a.logs_pruned"
+                                                   : "a.sync_state IN ('complete', 'failed')";
     if (!f.sync_state.empty())
       add("a.sync_state = :f_sync", "f_sync", f.sync_state);
     if (!f.state.empty())
@@ -173,8 +179,11 @@ bulk_action::result_type execute(op_context& c, const bulk_action& op) {
                                 "WHERE sync_state <> 'complete' AND node_id IN ",
                                 ids);
     out.attempts = sum_in_chunks(c, "SELECT COUNT(*) FROM node_task_attempts WHERE node_id IN ", ids);
+    out.log_lines = sum_in_chunks(
+      c, "SELECT COALESCE(SUM(log_count - logs_pruned), 0) FROM node_task_attempts WHERE node_id IN ", ids);
+  } else if (op.action == "attempts.prune_logs") {
     out.log_lines =
-      sum_in_chunks(c, "SELECT COALESCE(SUM(log_count), 0) FROM node_task_attempts WHERE node_id IN ", ids);
+      sum_in_chunks(c, "SELECT COALESCE(SUM(log_count - logs_pruned), 0) FROM node_task_attempts WHERE id IN ", ids);
   }
   if (!op.apply)
     return out;
@@ -194,6 +203,15 @@ bulk_action::result_type execute(op_context& c, const bulk_action& op) {
                                         "UPDATE node_task_attempts SET sync_state = 'partial', backfill_failures = 0, "
                                         "updated_at = :now WHERE id IN ",
                                         ids, set_now);
+  } else if (op.action == "attempts.prune_logs") {
+    // The rows are locked (PostgreSQL: a line's foreign key check waits for the lock), so every
+    // stored line is counted in log_count and at or below log_max_seq: delete them all, and say
+    // so in the counters. sync_state and updated_at stay: pruning is not a change of the attempt.
+    counts["log_lines"] = exec_in_chunks(c, "DELETE FROM attempt_logs WHERE attempt_id IN ", ids);
+    counts["attempts"] = exec_in_chunks(c,
+                                        "UPDATE node_task_attempts SET logs_pruned = log_count, "
+                                        "logs_pruned_through = log_max_seq WHERE id IN ",
+                                        ids);
   } else if (op.action == "nodes.disable") {
     counts["nodes"] =
       exec_in_chunks(c, "UPDATE nodes SET status = 'disabled', disabled_at = :now WHERE id IN ", ids, set_now);

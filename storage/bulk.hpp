@@ -21,6 +21,7 @@ struct bulk_filter {
   std::string task_prefix; // attempts only: task_id starts with this (case-sensitive)
   std::string name_prefix; // nodes only: name starts with this
   std::string older_than;  // RFC 3339 cutoff: attempts last updated, nodes last seen before it
+                           // (attempts.prune_logs requires it)
   bool all = false;        // explicitly everything the action applies to
   std::string check;       // nodes.check: the check to run (not a filter; part of the token)
 
@@ -34,12 +35,13 @@ struct bulk_filter {
 
 /// The bulk actions, by name (the admin API's route segment and the ledger's action).
 inline constexpr const char* bulk_actions[] = {
-  "attempts.requeue", // failed -> partial, failure counter cleared
-  "attempts.reset",   // complete or failed -> partial: the node is asked again (re-verification)
-  "nodes.disable",    // not disabled -> disabled (the API closes their sessions)
-  "nodes.enable",     // disabled -> offline
-  "nodes.delete",     // disabled nodes with their attempts and logs; refused while an attempt is not complete
-  "nodes.check",      // online nodes: the API sends each the check (a job each); nothing changes here
+  "attempts.requeue",    // failed -> partial, failure counter cleared
+  "attempts.reset",      // complete or failed -> partial: the node is asked again (re-verification)
+  "attempts.prune_logs", // complete attempts with stored lines: the lines deleted, the counters kept
+  "nodes.disable",       // not disabled -> disabled (the API closes their sessions)
+  "nodes.enable",        // disabled -> offline
+  "nodes.delete",        // disabled nodes with their attempts and logs; refused while an attempt is not complete
+  "nodes.check",         // online nodes: the API sends each the check (a job each); nothing changes here
 };
 bool is_bulk_action(const std::string& name);
 /// True for actions on attempts, false for actions on nodes.
@@ -75,7 +77,7 @@ struct bulk_action {
     bool stale = false;                // apply: the set is not the plan's; nothing changed
     int64_t blocked = 0;               // nodes.delete: matched nodes with an attempt that is not complete
     int64_t attempts = 0;              // nodes.delete: their attempts
-    int64_t log_lines = 0;             // nodes.delete: their log lines
+    int64_t log_lines = 0;             // nodes.delete, attempts.prune_logs: the stored lines it deletes
     std::string counts;                // apply: what changed, as a JSON object
     std::vector<std::string> node_ids; // apply on nodes: the changed nodes (their sessions close)
     std::vector<std::string> node_names;

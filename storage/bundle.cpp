@@ -72,6 +72,18 @@ bundle::read_jobs::result_type execute(op_context& c, const bundle::read_jobs& o
   return out;
 }
 
+bundle::read_audit::result_type execute(op_context& c, const bundle::read_audit& op) {
+  bundle::read_audit::result_type out;
+  if (op.limit < 1)
+    return out;
+  query(c.sql, "SELECT " + audit_columns(c.d) + " FROM audit_log WHERE id > " + dialect::int_param("after")
+                 + " ORDER BY id LIMIT " + dialect::int_param("lim"))
+    .bind("after", op.after_id)
+    .bind("lim", op.limit)
+    .each([&](const soci::row& r) { out.push_back(read_audit(r)); });
+  return out;
+}
+
 bundle::read_logs::result_type execute(op_context& c, const bundle::read_logs& op) {
   bundle::read_logs::result_type out;
   check_cursor(op.after_attempt_id, "attempt_logs");
@@ -94,9 +106,9 @@ bundle::read_logs::result_type execute(op_context& c, const bundle::read_logs& o
 bundle::export_counts::result_type execute(op_context& c, const bundle::export_counts&) {
   bundle::counts out;
   query(c.sql, "SELECT (SELECT COUNT(*) FROM nodes), (SELECT COUNT(*) FROM node_task_attempts), "
-               "(SELECT COUNT(*) FROM attempt_logs), (SELECT COUNT(*) FROM jobs)")
+               "(SELECT COUNT(*) FROM attempt_logs), (SELECT COUNT(*) FROM jobs), (SELECT COUNT(*) FROM audit_log)")
     .each([&](const soci::row& r) {
-      out = {col_int(r, 0), col_int(r, 1), col_int(r, 2), col_int(r, 3)};
+      out = {col_int(r, 0), col_int(r, 1), col_int(r, 2), col_int(r, 3), col_int(r, 4)};
     });
   return out;
 }
@@ -184,12 +196,12 @@ void read_by_ids(op_context& c, const std::string& select, const std::vector<std
 /// tuple of row i with parameter suffix n, `bind(q, i, n)` binds it.
 template <class Row, class Bind>
 void insert_rows(op_context& c, const char* table, const std::string& columns, size_t params_per_row, size_t count,
-                 Row row, Bind bind) {
+                 Row row, Bind bind, const std::string& before_values = "") {
   in_slices(count, c.d.rows_per_statement(params_per_row, 100), [&](size_t from, size_t to) {
     std::string values;
     for (size_t i = from; i < to; ++i)
       values += (i == from ? "" : ", ") + row(std::to_string(i - from));
-    query q(c.sql, std::string("INSERT INTO ") + table + " (" + columns + ") VALUES " + values);
+    query q(c.sql, std::string("INSERT INTO ") + table + " (" + columns + ") " + before_values + "VALUES " + values);
     for (size_t i = from; i < to; ++i)
       bind(q, i, std::to_string(i - from));
     q.exec();
@@ -206,6 +218,7 @@ public:
     import_attempts();
     import_logs();
     import_jobs();
+    import_audit();
     return out_;
   }
 
@@ -334,16 +347,19 @@ private:
       attempt_fate_[a.id] = f;
       count(out_.attempts, f);
     }
-    // Counters start empty; the log import below raises them as the live insert does.
+    // Counters start with the pruned lines (they were delivered); the log import below raises
+    // them as the live insert does.
     insert_rows(
       c_, "node_task_attempts",
       "id, node_id, task_id, state, sync_state, backfill_request_id, sync_requested_at, last_full_sync_at, "
-      "backfill_failures, log_count, log_max_seq, started_at, finished_at, meta, created_at, updated_at",
-      14, fresh.size(),
+      "backfill_failures, log_count, log_max_seq, started_at, finished_at, meta, created_at, updated_at, "
+      "logs_pruned, logs_pruned_through",
+      18, fresh.size(),
       [&](const std::string& n) {
         return "(:i" + n + ", :o" + n + ", :t" + n + ", :s" + n + ", :y" + n + ", :r" + n + ", :q" + n + ", :l" + n
-               + ", :f" + n + ", 0, NULL, :b" + n + ", :e" + n + ", " + c_.d.json_param("m" + n) + ", :c" + n + ", :u"
-               + n + ")";
+               + ", :f" + n + ", :pc" + n + ", NULLIF(" + dialect::int_param("pm" + n) + ", -1), :b" + n + ", :e" + n
+               + ", " + c_.d.json_param("m" + n) + ", :c" + n + ", :u" + n + ", :pn" + n + ", NULLIF("
+               + dialect::int_param("pt" + n) + ", -1))";
       },
       [&](query& q, size_t i, const std::string& n) {
         auto& a = fresh[i];
@@ -360,7 +376,11 @@ private:
           .bind_nullable("e" + n, a.finished_at)
           .bind_nullable("m" + n, a.meta)
           .bind("c" + n, a.created_at)
-          .bind("u" + n, a.updated_at);
+          .bind("u" + n, a.updated_at)
+          .bind("pc" + n, a.logs_pruned)
+          .bind("pm" + n, a.logs_pruned_through)
+          .bind("pn" + n, a.logs_pruned)
+          .bind("pt" + n, a.logs_pruned_through);
       });
   }
 
@@ -371,9 +391,14 @@ private:
     // (its node's name is taken) are held back.
     std::vector<log_candidate> offered; // op: index into offered_rows
     std::vector<const bundle::log_row*> offered_rows, held;
+    auto pruned = pruned_through_of_logged_attempts();
     for (auto& [line, l] : b_.logs) {
       auto i = attempt_fate_.find(l.attempt_id);
       bool stored = i == attempt_fate_.end() || i->second != fate::blocked;
+      if (auto p = pruned.find(l.attempt_id); stored && p != pruned.end() && l.entry.seq <= p->second) {
+        ++out_.logs.skipped; // stored once, then pruned: not stored again
+        continue;
+      }
       if (stored) {
         offered.push_back({&l.attempt_id, &l.entry, offered_rows.size()});
         offered_rows.push_back(&l);
@@ -398,6 +423,20 @@ private:
       if (!inserted.count({*cand.attempt_id, cand.entry->seq}))
         existing.push_back(offered_rows[cand.op]);
     classify_existing_lines(existing);
+  }
+
+  /// The stored pruned seq of every attempt the bundle's lines name (new ones included: they are
+  /// inserted by now), for the attempts that have one.
+  std::map<std::string, int64_t> pruned_through_of_logged_attempts() {
+    std::set<std::string> ids;
+    for (auto& l : b_.logs)
+      ids.insert(l.record.attempt_id);
+    std::map<std::string, int64_t> out;
+    read_by_ids(
+      c_, "SELECT id, logs_pruned_through FROM node_task_attempts WHERE logs_pruned_through IS NOT NULL AND id IN ",
+      std::vector<std::string>(ids.begin(), ids.end()),
+      [&](const soci::row& r) { out[col_str(r, 0)] = col_int(r, 1); });
+    return out;
   }
 
   void add_counters(const std::map<std::string, std::pair<int64_t, int64_t>>& added) {
@@ -488,6 +527,75 @@ private:
       });
   }
 
+  static bool same_audit(const audit_record& db, const audit_record& b) {
+    return db.at == b.at && db.instance_id == b.instance_id && db.entry.actor == b.entry.actor
+           && db.entry.action == b.entry.action && db.entry.target == b.entry.target
+           && same_document(db.entry.filter, b.entry.filter) && same_document(db.entry.counts, b.entry.counts)
+           && db.entry.result == b.entry.result && db.entry.error == b.entry.error;
+  }
+
+  /// Ledger rows by id: a free id is inserted with that id, a taken one is compared.
+  void import_audit() {
+    if (b_.audit.empty())
+      return;
+    bool pg = c_.d.kind == backend::postgresql;
+    // Writers of the ledger wait until this commits: no row can take an id between the reads
+    // below and the sequence moved past the imported ids.
+    if (pg)
+      c_.sql << "LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE";
+    std::vector<int64_t> ids;
+    for (auto& a : b_.audit)
+      ids.push_back(a.record.id);
+    std::map<int64_t, audit_record> by_id;
+    in_slices(ids.size(), c_.d.rows_per_statement(1, ids_per_statement), [&](size_t from, size_t to) {
+      std::string list;
+      for (size_t i = from; i < to; ++i)
+        list += (i == from ? "" : ", ") + dialect::int_param("i" + std::to_string(i - from));
+      query q(c_.sql, "SELECT " + audit_columns(c_.d) + " FROM audit_log WHERE id IN (" + list + ")");
+      for (size_t i = from; i < to; ++i)
+        q.bind("i" + std::to_string(i - from), ids[i]);
+      q.each([&](const soci::row& r) {
+        auto a = read_audit(r);
+        by_id.emplace(a.id, std::move(a));
+      });
+    });
+    std::vector<const audit_record*> fresh;
+    for (auto& [line, a] : b_.audit) {
+      auto i = by_id.find(a.id);
+      if (i == by_id.end()) {
+        fresh.push_back(&a);
+        ++out_.audit.inserted;
+      } else if (same_audit(i->second, a)) {
+        ++out_.audit.skipped;
+      } else {
+        ++out_.audit.conflicting;
+      }
+    }
+    insert_rows(
+      c_, "audit_log", "id, at, instance_id, actor, action, target, filter, counts, result, error", 10, fresh.size(),
+      [&](const std::string& n) {
+        return "(" + dialect::int_param("i" + n) + ", :a" + n + ", :n" + n + ", :c" + n + ", :x" + n + ", :t" + n + ", "
+               + c_.d.json_param("f" + n) + ", " + c_.d.json_param("k" + n) + ", :r" + n + ", :e" + n + ")";
+      },
+      [&](query& q, size_t i, const std::string& n) {
+        auto& a = *fresh[i];
+        q.bind("i" + n, a.id)
+          .bind("a" + n, a.at)
+          .bind_nullable("n" + n, a.instance_id)
+          .bind("c" + n, a.entry.actor)
+          .bind("x" + n, a.entry.action)
+          .bind_nullable("t" + n, a.entry.target)
+          .bind_nullable("f" + n, a.entry.filter)
+          .bind_nullable("k" + n, a.entry.counts)
+          .bind("r" + n, a.entry.result)
+          .bind_nullable("e" + n, a.entry.error);
+      },
+      pg ? "OVERRIDING SYSTEM VALUE " : ""); // the identity is GENERATED ALWAYS
+    // SQLite's AUTOINCREMENT follows the largest id by itself; PostgreSQL's identity does not.
+    if (pg && !fresh.empty())
+      c_.sql << "SELECT setval(pg_get_serial_sequence('audit_log', 'id'), (SELECT MAX(id) FROM audit_log))";
+  }
+
   static void count(kind_counts& k, fate f) {
     switch (f) {
       case fate::inserted: ++k.inserted; break;
@@ -545,7 +653,7 @@ bundle::export_file::result_type execute(op_context& c, const bundle::export_fil
       first = false;
       auto m = nlohmann::json::parse(l).at("counts");
       written = {m.at("nodes").get<int64_t>(), m.at("attempts").get<int64_t>(), m.at("logs").get<int64_t>(),
-                 m.at("jobs").get<int64_t>()};
+                 m.at("jobs").get<int64_t>(), m.at("audit").get<int64_t>()};
     }
     if (std::fwrite(l.data(), 1, l.size(), op.out.get()) != l.size() || std::fputc('\n', op.out.get()) == EOF)
       throw std::runtime_error("bundle export: cannot write the temporary file (disk full?)");

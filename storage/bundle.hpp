@@ -2,17 +2,21 @@
 // Bundles (docs/admin-api.md, GET/POST /api/bundle): the whole database as JSON Lines, and its
 // import. No CAF here.
 //
-// Format, one JSON object a line, "\n" after each:
-//   {"type":"manifest","format":"nodecoord-bundle","version":1,"created_at":"<RFC 3339>",
-//    "counts":{"nodes":n,"attempts":n,"logs":n,"jobs":n}}                          first line
+// Format (version 2), one JSON object a line, "\n" after each:
+//   {"type":"manifest","format":"nodecoord-bundle","version":2,"created_at":"<RFC 3339>",
+//    "counts":{"nodes":n,"attempts":n,"logs":n,"jobs":n,"audit":n}}                 first line
 //   {"type":"node","id",…}      node_record without key_id and key_hash
-//   {"type":"attempt","id",…}   attempt_record without log_count / log_max_seq (derived);
-//                               meta as a JSON object
+//   {"type":"attempt","id",…}   attempt_record without log_count / log_max_seq (derived), with
+//                               logs_pruned and logs_pruned_through (null: none); meta as a
+//                               JSON object
 //   {"type":"log","attempt_id","seq","ts","stream","line"}
 //   {"type":"job","id","job_type",…}  job_record; its `type` is "job_type" ("type" says the
 //                               kind of line); detail as a JSON object
+//   {"type":"audit","id",…}     audit_record: the ledger; filter and counts as JSON objects
 // An empty or NULL value is JSON null. Every field is written on every line, and the parser
-// requires every one of them (fields it does not know are ignored).
+// requires every one of them (fields it does not know are ignored). Version 1 (before the ledger
+// and pruned logs) is still read: no audit lines, no audit count, attempts without the two
+// pruned fields.
 //
 // Export: the read_* operations read one keyset page each, so a caller can stream; the line()
 // functions make the text. The manifest's counts must match the lines: read the counts and every
@@ -22,6 +26,7 @@
 //
 // Import: parse() checks everything it can without the database; the import_bundle operation
 // then runs inside the caller's one transaction (the batch executor wraps it).
+#include "storage/audit.hpp"
 #include "storage/operations.hpp"
 
 #include <cstddef>
@@ -37,13 +42,15 @@
 namespace nodecoord::storage::bundle {
 
 inline constexpr const char* format_name = "nodecoord-bundle";
-inline constexpr int64_t format_version = 1;
+inline constexpr int64_t format_version = 2;        // what export writes
+inline constexpr int64_t oldest_format_version = 1; // the oldest import reads
 
 struct counts {
   int64_t nodes = 0;
   int64_t attempts = 0;
   int64_t logs = 0;
   int64_t jobs = 0;
+  int64_t audit = 0;
   bool operator==(const counts&) const = default;
 };
 
@@ -86,7 +93,14 @@ struct read_jobs {
   using result_type = std::vector<job_record>;
 };
 
-/// Row counts of the four tables, for the manifest.
+/// Ledger rows by id after `after_id` (0: from the start), at most `limit`.
+struct read_audit {
+  int64_t after_id = 0;
+  int64_t limit = 1000;
+  using result_type = std::vector<audit_record>;
+};
+
+/// Row counts of the five tables, for the manifest.
 struct export_counts {
   using result_type = counts;
 };
@@ -99,10 +113,11 @@ std::string line(const node_record& n);
 std::string line(const attempt_record& a);
 std::string line(const log_row& l);
 std::string line(const job_record& j);
+std::string line(const audit_record& a);
 
 /// A whole bundle from inside the caller's transaction, so the counts match the lines and every
 /// reference resolves: calls emit(line) for each line (no trailing newline), manifest first,
-/// then nodes, attempts, logs and jobs, each read in pages of `page` rows.
+/// then nodes, attempts, logs, jobs and the ledger, each read in pages of `page` rows.
 void write_all(op_context& c, const std::string& created_at, const std::function<void(const std::string&)>& emit,
                int64_t page = 1000);
 
@@ -129,6 +144,7 @@ struct parsed {
   std::vector<numbered<attempt_record>> attempts; // log_count 0, log_max_seq -1
   std::vector<numbered<log_row>> logs;
   std::vector<numbered<job_record>> jobs;
+  std::vector<numbered<audit_record>> audit;
 };
 
 struct parse_error {
@@ -137,10 +153,10 @@ struct parse_error {
 };
 
 /// Validates the whole text before any SQL: the manifest first (format nodecoord-bundle,
-/// version 1: a newer version is refused by name), then every line valid JSON with a known type,
+/// version 1 or 2: a newer version is refused by name), then every line valid JSON with a known type,
 /// every field present with its JSON type, statuses / sync states / streams / job types from
 /// their sets, times that parse, UUIDs, no duplicate key (node id or name, attempt id, (attempt
-/// id, seq), job id), the manifest counts equal to the lines. A reference to a node or attempt
+/// id, seq), job id, audit id), the manifest counts equal to the lines. A reference to a node or attempt
 /// that is not in the bundle is left for import_bundle to look up in the database. An empty line
 /// is allowed only as the trailing newline (a trailing "\r" is ignored).
 std::variant<parsed, parse_error> parse(std::string_view text);
@@ -173,7 +189,7 @@ struct import_bundle {
     struct kind {
       int64_t inserted = 0, skipped = 0, conflicting = 0;
       bool operator==(const kind&) const = default;
-    } nodes, attempts, logs, jobs;
+    } nodes, attempts, logs, jobs, audit;
     bool operator==(const result_type&) const = default;
   };
 };
@@ -197,6 +213,7 @@ bundle::read_nodes::result_type execute(op_context&, const bundle::read_nodes&);
 bundle::read_attempts::result_type execute(op_context&, const bundle::read_attempts&);
 bundle::read_logs::result_type execute(op_context&, const bundle::read_logs&);
 bundle::read_jobs::result_type execute(op_context&, const bundle::read_jobs&);
+bundle::read_audit::result_type execute(op_context&, const bundle::read_audit&);
 bundle::export_counts::result_type execute(op_context&, const bundle::export_counts&);
 bundle::import_bundle::result_type execute(op_context&, const bundle::import_bundle&);
 bundle::export_file::result_type execute(op_context&, const bundle::export_file&);

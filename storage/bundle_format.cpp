@@ -52,7 +52,8 @@ std::string manifest_line(const counts& n, const std::string& created_at) {
   j["format"] = format_name;
   j["version"] = format_version;
   j["created_at"] = created_at;
-  j["counts"] = ojson{{"nodes", n.nodes}, {"attempts", n.attempts}, {"logs", n.logs}, {"jobs", n.jobs}};
+  j["counts"] =
+    ojson{{"nodes", n.nodes}, {"attempts", n.attempts}, {"logs", n.logs}, {"jobs", n.jobs}, {"audit", n.audit}};
   return dump(j);
 }
 
@@ -90,6 +91,8 @@ std::string line(const attempt_record& a) {
   j["meta"] = document_or_null(a.meta, "meta of attempt", a.id);
   j["created_at"] = a.created_at;
   j["updated_at"] = a.updated_at;
+  j["logs_pruned"] = a.logs_pruned;
+  j["logs_pruned_through"] = a.logs_pruned_through < 0 ? ojson(nullptr) : ojson(a.logs_pruned_through);
   return dump(j);
 }
 
@@ -120,6 +123,22 @@ std::string line(const job_record& r) {
   return dump(j);
 }
 
+std::string line(const audit_record& a) {
+  ojson j;
+  j["type"] = "audit";
+  j["id"] = a.id;
+  j["at"] = a.at;
+  j["instance_id"] = text_or_null(a.instance_id);
+  j["actor"] = a.entry.actor;
+  j["action"] = a.entry.action;
+  j["target"] = text_or_null(a.entry.target);
+  j["filter"] = document_or_null(a.entry.filter, "filter of audit row", std::to_string(a.id));
+  j["counts"] = document_or_null(a.entry.counts, "counts of audit row", std::to_string(a.id));
+  j["result"] = a.entry.result;
+  j["error"] = text_or_null(a.entry.error);
+  return dump(j);
+}
+
 void write_all(op_context& c, const std::string& created_at, const std::function<void(const std::string&)>& emit,
                int64_t page) {
   if (page < 1)
@@ -143,6 +162,7 @@ void write_all(op_context& c, const std::string& created_at, const std::function
     op.after_seq = last.entry.seq;
   });
   pages(read_jobs{"", page}, by_id);
+  pages(read_audit{0, page}, by_id);
 }
 
 // --- parse -----------------------------------------------------------------------------------
@@ -233,6 +253,11 @@ public:
     return format_time(*t);
   }
 
+  /// An integer, or `if_null` for null.
+  int64_t integer_or_null(const char* key, int64_t min, int64_t if_null) const {
+    return get(key).is_null() ? if_null : integer(key, min);
+  }
+
   int64_t integer(const char* key, int64_t min, int64_t max = std::numeric_limits<int64_t>::max()) const {
     auto& v = get(key);
     if (!v.is_number_integer())
@@ -302,9 +327,9 @@ manifest read_manifest(const ojson& j) {
   if (m.version > format_version)
     fail(1, "bundle version " + std::to_string(m.version) + " is newer than this nodecoordd reads (version "
               + std::to_string(format_version) + "); import it with a newer nodecoordd");
-  if (m.version != format_version)
-    fail(1, "bundle version " + std::to_string(m.version) + " is not supported (this nodecoordd reads version "
-              + std::to_string(format_version) + ")");
+  if (m.version < oldest_format_version)
+    fail(1, "bundle version " + std::to_string(m.version) + " is not supported (this nodecoordd reads versions "
+              + std::to_string(oldest_format_version) + " to " + std::to_string(format_version) + ")");
   m.created_at = f.time("created_at", false);
   auto c = j.find("counts");
   if (c == j.end())
@@ -312,7 +337,8 @@ manifest read_manifest(const ojson& j) {
   if (!c->is_object())
     f.fail_field("counts", "must be an object");
   fields n(*c, 1, "manifest: counts");
-  m.declared = {n.integer("nodes", 0), n.integer("attempts", 0), n.integer("logs", 0), n.integer("jobs", 0)};
+  m.declared = {n.integer("nodes", 0), n.integer("attempts", 0), n.integer("logs", 0), n.integer("jobs", 0),
+                m.version >= 2 ? n.integer("audit", 0) : 0};
   return m;
 }
 
@@ -332,7 +358,7 @@ node_record read_node_line(const fields& f) {
   return n;
 }
 
-attempt_record read_attempt_line(const fields& f) {
+attempt_record read_attempt_line(const fields& f, int64_t version) {
   attempt_record a;
   a.id = f.uuid("id", false);
   a.node_id = f.uuid("node_id", false);
@@ -353,6 +379,12 @@ attempt_record read_attempt_line(const fields& f) {
   a.updated_at = f.time("updated_at", false);
   a.log_count = 0;
   a.log_max_seq = -1;
+  if (version >= 2) {
+    a.logs_pruned = f.integer("logs_pruned", 0);
+    a.logs_pruned_through = f.integer_or_null("logs_pruned_through", 0, -1);
+    if ((a.logs_pruned > 0) != (a.logs_pruned_through >= 0))
+      f.fail_field("logs_pruned_through", "must be set exactly when logs_pruned is above 0");
+  }
   return a;
 }
 
@@ -381,6 +413,23 @@ job_record read_job_line(const fields& f) {
   return j;
 }
 
+const std::set<std::string> audit_result_set(std::begin(audit_results), std::end(audit_results));
+
+audit_record read_audit_line(const fields& f) {
+  audit_record a;
+  a.id = f.integer("id", 1);
+  a.at = f.time("at", false);
+  a.instance_id = f.str("instance_id", true);
+  a.entry.actor = f.str("actor", false, true);
+  a.entry.action = f.str("action", false, true);
+  a.entry.target = f.str("target", true);
+  a.entry.filter = f.document("filter");
+  a.entry.counts = f.document("counts");
+  a.entry.result = f.one_of("result", audit_result_set);
+  a.entry.error = f.str("error", true);
+  return a;
+}
+
 void check_count(const char* what, int64_t declared, size_t found) {
   if (declared != static_cast<int64_t>(found))
     fail(1, std::string("manifest: counts.") + what + " is " + std::to_string(declared) + " but the bundle has "
@@ -391,6 +440,7 @@ parsed parse_lines(std::string_view text) {
   parsed out;
   unique_keys<std::string> node_ids("node id"), node_names("node name"), attempt_ids("attempt id"), job_ids("job id");
   unique_keys<std::pair<std::string, int64_t>> log_keys("log line");
+  unique_keys<int64_t> audit_ids("audit id");
   size_t number = 0;
   size_t pos = 0;
   bool have_manifest = false;
@@ -438,7 +488,7 @@ parsed parse_lines(std::string_view text) {
       node_names.add(n.name, number, json_quoted(n.name));
       out.nodes.push_back({number, std::move(n)});
     } else if (type == "attempt") {
-      auto a = read_attempt_line(fields(j, number, "attempt"));
+      auto a = read_attempt_line(fields(j, number, "attempt"), out.header.version);
       attempt_ids.add(a.id, number, json_quoted(a.id));
       out.attempts.push_back({number, std::move(a)});
     } else if (type == "log") {
@@ -450,8 +500,14 @@ parsed parse_lines(std::string_view text) {
       auto r = read_job_line(fields(j, number, "job"));
       job_ids.add(r.id, number, json_quoted(r.id));
       out.jobs.push_back({number, std::move(r)});
+    } else if (type == "audit" && out.header.version >= 2) {
+      auto a = read_audit_line(fields(j, number, "audit"));
+      audit_ids.add(a.id, number, std::to_string(a.id));
+      out.audit.push_back({number, std::move(a)});
+    } else if (type == "audit") {
+      fail(number, "an audit line in a version 1 bundle (the ledger is in bundles from version 2)");
     } else {
-      fail(number, "unknown type " + json_quoted(type) + " (manifest, node, attempt, log, job)");
+      fail(number, "unknown type " + json_quoted(type) + " (manifest, node, attempt, log, job, audit)");
     }
   }
   if (!have_manifest)
@@ -460,6 +516,7 @@ parsed parse_lines(std::string_view text) {
   check_count("attempts", out.header.declared.attempts, out.attempts.size());
   check_count("logs", out.header.declared.logs, out.logs.size());
   check_count("jobs", out.header.declared.jobs, out.jobs.size());
+  check_count("audit", out.header.declared.audit, out.audit.size());
   return out;
 }
 

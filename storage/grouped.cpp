@@ -33,6 +33,7 @@ struct attempt_row {
   bool is_new = false; // inserted by this run
   sync_row sync;       // what the rules of DESIGN §3 read and write (storage/sync_rules.hpp)
   int64_t max_seq = -1;
+  int64_t pruned_through = -1; // lines at or below it were stored and pruned: not stored again
   // What the run's upserts set: task and state from the last one, times and meta from the last
   // one that had them (each upsert COALESCEs over the stored value).
   bool upserted = false;
@@ -53,7 +54,7 @@ std::string attempt_state_columns(const dialect& d) {
   return "SELECT id, node_id, sync_state, backfill_request_id, log_count, log_max_seq, backfill_failures, "
          "task_id, state, "
          + d.ts("started_at") + ", " + d.ts("finished_at") + ", " + d.json_text("meta")
-         + " FROM node_task_attempts WHERE ";
+         + ", logs_pruned_through FROM node_task_attempts WHERE ";
 }
 
 /// Equal JSON values (PostgreSQL's JSONB prints an object in its own key order and spacing).
@@ -110,6 +111,7 @@ void read_row(const soci::row& r, attempt_row& a) {
   a.sync.failures = col_int(r, 6);
   a.stored = {col_str(r, 7), col_str(r, 8), col_str(r, 9), col_str(r, 10), col_str(r, 11)};
   a.seen = a.stored;
+  a.pruned_through = col_int(r, 12, -1);
 }
 
 /// Reads the attempts named by data operations (keys of `rows`) and every row pending under
@@ -409,7 +411,7 @@ void run_attempts(op_context& c, std::span<group_member* const> ms) {
     }
     auto* id = &rows.find(l->op.attempt_id)->first;
     for (auto& e : l->op.entries)
-      if (claimed.emplace(*id, e.seq).second)
+      if (e.seq > a.pruned_through && claimed.emplace(*id, e.seq).second)
         lines.push_back({id, &e, k});
   }
   insert_attempts(c, created, rows); // before their lines (foreign key)
@@ -590,7 +592,7 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
   }
   struct marked_row {
     std::string created_at, id;
-    int64_t count, max_seq;
+    int64_t count, max_seq, pruned_through;
     bool operator<(const marked_row& o) const { return std::tie(created_at, id) < std::tie(o.created_at, o.id); }
   };
   std::map<std::string, std::vector<marked_row>> by_node;
@@ -602,7 +604,8 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
                        "WHERE sync_state = 'partial' AND EXISTS (SELECT 1 FROM nodes WHERE nodes.id = "
                        "node_task_attempts.node_id AND nodes.session_epoch = CASE nodes.id"
                      + epoch_case + " END" + c.d.for_share() + ") AND id IN " + query::in_list("i", chunk.size())
-                     + " RETURNING id, node_id, log_count, log_max_seq, " + c.d.ts("created_at"));
+                     + " RETURNING id, node_id, log_count, log_max_seq, " + c.d.ts("created_at")
+                     + ", logs_pruned_through");
     q.bind("now", c.now_text).bind("now2", c.now_text).bind_list("i", chunk);
     size_t k = 0;
     for (auto& [node, m] : live) {
@@ -610,7 +613,8 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
       q.bind("n" + s, node).bind("r" + s, m->op.request_id).bind("m" + s, node).bind("e" + s, m->op.epoch);
     }
     q.each([&](const soci::row& r) {
-      by_node[col_str(r, 1)].push_back({col_str(r, 4), col_str(r, 0), col_int(r, 2), col_int(r, 3, -1)});
+      by_node[col_str(r, 1)].push_back(
+        {col_str(r, 4), col_str(r, 0), col_int(r, 2), col_int(r, 3, -1), col_int(r, 5, -1)});
     });
   }
   std::vector<mark_member*> with_job;
@@ -620,7 +624,8 @@ void mark_distinct_nodes(op_context& c, std::span<mark_member* const> ops) {
       continue;                                    // nothing to mark: no job is left behind
     std::sort(i->second.begin(), i->second.end()); // oldest first
     for (auto& row : i->second)
-      m->result.marked.push_back({row.id, contiguous_high_water(c, row.id, row.count, row.max_seq)});
+      m->result.marked.push_back(
+        {row.id, contiguous_high_water(c, row.id, row.count, row.max_seq, row.pruned_through)});
     with_job.push_back(m);
   }
   if (with_job.empty())

@@ -329,6 +329,15 @@ std::vector<std::string> v5(const dialect& d) {
           "WHERE type = 'table' AND name = 'jobs' AND instr(sql, '''bundle_import''))') > 0"};
 }
 
+// Pruned logs (issue 20, bulk attempts.prune_logs): the lines of a complete attempt can be
+// deleted while log_count and log_max_seq keep saying what the node delivered (the evidence of
+// DESIGN §3 rule 2). logs_pruned counts the deleted lines; a line whose seq is at or below
+// logs_pruned_through was stored once and is not stored again (storage/grouped.cpp).
+std::vector<std::string> v6(const dialect&) {
+  return {"ALTER TABLE node_task_attempts ADD COLUMN logs_pruned BIGINT NOT NULL DEFAULT 0",
+          "ALTER TABLE node_task_attempts ADD COLUMN logs_pruned_through BIGINT"};
+}
+
 const std::vector<migration>& all_migrations() {
   static const std::vector<migration> ms{
     {1, "initial schema: nodes, node_task_attempts, attempt_logs, jobs", &v1},
@@ -336,6 +345,7 @@ const std::vector<migration>& all_migrations() {
     {3, "counts kept by triggers: attempt_counts, job_counts, node_counts", &v3},
     {4, "the audit ledger: audit_log", &v4},
     {5, "check jobs: jobs.type takes 'check'", &v5, true},
+    {6, "pruned logs: node_task_attempts.logs_pruned, logs_pruned_through", &v6},
   };
   return ms;
 }

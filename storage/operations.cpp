@@ -49,22 +49,27 @@ node_disable::result_type audited_node_change(op_context& c, const audit_entry& 
 
 } // namespace
 
-// Counters answer the common case (no gaps) without touching attempt_logs.
-int64_t contiguous_high_water(op_context& c, const std::string& attempt_id, int64_t log_count, int64_t log_max_seq) {
+// Counters answer the common case (no gaps) without touching attempt_logs. Lines at or below
+// pruned_through were stored and then pruned: they count as present.
+int64_t contiguous_high_water(op_context& c, const std::string& attempt_id, int64_t log_count, int64_t log_max_seq,
+                              int64_t pruned_through) {
   if (log_count == 0)
     return -1;
   if (log_count == log_max_seq + 1)
     return log_max_seq;
-  int64_t has_zero = 0;
-  query(c.sql, "SELECT COUNT(*) FROM attempt_logs WHERE attempt_id = :a AND seq = 0")
+  int64_t lower = pruned_through < 0 ? 0 : pruned_through + 1; // the first seq that must be stored
+  int64_t has_lower = 0;
+  query(c.sql, "SELECT COUNT(*) FROM attempt_logs WHERE attempt_id = :a AND seq = :s")
     .bind("a", attempt_id)
-    .each([&](const soci::row& r) { has_zero = col_int(r, 0); });
-  if (!has_zero)
-    return -1;
+    .bind("s", lower)
+    .each([&](const soci::row& r) { has_lower = col_int(r, 0); });
+  if (!has_lower)
+    return lower - 1;
   int64_t end = -1;
-  query(c.sql, "SELECT MIN(l.seq) FROM attempt_logs l WHERE l.attempt_id = :a1 AND NOT EXISTS "
+  query(c.sql, "SELECT MIN(l.seq) FROM attempt_logs l WHERE l.attempt_id = :a1 AND l.seq >= :s AND NOT EXISTS "
                "(SELECT 1 FROM attempt_logs m WHERE m.attempt_id = :a2 AND m.seq = l.seq + 1)")
     .bind("a1", attempt_id)
+    .bind("s", lower)
     .bind("a2", attempt_id)
     .each([&](const soci::row& r) { end = col_int(r, 0, -1); });
   return end;
@@ -405,19 +410,21 @@ mark_pending::result_type mark_pending_by_ids(op_context& c, const mark_pending&
                      .bind("e", op.epoch);
                  });
   struct counters {
-    int64_t count, max_seq;
+    int64_t count, max_seq, pruned_through;
   };
   std::map<std::string, counters> marked;
-  query(c.sql, "SELECT id, log_count, log_max_seq FROM node_task_attempts WHERE backfill_request_id = :r")
+  query(c.sql, "SELECT id, log_count, log_max_seq, logs_pruned_through FROM node_task_attempts "
+               "WHERE backfill_request_id = :r")
     .bind("r", op.request_id)
     .each([&](const soci::row& r) {
-      marked[col_str(r, 0)] = {col_int(r, 1), col_int(r, 2, -1)};
+      marked[col_str(r, 0)] = {col_int(r, 1), col_int(r, 2, -1), col_int(r, 3, -1)};
     });
   std::set<std::string> seen;
   for (auto& id : op.attempt_ids) { // in the order asked
     auto i = marked.find(id);
     if (i != marked.end() && seen.insert(id).second)
-      out.marked.push_back({id, contiguous_high_water(c, id, i->second.count, i->second.max_seq)});
+      out.marked.push_back(
+        {id, contiguous_high_water(c, id, i->second.count, i->second.max_seq, i->second.pruned_through)});
   }
   if (!out.marked.empty())
     query(c.sql, "INSERT INTO jobs (id, type, status, node_id, attempt_count, created_at, started_at, instance_id) "

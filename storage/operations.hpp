@@ -14,7 +14,8 @@
 
 namespace soci {
 class session;
-}
+class row;
+} // namespace soci
 
 namespace nodecoord::storage {
 
@@ -77,6 +78,10 @@ struct attempt_record {
   int64_t backfill_failures = 0;
   int64_t log_count = 0;
   int64_t log_max_seq = -1; // -1: no logs stored
+  // Lines deleted by a prune (log_count still counts them) and the highest seq pruned (-1: none);
+  // a line at or below it is not stored again.
+  int64_t logs_pruned = 0;
+  int64_t logs_pruned_through = -1;
   std::string started_at;
   std::string finished_at;
   std::string meta; // JSON text

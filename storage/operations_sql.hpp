@@ -14,7 +14,8 @@
 namespace nodecoord::storage {
 
 /// The highest seq s such that 0..s are all stored, or -1.
-int64_t contiguous_high_water(op_context& c, const std::string& attempt_id, int64_t log_count, int64_t log_max_seq);
+int64_t contiguous_high_water(op_context& c, const std::string& attempt_id, int64_t log_count, int64_t log_max_seq,
+                              int64_t pruned_through);
 
 /// Runs `sql_prefix + "(:i0, ...)" + suffix` for every chunk of ids; the total affected rows.
 /// `binder` adds the statement's other parameters.

@@ -38,7 +38,8 @@ inline node_record read_node(const soci::row& r) {
 inline std::string attempt_columns(const dialect& d) {
   return "id, node_id, task_id, state, sync_state, backfill_request_id, " + d.ts("sync_requested_at") + ", "
          + d.ts("last_full_sync_at") + ", backfill_failures, log_count, log_max_seq, " + d.ts("started_at") + ", "
-         + d.ts("finished_at") + ", " + d.json_text("meta") + ", " + d.ts("created_at") + ", " + d.ts("updated_at");
+         + d.ts("finished_at") + ", " + d.json_text("meta") + ", " + d.ts("created_at") + ", " + d.ts("updated_at")
+         + ", logs_pruned, logs_pruned_through";
 }
 
 inline attempt_record read_attempt(const soci::row& r) {
@@ -59,6 +60,8 @@ inline attempt_record read_attempt(const soci::row& r) {
   a.meta = col_str(r, 13);
   a.created_at = col_str(r, 14);
   a.updated_at = col_str(r, 15);
+  a.logs_pruned = col_int(r, 16);
+  a.logs_pruned_through = col_int(r, 17, -1);
   return a;
 }
 

@@ -297,6 +297,32 @@ struct fake_backend final : backend {
       throw unavailable("tracker: timed out");
     return tracker_now;
   }
+  // Cancels: the ids asked, in order; a request is cancelled only if tracker_now still holds it
+  // (sent), and is then removed from it, as the tracker's book does.
+  std::vector<std::vector<std::string>> cancel_calls;
+  bool cancel_stale = false; // one of them ended before the tracker took it
+  cancel_result cancel_requests(const std::vector<std::string>& ids) override {
+    if (tracker_down)
+      throw unavailable("tracker: timed out");
+    cancel_calls.push_back(ids);
+    if (cancel_stale)
+      return cancel_result{true, 0, 0};
+    cancel_result out;
+    for (auto& id : ids) {
+      auto it = std::find_if(tracker_now.requests.begin(), tracker_now.requests.end(),
+                             [&](const inflight_request& r) { return r.request_id == id && r.sent; });
+      if (it == tracker_now.requests.end())
+        return cancel_result{true, 0, 0};
+    }
+    for (auto& id : ids) {
+      auto it = std::find_if(tracker_now.requests.begin(), tracker_now.requests.end(),
+                             [&](const inflight_request& r) { return r.request_id == id; });
+      ++out.requests;
+      out.attempts += static_cast<int64_t>(it->attempts);
+      tracker_now.requests.erase(it);
+    }
+    return out;
+  }
   order_result backfill(const std::string& id) override {
     backfills.push_back(id);
     return next_order;

@@ -710,6 +710,102 @@ BOOST_AUTO_TEST_CASE(a_bulk_action_needs_a_filter_fits_its_budget_and_applies_on
              == 400);
 }
 
+// attempts.prune_logs: the bound is required (even with all), only complete attempts are its
+// sync state, and the plan says how many stored lines it deletes.
+BOOST_AUTO_TEST_CASE(pruning_logs_needs_a_bound_and_says_what_it_deletes) {
+  auto plan = [&](const std::string& body) { return call("POST", "/api/bulk/attempts.prune_logs/plan", body); };
+  BOOST_TEST(error(plan(R"({"all":true})"), 400) == "bad_request");
+  BOOST_TEST(b.audit_rows.back().action == "attempts.prune_logs.plan");
+  BOOST_TEST(b.audit_rows.back().result == "refused");
+  BOOST_TEST(b.audit_rows.back().error.find("older_than") != std::string::npos, b.audit_rows.back().error);
+  BOOST_TEST(error(plan(R"({"filter":{"node":"alpha"}})"), 400) == "bad_request");
+  BOOST_TEST(error(plan(R"({"filter":{"older_than":"30d","sync_state":"failed"}})"), 400) == "bad_request");
+  BOOST_TEST(b.bulks.empty());
+  b.bulk_answer.log_lines = 1234;
+  auto p = data(plan(R"({"filter":{"older_than":"30d","sync_state":"complete"}})"));
+  BOOST_TEST_REQUIRE(b.bulks.size() == 1u);
+  BOOST_TEST(b.bulks[0].action == "attempts.prune_logs");
+  BOOST_TEST(b.bulks[0].filter.sync_state == "complete");
+  BOOST_TEST(p["log_lines"] == 1234);
+  BOOST_TEST(!p.contains("attempts"));
+  auto done = data(
+    call("POST", "/api/bulk/attempts.prune_logs/apply", json{{"filter", p["filter"]}, {"token", p["token"]}}.dump()));
+  BOOST_TEST(b.bulks.back().apply);
+  BOOST_TEST(b.audit_rows.back().action == "attempts.prune_logs");
+  BOOST_TEST(b.audit_rows.back().result == "succeeded");
+}
+
+// requests.cancel: a bulk action on the tracker's requests in flight. The plan counts sent
+// requests of connected nodes that the filter matches (never one still being marked), under the
+// same budget; the apply cancels exactly that set, or answers plan_stale when the set changed
+// since the plan or one of its requests ended before the tracker took it. The ledger row comes
+// after the tracker's answer, with its counts.
+BOOST_AUTO_TEST_CASE(cancelling_requests_in_flight_by_filter) {
+  b.live = {{"n-a", "rack1-a", 3, "", ""}, {"n-b", "rack1-b", 1, "", ""}, {"n-c", "rack2-c", 1, "", ""}};
+  b.tracker_now.requests = {
+    {"r3", "n-a", 3, "reconcile", true, 4, 120000}, {"r1", "n-a", 3, "reconnect", true, 2, 5000},
+    {"r2", "n-b", 1, "on_demand", true, 1, 600000}, {"r4", "n-c", 1, "reconcile", true, 7, 9000},
+    {"r5", "n-b", 1, "reconcile", false, 0, 0},       // still being marked
+    {"r6", "n-gone", 1, "reconcile", true, 1, 1000}}; // its session is not here
+  auto plan = [&](const std::string& body) { return call("POST", "/api/bulk/requests.cancel/plan", body); };
+  auto apply = [&](const std::string& body) { return call("POST", "/api/bulk/requests.cancel/apply", body); };
+  BOOST_TEST(error(plan("{}"), 400) == "filter_required");
+  for (auto* body : {R"({"filter":{"sync_state":"complete"}})", R"({"filter":{"task_prefix":"x"}})",
+                     R"({"filter":{"node_status":"online"}})", R"({"filter":{"node":"a b"}})"})
+    BOOST_TEST(error(plan(body), 400) == "bad_request", body);
+  // Everything cancellable: sent requests of connected nodes, in id order.
+  auto all = data(plan(R"({"all":true})"));
+  BOOST_TEST(all["matched"] == 4);
+  BOOST_TEST(all["attempts"] == 14);
+  BOOST_TEST_REQUIRE(all["sample"].size() == 4u);
+  BOOST_TEST(all["sample"][0]
+             == json({{"id", "r1"}, {"node", "rack1-a"}, {"trigger", "reconnect"}, {"attempts", 2}, {"age_ms", 5000}}));
+  BOOST_TEST(all["sample"][3]["id"] == "r4");
+  BOOST_TEST(b.bulks.empty()); // storage is not asked
+  // Filters: a node, a name prefix, an age (resolved to a time once, as for every action).
+  BOOST_TEST(data(plan(R"({"filter":{"node":"rack1-b"}})"))["matched"] == 1);
+  BOOST_TEST(data(plan(R"({"filter":{"name_prefix":"rack1-"}})"))["matched"] == 3);
+  auto old = data(plan(R"({"filter":{"name_prefix":"rack1-","older_than":"1m"}})"));
+  BOOST_TEST(old["matched"] == 2); // r2 (10 min), r3 (2 min)
+  BOOST_TEST(parse_time(old["filter"]["older_than"].get<std::string>()).has_value());
+  BOOST_TEST(b.audit_rows.back().action == "requests.cancel.plan");
+  BOOST_TEST(json::parse(b.audit_rows.back().counts) == json({{"matched", 2}}));
+  // The budget counts requests.
+  auto over = plan(R"({"all":true,"max_rows":3})");
+  BOOST_TEST(error(over, 400) == "budget_exceeded");
+  BOOST_TEST(json::parse(over.body)["error"]["detail"] == json({{"limit", 3}, {"requested", 4}}));
+  // A wrong token, or a set that changed: stale, the tracker is not asked.
+  BOOST_TEST(error(apply(json{{"filter", old["filter"]}, {"token", "old"}}.dump()), 409) == "plan_stale");
+  auto changed = b.tracker_now;
+  b.tracker_now.requests.push_back({"r7", "n-b", 1, "reconcile", true, 1, 900000});
+  BOOST_TEST(error(apply(json{{"filter", old["filter"]}, {"token", old["token"]}}.dump()), 409) == "plan_stale");
+  BOOST_TEST(b.cancel_calls.empty());
+  BOOST_TEST(b.audit_rows.back().action == "requests.cancel");
+  BOOST_TEST(b.audit_rows.back().result == "refused");
+  b.tracker_now = changed;
+  // The planned set: the tracker cancels exactly those ids; one row, after, with its counts.
+  auto rows = b.audit_rows.size();
+  auto done = data(apply(json{{"filter", old["filter"]}, {"token", old["token"]}}.dump()));
+  BOOST_TEST_REQUIRE(b.cancel_calls.size() == 1u);
+  BOOST_TEST((b.cancel_calls[0] == std::vector<std::string>{"r2", "r3"}));
+  BOOST_TEST(done["counts"] == json({{"requests", 2}, {"attempts", 5}}));
+  BOOST_TEST_REQUIRE(b.audit_rows.size() == rows + 1);
+  BOOST_TEST(b.audit_rows.back().result == "succeeded");
+  BOOST_TEST(json::parse(b.audit_rows.back().counts) == json({{"requests", 2}, {"attempts", 5}}));
+  // A request that ends between the API's read and the tracker's take: the tracker answers stale,
+  // and so does the API.
+  auto p = data(plan(R"({"filter":{"node":"rack2-c"}})"));
+  b.cancel_stale = true;
+  rows = b.audit_rows.size();
+  BOOST_TEST(error(apply(json{{"filter", p["filter"]}, {"token", p["token"]}}.dump()), 409) == "plan_stale");
+  BOOST_TEST(b.cancel_calls.size() == 2u);
+  BOOST_TEST_REQUIRE(b.audit_rows.size() == rows + 1);
+  BOOST_TEST(b.audit_rows.back().result == "refused");
+  b.cancel_stale = false;
+  b.tracker_down = true;
+  BOOST_TEST(error(plan(R"({"all":true})"), 503) == "unavailable");
+}
+
 BOOST_AUTO_TEST_CASE(a_drain_waits_in_the_tracker_closes_with_drained_then_disables) {
   data(call("POST", "/api/nodes", R"({"name":"alpha"})"));
   auto id = b.nodes_by_name["alpha"].id;

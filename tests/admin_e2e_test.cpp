@@ -276,7 +276,7 @@ BOOST_AUTO_TEST_CASE(bundle_round_trip_sqlite_to_postgresql) {
   BOOST_TEST(exported["file"] == path);
   auto manifest = json::parse(first_line(path));
   BOOST_TEST(manifest["format"] == "nodecoord-bundle");
-  BOOST_TEST(manifest["version"] == 1);
+  BOOST_TEST(manifest["version"] == 2);
   auto& declared = manifest["counts"];
   BOOST_TEST(declared["nodes"] == 2);
   BOOST_TEST(declared["attempts"] == 3);

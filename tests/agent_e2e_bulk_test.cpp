@@ -6,6 +6,8 @@
 
 #include "admin_e2e_support.hpp"
 #include "agent_e2e_support.hpp"
+#include "e2e_node.hpp"
+#include "protocol/codec.hpp"
 #include "tools/agent/store.hpp"
 
 using namespace agent_e2e;
@@ -138,6 +140,38 @@ void bulk_actions_end_to_end(daemon_under_test& d) {
   BOOST_TEST(json::parse(requeue.out)["counts"] == json({{"attempts", 1}}), requeue.out);
   wait_all_complete(d, agents, "after the requeue");
 
+  // Prune the lines of edge-a's complete attempts: a bound is required; applied, the lines go and
+  // the counters stay, the attempts stay complete. Verified again (a reset), the agent's answer
+  // holds with the pruned lines counted, and nothing is stored again.
+  auto no_bound = bulk({"attempts.prune_logs", "--all", "--yes"});
+  BOOST_TEST(no_bound.code == 2, no_bound.err);
+  BOOST_TEST(no_bound.err.find("older_than") != std::string::npos, no_bound.err);
+  auto edge_a_lines = [&] {
+    return d.count("SELECT COUNT(*) FROM attempt_logs l JOIN node_task_attempts a ON a.id = l.attempt_id "
+                   "JOIN nodes n ON n.id = a.node_id WHERE n.name = 'edge-a'");
+  };
+  BOOST_TEST_REQUIRE(edge_a_lines() == 120);
+  auto prune =
+    bulk({"attempts.prune_logs", "--node", "edge-a", "--older-than", "2100-01-01T00:00:00Z", "--yes", "--json"});
+  BOOST_TEST_REQUIRE(prune.code == 0, prune.err);
+  BOOST_TEST(json::parse(prune.out)["counts"] == json({{"attempts", 3}, {"log_lines", 120}}), prune.out);
+  BOOST_TEST(edge_a_lines() == 0);
+  auto edge_a_count = [&](const std::string& where) {
+    return d.count("SELECT COUNT(*) FROM node_task_attempts a JOIN nodes n ON n.id = a.node_id WHERE n.name = "
+                   "'edge-a' AND "
+                   + where);
+  };
+  BOOST_TEST(edge_a_count("a.sync_state = 'complete' AND a.log_count = 40 AND a.logs_pruned = 40 AND "
+                          "a.logs_pruned_through = 39")
+             == 3);
+  auto recheck = bulk({"attempts.reset", "--node", "edge-a", "--task-prefix", "test-", "--yes", "--json"});
+  BOOST_TEST_REQUIRE(recheck.code == 0, recheck.err);
+  BOOST_TEST(json::parse(recheck.out)["counts"] == json({{"attempts", 1}}), recheck.out);
+  BOOST_TEST_REQUIRE(eventually([&] { return edge_a_count("a.sync_state = 'complete'") == 3; }, settle_bound),
+                     "the pruned attempt was not verified again");
+  BOOST_TEST(edge_a_lines() == 0);
+  BOOST_TEST(edge_a_count("a.log_count = 40 AND a.logs_pruned = 40 AND a.backfill_failures = 0") == 3);
+
   // Plan, then the set changes (a new node matches), then apply: 409 plan_stale, nothing changed.
   auto plan = ok_data(http(d, "POST", "/api/bulk/nodes.disable/plan", R"({"filter":{"name_prefix":"idle-"}})"));
   BOOST_TEST(plan["matched"] == 1);
@@ -189,8 +223,10 @@ void bulk_actions_end_to_end(daemon_under_test& d) {
   for (auto& e : ledger["entries"])
     ++by[e["action"].get<std::string>() + "/" + e["result"].get<std::string>()];
   BOOST_TEST(by["attempts.reset.plan/refused"] == 2);   // no filter; over budget
-  BOOST_TEST(by["attempts.reset.plan/succeeded"] == 2); // declined; confirmed
-  BOOST_TEST(by["attempts.reset/succeeded"] == 1);
+  BOOST_TEST(by["attempts.reset.plan/succeeded"] == 3); // declined; confirmed; the pruned one
+  BOOST_TEST(by["attempts.reset/succeeded"] == 2);
+  BOOST_TEST(by["attempts.prune_logs.plan/refused"] == 1); // no bound
+  BOOST_TEST(by["attempts.prune_logs/succeeded"] == 1);
   BOOST_TEST(by["attempts.requeue/succeeded"] == 1);
   BOOST_TEST(by["nodes.disable/refused"] == 1); // plan_stale
   BOOST_TEST(by["nodes.disable/succeeded"] == 2);
@@ -274,6 +310,119 @@ BOOST_AUTO_TEST_CASE(drain_end_to_end_postgresql) {
   test_database pg(storage::backend::postgresql);
   daemon_under_test d(base_settings(), pg.url(), fast_reconcile);
   drain_end_to_end(d);
+}
+
+/// requests.cancel with nodes played by the test (node_client), which never answer unless told:
+/// planned by filter, applied with nodecoordctl, exactly the matched request ends `cancelled`,
+/// its attempts partial with no failure counted, the other node's untouched; a late answer is
+/// unknown; a plan whose request was answered meanwhile is stale; asked again, the node answers
+/// and the attempts complete. No reconcile runs (1 h), so nothing asks behind the test's back.
+void cancel_requests_end_to_end(daemon_under_test& d) {
+  d.start();
+  auto admin = d.admin_url();
+  auto a = d.add_node("rack1-a"), b = d.add_node("rack2-b");
+  std::map<std::string, std::vector<std::string>> attempts; // node -> attempt ids
+  // First sessions: the attempts, no lines; leaving puts whatever was asked back to partial.
+  for (auto* n : {&a, &b}) {
+    auto c = connect_and_hello(d, *n);
+    c.aside_types = {"backfill_request"};
+    for (int i = 0; i < (n == &a ? 2 : 1); ++i) {
+      auto id = new_uuid();
+      attempts[n->name].push_back(id);
+      c.send_line(protocol::encode_attempt({id, "task-" + std::to_string(i), "succeeded", "", "", ""}));
+    }
+    c.heartbeat_roundtrip(1);
+    c.close();
+    d.wait_offline(n->name, "socket_closed");
+  }
+  BOOST_TEST_REQUIRE(
+    eventually([&] { return d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'partial'") == 3; }));
+  // Second sessions: each is asked (the reconnect trigger) and does not answer.
+  auto ca = connect_and_hello(d, a);
+  auto cb = connect_and_hello(d, b);
+  auto ra = next_request(ca), rb = next_request(cb);
+  BOOST_TEST_REQUIRE(ra["attempt_ids"].size() == 2u);
+  BOOST_TEST_REQUIRE(d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'") == 3);
+
+  auto bulk = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{"--admin", admin, "--json", "bulk", "requests.cancel"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return ctl_any(argv);
+  };
+  auto plan = bulk({"--name-prefix", "rack1-", "--plan-only"});
+  BOOST_TEST_REQUIRE(plan.code == 0, plan.err);
+  auto p = json::parse(plan.out);
+  BOOST_TEST(p["matched"] == 1, plan.out);
+  BOOST_TEST(p["attempts"] == 2);
+  BOOST_TEST(p["sample"][0]["id"] == ra["request_id"]);
+  BOOST_TEST(p["sample"][0]["node"] == "rack1-a");
+  auto done = bulk({"--name-prefix", "rack1-", "--yes"});
+  BOOST_TEST_REQUIRE(done.code == 0, done.err);
+  BOOST_TEST(json::parse(done.out)["counts"] == json({{"requests", 1}, {"attempts", 2}}), done.out);
+  auto ra_id = ra["request_id"].get<std::string>();
+  // In storage before the answer: partial, no failure counted, the job cancelled.
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM node_task_attempts a JOIN nodes n ON n.id = a.node_id WHERE n.name = "
+                     "'rack1-a' AND a.sync_state = 'partial' AND a.backfill_failures = 0")
+             == 2);
+  BOOST_TEST(d.rows("SELECT status FROM jobs WHERE id = '" + ra_id + "'") == std::vector<std::string>{"cancelled"});
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'pending_backfill'") == 1);
+  // The node's late answer: unknown, nothing changes.
+  protocol::backfill_response late{ra_id, {}};
+  for (auto& id : attempts["rack1-a"])
+    late.results.push_back({id, true, 0, ""});
+  ca.send_line(protocol::encode_backfill_response(late));
+  auto refused = ca.read_frame();
+  BOOST_TEST(refused["type"] == "error", refused.dump());
+  BOOST_TEST(refused["code"] == "unknown_request", refused.dump());
+  BOOST_TEST(d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'") == 0);
+
+  // A plan of rack2-b's request, which is answered before the apply: plan_stale, nothing else.
+  auto pb = ok_data(http(d, "POST", "/api/bulk/requests.cancel/plan", R"({"filter":{"node":"rack2-b"}})"));
+  BOOST_TEST_REQUIRE(pb["matched"] == 1);
+  protocol::backfill_response answered{rb["request_id"].get<std::string>(), {{attempts["rack2-b"][0], true, 0, ""}}};
+  cb.send_line(protocol::encode_backfill_response(answered));
+  BOOST_TEST_REQUIRE(
+    eventually([&] { return d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'") == 1; }));
+  auto stale =
+    http(d, "POST", "/api/bulk/requests.cancel/apply", json{{"filter", pb["filter"]}, {"token", pb["token"]}}.dump());
+  BOOST_TEST(stale.status == 409, stale.body);
+  BOOST_TEST(stale.j["error"]["code"] == "plan_stale");
+
+  // Asked again (a new session), rack1-a answers and its attempts complete.
+  ca.close();
+  d.wait_offline("rack1-a", "socket_closed");
+  auto again = connect_and_hello(d, a);
+  auto r2 = next_request(again);
+  BOOST_TEST(r2["request_id"] != ra["request_id"]);
+  protocol::backfill_response ok{r2["request_id"].get<std::string>(), {}};
+  for (auto& id : r2["attempt_ids"])
+    ok.results.push_back({id.get<std::string>(), true, 0, ""});
+  again.send_line(protocol::encode_backfill_response(ok));
+  BOOST_TEST_REQUIRE(
+    eventually([&] { return d.count("SELECT COUNT(*) FROM node_task_attempts WHERE sync_state = 'complete'") == 3; }));
+
+  // The ledger: the plan-only, the --yes plan and apply, the API's plan and its stale apply.
+  auto ledger = d.ctl({"audit", "--limit", "1000"});
+  std::map<std::string, int> by;
+  for (auto& e : ledger["entries"])
+    ++by[e["action"].get<std::string>() + "/" + e["result"].get<std::string>()];
+  BOOST_TEST(by["requests.cancel.plan/succeeded"] == 3);
+  BOOST_TEST(by["requests.cancel/succeeded"] == 1);
+  BOOST_TEST(by["requests.cancel/refused"] == 1);
+  again.close();
+  cb.close();
+  d.stop();
+}
+
+BOOST_AUTO_TEST_CASE(cancel_requests_end_to_end_sqlite) {
+  daemon_under_test d(base_settings(), "", admin_e2e::backfill_toml);
+  cancel_requests_end_to_end(d);
+}
+
+BOOST_AUTO_TEST_CASE(cancel_requests_end_to_end_postgresql) {
+  test_database pg(storage::backend::postgresql);
+  daemon_under_test d(base_settings(), pg.url(), admin_e2e::backfill_toml);
+  cancel_requests_end_to_end(d);
 }
 
 BOOST_AUTO_TEST_CASE(bulk_actions_by_filter_end_to_end_sqlite) {

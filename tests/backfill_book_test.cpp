@@ -116,6 +116,31 @@ BOOST_AUTO_TEST_CASE(closing_a_request_frees_its_slot) {
   BOOST_TEST(!b.next_deadline().has_value());
 }
 
+// An operator's cancel (bulk requests.cancel): exactly the planned requests, or none of them when
+// one has ended or is still being marked; what it takes frees its slot and its deadline.
+BOOST_AUTO_TEST_CASE(a_cancel_takes_exactly_the_named_requests_or_none) {
+  request_book b;
+  for (auto* id : {"a", "b", "c"})
+    b.open(req(id, "n1", 1));
+  BOOST_TEST(b.sent("a", {"x"}, t0, 10s));
+  BOOST_TEST(b.sent("b", {"y", "z"}, t0 + 1s, 10s));
+  // c is still being marked: a set naming it is not taken, and nothing else is either.
+  BOOST_TEST(!b.take_exactly({"a", "c"}).has_value());
+  BOOST_TEST(!b.take_exactly({"a", "gone"}).has_value());
+  BOOST_TEST(b.size() == 3u);
+  auto taken = b.take_exactly({"b", "a", "b"});
+  BOOST_TEST_REQUIRE(taken.has_value());
+  BOOST_TEST_REQUIRE(taken->size() == 2u);
+  std::vector<std::string> ids{(*taken)[0].id, (*taken)[1].id};
+  std::sort(ids.begin(), ids.end());
+  BOOST_TEST((ids == std::vector<std::string>{"a", "b"}));
+  BOOST_TEST(b.size() == 1u);
+  BOOST_TEST(b.inflight("n1", 1) == 1u);
+  BOOST_TEST(!b.next_deadline().has_value());                           // c is not sent: no deadline is left
+  BOOST_TEST(b.answer("a", "n1", 1, nullptr) == answer_check::unknown); // a late answer is refused
+  BOOST_TEST(b.take_exactly({}).has_value());                           // nothing named, nothing taken
+}
+
 BOOST_AUTO_TEST_CASE(the_pacer_never_exceeds_its_rate_in_any_window) {
   for (uint32_t rate : {1u, 7u, 50u, 1000u}) {
     pacer p(rate, 42);

@@ -118,7 +118,7 @@ NC_BOTH_BACKENDS(conflicting_rows_are_reported_and_never_overwritten) {
   import(dst, text);
   // Rows changed in the target after the first import.
   dst.exec_sql("UPDATE node_task_attempts SET task_id = 'other' WHERE id = '" + s.a1[2] + "'");
-  dst.exec_sql("UPDATE attempt_logs SET line = 'edited' WHERE attempt_id = '" + s.a2[0] + "' AND seq = 3");
+  dst.exec_sql("UPDATE attempt_logs SET line = 'edited' WHERE attempt_id = '" + s.a2[0] + "' AND seq = 13");
   dst.exec_sql("UPDATE jobs SET attempt_count = 99 WHERE id = '" + s.export_job + "'");
   dst.exec_sql("UPDATE nodes SET session_epoch = 42 WHERE id = '" + s.n3.id + "'");
   auto before = dst.dump();
@@ -143,7 +143,7 @@ NC_BOTH_BACKENDS(conflicting_rows_are_reported_and_never_overwritten) {
   BOOST_TEST(kept.node.id == mine.id);
   BOOST_TEST(kept.node.key_id == "kid-n1");
   BOOST_TEST(!other.run(attempt_get{s.a1[0]}).found);
-  BOOST_TEST(other.run(b::export_counts{}) == (b::counts{3, n.attempts - 4, n.logs - n1_logs, n.jobs - 1}));
+  BOOST_TEST(other.run(b::export_counts{}) == (b::counts{3, n.attempts - 4, n.logs - n1_logs, n.jobs - 1, n.audit}));
 }
 
 NC_BOTH_BACKENDS(corrupted_bundles_are_rejected_with_their_line) {
@@ -188,7 +188,7 @@ NC_BOTH_BACKENDS(corrupted_bundles_are_rejected_with_their_line) {
   expect(with(4, R"({"type":"attempt","task_id":"t\u0000"})"), 5, "record.task_id: contains \\u0000");
   expect(with(2, R"([1,2])"), 3, "not a JSON object");
   expect(with(2, R"({"id":1})"), 3, "missing field \"type\"");
-  expect(edited(0, [](auto& o) { o["version"] = 2; }), 1, "bundle version 2 is newer");
+  expect(edited(0, [](auto& o) { o["version"] = 3; }), 1, "bundle version 3 is newer");
   expect(edited(0, [](auto& o) { o["version"] = 0; }), 1, "bundle version 0 is not supported");
   expect(edited(0, [](auto& o) { o["format"] = "other"; }), 1, "field \"format\"");
   expect(edited(0, [&](auto& o) { o["counts"]["logs"] = s.logs + 1; }), 1,
@@ -215,7 +215,25 @@ NC_BOTH_BACKENDS(corrupted_bundles_are_rejected_with_their_line) {
          "record.line: contains \\u0000");
   expect(edited(1, [](auto& o) { o["status"] = "gone"; }), 2, "node: field \"status\" must be one of");
   expect(edited(1, [](auto& o) { o["name"] = ""; }), 2, "node: field \"name\" must not be empty");
-  expect(edited(good.size() - 1, [](auto& o) { o["job_type"] = "cleanup"; }), good.size(), "job: field \"job_type\"");
+  size_t last_job = good.size() - 1 - static_cast<size_t>(s.audit); // the ledger's lines come last
+  expect(edited(last_job, [](auto& o) { o["job_type"] = "cleanup"; }), last_job + 1, "job: field \"job_type\"");
+  expect(edited(last_job + 1, [](auto& o) { o["result"] = "maybe"; }), last_job + 2,
+         "audit: field \"result\" must be one of failed, refused, succeeded, not \"maybe\"");
+  expect(edited(last_job + 1, [](auto& o) { o["id"] = 0; }), last_job + 2, "audit: field \"id\" must be between 1");
+  expect(edited(last_job + 1, [](auto& o) { o["actor"] = ""; }), last_job + 2,
+         "audit: field \"actor\" must not be empty");
+  expect(edited(last_job + 1, [](auto& o) { o["filter"] = "node=n1"; }), last_job + 2,
+         "audit: field \"filter\" must be a JSON object or null");
+  expect(edited(last_job + 1, [](auto& o) { o["id"] = 2; }), last_job + 3, "audit id 2 appears twice");
+  expect(edited(first_attempt,
+                [](auto& o) {
+                  o["logs_pruned"] = 3;
+                  o["logs_pruned_through"] = nullptr;
+                }),
+         first_attempt + 1, "field \"logs_pruned_through\" must be set exactly when logs_pruned is above 0");
+  expect(edited(first_attempt, [](auto& o) { o.erase("logs_pruned"); }), first_attempt + 1,
+         "attempt: missing field \"logs_pruned\"");
+  expect(edited(0, [](auto& o) { o["counts"].erase("audit"); }), 1, "manifest: counts: missing field \"audit\"");
   // A key twice: the second line is named, with the first.
   {
     auto v = good;
@@ -255,15 +273,17 @@ NC_BOTH_BACKENDS(corrupted_bundles_are_rejected_with_their_line) {
   BOOST_CHECK_EXCEPTION(import(dst, missing_attempt), std::runtime_error, [&](const std::runtime_error& e) {
     return std::string(e.what()).find("line " + std::to_string(first_log + 8) + ": log: attempt ") != std::string::npos;
   });
-  auto missing_job_node = edited(good.size() - 2, [](auto& o) { o["node_id"] = new_uuid(); });
+  auto missing_job_node = edited(last_job - 1, [](auto& o) { o["node_id"] = new_uuid(); });
   BOOST_CHECK_EXCEPTION(import(dst, missing_job_node), std::runtime_error, [&](const std::runtime_error& e) {
-    return std::string(e.what()).find("line " + std::to_string(good.size() - 1) + ": job: node ") != std::string::npos;
+    return std::string(e.what()).find("line " + std::to_string(last_job) + ": job: node ") != std::string::npos;
   });
   BOOST_TEST(dst.dump() == before);
-  // A reference to a row that is only in the database is fine: n5's attempt alone.
+  // A reference to a row that is only in the database is fine: n5's attempt alone, in a
+  // version 1 bundle (no ledger count, no pruned fields), which is still read.
   auto a5 = new_uuid();
-  std::string lone = b::manifest_line({0, 1, 1, 0}, exported_at) + "\n{\"type\":\"attempt\",\"id\":\"" + a5
-                     + "\",\"node_id\":\"" + n5.id
+  std::string lone = R"({"type":"manifest","format":"nodecoord-bundle","version":1,"created_at":")" + exported_at
+                     + R"(","counts":{"nodes":0,"attempts":1,"logs":1,"jobs":0}})" + "\n{\"type\":\"attempt\",\"id\":\""
+                     + a5 + "\",\"node_id\":\"" + n5.id
                      + "\",\"task_id\":\"t\",\"state\":\"running\",\"sync_state\":"
                        "\"partial\",\"backfill_request_id\":null,\"sync_requested_at\":null,\"last_full_sync_at\":null,"
                        "\"backfill_failures\":0,\"started_at\":null,\"finished_at\":null,\"meta\":null,\"created_at\":"
@@ -550,4 +570,96 @@ NC_BOTH_BACKENDS(an_import_on_its_own_connection_runs_again_after_a_transient_fa
                     soci::soci_error);
   BOOST_TEST(runs == 1);
   BOOST_TEST(t.run(b::export_counts{}) == n);
+}
+
+// The ledger travels in the bundle (format version 2) with its ids: into an empty database
+// exactly as it was, a second time skipped, an id another row holds conflicting (never
+// overwritten). Rows written after an import get larger ids on both backends (PostgreSQL's
+// identity is moved past the imported ones).
+NC_BOTH_BACKENDS(the_ledger_travels_with_its_ids) {
+  auto s = populate(t);
+  auto text = export_all(t);
+  auto source_rows = t.run(audit_query{});
+  BOOST_REQUIRE_EQUAL(source_rows.size(), 3u);
+
+  test_database dst(t.kind());
+  auto dry = import(dst, text, true);
+  BOOST_TEST(dry.audit == k(3, 0, 0));
+  BOOST_TEST(dst.run(audit_query{}).empty());
+  auto r = import(dst, text);
+  BOOST_TEST(r.audit == k(3, 0, 0));
+  auto rows = dst.run(audit_query{});
+  BOOST_REQUIRE_EQUAL(rows.size(), 3u);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    BOOST_TEST(rows[i].id == source_rows[i].id);
+    BOOST_TEST(rows[i].at == source_rows[i].at);
+    BOOST_TEST(rows[i].entry.actor == source_rows[i].entry.actor);
+    BOOST_TEST(rows[i].entry.action == source_rows[i].entry.action);
+    BOOST_TEST(rows[i].entry.target == source_rows[i].entry.target);
+    BOOST_TEST(nlohmann::json::parse(rows[i].entry.counts.empty() ? "null" : rows[i].entry.counts)
+               == nlohmann::json::parse(source_rows[i].entry.counts.empty() ? "null" : source_rows[i].entry.counts));
+    BOOST_TEST(rows[i].entry.result == source_rows[i].entry.result);
+    BOOST_TEST(rows[i].entry.error == source_rows[i].entry.error);
+  }
+  // Its export is the source's export, ledger included.
+  transform_like_an_import(t);
+  check_same_bundle(export_all(dst), export_all(t));
+  // A row written after the import gets the next id, not one of the imported ones.
+  auto next = dst.run(audit_append{{"local", "node.enable", "n3", "", "", "succeeded", ""}});
+  BOOST_TEST(next == 4);
+  // Again: skipped; the row written since is not in the bundle and stays.
+  auto again = import(dst, text);
+  BOOST_TEST(again.audit == k(0, 3, 0));
+  BOOST_TEST(dst.run(audit_query{}).size() == 4u);
+
+  // A database whose id 1 is another row: that one conflicts and is left alone, 2 and 3 go in,
+  // and the next row written goes after them.
+  test_database other(t.kind());
+  auto own = other.run(audit_append{{"local", "jobs.prune", "", "", R"({"jobs":0})", "succeeded", ""}});
+  BOOST_REQUIRE_EQUAL(own, 1);
+  auto mixed = import(other, text);
+  BOOST_TEST(mixed.audit == k(2, 0, 1));
+  auto kept = other.run(audit_query{});
+  BOOST_REQUIRE_EQUAL(kept.size(), 3u);
+  BOOST_TEST(kept.back().id == 1);
+  BOOST_TEST(kept.back().entry.action == "jobs.prune");
+  BOOST_TEST(other.run(audit_append{{"local", "node.enable", "n3", "", "", "succeeded", ""}}) == 4);
+}
+
+// Pruned lines in a bundle: an attempt keeps what was pruned (its counters count those lines, so
+// a node's evidence still holds after a move), and a line at or below the stored pruned seq is
+// skipped, not stored again.
+NC_BOTH_BACKENDS(pruned_lines_stay_pruned_across_an_import) {
+  auto s = populate(t);
+  auto text = export_all(t);
+  test_database dst(t.kind());
+  import(dst, text);
+  auto a = dst.run(attempt_get{s.a2[0]}).attempt;
+  BOOST_TEST(a.logs_pruned == 10);
+  BOOST_TEST(a.logs_pruned_through == 9);
+  BOOST_TEST(a.log_count == 20);
+  BOOST_TEST(a.log_max_seq == 19);
+  int64_t stored = 0;
+  query(dst.db().session(), "SELECT COUNT(*) FROM attempt_logs WHERE attempt_id = :a")
+    .bind("a", s.a2[0])
+    .each([&](const soci::row& row) { stored = col_int(row, 0); });
+  BOOST_TEST(stored == 10);
+
+  // A bundle that holds the pruned lines again (an older export): skipped, not stored.
+  auto v = split_lines(text);
+  auto manifest = nlohmann::ordered_json::parse(v[0]);
+  manifest["counts"]["logs"] = s.logs + 3;
+  v[0] = manifest.dump();
+  for (int64_t seq = 0; seq < 3; ++seq)
+    v.insert(v.begin() + 1 + 3 + 8, b::line(b::log_row{s.a2[0], {seq, "2026-01-09T12:00:00.000Z", "stdout", "old"}}));
+  auto old = join_lines(v);
+  auto before = dst.dump();
+  auto r = import(dst, old);
+  BOOST_TEST(r.logs == k(0, s.logs + 3, 0));
+  BOOST_TEST(dst.dump() == before);
+  // Into an empty database: the attempt arrives pruned, so its old lines are skipped there too.
+  test_database fresh(t.kind());
+  auto r2 = import(fresh, old);
+  BOOST_TEST(r2.logs == k(s.logs, 3, 0));
+  BOOST_TEST(fresh.run(attempt_get{s.a2[0]}).attempt.log_count == 20);
 }

@@ -21,10 +21,10 @@ NC_BOTH_BACKENDS(export_writes_every_row_once_in_pages) {
   BOOST_TEST(export_all(t, 3) == text);
   BOOST_TEST(export_all(t) == text);
   auto lines = split_lines(text);
-  BOOST_REQUIRE_EQUAL(lines.size(), 1 + 3 + 8 + s.logs + 4);
+  BOOST_REQUIRE_EQUAL(lines.size(), 1 + 3 + 8 + s.logs + 4 + s.audit);
   BOOST_TEST(lines[0]
-             == R"({"type":"manifest","format":"nodecoord-bundle","version":1,"created_at":")" + exported_at
-                  + R"(","counts":{"nodes":3,"attempts":8,"logs":284,"jobs":4}})");
+             == R"({"type":"manifest","format":"nodecoord-bundle","version":2,"created_at":")" + exported_at
+                  + R"(","counts":{"nodes":3,"attempts":8,"logs":274,"jobs":4,"audit":3}})");
   // Lines in the documented shape; no secret ever leaves.
   BOOST_TEST(text.find("key_id") == std::string::npos);
   BOOST_TEST(text.find("key_hash") == std::string::npos);
@@ -65,8 +65,28 @@ NC_BOTH_BACKENDS(export_writes_every_row_once_in_pages) {
     auto o = nlohmann::json::parse(b::line(a));
     BOOST_TEST((a.meta.empty() ? o["meta"].is_null() : o["meta"].is_object()));
     BOOST_TEST((a.finished_at.empty() ? o["finished_at"].is_null() : o["finished_at"] == a.finished_at));
-    BOOST_TEST(o.size() == 15u);
+    BOOST_TEST(o.size() == 17u);
+    if (a.id == s.a2[0]) {
+      BOOST_TEST(o["logs_pruned"] == 10);
+      BOOST_TEST(o["logs_pruned_through"] == 9);
+    } else {
+      BOOST_TEST(o["logs_pruned"] == 0);
+      BOOST_TEST(o["logs_pruned_through"].is_null());
+    }
   }
+  // The ledger, last, oldest first, exactly.
+  BOOST_TEST(nlohmann::json::parse(lines[lines.size() - 3])
+             == nlohmann::json::parse(
+               R"({"type":"audit","id":1,"at":"2026-01-09T12:00:06.000Z","instance_id":null,"actor":"token:0123abcd",)"
+               R"("action":"attempts.requeue","target":null,"filter":{"node":"n1","all":false},)"
+               R"("counts":{"attempts":2},"result":"succeeded","error":null})"));
+  BOOST_TEST(nlohmann::json::parse(lines[lines.size() - 3]).size() == 11u); // every field, in this order:
+  BOOST_TEST(lines[lines.size() - 3].rfind(R"({"type":"audit","id":1,"at":"2026-01-09T12:00:06.000Z",)", 0) == 0u);
+  auto refused = nlohmann::json::parse(lines[lines.size() - 2]);
+  BOOST_TEST(refused["result"] == "refused");
+  BOOST_TEST(refused["error"] == "budget_exceeded: \"quoted\"");
+  BOOST_TEST(refused["counts"].is_null());
+  BOOST_TEST(nlohmann::json::parse(lines.back())["target"] == "n3");
   // Keyset paging of logs across attempts: strictly increasing, each line once.
   std::set<std::pair<std::string, int64_t>> seen;
   b::read_logs op{"", -1, 13};

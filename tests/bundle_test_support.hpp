@@ -29,10 +29,11 @@ inline std::ostream& operator<<(std::ostream& os, const import_bundle::result_ty
   return os << "{inserted " << k.inserted << ", skipped " << k.skipped << ", conflicting " << k.conflicting << "}";
 }
 inline std::ostream& operator<<(std::ostream& os, const import_bundle::result_type& r) {
-  return os << "nodes " << r.nodes << " attempts " << r.attempts << " logs " << r.logs << " jobs " << r.jobs;
+  return os << "nodes " << r.nodes << " attempts " << r.attempts << " logs " << r.logs << " jobs " << r.jobs
+            << " audit " << r.audit;
 }
 inline std::ostream& operator<<(std::ostream& os, const counts& c) {
-  return os << "{" << c.nodes << ", " << c.attempts << ", " << c.logs << ", " << c.jobs << "}";
+  return os << "{" << c.nodes << ", " << c.attempts << ", " << c.logs << ", " << c.jobs << ", " << c.audit << "}";
 }
 } // namespace nodecoord::storage::bundle
 
@@ -45,6 +46,8 @@ struct source {
   std::vector<std::string> a1, a2, a3; // attempts of n1, n2, n3
   std::string pending_request, failed_request, queued_job, export_job;
   int64_t logs = 0;
+  int64_t audit = 0;
+  int64_t pruned = 0; // lines of a2[0] pruned (seq 0..9; 10..19 stay)
 };
 
 inline node_record add_node(test_database& t, const std::string& name) {
@@ -135,6 +138,21 @@ inline source populate(test_database& t) {
   x.error = "boom";
   x.started_at = "2026-01-09T12:00:02.000Z";
   BOOST_REQUIRE(t.run(job_insert{x}).inserted);
+  // a2[0] (complete) with its first 10 lines pruned, as attempts.prune_logs leaves them.
+  t.exec_sql("DELETE FROM attempt_logs WHERE seq < 10 AND attempt_id = '" + s.a2[0] + "'");
+  t.exec_sql("UPDATE node_task_attempts SET logs_pruned = 10, logs_pruned_through = 9 WHERE id = '" + s.a2[0] + "'");
+  s.pruned = 10;
+  s.logs -= 10;
+  // The ledger: a change with its filter and counts, a refusal with its error, a single action.
+  audit_entry l1{"token:0123abcd",    "attempts.requeue", "", R"({"node":"n1","all":false})",
+                 R"({"attempts":2})", "succeeded",        ""};
+  audit_entry l2{"local", "nodes.delete", "", R"({"name_prefix":"n"})", "", "refused", "budget_exceeded: \"quoted\""};
+  audit_entry l3{"local", "node.disable", "n3", "", R"({"nodes":1})", "succeeded", ""};
+  for (auto* e : {&l1, &l2, &l3}) {
+    t.clock.advance(1s);
+    BOOST_REQUIRE(t.run(audit_append{*e}) > 0);
+    ++s.audit;
+  }
   t.clock.advance(1s);
   return s;
 }
@@ -161,6 +179,7 @@ inline std::string export_paged(test_database& t, int64_t page) {
     op.after_seq = last.entry.seq;
   });
   pages(b::read_jobs{"", page}, by_id);
+  pages(b::read_audit{0, page}, by_id);
   return out;
 }
 
@@ -266,7 +285,7 @@ inline void check_same_bundle(const std::string& a, const std::string& b_text) {
 }
 
 inline b::counts counts_of(const source& s) {
-  return {3, static_cast<int64_t>(s.a1.size() + s.a2.size() + s.a3.size()), s.logs, 4};
+  return {3, static_cast<int64_t>(s.a1.size() + s.a2.size() + s.a3.size()), s.logs, 4, s.audit};
 }
 
 inline b::import_bundle::result_type::kind k(int64_t inserted, int64_t skipped, int64_t conflicting) {

@@ -344,7 +344,7 @@ BOOST_AUTO_TEST_CASE(dashboard_node_and_attempt_pages_and_the_audit_ledger) {
   auto n = d.add_node("page-n");
   d.add_node("page-other");
   d.disable_node("page-other");
-  std::string with_lines;
+  std::string with_lines, pruned;
   {
     auto db = d.db();
     auto& sql = *db;
@@ -365,6 +365,11 @@ BOOST_AUTO_TEST_CASE(dashboard_node_and_attempt_pages_and_the_audit_ledger) {
       return id;
     };
     with_lines = add("task-lines", "complete", 150);
+    // Pruned (attempts.prune_logs): 40 lines received, none stored.
+    pruned = add("task-pruned", "complete", 0);
+    sql << "UPDATE node_task_attempts SET log_count = 40, log_max_seq = 39, logs_pruned = 40, "
+           "logs_pruned_through = 39 WHERE id = :id",
+      soci::use(pruned);
     // A check that failed, and another node's (not on this page).
     for (auto* node : {"page-n", "page-other"}) {
       auto id = nodecoord::new_uuid();
@@ -385,7 +390,7 @@ BOOST_AUTO_TEST_CASE(dashboard_node_and_attempt_pages_and_the_audit_ledger) {
   cli.set_read_timeout(15s);
   auto node = get_data(cli, "/api/nodes/page-n");
   auto attempts = get_data(cli, "/api/attempts?limit=50&node=page-n");
-  BOOST_TEST_REQUIRE(attempts["attempts"].size() == 6u);
+  BOOST_TEST_REQUIRE(attempts["attempts"].size() == 7u);
 
   // The node view.
   auto body = rendered_body(dump_dom(d.admin_url() + "/#node/page-n"));
@@ -398,7 +403,7 @@ BOOST_AUTO_TEST_CASE(dashboard_node_and_attempt_pages_and_the_audit_ledger) {
                  == std::string(std::to_string(count.get<int64_t>())),
                state);
   BOOST_TEST(node["attempts"]["failed"] == 3);
-  BOOST_TEST(tags_with(body, "data-attempt") == 6u);
+  BOOST_TEST(tags_with(body, "data-attempt") == 7u);
   for (auto& a : attempts["attempts"])
     BOOST_TEST(body.find("data-attempt=\"" + a["id"].get<std::string>() + "\"") != std::string::npos);
   BOOST_TEST(body.find("href=\"#attempt/" + with_lines + "\"") != std::string::npos, "no link to the attempt");
@@ -420,6 +425,13 @@ BOOST_AUTO_TEST_CASE(dashboard_node_and_attempt_pages_and_the_audit_ledger) {
   BOOST_TEST(page.find("page line 0 &lt;b&gt;&amp;") != std::string::npos, "a line is not shown as text");
   BOOST_TEST(page.find("page line 99 ") != std::string::npos);
   BOOST_TEST(page.find("page line 100 ") == std::string::npos); // the next page
+  // A pruned attempt says so, in its fields and where its lines would be.
+  auto pruned_page = rendered_body(dump_dom(d.admin_url() + "/#attempt/" + pruned));
+  BOOST_TEST_REQUIRE(body_tag(pruned_page).find("data-loaded=\"1\"") != std::string::npos);
+  BOOST_TEST(text_of(pruned_page, "data-attempt-field", "log_count").value_or("(none)") == std::string("40"));
+  BOOST_TEST(text_of(pruned_page, "data-attempt-field", "logs_pruned").value_or("(none)")
+             == std::string("40 (up to seq 39)"));
+  BOOST_TEST(pruned_page.find("No lines stored: they were pruned.") != std::string::npos);
 
   // The overview's audit panel: the ledger's newest rows, in its order.
   auto ledger = get_data(cli, "/api/audit?limit=20")["entries"];

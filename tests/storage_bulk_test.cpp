@@ -282,3 +282,110 @@ NC_BOTH_BACKENDS(a_check_plan_names_online_nodes_and_its_check) {
     BOOST_CHECK_THROW(t.run(plan(action, {.all = true, .check = "disk"})), std::exception);
   BOOST_CHECK_THROW(t.run(plan("nodes.check", {.all = true})), std::exception);
 }
+
+// attempts.prune_logs: the lines of complete attempts last updated before a bound are deleted;
+// log_count and log_max_seq keep saying what the node delivered (the evidence of DESIGN §3 rule
+// 2), logs_pruned counts the deleted lines, and a line at or below logs_pruned_through is not
+// stored again: a node that sends its pruned lines again changes nothing, a new line reopens the
+// attempt as any change does, and a request asks only for what follows the pruned lines.
+NC_BOTH_BACKENDS(pruning_logs_deletes_the_lines_and_keeps_the_evidence) {
+  auto a = add_node(t, "rack1-a");
+  auto epoch = begin_session(t, a);
+  auto with_lines = [&](const std::string& task, int64_t n, const std::string& sync, const std::string& updated) {
+    auto id = add(t, a, task, "partial");
+    if (n > 0)
+      BOOST_REQUIRE(t.run(logs_insert{a.id, id, lines(0, n), epoch}).inserted == n);
+    set_sync(t, id, sync);
+    query(t.db().session(), "UPDATE node_task_attempts SET updated_at = :u WHERE id = :id")
+      .bind("u", updated)
+      .bind("id", id)
+      .exec();
+    return id;
+  };
+  const std::string old = "2026-01-01T00:00:00.000Z", recent = "2026-03-01T00:00:00.000Z";
+  const std::string bound = "2026-02-01T00:00:00.000Z";
+  auto a1 = with_lines("t/1", 10, "complete", old);
+  auto a2 = with_lines("t/2", 4, "complete", recent); // too recent
+  auto a3 = with_lines("t/3", 5, "partial", old);     // not complete
+  auto a4 = with_lines("t/4", 6, "failed", old);      // not complete
+  with_lines("t/5", 0, "complete", old);              // nothing to prune
+  auto lines_of = [&](const std::string& id) {
+    return count(t, "SELECT COUNT(*) FROM attempt_logs WHERE attempt_id = '" + id + "'");
+  };
+
+  // The bound is required: storage refuses a prune without one, even with all.
+  BOOST_CHECK_THROW(t.run(plan("attempts.prune_logs", {.all = true})), std::exception);
+  auto p = t.run(plan("attempts.prune_logs", {.older_than = bound}));
+  BOOST_TEST(p.matched == 1);
+  BOOST_TEST(p.log_lines == 10);
+  BOOST_TEST_REQUIRE(p.sample.size() == 1u);
+  BOOST_TEST(p.sample[0].id == a1);
+  BOOST_TEST(t.run(plan("attempts.prune_logs", {.older_than = "2026-04-01T00:00:00.000Z"})).matched == 2);
+  BOOST_TEST(lines_of(a1) == 10); // a plan changes nothing
+
+  auto rows = ledger_rows(t);
+  auto before = get(t, a1);
+  auto r = t.run(applied(plan("attempts.prune_logs", {.older_than = bound}), p.token));
+  BOOST_TEST(!r.stale);
+  BOOST_TEST(r.counts == R"({"attempts":1,"log_lines":10})");
+  BOOST_TEST(ledger_rows(t) == rows + 1);
+  auto after = get(t, a1);
+  BOOST_TEST(lines_of(a1) == 0);
+  BOOST_TEST(after.log_count == 10);
+  BOOST_TEST(after.log_max_seq == 9);
+  BOOST_TEST(after.logs_pruned == 10);
+  BOOST_TEST(after.logs_pruned_through == 9);
+  BOOST_TEST(after.sync_state == "complete");        // not a change of the attempt:
+  BOOST_TEST(after.updated_at == before.updated_at); // not reopened, not touched
+  BOOST_TEST(lines_of(a2) == 4);
+  BOOST_TEST(lines_of(a3) == 5);
+  BOOST_TEST(lines_of(a4) == 6);
+  BOOST_TEST(get(t, a2).logs_pruned == 0);
+  BOOST_TEST(get(t, a2).logs_pruned_through == -1);
+  BOOST_TEST(t.run(plan("attempts.prune_logs", {.older_than = bound})).matched == 0); // nothing left
+  counters_match_scan(t);
+
+  // The node sends its pruned lines again (a reconnect, a backfill): nothing is stored, nothing
+  // reopens, the counters stay.
+  auto again = t.run(logs_insert{a.id, a1, lines(0, 10), epoch});
+  BOOST_TEST(again.inserted == 0);
+  BOOST_TEST(!again.reopened);
+  BOOST_TEST(lines_of(a1) == 0);
+  BOOST_TEST(get(t, a1).log_count == 10);
+  BOOST_TEST(get(t, a1).sync_state == "complete");
+
+  // A new line (12, after a gap) is a change: stored, counted, the attempt reopened.
+  auto more = t.run(logs_insert{a.id, a1, lines(12, 13), epoch});
+  BOOST_TEST(more.inserted == 1);
+  BOOST_TEST(more.reopened);
+  BOOST_TEST(get(t, a1).sync_state == "partial");
+  BOOST_TEST(get(t, a1).log_count == 11);
+  BOOST_TEST(get(t, a1).log_max_seq == 12);
+  // A request asks for what follows the pruned lines (9), not for everything (-1).
+  auto m = t.run(mark_pending{new_uuid(), a.id, epoch, {a1}});
+  BOOST_TEST_REQUIRE(m.marked.size() == 1u);
+  BOOST_TEST(m.marked[0].logs_after == 9);
+  // The node answers with its lines 0..12: the pruned ones are not stored again, 10 and 11 are,
+  // and the evidence (13 lines) holds with the pruned ones counted.
+  auto request = get(t, a1).backfill_request_id;
+  BOOST_TEST(t.run(logs_insert{a.id, a1, lines(0, 13), epoch}).inserted == 2);
+  BOOST_TEST(lines_of(a1) == 3);
+  auto done = t.run(apply_backfill{request, a.id, {{a1, true, 13, ""}}, 5, epoch});
+  BOOST_TEST(done.completed == 1);
+  BOOST_TEST(get(t, a1).sync_state == "complete");
+  BOOST_TEST(get(t, a1).log_count == 13);
+  // Pruned again: the three stored lines go; the count says all 13 are pruned now.
+  auto p2 = t.run(plan("attempts.prune_logs", {.older_than = "2100-01-01T00:00:00.000Z"}));
+  BOOST_TEST(p2.log_lines == 3 + 4);
+  t.run(applied(plan("attempts.prune_logs", {.older_than = "2100-01-01T00:00:00.000Z"}), p2.token));
+  BOOST_TEST(get(t, a1).logs_pruned == 13);
+  BOOST_TEST(get(t, a1).logs_pruned_through == 12);
+  BOOST_TEST(lines_of(a1) == 0);
+  // A node delete's plan counts the lines it deletes, not the ones already pruned.
+  query(t.db().session(), "UPDATE nodes SET status = 'disabled' WHERE name = 'rack1-a'").exec();
+  set_sync(t, a3, "complete");
+  set_sync(t, a4, "complete");
+  auto del = t.run(plan("nodes.delete", {.node = "rack1-a"}));
+  BOOST_TEST(del.log_lines == 5 + 6);
+  counters_match_scan(t);
+}

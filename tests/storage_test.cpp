@@ -26,9 +26,16 @@ NC_BOTH_BACKENDS(migrations_are_idempotent) {
 // v5 loosens jobs.type to take 'check' (PostgreSQL: a new constraint; SQLite: the table's text in
 // sqlite_master). The database is taken back to the v4 schema by hand, with a job in it, and
 // migrated again: the old job stays, check jobs go in, unknown types are still refused, and the
-// counters the triggers keep still count.
+// counters the triggers keep still count. v6 adds the pruned-log columns to attempts already
+// there (0 and NULL: nothing pruned).
 NC_BOTH_BACKENDS(v5_lets_jobs_be_checks_and_keeps_refusing_other_types) {
   bool pg = t.kind() == backend::postgresql;
+  auto n = add_node(t, "alpha");
+  auto attempt = new_uuid();
+  BOOST_REQUIRE(t.run(attempt_upsert{n.id, attempt, "t", "running", "", "", ""}).status == write_status::ok);
+  BOOST_REQUIRE(t.run(logs_insert{n.id, attempt, lines(0, 3)}).inserted == 3);
+  t.exec_sql("ALTER TABLE node_task_attempts DROP COLUMN logs_pruned");
+  t.exec_sql("ALTER TABLE node_task_attempts DROP COLUMN logs_pruned_through");
   auto insert = [&](const std::string& id, const std::string& type) {
     t.exec_sql("INSERT INTO jobs (id, type, status, created_at) VALUES ('" + id + "', '" + type
                + "', 'succeeded', '2026-01-09T12:00:00.000Z')");
@@ -52,18 +59,24 @@ NC_BOTH_BACKENDS(v5_lets_jobs_be_checks_and_keeps_refusing_other_types) {
     t.exec_sql("PRAGMA schema_version = " + std::to_string(version + 1));
     t.exec_sql("PRAGMA writable_schema = OFF");
   }
-  t.exec_sql("DELETE FROM schema_migrations WHERE version = 5");
+  t.exec_sql("DELETE FROM schema_migrations WHERE version >= 5");
   insert("00000000-0000-4000-8000-000000000001", "backfill");
   BOOST_TEST_REQUIRE(refused("00000000-0000-4000-8000-000000000002", "check")); // truly back at v4
   BOOST_TEST(t.db().migrate() == 4);
-  BOOST_TEST(count(t, "SELECT MAX(version) FROM schema_migrations") == 5);
+  BOOST_TEST(count(t, "SELECT MAX(version) FROM schema_migrations") == latest_schema_version());
   BOOST_TEST(!refused("00000000-0000-4000-8000-000000000003", "check"));
   BOOST_TEST(refused("00000000-0000-4000-8000-000000000004", "nonsense"));
   BOOST_TEST(count(t, "SELECT COUNT(*) FROM jobs") == 2);
   BOOST_TEST(count(t, "SELECT COUNT(*) FROM jobs WHERE type = 'backfill'") == 1);
   BOOST_TEST(count(t, "SELECT COALESCE(SUM(jobs), 0) FROM job_counts WHERE type = 'check'") == 1);
+  // v6: the attempt is read with nothing pruned, its lines and counters as they were.
+  auto a = get(t, attempt);
+  BOOST_TEST(a.logs_pruned == 0);
+  BOOST_TEST(a.logs_pruned_through == -1);
+  BOOST_TEST(a.log_count == 3);
+  BOOST_TEST(count(t, "SELECT COUNT(*) FROM node_task_attempts WHERE logs_pruned_through IS NULL") == 1);
   // Migrating again changes nothing (the edit would not find its text twice).
-  BOOST_TEST(t.db().migrate() == 5);
+  BOOST_TEST(t.db().migrate() == latest_schema_version());
   if (!pg)
     BOOST_TEST(count(t, "SELECT COUNT(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'") == 1);
 }

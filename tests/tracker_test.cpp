@@ -426,3 +426,53 @@ TRACKER_CASE(a_drain_resets_what_is_left_at_its_deadline) {
   BOOST_TEST(!f.respond(n, r2.request_id, {ok(a2, 1)}), "an answer after the drain's deadline is unknown");
   BOOST_TEST(f.pending_rows() == 0);
 }
+
+// An operator's cancel (bulk requests.cancel): exactly the named requests end as cancelled, their
+// attempts back to partial with no failure counted, before the answer; a set naming a request
+// that has ended changes nothing; a late answer to a cancelled request is unknown, and the
+// attempts can be asked for again.
+TRACKER_CASE(a_cancel_ends_exactly_the_named_requests_or_none) {
+  fixture f(b, opts(5, 4, 60s));
+  auto n = f.add_node("alpha");
+  f.connect(n);
+  auto a1 = f.attempt(n, 1);
+  auto a2 = f.attempt(n, 1);
+  auto a3 = f.attempt(n, 1);
+  auto r1 = f.order(n, {a1, a2});
+  auto r2 = f.order(n, {a3});
+  BOOST_TEST_REQUIRE(r1.status == order_status::requested);
+  BOOST_TEST_REQUIRE(r2.status == order_status::requested);
+  // A set with an unknown request: nothing is cancelled.
+  auto stale = f.ask<cancel_result>(f.tracker, cancel_atom::value, std::vector<std::string>{r1.request_id, new_uuid()});
+  BOOST_TEST(stale.stale);
+  BOOST_TEST(stale.requests == 0);
+  BOOST_TEST(f.status().requests.size() == 2u);
+  BOOST_TEST(f.row(a1).sync_state == "pending_backfill");
+  // r1 alone: its two attempts are partial when the answer comes, r2 is untouched.
+  auto got = f.ask<cancel_result>(f.tracker, cancel_atom::value, std::vector<std::string>{r1.request_id});
+  BOOST_TEST(!got.stale);
+  BOOST_TEST(got.requests == 1);
+  BOOST_TEST(got.attempts == 2);
+  for (auto& a : {a1, a2}) {
+    BOOST_TEST(f.row(a).sync_state == "partial");
+    BOOST_TEST(f.row(a).backfill_failures == 0, "a cancel is not the node's failure");
+  }
+  BOOST_TEST(f.job(r1.request_id)->status == "cancelled");
+  BOOST_TEST(f.row(a3).sync_state == "pending_backfill");
+  BOOST_TEST(f.status().requests.size() == 1u);
+  BOOST_TEST(f.status().cancelled == 1u);
+  // Cancelled twice: stale, nothing changes.
+  BOOST_TEST(f.ask<cancel_result>(f.tracker, cancel_atom::value, std::vector<std::string>{r1.request_id}).stale);
+  // The node's late answer is unknown and changes nothing; the attempts can be asked for again.
+  auto before = f.t.dump();
+  BOOST_TEST(!f.respond(n, r1.request_id, {ok(a1, 1), ok(a2, 1)}));
+  BOOST_TEST(f.t.dump() == before);
+  auto again = f.order(n, {a1, a2});
+  BOOST_TEST_REQUIRE(again.status == order_status::requested);
+  BOOST_TEST(f.respond(n, again.request_id, {ok(a1, 1), ok(a2, 1)}));
+  BOOST_TEST(f.row(a1).sync_state == "complete");
+  // r2's deadline still holds: it expires as it would have.
+  f.advance(60s);
+  BOOST_TEST(f.job(r2.request_id)->status == "expired");
+  BOOST_TEST(f.pending_rows() == 0);
+}

@@ -95,7 +95,8 @@ std::string test_database::dump() {
     {"node_task_attempts",
      "id, node_id, task_id, state, sync_state, backfill_request_id, " + d.ts("sync_requested_at") + ", "
        + d.ts("last_full_sync_at") + ", backfill_failures, log_count, log_max_seq, " + d.ts("started_at") + ", "
-       + d.ts("finished_at") + ", " + d.ts("created_at") + ", " + d.ts("updated_at"),
+       + d.ts("finished_at") + ", " + d.ts("created_at") + ", " + d.ts("updated_at")
+       + ", logs_pruned, logs_pruned_through",
      "id"},
     {"attempt_logs", "attempt_id, seq, " + d.ts("ts") + ", stream, line", "attempt_id, seq"},
     {"jobs",

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <chrono>
 #include <thread>
@@ -213,18 +214,32 @@ int run_node_check(client& api, const std::string& node, const std::string& chec
   return job["status"] == "succeeded" ? exit_ok : exit_failure;
 }
 
+std::string upper(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
+  return s;
+}
+
 void print_plan(const json& d) {
   auto matched = d.value("matched", json(0));
   std::cout << text(d["action"]) << ": " << text(matched) << " rows match " << d["filter"].dump()
             << (d.value("all", false) ? " (all)" : "") << "; budget " << text(d["budget"]["limit"]) << "\n";
-  if (d.contains("attempts"))
+  if (d["action"] == "requests.cancel")
+    std::cout << "requests in flight holding " << text(d["attempts"])
+              << " attempts (back to partial; the triggers ask for them again)\n";
+  else if (d.contains("attempts"))
     std::cout << "with " << text(d["attempts"]) << " attempts and " << text(d["log_lines"]) << " log lines\n";
+  else if (d.contains("log_lines"))
+    std::cout << "deletes " << text(d["log_lines"]) << " stored log lines (the counters keep them)\n";
   if (!d["sample"].empty()) {
     std::vector<std::vector<std::string>> rows;
     std::vector<std::string> header{"ID"};
     for (auto& [k, v] : d["sample"][0].items())
       if (k != "id")
-        header.push_back(k == "task_id" ? "TASK" : k == "sync_state" ? "SYNC" : k == "name" ? "NAME" : "STATUS");
+        header.push_back(k == "task_id"      ? "TASK"
+                         : k == "sync_state" ? "SYNC"
+                         : k == "name"       ? "NAME"
+                         : k == "status"     ? "STATUS"
+                                             : upper(k));
     for (auto& r : d["sample"]) {
       std::vector<std::string> row{text(r["id"])};
       for (auto& [k, v] : r.items())
@@ -343,8 +358,10 @@ int main(int argc, char** argv) {
   int64_t b_max_rows = 0;
   bool b_all = false, b_yes = false, b_plan_only = false;
   bulk
-    ->add_option("ACTION", b_action,
-                 "attempts.requeue | attempts.reset | nodes.disable | nodes.enable | nodes.delete | nodes.check")
+    ->add_option(
+      "ACTION", b_action,
+      "attempts.requeue | attempts.reset | attempts.prune_logs | nodes.disable | nodes.enable | nodes.delete | "
+      "nodes.check | requests.cancel")
     ->required();
   bulk->add_option("--check", b_check, "nodes.check: the check to run on every matched online node");
   bulk->add_option("--node", b_node, "node name");
@@ -352,8 +369,10 @@ int main(int argc, char** argv) {
   bulk->add_option("--sync-state", b_sync, "attempts: failed (requeue); complete or failed (reset)");
   bulk->add_option("--state", b_state, "attempts: queued | running | succeeded | failed | cancelled");
   bulk->add_option("--task-prefix", b_task_prefix, "attempts: task ids starting with this");
-  bulk->add_option("--name-prefix", b_name_prefix, "nodes: names starting with this");
-  bulk->add_option("--older-than", b_older, "attempts last updated / nodes last seen longer ago (7d, 24h)");
+  bulk->add_option("--name-prefix", b_name_prefix, "nodes, requests.cancel: node names starting with this");
+  bulk->add_option("--older-than", b_older,
+                   "attempts last updated / nodes last seen / requests sent longer ago (7d, 24h, 5m); "
+                   "attempts.prune_logs requires it");
   bulk->add_flag("--all", b_all, "no filter: every row the action applies to");
   bulk->add_option("--max-rows", b_max_rows, "this call's budget (default admin.max_rows_per_action)");
   bulk->add_flag("--yes", b_yes, "apply without asking");

@@ -243,6 +243,8 @@ http_response api::route(const http_request& req) {
     if (seg.size() == 4 && seg[3] == "requeue")
       return m == "POST" ? (only_params(req, {}), requeue_attempt(id)) : method_not_allowed("POST");
   }
+  if (seg.size() == 3 && seg[1] == "jobs")
+    return m == "GET" ? (only_params(req, {}), get_job(seg[2])) : method_not_allowed("GET");
   if (seg.size() == 2 && seg[1] == "jobs") {
     if (m == "GET")
       return list_jobs(req);

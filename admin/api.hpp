@@ -186,6 +186,7 @@ private:
   http_response list_history(const http_request& req);
   http_response bulk(const std::string& action, const std::string& step, const http_request& req);
   /// nodes.check applied: the check sent to every node of the set, a job each.
+  http_response get_job(const std::string& id);
   http_response send_checks(const check_definition& def, const storage::bulk_action::result_type& r);
   /// requests.cancel: the bulk action on the tracker's requests in flight (no storage rows).
   http_response cancel_requests(const storage::bulk_action& op);

@@ -377,6 +377,18 @@ http_response api::list_jobs(const http_request& req) {
   return reply(200, std::move(out));
 }
 
+http_response api::get_job(const std::string& raw_id) {
+  if (!is_uuid(raw_id))
+    not_found("no job '" + raw_id + "' (a job id is a UUID)");
+  storage::job_query q;
+  q.id = lower_id(raw_id);
+  q.limit = 1;
+  auto rows = backend_.jobs(q);
+  if (rows.empty())
+    not_found("no job " + q.id);
+  return reply(200, {{"job", job_json(rows[0])}});
+}
+
 http_response api::prune_jobs(const http_request& req) {
   json filter = json::object();
   for (auto& [k, v] : req.params)

@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -301,6 +302,11 @@ struct fake_backend final : backend {
       if (!is_uuid(op.before_id))
         throw bad_value{"job_query: before's id is not a UUID"};
     }
+    // jobs.id = :id: a non-UUID would fail on PostgreSQL, upper case would match nothing there.
+    if (!op.id.empty() && (!is_uuid(op.id) || std::any_of(op.id.begin(), op.id.end(), [](unsigned char ch) {
+          return std::isupper(ch);
+        })))
+      throw bad_value{"job_query: id is not a lower-case UUID"};
     storage::job_query::result_type out;
     for (int i = 0; i < 2 && static_cast<int64_t>(out.size()) < op.limit; ++i)
       out.push_back(job_row(i));

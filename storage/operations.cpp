@@ -733,6 +733,8 @@ job_update::result_type execute(op_context& c, const job_update& op) {
 
 job_query::result_type execute(op_context& c, const job_query& op) {
   std::string where = " WHERE 1 = 1";
+  if (!op.id.empty())
+    where += " AND id = :id";
   if (!op.statuses.empty())
     where += " AND status IN " + query::in_list("s", op.statuses.size());
   if (!op.types.empty())
@@ -744,6 +746,8 @@ job_query::result_type execute(op_context& c, const job_query& op) {
       " AND (created_at < " + c.d.ts_param("b1") + " OR (created_at = " + c.d.ts_param("b2") + " AND id < :bid))";
   query q(c.sql, "SELECT " + job_columns(c.d) + " FROM jobs" + where + " ORDER BY created_at DESC, id DESC LIMIT :lim");
   q.bind_list("s", op.statuses).bind_list("t", op.types);
+  if (!op.id.empty())
+    q.bind("id", op.id);
   if (!op.node_id.empty())
     q.bind("node", op.node_id);
   if (!op.before_created_at.empty())

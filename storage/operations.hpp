@@ -496,6 +496,7 @@ struct job_query {
   std::string before_created_at;
   std::string before_id;
   int64_t limit = 100;
+  std::string id; // one job by id (lower case; empty: any)
   using result_type = std::vector<job_record>;
 };
 

@@ -224,7 +224,7 @@ struct fake_backend final : backend {
     job_queries.push_back(op);
     storage::job_query::result_type out;
     for (auto& j : job_rows)
-      if (static_cast<int64_t>(out.size()) < op.limit)
+      if (static_cast<int64_t>(out.size()) < op.limit && (op.id.empty() || j.id == op.id))
         out.push_back(j);
     return out;
   }

@@ -220,6 +220,16 @@ BOOST_AUTO_TEST_CASE(requeue_only_failed_attempts) {
   BOOST_TEST(error(call("POST", "/api/attempts/" + new_uuid() + "/requeue"), 404) == "not_found");
 }
 
+namespace {
+
+std::string upper(std::string s) {
+  for (auto& c : s)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+} // namespace
+
 BOOST_AUTO_TEST_CASE(jobs_list_validates_filters_and_pages) {
   for (int i = 0; i < 3; ++i) {
     storage::job_record j;
@@ -244,17 +254,18 @@ BOOST_AUTO_TEST_CASE(jobs_list_validates_filters_and_pages) {
   for (auto q : {"type=export", "status=", "before=yesterday", "limit=5000", "order=asc"})
     BOOST_TEST(error(call("GET", std::string("/api/jobs?") + q), 400) == "bad_request", q);
   BOOST_TEST(error(call("GET", "/api/jobs?node=ghost"), 404) == "not_found");
+  // One job by id (nodecoordctl node check polls it): in either case, 404 for another or junk.
+  auto one = data(call("GET", "/api/jobs/" + upper(b.job_rows[1].id)));
+  BOOST_TEST(one["job"]["id"] == b.job_rows[1].id);
+  BOOST_TEST(b.job_queries.back().id == b.job_rows[1].id);
+  BOOST_TEST(b.job_queries.back().limit == 1);
+  BOOST_TEST(error(call("GET", "/api/jobs/" + new_uuid()), 404) == "not_found");
+  auto queries = b.job_queries.size();
+  BOOST_TEST(error(call("GET", "/api/jobs/not-a-uuid"), 404) == "not_found");
+  BOOST_TEST(b.job_queries.size() == queries); // junk never reaches the database
+  BOOST_TEST(error(call("GET", "/api/jobs/" + b.job_rows[1].id + "?x=1"), 400) == "bad_request");
+  BOOST_TEST(error(call("DELETE", "/api/jobs/" + b.job_rows[1].id), 405) == "method_not_allowed");
 }
-
-namespace {
-
-std::string upper(std::string s) {
-  for (auto& c : s)
-    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
-
-} // namespace
 
 // An upper-case UUID is the same id: the backend only ever sees the lower-case form (the
 // database and the tracker compare ids as text in that form; see admin_e2e_test for what went

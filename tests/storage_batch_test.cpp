@@ -41,6 +41,12 @@ NC_BOTH_BACKENDS(jobs_insert_update_query) {
   BOOST_TEST(done[0].detail.find("\"n\"") != std::string::npos);
   BOOST_TEST(t.run(job_query{{}, {"reconcile"}, "", "", "", 10}).size() == 2u);
   BOOST_TEST(t.run(job_query{{}, {}, a.id, "", "", 10}).size() == 1u);
+  // One job by id (GET /api/jobs/{id}), and none for an id no job has.
+  auto by_id = t.run(job_query{{}, {}, "", "", "", 10, all[1].id});
+  BOOST_TEST_REQUIRE(by_id.size() == 1u);
+  BOOST_TEST(by_id[0].id == all[1].id);
+  BOOST_TEST(by_id[0].type == all[1].type);
+  BOOST_TEST(t.run(job_query{{}, {}, "", "", "", 10, new_uuid()}).empty());
   // Keyset paging: two pages of two, then the rest.
   auto p1 = t.run(job_query{{}, {}, "", "", "", 2});
   auto p2 = t.run(job_query{{}, {}, "", p1.back().created_at, p1.back().id, 2});

@@ -186,12 +186,11 @@ int run_node_check(client& api, const std::string& node, const std::string& chec
   auto deadline = std::chrono::steady_clock::now() + bound;
   json job;
   while (std::chrono::steady_clock::now() < deadline) {
-    auto page = api.call("GET", "/api/jobs" + query({{"type", "check"}, {"node", node}, {"limit", "100"}}));
-    for (auto& j : page["jobs"])
-      if (j["id"] == job_id && j["finished_at"].is_string())
-        job = j;
-    if (!job.is_null())
+    auto got = api.call("GET", "/api/jobs/" + url_encode(job_id))["job"];
+    if (got["finished_at"].is_string()) {
+      job = got;
       break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   if (job.is_null())

@@ -43,7 +43,7 @@ struct supervisor_state {
   bool stopping = false;
   bool done = false;
   int64_t incarnation = 0; // of this instance's lease
-  bool renewing = false;   // a renewal is at storage
+  bool renewing = false;   // a renewal (or the rejoin after a lost lease) is at storage
   int failure = 0;         // the exit code a stop caused by an error ends with
 
   void finish(int code) {
@@ -242,14 +242,20 @@ void renew_lease(self_ptr self) {
               log::info("sessions closed after the lease was lost", {{"sessions", n}});
             },
             [](caf::error&) {});
+        // No renewal until the rejoin answers: one sent meanwhile would carry the old incarnation,
+        // fail without a recovered_by (the rejoin cleared it), and look like a twin (a slow
+        // database made this happen in the instances fault round).
+        s.renewing = true;
         self->request(s.storage, caf::infinite, storage::instance_rejoin{})
           .then(
             [=](const storage::instance_rejoin::result_type& j) {
+              self->state.renewing = false;
               self->state.incarnation = j.incarnation;
               log::info("instance rejoined",
                         {{"instance", self->state.opts.instance_id}, {"incarnation", j.incarnation}});
             },
-            [](caf::error& e) {
+            [=](caf::error& e) {
+              self->state.renewing = false;
               log::error("rejoin failed; will retry at the next renewal", {{"error", to_string(e)}});
             });
       },

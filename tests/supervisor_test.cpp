@@ -339,6 +339,39 @@ BOOST_FIXTURE_TEST_CASE(a_lost_lease_closes_every_session_and_rejoins, superviso
   BOOST_TEST(frames(c2).at(0)["type"] == "welcome");
 }
 
+// A renewal that comes due between a lost lease's rejoin and its answer (a slow database) must
+// not go out with the old incarnation: storage would refuse it without a recovered_by (the rejoin
+// cleared it), and the instance would take itself for a twin and stop with exit code 1. Seen in
+// the instances fault round (2026-12-07): CPU contention made the rejoin take 650 ms.
+BOOST_FIXTURE_TEST_CASE(a_renewal_waits_for_the_rejoin_after_a_lost_lease, supervisor_fixture) {
+  start(lease_options());
+  auto incarnation = [&] {
+    int64_t n = -1;
+    storage::query(t.db().session(), "SELECT incarnation FROM instances WHERE id = 'inst-a'")
+      .each([&](const soci::row& r) { n = storage::col_int(r, 0); });
+    return n;
+  };
+  auto losses = metrics::daemon().lease_losses.load();
+  t.exec_sql("UPDATE instances SET incarnation = incarnation + 1, recovered_at = '2026-01-09T12:00:00.000Z', "
+             "recovered_by = 'inst-b' WHERE id = 'inst-a'");
+  // Up to the renewal that finds the lease lost, and not one step further: the rejoin is at
+  // storage, unanswered.
+  sched.clock().advance_time(std::chrono::milliseconds(1000));
+  while (metrics::daemon().lease_losses.load() == losses && sched.try_run_once())
+    ;
+  BOOST_TEST_REQUIRE(metrics::daemon().lease_losses.load() == losses + 1);
+  BOOST_TEST_REQUIRE(incarnation() == 2); // not rejoined yet
+  // The next renewal comes due now, before storage has answered the rejoin.
+  sched.clock().advance_time(std::chrono::milliseconds(1000));
+  run();
+  BOOST_TEST(!rec->exit_code.has_value(), "the instance took itself for a twin");
+  BOOST_TEST(incarnation() == 3); // rejoined
+  // And the renewals after it hold.
+  advance(std::chrono::milliseconds(3100));
+  BOOST_TEST(metrics::daemon().lease_losses.load() == losses + 1);
+  BOOST_TEST(!rec->exit_code.has_value());
+}
+
 // A second process started with the same instance id took the lease (a newer incarnation that no
 // instance recovered): this one stops, with exit code 1.
 BOOST_FIXTURE_TEST_CASE(a_twin_with_the_same_instance_id_stops_this_one, supervisor_fixture) {
